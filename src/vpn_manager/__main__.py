@@ -1,0 +1,3 @@
+from vpn_manager.cli.entry import main
+
+main()

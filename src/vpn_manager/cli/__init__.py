@@ -1,0 +1,1 @@
+"""The `vpn` command line: Typer front end over the services."""

@@ -1,0 +1,75 @@
+"""What every command gets: paths, settings (built once, lazily), the output, and a way to run a
+service call against the database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from vpn_manager.cli.output import Output
+
+if TYPE_CHECKING:
+    from vpn_manager.services.users import UserService
+    from vpn_manager.settings import Paths, Settings
+    from vpn_manager.storage import Database
+
+T = TypeVar("T")
+
+
+@dataclass
+class AppContext:
+    home: Path | None = None
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    debug: bool = False
+    _paths: Paths | None = None
+    _settings: Settings | None = None
+
+    @property
+    def paths(self) -> Paths:
+        if self._paths is None:
+            from vpn_manager.settings import Paths
+
+            self._paths = Paths.from_env(os.environ, home=self.home, config_file=self.config_file)
+        return self._paths
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from vpn_manager.settings import load_settings
+
+            self._settings = load_settings(self.paths, self.overrides)
+        return self._settings
+
+    def output(self, fmt: str | None = None) -> Output:
+        """The output for a command; a per-command --format beats the global one and the settings."""
+        return Output(fmt or self.overrides.get("output.format") or self.settings.output.format)
+
+    def database(self) -> Database:
+        from vpn_manager.storage import Database
+
+        return Database.from_settings(self.settings, self.paths)
+
+    def users(self, work: Callable[[UserService], Awaitable[T]]) -> T:
+        """Open the database, run `work` with a UserService, close the database."""
+
+        async def main() -> T:
+            from vpn_manager.services.users import UserService
+
+            async with self.database() as db:
+                return await work(UserService(db))
+
+        return asyncio.run(main())
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+    return root.obj

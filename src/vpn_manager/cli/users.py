@@ -1,0 +1,385 @@
+"""`vpn user …`: create, list, show, change, enable/disable, delete, export and import users."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vpn_manager.cli.context import AppContext, app_context
+from vpn_manager.cli.options import FormatOption
+
+if TYPE_CHECKING:
+    from vpn_manager.models import User
+    from vpn_manager.services.transfer import ImportPlan
+
+app = typer.Typer(help="Create, list, change and remove users.", no_args_is_help=True)
+
+LIST_COLUMNS = [
+    ("name", "NAME"),
+    ("status", "STATUS"),
+    ("usage", "USED/QUOTA"),
+    ("expires_at", "EXPIRES"),
+    ("servers", "SERVERS"),
+    ("email", "EMAIL"),
+]
+
+
+def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    try:
+        users = app_context(ctx).users(lambda s: s.list())
+    except Exception:  # completion must never print errors into the user's prompt
+        return []
+    return [u.name for u in users if u.name.startswith(incomplete)]
+
+
+Names = Annotated[
+    list[str], typer.Argument(help="One or more user names.", autocompletion=_complete_names)
+]
+Name = Annotated[str, typer.Argument(help="The user's name.", autocompletion=_complete_names)]
+Email = Annotated[str | None, typer.Option("--email", help="Contact e-mail.")]
+Note = Annotated[str | None, typer.Option("--note", help="Free text for yourself.")]
+Quota = Annotated[
+    str | None,
+    typer.Option("--quota", help="Data quota per reset period: 50GB, 500MiB, 1.5TB; 0 = unlimited."),
+]
+Expires = Annotated[
+    str | None,
+    typer.Option("--expires", help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never."),
+]
+Reset = Annotated[
+    str | None,
+    typer.Option("--reset", help="When the used data resets: never, daily, weekly, monthly or Nd."),
+]
+Devices = Annotated[
+    str | None, typer.Option("--devices", help="Devices (client IPs) at once; 0 = unlimited.")
+]
+Speed = Annotated[
+    str | None, typer.Option("--speed", help="Speed limit: 10Mbit, 1Gbit; 0 = unlimited.")
+]
+
+
+def _limits(
+    context: AppContext,
+    quota: str | None,
+    expires: str | None,
+    reset: str | None,
+    devices: str | None,
+    speed: str | None,
+) -> dict[str, Any]:
+    """Turn the limit flags that were given into model fields (None = flag not given)."""
+    from vpn_manager.units import parse_count, parse_expiry, parse_rate, parse_reset_period, parse_size
+
+    fields: dict[str, Any] = {}
+    if quota is not None:
+        fields["quota_bytes"] = parse_size(quota)
+    if expires is not None:
+        fields["expires_at"] = parse_expiry(
+            expires, now=datetime.now(UTC), zone=context.settings.zone
+        )
+    if reset is not None:
+        fields["reset_period"] = parse_reset_period(reset)
+    if devices is not None:
+        fields["device_limit"] = parse_count(devices, "device limit")
+    if speed is not None:
+        fields["speed_limit_bps"] = parse_rate(speed)
+    return fields
+
+
+def _row(user: User) -> dict[str, Any]:
+    """A user as scripts see it (json/yaml): everything but the subscription token."""
+    data = user.model_dump(mode="json", exclude={"subscription_token"})
+    data["used_bytes"] = user.used_bytes
+    return data
+
+
+def _text(key: str, value: Any) -> str:
+    from vpn_manager.units import format_rate, format_size
+
+    if value is None:
+        return "-" if key not in ("quota_bytes", "speed_limit_bps", "device_limit") else "unlimited"
+    if key in ("expires_at", "created_at", "updated_at") and isinstance(value, str):
+        return value[:16].replace("T", " ")
+    if key in ("quota_bytes", "upload_bytes", "download_bytes", "used_bytes"):
+        return format_size(value)
+    if key == "speed_limit_bps":
+        return format_rate(value)
+    if isinstance(value, list):
+        return ", ".join(value) or "-"
+    return str(value)
+
+
+def _list_text(key: str, value: Any) -> str:
+    if key == "expires_at":
+        return "never" if value is None else value[:10]
+    if key == "servers":
+        return ",".join(value) or "-"
+    return _text(key, value)
+
+
+def _usage(row: dict[str, Any]) -> str:
+    from vpn_manager.units import format_size
+
+    quota = row["quota_bytes"]
+    return f"{format_size(row['used_bytes'])}/{format_size(quota) if quota else '∞'}"
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for batches, when a person is watching."""
+    if total < 20 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.advance(task, done)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    names: Names,
+    email: Email = None,
+    note: Note = None,
+    quota: Quota = None,
+    expires: Expires = None,
+    reset: Reset = None,
+    devices: Devices = None,
+    speed: Speed = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create them disabled.")] = False,
+    output_format: FormatOption = None,
+) -> None:
+    """Create one or more users (all or none)."""
+    from vpn_manager.errors import InvalidInput
+    from vpn_manager.models import UserCreate, UserStatus, validated
+
+    context = app_context(ctx)
+    out = context.output(output_format)
+    if email and len(names) > 1:
+        raise InvalidInput("--email can only be given when adding one user.")
+    common = _limits(context, quota, expires, reset, devices, speed)
+    common.update(email=email, note=note)
+    if disabled:
+        common["status"] = UserStatus.DISABLED
+    creates = [validated(UserCreate, {"name": name, **common}) for name in names]
+    with _progress(len(creates), "Adding users") as progress:
+        users = context.users(lambda s: s.add(creates, progress))
+    rows = [_row(u) | {"usage": _usage(_row(u))} for u in users]
+    if out.structured:
+        out.data([_row(u) for u in users])
+        return
+    out.records(rows, LIST_COLUMNS, _list_text)
+    if out.format == "table":
+        out.note(f"Created {len(users)} user{'s' if len(users) != 1 else ''}.")
+
+
+@app.command("list")
+def list_users(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only users in this state: active, disabled, expired, over-quota."),
+    ] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", "-s", help="Only names, e-mails or notes containing this.")
+    ] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """List users."""
+    from vpn_manager.models import UserFilter, validated
+
+    context = app_context(ctx)
+    out = context.output(output_format)
+    where = validated(UserFilter, {"status": status, "search": search})
+    users = context.users(lambda s: s.list(where))
+    rows = [_row(u) for u in users]
+    if out.structured:
+        out.data(rows)
+        return
+    for row in rows:
+        row["usage"] = _usage(row)
+    out.records(rows, LIST_COLUMNS, _list_text, empty="No users yet. Add one with `vpn user add NAME`.")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Name,
+    secrets: Annotated[
+        bool, typer.Option("--secrets", help="Include the subscription token.")
+    ] = False,
+    output_format: FormatOption = None,
+) -> None:
+    """Show one user: limits, usage and servers."""
+    context = app_context(ctx)
+    user = context.users(lambda s: s.get(name))
+    data = _row(user)
+    if secrets:
+        data["subscription_token"] = user.subscription_token.get_secret_value()
+    context.output(output_format).record(data, _text)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    name: Name,
+    new_name: Annotated[str | None, typer.Option("--name", help="Rename the user.")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="Contact e-mail; '' clears it.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Free text; '' clears it.")] = None,
+    quota: Quota = None,
+    expires: Expires = None,
+    reset: Reset = None,
+    devices: Devices = None,
+    speed: Speed = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Change a user's details or limits; only the options given change."""
+    from vpn_manager.models import UserUpdate, validated
+
+    context = app_context(ctx)
+    fields = _limits(context, quota, expires, reset, devices, speed)
+    if new_name is not None:
+        fields["new_name"] = new_name
+    if email is not None:
+        fields["email"] = email or None
+    if note is not None:
+        fields["note"] = note or None
+    change = validated(UserUpdate, fields)
+    user = context.users(lambda s: s.update(name, change))
+    context.output(output_format).record(_row(user), _text)
+
+
+def _set_status(ctx: typer.Context, names: list[str], enable: bool, fmt: FormatOption) -> None:
+    context = app_context(ctx)
+    out = context.output(fmt)
+    if enable:
+        count = context.users(lambda s: s.enable(names))
+    else:
+        count = context.users(lambda s: s.disable(names))
+    verb = "enabled" if enable else "disabled"
+    out.result({verb: names}, f"{verb.capitalize()} {count} user{'s' if count != 1 else ''}.")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:
+    """Let users connect again."""
+    _set_status(ctx, names, True, output_format)
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:
+    """Stop users from connecting (their data and credentials are kept)."""
+    _set_status(ctx, names, False, output_format)
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    names: Names,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output_format: FormatOption = None,
+) -> None:
+    """Delete users and their credentials on every server."""
+    from vpn_manager.errors import Cancelled, InvalidInput
+
+    context = app_context(ctx)
+    out = context.output(output_format)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                "Refusing to delete users without confirmation.", hint="Add --yes to confirm."
+            )
+        shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
+        if not typer.confirm(f"Delete {len(names)} user(s): {shown}?"):
+            raise Cancelled("Nothing was deleted.")
+    count = context.users(lambda s: s.delete(names))
+    out.result({"deleted": names}, f"Deleted {count} user{'s' if count != 1 else ''}.")
+
+
+@app.command("rotate-token")
+def rotate_token(ctx: typer.Context, name: Name, output_format: FormatOption = None) -> None:
+    """Give a user a new subscription token; the old one stops working."""
+    context = app_context(ctx)
+    user = context.users(lambda s: s.rotate_token(name))
+    token = user.subscription_token.get_secret_value()
+    context.output(output_format).result(
+        {"name": user.name, "subscription_token": token}, token
+    )
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-o", help="Write here (mode 0600) instead of stdout.")
+    ] = None,
+    file_format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="json or csv (default: from --file's suffix, else json)."),
+    ] = None,
+    secrets: Annotated[
+        bool, typer.Option("--secrets", help="Include subscription tokens, so links keep working.")
+    ] = False,
+) -> None:
+    """Export every user to JSON or CSV."""
+    from vpn_manager.errors import InvalidInput
+    from vpn_manager.fsutil import atomic_write
+    from vpn_manager.services.transfer import dump, export_records
+
+    context = app_context(ctx)
+    fmt = file_format or ("csv" if file is not None and file.suffix.lower() == ".csv" else "json")
+    if fmt not in ("json", "csv"):
+        raise InvalidInput(f"Cannot export as {fmt!r}.", hint="Use --format json or --format csv.")
+    users = context.users(lambda s: s.list())
+    text = dump(export_records(users, secrets=secrets), "csv" if fmt == "csv" else "json")
+    if file is None:
+        sys.stdout.write(text)
+        return
+    atomic_write(file, text)
+    context.output().note(f"Exported {len(users)} users to {file}.")
+
+
+@app.command("import")
+def import_users(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A JSON or CSV file as written by `vpn user export`.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    on_existing: Annotated[
+        str, typer.Option("--on-existing", help="For names that exist: skip, update or fail.")
+    ] = "skip",
+    output_format: FormatOption = None,
+) -> None:
+    """Import users from a file: all are checked first, then written in one transaction."""
+    from vpn_manager.errors import InvalidInput
+    from vpn_manager.services.transfer import OnExisting, import_users, parse_file
+
+    context = app_context(ctx)
+    out = context.output(output_format)
+    try:
+        policy = OnExisting(on_existing)
+    except ValueError:
+        raise InvalidInput(
+            f"--on-existing {on_existing!r} is not one of skip, update, fail."
+        ) from None
+    records = parse_file(file)
+    plan: ImportPlan = context.users(
+        lambda s: import_users(s, records, dry_run=dry_run, on_existing=policy)
+    )
+    lead = "Would create" if dry_run else "Created"
+    message = (
+        f"{lead} {len(plan.create)}, "
+        f"{'would update' if dry_run else 'updated'} {len(plan.update)}, "
+        f"skipped {len(plan.skip)} (already exist)."
+    )
+    out.result(plan.model_dump(), message)

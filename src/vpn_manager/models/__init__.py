@@ -1,0 +1,21 @@
+"""Pydantic models shared by every layer: inputs the front ends build and read models services return."""
+
+from vpn_manager.models.base import validated
+from vpn_manager.models.user import (
+    User,
+    UserCreate,
+    UserCredential,
+    UserFilter,
+    UserStatus,
+    UserUpdate,
+)
+
+__all__ = [
+    "User",
+    "UserCreate",
+    "UserCredential",
+    "UserFilter",
+    "UserStatus",
+    "UserUpdate",
+    "validated",
+]

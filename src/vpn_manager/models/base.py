@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from vpn_manager.errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, *, where: str = "") -> M:
+    """Validate `data` as `model`, turning the first problem into one InvalidInput sentence."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc, where=where) from None
+
+
+def invalid_input(exc: ValidationError, *, where: str = "") -> InvalidInput:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "input"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    shown = f" {value!r}" if isinstance(value, str | int) and field != "input" else ""
+    prefix = f"{where}: " if where else ""
+    return InvalidInput(f"{prefix}invalid {field}{shown}: {reason}.")

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_RESET = re.compile(r"^(never|daily|weekly|monthly|[1-9][0-9]{0,3}d)$")
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    EXPIRED = "expired"
+    OVER_QUOTA = "over-quota"
+
+
+def _check_name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError("use 1 to 64 letters, digits, '-', '_' or '.'")
+    return value
+
+
+def _check_email(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    if not _EMAIL.match(value):
+        raise ValueError("not an e-mail address")
+    return value
+
+
+def _check_reset(value: str) -> str:
+    if not _RESET.match(value):
+        raise ValueError("use never, daily, weekly, monthly or a number of days such as 30d")
+    return value
+
+
+UserName = Annotated[str, AfterValidator(_check_name)]
+Email = Annotated[str | None, AfterValidator(_check_email)]
+ResetPeriod = Annotated[str, AfterValidator(_check_reset)]
+Note = Annotated[str | None, Field(max_length=1000)]
+Count = Annotated[int | None, Field(ge=1)]
+
+
+class UserLimits(BaseModel):
+    """The limits every user carries; None means unlimited / never."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: datetime | None = None
+    quota_bytes: Count = None
+    reset_period: ResetPeriod = "never"
+    device_limit: Count = None
+    speed_limit_bps: Count = None
+
+
+class UserCreate(UserLimits):
+    name: UserName
+    email: Email = None
+    note: Note = None
+    status: UserStatus = UserStatus.ACTIVE
+
+
+class UserUpdate(BaseModel):
+    """A partial change: only the fields that were set are applied (`model_fields_set`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    new_name: UserName | None = None
+    email: Email = None
+    note: Note = None
+    expires_at: datetime | None = None
+    quota_bytes: Count = None
+    reset_period: ResetPeriod | None = None
+    device_limit: Count = None
+    speed_limit_bps: Count = None
+
+    def changes(self) -> dict[str, Any]:
+        data = {field: getattr(self, field) for field in self.model_fields_set}
+        if "new_name" in data:
+            data["name"] = data.pop("new_name")
+        return data
+
+
+class UserFilter(BaseModel):
+    status: UserStatus | None = None
+    search: str | None = None
+
+
+class UserCredential(BaseModel):
+    """A user's credentials on one server (filled by the protocol issues)."""
+
+    server: str
+    protocol: str
+    created_at: datetime
+
+
+class User(BaseModel):
+    """What services return about a user."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    name: str
+    status: UserStatus
+    email: str | None = None
+    note: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    quota_bytes: int | None = None
+    reset_period: str = "never"
+    device_limit: int | None = None
+    speed_limit_bps: int | None = None
+    upload_bytes: int = 0
+    download_bytes: int = 0
+    subscription_token: SecretStr
+    servers: list[str] = Field(default_factory=list)
+
+    @property
+    def used_bytes(self) -> int:
+        return self.upload_bytes + self.download_bytes

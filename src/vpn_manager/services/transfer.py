@@ -1,0 +1,214 @@
+"""Export users to JSON or CSV and import them back: validate everything first, then write it all
+in one transaction, so a bad file changes nothing. Importing the same file twice changes nothing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from vpn_manager.errors import InvalidInput
+from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
+from vpn_manager.models.user import Count, Email, Note, ResetPeriod, UserName
+from vpn_manager.services.users import UserService, _reject_repeats
+from vpn_manager.storage import users as repo
+from vpn_manager.units import parse_expiry, parse_rate, parse_size
+
+FileFormat = Literal["json", "csv"]
+EXPORT_VERSION = 1
+FIELDS = [
+    "name",
+    "email",
+    "note",
+    "status",
+    "created_at",
+    "expires_at",
+    "quota_bytes",
+    "reset_period",
+    "device_limit",
+    "speed_limit_bps",
+    "upload_bytes",
+    "download_bytes",
+    "subscription_token",
+]
+
+
+class OnExisting(StrEnum):
+    SKIP = "skip"
+    UPDATE = "update"
+    FAIL = "fail"
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _size(value: Any) -> Any:
+    value = _blank_is_none(value)
+    return parse_size(value) if isinstance(value, str) else value
+
+
+def _rate(value: Any) -> Any:
+    value = _blank_is_none(value)
+    return parse_rate(value) if isinstance(value, str) else value
+
+
+def _moment(value: Any) -> Any:
+    value = _blank_is_none(value)
+    if isinstance(value, str):
+        return parse_expiry(value, now=datetime.now(UTC))
+    return value
+
+
+class UserRecord(BaseModel):
+    """One user as it stands in an export file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: UserName
+    email: Annotated[Email, BeforeValidator(_blank_is_none)] = None
+    note: Annotated[Note, BeforeValidator(_blank_is_none)] = None
+    status: UserStatus = UserStatus.ACTIVE
+    created_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
+    expires_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
+    quota_bytes: Annotated[Count, BeforeValidator(_size)] = None
+    reset_period: Annotated[ResetPeriod, BeforeValidator(lambda v: v or "never")] = "never"
+    device_limit: Annotated[Count, BeforeValidator(_blank_is_none)] = None
+    speed_limit_bps: Annotated[Count, BeforeValidator(_rate)] = None
+    upload_bytes: Annotated[int, Field(ge=0), BeforeValidator(lambda v: v or 0)] = 0
+    download_bytes: Annotated[int, Field(ge=0), BeforeValidator(lambda v: v or 0)] = 0
+    subscription_token: Annotated[
+        str | None, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$"), BeforeValidator(_blank_is_none)
+    ] = None
+
+    def create(self) -> UserCreate:
+        return UserCreate.model_validate(self.model_dump(include=set(UserCreate.model_fields)))
+
+    def update(self) -> UserUpdate:
+        fields = set(UserUpdate.model_fields) - {"new_name"}
+        return UserUpdate.model_validate(self.model_dump(include=fields))
+
+    def extras(self) -> dict[str, Any]:
+        return self.model_dump(
+            include={"created_at", "upload_bytes", "download_bytes", "subscription_token"}
+        )
+
+
+class ImportPlan(BaseModel):
+    dry_run: bool
+    create: list[str] = Field(default_factory=list)
+    update: list[str] = Field(default_factory=list)
+    skip: list[str] = Field(default_factory=list)
+
+
+def export_records(users: Sequence[User], *, secrets: bool = False) -> list[dict[str, Any]]:
+    records = []
+    for user in users:
+        record = user.model_dump(mode="json", include=set(FIELDS))
+        record["subscription_token"] = (
+            user.subscription_token.get_secret_value() if secrets else None
+        )
+        records.append({field: record.get(field) for field in FIELDS})
+    return records
+
+
+def dump(records: list[dict[str, Any]], fmt: FileFormat) -> str:
+    if fmt == "json":
+        return json.dumps({"version": EXPORT_VERSION, "users": records}, indent=2) + "\n"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if v is None else v for k, v in record.items()})
+    return out.getvalue()
+
+
+def parse_file(path: Path, fmt: FileFormat | None = None) -> list[UserRecord]:
+    """Read and validate every record of an export file; the first problem is an InvalidInput."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInput(f"There is no file {path}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}.") from None
+    fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
+    raw = _parse_csv(text) if fmt == "csv" else _parse_json(text, path)
+    records = []
+    for index, item in enumerate(raw):
+        where = f"{path.name} line {index + 2}" if fmt == "csv" else f"{path.name} user {index + 1}"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}: expected an object with a name.")
+        try:
+            records.append(validated(UserRecord, item, where=where))
+        except InvalidInput as exc:
+            if exc.message.startswith(where):
+                raise
+            raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint) from None
+    _reject_repeats([r.name for r in records] or ["-"])
+    return records
+
+
+def _parse_json(text: str, path: Path) -> list[Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
+    if isinstance(data, dict) and isinstance(data.get("users"), list):
+        data = data["users"]
+    if not isinstance(data, list):
+        raise InvalidInput(f"{path} holds no list of users.", hint='Give [{"name": …}, …].')
+    return data
+
+
+def _parse_csv(text: str) -> list[dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text))
+    unknown = set(reader.fieldnames or []) - set(FIELDS)
+    if not reader.fieldnames or "name" not in reader.fieldnames or unknown:
+        raise InvalidInput(
+            "The CSV header must name the column 'name' and only known columns"
+            + (f" (unknown: {', '.join(sorted(unknown))})." if unknown else "."),
+            hint="Columns: " + ", ".join(FIELDS),
+        )
+    return [dict(row) for row in reader]
+
+
+async def import_users(
+    service: UserService,
+    records: Sequence[UserRecord],
+    *,
+    dry_run: bool = False,
+    on_existing: OnExisting = OnExisting.SKIP,
+) -> ImportPlan:
+    plan = ImportPlan(dry_run=dry_run)
+    async with service.db.session() as session:
+        existing = await repo.existing_names(session, [r.name for r in records])
+        if existing and on_existing is OnExisting.FAIL:
+            raise InvalidInput(
+                f"{len(existing)} of these users already exist (first: {sorted(existing)[0]!r}).",
+                hint="Use --on-existing skip or update.",
+            )
+        new = [r for r in records if r.name not in existing]
+        plan.create = [r.name for r in new]
+        for record in records:
+            if record.name in existing:
+                (plan.update if on_existing is OnExisting.UPDATE else plan.skip).append(record.name)
+        if dry_run:
+            return plan
+        now = service.clock()
+        if new:
+            await repo.insert_users(
+                session, [r.create() for r in new], now, extras=[r.extras() for r in new]
+            )
+        by_name = {r.name: r for r in records}
+        for name in plan.update:
+            record = by_name[name]
+            changes = record.update().changes() | {"status": record.status}
+            await repo.update_user(session, name, changes, now)
+    return plan

@@ -1,0 +1,201 @@
+"""User rows in and out of the database. Every function runs inside the caller's session."""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vpn_manager.errors import Conflict, NotFound
+from vpn_manager.models import User, UserCreate, UserFilter, UserStatus
+from vpn_manager.storage.orm import UserCredentialRow, UserRow
+
+_CHUNK = 500  # rows per statement: well under every backend's bound-parameter limit
+_USER_COLUMNS = [c for c in UserRow.__table__.columns if c.key != "id"]
+
+
+def new_token() -> str:
+    """An unguessable subscription token (192 bits, URL-safe)."""
+    return secrets.token_urlsafe(24)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def existing_names(session: AsyncSession, names: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(names):
+        result = await session.execute(select(UserRow.name).where(UserRow.name.in_(chunk)))
+        found.update(result.scalars())
+    return found
+
+
+async def insert_users(
+    session: AsyncSession,
+    creates: Sequence[UserCreate],
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+    extras: Sequence[dict[str, Any]] | None = None,
+) -> list[User]:
+    """Insert new users in one transaction; `extras` may carry a kept subscription token, traffic
+    totals or creation time per user (imports)."""
+    taken = await existing_names(session, [c.name for c in creates])
+    if taken:
+        shown = ", ".join(sorted(taken)[:5]) + (" …" if len(taken) > 5 else "")
+        raise Conflict(
+            f"{_plural(len(taken), 'user')} already exist{'s' if len(taken) == 1 else ''}: {shown}.",
+            hint="Pick other names, or change the existing users with `vpn user update`.",
+        )
+    rows = []
+    for index, create in enumerate(creates):
+        row = create.model_dump() | {
+            "status": create.status.value,
+            "created_at": now,
+            "updated_at": now,
+            "upload_bytes": 0,
+            "download_bytes": 0,
+            "subscription_token": new_token(),
+        }
+        if extras:
+            row.update({key: value for key, value in extras[index].items() if value is not None})
+        rows.append(row)
+    for chunk in _chunks(rows):
+        await session.execute(insert(UserRow), list(chunk))
+        if progress:
+            progress(len(chunk))
+    return [User.model_validate(row) for row in rows]
+
+
+def _filtered(query: Select[Any], where: UserFilter | None) -> Select[Any]:
+    if where is None:
+        return query
+    if where.status is not None:
+        query = query.where(UserRow.status == where.status.value)
+    if where.search:
+        needle = f"%{where.search.lower()}%"
+        query = query.where(
+            or_(
+                func.lower(UserRow.name).like(needle),
+                func.lower(func.coalesce(UserRow.email, "")).like(needle),
+                func.lower(func.coalesce(UserRow.note, "")).like(needle),
+            )
+        )
+    return query
+
+
+async def list_users(session: AsyncSession, where: UserFilter | None = None) -> list[User]:
+    query = _filtered(select(UserRow.id, *_USER_COLUMNS), where).order_by(UserRow.name)
+    result = await session.execute(query)
+    rows = result.mappings().all()
+    servers = await _servers_by_user(session, None if where is None else [r["id"] for r in rows])
+    return [_to_user(row, servers.get(row["id"], [])) for row in rows]
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    result = await session.execute(select(UserRow.status, func.count()).group_by(UserRow.status))
+    return {status: count for status, count in result.tuples()}
+
+
+async def _servers_by_user(
+    session: AsyncSession, user_ids: Sequence[int] | None
+) -> dict[int, list[str]]:
+    query = select(UserCredentialRow.user_id, UserCredentialRow.server).order_by(
+        UserCredentialRow.server
+    )
+    servers: dict[int, list[str]] = defaultdict(list)
+    if user_ids is None:
+        for user_id, server in (await session.execute(query)).tuples():
+            servers[user_id].append(server)
+        return servers
+    for chunk in _chunks(user_ids):
+        result = await session.execute(query.where(UserCredentialRow.user_id.in_(chunk)))
+        for user_id, server in result.tuples():
+            servers[user_id].append(server)
+    return servers
+
+
+def _to_user(row: Any, servers: list[str]) -> User:
+    data = {key: row[key] for key in row if key != "id"}
+    data["servers"] = servers
+    return User.model_validate(data)
+
+
+async def _row_id(session: AsyncSession, name: str) -> int:
+    result = await session.execute(select(UserRow.id).where(UserRow.name == name))
+    user_id = result.scalar()
+    if user_id is None:
+        raise NotFound(f"There is no user named {name!r}.", hint="See `vpn user list`.")
+    return user_id
+
+
+async def get_user(session: AsyncSession, name: str) -> User:
+    user_id = await _row_id(session, name)
+    result = await session.execute(select(UserRow.id, *_USER_COLUMNS).where(UserRow.id == user_id))
+    servers = await _servers_by_user(session, [user_id])
+    return _to_user(result.mappings().one(), servers.get(user_id, []))
+
+
+async def ids_for(session: AsyncSession, names: Sequence[str]) -> dict[str, int]:
+    """Map names to row ids; raise NotFound naming every missing user."""
+    ids: dict[str, int] = {}
+    for chunk in _chunks(names):
+        result = await session.execute(
+            select(UserRow.name, UserRow.id).where(UserRow.name.in_(chunk))
+        )
+        ids.update(result.tuples())
+    missing = [name for name in names if name not in ids]
+    if missing:
+        shown = ", ".join(repr(n) for n in missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise NotFound(
+            f"There is no user named {shown}." if len(missing) == 1
+            else f"{len(missing)} users do not exist: {shown}.",
+            hint="See `vpn user list`.",
+        )
+    return ids
+
+
+async def update_user(
+    session: AsyncSession, name: str, changes: dict[str, Any], now: datetime
+) -> User:
+    user_id = await _row_id(session, name)
+    new_name = changes.get("name")
+    if new_name is not None and new_name != name and await existing_names(session, [new_name]):
+        raise Conflict(f"A user named {new_name!r} already exists.", hint="Pick another name.")
+    values = {key: value.value if isinstance(value, UserStatus) else value
+              for key, value in changes.items()}
+    await session.execute(
+        update(UserRow).where(UserRow.id == user_id).values(**values, updated_at=now)
+    )
+    return await get_user(session, new_name or name)
+
+
+async def set_status(
+    session: AsyncSession, names: Sequence[str], status: UserStatus, now: datetime
+) -> int:
+    ids = await ids_for(session, names)
+    for chunk in _chunks(list(ids.values())):
+        await session.execute(
+            update(UserRow)
+            .where(UserRow.id.in_(chunk))
+            .values(status=status.value, updated_at=now)
+        )
+    return len(ids)
+
+
+async def delete_users(session: AsyncSession, names: Sequence[str]) -> int:
+    ids = await ids_for(session, names)
+    for chunk in _chunks(list(ids.values())):
+        await session.execute(delete(UserCredentialRow).where(UserCredentialRow.user_id.in_(chunk)))
+        await session.execute(delete(UserRow).where(UserRow.id.in_(chunk)))
+    return len(ids)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
