@@ -1,4 +1,5 @@
-"""Atomic, private file writes: temp file in the same directory, fsync, rename, fsync the directory."""
+"""Atomic, private file writes: temp file in the same directory, fsync, rename, fsync the
+directory."""
 
 from __future__ import annotations
 

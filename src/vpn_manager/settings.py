@@ -69,7 +69,7 @@ class Paths:
         home: Path | None = None,
         config_file: Path | None = None,
     ) -> Paths:
-        """Resolve the directories from flags (home, config_file), then VPN_HOME/VPN_CONFIG, then XDG."""
+        """Resolve directories: flags (home, config_file), then VPN_HOME/VPN_CONFIG, then XDG."""
         if home is None and env.get("VPN_HOME"):
             home = Path(env["VPN_HOME"])
         if home is not None:
@@ -113,7 +113,9 @@ class DatabaseSettings(BaseModel):
         "PostgreSQL: postgresql+asyncpg://user:password@host/db",
     )
     busy_timeout_ms: int = Field(default=5000, ge=0, description="How long SQLite waits on a lock.")
-    connect_timeout_s: float = Field(default=5.0, gt=0, description="How long to wait for a server.")
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long to wait for a server."
+    )
 
     @field_validator("url")
     @classmethod
@@ -190,9 +192,7 @@ class _FilteredEnv(EnvSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        self.env_vars = {
-            k: v for k, v in self.env_vars.items() if k.upper() not in _NOT_SETTINGS
-        }
+        self.env_vars = {k: v for k, v in self.env_vars.items() if k.upper() not in _NOT_SETTINGS}
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):

@@ -118,8 +118,14 @@ def parse_expiry(text: str, *, now: datetime, zone: tzinfo = UTC) -> datetime | 
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2).lower()
         if amount == 0:
-            raise InvalidInput(f"{text!r} would expire at once.", hint="Give at least 1d, or never.")
-        span = {"d": timedelta(days=amount), "w": timedelta(weeks=amount), "h": timedelta(hours=amount)}
+            raise InvalidInput(
+                f"{text!r} would expire at once.", hint="Give at least 1d, or never."
+            )
+        span = {
+            "d": timedelta(days=amount),
+            "w": timedelta(weeks=amount),
+            "h": timedelta(hours=amount),
+        }
         return (now + span[unit]).astimezone(UTC)
     try:
         day = date.fromisoformat(value)
@@ -144,5 +150,7 @@ def parse_count(text: str, what: str) -> int | None:
     if text.strip().lower() in _UNLIMITED:
         return None
     if not text.strip().isdigit():
-        raise InvalidInput(f"{text!r} is not a valid {what}.", hint="Give a whole number, or 0 for none.")
+        raise InvalidInput(
+            f"{text!r} is not a valid {what}.", hint="Give a whole number, or 0 for none."
+        )
     return int(text) or None

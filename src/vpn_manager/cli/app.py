@@ -1,14 +1,13 @@
-"""The root `vpn` command: global options, command groups, and the one place errors become exit codes."""
+"""The root `vpn` command: global options, command groups, and the one place where errors
+become exit codes."""
 
 from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from vpn_manager import __version__
@@ -53,14 +52,16 @@ def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     ctx.obj = AppContext(
         home=home,
         config_file=config_file,
         overrides={"output.format": output_format.value if output_format else None},
-        debug=debug or ctx.obj is not None and getattr(ctx.obj, "debug", False),
+        debug=debug or (ctx.obj is not None and getattr(ctx.obj, "debug", False)),
     )
 
 
@@ -72,26 +73,36 @@ def run(args: list[str]) -> int:
         command.main(args=args, prog_name="vpn", standalone_mode=False)
     except VpnError as exc:
         if debug:
-            traceback.print_exc()
+            _traceback()
         _error(exc.message, exc.hint)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: Typer prints them with the usage line
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _error(exc.message, None)
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("\nInterrupted.\n")
         return 130
     except Exception as exc:  # the last line of defence: one sentence, not a traceback
         if debug:
-            traceback.print_exc()
+            _traceback()
         _error(
             f"Unexpected internal error: {type(exc).__name__}: {exc}",
             "Run again with --debug for the traceback, and report it.",
         )
         return 1
     return 0
+
+
+def _traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
 
 
 def _error(message: str, hint: str | None) -> None:

@@ -26,7 +26,7 @@ def show(
         bool, typer.Option("--defaults", help="Show the built-in defaults instead.")
     ] = False,
 ) -> None:
-    """Print the effective settings (flags > environment > config file > defaults), secrets masked."""
+    """Print the effective settings (flags > environment > file > defaults), secrets masked."""
     from vpn_manager.settings import effective_settings
 
     context = app_context(ctx)

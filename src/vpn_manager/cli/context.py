@@ -3,7 +3,6 @@ service call against the database."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ class AppContext:
         return self._settings
 
     def output(self, fmt: str | None = None) -> Output:
-        """The output for a command; a per-command --format beats the global one and the settings."""
+        """The output for a command: a per-command --format beats the global one and settings."""
         return Output(fmt or self.overrides.get("output.format") or self.settings.output.format)
 
     def database(self) -> Database:
@@ -59,11 +58,16 @@ class AppContext:
     def users(self, work: Callable[[UserService], Awaitable[T]]) -> T:
         """Open the database, run `work` with a UserService, close the database."""
 
+        import asyncio
+
         async def main() -> T:
             from vpn_manager.services.users import UserService
 
-            async with self.database() as db:
+            db = self.database()  # opened lazily: list reads may never need SQLAlchemy
+            try:
                 return await work(UserService(db))
+            finally:
+                await db.close()
 
         return asyncio.run(main())
 

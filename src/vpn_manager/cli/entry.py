@@ -1,7 +1,9 @@
-"""Console-script entry point. Kept tiny: `vpn --version` must not import Typer, Rich or SQLAlchemy."""
+"""Console-script entry point. Kept tiny: `vpn --version` must not import Typer, Rich or
+SQLAlchemy."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -12,6 +14,9 @@ def main() -> None:
 
         sys.stdout.write(f"vpn-manager {__version__}\n")
         return
+    # pydantic looks for plugins in every installed distribution's metadata on first use (~10 ms);
+    # we use none.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from vpn_manager.cli.app import run
 
     sys.exit(run(args))

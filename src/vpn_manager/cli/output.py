@@ -6,7 +6,6 @@ tab-separated values without a header, for `cut` and `awk`.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -36,11 +35,18 @@ class Output:
             import yaml
 
             self.out.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        else:
-            self.out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        else:  # pydantic-core's encoder: json.dumps with indent falls back to pure Python
+            from pydantic_core import to_json
 
-    def records(self, rows: Sequence[dict[str, Any]], columns: Sequence[Column],
-                text: Callable[[str, Any], str] | None = None, empty: str = "Nothing to show.") -> None:
+            self.out.write(to_json(data, indent=2).decode() + "\n")
+
+    def records(
+        self,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[Column],
+        text: Callable[[str, Any], str] | None = None,
+        empty: str = "Nothing to show.",
+    ) -> None:
         """A list of records: every key in json/yaml; the chosen columns in table/plain."""
         if self.structured:
             self.data(list(rows))

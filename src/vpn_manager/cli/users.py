@@ -15,6 +15,7 @@ from vpn_manager.cli.context import AppContext, app_context
 from vpn_manager.cli.options import FormatOption
 
 if TYPE_CHECKING:
+    from vpn_manager.cli.output import Output
     from vpn_manager.models import User
     from vpn_manager.services.transfer import ImportPlan
 
@@ -46,11 +47,15 @@ Email = Annotated[str | None, typer.Option("--email", help="Contact e-mail.")]
 Note = Annotated[str | None, typer.Option("--note", help="Free text for yourself.")]
 Quota = Annotated[
     str | None,
-    typer.Option("--quota", help="Data quota per reset period: 50GB, 500MiB, 1.5TB; 0 = unlimited."),
+    typer.Option(
+        "--quota", help="Data quota per reset period: 50GB, 500MiB, 1.5TB; 0 = unlimited."
+    ),
 ]
 Expires = Annotated[
     str | None,
-    typer.Option("--expires", help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never."),
+    typer.Option(
+        "--expires", help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never."
+    ),
 ]
 Reset = Annotated[
     str | None,
@@ -73,7 +78,13 @@ def _limits(
     speed: str | None,
 ) -> dict[str, Any]:
     """Turn the limit flags that were given into model fields (None = flag not given)."""
-    from vpn_manager.units import parse_count, parse_expiry, parse_rate, parse_reset_period, parse_size
+    from vpn_manager.units import (
+        parse_count,
+        parse_expiry,
+        parse_rate,
+        parse_reset_period,
+        parse_size,
+    )
 
     fields: dict[str, Any] = {}
     if quota is not None:
@@ -93,9 +104,34 @@ def _limits(
 
 def _row(user: User) -> dict[str, Any]:
     """A user as scripts see it (json/yaml): everything but the subscription token."""
-    data = user.model_dump(mode="json", exclude={"subscription_token"})
-    data["used_bytes"] = user.used_bytes
-    return data
+    return user.model_dump(mode="json", exclude={"subscription_token"})
+
+
+def _rows(users: list[User]) -> list[dict[str, Any]]:
+    from pydantic import TypeAdapter
+
+    from vpn_manager.models import User
+
+    adapter = TypeAdapter(list[User])
+    return adapter.dump_python(users, mode="json", exclude={"__all__": {"subscription_token"}})  # type: ignore[no-any-return]
+
+
+def _list_cells(users: list[User]) -> list[dict[str, Any]]:
+    """The table columns for many users, computed straight from the models (10,000 rows fast)."""
+    from vpn_manager.units import format_size
+
+    return [
+        {
+            "name": u.name,
+            "status": u.status.value,
+            "usage": f"{format_size(u.used_bytes)}/"
+            + (format_size(u.quota_bytes) if u.quota_bytes else "∞"),
+            "expires_at": u.expires_at.strftime("%Y-%m-%d") if u.expires_at else "never",
+            "servers": ",".join(u.servers) or "-",
+            "email": u.email or "-",
+        }
+        for u in users
+    ]
 
 
 def _text(key: str, value: Any) -> str:
@@ -114,19 +150,15 @@ def _text(key: str, value: Any) -> str:
     return str(value)
 
 
-def _list_text(key: str, value: Any) -> str:
-    if key == "expires_at":
-        return "never" if value is None else value[:10]
-    if key == "servers":
-        return ",".join(value) or "-"
-    return _text(key, value)
+def _emit_users(out: Output, users: list[User], empty: str = "Nothing to show.") -> None:
+    if out.structured:
+        out.data(_rows(users))
+    else:
+        out.records(_list_cells(users), LIST_COLUMNS, _plain, empty=empty)
 
 
-def _usage(row: dict[str, Any]) -> str:
-    from vpn_manager.units import format_size
-
-    quota = row["quota_bytes"]
-    return f"{format_size(row['used_bytes'])}/{format_size(quota) if quota else '∞'}"
+def _plain(_key: str, value: Any) -> str:
+    return str(value)
 
 
 @contextmanager
@@ -139,8 +171,11 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(),
-        console=Console(stderr=True), transient=True,
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda done: bar.advance(task, done)
@@ -175,11 +210,7 @@ def add(
     creates = [validated(UserCreate, {"name": name, **common}) for name in names]
     with _progress(len(creates), "Adding users") as progress:
         users = context.users(lambda s: s.add(creates, progress))
-    rows = [_row(u) | {"usage": _usage(_row(u))} for u in users]
-    if out.structured:
-        out.data([_row(u) for u in users])
-        return
-    out.records(rows, LIST_COLUMNS, _list_text)
+    _emit_users(out, users)
     if out.format == "table":
         out.note(f"Created {len(users)} user{'s' if len(users) != 1 else ''}.")
 
@@ -189,10 +220,13 @@ def list_users(
     ctx: typer.Context,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="Only users in this state: active, disabled, expired, over-quota."),
+        typer.Option(
+            "--status", help="Only users in this state: active, disabled, expired, over-quota."
+        ),
     ] = None,
     search: Annotated[
-        str | None, typer.Option("--search", "-s", help="Only names, e-mails or notes containing this.")
+        str | None,
+        typer.Option("--search", "-s", help="Only names, e-mails or notes containing this."),
     ] = None,
     output_format: FormatOption = None,
 ) -> None:
@@ -203,13 +237,7 @@ def list_users(
     out = context.output(output_format)
     where = validated(UserFilter, {"status": status, "search": search})
     users = context.users(lambda s: s.list(where))
-    rows = [_row(u) for u in users]
-    if out.structured:
-        out.data(rows)
-        return
-    for row in rows:
-        row["usage"] = _usage(row)
-    out.records(rows, LIST_COLUMNS, _list_text, empty="No users yet. Add one with `vpn user add NAME`.")
+    _emit_users(out, users, empty="No users yet. Add one with `vpn user add NAME`.")
 
 
 @app.command("show")
@@ -235,7 +263,9 @@ def update(
     ctx: typer.Context,
     name: Name,
     new_name: Annotated[str | None, typer.Option("--name", help="Rename the user.")] = None,
-    email: Annotated[str | None, typer.Option("--email", help="Contact e-mail; '' clears it.")] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", help="Contact e-mail; '' clears it.")
+    ] = None,
     note: Annotated[str | None, typer.Option("--note", help="Free text; '' clears it.")] = None,
     quota: Quota = None,
     expires: Expires = None,
@@ -313,9 +343,7 @@ def rotate_token(ctx: typer.Context, name: Name, output_format: FormatOption = N
     context = app_context(ctx)
     user = context.users(lambda s: s.rotate_token(name))
     token = user.subscription_token.get_secret_value()
-    context.output(output_format).result(
-        {"name": user.name, "subscription_token": token}, token
-    )
+    context.output(output_format).result({"name": user.name, "subscription_token": token}, token)
 
 
 @app.command("export")
@@ -326,7 +354,9 @@ def export(
     ] = None,
     file_format: Annotated[
         str | None,
-        typer.Option("--format", "-f", help="json or csv (default: from --file's suffix, else json)."),
+        typer.Option(
+            "--format", "-f", help="json or csv (default: from --file's suffix, else json)."
+        ),
     ] = None,
     secrets: Annotated[
         bool, typer.Option("--secrets", help="Include subscription tokens, so links keep working.")
@@ -353,8 +383,12 @@ def export(
 @app.command("import")
 def import_users(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="A JSON or CSV file as written by `vpn user export`.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    file: Annotated[
+        Path, typer.Argument(help="A JSON or CSV file as written by `vpn user export`.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
     on_existing: Annotated[
         str, typer.Option("--on-existing", help="For names that exist: skip, update or fail.")
     ] = "skip",

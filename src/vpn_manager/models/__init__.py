@@ -1,4 +1,5 @@
-"""Pydantic models shared by every layer: inputs the front ends build and read models services return."""
+"""Pydantic models shared by every layer: the inputs front ends build and the read models
+services return."""
 
 from vpn_manager.models.base import validated
 from vpn_manager.models.user import (

@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
 from vpn_manager.models.user import Count, Email, Note, ResetPeriod, UserName
-from vpn_manager.services.users import UserService, _reject_repeats
+from vpn_manager.services.users import UserService, reject_repeats
 from vpn_manager.storage import users as repo
 from vpn_manager.units import parse_expiry, parse_rate, parse_size
 
@@ -137,7 +137,9 @@ def parse_file(path: Path, fmt: FileFormat | None = None) -> list[UserRecord]:
     except FileNotFoundError:
         raise InvalidInput(f"There is no file {path}.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}.") from None
+        raise InvalidInput(
+            f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}."
+        ) from None
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
     raw = _parse_csv(text) if fmt == "csv" else _parse_json(text, path)
     records = []
@@ -151,7 +153,8 @@ def parse_file(path: Path, fmt: FileFormat | None = None) -> list[UserRecord]:
             if exc.message.startswith(where):
                 raise
             raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint) from None
-    _reject_repeats([r.name for r in records] or ["-"])
+    if records:
+        reject_repeats([r.name for r in records])
     return records
 
 

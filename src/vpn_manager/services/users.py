@@ -1,4 +1,8 @@
-"""User management: the one place the CLI and the TUI go to for anything about users."""
+"""User management: the one place the CLI and the TUI go to for anything about users.
+
+The SQLAlchemy queries (storage.users) are imported inside each method, not at the top: a listing
+that the sqlite3 fast path serves then never pays for loading SQLAlchemy (storage/sqlite_read.py).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from typing import Any
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
 from vpn_manager.storage import Database
-from vpn_manager.storage import users as repo
 
 Clock = Callable[[], datetime]
 Progress = Callable[[int], None]
@@ -32,25 +35,36 @@ class UserService:
         extras: Sequence[dict[str, Any]] | None = None,
     ) -> list[User]:
         """Create users, all or none."""
-        if not creates:
-            raise InvalidInput("Give at least one user name.")
-        _reject_repeats([c.name for c in creates])
+        from vpn_manager.storage import users as repo
+
+        reject_repeats([c.name for c in creates])
         async with self.db.session() as session:
             return await repo.insert_users(session, creates, self.clock(), progress, extras)
 
     async def list(self, where: UserFilter | None = None) -> list[User]:
+        fast = self.db.read_users(where)
+        if fast is not None:
+            return fast
+        from vpn_manager.storage import users as repo
+
         async with self.db.session() as session:
             return await repo.list_users(session, where)
 
     async def get(self, name: str) -> User:
+        from vpn_manager.storage import users as repo
+
         async with self.db.session() as session:
             return await repo.get_user(session, name)
 
     async def counts(self) -> dict[str, int]:
+        from vpn_manager.storage import users as repo
+
         async with self.db.session() as session:
             return await repo.count_by_status(session)
 
     async def update(self, name: str, change: UserUpdate) -> User:
+        from vpn_manager.storage import users as repo
+
         changes = change.changes()
         if not changes:
             raise InvalidInput("Nothing to change.", hint="See `vpn user update --help`.")
@@ -58,7 +72,9 @@ class UserService:
             return await repo.update_user(session, name, changes, self.clock())
 
     async def set_status(self, names: Sequence[str], status: UserStatus) -> int:
-        _reject_repeats(names)
+        from vpn_manager.storage import users as repo
+
+        reject_repeats(names)
         async with self.db.session() as session:
             return await repo.set_status(session, names, status, self.clock())
 
@@ -69,19 +85,24 @@ class UserService:
         return await self.set_status(names, UserStatus.DISABLED)
 
     async def delete(self, names: Sequence[str]) -> int:
-        _reject_repeats(names)
+        from vpn_manager.storage import users as repo
+
+        reject_repeats(names)
         async with self.db.session() as session:
             return await repo.delete_users(session, names)
 
     async def rotate_token(self, name: str) -> User:
         """Give the user a new subscription token; the old one stops working at once."""
+        from vpn_manager.storage import users as repo
+
         async with self.db.session() as session:
             return await repo.update_user(
                 session, name, {"subscription_token": repo.new_token()}, self.clock()
             )
 
 
-def _reject_repeats(names: Sequence[str]) -> None:
+def reject_repeats(names: Sequence[str]) -> None:
+    """A batch must name at least one user and each user once."""
     if not names:
         raise InvalidInput("Give at least one user name.")
     repeated = [name for name, count in Counter(names).items() if count > 1]

@@ -1,4 +1,5 @@
-"""Alembic, driven from code. Imported only when the schema is behind (Alembic is slow to import)."""
+"""Alembic, driven from code. Imported only when the schema is behind (Alembic is slow to
+import)."""
 
 from __future__ import annotations
 

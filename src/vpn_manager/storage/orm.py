@@ -1,4 +1,5 @@
-"""ORM rows. Their names end in Row; services turn them into the Pydantic models in vpn_manager.models."""
+"""ORM rows. Their names end in Row; the queries turn them into the Pydantic models in
+vpn_manager.models."""
 
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ async def insert_users(
     if taken:
         shown = ", ".join(sorted(taken)[:5]) + (" …" if len(taken) > 5 else "")
         raise Conflict(
-            f"{_plural(len(taken), 'user')} already exist{'s' if len(taken) == 1 else ''}: {shown}.",
+            f"{_plural(len(taken), 'user')} already exist"
+            f"{'s' if len(taken) == 1 else ''}: {shown}.",
             hint="Pick other names, or change the existing users with `vpn user update`.",
         )
     rows = []
@@ -100,7 +101,7 @@ async def list_users(session: AsyncSession, where: UserFilter | None = None) -> 
 
 async def count_by_status(session: AsyncSession) -> dict[str, int]:
     result = await session.execute(select(UserRow.status, func.count()).group_by(UserRow.status))
-    return {status: count for status, count in result.tuples()}
+    return dict(result.tuples())
 
 
 async def _servers_by_user(
@@ -154,7 +155,8 @@ async def ids_for(session: AsyncSession, names: Sequence[str]) -> dict[str, int]
     if missing:
         shown = ", ".join(repr(n) for n in missing[:5]) + (" …" if len(missing) > 5 else "")
         raise NotFound(
-            f"There is no user named {shown}." if len(missing) == 1
+            f"There is no user named {shown}."
+            if len(missing) == 1
             else f"{len(missing)} users do not exist: {shown}.",
             hint="See `vpn user list`.",
         )
@@ -168,8 +170,10 @@ async def update_user(
     new_name = changes.get("name")
     if new_name is not None and new_name != name and await existing_names(session, [new_name]):
         raise Conflict(f"A user named {new_name!r} already exists.", hint="Pick another name.")
-    values = {key: value.value if isinstance(value, UserStatus) else value
-              for key, value in changes.items()}
+    values = {
+        key: value.value if isinstance(value, UserStatus) else value
+        for key, value in changes.items()
+    }
     await session.execute(
         update(UserRow).where(UserRow.id == user_id).values(**values, updated_at=now)
     )
@@ -182,9 +186,7 @@ async def set_status(
     ids = await ids_for(session, names)
     for chunk in _chunks(list(ids.values())):
         await session.execute(
-            update(UserRow)
-            .where(UserRow.id.in_(chunk))
-            .values(status=status.value, updated_at=now)
+            update(UserRow).where(UserRow.id.in_(chunk)).values(status=status.value, updated_at=now)
         )
     return len(ids)
 

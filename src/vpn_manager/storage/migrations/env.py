@@ -6,7 +6,9 @@ from vpn_manager.storage.orm import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through vpn_manager.storage.migrate, which passes a connection")
+    raise RuntimeError(
+        "run migrations through vpn_manager.storage.migrate, which passes a connection"
+    )
 
 context.configure(
     connection=connection,

@@ -1,0 +1,608 @@
+"""Time the real `vpn` console script against the numbers in the product spec.
+
+Every row runs a command as a subprocess of this interpreter's venv, with VPN_HOME (and HOME and the
+XDG directories) pointed into a temporary directory that this script creates and deletes. Each row
+gets one untimed warm-up run, then --runs timed runs; wall clock is measured with
+time.perf_counter() around subprocess.run(). A row passes when its median meets its target.
+
+Usage, from the repository root:
+
+    .venv/bin/python bench/run.py [--runs N] [--users N] [--only ID[,ID...]] [--json FILE]
+
+To add a row, append a Row(...) to ROWS in the "Rows" section: an id (for --only and the JSON), a
+label, the argv to run, and optionally a target, a setup for its home directory, whether every run
+needs a fresh home, and how many users the home must hold after the warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMMAND_TIMEOUT_S = 900.0
+"""A command that runs longer than this is a failure, not a slow measurement."""
+
+Unit = Literal["ms", "s"]
+
+
+class BenchError(Exception):
+    """Something went wrong that makes the measurement meaningless; the bench stops."""
+
+
+class CommandFailed(BenchError):
+    def __init__(self, argv: Sequence[str], problem: str, stderr: bytes | str | None) -> None:
+        text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr or ""
+        self.argv = list(argv)
+        self.problem = problem
+        self.stderr = text
+        super().__init__(f"`{show_argv(argv)}` {problem}")
+
+
+def show_argv(argv: Sequence[str]) -> str:
+    """The command as a person would type it; long lists of arguments are elided."""
+    words = [Path(argv[0]).name, *argv[1:]] if argv else []
+    if len(words) > 10:
+        words = [*words[:5], "...", words[-1], f"({len(words) - 3} arguments)"]
+    return " ".join(words)
+
+
+# --------------------------------------------------------------------------------------------
+# The environment every command runs in
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """What the rows share: the interpreter, the `vpn` script, the temp root and the user count."""
+
+    python: Path
+    vpn: Path
+    users: int
+    root: Path
+    _names: list[str] | None = None
+    _populated: Path | None = None
+    _homes: int = 0
+
+    def env(self, home: Path) -> dict[str, str]:
+        """The caller's environment minus every VPN_ variable, with all homes in the temp root."""
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("VPN_")}
+        sandbox = self.root / "user-home"
+        env.update(
+            HOME=str(sandbox),
+            XDG_CONFIG_HOME=str(sandbox / ".config"),
+            XDG_DATA_HOME=str(sandbox / ".local" / "share"),
+            XDG_STATE_HOME=str(sandbox / ".local" / "state"),
+            XDG_CACHE_HOME=str(sandbox / ".cache"),
+            VPN_HOME=str(home),
+        )
+        return env
+
+    def run(self, argv: Sequence[str], home: Path, *, capture: bool = False) -> tuple[float, str]:
+        """Run one command in `home`; return its wall time in seconds and (if captured) its stdout.
+
+        Raises CommandFailed, with the command's stderr, when it cannot start, times out or exits
+        non-zero.
+        """
+        env = self.env(home)
+        stdout = subprocess.PIPE if capture else subprocess.DEVNULL
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                list(argv),
+                env=env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                timeout=COMMAND_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CommandFailed(
+                argv, f"timed out after {COMMAND_TIMEOUT_S:.0f} s", exc.stderr
+            ) from None
+        except OSError as exc:
+            raise CommandFailed(argv, f"could not be started: {exc}", None) from None
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise CommandFailed(argv, f"exited with status {proc.returncode}", proc.stderr)
+        out = proc.stdout.decode("utf-8", "replace") if capture else ""
+        return elapsed, out
+
+    def new_home(self, name: str) -> Path:
+        """A new, empty VPN_HOME directory inside the temp root."""
+        self._homes += 1
+        home = self.root / "homes" / f"{self._homes:03d}-{name}"
+        home.mkdir(parents=True)
+        return home
+
+    def user_names(self) -> list[str]:
+        """The N generated user names: user00001, user00002, ..."""
+        if self._names is None:
+            width = max(5, len(str(self.users)))
+            self._names = [f"user{i:0{width}d}" for i in range(1, self.users + 1)]
+        return self._names
+
+    def user_count(self, home: Path) -> int:
+        """How many users `vpn --format json user list` shows in `home`."""
+        argv = [str(self.vpn), "--format", "json", "user", "list"]
+        _, out = self.run(argv, home, capture=True)
+        try:
+            data = json.loads(out)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"`{show_argv(argv)}` did not print JSON: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("users"), list):
+            data = data["users"]
+        if not isinstance(data, list):
+            raise BenchError(f"`{show_argv(argv)}` printed JSON that is not a list of users")
+        return len(data)
+
+    def expect_users(self, home: Path, expected: int) -> None:
+        found = self.user_count(home)
+        if found != expected:
+            raise BenchError(
+                f"expected {expected:,} users in {home}, but `vpn user list` shows {found:,}"
+            )
+
+    def fill_with_users(self, home: Path) -> None:
+        """Make `home` hold the N generated users: imported once into a template, then copied."""
+        if self._populated is None:
+            template = self.new_home("populated-template")
+            users_file = self.root / "users.json"
+            users = [{"name": name} for name in self.user_names()]
+            users_file.write_text(json.dumps({"users": users}), encoding="utf-8")
+            progress(f"  importing {self.users:,} users into a template home ...")
+            elapsed, _ = self.run([str(self.vpn), "user", "import", str(users_file)], template)
+            self.expect_users(template, self.users)
+            progress(f" {elapsed:.1f} s\n")
+            self._populated = template
+        shutil.copytree(self._populated, home, dirs_exist_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool | None
+    """None when there is nothing to judge against."""
+    note: str = ""
+
+    @property
+    def word(self) -> str:
+        return "\N{EM DASH}" if self.passed is None else "PASS" if self.passed else "FAIL"
+
+
+class Target(Protocol):
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Ids of the rows whose results this target is judged against."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def judge(self, median_s: float, results: Mapping[str, RowResult]) -> Verdict: ...
+
+
+@dataclass(frozen=True)
+class Under:
+    """The median must be strictly under `limit_s` seconds."""
+
+    limit_s: float
+    requires: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.limit_s >= 1:
+            return f"< {self.limit_s:g} s"
+        return f"< {self.limit_s * 1000:g} ms"
+
+    def judge(self, median_s: float, results: Mapping[str, RowResult]) -> Verdict:
+        return Verdict(median_s < self.limit_s)
+
+
+@dataclass(frozen=True)
+class WithinFactor:
+    """The median must be at most `factor` times the median of another row."""
+
+    of: str
+    factor: float
+    of_label: str
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return (self.of,)
+
+    def describe(self) -> str:
+        return f"<= {self.factor:g}x {self.of_label}"
+
+    def judge(self, median_s: float, results: Mapping[str, RowResult]) -> Verdict:
+        base = results.get(self.of)
+        if base is None or base.median_s <= 0:
+            return Verdict(None, f"no {self.of_label} result")
+        ratio = median_s / base.median_s
+        return Verdict(ratio <= self.factor, f"{ratio:.2f}x of {self.of_label}")
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+Setup = Callable[[Bench, Path], None]
+"""Prepares a VPN_HOME directory (already created, empty) before the row's runs."""
+Command = Callable[[Bench, int], list[str]]
+"""The argv for run number i: 0 is the warm-up, 1..runs are timed."""
+
+
+def empty_home(bench: Bench, home: Path) -> None:
+    """Leave the home empty: the command starts from nothing (and creates the database)."""
+
+
+def home_with_users(bench: Bench, home: Path) -> None:
+    """Put the N generated users into the home."""
+    bench.fill_with_users(home)
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    """Short and stable: for --only and the JSON output."""
+    label: str
+    """What the table shows; `{users}` becomes the user count."""
+    command: Command
+    target: Target | None = None
+    setup: Setup = empty_home
+    fresh_home: bool = False
+    """Set up a new home before every run (untimed) instead of once for the row."""
+    expect_users: Callable[[Bench], int] | None = None
+    """How many users the home holds after the warm-up run; checked before timing."""
+    unit: Unit = "ms"
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return self.target.requires if self.target else ()
+
+    def title(self, users: int | None) -> str:
+        """The label with the user count filled in (N when there is no count yet)."""
+        return self.label.format(users="N" if users is None else f"{users:,}")
+
+
+def vpn(*args: str) -> Command:
+    """A command that runs `vpn ARGS...` the same way every run."""
+    return lambda bench, _run: [str(bench.vpn), *args]
+
+
+ROWS: list[Row] = [
+    Row("baseline", "python -c pass", lambda b, _: [str(b.python), "-c", "pass"]),
+    Row(
+        "version",
+        "vpn --version",
+        vpn("--version"),
+        target=WithinFactor(of="baseline", factor=2.0, of_label="python"),
+    ),
+    Row("help", "vpn --help", vpn("--help"), target=Under(0.100)),
+    Row(
+        "user-list",
+        "vpn user list ({users} users)",
+        vpn("user", "list"),
+        target=Under(0.300),
+        setup=home_with_users,
+        expect_users=lambda b: b.users,
+    ),
+    Row(
+        "user-add",
+        "vpn user add NAME (into {users})",
+        lambda b, run: [str(b.vpn), "user", "add", f"bench{run:05d}"],
+        setup=home_with_users,
+        expect_users=lambda b: b.users + 1,
+    ),
+    Row(
+        "user-add-batch",
+        "vpn user add <{users} names>",
+        lambda b, _: [str(b.vpn), "user", "add", *b.user_names()],
+        target=Under(10.0),
+        fresh_home=True,
+        expect_users=lambda b: b.users,
+        unit="s",
+    ),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    row: Row
+    label: str
+    times_s: list[float] = field(default_factory=list)
+    verdict: Verdict = field(default_factory=lambda: Verdict(None))
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.row.id,
+            "name": self.label,
+            "times_ms": [round(t * 1000, 3) for t in self.times_s],
+            "median_ms": round(self.median_s * 1000, 3),
+            "min_ms": round(min(self.times_s) * 1000, 3),
+            "max_ms": round(max(self.times_s) * 1000, 3),
+            "target": self.row.target.describe() if self.row.target else None,
+            "result": self.verdict.word,
+            "passed": self.verdict.passed,
+            "note": self.verdict.note or None,
+        }
+
+
+def measure(bench: Bench, row: Row, runs: int, results: Mapping[str, RowResult]) -> RowResult:
+    """One untimed warm-up run, then `runs` timed runs of the row."""
+    result = RowResult(row, row.title(bench.users))
+    shared: Path | None = None
+    if not row.fresh_home:
+        shared = bench.new_home(row.id)
+        row.setup(bench, shared)
+    progress(f"  1 warm-up + {runs} timed run{'s' if runs != 1 else ''} ")
+    for run in range(runs + 1):
+        home = shared
+        if home is None:
+            home = bench.new_home(f"{row.id}-{run}")
+            row.setup(bench, home)
+        elapsed, _ = bench.run(row.command(bench, run), home)
+        if run == 0:
+            if row.expect_users is not None:
+                bench.expect_users(home, row.expect_users(bench))
+        else:
+            result.times_s.append(elapsed)
+            progress(".")
+        if shared is None:
+            shutil.rmtree(home)
+    if row.target is not None:
+        result.verdict = row.target.judge(result.median_s, results)
+    return result
+
+
+def select_rows(only: Sequence[str]) -> list[Row]:
+    """The rows asked for, plus the rows their targets are judged against, in registry order."""
+    if not only:
+        return list(ROWS)
+    by_id = {row.id: row for row in ROWS}
+    wanted: set[str] = set()
+    pending = list(only)
+    while pending:
+        row_id = pending.pop()
+        if row_id not in wanted:
+            wanted.add(row_id)
+            pending.extend(by_id[row_id].requires)
+    return [row for row in ROWS if row.id in wanted]
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+
+def progress(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for key in ("model name", "Hardware", "Processor", "cpu model", "cpu"):
+        for line in lines:
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def git_revision() -> str | None:
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [git, "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def machine_info(bench: Bench) -> dict[str, Any]:
+    affinity = getattr(os, "sched_getaffinity", None)
+    _, version = bench.run([str(bench.vpn), "--version"], bench.new_home("version"), capture=True)
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(affinity(0)) if affinity else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_path": str(bench.python),
+        "vpn_version": version.strip(),
+        "git": git_revision(),
+    }
+
+
+def header(info: Mapping[str, Any], runs: int, users: int) -> list[str]:
+    cores = f"{info['cores']} cores"
+    if info["usable_cores"] not in (None, info["cores"]):
+        cores += f" ({info['usable_cores']} usable)"
+    load = info["load_average"]
+    load_text = f", load {load[0]:.2f}" if load else ""
+    revision = f" (git {info['git']})" if info["git"] else ""
+    return [
+        f"vpn-manager benchmark, {info['date']}",
+        f"machine: {info['cpu']}, {cores}{load_text}; {info['os']}",
+        f"python:  {info['python']} ({info['python_path']})",
+        f"subject: {info['vpn_version']}{revision}; {users:,} users; "
+        f"median/min/max of {runs} run{'s' if runs != 1 else ''} after 1 warm-up, wall clock",
+    ]
+
+
+def fmt_time(seconds: float, unit: Unit) -> str:
+    return f"{seconds:.2f} s" if unit == "s" else f"{seconds * 1000:.1f} ms"
+
+
+def table(results: Sequence[RowResult]) -> list[str]:
+    headers = ["row", "median", "min", "max", "target", "result"]
+    right = [False, True, True, True, False, False]
+    body = []
+    for r in results:
+        unit = r.row.unit
+        verdict = r.verdict.word + (f" ({r.verdict.note})" if r.verdict.note else "")
+        body.append(
+            [
+                r.label,
+                fmt_time(r.median_s, unit),
+                fmt_time(min(r.times_s), unit),
+                fmt_time(max(r.times_s), unit),
+                r.row.target.describe() if r.row.target else "\N{EM DASH}",
+                verdict,
+            ]
+        )
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(width) if align else cell.ljust(width)
+            for cell, width, align in zip(cells, widths, right, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return [line(headers), rule, *(line(cells) for cells in body)]
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    rows = "\n".join(f"  {row.id:<16} {row.title(None)}" for row in ROWS)
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description="Time the `vpn` console script of this venv against the product spec.",
+        epilog=f"rows (ids for --only):\n{rows}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--runs", type=positive_int, default=7, help="timed runs per row (default 7)"
+    )
+    parser.add_argument(
+        "--users", type=positive_int, default=10_000, help="users in the database (default 10000)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only these rows (repeat, or separate with commas); rows a target is judged "
+        "against are added",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 3 if any row fails its target"
+    )
+    args = parser.parse_args(argv)
+    only = [part.strip() for item in args.only for part in item.split(",") if part.strip()]
+    known = {row.id for row in ROWS}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        parser.error(f"unknown row {', '.join(unknown)}; known rows: {', '.join(sorted(known))}")
+    args.only = only
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    python = Path(sys.executable)
+    vpn_script = python.parent / "vpn"
+    if not vpn_script.is_file():
+        sys.stderr.write(
+            f"bench: there is no `vpn` console script at {vpn_script}; "
+            "install the project into this venv first (pip install -e '.[dev]').\n"
+        )
+        return 1
+    rows = select_rows(args.only)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vpn-bench-", ignore_cleanup_errors=True) as tmp:
+            bench = Bench(python=python, vpn=vpn_script, users=args.users, root=Path(tmp))
+            info = machine_info(bench)
+            results: dict[str, RowResult] = {}
+            for number, row in enumerate(rows, 1):
+                progress(f"[{number}/{len(rows)}] {row.title(args.users)}\n")
+                results[row.id] = measure(bench, row, args.runs, results)
+                progress(f" median {fmt_time(results[row.id].median_s, row.unit)}\n")
+    except CommandFailed as exc:
+        progress("\n")
+        sys.stderr.write(f"bench: {exc}\n")
+        if exc.stderr.strip():
+            sys.stderr.write("its stderr:\n" + exc.stderr.rstrip() + "\n")
+        return 1
+    except BenchError as exc:
+        progress("\n")
+        sys.stderr.write(f"bench: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\nbench: interrupted.\n")
+        return 130
+
+    measured = list(results.values())
+    print("\n".join([*header(info, args.runs, args.users), "", *table(measured)]))
+    if args.json is not None:
+        document = {**info, "runs": args.runs, "users": args.users}
+        document["rows"] = [r.as_json() for r in measured]
+        args.json.write_text(
+            json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    failed = [r.row.id for r in measured if r.verdict.passed is False]
+    return 3 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The SQLAlchemy side of the database: engine, SQLite pragmas, migrations, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event, inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from vpn_manager.errors import StorageError
+from vpn_manager.storage.revision import SCHEMA_HEAD
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from vpn_manager.storage.db import Database
+
+_MIGRATION_LOCK_KEY = 0x76706E6D  # "vpnm": the PostgreSQL advisory lock taken while migrating
+
+
+class SqlBackend:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        if db.sqlite_file is not None:
+            self.engine: AsyncEngine = create_async_engine(
+                db.url,
+                poolclass=NullPool,
+                connect_args={"timeout": db.busy_timeout_ms / 1000},
+            )
+            event.listen(self.engine.sync_engine, "connect", self._sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(
+                db.url,
+                pool_pre_ping=True,
+                connect_args={"timeout": db.connect_timeout_s},
+            )
+
+    async def start(self) -> None:
+        if self.db.sqlite_file is not None:
+            _create_private_file(self.db.sqlite_file)
+        try:
+            await self.ensure_schema()
+        except BaseException:
+            await self.dispose()
+            raise
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def _sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(self.db.busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with (
+            self.guard(),
+            AsyncSession(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
+
+    @asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """Translate driver errors into StorageError sentences."""
+        try:
+            yield
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: BaseException) -> StorageError:
+        where = self.db.display_url
+        detail = str(getattr(exc, "orig", None) or exc).strip()
+        detail = detail.splitlines()[0] if detail else type(exc).__name__
+        lowered = detail.lower()
+        if "database is locked" in lowered or "database is busy" in lowered:
+            return StorageError(
+                f"The database {where} is locked by another process.",
+                hint="Wait for the other vpn command to finish, or raise database.busy_timeout_ms.",
+            )
+        if isinstance(exc, OperationalError | OSError | asyncio.TimeoutError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            return StorageError(
+                f"Cannot use the database {where}: {detail}.",
+                hint="Check that the database server is running and VPN_DATABASE__URL is right.",
+            )
+        return StorageError(f"The database {where} failed: {detail}.")
+
+    async def ensure_schema(self) -> None:
+        """Apply pending migrations; cheap (one query, no Alembic import) when already current."""
+        async with self.guard():
+            async with self.engine.connect() as conn:
+                current = await conn.run_sync(current_revision)
+            if current == SCHEMA_HEAD:
+                return
+            with self._file_lock():
+                async with self.engine.begin() as conn:
+                    await self._upgrade(conn)
+
+    async def _upgrade(self, conn: AsyncConnection) -> None:
+        if self.db.sqlite_file is None:
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        current = await conn.run_sync(current_revision)
+        if current == SCHEMA_HEAD:
+            return  # another process migrated while we waited for the lock
+        from vpn_manager.storage.migrate import known_revisions, upgrade
+
+        if current is not None and current not in known_revisions():
+            raise StorageError(
+                f"The database {self.db.display_url} has schema {current}, "
+                "which this version of vpn-manager does not know.",
+                hint="Upgrade vpn-manager, or restore a backup made by this version.",
+            )
+        await conn.run_sync(upgrade)
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialise migrations between processes sharing one SQLite file."""
+        file = self.db.sqlite_file
+        if file is None:
+            yield
+            return
+        fd = os.open(file.with_name(file.name + ".migrate-lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def current_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file (and its directory) readable by the owner only."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot create the database {path}: {exc.strerror}.",
+            hint="Check the directory's permissions, or set VPN_HOME to a writable directory.",
+        ) from None

@@ -1,0 +1,96 @@
+"""Read-only user listing from a SQLite file with the standard library's sqlite3.
+
+`vpn user list` over 10,000 users must finish in 300 ms, and importing SQLAlchemy alone takes most
+of that on a small VPS. This reader serves those reads when the file's schema is exactly the one
+this code knows (SCHEMA_HEAD); in every other case it returns None and the caller goes through
+SQLAlchemy, which migrates and reports errors. tests/test_storage.py checks that both paths return
+the same users for the same filters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import TypeAdapter
+
+from vpn_manager.models import User, UserFilter
+from vpn_manager.storage.revision import SCHEMA_HEAD
+
+_COLUMNS = (
+    "name",
+    "status",
+    "email",
+    "note",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "quota_bytes",
+    "reset_period",
+    "device_limit",
+    "speed_limit_bps",
+    "upload_bytes",
+    "download_bytes",
+    "subscription_token",
+)
+_USERS = TypeAdapter(list[User])
+_TIMES = ("created_at", "updated_at", "expires_at")
+
+
+def read_users(
+    file: Path, where: UserFilter | None, busy_timeout_ms: int, display: str
+) -> list[User] | None:
+    if not file.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(
+            f"file:{quote(str(file))}?mode=ro", uri=True, timeout=busy_timeout_ms / 1000
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        return _read(conn, where)
+    except sqlite3.Error:
+        return None  # SQLAlchemy will retry and explain
+    finally:
+        conn.close()
+
+
+def _read(conn: sqlite3.Connection, where: UserFilter | None) -> list[User] | None:
+    conn.execute("BEGIN")  # one consistent snapshot for both queries
+    if conn.execute("SELECT version_num FROM alembic_version").fetchone() != (SCHEMA_HEAD,):
+        return None
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where is not None and where.status is not None:
+        clauses.append("status = ?")
+        params.append(where.status.value)
+    if where is not None and where.search:
+        clauses.append(
+            "(lower(name) LIKE ? OR lower(coalesce(email, '')) LIKE ?"
+            " OR lower(coalesce(note, '')) LIKE ?)"
+        )
+        params.extend([f"%{where.search.lower()}%"] * 3)
+    condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(
+        f"SELECT id, {', '.join(_COLUMNS)} FROM users{condition} ORDER BY name", params
+    ).fetchall()
+    servers: dict[int, list[str]] = defaultdict(list)
+    for user_id, server in conn.execute(
+        "SELECT user_id, server FROM user_credentials ORDER BY server"
+    ).fetchall():
+        servers[user_id].append(server)
+    times = [_COLUMNS.index(name) + 1 for name in _TIMES]
+    records = []
+    for row in rows:
+        values = list(row)
+        for index in times:  # stored as naive UTC text; the suffix makes pydantic read them as UTC
+            if values[index] is not None:
+                values[index] += "+00:00"
+        record = dict(zip(_COLUMNS, values[1:], strict=True))
+        record["servers"] = servers.get(row[0], [])
+        records.append(record)
+    return _USERS.validate_python(records)

@@ -1,0 +1,585 @@
+"""Storage and the users service against real databases: SQLite files and a throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, inspect, text
+from sqlalchemy.engine import Connection
+
+from tests.conftest import FixedClock, open_database, sqlite_file_of
+from vpn_manager.errors import Conflict, InvalidInput, NotFound, StorageError
+from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
+from vpn_manager.services.users import UserService
+from vpn_manager.storage import SCHEMA_HEAD, Database, migrate
+from vpn_manager.storage.orm import Base, UserCredentialRow
+
+EXPIRY = datetime(2027, 2, 1, tzinfo=UTC)
+
+
+def _users() -> list[UserCreate]:
+    return [
+        UserCreate(
+            name="alice",
+            email="alice@example.com",
+            note="Team Red",
+            expires_at=EXPIRY,
+            quota_bytes=50_000_000_000,
+            reset_period="monthly",
+            device_limit=3,
+            speed_limit_bps=10_000_000,
+        ),
+        UserCreate(name="bob", email="bob@corp.org"),
+        UserCreate(name="carol", note="red team lead", reset_period="30d"),
+        UserCreate(name="dave", status=UserStatus.DISABLED, note="on leave"),
+    ]
+
+
+def _snapshot(users: list[User]) -> list[dict[str, Any]]:
+    """Everything about each user, the subscription token included, for equality checks."""
+    return [
+        user.model_dump() | {"subscription_token": user.subscription_token.get_secret_value()}
+        for user in users
+    ]
+
+
+def _names(users: list[User]) -> list[str]:
+    return [user.name for user in users]
+
+
+async def _open_within(url: str, seconds: float, **options: float) -> None:
+    """Open and close a database, failing the test (not hanging it) after `seconds`."""
+
+    async def open_and_close() -> None:
+        async with open_database(url, **options):
+            pass
+
+    await asyncio.wait_for(open_and_close(), seconds)
+
+
+async def _versions(db: Database) -> list[str]:
+    async with db.session() as session:
+        result = await session.execute(text("SELECT version_num FROM alembic_version"))
+        return list(result.scalars())
+
+
+def _tables(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def _schema_differences(conn: Connection) -> list[Any]:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "compare_server_default": True}
+    )
+    differences: list[Any] = compare_metadata(context, Base.metadata)
+    return differences
+
+
+# -- schema and migrations -----------------------------------------------------------------------
+
+
+def test_schema_head_is_the_newest_migration() -> None:
+    assert migrate.head() == SCHEMA_HEAD
+    assert SCHEMA_HEAD in migrate.known_revisions()
+
+
+async def test_first_open_migrates_and_second_open_is_a_no_op(
+    db_url: str, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_database(db_url) as db:
+        assert await _versions(db) == [SCHEMA_HEAD]
+        async with db.session() as session:
+            conn = await session.connection()
+            assert {"users", "user_credentials", "alembic_version"} <= await conn.run_sync(_tables)
+        await UserService(db, clock=clock).add([UserCreate(name="alice")])
+
+    def upgrade_again(connection: Connection) -> None:
+        raise AssertionError("a current database was migrated again")
+
+    monkeypatch.setattr(migrate, "upgrade", upgrade_again)
+    async with open_database(db_url) as db:
+        assert await _versions(db) == [SCHEMA_HEAD]
+        assert _names(await UserService(db, clock=clock).list()) == ["alice"]
+
+
+async def test_orm_metadata_and_migrations_agree(database: Database) -> None:
+    async with database.session() as session:
+        conn = await session.connection()
+        assert await conn.run_sync(_schema_differences) == []
+
+
+async def test_unknown_schema_revision_is_refused(db_url: str) -> None:
+    async with open_database(db_url) as db, db.session() as session:
+        await session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StorageError, match="9999"):
+        async with open_database(db_url):
+            pass
+
+
+_OPENER = """
+import asyncio, sys, time
+from pathlib import Path
+
+import vpn_manager.storage.migrate  # noqa: F401 - import the heavy modules before the start line
+from sqlalchemy import text
+from vpn_manager.storage import Database
+
+url, ready, go, tasks = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+sqlite_file = Path(url.split(":///", 1)[1]) if url.startswith("sqlite") else None
+
+
+async def one() -> None:
+    async with Database(url, sqlite_file=sqlite_file) as db, db.session() as session:
+        await session.execute(text("SELECT count(*) FROM users"))
+
+
+async def main() -> None:
+    ready.touch()
+    while not go.exists():
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*(one() for _ in range(tasks)))
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("processes", "tasks"), [(4, 1), (1, 4)], ids=["4-processes", "4-tasks-in-1-process"]
+)
+def test_concurrent_first_open_ends_with_one_schema(
+    db_url: str, tmp_path: Path, processes: int, tasks: int
+) -> None:
+    """Several commands (or several Database objects in one program) opening a fresh database at
+    the same moment: all succeed and the schema is created exactly once."""
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _OPENER,
+                db_url,
+                str(tmp_path / f"ready{i}"),
+                str(go),
+                str(tasks),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while not all((tmp_path / f"ready{i}").exists() for i in range(processes)):
+            assert time.monotonic() < deadline, "the opener processes did not start"
+            assert all(child.poll() is None for child in children), "an opener process died"
+            time.sleep(0.01)
+        go.touch()
+        failures = []
+        for child in children:
+            try:
+                _, err = child.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                _, err = child.communicate()
+                failures.append(f"hung for 15 s (deadlock?):\n{err}")
+                continue
+            if child.returncode != 0:
+                failures.append(f"exit {child.returncode}:\n{err}")
+        assert not failures, "\n\n".join(failures)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    async def check() -> None:
+        async with open_database(db_url) as db:
+            assert await _versions(db) == [SCHEMA_HEAD]
+            async with db.session() as session:
+                conn = await session.connection()
+                assert await conn.run_sync(_schema_differences) == []
+
+    asyncio.run(check())
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+async def test_add_get_and_list(database: Database, clock: FixedClock) -> None:
+    service = UserService(database, clock=clock)
+    added = await service.add(_users())
+    assert _names(added) == ["alice", "bob", "carol", "dave"]
+
+    alice = await service.get("alice")
+    assert alice.email == "alice@example.com"
+    assert alice.note == "Team Red"
+    assert alice.status is UserStatus.ACTIVE
+    assert alice.expires_at == EXPIRY
+    assert alice.quota_bytes == 50_000_000_000
+    assert alice.reset_period == "monthly"
+    assert alice.device_limit == 3
+    assert alice.speed_limit_bps == 10_000_000
+    assert alice.created_at == alice.updated_at == clock.now
+    assert alice.created_at.tzinfo is not None
+    assert (alice.upload_bytes, alice.download_bytes, alice.servers) == (0, 0, [])
+    assert len(alice.subscription_token.get_secret_value()) >= 32
+
+    bob = await service.get("bob")
+    assert (bob.note, bob.expires_at, bob.quota_bytes, bob.reset_period) == (
+        None,
+        None,
+        None,
+        "never",
+    )
+    assert (await service.get("dave")).status is UserStatus.DISABLED
+
+    listed = await service.list()
+    assert _snapshot(listed) == _snapshot(added)
+    tokens = {user.subscription_token.get_secret_value() for user in listed}
+    assert len(tokens) == 4
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (UserFilter(), ["alice", "bob", "carol", "dave"]),
+        (UserFilter(status=UserStatus.ACTIVE), ["alice", "bob", "carol"]),
+        (UserFilter(status=UserStatus.DISABLED), ["dave"]),
+        (UserFilter(status=UserStatus.EXPIRED), []),
+        (UserFilter(search="RED"), ["alice", "carol"]),  # note, any case
+        (UserFilter(search="corp.org"), ["bob"]),  # e-mail
+        (UserFilter(search="aro"), ["carol"]),  # name
+        (UserFilter(search="leave", status=UserStatus.ACTIVE), []),
+        (UserFilter(search="leave", status=UserStatus.DISABLED), ["dave"]),
+        (UserFilter(search="nobody"), []),
+    ],
+)
+async def test_list_filters(
+    database: Database, clock: FixedClock, where: UserFilter, expected: list[str]
+) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    assert _names(await service.list(where)) == expected
+
+
+async def test_update_renames_changes_and_clears_fields(
+    database: Database, clock: FixedClock
+) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    created = clock.now
+    before = await service.get("alice")
+    later = clock.advance(60)
+
+    changed = await service.update(
+        "alice",
+        UserUpdate(new_name="alicia", note="moved to blue", quota_bytes=1_000_000, device_limit=5),
+    )
+    assert changed.name == "alicia"
+    assert (changed.note, changed.quota_bytes, changed.device_limit) == (
+        "moved to blue",
+        1_000_000,
+        5,
+    )
+    assert changed.email == "alice@example.com"  # untouched fields stay
+    assert changed.created_at == created
+    assert changed.updated_at == later
+    assert changed.subscription_token == before.subscription_token
+    with pytest.raises(NotFound):
+        await service.get("alice")
+    assert await service.get("alicia") == changed
+
+    cleared = await service.update(
+        "alicia",
+        UserUpdate(email=None, note=None, expires_at=None, quota_bytes=None, speed_limit_bps=None),
+    )
+    assert (cleared.email, cleared.note, cleared.expires_at) == (None, None, None)
+    assert (cleared.quota_bytes, cleared.speed_limit_bps) == (None, None)
+    assert cleared.device_limit == 5
+    assert await service.get("alicia") == cleared
+
+    with pytest.raises(InvalidInput):
+        await service.update("alicia", UserUpdate())
+
+
+async def test_rename_onto_an_existing_name_is_a_conflict(
+    database: Database, clock: FixedClock
+) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    before = _snapshot(await service.list())
+    with pytest.raises(Conflict):
+        await service.update("alice", UserUpdate(new_name="bob"))
+    assert _snapshot(await service.list()) == before
+
+
+async def test_enable_disable_and_counts(database: Database, clock: FixedClock) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    assert await service.counts() == {"active": 3, "disabled": 1}
+
+    later = clock.advance(5)
+    assert await service.disable(["alice", "bob"]) == 2
+    assert await service.counts() == {"active": 1, "disabled": 3}
+    alice = await service.get("alice")
+    assert alice.status is UserStatus.DISABLED
+    assert alice.updated_at == later
+
+    assert await service.enable(["alice", "dave"]) == 2
+    assert await service.counts() == {"active": 3, "disabled": 1}
+    assert _names(await service.list(UserFilter(status=UserStatus.DISABLED))) == ["bob"]
+
+
+async def test_delete(database: Database, clock: FixedClock) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    async with database.session() as session:  # a credential row goes with its user
+        alice_id = (
+            await session.execute(text("SELECT id FROM users WHERE name = 'alice'"))
+        ).scalar()
+        await session.execute(
+            insert(UserCredentialRow).values(
+                user_id=alice_id, server="edge-1", protocol="vless", secret={}, created_at=clock.now
+            )
+        )
+    assert (await service.get("alice")).servers == ["edge-1"]
+
+    assert await service.delete(["alice", "carol"]) == 2
+    assert _names(await service.list()) == ["bob", "dave"]
+    assert await service.counts() == {"active": 1, "disabled": 1}
+    with pytest.raises(NotFound):
+        await service.get("alice")
+    async with database.session() as session:
+        left = (await session.execute(text("SELECT count(*) FROM user_credentials"))).scalar()
+    assert left == 0
+
+
+async def test_rotate_token_gives_a_new_token(database: Database, clock: FixedClock) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    before = await service.get("bob")
+    later = clock.advance(1)
+    rotated = await service.rotate_token("bob")
+    token = rotated.subscription_token.get_secret_value()
+    assert token != before.subscription_token.get_secret_value()
+    assert len(token) >= 32
+    assert rotated.updated_at == later
+    assert (await service.get("bob")).subscription_token.get_secret_value() == token
+    assert rotated.model_dump(exclude={"subscription_token", "updated_at"}) == before.model_dump(
+        exclude={"subscription_token", "updated_at"}
+    )
+
+
+async def test_a_batch_with_an_existing_name_writes_nothing(
+    database: Database, clock: FixedClock
+) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    before = _snapshot(await service.list())
+    with pytest.raises(Conflict, match="bob"):
+        await service.add([UserCreate(name="erin"), UserCreate(name="bob"), UserCreate(name="fay")])
+    assert _snapshot(await service.list()) == before
+
+
+@pytest.mark.parametrize(
+    "names", [["erin", "fay", "erin"], ["alice", "alice"]], ids=["new", "existing"]
+)
+async def test_a_batch_naming_a_user_twice_writes_nothing(
+    database: Database, clock: FixedClock, names: list[str]
+) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    before = _snapshot(await service.list())
+    with pytest.raises(InvalidInput, match=names[-1]):
+        await service.add([UserCreate(name=name) for name in names])
+    with pytest.raises(InvalidInput):
+        await service.add([])
+    assert _snapshot(await service.list()) == before
+
+
+_UNKNOWN_USER: dict[str, Callable[[UserService], Awaitable[object]]] = {
+    "get": lambda service: service.get("ghost"),
+    "update": lambda service: service.update("ghost", UserUpdate(note="boo")),
+    "enable": lambda service: service.enable(["dave", "ghost"]),
+    "disable": lambda service: service.disable(["alice", "ghost"]),
+    "delete": lambda service: service.delete(["alice", "ghost"]),
+    "rotate_token": lambda service: service.rotate_token("ghost"),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(_UNKNOWN_USER))
+async def test_unknown_user_is_not_found_and_changes_nothing(
+    database: Database, clock: FixedClock, operation: str
+) -> None:
+    service = UserService(database, clock=clock)
+    await service.add(_users())
+    before = _snapshot(await service.list())
+    clock.advance(10)
+    with pytest.raises(NotFound, match="ghost"):
+        await _UNKNOWN_USER[operation](service)
+    assert _snapshot(await service.list()) == before
+
+
+# -- SQLite only ---------------------------------------------------------------------------------
+
+
+async def test_sqlite_file_is_private_and_in_wal_mode(sqlite_url: str, clock: FixedClock) -> None:
+    file = sqlite_file_of(sqlite_url)
+    assert file is not None
+    async with open_database(sqlite_url) as db:
+        await UserService(db, clock=clock).add([UserCreate(name="alice")])
+        async with db.session() as session:
+            mode = (await session.execute(text("PRAGMA journal_mode"))).scalar()
+        assert mode == "wal"
+        for path in [file, *file.parent.glob(file.name + "-*")]:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700
+    with sqlite3.connect(file) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_sqlite_write_lock_gives_a_storage_error_and_keeps_data(
+    sqlite_url: str, clock: FixedClock
+) -> None:
+    file = sqlite_file_of(sqlite_url)
+    assert file is not None
+    async with open_database(sqlite_url) as db:
+        await UserService(db, clock=clock).add(_users())
+    async with open_database(sqlite_url, busy_timeout_ms=100) as db:
+        service = UserService(db, clock=clock)
+        before = _snapshot(await service.list())
+        holder = sqlite3.connect(file, isolation_level=None, timeout=0)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            holder.execute("UPDATE users SET note = 'uncommitted' WHERE name = 'bob'")
+            started = time.monotonic()
+            with pytest.raises(StorageError, match="locked"):
+                await service.add([UserCreate(name="erin")])
+            with pytest.raises(StorageError, match="locked"):
+                await service.update("alice", UserUpdate(note="changed"))
+            with pytest.raises(StorageError, match="locked"):
+                await service.disable(["bob"])
+            assert time.monotonic() - started < 5
+            assert _snapshot(await service.list()) == before  # readers are not blocked (WAL)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert _snapshot(await service.list()) == before
+        await service.add([UserCreate(name="erin")])  # and the lock is gone
+        assert _names(await service.list()) == ["alice", "bob", "carol", "dave", "erin"]
+
+
+async def test_sqlite_fast_listing_matches_sqlalchemy(sqlite_url: str, clock: FixedClock) -> None:
+    """`vpn user list` may read a current SQLite file with the stdlib sqlite3 instead of
+    SQLAlchemy; both paths must return the same users for the same filters."""
+    async with open_database(sqlite_url) as db:
+        service = UserService(db, clock=clock)
+        await service.add(_users(), extras=[{"upload_bytes": 7, "download_bytes": 9}] * 4)
+        async with db.session() as session:
+            ids: dict[str, int] = dict(
+                (await session.execute(text("SELECT name, id FROM users"))).tuples().all()
+            )
+            await session.execute(
+                insert(UserCredentialRow),
+                [
+                    {"user_id": ids[name], "server": server, "protocol": "vless", "secret": {}}
+                    | {"created_at": clock.now}
+                    for name, server in [("alice", "b-2"), ("alice", "a-1"), ("carol", "a-1")]
+                ],
+            )
+        filters = [
+            None,
+            UserFilter(),
+            UserFilter(status=UserStatus.DISABLED),
+            UserFilter(search="RED"),
+            UserFilter(search="red", status=UserStatus.ACTIVE),
+            UserFilter(search="nobody"),
+        ]
+        slow = [await service.list(where) for where in filters]
+    assert slow[0][0].servers == ["a-1", "b-2"]
+
+    unopened = open_database(sqlite_url)
+    try:
+        for where, expected in zip(filters, slow, strict=True):
+            fast = unopened.read_users(where)
+            assert fast is not None, "the sqlite3 fast path declined a current database"
+            assert _snapshot(fast) == _snapshot(expected), where
+            assert _snapshot(await UserService(unopened, clock=clock).list(where)) == _snapshot(
+                expected
+            )
+    finally:
+        await unopened.close()
+
+
+# -- PostgreSQL only -----------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.postgres
+async def test_postgres_unreachable_is_a_quick_storage_error() -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/vpn"
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"127\.0\.0\.1") as caught:
+        await _open_within(url, 20, connect_timeout_s=2)
+    assert time.monotonic() - started < 5
+    assert caught.value.hint
+
+
+@pytest.mark.postgres
+async def test_postgres_silent_server_times_out() -> None:
+    """A server that accepts the connection but never answers must not hang the command."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/vpn"
+        with pytest.raises(StorageError):
+            await _open_within(url, 20, connect_timeout_s=1)
+        assert time.monotonic() - started < 5
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_sizes_and_counters_are_64_bit(db_url: str) -> None:
+    async with open_database(db_url) as db:
+        service = UserService(db, clock=FixedClock())
+        big = 5 * 1000**5  # 5 PB: more than a 32-bit column holds
+        await service.add(
+            [UserCreate(name="heavy", quota_bytes=big, speed_limit_bps=big)],
+            extras=[{"upload_bytes": big, "download_bytes": big}],
+        )
+        heavy = await service.get("heavy")
+    assert (heavy.quota_bytes, heavy.upload_bytes, heavy.download_bytes) == (big, big, big)
+    assert heavy.used_bytes == 2 * big
