@@ -63,6 +63,12 @@ class EngineMissing(EngineError):
     exit_code = 9
 
 
+class FileError(VpnError):
+    """A file we were asked to write (or read) cannot be."""
+
+    exit_code = 11
+
+
 class Cancelled(VpnError):
     """The user declined a confirmation or interrupted the command."""
 

@@ -259,8 +259,9 @@ def _explain(exc: ValidationError, config_file: Path, env: Mapping[str, str]) ->
     key = ".".join(loc)
     env_name = "VPN_" + "__".join(loc).upper()
     reason = str(error["msg"]).removeprefix("Value error, ")
-    if env_name in env:
-        origin = f"from the environment variable {env_name}"
+    from_env = [name for name in env if name.upper() == env_name]
+    if from_env:
+        origin = f"from the environment variable {from_env[0]}"
     else:
         line = _line_of(config_file, loc[-1])
         origin = f"in {config_file}" + (f" line {line}" if line else "")
@@ -283,14 +284,19 @@ def _line_of(path: Path, key: str) -> int | None:
     return None
 
 
+_SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:password|passwd|pwd|secret)=)[^&]*")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password in a database URL."""
+    """Hide the password in a database URL, in the user part or in the query string."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    masked = parts
+    if parts.password is not None:
+        credentials, host = parts.netloc.rsplit("@", 1)
+        masked = masked._replace(netloc=f"{credentials.split(':', 1)[0]}:***@{host}")
+    if parts.query:
+        masked = masked._replace(query=_SECRET_QUERY.sub(r"\1***", parts.query))
+    return url if masked == parts else urlunsplit(masked)
 
 
 def effective_settings(settings: Settings, *, defaults: bool = False) -> dict[str, Any]:

@@ -42,15 +42,16 @@ _RATE_UNITS = {
     "GBIT": 1000**3,
     "GBPS": 1000**3,
 }
-_NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_NUMBER_UNIT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", re.ASCII)
 _UNLIMITED = {"", "0", "none", "unlimited", "off"}
-_RELATIVE = re.compile(r"^\s*([0-9]+)\s*([dwh])\s*$", re.IGNORECASE)
-_EVERY_N_DAYS = re.compile(r"^([1-9][0-9]{0,3})d$")
+_RELATIVE = re.compile(r"\s*([0-9]+)\s*([dwh])\s*", re.IGNORECASE | re.ASCII)
+_EVERY_N_DAYS = re.compile(r"[1-9][0-9]{0,3}d", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 RESET_PERIODS = ("never", "daily", "weekly", "monthly")
 
 
 def _scaled(text: str, units: dict[str, int], what: str, example: str) -> int:
-    match = _NUMBER_UNIT.match(text)
+    match = _NUMBER_UNIT.fullmatch(text)
     unit = match.group(2).upper() if match else None
     if match is None or unit not in units:
         raise InvalidInput(f"{text!r} is not a {what}.", hint=f"Write it like {example}.")
@@ -58,8 +59,11 @@ def _scaled(text: str, units: dict[str, int], what: str, example: str) -> int:
         value = Decimal(match.group(1)) * units[unit]
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
         raise InvalidInput(f"{text!r} is not a {what}.", hint=f"Write it like {example}.") from exc
-    if value != value.to_integral_value() and units[unit] == 1:
-        raise InvalidInput(f"{text!r} is not a whole number of bytes.")
+    if value != value.to_integral_value():
+        raise InvalidInput(
+            f"{text!r} is not a whole number of {'bits' if units is _RATE_UNITS else 'bytes'}.",
+            hint=f"Write it like {example}.",
+        )
     return int(value)
 
 
@@ -79,28 +83,36 @@ def parse_rate(text: str) -> int | None:
     return rate or None
 
 
+def _scaled_text(value: int, units: tuple[tuple[str, int], ...], base: str) -> str:
+    """Exact below the smallest unit; otherwise the largest unit in which the value, rounded to
+    two decimals, is at least 1 (so 999,999 bytes is 1MB, not 1000KB)."""
+    if value < units[-1][1]:
+        return f"{value}{base}"
+    for unit, factor in units:
+        shown = f"{value / factor:.2f}"
+        if float(shown) >= 1:
+            return shown.rstrip("0").rstrip(".") + unit
+    return f"{value}{base}"
+
+
 def format_size(size: int | None) -> str:
     if size is None:
         return "unlimited"
-    for unit, factor in (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
-        if size >= factor:
-            return f"{size / factor:.2f}".rstrip("0").rstrip(".") + unit
-    return f"{size}B"
+    return _scaled_text(
+        size, (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)), "B"
+    )
 
 
 def format_rate(rate: int | None) -> str:
     if rate is None:
         return "unlimited"
-    for unit, factor in (("Gbit", 1000**3), ("Mbit", 1000**2), ("Kbit", 1000)):
-        if rate >= factor:
-            return f"{rate / factor:.2f}".rstrip("0").rstrip(".") + unit
-    return f"{rate}bit"
+    return _scaled_text(rate, (("Gbit", 1000**3), ("Mbit", 1000**2), ("Kbit", 1000)), "bit")
 
 
 def parse_reset_period(text: str) -> str:
     """Validate a quota reset period: never, daily, weekly, monthly, or every N days ("30d")."""
     value = text.strip().lower()
-    if value in RESET_PERIODS or _EVERY_N_DAYS.match(value):
+    if value in RESET_PERIODS or _EVERY_N_DAYS.fullmatch(value):
         return value
     raise InvalidInput(
         f"{text!r} is not a reset period.",
@@ -114,7 +126,7 @@ def parse_expiry(text: str, *, now: datetime, zone: tzinfo = UTC) -> datetime | 
     value = text.strip()
     if value.lower() in {"never", "none", ""}:
         return None
-    relative = _RELATIVE.match(value)
+    relative = _RELATIVE.fullmatch(value)
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2).lower()
         if amount == 0:
@@ -149,7 +161,7 @@ def parse_count(text: str, what: str) -> int | None:
     """Parse a non-negative limit such as a device count; 0 or none means unlimited."""
     if text.strip().lower() in _UNLIMITED:
         return None
-    if not text.strip().isdigit():
+    if not _DIGITS.fullmatch(text.strip()):
         raise InvalidInput(
             f"{text!r} is not a valid {what}.", hint="Give a whole number, or 0 for none."
         )

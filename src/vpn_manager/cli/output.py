@@ -87,21 +87,19 @@ class Output:
         self.err.write(message + "\n")
 
     def _table(self, headers: list[str], cells: list[list[str]]) -> None:
-        widths = [len(h) for h in headers]
-        for line in cells:
-            for index, value in enumerate(line):
-                widths[index] = max(widths[index], len(value))
-        last = len(headers) - 1
-
-        def fmt(line: Sequence[str]) -> str:
-            return "  ".join(
-                value if i == last else value.ljust(widths[i]) for i, value in enumerate(line)
-            ).rstrip()
-
+        columns = list(zip(headers, *cells, strict=True))
+        # Pad every column but the last to its widest cell (one pass per column, not per cell).
+        padded = [_pad(column) for column in columns[:-1]]
+        padded.append(list(columns[-1]))
+        lines = ["  ".join(line).rstrip() for line in zip(*padded, strict=True)]
         bold, reset = ("\033[1m", "\033[0m") if _colour_ok(self.out) else ("", "")
-        parts = [bold + fmt(headers) + reset + "\n"]
-        parts.extend(fmt(line) + "\n" for line in cells)
-        self.out.write("".join(parts))
+        lines[0] = bold + lines[0] + reset
+        self.out.write("\n".join(lines) + "\n")
+
+
+def _pad(column: Sequence[str]) -> list[str]:
+    width = max(map(len, column))
+    return [value.ljust(width) for value in column]
 
 
 def _cell(_key: str, value: Any) -> str:

@@ -9,10 +9,12 @@ from vpn_manager.errors import InvalidInput
 M = TypeVar("M", bound=BaseModel)
 
 
-def validated(model: type[M], data: Any, *, where: str = "") -> M:
+def validated(
+    model: type[M], data: Any, *, where: str = "", context: dict[str, Any] | None = None
+) -> M:
     """Validate `data` as `model`, turning the first problem into one InvalidInput sentence."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise invalid_input(exc, where=where) from None
 

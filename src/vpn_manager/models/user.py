@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, computed_field
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_RESET = re.compile(r"^(never|daily|weekly|monthly|[1-9][0-9]{0,3}d)$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_RESET = re.compile(r"never|daily|weekly|monthly|[1-9][0-9]{0,3}d")
 
 
 class UserStatus(StrEnum):
@@ -19,8 +19,14 @@ class UserStatus(StrEnum):
     OVER_QUOTA = "over-quota"
 
 
+def like_pattern(search: str) -> str:
+    """A case-folded LIKE pattern matching `search` literally (`%`, `_` and `\\` escaped)."""
+    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _check_name(value: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError("use 1 to 64 letters, digits, '-', '_' or '.'")
     return value
 
@@ -28,13 +34,13 @@ def _check_name(value: str) -> str:
 def _check_email(value: str | None) -> str | None:
     if value in (None, ""):
         return None
-    if not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):
         raise ValueError("not an e-mail address")
     return value
 
 
 def _check_reset(value: str) -> str:
-    if not _RESET.match(value):
+    if not _RESET.fullmatch(value):
         raise ValueError("use never, daily, weekly, monthly or a number of days such as 30d")
     return value
 
@@ -43,7 +49,10 @@ UserName = Annotated[str, AfterValidator(_check_name)]
 Email = Annotated[str | None, AfterValidator(_check_email)]
 ResetPeriod = Annotated[str, AfterValidator(_check_reset)]
 Note = Annotated[str | None, Field(max_length=1000)]
-Count = Annotated[int | None, Field(ge=1)]
+BIGINT_MAX = 2**63 - 1  # the BigInteger columns (bytes, bits per second)
+INT_MAX = 2**31 - 1  # the Integer columns (device counts)
+Bytes = Annotated[int | None, Field(ge=1, le=BIGINT_MAX)]
+Count = Annotated[int | None, Field(ge=1, le=INT_MAX)]
 
 
 class UserLimits(BaseModel):
@@ -52,10 +61,10 @@ class UserLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     expires_at: datetime | None = None
-    quota_bytes: Count = None
+    quota_bytes: Bytes = None
     reset_period: ResetPeriod = "never"
     device_limit: Count = None
-    speed_limit_bps: Count = None
+    speed_limit_bps: Bytes = None
 
 
 class UserCreate(UserLimits):
@@ -74,10 +83,10 @@ class UserUpdate(BaseModel):
     email: Email = None
     note: Note = None
     expires_at: datetime | None = None
-    quota_bytes: Count = None
+    quota_bytes: Bytes = None
     reset_period: ResetPeriod | None = None
     device_limit: Count = None
-    speed_limit_bps: Count = None
+    speed_limit_bps: Bytes = None
 
     def changes(self) -> dict[str, Any]:
         data = {field: getattr(self, field) for field in self.model_fields_set}

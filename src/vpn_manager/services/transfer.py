@@ -7,16 +7,16 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
-from vpn_manager.models.user import Count, Email, Note, ResetPeriod, UserName
+from vpn_manager.models.user import BIGINT_MAX, Bytes, Count, Email, Note, ResetPeriod, UserName
 from vpn_manager.services.users import UserService, reject_repeats
 from vpn_manager.storage import users as repo
 from vpn_manager.units import parse_expiry, parse_rate, parse_size
@@ -60,10 +60,16 @@ def _rate(value: Any) -> Any:
     return parse_rate(value) if isinstance(value, str) else value
 
 
-def _moment(value: Any) -> Any:
+def _zero(value: Any) -> Any:
+    return _blank_is_none(value) or 0
+
+
+def _moment(value: Any, info: ValidationInfo) -> Any:
+    """Dates in a file mean what they mean on the command line: in the configured time zone."""
     value = _blank_is_none(value)
     if isinstance(value, str):
-        return parse_expiry(value, now=datetime.now(UTC))
+        zone = (info.context or {}).get("zone", UTC)
+        return parse_expiry(value, now=datetime.now(UTC), zone=zone)
     return value
 
 
@@ -78,12 +84,12 @@ class UserRecord(BaseModel):
     status: UserStatus = UserStatus.ACTIVE
     created_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
     expires_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
-    quota_bytes: Annotated[Count, BeforeValidator(_size)] = None
+    quota_bytes: Annotated[Bytes, BeforeValidator(_size)] = None
     reset_period: Annotated[ResetPeriod, BeforeValidator(lambda v: v or "never")] = "never"
     device_limit: Annotated[Count, BeforeValidator(_blank_is_none)] = None
-    speed_limit_bps: Annotated[Count, BeforeValidator(_rate)] = None
-    upload_bytes: Annotated[int, Field(ge=0), BeforeValidator(lambda v: v or 0)] = 0
-    download_bytes: Annotated[int, Field(ge=0), BeforeValidator(lambda v: v or 0)] = 0
+    speed_limit_bps: Annotated[Bytes, BeforeValidator(_rate)] = None
+    upload_bytes: Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_zero)] = 0
+    download_bytes: Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_zero)] = 0
     subscription_token: Annotated[
         str | None, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$"), BeforeValidator(_blank_is_none)
     ] = None
@@ -130,7 +136,7 @@ def dump(records: list[dict[str, Any]], fmt: FileFormat) -> str:
     return out.getvalue()
 
 
-def parse_file(path: Path, fmt: FileFormat | None = None) -> list[UserRecord]:
+def parse_file(path: Path, fmt: FileFormat | None = None, zone: tzinfo = UTC) -> list[UserRecord]:
     """Read and validate every record of an export file; the first problem is an InvalidInput."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -148,7 +154,7 @@ def parse_file(path: Path, fmt: FileFormat | None = None) -> list[UserRecord]:
         if not isinstance(item, dict):
             raise InvalidInput(f"{where}: expected an object with a name.")
         try:
-            records.append(validated(UserRecord, item, where=where))
+            records.append(validated(UserRecord, item, where=where, context={"zone": zone}))
         except InvalidInput as exc:
             if exc.message.startswith(where):
                 raise

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from pydantic import TypeAdapter
 
 from vpn_manager.models import User, UserFilter
+from vpn_manager.models.user import like_pattern
 from vpn_manager.storage.revision import SCHEMA_HEAD
 
 _COLUMNS = (
@@ -70,10 +71,10 @@ def _read(conn: sqlite3.Connection, where: UserFilter | None) -> list[User] | No
         params.append(where.status.value)
     if where is not None and where.search:
         clauses.append(
-            "(lower(name) LIKE ? OR lower(coalesce(email, '')) LIKE ?"
-            " OR lower(coalesce(note, '')) LIKE ?)"
+            "(lower(name) LIKE ? ESCAPE '\\' OR lower(coalesce(email, '')) LIKE ? ESCAPE '\\'"
+            " OR lower(coalesce(note, '')) LIKE ? ESCAPE '\\')"
         )
-        params.extend([f"%{where.search.lower()}%"] * 3)
+        params.extend([like_pattern(where.search)] * 3)
     condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = conn.execute(
         f"SELECT id, {', '.join(_COLUMNS)} FROM users{condition} ORDER BY name", params

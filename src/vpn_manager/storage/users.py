@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpn_manager.errors import Conflict, NotFound
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus
+from vpn_manager.models.user import like_pattern
 from vpn_manager.storage.orm import UserCredentialRow, UserRow
 
 _CHUNK = 500  # rows per statement: well under every backend's bound-parameter limit
@@ -80,12 +81,12 @@ def _filtered(query: Select[Any], where: UserFilter | None) -> Select[Any]:
     if where.status is not None:
         query = query.where(UserRow.status == where.status.value)
     if where.search:
-        needle = f"%{where.search.lower()}%"
+        needle = like_pattern(where.search)
         query = query.where(
             or_(
-                func.lower(UserRow.name).like(needle),
-                func.lower(func.coalesce(UserRow.email, "")).like(needle),
-                func.lower(func.coalesce(UserRow.note, "")).like(needle),
+                func.lower(UserRow.name).like(needle, escape="\\"),
+                func.lower(func.coalesce(UserRow.email, "")).like(needle, escape="\\"),
+                func.lower(func.coalesce(UserRow.note, "")).like(needle, escape="\\"),
             )
         )
     return query
@@ -101,7 +102,7 @@ async def list_users(session: AsyncSession, where: UserFilter | None = None) -> 
 
 async def count_by_status(session: AsyncSession) -> dict[str, int]:
     result = await session.execute(select(UserRow.status, func.count()).group_by(UserRow.status))
-    return dict(result.tuples())
+    return dict(result.all())
 
 
 async def _servers_by_user(
@@ -112,12 +113,12 @@ async def _servers_by_user(
     )
     servers: dict[int, list[str]] = defaultdict(list)
     if user_ids is None:
-        for user_id, server in (await session.execute(query)).tuples():
+        for user_id, server in (await session.execute(query)).all():
             servers[user_id].append(server)
         return servers
     for chunk in _chunks(user_ids):
         result = await session.execute(query.where(UserCredentialRow.user_id.in_(chunk)))
-        for user_id, server in result.tuples():
+        for user_id, server in result.all():
             servers[user_id].append(server)
     return servers
 
@@ -150,7 +151,7 @@ async def ids_for(session: AsyncSession, names: Sequence[str]) -> dict[str, int]
         result = await session.execute(
             select(UserRow.name, UserRow.id).where(UserRow.name.in_(chunk))
         )
-        ids.update(result.tuples())
+        ids.update((name, user_id) for name, user_id in result.all())
     missing = [name for name in names if name not in ids]
     if missing:
         shown = ", ".join(repr(n) for n in missing[:5]) + (" …" if len(missing) > 5 else "")

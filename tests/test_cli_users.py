@@ -1,0 +1,786 @@
+"""`vpn user …` as people and scripts use it: output formats, every command, and the error
+contract (one `error:` line, at most one `hint:` line, a documented exit code, nothing changed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cli_helpers import (
+    Cli,
+    InProcessCli,
+    Result,
+    database_file,
+    error_line,
+    names_in,
+    table_rows,
+    vpn_script,
+)
+from vpn_manager import __version__
+
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
+VOLATILE = ("created_at", "updated_at")
+EXPORT_FIELDS = [
+    "name",
+    "email",
+    "note",
+    "status",
+    "created_at",
+    "expires_at",
+    "quota_bytes",
+    "reset_period",
+    "device_limit",
+    "speed_limit_bps",
+    "upload_bytes",
+    "download_bytes",
+    "subscription_token",
+]
+TABLE_HEADER = "NAME   STATUS  USED/QUOTA  EXPIRES  SERVERS  EMAIL"
+ALICE_BOB_TABLE = f"""\
+{TABLE_HEADER}
+alice  active  0B/∞        never    -        -
+bob    active  0B/∞        never    -        -
+"""
+ALICE_BOB_PLAIN = "alice\tactive\t0B/∞\tnever\t-\t-\nbob\tactive\t0B/∞\tnever\t-\t-\n"
+
+
+@pytest.fixture
+def vpn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> InProcessCli:
+    return InProcessCli(tmp_path, monkeypatch, capsys)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def default_user(name: str, **changes: Any) -> dict[str, Any]:
+    """A user as `--format json` shows it, without the two timestamps."""
+    return {
+        "name": name,
+        "status": "active",
+        "email": None,
+        "note": None,
+        "expires_at": None,
+        "quota_bytes": None,
+        "reset_period": "never",
+        "device_limit": None,
+        "speed_limit_bps": None,
+        "upload_bytes": 0,
+        "download_bytes": 0,
+        "servers": [],
+        "used_bytes": 0,
+        **changes,
+    }
+
+
+def stable(row: dict[str, Any]) -> dict[str, Any]:
+    """A JSON user without created_at/updated_at, after checking those are UTC timestamps."""
+    for key in VOLATILE:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", row[key]), row
+    return {key: value for key, value in row.items() if key not in VOLATILE}
+
+
+def moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def users(vpn: InProcessCli | Cli) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = vpn("--format", "json", "user", "list").json()
+    return rows
+
+
+def token_of(vpn: InProcessCli | Cli, name: str) -> str:
+    token: str = vpn("user", "show", name, "--secrets", "--format", "json").json()[
+        "subscription_token"
+    ]
+    assert TOKEN.match(token), token
+    return token
+
+
+def ok(result: Result, stdout: str | None = None, stderr: str = "") -> Result:
+    assert result.code == 0, result
+    if stdout is not None:
+        assert result.stdout == stdout
+    assert result.stderr == stderr
+    assert "\x1b" not in result.output
+    return result
+
+
+def add(run: InProcessCli | Cli, *args: str) -> Result:
+    """`vpn user add ARGS` (as a table), which must succeed."""
+    result = run("user", "add", *args)
+    assert result.code == 0, result
+    assert re.fullmatch(r"Created \d+ users?\.\n", result.stderr), result
+    return result
+
+
+@pytest.fixture
+def two(vpn: InProcessCli) -> InProcessCli:
+    """alice and bob, with no limits."""
+    ok(vpn("user", "add", "alice", "bob"), ALICE_BOB_TABLE, "Created 2 users.\n")
+    return vpn
+
+
+# -- the key flow, as a user runs it --------------------------------------------------------------
+def test_add_then_list_as_json_in_a_real_process(cli: Cli) -> None:
+    started = datetime.now(UTC)
+    ok(cli("user", "add", "alice", "bob"), ALICE_BOB_TABLE, "Created 2 users.\n")
+    listed = ok(cli("--format", "json", "user", "list"))
+    rows = json.loads(listed.stdout)
+    assert [stable(row) for row in rows] == [default_user("alice"), default_user("bob")]
+    for row in rows:
+        assert started - timedelta(seconds=1) <= moment(row["created_at"]) <= datetime.now(UTC)
+        assert row["updated_at"] == row["created_at"]
+    assert len(table_rows(database_file(cli.home))) == 2
+
+
+# -- output formats -------------------------------------------------------------------------------
+def check_listing(result: Result, fmt: str) -> None:
+    ok(result)
+    if fmt == "table":
+        assert result.stdout == ALICE_BOB_TABLE
+    elif fmt == "plain":
+        assert result.stdout == ALICE_BOB_PLAIN
+    elif fmt == "json":
+        rows = json.loads(result.stdout)
+        assert [stable(row) for row in rows] == [default_user("alice"), default_user("bob")]
+    else:
+        assert result.stdout.startswith("- name: alice\n")
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(result.stdout)
+        rows = yaml.safe_load(result.stdout)
+        assert [stable(row) for row in rows] == [default_user("alice"), default_user("bob")]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "yaml", "plain"])
+def test_list_formats_global_and_per_command(two: InProcessCli, fmt: str) -> None:
+    other = "yaml" if fmt == "json" else "json"
+    check_listing(two("--format", fmt, "user", "list"), fmt)
+    check_listing(two("-f", fmt, "user", "list"), fmt)
+    check_listing(two("user", "list", "--format", fmt), fmt)
+    # The per-command option wins over the global one and over the setting.
+    check_listing(two("--format", other, "user", "list", "--format", fmt), fmt)
+    check_listing(two("user", "list", "-f", fmt, env={"VPN_OUTPUT__FORMAT": other}), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", "plain"])
+def test_add_prints_the_new_users_in_the_chosen_format(vpn: InProcessCli, fmt: str) -> None:
+    result = ok(vpn("--format", fmt, "user", "add", "alice", "bob"))
+    check_listing(result, fmt)
+
+
+def test_list_empty(vpn: InProcessCli) -> None:
+    ok(vpn("user", "list", "--format", "json"), "[]\n")
+    ok(vpn("user", "list", "--format", "plain"), "")
+    ok(vpn("user", "list"), "", "No users yet. Add one with `vpn user add NAME`.\n")
+
+
+def test_list_status_and_search(vpn: InProcessCli) -> None:
+    add(vpn, "alice", "--email", "alice@example.org")
+    add(vpn, "bob", "--note", "Berlin office")
+    add(vpn, "carol", "--disabled")
+    add(vpn, "dave")
+
+    def listed(*args: str) -> list[str]:
+        return names_in(vpn("user", "list", "--format", "json", *args))
+
+    assert listed() == ["alice", "bob", "carol", "dave"]
+    assert listed("--status", "disabled") == ["carol"]
+    assert listed("--status", "active") == ["alice", "bob", "dave"]
+    assert listed("--status", "expired") == []
+    assert listed("--status", "over-quota") == []
+    assert listed("--search", "EXAMPLE.org") == ["alice"]  # e-mail, any case
+    assert listed("--search", "berlin") == ["bob"]  # note
+    assert listed("-s", "ar") == ["carol"]  # name
+    assert listed("--search", "zzz") == []
+    assert listed("--status", "active", "--search", "a") == ["alice", "dave"]
+    table = ok(vpn("user", "list", "--status", "disabled"))
+    assert table.stdout == (
+        "NAME   STATUS    USED/QUOTA  EXPIRES  SERVERS  EMAIL\n"
+        "carol  disabled  0B/∞        never    -        -\n"
+    )
+
+
+def test_search_matches_underscore_and_percent_literally(vpn: InProcessCli) -> None:
+    """`--search` is "names, e-mails or notes containing this": `_` and `%` are characters, not
+    SQL LIKE wildcards."""
+    add(vpn, "a_b", "axb", "plain")
+    assert names_in(vpn("user", "list", "--search", "_", "-f", "json")) == ["a_b"]
+    assert names_in(vpn("user", "list", "--search", "a_b", "-f", "json")) == ["a_b"]
+    assert names_in(vpn("user", "list", "--search", "%", "-f", "json")) == []
+
+
+# -- show -----------------------------------------------------------------------------------------
+def test_show_hides_the_token_unless_asked(two: InProcessCli) -> None:
+    token = token_of(two, "alice")
+    for fmt in ("json", "yaml", "table", "plain"):
+        result = ok(two("user", "show", "alice", "--format", fmt))
+        assert token not in result.stdout
+        assert "subscription_token" not in result.stdout
+    data = ok(two("--format", "json", "user", "show", "alice")).json()
+    assert stable(data) == default_user("alice")
+    assert data == users(two)[0]  # show and list agree to the microsecond
+    secret = ok(two("user", "show", "alice", "--secrets", "--format", "json")).json()
+    assert secret == data | {"subscription_token": token}
+    lines = ok(two("user", "show", "alice", "--secrets")).stdout.splitlines()
+    assert lines[-1] == f"subscription_token  {token}"
+    assert token != token_of(two, "bob")
+
+
+def test_show_as_table_and_plain(vpn: InProcessCli) -> None:
+    limits = ["--quota", "50GB", "--expires", "2027-01-31", "--reset", "monthly"]
+    add(
+        vpn, "alice", "--email", "alice@example.org", *limits, "--devices", "3", "--speed", "10Mbit"
+    )
+    lines = ok(vpn("user", "show", "alice")).stdout.splitlines()
+    timestamps = [line for line in lines if line.startswith(VOLATILE)]
+    assert len(timestamps) == 2
+    assert all(
+        re.fullmatch(r"\w+ {2,}\d{4}-\d\d-\d\d \d\d:\d\d UTC", line) for line in timestamps
+    )
+    assert [line for line in lines if not line.startswith(VOLATILE)] == [
+        "name             alice",
+        "status           active",
+        "email            alice@example.org",
+        "note             -",
+        "expires_at       2027-02-01 00:00 UTC (last day 2027-01-31)",
+        "quota_bytes      50GB",
+        "reset_period     monthly",
+        "device_limit     3",
+        "speed_limit_bps  10Mbit",
+        "upload_bytes     0B",
+        "download_bytes   0B",
+        "servers          -",
+        "used_bytes       0B",
+    ]
+    plain = ok(vpn("user", "show", "alice", "--format", "plain")).stdout.splitlines()
+    assert plain[0] == "name\talice"
+    assert "quota_bytes\t50GB" in plain
+    assert all(line.count("\t") == 1 for line in plain)
+
+
+# -- update ---------------------------------------------------------------------------------------
+def test_update_limits_and_clear_them(two: InProcessCli) -> None:
+    before = two("user", "show", "alice", "-f", "json").json()
+    changed = two(
+        "user",
+        "update",
+        "alice",
+        "--quota",
+        "1.5TB",
+        "--expires",
+        "2027-01-31",
+        "--reset",
+        "30d",
+        "--devices",
+        "3",
+        "--speed",
+        "10Mbit",
+        "--email",
+        "alice@example.org",
+        "--note",
+        "VIP",
+        "--format",
+        "json",
+    )
+    data = ok(changed).json()
+    assert stable(data) == default_user(
+        "alice",
+        quota_bytes=1_500_000_000_000,
+        expires_at="2027-02-01T00:00:00Z",  # through the end of 2027-01-31 in UTC
+        reset_period="30d",
+        device_limit=3,
+        speed_limit_bps=10_000_000,
+        email="alice@example.org",
+        note="VIP",
+    )
+    assert data["created_at"] == before["created_at"]
+    assert moment(data["updated_at"]) > moment(before["updated_at"])
+    assert two("user", "show", "alice", "-f", "json").json() == data
+    assert users(two)[0] == data
+
+    cleared = two(
+        "user",
+        "update",
+        "alice",
+        "--email",
+        "",
+        "--note",
+        "",
+        "--quota",
+        "0",
+        "--expires",
+        "never",
+        "--devices",
+        "0",
+        "--speed",
+        "unlimited",
+        "--reset",
+        "never",
+        "-f",
+        "json",
+    )
+    assert stable(ok(cleared).json()) == default_user("alice")
+    assert stable(users(two)[1]) == default_user("bob")  # bob untouched
+
+
+def test_update_only_changes_what_is_given(two: InProcessCli) -> None:
+    ok(two("user", "update", "alice", "--email", "a@example.org", "--quota", "50GB"))
+    data = ok(two("user", "update", "alice", "--email", "", "-f", "json")).json()
+    assert stable(data) == default_user("alice", quota_bytes=50_000_000_000)
+
+
+def test_update_expiry_in_configured_zone_and_relative(two: InProcessCli) -> None:
+    berlin = {"VPN_TIMEZONE": "Europe/Berlin"}
+    data = two("user", "update", "alice", "--expires", "2027-01-31", "-f", "json", env=berlin)
+    assert ok(data).json()["expires_at"] == "2027-01-31T23:00:00Z"
+    before = datetime.now(UTC)
+    data = ok(two("user", "update", "bob", "--expires", "30d", "-f", "json")).json()
+    expires = moment(data["expires_at"])
+    assert before + timedelta(days=30) <= expires <= datetime.now(UTC) + timedelta(days=30)
+
+
+def test_rename_keeps_everything_else(two: InProcessCli) -> None:
+    ok(two("user", "update", "alice", "--quota", "50GB"))
+    token = token_of(two, "alice")
+    before = two("user", "show", "alice", "-f", "json").json()
+    after = ok(two("user", "update", "alice", "--name", "alicia", "-f", "json")).json()
+    assert stable(after) == stable(before) | {"name": "alicia"}
+    assert after["created_at"] == before["created_at"]
+    assert token_of(two, "alicia") == token
+    assert names_in(two("user", "list", "-f", "json")) == ["alicia", "bob"]
+    error_line(two("user", "show", "alice"), 4)
+
+
+# -- enable, disable, delete, rotate-token --------------------------------------------------------
+def test_disable_and_enable(two: InProcessCli) -> None:
+    ok(two("user", "disable", "alice"), "Disabled 1 user.\n")
+    assert [u["status"] for u in users(two)] == ["disabled", "active"]
+    assert names_in(two("user", "list", "--status", "disabled", "-f", "json")) == ["alice"]
+    ok(two("user", "enable", "alice"), "Enabled 1 user.\n")
+    assert [u["status"] for u in users(two)] == ["active", "active"]
+    data = ok(two("user", "disable", "alice", "bob", "--format", "json")).json()
+    assert data == {"disabled": ["alice", "bob"]}
+    assert [u["status"] for u in users(two)] == ["disabled", "disabled"]
+    ok(two("--format", "plain", "user", "enable", "alice", "bob"), "Enabled 2 users.\n")
+
+
+def test_delete_with_yes(two: InProcessCli) -> None:
+    ok(two("user", "delete", "bob", "--yes"), "Deleted 1 user.\n")
+    assert names_in(two("user", "list", "-f", "json")) == ["alice"]
+    add(two, "carol", "dave")
+    data = ok(two("user", "delete", "-y", "carol", "dave", "--format", "json")).json()
+    assert data == {"deleted": ["carol", "dave"]}
+    assert names_in(two("user", "list", "-f", "json")) == ["alice"]
+    assert len(table_rows(database_file(two.home))) == 1
+
+
+def test_delete_without_yes_and_no_terminal_is_refused(cli: Cli) -> None:
+    add(cli, "alice", "bob")
+    before = table_rows(database_file(cli.home))
+    result = cli("user", "delete", "alice")  # stdin is /dev/null, not a terminal
+    assert result == Result(
+        3,
+        "",
+        "error: Refusing to delete users without confirmation.\nhint: Add --yes to confirm.\n",
+    )
+    assert table_rows(database_file(cli.home)) == before
+
+
+def test_rotate_token(two: InProcessCli) -> None:
+    old = token_of(two, "alice")
+    bob = token_of(two, "bob")
+    result = ok(two("user", "rotate-token", "alice"))
+    new = result.stdout.removesuffix("\n")
+    assert result.stdout == new + "\n"
+    assert TOKEN.match(new)
+    assert new != old
+    assert token_of(two, "alice") == new
+    assert token_of(two, "bob") == bob
+    data = ok(two("user", "rotate-token", "alice", "--format", "json")).json()
+    assert data.keys() == {"name", "subscription_token"}
+    assert data["name"] == "alice"
+    assert data["subscription_token"] not in (old, new)
+    assert token_of(two, "alice") == data["subscription_token"]
+
+
+# -- export and import ----------------------------------------------------------------------------
+def add_fixture_users(run: InProcessCli | Cli) -> None:
+    limits = ["--quota", "50GB", "--expires", "2027-01-31", "--reset", "monthly"]
+    add(
+        run, "alice", "--email", "alice@example.org", *limits, "--devices", "2", "--speed", "10Mbit"
+    )
+    ok(run("user", "update", "alice", "--note", "first, with a comma"))
+    add(run, "bob", "--disabled")
+
+
+def test_export_import_round_trip_in_a_real_process(cli: Cli) -> None:
+    add_fixture_users(cli)
+    original = users(cli)
+    tokens = {name: token_of(cli, name) for name in ("alice", "bob")}
+
+    out_json = cli.tmp_path / "out" / "users.json"
+    result = cli("user", "export", "--file", str(out_json))
+    ok(result, "", f"Exported 2 users to {out_json}.\n")
+    assert stat.S_IMODE(out_json.stat().st_mode) == 0o600
+    exported = json.loads(out_json.read_text(encoding="utf-8"))
+    assert exported["version"] == 1
+    assert [list(record) for record in exported["users"]] == [EXPORT_FIELDS, EXPORT_FIELDS]
+    alice = exported["users"][0]
+    assert alice == {
+        "name": "alice",
+        "email": "alice@example.org",
+        "note": "first, with a comma",
+        "status": "active",
+        "created_at": original[0]["created_at"],
+        "expires_at": "2027-02-01T00:00:00Z",
+        "quota_bytes": 50_000_000_000,
+        "reset_period": "monthly",
+        "device_limit": 2,
+        "speed_limit_bps": 10_000_000,
+        "upload_bytes": 0,
+        "download_bytes": 0,
+        "subscription_token": None,
+    }
+    assert exported["users"][1]["status"] == "disabled"
+    assert not any(token in out_json.read_text(encoding="utf-8") for token in tokens.values())
+
+    out_csv = cli.tmp_path / "users.csv"
+    ok(
+        cli("user", "export", "-o", str(out_csv), "--secrets"),
+        "",
+        f"Exported 2 users to {out_csv}.\n",
+    )
+    assert stat.S_IMODE(out_csv.stat().st_mode) == 0o600
+    text = out_csv.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == ",".join(EXPORT_FIELDS)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["name"], r["subscription_token"]) for r in rows] == list(tokens.items())
+    assert rows[0]["note"] == "first, with a comma"
+
+    # Import into an empty home: a dry run writes nothing, then the real thing, then again.
+    other = {"VPN_HOME": str(cli.tmp_path / "other")}
+    other_db = database_file(cli.tmp_path / "other")
+    dry = cli("user", "import", str(out_csv), "--dry-run", env=other)
+    ok(dry, "Would create 2, would update 0, skipped 0 (already exist).\n")
+    assert table_rows(other_db) == []
+    ok(
+        cli("user", "import", str(out_csv), env=other),
+        "Created 2, updated 0, skipped 0 (already exist).\n",
+    )
+    imported = users(Cli(cli.tmp_path, other))
+    assert [{k: v for k, v in u.items() if k != "updated_at"} for u in imported] == [
+        {k: v for k, v in u.items() if k != "updated_at"} for u in original
+    ]
+    assert token_of(Cli(cli.tmp_path, other), "alice") == tokens["alice"]
+    rows_once = table_rows(other_db)
+    again = cli("user", "import", str(out_csv), env=other)
+    ok(again, "Created 0, updated 0, skipped 2 (already exist).\n")
+    assert table_rows(other_db) == rows_once
+
+
+def test_export_to_stdout_and_json_import(vpn: InProcessCli) -> None:
+    add_fixture_users(vpn)
+    original = users(vpn)
+    to_stdout = ok(vpn("user", "export"))
+    path = vpn.tmp_path / "users.json"
+    ok(vpn("user", "export", "--file", str(path)), "", f"Exported 2 users to {path}.\n")
+    assert to_stdout.stdout == path.read_text(encoding="utf-8")
+    as_csv = ok(vpn("user", "export", "--format", "csv")).stdout
+    assert as_csv.splitlines()[0] == ",".join(EXPORT_FIELDS)
+
+    other = {"VPN_HOME": str(vpn.tmp_path / "other")}
+    other_db = database_file(vpn.tmp_path / "other")
+    dry = ok(vpn("user", "import", str(path), "--dry-run", "--format", "json", env=other)).json()
+    assert dry == {"dry_run": True, "create": ["alice", "bob"], "update": [], "skip": []}
+    assert table_rows(other_db) == []
+    done = ok(vpn("--format", "json", "user", "import", str(path), env=other)).json()
+    assert done == {"dry_run": False, "create": ["alice", "bob"], "update": [], "skip": []}
+    imported = vpn("--format", "json", "user", "list", env=other).json()
+    assert [stable(u) for u in imported] == [stable(u) for u in original]
+    once = table_rows(other_db)
+    again = ok(vpn("--format", "json", "user", "import", str(path), env=other)).json()
+    assert again == {"dry_run": False, "create": [], "update": [], "skip": ["alice", "bob"]}
+    assert table_rows(other_db) == once
+
+    # --on-existing update puts the file's values back.
+    ok(vpn("user", "update", "alice", "--quota", "1GB", "--note", "", env=other))
+    ok(vpn("user", "update", "bob", "--note", "changed", "--speed", "1Gbit", env=other))
+    updated = vpn("user", "import", str(path), "--on-existing", "update", env=other)
+    ok(updated, "Created 0, updated 2, skipped 0 (already exist).\n")
+    restored = vpn("--format", "json", "user", "list", env=other).json()
+    assert [stable(u) for u in restored] == [stable(u) for u in original]
+
+
+@pytest.mark.parametrize("where", ["a-directory", "under-a-file/users.json"])
+def test_export_to_an_unwritable_place_is_one_error_line(two: InProcessCli, where: str) -> None:
+    (two.tmp_path / "a-directory").mkdir()
+    (two.tmp_path / "under-a-file").write_text("", encoding="utf-8")
+    result = two("user", "export", "--file", str(two.tmp_path / where))
+    assert result.code not in (0, 1), result  # 1 is "unexpected internal error"
+    error_line(result, result.code)
+
+
+def test_import_of_a_bad_file_changes_nothing(two: InProcessCli) -> None:
+    before = table_rows(database_file(two.home))
+    bad = two.tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"name": "carol"}, {"name": "bad name!"}]), encoding="utf-8")
+    message = error_line(two("user", "import", str(bad)), 3)
+    assert message.startswith("bad.json user 2: invalid name 'bad name!'"), message
+    repeated = two.tmp_path / "repeated.json"
+    repeated.write_text(json.dumps([{"name": "carol"}, {"name": "carol"}]), encoding="utf-8")
+    error_line(two("user", "import", str(repeated)), 3)
+    columns = two.tmp_path / "columns.csv"
+    columns.write_text("name,colour\ncarol,blue\n", encoding="utf-8")
+    assert "colour" in error_line(two("user", "import", str(columns)), 3)
+    not_json = two.tmp_path / "not.json"
+    not_json.write_text("{name: carol", encoding="utf-8")
+    error_line(two("user", "import", str(not_json)), 3)
+    existing = two.tmp_path / "existing.json"
+    existing.write_text(json.dumps([{"name": "carol"}, {"name": "alice"}]), encoding="utf-8")
+    error_line(two("user", "import", str(existing), "--on-existing", "fail"), 3)
+    assert table_rows(database_file(two.home)) == before
+
+
+# -- the error contract ---------------------------------------------------------------------------
+LONG = "a" * 65
+ERRORS: list[tuple[str, list[str], int, str | None]] = [
+    # (id, args, exit code, the error line's message or None to check only the contract)
+    ("duplicate", ["user", "add", "alice"], 5, "1 user already exists: alice."),
+    ("duplicate-in-batch", ["user", "add", "carol", "alice"], 5, "1 user already exists: alice."),
+    ("two-duplicates", ["user", "add", "alice", "bob"], 5, "2 users already exist: alice, bob."),
+    (
+        "bad-name",
+        ["user", "add", "bad name!"],
+        3,
+        "invalid name 'bad name!': use 1 to 64 letters, digits, '-', '_' or '.'.",
+    ),
+    (
+        "long-name",
+        ["user", "add", LONG],
+        3,
+        f"invalid name '{LONG}': use 1 to 64 letters, digits, '-', '_' or '.'.",
+    ),
+    ("empty-name", ["user", "add", ""], 3, None),
+    ("repeated-name", ["user", "add", "carol", "carol"], 3, "'carol' is named more than once."),
+    ("bad-quota", ["user", "add", "carol", "--quota", "12XB"], 3, "'12XB' is not a data size."),
+    ("negative-quota", ["user", "add", "carol", "--quota", "-1GB"], 3, None),
+    (
+        "bad-date",
+        ["user", "add", "carol", "--expires", "2027-13-45"],
+        3,
+        "'2027-13-45' is not a date.",
+    ),
+    (
+        "bad-reset",
+        ["user", "add", "carol", "--reset", "fortnightly"],
+        3,
+        "'fortnightly' is not a reset period.",
+    ),
+    ("bad-devices", ["user", "add", "carol", "--devices", "-1"], 3, None),
+    ("bad-speed", ["user", "add", "carol", "--speed", "12Xbit"], 3, "'12Xbit' is not a speed."),
+    ("bad-email", ["user", "add", "carol", "--email", "not-an-email"], 3, None),
+    ("email-for-two", ["user", "add", "carol", "dave", "--email", "c@example.org"], 3, None),
+    ("long-note", ["user", "add", "carol", "--note", "x" * 1001], 3, None),
+    ("show-unknown", ["user", "show", "nobody"], 4, "There is no user named 'nobody'."),
+    ("update-unknown", ["user", "update", "nobody", "--quota", "1GB"], 4, None),
+    ("rename-taken", ["user", "update", "alice", "--name", "bob"], 5, None),
+    ("rename-invalid", ["user", "update", "alice", "--name", "bad name!"], 3, None),
+    ("update-bad-quota", ["user", "update", "alice", "--quota", "12XB"], 3, None),
+    ("update-bad-date", ["user", "update", "alice", "--expires", "2027-13-45"], 3, None),
+    ("update-bad-reset", ["user", "update", "alice", "--reset", "fortnightly"], 3, None),
+    ("update-nothing", ["user", "update", "alice"], 3, "Nothing to change."),
+    ("enable-unknown", ["user", "enable", "nobody"], 4, "There is no user named 'nobody'."),
+    ("disable-some-unknown", ["user", "disable", "alice", "nobody"], 4, None),
+    ("delete-unknown", ["user", "delete", "nobody", "--yes"], 4, None),
+    ("delete-some-unknown", ["user", "delete", "alice", "nobody", "--yes"], 4, None),
+    ("delete-repeated", ["user", "delete", "alice", "alice", "--yes"], 3, None),
+    ("rotate-unknown", ["user", "rotate-token", "nobody"], 4, None),
+    ("bad-status", ["user", "list", "--status", "weird"], 3, None),
+    ("import-missing", ["user", "import", "missing.json"], 3, None),
+    ("import-bad-policy", ["user", "import", "x.json", "--on-existing", "merge"], 3, None),
+    ("export-bad-format", ["user", "export", "--format", "xml"], 3, None),
+    # A quota that does not fit the database's 64-bit column is bad input, not a crash.
+    ("huge-quota", ["user", "add", "carol", "--quota", "99999999TB"], 3, None),
+    ("huge-quota-update", ["user", "update", "alice", "--quota", "99999999TB"], 3, None),
+    ("huge-speed", ["user", "add", "carol", "--speed", "99999999999Gbit"], 3, None),
+    ("huge-devices", ["user", "add", "carol", "--devices", "99999999999999999999"], 3, None),
+    # A trailing newline is not part of a valid name or e-mail address.
+    ("name-newline", ["user", "add", "carol\n"], 3, None),
+    ("rename-newline", ["user", "update", "alice", "--name", "carol\n"], 3, None),
+    ("email-newline", ["user", "add", "carol", "--email", "carol@example.org\n"], 3, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"), [pytest.param(*case[1:], id=case[0]) for case in ERRORS]
+)
+def test_error_contract(two: InProcessCli, args: list[str], code: int, message: str | None) -> None:
+    ok(two("user", "update", "alice", "--quota", "50GB"))
+    db = database_file(two.home)
+    before = table_rows(db)
+    result = two(*args)
+    line = error_line(result, code)
+    if message is not None:
+        assert line == message
+    assert table_rows(db) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["user", "frobnicate"],
+        ["user", "add"],
+        ["user", "list", "--bogus"],
+        ["--format", "xml", "user", "list"],
+        ["user", "list", "--format", "csv"],
+        ["user", "add", "carol", "--quota"],
+    ],
+)
+def test_usage_errors_exit_2(two: InProcessCli, args: list[str]) -> None:
+    before = table_rows(database_file(two.home))
+    result = two(*args)
+    assert result.code == 2, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "Error: " in result.stderr
+    assert table_rows(database_file(two.home)) == before
+
+
+def test_errors_in_a_real_process(cli: Cli) -> None:
+    add(cli, "alice")
+    before = table_rows(database_file(cli.home))
+    codes = {
+        error_line(cli("user", "add", "alice"), 5),
+        error_line(cli("user", "add", "bad name!"), 3),
+        error_line(cli("user", "show", "nobody"), 4),
+        error_line(cli("user", "add", "carol", "--quota", "12XB"), 3),
+    }
+    assert len(codes) == 4
+    assert table_rows(database_file(cli.home)) == before
+
+
+def test_unreadable_config_file_in_a_real_process(cli: Cli) -> None:
+    config = cli.home / "config" / "config.toml"
+    config.mkdir(parents=True)  # unreadable as a file, even for root
+    message = error_line(cli("user", "add", "alice"), 6)
+    assert message.startswith(f"Cannot read the config file {config}: "), message
+    assert not database_file(cli.home).exists()
+
+
+def test_database_unreachable(cli: Cli) -> None:
+    env = {"VPN_DATABASE__URL": "postgresql://u:secretpw@127.0.0.1:1/x"}
+    for args in (["user", "list"], ["user", "add", "zed"], ["--format", "json", "user", "list"]):
+        result = cli(*args, env=env)
+        message = error_line(result, 7)
+        assert "secretpw" not in result.output
+        assert message.startswith(
+            "Cannot use the database postgresql+asyncpg://u:***@127.0.0.1:1/x"
+        )
+
+
+@pytest.fixture
+def locked(cli: Cli) -> Iterator[tuple[Cli, Path]]:
+    """alice and bob in a database that another connection holds a write lock on."""
+    add(cli, "alice", "bob")
+    db = Path(cli("locate", "--format", "json").json()["database"])
+    assert db == database_file(cli.home)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield Cli(cli.tmp_path, {"VPN_DATABASE__BUSY_TIMEOUT_MS": "200"}), db
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def check_locked(cli: Cli, db: Path, commands: list[list[str]]) -> None:
+    before = table_rows(db)
+    for args in commands:
+        message = error_line(cli(*args), 7)
+        assert message == f"The database {db} is locked by another process.", args
+    assert table_rows(db) == before
+
+
+def test_database_locked(locked: tuple[Cli, Path]) -> None:
+    check_locked(
+        *locked,
+        [
+            ["user", "add", "carol"],
+            ["user", "update", "alice", "--quota", "1GB"],
+            ["user", "rotate-token", "alice"],
+        ],
+    )
+
+
+def test_database_locked_disable_delete(locked: tuple[Cli, Path]) -> None:
+    check_locked(*locked, [["user", "disable", "bob"], ["user", "delete", "bob", "--yes"]])
+
+
+# -- debug, version, help -------------------------------------------------------------------------
+def test_debug_shows_the_traceback(two: InProcessCli) -> None:
+    for result in (
+        two("--debug", "user", "show", "nobody"),
+        two("user", "show", "nobody", env={"VPN_DEBUG": "1"}),
+    ):
+        assert result.code == 4
+        assert result.stderr.startswith("Traceback (most recent call last):\n")
+        assert "vpn_manager.errors.NotFound: There is no user named 'nobody'.\n" in result.stderr
+        assert result.stderr.splitlines()[-2:] == [
+            "error: There is no user named 'nobody'.",
+            "hint: See `vpn user list`.",
+        ]
+    assert "Traceback" not in two("user", "show", "nobody").stderr
+
+
+def test_version(cli: Cli) -> None:
+    expected = Result(0, f"vpn-manager {__version__}\n", "")
+    assert cli("--version") == expected
+    assert cli("-V") == expected
+    script = vpn_script()
+    if not script.exists():
+        pytest.skip(f"no `vpn` launcher next to {script.parent}")
+    assert cli("--version", command=[str(script)]) == expected
+
+
+def test_version_through_typer(vpn: InProcessCli) -> None:
+    ok(vpn("--debug", "--version"), f"vpn-manager {__version__}\n")
+
+
+def test_help_lists_the_commands(cli: Cli) -> None:
+    result = ok(cli("--help"))
+    commands = result.stdout.split("Commands:", 1)[1]
+    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    assert listed == {"user", "config", "locate"}
+
+
+def test_user_help_lists_the_subcommands(vpn: InProcessCli) -> None:
+    result = ok(vpn("user", "--help"))
+    commands = result.stdout.split("Commands:", 1)[1]
+    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    assert listed == {
+        "add",
+        "list",
+        "show",
+        "update",
+        "enable",
+        "disable",
+        "delete",
+        "rotate-token",
+        "export",
+        "import",
+    }
