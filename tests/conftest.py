@@ -14,6 +14,7 @@ import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import uuid
@@ -59,16 +60,28 @@ def _free_port() -> int:
         return port
 
 
+def _cluster_parent(as_root: bool) -> Path:
+    """Where the cluster's directory goes: the temp dir, unless the `postgres` user could not
+    reach it (run as root with a private TMPDIR) or its socket path would be too long."""
+    base = Path(tempfile.gettempdir()).resolve()
+    reachable = all(
+        part.stat().st_mode & stat.S_IXOTH for part in [base, *base.parents] if part != Path("/")
+    )
+    if (as_root and not reachable) or len(str(base)) > 60:
+        return Path("/tmp")
+    return base
+
+
 class _Cluster:
     """One initdb'd data directory and the server running on it."""
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.as_root = os.geteuid() == 0
-        self.root = Path(tempfile.mkdtemp(prefix="vpn-manager-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="vpn-pg-", dir=_cluster_parent(self.as_root)))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = 0
         if self.as_root:
             try:
                 account = pwd.getpwnam(_PG_USER)
@@ -81,24 +94,24 @@ class _Cluster:
             os.chown(self.root, account.pw_uid, account.pw_gid)
         self.root.chmod(0o700)
 
-    def run(self, tool: str, *args: str, timeout: float = 60) -> None:
+    def run(self, tool: str, *args: str, check: bool = True) -> bool:
+        """Run one of the server's programs (as `postgres` when we are root); False if it failed
+        and `check` is off, a test failure with its output if it failed and `check` is on."""
         command = [str(self.bindir / tool), *args]
         if self.as_root:  # PostgreSQL refuses to run as root
             command = ["runuser", "-u", _PG_USER, "--", *command]
         result = subprocess.run(
-            command,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+            command, cwd=self.root, capture_output=True, text=True, timeout=60, check=False
         )
-        if result.returncode != 0:
+        if result.returncode == 0:
+            return True
+        if check:
             log = self.log.read_text(errors="replace") if self.log.exists() else ""
             pytest.fail(
                 f"{tool} failed ({result.returncode}):\n{result.stdout}{result.stderr}{log}",
                 pytrace=False,
             )
+        return False
 
     def start(self) -> None:
         self.run(
@@ -108,7 +121,7 @@ class _Cluster:
             "--username",
             _PG_USER,
             "--auth",
-            "trust",
+            "trust",  # local connections only: the server listens on 127.0.0.1 alone
             "--encoding",
             "UTF8",
             "--locale",
@@ -117,7 +130,6 @@ class _Cluster:
         )
         settings = {
             "listen_addresses": "'127.0.0.1'",
-            "port": str(self.port),
             "unix_socket_directories": f"'{self.root}'",
             "fsync": "off",
             "synchronous_commit": "off",
@@ -127,12 +139,16 @@ class _Cluster:
         with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write("\n# vpn-manager tests\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
-        self.run("pg_ctl", "start", "--pgdata", str(self.data), "--log", str(self.log), "--wait")
+        for attempt in range(3):  # the free port may be taken before the server binds it
+            self.port = _free_port()
+            start = ["start", "--pgdata", str(self.data), "--log", str(self.log), "--wait"]
+            if self.run("pg_ctl", *start, "-o", f"-p {self.port}", check=attempt == 2):
+                return
 
     def stop(self) -> None:
         try:
             if (self.data / "postmaster.pid").exists():
-                self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "fast", "--wait")
+                self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "immediate")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -160,7 +176,9 @@ async def create_postgres_database(server_url: str) -> str:
     plain = server_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     conn = await asyncpg.connect(plain, timeout=10)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        # FILE_COPY (PostgreSQL 15+) copies the template's files; cheaper here than WAL_LOG.
+        strategy = " STRATEGY FILE_COPY" if conn.get_server_version().major >= 15 else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{strategy}')
     finally:
         await conn.close()
     return server_url.rsplit("/", 1)[0] + "/" + name

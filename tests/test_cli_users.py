@@ -249,9 +249,7 @@ def test_show_as_table_and_plain(vpn: InProcessCli) -> None:
     lines = ok(vpn("user", "show", "alice")).stdout.splitlines()
     timestamps = [line for line in lines if line.startswith(VOLATILE)]
     assert len(timestamps) == 2
-    assert all(
-        re.fullmatch(r"\w+ {2,}\d{4}-\d\d-\d\d \d\d:\d\d UTC", line) for line in timestamps
-    )
+    assert all(re.fullmatch(r"\w+ {2,}\d{4}-\d\d-\d\d \d\d:\d\d UTC", line) for line in timestamps)
     assert [line for line in lines if not line.startswith(VOLATILE)] == [
         "name             alice",
         "status           active",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sqlite3
 import stat
@@ -18,10 +19,11 @@ import pytest
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import Connection
 
-from tests.conftest import FixedClock, open_database, sqlite_file_of
+from tests.conftest import DbUrlFactory, FixedClock, open_database, sqlite_file_of
 from vpn_manager.errors import Conflict, InvalidInput, NotFound, StorageError
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
 from vpn_manager.services.users import UserService
+from vpn_manager.settings import DatabaseSettings, Paths, Settings
 from vpn_manager.storage import SCHEMA_HEAD, Database, migrate
 from vpn_manager.storage.orm import Base, UserCredentialRow
 
@@ -98,7 +100,7 @@ def test_schema_head_is_the_newest_migration() -> None:
 
 
 async def test_first_open_migrates_and_second_open_is_a_no_op(
-    db_url: str, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    db_url: str, make_db_url: DbUrlFactory, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with open_database(db_url) as db:
         assert await _versions(db) == [SCHEMA_HEAD]
@@ -114,6 +116,9 @@ async def test_first_open_migrates_and_second_open_is_a_no_op(
     async with open_database(db_url) as db:
         assert await _versions(db) == [SCHEMA_HEAD]
         assert _names(await UserService(db, clock=clock).list()) == ["alice"]
+    # ...whereas a fresh database does go through it (so the check above means something).
+    with pytest.raises(AssertionError, match="migrated again"):
+        await _open_within(await make_db_url(), 30)
 
 
 async def test_orm_metadata_and_migrations_agree(database: Database) -> None:
@@ -131,7 +136,7 @@ async def test_unknown_schema_revision_is_refused(db_url: str) -> None:
 
 
 _OPENER = """
-import asyncio, sys, time
+import asyncio, faulthandler, sys
 from pathlib import Path
 
 import vpn_manager.storage.migrate  # noqa: F401 - import the heavy modules before the start line
@@ -148,6 +153,7 @@ async def one() -> None:
 
 
 async def main() -> None:
+    faulthandler.dump_traceback_later(10, exit=True)  # a hang fails with the stack that hung
     ready.touch()
     while not go.exists():
         await asyncio.sleep(0.002)
@@ -194,11 +200,11 @@ def test_concurrent_first_open_ends_with_one_schema(
         failures = []
         for child in children:
             try:
-                _, err = child.communicate(timeout=15)
+                _, err = child.communicate(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
                 _, err = child.communicate()
-                failures.append(f"hung for 15 s (deadlock?):\n{err}")
+                failures.append(f"hung for 20 s:\n{err}")
                 continue
             if child.returncode != 0:
                 failures.append(f"exit {child.returncode}:\n{err}")
@@ -217,6 +223,26 @@ def test_concurrent_first_open_ends_with_one_schema(
                 assert await conn.run_sync(_schema_differences) == []
 
     asyncio.run(check())
+
+
+async def test_database_from_settings(
+    db_url: str, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [name for name in os.environ if name.upper().startswith("VPN_")]:
+        monkeypatch.delenv(name)
+    paths = Paths.from_env({}, home=tmp_path / "home")
+    async with Database.from_settings(Settings(), paths) as db:
+        assert db.display_url == str(paths.database_file)
+        await UserService(db, clock=clock).add([UserCreate(name="local")])
+    assert stat.S_IMODE(paths.database_file.stat().st_mode) == 0o600
+
+    plain = db_url.replace("+asyncpg", "").replace("+aiosqlite", "")  # the drivers are implied
+    settings = Settings(database=DatabaseSettings(url=plain, busy_timeout_ms=250))
+    async with Database.from_settings(settings, paths) as db:
+        assert db.busy_timeout_ms == 250
+        await UserService(db, clock=clock).add([UserCreate(name="remote")])
+    async with open_database(db_url) as db:
+        assert _names(await UserService(db, clock=clock).list()) == ["remote"]
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -256,27 +282,28 @@ async def test_add_get_and_list(database: Database, clock: FixedClock) -> None:
     assert len(tokens) == 4
 
 
-@pytest.mark.parametrize(
-    ("where", "expected"),
-    [
-        (UserFilter(), ["alice", "bob", "carol", "dave"]),
-        (UserFilter(status=UserStatus.ACTIVE), ["alice", "bob", "carol"]),
-        (UserFilter(status=UserStatus.DISABLED), ["dave"]),
-        (UserFilter(status=UserStatus.EXPIRED), []),
-        (UserFilter(search="RED"), ["alice", "carol"]),  # note, any case
-        (UserFilter(search="corp.org"), ["bob"]),  # e-mail
-        (UserFilter(search="aro"), ["carol"]),  # name
-        (UserFilter(search="leave", status=UserStatus.ACTIVE), []),
-        (UserFilter(search="leave", status=UserStatus.DISABLED), ["dave"]),
-        (UserFilter(search="nobody"), []),
-    ],
-)
-async def test_list_filters(
-    database: Database, clock: FixedClock, where: UserFilter, expected: list[str]
-) -> None:
+_FILTERS: list[tuple[UserFilter, list[str]]] = [
+    (UserFilter(), ["alice", "bob", "carol", "dave"]),
+    (UserFilter(status=UserStatus.ACTIVE), ["alice", "bob", "carol"]),
+    (UserFilter(status=UserStatus.DISABLED), ["dave"]),
+    (UserFilter(status=UserStatus.EXPIRED), []),
+    (UserFilter(search="RED"), ["alice", "carol"]),  # note, any case
+    (UserFilter(search="corp.org"), ["bob"]),  # e-mail
+    (UserFilter(search="aro"), ["carol"]),  # name
+    (UserFilter(search="leave", status=UserStatus.ACTIVE), []),
+    (UserFilter(search="leave", status=UserStatus.DISABLED), ["dave"]),
+    (UserFilter(search="nobody"), []),
+    # The search text is literal: LIKE wildcards in it match only themselves.
+    (UserFilter(search="%"), []),
+    (UserFilter(search="a_i"), []),  # names may contain "_"; this must not match "ali(ce)"
+]
+
+
+async def test_list_filters(database: Database, clock: FixedClock) -> None:
     service = UserService(database, clock=clock)
     await service.add(_users())
-    assert _names(await service.list(where)) == expected
+    for where, expected in _FILTERS:
+        assert _names(await service.list(where)) == expected, where
 
 
 async def test_update_renames_changes_and_clears_fields(
@@ -494,9 +521,8 @@ async def test_sqlite_fast_listing_matches_sqlalchemy(sqlite_url: str, clock: Fi
         service = UserService(db, clock=clock)
         await service.add(_users(), extras=[{"upload_bytes": 7, "download_bytes": 9}] * 4)
         async with db.session() as session:
-            ids: dict[str, int] = dict(
-                (await session.execute(text("SELECT name, id FROM users"))).tuples().all()
-            )
+            rows = (await session.execute(text("SELECT name, id FROM users"))).all()
+            ids: dict[str, int] = dict(rows)
             await session.execute(
                 insert(UserCredentialRow),
                 [
@@ -512,6 +538,7 @@ async def test_sqlite_fast_listing_matches_sqlalchemy(sqlite_url: str, clock: Fi
             UserFilter(search="RED"),
             UserFilter(search="red", status=UserStatus.ACTIVE),
             UserFilter(search="nobody"),
+            UserFilter(search="a_i"),
         ]
         slow = [await service.list(where) for where in filters]
     assert slow[0][0].servers == ["a-1", "b-2"]
