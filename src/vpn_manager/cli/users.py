@@ -40,32 +40,45 @@ def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 Names = Annotated[
-    list[str], typer.Argument(help="One or more user names.", autocompletion=_complete_names)
+    list[str],
+    typer.Argument(help="One or more user names.", metavar="NAME", autocompletion=_complete_names),
 ]
-Name = Annotated[str, typer.Argument(help="The user's name.", autocompletion=_complete_names)]
-Email = Annotated[str | None, typer.Option("--email", help="Contact e-mail.")]
-Note = Annotated[str | None, typer.Option("--note", help="Free text for yourself.")]
+Name = Annotated[
+    str, typer.Argument(help="The user's name.", metavar="NAME", autocompletion=_complete_names)
+]
+Email = Annotated[str | None, typer.Option("--email", metavar="EMAIL", help="Contact e-mail.")]
+Note = Annotated[str | None, typer.Option("--note", metavar="TEXT", help="Free text for yourself.")]
 Quota = Annotated[
     str | None,
     typer.Option(
-        "--quota", help="Data quota per reset period: 50GB, 500MiB, 1.5TB; 0 = unlimited."
+        "--quota",
+        metavar="SIZE",
+        help="Data quota per reset period: 50GB, 500MiB, 1.5TB; 0 = unlimited.",
     ),
 ]
 Expires = Annotated[
     str | None,
     typer.Option(
-        "--expires", help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never."
+        "--expires",
+        metavar="WHEN",
+        help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never.",
     ),
 ]
 Reset = Annotated[
     str | None,
-    typer.Option("--reset", help="When the used data resets: never, daily, weekly, monthly or Nd."),
+    typer.Option(
+        "--reset",
+        metavar="PERIOD",
+        help="When the used data resets: never, daily, weekly, monthly or Nd.",
+    ),
 ]
 Devices = Annotated[
-    str | None, typer.Option("--devices", help="Devices (client IPs) at once; 0 = unlimited.")
+    str | None,
+    typer.Option("--devices", metavar="N", help="Devices (client IPs) at once; 0 = unlimited."),
 ]
 Speed = Annotated[
-    str | None, typer.Option("--speed", help="Speed limit: 10Mbit, 1Gbit; 0 = unlimited.")
+    str | None,
+    typer.Option("--speed", metavar="RATE", help="Speed limit: 10Mbit, 1Gbit; 0 = unlimited."),
 ]
 
 
@@ -244,12 +257,16 @@ def list_users(
     status: Annotated[
         str | None,
         typer.Option(
-            "--status", help="Only users in this state: active, disabled, expired, over-quota."
+            "--status",
+            metavar="STATUS",
+            help="Only users in this state: active, disabled, expired, over-quota.",
         ),
     ] = None,
     search: Annotated[
         str | None,
-        typer.Option("--search", "-s", help="Only names, e-mails or notes containing this."),
+        typer.Option(
+            "--search", "-s", metavar="TEXT", help="Only names, e-mails or notes containing this."
+        ),
     ] = None,
     output_format: FormatOption = None,
 ) -> None:
@@ -288,11 +305,15 @@ def show(
 def update(
     ctx: typer.Context,
     name: Name,
-    new_name: Annotated[str | None, typer.Option("--name", help="Rename the user.")] = None,
-    email: Annotated[
-        str | None, typer.Option("--email", help="Contact e-mail; '' clears it.")
+    new_name: Annotated[
+        str | None, typer.Option("--name", metavar="NEW", help="Rename the user.")
     ] = None,
-    note: Annotated[str | None, typer.Option("--note", help="Free text; '' clears it.")] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="EMAIL", help="Contact e-mail; '' clears it.")
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", metavar="TEXT", help="Free text; '' clears it.")
+    ] = None,
     quota: Quota = None,
     expires: Expires = None,
     reset: Reset = None,
@@ -376,12 +397,18 @@ def rotate_token(ctx: typer.Context, name: Name, output_format: FormatOption = N
 def export(
     ctx: typer.Context,
     file: Annotated[
-        Path | None, typer.Option("--file", "-o", help="Write here (mode 0600) instead of stdout.")
+        Path | None,
+        typer.Option(
+            "--file", "-o", metavar="FILE", help="Write here (mode 0600) instead of stdout."
+        ),
     ] = None,
     file_format: Annotated[
         str | None,
         typer.Option(
-            "--format", "-f", help="json or csv (default: from --file's suffix, else json)."
+            "--format",
+            "-f",
+            metavar="json|csv",
+            help="json or csv (default: from --file's suffix, else json).",
         ),
     ] = None,
     secrets: Annotated[
@@ -410,13 +437,19 @@ def export(
 def import_users(
     ctx: typer.Context,
     file: Annotated[
-        Path, typer.Argument(help="A JSON or CSV file as written by `vpn user export`.")
+        Path,
+        typer.Argument(metavar="FILE", help="A JSON or CSV file as written by `vpn user export`."),
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
     ] = False,
     on_existing: Annotated[
-        str, typer.Option("--on-existing", help="For names that exist: skip, update or fail.")
+        str,
+        typer.Option(
+            "--on-existing",
+            metavar="skip|update|fail",
+            help="For names that exist: skip, update or fail.",
+        ),
     ] = "skip",
     output_format: FormatOption = None,
 ) -> None:

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +19,7 @@ from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validat
 from vpn_manager.models.user import BIGINT_MAX, Bytes, Count, Email, Note, ResetPeriod, UserName
 from vpn_manager.services.users import UserService, reject_repeats
 from vpn_manager.storage import users as repo
-from vpn_manager.units import parse_expiry, parse_rate, parse_size
+from vpn_manager.units import parse_count, parse_expiry, parse_rate, parse_size
 
 FileFormat = Literal["json", "csv"]
 EXPORT_VERSION = 1
@@ -64,6 +64,30 @@ def _zero(value: Any) -> Any:
     return _blank_is_none(value) or 0
 
 
+def _count(value: Any) -> Any:
+    value = _blank_is_none(value)
+    return parse_count(value, "device limit") if isinstance(value, str) else value or None
+
+
+def _created(value: Any, info: ValidationInfo) -> Any:
+    """A creation time: a date means the start of that day (in the configured zone)."""
+    value = _blank_is_none(value)
+    if isinstance(value, str):
+        zone = (info.context or {}).get("zone", UTC)
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            return datetime.combine(day, time(), zone)
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("not a date or an ISO date-time") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    return value
+
+
 def _moment(value: Any, info: ValidationInfo) -> Any:
     """Dates in a file mean what they mean on the command line: in the configured time zone."""
     value = _blank_is_none(value)
@@ -81,12 +105,14 @@ class UserRecord(BaseModel):
     name: UserName
     email: Annotated[Email, BeforeValidator(_blank_is_none)] = None
     note: Annotated[Note, BeforeValidator(_blank_is_none)] = None
-    status: UserStatus = UserStatus.ACTIVE
-    created_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
+    status: Annotated[
+        UserStatus, BeforeValidator(lambda v: _blank_is_none(v) or UserStatus.ACTIVE)
+    ] = UserStatus.ACTIVE
+    created_at: Annotated[datetime | None, BeforeValidator(_created)] = None
     expires_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
     quota_bytes: Annotated[Bytes, BeforeValidator(_size)] = None
     reset_period: Annotated[ResetPeriod, BeforeValidator(lambda v: v or "never")] = "never"
-    device_limit: Annotated[Count, BeforeValidator(_blank_is_none)] = None
+    device_limit: Annotated[Count, BeforeValidator(_count)] = None
     speed_limit_bps: Annotated[Bytes, BeforeValidator(_rate)] = None
     upload_bytes: Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_zero)] = 0
     download_bytes: Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_zero)] = 0
@@ -147,10 +173,12 @@ def parse_file(path: Path, fmt: FileFormat | None = None, zone: tzinfo = UTC) ->
             f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}."
         ) from None
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
-    raw = _parse_csv(text) if fmt == "csv" else _parse_json(text, path)
+    if fmt == "csv":
+        raw = [(f"{path.name} line {line}", row) for line, row in _parse_csv(text)]
+    else:
+        raw = [(f"{path.name} user {n}", item) for n, item in enumerate(_parse_json(text, path), 1)]
     records = []
-    for index, item in enumerate(raw):
-        where = f"{path.name} line {index + 2}" if fmt == "csv" else f"{path.name} user {index + 1}"
+    for where, item in raw:
         if not isinstance(item, dict):
             raise InvalidInput(f"{where}: expected an object with a name.")
         try:
@@ -176,7 +204,8 @@ def _parse_json(text: str, path: Path) -> list[Any]:
     return data
 
 
-def _parse_csv(text: str) -> list[dict[str, Any]]:
+def _parse_csv(text: str) -> list[tuple[int, dict[str, Any]]]:
+    """The rows with the physical line each starts on (a quoted cell may span lines)."""
     reader = csv.DictReader(io.StringIO(text))
     unknown = set(reader.fieldnames or []) - set(FIELDS)
     if not reader.fieldnames or "name" not in reader.fieldnames or unknown:
@@ -185,7 +214,12 @@ def _parse_csv(text: str) -> list[dict[str, Any]]:
             + (f" (unknown: {', '.join(sorted(unknown))})." if unknown else "."),
             hint="Columns: " + ", ".join(FIELDS),
         )
-    return [dict(row) for row in reader]
+    rows = []
+    start = reader.line_num + 1
+    for row in reader:
+        rows.append((start, dict(row)))
+        start = reader.line_num + 1
+    return rows
 
 
 async def import_users(

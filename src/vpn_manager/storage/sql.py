@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,9 +106,8 @@ class SqlBackend:
                 current = await conn.run_sync(current_revision)
             if current == SCHEMA_HEAD:
                 return
-            with self._file_lock():
-                async with self.engine.begin() as conn:
-                    await self._upgrade(conn)
+            async with self._file_lock(), self.engine.begin() as conn:
+                await self._upgrade(conn)
 
     async def _upgrade(self, conn: AsyncConnection) -> None:
         if self.db.sqlite_file is None:
@@ -128,16 +127,17 @@ class SqlBackend:
             )
         await conn.run_sync(upgrade)
 
-    @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """Serialise migrations between processes sharing one SQLite file."""
+    @asynccontextmanager
+    async def _file_lock(self) -> AsyncIterator[None]:
+        """Serialise migrations between processes (and tasks) sharing one SQLite file. The lock
+        is awaited in a thread so that a task holding it can finish on the event loop."""
         file = self.db.sqlite_file
         if file is None:
             yield
             return
         fd = os.open(file.with_name(file.name + ".migrate-lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
