@@ -58,7 +58,7 @@ Count = Annotated[int | None, Field(ge=1, le=INT_MAX)]
 class UserLimits(BaseModel):
     """The limits every user carries; None means unlimited / never."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     expires_at: datetime | None = None
     quota_bytes: Bytes = None
@@ -77,7 +77,7 @@ class UserCreate(UserLimits):
 class UserUpdate(BaseModel):
     """A partial change: only the fields that were set are applied (`model_fields_set`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     new_name: UserName | None = None
     email: Email = None
@@ -96,12 +96,16 @@ class UserUpdate(BaseModel):
 
 
 class UserFilter(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: UserStatus | None = None
     search: str | None = None
 
 
 class UserCredential(BaseModel):
     """A user's credentials on one server (filled by the protocol issues)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     server: str
     protocol: str
