@@ -96,7 +96,7 @@ class Database:
             return None
         from vpn_manager.storage.sqlite_read import read_users
 
-        return read_users(self.sqlite_file, where, self.busy_timeout_ms, self.display_url)
+        return read_users(self.sqlite_file, where, self.busy_timeout_ms)
 
 
 def _sqlite_file(url: str) -> Path | None:

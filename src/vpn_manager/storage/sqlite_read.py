@@ -21,29 +21,13 @@ from vpn_manager.models import User, UserFilter
 from vpn_manager.models.user import like_pattern
 from vpn_manager.storage.revision import SCHEMA_HEAD
 
-_COLUMNS = (
-    "name",
-    "status",
-    "email",
-    "note",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "quota_bytes",
-    "reset_period",
-    "device_limit",
-    "speed_limit_bps",
-    "upload_bytes",
-    "download_bytes",
-    "subscription_token",
-)
+# Every field of the read model is a column of `users`, except the servers gathered separately.
+_COLUMNS = tuple(name for name in User.model_fields if name != "servers")
 _USERS = TypeAdapter(list[User])
 _TIMES = ("created_at", "updated_at", "expires_at")
 
 
-def read_users(
-    file: Path, where: UserFilter | None, busy_timeout_ms: int, display: str
-) -> list[User] | None:
+def read_users(file: Path, where: UserFilter | None, busy_timeout_ms: int) -> list[User] | None:
     if not file.is_file():
         return None
     try:
