@@ -80,17 +80,42 @@ class UserRow(Base):
     )
 
 
+class ServerRow(Base):
+    """A server: public settings in `settings`, private keys in `secret` (never in read models)."""
+
+    __tablename__ = "servers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    protocol: Mapped[str] = mapped_column(String(32))
+    engine: Mapped[str] = mapped_column(String(32))
+    runtime: Mapped[str] = mapped_column(String(16))
+    listen: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    desired: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class UserCredentialRow(Base):
-    """A user's credentials on one server: the protocol's secrets live in `secret`."""
+    """A user's credentials on one server: the protocol's secrets live in `secret`.
+
+    `server` keeps the server's name (for listings without a join); `server_id` ties the row to
+    the server so that removing the server removes its credentials."""
 
     __tablename__ = "user_credentials"
     __table_args__ = (
         UniqueConstraint("user_id", "server", name="uq_user_credentials_user_server"),
         Index("ix_user_credentials_server", "server"),
+        Index("ix_user_credentials_server_id", "server_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
     server: Mapped[str] = mapped_column(String(64))
     protocol: Mapped[str] = mapped_column(String(32))
     secret: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

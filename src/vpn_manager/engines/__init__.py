@@ -1,0 +1,1 @@
+"""Engines: the real VPN programs we configure and supervise (Xray first)."""

@@ -1,0 +1,110 @@
+"""The engine contract: what every VPN program we drive must offer, and the data it is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vpn_manager.models.server import ServerCreate
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything an engine needs about one server, secrets included. Never printed."""
+
+    name: str
+    protocol: str
+    listen: str
+    port: int
+    host: str
+    settings: dict[str, Any]
+    secret: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Client:
+    """One user's credentials on one server, as the engine sees them."""
+
+    user_id: int
+    name: str
+    secret: dict[str, Any] = field(repr=False)
+
+    @property
+    def email(self) -> str:
+        """The engine-side identity: stable across renames and free of secrets (it is logged)."""
+        return f"user-{self.user_id}"
+
+
+@dataclass(frozen=True)
+class Files:
+    """Where a server's rendered config and logs live."""
+
+    config: Path
+    access_log: Path
+    error_log: Path
+
+
+@dataclass(frozen=True)
+class Health:
+    port_open: bool
+    api_ok: bool
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.port_open and self.api_ok
+
+
+class Engine(Protocol):
+    """A VPN engine. Implementations live one per folder (engines/xray/…) and are registered in
+    engines/registry.py."""
+
+    name: str
+
+    def new_server(
+        self, create: ServerCreate, api_port: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Settings (public) and secrets (private keys) for a new server, generated once."""
+        ...
+
+    def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        """New keys for a server; returns (settings, secret)."""
+        ...
+
+    def new_credential(self) -> dict[str, Any]:
+        """A new user's credentials on a server of this engine."""
+        ...
+
+    def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
+        """The engine's config file for this server and these clients."""
+        ...
+
+    def argv(self, config: Path) -> list[str]:
+        """How to run the engine on a rendered config."""
+        ...
+
+    async def validate(self, text: str, scratch: Path) -> None:
+        """Ask the real engine whether it accepts a config; raise EngineError if not."""
+        ...
+
+    async def probe(self, spec: ServerSpec) -> Health:
+        """Is the server's port accepting and its control API answering?"""
+        ...
+
+    async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
+        """Add users to the running engine without a restart."""
+        ...
+
+    async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        """Remove users from the running engine and cut the connections they have open;
+        return how many connections were cut."""
+        ...
+
+    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
+        """Per-client (email) upload and download byte counters, read without reset."""
+        ...
+
+    def link(self, spec: ServerSpec, client: Client) -> str:
+        """The share link a client app imports."""
+        ...

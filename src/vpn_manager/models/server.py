@@ -1,0 +1,141 @@
+"""Servers: what `vpn server install` takes and what services return about a server."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from vpn_manager.models.user import UserName
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?",
+    re.ASCII,
+)
+
+
+class Protocol(StrEnum):
+    VLESS_REALITY = "vless-reality"
+
+
+class RuntimeKind(StrEnum):
+    NATIVE = "native"
+
+
+class DesiredState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_hostname(value: str) -> str:
+    """A DNS name (not an IP address): what TLS puts in SNI."""
+    if is_ip(value) or not _HOSTNAME.fullmatch(value) or "." not in value.strip("."):
+        raise ValueError("give a DNS name such as www.example.com")
+    return value.rstrip(".").lower()
+
+
+def check_host(value: str) -> str:
+    """An address clients can reach: an IP literal or a DNS name."""
+    value = value.strip().strip("[]")
+    if is_ip(value):
+        return str(ipaddress.ip_address(value))
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError("give an IP address or a DNS name")
+    return value.rstrip(".").lower()
+
+
+def check_listen(value: str) -> str:
+    if not is_ip(value):
+        raise ValueError("give an IP address to listen on, such as 0.0.0.0 or 127.0.0.1")
+    return str(ipaddress.ip_address(value))
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """Split HOST:PORT or [IPv6]:PORT; raise ValueError with a sentence on anything else."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\s\[\]]+):(\d{1,5})", value.strip())
+    if match is None:
+        raise ValueError("give HOST:PORT, for example www.example.com:443")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError("the port must be between 1 and 65535")
+    return check_host(host), port
+
+
+def check_dest(value: str) -> str:
+    host, port = split_host_port(value)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Hostname = Annotated[str, AfterValidator(check_hostname)]
+Host = Annotated[str, AfterValidator(check_host)]
+Listen = Annotated[str, AfterValidator(check_listen)]
+Dest = Annotated[str, AfterValidator(check_dest)]
+
+
+class ServerCreate(BaseModel):
+    """What `vpn server install` asks for."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    name: UserName
+    protocol: Protocol
+    port: Port
+    listen: Listen = "0.0.0.0"
+    host: Host | None = None
+    sni: Hostname
+    dest: Dest | None = None
+    runtime: RuntimeKind = RuntimeKind.NATIVE
+    allow_private: bool = False
+
+
+class Server(BaseModel):
+    """What services return about a server. Holds no private key."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    name: str
+    protocol: Protocol
+    engine: str
+    runtime: RuntimeKind
+    listen: str
+    port: int
+    host: str
+    desired: DesiredState
+    settings: dict[str, Any] = Field(default_factory=dict)
+    users: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class ServerStatus(BaseModel):
+    """A server's observed state."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    name: str
+    desired: DesiredState
+    running: bool
+    healthy: bool
+    pid: int | None = None
+    port_open: bool = False
+    api_ok: bool = False
+    detail: str = ""
+    rss_bytes: int | None = None
+    started_at: datetime | None = None
+    config_file: str = ""
+    log_file: str = ""

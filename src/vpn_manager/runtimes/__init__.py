@@ -1,0 +1,1 @@
+"""Runtimes: where an engine runs (a native process under our supervision; Docker later)."""

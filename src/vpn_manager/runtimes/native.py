@@ -1,0 +1,186 @@
+"""Native runtime: each server's engine is a detached process that outlives the CLI.
+
+Files per server under the state directory: `run/NAME.lock` (held by the engine for its whole life,
+see launch.py), `run/NAME.pid`, and the log `logs/NAME.log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vpn_manager.errors import EngineError
+from vpn_manager.runtimes.base import Launch, ProcessState
+from vpn_manager.runtimes.launch import ALREADY_RUNNING
+
+
+class NativeRuntime:
+    def __init__(self, run_dir: Path, logs_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.logs_dir = logs_dir
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def lock_file(self, server: str) -> Path:
+        return self.run_dir / f"{server}.lock"
+
+    def pid_file(self, server: str) -> Path:
+        return self.run_dir / f"{server}.pid"
+
+    def log_file(self, server: str) -> Path:
+        return self.logs_dir / f"{server}.log"
+
+    def _held(self, server: str) -> bool:
+        lock = self.lock_file(server)
+        if not lock.exists():
+            return False
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def _pid(self, server: str) -> int | None:
+        try:
+            return int(self.pid_file(server).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def state(self, server: str) -> ProcessState:
+        if not self._held(server):
+            return ProcessState(running=False)
+        pid = self._pid(server)
+        if pid is None:
+            return ProcessState(running=True)
+        return ProcessState(running=True, pid=pid, started_at=_started_at(pid), rss_bytes=_rss(pid))
+
+    def exited(self, server: str) -> int | None:
+        child = self._children.get(server)
+        return None if child is None else child.poll()
+
+    async def start(self, launch: Launch) -> int:
+        state = self.state(launch.server)
+        if state.running and state.pid:
+            return state.pid
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pid_file = self.pid_file(launch.server)
+        pid_file.unlink(missing_ok=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "vpn_manager.runtimes.launch",
+            str(self.lock_file(launch.server)),
+            str(pid_file),
+            "--",
+            *launch.argv,
+        ]
+        log_fd = os.open(launch.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                start_new_session=True,  # its own session: Ctrl-C in our terminal leaves it be
+                close_fds=True,
+                env={**os.environ, **launch.env},
+            )
+        except OSError as exc:
+            raise EngineError(f"Cannot start {launch.argv[0]}: {exc.strerror}.") from None
+        finally:
+            os.close(log_fd)
+        self._children[launch.server] = child
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            code = child.poll()
+            if code == ALREADY_RUNNING:
+                pid = self._pid(launch.server)
+                if pid:
+                    return pid
+            elif code is not None:
+                return child.pid  # ended at once; the caller's health probe reports why
+            if self._pid(launch.server) == child.pid and self._held(launch.server):
+                return child.pid
+            await asyncio.sleep(0.005)
+        raise EngineError(f"The engine for {launch.server} did not start within 5 seconds.")
+
+    async def stop(self, server: str, timeout: float = 5.0) -> bool:
+        state = self.state(server)
+        if not state.running:
+            return False
+        if state.pid is None:
+            raise EngineError(
+                f"{server} is running but its pid file {self.pid_file(server)} is missing.",
+                hint="Stop the process by hand; `vpn server status` shows what holds the lock.",
+            )
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
+            try:
+                os.kill(state.pid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                self._reap(server)
+                if not self._held(server):
+                    self.pid_file(server).unlink(missing_ok=True)
+                    return True
+                await asyncio.sleep(0.01)
+        raise EngineError(f"The engine for {server} (pid {state.pid}) would not stop.")
+
+    def _reap(self, server: str) -> None:
+        child = self._children.get(server)
+        if child is not None:
+            child.poll()
+
+    def logs(self, server: str, lines: int = 100) -> list[str]:
+        return tail(self.log_file(server), lines)
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a text file (reads only the end of big files)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * max(lines, 1)))
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+    text = data.decode("utf-8", "replace").splitlines()
+    return text[-lines:] if lines else []
+
+
+def _rss(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _started_at(pid: int) -> datetime | None:
+    """From /proc: the process's start in clock ticks after boot, plus the boot time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None

@@ -1,0 +1,180 @@
+"""Server rows and the credentials users hold on them. Every function runs in the caller's session."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vpn_manager.engines.base import Client, ServerSpec
+from vpn_manager.errors import Conflict, NotFound
+from vpn_manager.models.server import Server
+from vpn_manager.models.user import UserStatus
+from vpn_manager.storage.orm import ServerRow, UserCredentialRow, UserRow
+
+
+def spec_of(row: ServerRow) -> ServerSpec:
+    return ServerSpec(
+        name=row.name,
+        protocol=row.protocol,
+        listen=row.listen,
+        port=row.port,
+        host=row.host,
+        settings=dict(row.settings),
+        secret=dict(row.secret),
+    )
+
+
+def read_model(row: ServerRow, users: int) -> Server:
+    return Server.model_validate(
+        {
+            "name": row.name,
+            "protocol": row.protocol,
+            "engine": row.engine,
+            "runtime": row.runtime,
+            "listen": row.listen,
+            "port": row.port,
+            "host": row.host,
+            "desired": row.desired,
+            "settings": dict(row.settings),
+            "users": users,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
+    )
+
+
+async def server_row(session: AsyncSession, name: str) -> ServerRow:
+    row = (await session.execute(select(ServerRow).where(ServerRow.name == name))).scalar()
+    if row is None:
+        raise NotFound(f"There is no server named {name!r}.", hint="See `vpn server list`.")
+    return row
+
+
+async def name_taken(session: AsyncSession, name: str) -> bool:
+    found = await session.execute(select(ServerRow.id).where(ServerRow.name == name))
+    return found.scalar() is not None
+
+
+async def ports_in_use(session: AsyncSession) -> dict[int, str]:
+    """Ports our servers hold (their own and their API ports), to refuse clashes early."""
+    ports: dict[int, str] = {}
+    for row in (await session.execute(select(ServerRow))).scalars():
+        ports[row.port] = row.name
+        if "api_port" in row.settings:
+            ports[int(row.settings["api_port"])] = f"{row.name} (API)"
+    return ports
+
+
+async def insert_server(session: AsyncSession, values: dict[str, Any], now: datetime) -> ServerRow:
+    if await name_taken(session, values["name"]):
+        raise Conflict(
+            f"A server named {values['name']!r} already exists.", hint="Pick another --name."
+        )
+    row = ServerRow(**values, created_at=now, updated_at=now)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def list_servers(session: AsyncSession) -> list[tuple[ServerRow, int]]:
+    counts = dict(
+        (
+            await session.execute(
+                select(UserCredentialRow.server_id, func.count()).group_by(
+                    UserCredentialRow.server_id
+                )
+            )
+        ).all()
+    )
+    rows = (await session.execute(select(ServerRow).order_by(ServerRow.name))).scalars()
+    return [(row, counts.get(row.id, 0)) for row in rows]
+
+
+async def active_clients(session: AsyncSession, server_id: int) -> list[Client]:
+    """The users who may connect to a server now: granted, and active."""
+    result = await session.execute(
+        select(UserRow.id, UserRow.name, UserCredentialRow.secret)
+        .join(UserCredentialRow, UserCredentialRow.user_id == UserRow.id)
+        .where(UserCredentialRow.server_id == server_id, UserRow.status == UserStatus.ACTIVE.value)
+        .order_by(UserRow.id)
+    )
+    return [Client(user_id, name, dict(secret)) for user_id, name, secret in result.all()]
+
+
+async def credential(
+    session: AsyncSession, user_id: int, server_id: int
+) -> UserCredentialRow | None:
+    result = await session.execute(
+        select(UserCredentialRow).where(
+            UserCredentialRow.user_id == user_id, UserCredentialRow.server_id == server_id
+        )
+    )
+    return result.scalar()
+
+
+async def add_credential(
+    session: AsyncSession, user_id: int, server: ServerRow, secret: dict[str, Any], now: datetime
+) -> None:
+    session.add(
+        UserCredentialRow(
+            user_id=user_id,
+            server_id=server.id,
+            server=server.name,
+            protocol=server.protocol,
+            secret=secret,
+            created_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def remove_credential(session: AsyncSession, user_id: int, server_id: int) -> None:
+    await session.execute(
+        delete(UserCredentialRow).where(
+            UserCredentialRow.user_id == user_id, UserCredentialRow.server_id == server_id
+        )
+    )
+
+
+async def clients_by_server(
+    session: AsyncSession, user_ids: Sequence[int]
+) -> dict[int, list[Client]]:
+    """For the given users: server id → their clients on it (whatever their status)."""
+    grouped: dict[int, list[Client]] = defaultdict(list)
+    for start in range(0, len(user_ids), 500):
+        result = await session.execute(
+            select(UserCredentialRow.server_id, UserRow.id, UserRow.name, UserCredentialRow.secret)
+            .join(UserRow, UserRow.id == UserCredentialRow.user_id)
+            .where(
+                UserCredentialRow.user_id.in_(user_ids[start : start + 500]),
+                UserCredentialRow.server_id.is_not(None),
+            )
+        )
+        for server_id, user_id, name, secret in result.all():
+            grouped[server_id].append(Client(user_id, name, dict(secret)))
+    return grouped
+
+
+async def servers_by_id(session: AsyncSession, ids: Sequence[int]) -> list[ServerRow]:
+    if not ids:
+        return []
+    result = await session.execute(select(ServerRow).where(ServerRow.id.in_(list(ids))))
+    return list(result.scalars())
+
+
+async def set_server(session: AsyncSession, row: ServerRow, now: datetime, **values: Any) -> None:
+    await session.execute(
+        update(ServerRow).where(ServerRow.id == row.id).values(**values, updated_at=now)
+    )
+    for key, value in values.items():
+        setattr(row, key, value)
+
+
+async def delete_server(session: AsyncSession, row: ServerRow) -> None:
+    await session.execute(delete(UserCredentialRow).where(UserCredentialRow.server_id == row.id))
+    await session.execute(delete(ServerRow).where(ServerRow.id == row.id))
