@@ -7,6 +7,7 @@ see launch.py), `run/NAME.pid`, and the log `logs/NAME.log`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import signal
@@ -126,10 +127,8 @@ class NativeRuntime:
                 hint="Stop the process by hand; `vpn server status` shows what holds the lock.",
             )
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(state.pid, sig)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 self._reap(server)

@@ -1,4 +1,5 @@
-"""Server rows and the credentials users hold on them. Every function runs in the caller's session."""
+"""Server rows and the credentials users hold on them. Every function runs in the caller's
+session."""
 
 from __future__ import annotations
 
