@@ -12,6 +12,7 @@ import typer
 
 from vpn_manager import __version__
 from vpn_manager.cli import config as config_cli
+from vpn_manager.cli import servers as servers_cli
 from vpn_manager.cli import users as users_cli
 from vpn_manager.cli.context import AppContext
 from vpn_manager.cli.options import FormatOption
@@ -27,6 +28,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(users_cli.app, name="user")
+app.add_typer(servers_cli.app, name="server")
 app.add_typer(config_cli.app, name="config")
 app.command("locate")(config_cli.locate)
 

@@ -14,6 +14,7 @@ import typer
 from vpn_manager.cli.output import Output
 
 if TYPE_CHECKING:
+    from vpn_manager.services.servers import ServerService
     from vpn_manager.services.users import UserService
     from vpn_manager.settings import Paths, Settings
     from vpn_manager.storage import Database
@@ -55,21 +56,47 @@ class AppContext:
 
         return Database.from_settings(self.settings, self.paths)
 
-    def users(self, work: Callable[[UserService], Awaitable[T]]) -> T:
-        """Open the database, run `work` with a UserService, close the database."""
-
+    def run(self, work: Callable[[Services], Awaitable[T]]) -> T:
+        """Open the database, run `work` with the services, close the database."""
         import asyncio
 
         async def main() -> T:
-            from vpn_manager.services.users import UserService
-
             db = self.database()  # opened lazily: list reads may never need SQLAlchemy
             try:
-                return await work(UserService(db))
+                return await work(Services(db, self.paths))
             finally:
                 await db.close()
 
         return asyncio.run(main())
+
+    def users(self, work: Callable[[UserService], Awaitable[T]]) -> T:
+        return self.run(lambda services: work(services.users))
+
+    def servers(self, work: Callable[[ServerService], Awaitable[T]]) -> T:
+        return self.run(lambda services: work(services.servers))
+
+
+class Services:
+    """The services of one command, sharing one database; built on first use."""
+
+    def __init__(self, db: Database, paths: Paths) -> None:
+        self.db = db
+        self.paths = paths
+        self._servers: ServerService | None = None
+
+    @property
+    def servers(self) -> ServerService:
+        if self._servers is None:
+            from vpn_manager.services.servers import ServerService
+
+            self._servers = ServerService(self.db, self.paths)
+        return self._servers
+
+    @property
+    def users(self) -> UserService:
+        from vpn_manager.services.users import UserService
+
+        return UserService(self.db, servers=lambda: self.servers)
 
 
 def app_context(ctx: typer.Context) -> AppContext:

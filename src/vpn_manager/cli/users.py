@@ -229,6 +229,14 @@ def add(
     devices: Devices = None,
     speed: Speed = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create them disabled.")] = False,
+    server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--server",
+            metavar="SERVER",
+            help="Also give them access to this server (repeatable); applied live.",
+        ),
+    ] = None,
     output_format: FormatOption = None,
 ) -> None:
     """Create one or more users (all or none)."""
@@ -244,11 +252,14 @@ def add(
     if disabled:
         common["status"] = UserStatus.DISABLED
     creates = [validated(UserCreate, {"name": name, **common}) for name in names]
+    servers = server or []
     with _progress(len(creates), "Adding users") as progress:
-        users = context.users(lambda s: s.add(creates, progress))
+        users = context.users(lambda s: s.add(creates, progress, servers=servers))
     _emit_users(out, users, context.settings.zone)
     if out.format == "table":
         out.note(f"Created {len(users)} user{'s' if len(users) != 1 else ''}.")
+        if servers and len(users) == 1:
+            out.note(f"Their link: vpn user link {users[0].name}")
 
 
 @app.command("list")
@@ -476,3 +487,105 @@ def import_users(
         f"skipped {len(plan.skip)} (already exist)."
     )
     out.result(plan.model_dump(), message)
+
+
+ServerArg = Annotated[str, typer.Argument(metavar="SERVER", help="The server's name.")]
+
+
+@app.command("grant")
+def grant(
+    ctx: typer.Context, name: Name, server: ServerArg, output_format: FormatOption = None
+) -> None:
+    """Give a user access to a server (credentials made once; applied live)."""
+    context = app_context(ctx)
+    added = context.servers(lambda s: s.grant([name], server))
+    context.output(output_format).result(
+        {"name": name, "server": server, "granted": bool(added)},
+        f"{name} can now use {server}: vpn user link {name} --server {server}"
+        if added
+        else f"{name} already had access to {server}.",
+    )
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context, name: Name, server: ServerArg, output_format: FormatOption = None
+) -> None:
+    """Take a user's access to a server away; their open connections are cut."""
+    context = app_context(ctx)
+    context.servers(lambda s: s.revoke([name], server))
+    context.output(output_format).result(
+        {"name": name, "server": server, "revoked": True},
+        f"{name} no longer has access to {server}.",
+    )
+
+
+@app.command("link")
+def link(
+    ctx: typer.Context,
+    name: Name,
+    server: Annotated[
+        str | None, typer.Option("--server", metavar="SERVER", help="Only this server's link.")
+    ] = None,
+    qr: Annotated[bool, typer.Option("--qr", help="Also draw a QR code in the terminal.")] = False,
+    png: Annotated[
+        Path | None,
+        typer.Option("--png", metavar="FILE", help="Write the QR code as a PNG (0600)."),
+    ] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Print a user's share link(s) — what client apps import — and QR codes."""
+    from vpn_manager.errors import InvalidInput
+
+    context = app_context(ctx)
+    out = context.output(output_format)
+    accesses = context.servers(lambda s: s.access(name, server))
+    if png is not None and len(accesses) != 1:
+        raise InvalidInput(
+            f"{name} is on {len(accesses)} servers; a PNG holds one link.", hint="Add --server."
+        )
+    if png is not None:
+        from vpn_manager.delivery.qr import qr_png
+
+        qr_png(accesses[0].link, png)
+        out.note(f"Wrote the QR code to {png}.")
+    if out.structured:
+        out.data([{"server": a.server, "protocol": a.protocol, "link": a.link} for a in accesses])
+        return
+    for access in accesses:
+        if qr:
+            from vpn_manager.delivery.qr import qr_text
+
+            out.out.write(qr_text(access.link) + "\n")
+        out.out.write(access.link + "\n")
+
+
+@app.command("config")
+def client_config(
+    ctx: typer.Context,
+    name: Name,
+    server: Annotated[str, typer.Option("--server", metavar="SERVER", help="The server.")],
+    client: Annotated[
+        str, typer.Option("--client", metavar="xray|sing-box", help="Which client program.")
+    ] = "xray",
+    socks_port: Annotated[
+        int,
+        typer.Option("--socks-port", metavar="PORT", help="The local proxy port the client opens."),
+    ] = 1080,
+) -> None:
+    """Print a ready client config for a user on a server (a local SOCKS/HTTP proxy)."""
+    import json
+
+    from vpn_manager.delivery.clients import singbox_client_config, xray_client_config
+    from vpn_manager.delivery.links import VlessRealityLink
+    from vpn_manager.errors import InvalidInput
+
+    if client not in ("xray", "sing-box"):
+        raise InvalidInput(
+            f"Unknown client {client!r}.", hint="Use --client xray or --client sing-box."
+        )
+    context = app_context(ctx)
+    access = context.servers(lambda s: s.access(name, server))[0]
+    parsed = VlessRealityLink.parse(access.link)
+    build = xray_client_config if client == "xray" else singbox_client_config
+    sys.stdout.write(json.dumps(build(parsed, socks_port), indent=2) + "\n")

@@ -9,13 +9,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
 from vpn_manager.storage import Database
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from vpn_manager.engines.base import Client
+    from vpn_manager.services.servers import ServerService
+
 Clock = Callable[[], datetime]
+Clients = list["Client"]  # (a method named `list` shadows the builtin inside the class)
 Progress = Callable[[int], None]
 
 
@@ -24,22 +31,44 @@ def utcnow() -> datetime:
 
 
 class UserService:
-    def __init__(self, db: Database, clock: Clock = utcnow) -> None:
+    """Users in the database; with `servers`, their changes also reach the running engines."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock = utcnow,
+        servers: Callable[[], ServerService] | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self._servers = servers  # built only by changes that reach servers
+
+    @property
+    def servers(self) -> ServerService | None:
+        return self._servers() if self._servers is not None else None
 
     async def add(
         self,
         creates: Sequence[UserCreate],
         progress: Progress | None = None,
         extras: Sequence[dict[str, Any]] | None = None,
+        servers: Sequence[str] = (),
     ) -> list[User]:
-        """Create users, all or none."""
+        """Create users, all or none; with `servers`, also give them credentials there (applied
+        live on running servers, in the same transaction)."""
         from vpn_manager.storage import users as repo
 
         reject_repeats([c.name for c in creates])
         async with self.db.session() as session:
-            return await repo.insert_users(session, creates, self.clock(), progress, extras)
+            users = await repo.insert_users(session, creates, self.clock(), progress, extras)
+            if servers:
+                fleet = self.servers
+                if fleet is None:
+                    raise InvalidInput("Servers are not available here.")  # pragma: no cover
+                for server in servers:
+                    await fleet.grant_in(session, [c.name for c in creates], server)
+                users = [await repo.get_user(session, c.name) for c in creates]
+            return users
 
     async def list(self, where: UserFilter | None = None) -> list[User]:
         fast = self.db.read_users(where)
@@ -72,11 +101,17 @@ class UserService:
             return await repo.update_user(session, name, changes, self.clock())
 
     async def set_status(self, names: Sequence[str], status: UserStatus) -> int:
+        """Change users' status; on their running servers, disabled users are removed live and
+        their open connections cut, enabled ones added back."""
         from vpn_manager.storage import users as repo
 
         reject_repeats(names)
         async with self.db.session() as session:
-            return await repo.set_status(session, names, status, self.clock())
+            before = await self._servers_before(session, names)
+            count = await repo.set_status(session, names, status, self.clock())
+            if (servers := self.servers) is not None:
+                await servers.resync(session, before)
+            return count
 
     async def enable(self, names: Sequence[str]) -> int:
         return await self.set_status(names, UserStatus.ACTIVE)
@@ -89,7 +124,22 @@ class UserService:
 
         reject_repeats(names)
         async with self.db.session() as session:
-            return await repo.delete_users(session, names)
+            before = await self._servers_before(session, names)
+            count = await repo.delete_users(session, names)
+            if (servers := self.servers) is not None:
+                await servers.resync(session, before)
+            return count
+
+    async def _servers_before(
+        self, session: AsyncSession, names: Sequence[str]
+    ) -> dict[int, Clients]:
+        from vpn_manager.storage import users as repo
+
+        servers = self.servers
+        if servers is None:
+            return {}
+        ids = await repo.ids_for(session, names)
+        return await servers.clients_before(session, list(ids.values()))
 
     async def rotate_token(self, name: str) -> User:
         """Give the user a new subscription token; the old one stops working at once."""

@@ -3,7 +3,6 @@ session."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -142,23 +141,32 @@ async def remove_credential(session: AsyncSession, user_id: int, server_id: int)
     )
 
 
-async def clients_by_server(
-    session: AsyncSession, user_ids: Sequence[int]
-) -> dict[int, list[Client]]:
-    """For the given users: server id → their clients on it (whatever their status)."""
-    grouped: dict[int, list[Client]] = defaultdict(list)
+async def servers_of_user(
+    session: AsyncSession, user_id: int
+) -> list[tuple[ServerRow, dict[str, Any]]]:
+    """The servers a user holds credentials on, with those credentials."""
+    result = await session.execute(
+        select(ServerRow, UserCredentialRow.secret)
+        .join(UserCredentialRow, UserCredentialRow.server_id == ServerRow.id)
+        .where(UserCredentialRow.user_id == user_id)
+        .order_by(ServerRow.name)
+    )
+    return [(row, dict(secret)) for row, secret in result.all()]
+
+
+async def server_ids_of_users(session: AsyncSession, user_ids: Sequence[int]) -> list[int]:
+    found: set[int] = set()
     for start in range(0, len(user_ids), 500):
         result = await session.execute(
-            select(UserCredentialRow.server_id, UserRow.id, UserRow.name, UserCredentialRow.secret)
-            .join(UserRow, UserRow.id == UserCredentialRow.user_id)
+            select(UserCredentialRow.server_id)
             .where(
                 UserCredentialRow.user_id.in_(user_ids[start : start + 500]),
                 UserCredentialRow.server_id.is_not(None),
             )
+            .distinct()
         )
-        for server_id, user_id, name, secret in result.all():
-            grouped[server_id].append(Client(user_id, name, dict(secret)))
-    return grouped
+        found.update(sid for sid in result.scalars() if sid is not None)
+    return sorted(found)
 
 
 async def servers_by_id(session: AsyncSession, ids: Sequence[int]) -> list[ServerRow]:

@@ -1,0 +1,272 @@
+"""`vpn server …`: install, run, inspect, change and remove VPN servers."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vpn_manager.cli.context import app_context
+from vpn_manager.cli.options import FormatOption
+
+if TYPE_CHECKING:
+    from vpn_manager.models.server import Server, ServerStatus
+
+app = typer.Typer(help="Install, run and remove VPN servers.", no_args_is_help=True)
+
+
+def _complete_servers(ctx: typer.Context, incomplete: str) -> list[str]:
+    try:
+        servers = app_context(ctx).servers(lambda s: s.all())
+    except Exception:  # completion must never print errors into the user's prompt
+        return []
+    return [s.name for s in servers if s.name.startswith(incomplete)]
+
+
+ServerName = Annotated[
+    str,
+    typer.Argument(metavar="SERVER", help="The server's name.", autocompletion=_complete_servers),
+]
+COLUMNS = [
+    ("name", "NAME"),
+    ("protocol", "PROTOCOL"),
+    ("address", "ADDRESS"),
+    ("desired", "WANTED"),
+    ("users", "USERS"),
+    ("sni", "SNI"),
+]
+
+
+def _row(server: Server) -> dict[str, Any]:
+    return server.model_dump(mode="json")
+
+
+def _cells(server: Server) -> dict[str, Any]:
+    return {
+        "name": server.name,
+        "protocol": server.protocol.value,
+        "address": f"{server.host}:{server.port}",
+        "desired": server.desired.value,
+        "users": str(server.users),
+        "sni": server.settings.get("sni", "-"),
+    }
+
+
+def _show(ctx: typer.Context, server: Server, fmt: FormatOption) -> None:
+    out = app_context(ctx).output(fmt)
+    if out.structured:
+        out.data(_row(server))
+        return
+    flat = {key: value for key, value in _row(server).items() if key != "settings"}
+    flat.update({key: value for key, value in server.settings.items() if key != "api_port"})
+    out.record(flat)
+
+
+@app.command("install")
+def install(
+    ctx: typer.Context,
+    protocol: Annotated[str, typer.Argument(metavar="PROTOCOL", help="vless-reality")],
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="A name for the server.")],
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="The port clients connect to.")
+    ],
+    sni: Annotated[
+        str,
+        typer.Option(
+            "--sni",
+            metavar="SERVER_NAME",
+            help="The TLS name clients present: a real site's name, e.g. www.microsoft.com.",
+        ),
+    ],
+    dest: Annotated[
+        str | None,
+        typer.Option(
+            "--dest",
+            metavar="HOST:PORT",
+            help="Where REALITY forwards probes and non-clients (default: SNI:443).",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host", metavar="ADDRESS", help="The address clients use (default: this machine's)."
+        ),
+    ] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="ADDR", help="The local address to listen on.")
+    ] = "0.0.0.0",
+    allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private",
+            help="Let users reach private and loopback addresses through the server.",
+        ),
+    ] = False,
+    output_format: FormatOption = None,
+) -> None:
+    """Install a server and start it (keys are generated once and kept)."""
+    from vpn_manager.models import validated
+    from vpn_manager.models.server import ServerCreate
+
+    create = validated(
+        ServerCreate,
+        {
+            "name": name,
+            "protocol": protocol,
+            "port": port,
+            "sni": sni,
+            "dest": dest,
+            "host": host,
+            "listen": listen,
+            "allow_private": allow_private,
+        },
+    )
+    context = app_context(ctx)
+    server = context.servers(lambda s: s.install(create))
+    _show(ctx, server, output_format)
+    context.output().note(
+        f"Server {server.name} is running on port {server.port}. "
+        f"Add a user: vpn user add NAME --server {server.name}"
+    )
+
+
+@app.command("list")
+def list_servers(ctx: typer.Context, output_format: FormatOption = None) -> None:
+    """List servers."""
+    context = app_context(ctx)
+    out = context.output(output_format)
+    servers = context.servers(lambda s: s.all())
+    if out.structured:
+        out.data([_row(s) for s in servers])
+        return
+    out.records(
+        [_cells(s) for s in servers],
+        COLUMNS,
+        empty="No servers yet. Install one with `vpn server install vless-reality …`.",
+    )
+
+
+def _status_data(status: ServerStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json")
+
+
+@app.command("status")
+def status(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
+    """Show whether a server runs, answers on its port and API, and what it uses."""
+    from vpn_manager.units import format_size
+
+    context = app_context(ctx)
+    state = context.servers(lambda s: s.status(name))
+    out = context.output(output_format)
+    data = _status_data(state)
+    if not out.structured:
+        data["rss_bytes"] = format_size(state.rss_bytes) if state.rss_bytes else "-"
+    out.record(data)
+
+
+@app.command("start")
+def start(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
+    """Start a server (and keep it wanted running)."""
+    context = app_context(ctx)
+    state = context.servers(lambda s: s.start(name))
+    context.output(output_format).result(
+        _status_data(state), f"{name} is running (pid {state.pid})."
+    )
+
+
+@app.command("stop")
+def stop(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
+    """Stop a server (it stays stopped until started)."""
+    context = app_context(ctx)
+    was = context.servers(lambda s: s.stop(name))
+    context.output(output_format).result(
+        {"name": name, "stopped": was}, f"Stopped {name}." if was else f"{name} was not running."
+    )
+
+
+@app.command("restart")
+def restart(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
+    """Restart a server: validate its config, restart, probe; roll back if it fails."""
+    context = app_context(ctx)
+    state = context.servers(lambda s: s.restart(name))
+    context.output(output_format).result(
+        _status_data(state), f"Restarted {name} (pid {state.pid})."
+    )
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    name: ServerName,
+    lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", help="How many lines.")] = 100,
+) -> None:
+    """Print the end of a server's engine logs."""
+    context = app_context(ctx)
+
+    async def read(s: Any) -> list[str]:
+        await s.get(name)  # NotFound for unknown servers
+        result: list[str] = s.logs(name, lines)
+        return result
+
+    for line in context.servers(read):
+        sys.stdout.write(line + "\n")
+
+
+@app.command("remove")
+def remove(
+    ctx: typer.Context,
+    name: ServerName,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output_format: FormatOption = None,
+) -> None:
+    """Stop a server and remove it with its rendered config and its users' credentials on it."""
+    from vpn_manager.errors import Cancelled, InvalidInput
+
+    context = app_context(ctx)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                "Refusing to remove a server without confirmation.", hint="Add --yes."
+            )
+        if not typer.confirm(f"Remove server {name}? Its users lose access through it."):
+            raise Cancelled("Nothing was removed.")
+    context.servers(lambda s: s.remove(name))
+    context.output(output_format).result({"removed": name}, f"Removed {name}.")
+
+
+@app.command("rotate-keys")
+def rotate_keys(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
+    """New REALITY keys and short ids. Every user's link changes: send them the new ones."""
+    context = app_context(ctx)
+    server = context.servers(lambda s: s.rotate_keys(name))
+    _show(ctx, server, output_format)
+    context.output().note(
+        f"New keys for {name}: every user's link changed. Show them with `vpn user link NAME`."
+    )
+
+
+@app.command("set")
+def set_server(
+    ctx: typer.Context,
+    name: ServerName,
+    port: Annotated[int | None, typer.Option("--port", metavar="PORT", help="A new port.")] = None,
+    sni: Annotated[
+        str | None, typer.Option("--sni", metavar="SERVER_NAME", help="A new SNI.")
+    ] = None,
+    dest: Annotated[
+        str | None, typer.Option("--dest", metavar="HOST:PORT", help="A new target.")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", metavar="ADDRESS", help="A new client address.")
+    ] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Change a server's settings: validated, applied with a restart, rolled back on failure."""
+    from vpn_manager.errors import InvalidInput
+
+    if port is None and sni is None and dest is None and host is None:
+        raise InvalidInput("Nothing to change.", hint="Give --port, --sni, --dest or --host.")
+    context = app_context(ctx)
+    server = context.servers(lambda s: s.update(name, port=port, sni=sni, dest=dest, host=host))
+    _show(ctx, server, output_format)

@@ -1,0 +1,24 @@
+"""The one place engines are chosen: protocol → engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vpn_manager.errors import InvalidInput
+from vpn_manager.models.server import Protocol
+
+if TYPE_CHECKING:
+    from vpn_manager.engines.base import Engine
+
+
+def engine_for(protocol: str) -> Engine:
+    try:
+        kind = Protocol(protocol)
+    except ValueError:
+        known = ", ".join(p.value for p in Protocol)
+        raise InvalidInput(f"Unknown protocol {protocol!r}.", hint=f"Known: {known}.") from None
+    if kind is Protocol.VLESS_REALITY:
+        from vpn_manager.engines.xray.engine import XrayEngine
+
+        return XrayEngine()
+    raise InvalidInput(f"No engine serves {protocol!r} yet.")  # pragma: no cover

@@ -1,0 +1,70 @@
+"""Xray's gRPC API (HandlerService, StatsService) on the server's private 127.0.0.1 port."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vpn_manager.engines.xray import wire
+from vpn_manager.errors import EngineError
+
+HANDLER = "/xray.app.proxyman.command.HandlerService/"
+STATS = "/xray.app.stats.command.StatsService/"
+
+
+class XrayApi:
+    def __init__(self, port: int, timeout: float = 3.0) -> None:
+        self.address = f"127.0.0.1:{port}"
+        self.timeout = timeout
+
+    async def _call(self, method: str, request: bytes) -> bytes:
+        import grpc
+
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            call = channel.unary_unary(method)
+            try:
+                response: bytes = await call(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise EngineError(
+                    f"Xray's API at {self.address} answered {method.rsplit('/', 1)[-1]} with "
+                    f"{exc.code().name}: {exc.details()}."
+                ) from None
+            return response
+
+    async def ping(self) -> tuple[bool, str]:
+        try:
+            await self._call(STATS + "GetSysStats", b"")
+        except EngineError as exc:
+            return False, exc.message
+        return True, "answering"
+
+    async def add_users(self, tag: str, clients: Sequence[dict[str, Any]]) -> None:
+        for client in clients:
+            await self._call(
+                HANDLER + "AlterInbound",
+                wire.add_vless_user(
+                    tag, client["email"], client["id"], client.get("flow", ""), client["level"]
+                ),
+            )
+
+    async def remove_users(self, tag: str, emails: Sequence[str]) -> None:
+        for email in emails:
+            try:
+                await self._call(HANDLER + "AlterInbound", wire.remove_user(tag, email))
+            except EngineError as exc:
+                if "not found" not in exc.message.lower():
+                    raise  # a user the engine no longer has is already where we want it
+
+    async def stats(self, pattern: str = "") -> dict[str, int]:
+        """Counters by name, read without resetting them."""
+        return wire.parse_stats(await self._call(STATS + "QueryStats", wire.query_stats(pattern)))
+
+    async def user_traffic(self) -> dict[str, tuple[int, int]]:
+        """email → (uplink, downlink) bytes since the engine started."""
+        traffic: dict[str, list[int]] = {}
+        for name, value in (await self.stats("user>>>")).items():
+            parts = name.split(">>>")
+            if len(parts) == 4 and parts[2] == "traffic":
+                pair = traffic.setdefault(parts[1], [0, 0])
+                pair[0 if parts[3] == "uplink" else 1] = value
+        return {email: (up, down) for email, (up, down) in traffic.items()}

@@ -1,0 +1,213 @@
+"""The Xray engine: VLESS+REALITY servers through the PyPI `Xray-core` binding (or an `xray`
+binary on PATH), one child process per server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vpn_manager.engines.base import Client, Files, Health, ServerSpec
+from vpn_manager.engines.xray import config, keys
+from vpn_manager.errors import EngineError, EngineMissing
+from vpn_manager.fsutil import atomic_write
+from vpn_manager.models.server import ServerCreate
+
+if TYPE_CHECKING:
+    from vpn_manager.delivery.links import VlessRealityLink
+
+REFUSED = 23  # the binding's exit code for a config Xray will not run
+VALIDATE_DEADLINE = 5.0
+
+
+def _xray_binary() -> str | None:
+    return shutil.which("xray")
+
+
+def _check_installed() -> None:
+    if _xray_binary():
+        return
+    try:
+        import importlib.util
+
+        found = importlib.util.find_spec("xray") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise EngineMissing(
+            "Xray is not installed: neither an `xray` binary on PATH nor the Xray-core package.",
+            hint="Run scripts/setup, or: pip install Xray-core==1.8.26.13",
+        )
+
+
+def connect_address(listen: str) -> str:
+    """Where to reach a socket bound to `listen` from this machine."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen, listen)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class XrayEngine:
+    name = "xray"
+
+    def new_server(
+        self, create: ServerCreate, api_port: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        private, public = keys.new_key_pair()
+        settings = {
+            "sni": create.sni,
+            "dest": create.dest or f"{create.sni}:443",
+            "public_key": public,
+            "short_ids": keys.new_short_ids(),
+            "fingerprint": "chrome",
+            "api_port": api_port,
+            "allow_private": create.allow_private,
+        }
+        return settings, {"private_key": private}
+
+    def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        private, public = keys.new_key_pair()
+        settings = dict(spec.settings, public_key=public, short_ids=keys.new_short_ids())
+        return settings, dict(spec.secret, private_key=private)
+
+    def new_credential(self) -> dict[str, Any]:
+        return {"uuid": str(uuid.uuid4())}
+
+    def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
+        return config.render_text(spec, clients, files)
+
+    def argv(self, config_file: Path) -> list[str]:
+        _check_installed()
+        binary = _xray_binary()
+        if binary:
+            return [binary, "run", "-c", str(config_file)]
+        return [sys.executable, "-m", "vpn_manager.engines.xray.child", str(config_file)]
+
+    async def validate(self, text: str, scratch: Path) -> None:
+        """Run the config for real in a throwaway process on free ports: Xray's own verdict.
+
+        The binding has no `-test`; a refused config makes it exit with code 23, an accepted one
+        starts listening. Ports are swapped for free ones so the running server is not disturbed;
+        that the real port can be bound is checked by the restart's health probe."""
+        data = json.loads(text)
+        probe_port = _free_port()
+        data["inbounds"][0]["port"] = probe_port
+        data["inbounds"][0]["listen"] = "127.0.0.1"
+        data["api"]["listen"] = f"127.0.0.1:{_free_port()}"
+        data["log"] = {"loglevel": "warning"}
+        with tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp:
+            candidate = Path(tmp) / "candidate.json"
+            atomic_write(candidate, json.dumps(data))
+            argv = self.argv(candidate)
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                await self._await_verdict(process, probe_port)
+            finally:
+                if process.returncode is None:
+                    process.terminate()
+                    try:
+                        await asyncio.wait_for(process.wait(), 3)
+                    except TimeoutError:
+                        process.kill()
+                        await process.wait()
+
+    async def _await_verdict(self, process: asyncio.subprocess.Process, port: int) -> None:
+        deadline = time.monotonic() + VALIDATE_DEADLINE
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                break
+            if port_open("127.0.0.1", port, 0.2):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 0.02)
+        if process.returncode is None:
+            raise EngineError(
+                f"Xray did not start on the candidate config within {VALIDATE_DEADLINE:.0f} s."
+            )
+        err = b""
+        if process.stderr is not None:
+            err = await process.stderr.read()
+        detail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        why = "Xray refused the config" if process.returncode == REFUSED else "Xray exited"
+        raise EngineError(
+            f"{why} (exit code {process.returncode}){': ' + detail[0] if detail[0] else ''}.",
+            hint="Nothing was changed. Check the values given; `vpn doctor` will say more.",
+        )
+
+    async def probe(self, spec: ServerSpec) -> Health:
+        from vpn_manager.engines.xray.api import XrayApi
+
+        host = connect_address(spec.listen)
+        port_ok = await asyncio.to_thread(port_open, host, spec.port)
+        api = XrayApi(int(spec.settings["api_port"]))
+        api_ok, why = await api.ping()
+        detail = (
+            "healthy"
+            if port_ok and api_ok
+            else (f"port {spec.port} {'open' if port_ok else 'not accepting'}; API {why}")
+        )
+        return Health(port_ok, api_ok, detail)
+
+    async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
+        from vpn_manager.engines.xray.api import XrayApi
+
+        await XrayApi(int(spec.settings["api_port"])).add_users(
+            config.INBOUND_TAG, [config.client_entry(c) for c in clients]
+        )
+
+    async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        from vpn_manager.engines.xray.api import XrayApi
+        from vpn_manager.engines.xray.sessions import cut_sessions
+
+        await XrayApi(int(spec.settings["api_port"])).remove_users(
+            config.INBOUND_TAG, [c.email for c in clients]
+        )
+        return await cut_sessions(spec, [c.email for c in clients], files.access_log)
+
+    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
+        from vpn_manager.engines.xray.api import XrayApi
+
+        return await XrayApi(int(spec.settings["api_port"])).user_traffic()
+
+    def link(self, spec: ServerSpec, client: Client) -> str:
+        return self.link_model(spec, client).to_uri()
+
+    def link_model(self, spec: ServerSpec, client: Client) -> VlessRealityLink:
+        from vpn_manager.delivery.links import VlessRealityLink
+
+        return VlessRealityLink(
+            uuid=client.secret["uuid"],
+            host=spec.host,
+            port=spec.port,
+            sni=spec.settings["sni"],
+            public_key=spec.settings["public_key"],
+            short_id=spec.settings["short_ids"][0],
+            fingerprint=spec.settings.get("fingerprint", "chrome"),
+            name=client.name,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

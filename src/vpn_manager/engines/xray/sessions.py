@@ -1,0 +1,76 @@
+"""Cutting a user's open tunnels. Xray's RemoveUser stops new connections but leaves the ones a
+user already has open. Xray's access log names, for each accepted connection, the client's
+address and the user (`from 1.2.3.4:5678 accepted tcp:… [vless-in -> direct] email: user-7`);
+those client sockets on our port are then destroyed with `ss -K` (sock_destroy, needs
+CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY). Other users' sockets are untouched."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from vpn_manager.engines.base import ServerSpec
+from vpn_manager.errors import EngineError
+from vpn_manager.proc import run
+
+_SCAN_BYTES = 8 * 1024 * 1024  # the end of the access log that is searched for live sessions
+_LINE = re.compile(
+    r" from (?:tcp:|udp:)?(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+) accepted .* email: (\S+)"
+)
+
+
+def peers_of(access_log: Path, emails: Iterable[str]) -> set[tuple[str, int]]:
+    """Client (address, port) pairs the access log shows for these users."""
+    wanted = set(emails)
+    try:
+        with access_log.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _SCAN_BYTES))
+            text = handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return set()
+    peers = set()
+    for match in _LINE.finditer(text):
+        if match.group(3) in wanted:
+            peers.add((match.group(1).strip("[]"), int(match.group(2))))
+    return peers
+
+
+async def established_peers(port: int) -> set[tuple[str, int]]:
+    """The remote ends of established TCP connections to our local `port`."""
+    done = await run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"])
+    peers = set()
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        address, _, peer_port = parts[3].rpartition(":")
+        peers.add((address.strip("[]").removeprefix("::ffff:"), int(peer_port)))
+    return peers
+
+
+async def cut_sessions(spec: ServerSpec, emails: list[str], access_log: Path) -> int:
+    """Destroy the open client connections of these users; return how many were cut."""
+    if not emails:
+        return 0
+    targets = peers_of(access_log, emails) & await established_peers(spec.port)
+    for address, peer_port in sorted(targets):
+        done = await run(
+            [
+                "ss",
+                "-K",
+                "-Htn",
+                "state",
+                "established",
+                f"( sport = :{spec.port} and dst {address} and dport = :{peer_port} )",
+            ],
+            check=False,
+        )
+        if done.returncode != 0:
+            raise EngineError(
+                f"Could not cut the open connections of the removed users: {done.stderr.strip()}.",
+                hint="Cutting sessions needs root or CAP_NET_ADMIN.",
+            )
+    return len(targets)

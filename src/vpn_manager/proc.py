@@ -1,0 +1,47 @@
+"""The one seam for running external commands: argv lists only (never a shell), the exact command
+logged, the stderr tail carried into the error, the child killed on timeout or cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+from dataclasses import dataclass
+
+from vpn_manager.errors import EngineError, EngineMissing
+
+log = logging.getLogger("vpn_manager.proc")
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run(argv: list[str], *, timeout: float = 10.0, check: bool = True) -> Completed:
+    log.debug("run: %s", shlex.join(argv))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        raise EngineMissing(f"{argv[0]} is not installed.") from None
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        process.kill()
+        await process.wait()
+        raise
+    done = Completed(
+        argv, process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+    )
+    if check and done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise EngineError(f"`{shlex.join(argv)}` failed: {tail[0]}")
+    return done

@@ -1,0 +1,518 @@
+"""Servers: install, run, change and remove them, and keep their users in the running engine.
+
+Every change is a transaction across the database, the rendered config and the running engine:
+- user-level changes (grant, revoke, enable, disable, delete) are written into the rendered config
+  and applied live through the engine's API; if the live call fails, the file and the database
+  are put back;
+- everything else goes render → validate with the real engine → atomic write → restart → health
+  probe; on failure the last good config is restored and restarted, and the command fails with
+  the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
+from vpn_manager.engines.registry import engine_for
+from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound
+from vpn_manager.fsutil import atomic_write
+from vpn_manager.models.server import DesiredState, Server, ServerCreate, ServerStatus
+from vpn_manager.runtimes.base import Launch
+from vpn_manager.runtimes.native import NativeRuntime
+from vpn_manager.settings import Paths
+from vpn_manager.storage import Database
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+HEALTH_DEADLINE = 10.0
+
+
+@dataclass(frozen=True)
+class Access:
+    """How one user reaches one server."""
+
+    server: str
+    protocol: str
+    link: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def check_port_free(listen: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((listen, port))
+        except PermissionError:
+            raise InvalidInput(
+                f"Port {port} needs root (ports below 1024 are privileged).",
+                hint="Run as root, or pick a port of 1024 or more.",
+            ) from None
+        except OSError as exc:
+            raise Conflict(
+                f"Port {port} on {listen} is taken by another program: {exc.strerror}.",
+                hint="Pick another --port, or stop what holds it (see `ss -ltnp`).",
+            ) from None
+
+
+def default_host(listen: str) -> str:
+    """The address clients use when --host is not given: the listen address if it is specific,
+    else the source address of this machine's default route (found by connecting a UDP socket,
+    which sends no packet)."""
+    if listen not in ("0.0.0.0", "::"):
+        return listen
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
+            address: str = sock.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+    return address
+
+
+class ServerService:
+    def __init__(
+        self,
+        db: Database,
+        paths: Paths,
+        clock: Callable[[], datetime] = utcnow,
+        runtime: NativeRuntime | None = None,
+    ) -> None:
+        self.db = db
+        self.paths = paths
+        self.now = clock
+        self.runtime = runtime or NativeRuntime(paths.run_dir, paths.logs_dir)
+
+    # -- files ---------------------------------------------------------------------------------
+    def files(self, name: str) -> Files:
+        return Files(
+            config=self.paths.rendered_dir / name / "config.json",
+            access_log=self.paths.logs_dir / f"{name}.access.log",
+            error_log=self.paths.logs_dir / f"{name}.error.log",
+        )
+
+    def _launch(self, engine: Engine, name: str) -> Launch:
+        return Launch(
+            server=name,
+            argv=engine.argv(self.files(name).config),
+            log_file=self.runtime.log_file(name),
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+    async def all(self) -> list[Server]:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            return [repo.read_model(row, n) for row, n in await repo.list_servers(session)]
+
+    async def get(self, name: str) -> Server:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            counts = {r.id: n for r, n in await repo.list_servers(session)}
+            return repo.read_model(row, counts.get(row.id, 0))
+
+    async def status(self, name: str) -> ServerStatus:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            spec = repo.spec_of(row)
+            desired = DesiredState(row.desired)
+        state = self.runtime.state(name)
+        health = await engine_for(spec.protocol).probe(spec) if state.running else None
+        return ServerStatus(
+            name=name,
+            desired=desired,
+            running=state.running,
+            healthy=bool(health and health.healthy),
+            pid=state.pid,
+            port_open=bool(health and health.port_open),
+            api_ok=bool(health and health.api_ok),
+            detail=health.detail if health else "not running",
+            rss_bytes=state.rss_bytes,
+            started_at=state.started_at,
+            config_file=str(self.files(name).config),
+            log_file=str(self.runtime.log_file(name)),
+        )
+
+    def logs(self, name: str, lines: int = 100) -> list[str]:
+        files = self.files(name)
+        out = self.runtime.logs(name, lines)
+        from vpn_manager.runtimes.native import tail
+
+        return (out + tail(files.error_log, lines) + tail(files.access_log, lines))[-lines:]
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def install(self, create: ServerCreate) -> Server:
+        from vpn_manager.storage import servers as repo
+
+        engine = engine_for(create.protocol)
+        async with self.db.session() as session:
+            if await repo.name_taken(session, create.name):
+                raise Conflict(
+                    f"A server named {create.name!r} already exists.", hint="Pick another --name."
+                )
+            taken = await repo.ports_in_use(session)
+        if create.port in taken:
+            raise Conflict(f"Port {create.port} is already used by server {taken[create.port]}.")
+        check_port_free(create.listen, create.port)
+        api_port = free_port()
+        settings, secret = engine.new_server(create, api_port)
+        values = {
+            "name": create.name,
+            "protocol": create.protocol.value,
+            "engine": engine.name,
+            "runtime": create.runtime.value,
+            "listen": create.listen,
+            "port": create.port,
+            "host": create.host or default_host(create.listen),
+            "desired": DesiredState.RUNNING.value,
+            "settings": settings,
+            "secret": secret,
+        }
+        async with self.db.session() as session:
+            row = await repo.insert_server(session, values, self.now())
+            spec = repo.spec_of(row)
+            try:
+                await self._apply_restart(engine, spec, [])
+            except BaseException:
+                self._forget_files(create.name)
+                raise  # the session rolls back: no server row is left behind
+        return await self.get(create.name)
+
+    async def start(self, name: str) -> ServerStatus:
+        await self._set_desired(name, DesiredState.RUNNING, restart=False)
+        return await self.status(name)
+
+    async def restart(self, name: str) -> ServerStatus:
+        await self._set_desired(name, DesiredState.RUNNING, restart=True)
+        return await self.status(name)
+
+    async def stop(self, name: str) -> bool:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            await repo.set_server(session, row, self.now(), desired=DesiredState.STOPPED.value)
+            return await self.runtime.stop(name)
+
+    async def remove(self, name: str) -> None:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            await self.runtime.stop(name)
+            await repo.delete_server(session, row)
+        self._forget_files(name)
+
+    async def rotate_keys(self, name: str) -> Server:
+        """New REALITY keys and short ids: every user's link changes."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            engine = engine_for(row.protocol)
+            settings, secret = engine.rotate_keys(repo.spec_of(row))
+            await repo.set_server(session, row, self.now(), settings=settings, secret=secret)
+            clients = await repo.active_clients(session, row.id)
+            if row.desired == DesiredState.RUNNING.value:
+                await self._apply_restart(engine, repo.spec_of(row), clients)
+            else:
+                self._write_config(engine, repo.spec_of(row), clients)
+        return await self.get(name)
+
+    async def update(
+        self,
+        name: str,
+        *,
+        port: int | None = None,
+        sni: str | None = None,
+        dest: str | None = None,
+        host: str | None = None,
+    ) -> Server:
+        """Change a server's settings: validated, applied with a restart, rolled back on failure."""
+        from vpn_manager.models import validated
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            check = validated(
+                ServerCreate,
+                {
+                    "name": row.name,
+                    "protocol": row.protocol,
+                    "listen": row.listen,
+                    "port": port or row.port,
+                    "host": host or row.host,
+                    "sni": sni or row.settings["sni"],
+                    "dest": dest or row.settings["dest"],
+                },
+            )
+            settings = dict(row.settings)
+            if sni is not None:
+                settings["sni"] = check.sni
+            if dest is not None:
+                settings["dest"] = check.dest
+            changes: dict[str, object] = {"settings": settings}
+            if port is not None:
+                changes["port"] = check.port
+            if host is not None:
+                changes["host"] = check.host
+            await repo.set_server(session, row, self.now(), **changes)
+            engine = engine_for(row.protocol)
+            clients = await repo.active_clients(session, row.id)
+            if row.desired == DesiredState.RUNNING.value:
+                await self._apply_restart(engine, repo.spec_of(row), clients)
+            else:
+                self._write_config(engine, repo.spec_of(row), clients)
+        return await self.get(name)
+
+    async def _set_desired(self, name: str, desired: DesiredState, *, restart: bool) -> None:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            await repo.set_server(session, row, self.now(), desired=desired.value)
+            engine = engine_for(row.protocol)
+            spec = repo.spec_of(row)
+            clients = await repo.active_clients(session, row.id)
+            if restart or not self.runtime.state(name).running:
+                await self._apply_restart(engine, spec, clients)
+
+    # -- the two kinds of apply ----------------------------------------------------------------
+    def _write_config(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> str:
+        files = self.files(spec.name)
+        text = engine.render(spec, clients, files)
+        atomic_write(files.config, text)
+        return text
+
+    async def _apply_restart(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> None:
+        """render → validate → atomic write → restart → probe; roll back on any failure."""
+        files = self.files(spec.name)
+        files.config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.paths.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        text = engine.render(spec, clients, files)
+        await engine.validate(text, files.config.parent)
+        previous = files.config.read_text() if files.config.exists() else None
+        atomic_write(files.config, text)
+        try:
+            await self._restart_and_probe(engine, spec)
+        except EngineError as exc:
+            if previous is None:
+                await self.runtime.stop(spec.name)
+                files.config.unlink(missing_ok=True)
+                raise
+            atomic_write(files.config, previous)
+            try:
+                await self._restart_and_probe(engine, spec, previous_port=True)
+            except EngineError as again:
+                raise EngineError(
+                    f"{exc.message} Rolling back failed too: {again.message}",
+                    hint=f"See `vpn server logs {spec.name}`.",
+                ) from None
+            raise EngineError(
+                f"{exc.message} The change was rolled back; {spec.name} serves with its last "
+                "good config.",
+                hint=exc.hint,
+            ) from None
+
+    async def _restart_and_probe(
+        self, engine: Engine, spec: ServerSpec, *, previous_port: bool = False
+    ) -> None:
+        await self.runtime.stop(spec.name)
+        await self.runtime.start(self._launch(engine, spec.name))
+        probe_spec = spec
+        if previous_port:
+            import json
+
+            config = json.loads(self.files(spec.name).config.read_text())
+            port = int(config["inbounds"][0]["port"])
+            probe_spec = ServerSpec(
+                spec.name, spec.protocol, spec.listen, port, spec.host, spec.settings, spec.secret
+            )
+        await self._wait_healthy(engine, probe_spec)
+
+    async def _wait_healthy(self, engine: Engine, spec: ServerSpec) -> Health:
+        deadline = time.monotonic() + HEALTH_DEADLINE
+        health = Health(False, False, "not probed")
+        while time.monotonic() < deadline:
+            code = self.runtime.exited(spec.name)
+            if code is not None or not self.runtime.state(spec.name).running:
+                tail = " | ".join(self.runtime.logs(spec.name, 3)[-3:])
+                raise EngineError(
+                    f"The engine for {spec.name} exited"
+                    + (f" with code {code}" if code is not None else "")
+                    + (f" ({tail})" if tail else "")
+                    + (
+                        " — Xray refused the config or could not bind its port."
+                        if code == 23
+                        else "."
+                    ),
+                    hint=f"See `vpn server logs {spec.name}`.",
+                )
+            health = await engine.probe(spec)
+            if health.healthy:
+                return health
+            await asyncio.sleep(0.02)
+        raise EngineError(
+            f"{spec.name} did not become healthy within {HEALTH_DEADLINE:.0f} s: {health.detail}.",
+            hint=f"See `vpn server logs {spec.name}`.",
+        )
+
+    def _forget_files(self, name: str) -> None:
+        files = self.files(name)
+        files.config.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            files.config.parent.rmdir()
+
+    # -- users on servers ----------------------------------------------------------------------
+    async def grant(self, user_names: Sequence[str], server: str) -> list[str]:
+        """Give users credentials on a server; applied live when it runs. Returns who was new."""
+        async with self.db.session() as session:
+            return await self.grant_in(session, user_names, server)
+
+    async def grant_in(
+        self, session: AsyncSession, user_names: Sequence[str], server: str
+    ) -> list[str]:
+        """grant() inside the caller's transaction (so `vpn user add --server` is all or none)."""
+        from vpn_manager.storage import servers as repo
+        from vpn_manager.storage import users as user_repo
+
+        row = await repo.server_row(session, server)
+        engine = engine_for(row.protocol)
+        ids = await user_repo.ids_for(session, user_names)
+        before = await repo.active_clients(session, row.id)
+        added = []
+        for name in user_names:
+            if await repo.credential(session, ids[name], row.id) is None:
+                await repo.add_credential(
+                    session, ids[name], row, engine.new_credential(), self.now()
+                )
+                added.append(name)
+        after = await repo.active_clients(session, row.id)
+        await self._live(engine, repo.spec_of(row), row.desired, before, after)
+        return added
+
+    async def access(self, user_name: str, server: str | None = None) -> list[Access]:
+        """A user's ways in: for each server they hold credentials on (or the one named), the
+        share link and what a client needs."""
+        from vpn_manager.storage import servers as repo
+        from vpn_manager.storage import users as user_repo
+
+        async with self.db.session() as session:
+            user_id = (await user_repo.ids_for(session, [user_name]))[user_name]
+            rows = await repo.servers_of_user(session, user_id)
+            if server is not None:
+                rows = [(r, s) for r, s in rows if r.name == server]
+                if not rows:
+                    await repo.server_row(session, server)  # NotFound if no such server
+                    raise NotFound(
+                        f"User {user_name!r} is not on server {server!r}.",
+                        hint=f"Grant it first: vpn user grant {user_name} {server}",
+                    )
+            if not rows:
+                raise NotFound(
+                    f"User {user_name!r} has no server yet.",
+                    hint=f"Grant one: vpn user grant {user_name} SERVER",
+                )
+            out = []
+            for row, secret in rows:
+                engine = engine_for(row.protocol)
+                client = Client(user_id, user_name, dict(secret))
+                out.append(
+                    Access(
+                        server=row.name,
+                        protocol=row.protocol,
+                        link=engine.link(repo.spec_of(row), client),
+                    )
+                )
+            return out
+
+    async def revoke(self, user_names: Sequence[str], server: str) -> None:
+        from vpn_manager.storage import servers as repo
+        from vpn_manager.storage import users as user_repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, server)
+            engine = engine_for(row.protocol)
+            ids = await user_repo.ids_for(session, user_names)
+            before = await repo.active_clients(session, row.id)
+            for name in user_names:
+                if await repo.credential(session, ids[name], row.id) is None:
+                    raise NotFound(
+                        f"User {name!r} is not on server {server!r}.",
+                        hint=f"See `vpn user show {name}`.",
+                    )
+                await repo.remove_credential(session, ids[name], row.id)
+            after = await repo.active_clients(session, row.id)
+            await self._live(engine, repo.spec_of(row), row.desired, before, after)
+
+    async def clients_before(
+        self, session: AsyncSession, user_ids: Sequence[int]
+    ) -> dict[int, list[Client]]:
+        """Before a change to these users: each of their servers with its active clients."""
+        from vpn_manager.storage import servers as repo
+
+        server_ids = await repo.server_ids_of_users(session, user_ids)
+        return {sid: await repo.active_clients(session, sid) for sid in server_ids}
+
+    async def resync(self, session: AsyncSession, before: dict[int, list[Client]]) -> None:
+        """After users changed (status, deletion): bring each affected server in line, live."""
+        from vpn_manager.storage import servers as repo
+
+        for row in await repo.servers_by_id(session, list(before)):
+            after = await repo.active_clients(session, row.id)
+            await self._live(
+                engine_for(row.protocol), repo.spec_of(row), row.desired, before[row.id], after
+            )
+
+    async def _live(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        desired: str,
+        before: list[Client],
+        after: list[Client],
+    ) -> None:
+        """Write the new user set into the config and apply the difference to the running engine.
+        On failure the previous config file is put back and the error propagates (the caller's
+        database transaction then rolls back too)."""
+        files = self.files(spec.name)
+        previous = files.config.read_text() if files.config.exists() else None
+        old = {c.email: c for c in before}
+        new = {c.email: c for c in after}
+        added = [c for e, c in new.items() if e not in old]
+        removed = [c for e, c in old.items() if e not in new]
+        self._write_config(engine, spec, after)
+        running = desired == DesiredState.RUNNING.value and self.runtime.state(spec.name).running
+        if not running or not (added or removed):
+            return
+        try:
+            if added:
+                await engine.add_clients(spec, added)
+            if removed:
+                await engine.remove_clients(spec, removed, files)
+        except BaseException:
+            if previous is not None:
+                atomic_write(files.config, previous)
+            raise
