@@ -65,7 +65,9 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
                         "shortIds": settings["short_ids"],
                     },
                 },
-                "sniffing": {"enabled": True, "destOverride": ["http", "tls"]},
+                # Sniff names for routing only: connecting to a sniffed name instead of the
+                # requested address would break clients that send their own Host.
+                "sniffing": {"enabled": True, "destOverride": ["http", "tls"], "routeOnly": True},
             }
         ],
         "outbounds": [freedom, {"protocol": "blackhole", "tag": "block"}],

@@ -1,0 +1,192 @@
+"""Fixtures for end-to-end tests: an isolated vpn home whose servers are stopped afterwards, the
+local TLS 1.3 site and HTTP backend, and real Xray clients built from printed links."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.net import free_port, http_backend, tls13_site
+from vpn_manager.delivery.clients import xray_client_config
+from vpn_manager.delivery.links import VlessRealityLink
+
+SNI = "reality.test"
+VPN = Path(sys.executable).parent / "vpn"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+class Vpn:
+    """Runs the real `vpn` command in an isolated home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("VPN_", "XDG_"))} | {
+            "VPN_HOME": str(home),
+            "HOME": str(home),
+            "NO_COLOR": "1",
+        }
+
+    def __call__(self, *args: str, timeout: float = 60) -> Result:
+        done = subprocess.run(
+            [str(VPN), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *args: str, timeout: float = 60) -> Result:
+        result = self(*args, timeout=timeout)
+        assert result.code == 0, f"vpn {' '.join(args)} failed ({result.code}): {result.stderr}"
+        return result
+
+    def json(self, *args: str) -> object:
+        return json.loads(self.ok("--format", "json", *args).stdout)
+
+
+@pytest.fixture
+def vpn(tmp_path: Path) -> Iterator[Vpn]:
+    runner = Vpn(tmp_path / "home")
+    try:
+        yield runner
+    finally:
+        listed = runner("--format", "json", "server", "list")
+        if listed.code == 0:
+            for server in json.loads(listed.stdout):
+                runner("server", "stop", server["name"])
+
+
+@pytest.fixture(scope="session")
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("these tests need root (CAP_NET_ADMIN) to cut sessions with `ss -K`")
+    if shutil.which("ss") is None:
+        pytest.fail("`ss` (Debian package iproute2) is missing")
+
+
+@pytest.fixture
+def reality_site(tmp_path: Path) -> Iterator[int]:
+    with tls13_site(tmp_path, SNI) as port:
+        yield port
+
+
+@pytest.fixture
+def backend() -> Iterator[int]:
+    with http_backend() as port:
+        yield port
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+
+
+def install(vpn: Vpn, site_port: int, name: str = "edge", port: int | None = None) -> Server:
+    port = port or free_port()
+    vpn.ok(
+        "server",
+        "install",
+        "vless-reality",
+        "--name",
+        name,
+        "--port",
+        str(port),
+        "--sni",
+        SNI,
+        "--dest",
+        f"127.0.0.1:{site_port}",
+        "--listen",
+        "127.0.0.1",
+        "--host",
+        "127.0.0.1",
+        "--allow-private",
+    )
+    return Server(name, port)
+
+
+def link_of(vpn: Vpn, user: str, server: str) -> str:
+    return vpn.ok("user", "link", user, "--server", server).stdout.strip()
+
+
+@contextmanager
+def xray_client(link: str, workdir: Path) -> Iterator[int]:
+    """A real Xray client configured only from `link`; yields its local SOCKS port."""
+    socks = free_port()
+    config = xray_client_config(VlessRealityLink.parse(link), socks)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"client-{socks}.json"
+    path.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vpn_manager.engines.xray.child", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        import socket
+
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", socks), timeout=0.2).close()
+                break
+            except OSError:
+                assert process.poll() is None, f"the Xray client exited with {process.returncode}"
+                time.sleep(0.02)
+        yield socks
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def curl_via(socks: int, url: str, *, attempts_for: float = 20.0) -> str:
+    """Fetch `url` with curl through a SOCKS5 proxy, retrying while a fresh REALITY server warms
+    up (its first connection takes 6-7 s)."""
+    deadline = time.monotonic() + attempts_for
+    last = ""
+    while True:
+        done = subprocess.run(
+            ["curl", "-sS", "--max-time", "10", "-x", f"socks5h://127.0.0.1:{socks}", url],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            return done.stdout
+        last = done.stderr.strip()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"curl through the tunnel kept failing: {last}")
+        time.sleep(0.3)
+
+
+def curl_fails(socks: int, url: str) -> bool:
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "8", "-x", f"socks5h://127.0.0.1:{socks}", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode != 0

@@ -1,0 +1,199 @@
+"""VLESS+REALITY end to end: real Xray server and clients, real traffic, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import (
+    SNI,
+    Vpn,
+    curl_fails,
+    curl_via,
+    install,
+    link_of,
+    xray_client,
+)
+from tests.e2e.net import BACKEND_PAGE, TARGET_PAGE, Stream, free_port, tls_get
+
+pytestmark = pytest.mark.usefixtures("need_root")
+
+
+def pid_of(vpn: Vpn, server: str) -> int:
+    status = vpn.json("server", "status", server)
+    assert isinstance(status, dict)
+    assert status["healthy"], status
+    return int(status["pid"])
+
+
+def test_client_from_printed_link_fetches_a_page(
+    vpn: Vpn, reality_site: int, backend: int, tmp_path: Path
+) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    link = link_of(vpn, "alice", server.name)
+    assert link.startswith("vless://")
+    assert link.endswith("#alice")
+    with xray_client(link, tmp_path / "alice") as socks:
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+    # Anyone else who knocks on the port gets the real site's page: REALITY passes them through.
+    answer = tls_get(server.port, SNI)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(TARGET_PAGE)
+
+
+def test_live_add_and_disable_leave_other_users_alone(
+    vpn: Vpn, reality_site: int, backend: int, tmp_path: Path
+) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    alice_link = link_of(vpn, "alice", server.name)
+    pid = pid_of(vpn, server.name)
+    with xray_client(alice_link, tmp_path / "alice") as alice:
+        curl_via(alice, f"http://127.0.0.1:{backend}/")  # warm up the fresh server
+        stream = Stream(alice, backend)
+        try:
+            assert stream.flowing(), "alice's download does not flow"
+            vpn.ok("user", "add", "bob", "--server", server.name)
+            bob_link = link_of(vpn, "bob", server.name)
+            assert pid_of(vpn, server.name) == pid, "adding a user restarted the engine"
+            assert stream.flowing(), "adding bob disturbed alice's open connection"
+            with xray_client(bob_link, tmp_path / "bob") as bob:
+                assert curl_via(bob, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+                bob_stream = Stream(bob, backend)
+                try:
+                    assert bob_stream.flowing()
+                    vpn.ok("user", "disable", "alice")
+                    deadline = time.monotonic() + 5
+                    while stream.ended is None and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    assert stream.ended is not None, "alice's open tunnel still carries traffic"
+                    assert curl_fails(alice, f"http://127.0.0.1:{backend}/")
+                    assert bob_stream.flowing(), "disabling alice cut bob too"
+                    assert curl_via(bob, f"http://127.0.0.1:{backend}/", attempts_for=0)
+                    assert pid_of(vpn, server.name) == pid
+                finally:
+                    bob_stream.close()
+            vpn.ok("user", "enable", "alice")
+            assert curl_via(alice, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+        finally:
+            stream.close()
+    config = json.loads((vpn.home / "state" / "rendered" / server.name / "config.json").read_text())
+    emails = [c["email"] for c in config["inbounds"][0]["settings"]["clients"]]
+    assert len(emails) == 2, "the rendered config must hold both users, so restarts keep them"
+
+
+def test_invalid_change_rolls_back_and_keeps_serving(
+    vpn: Vpn, reality_site: int, backend: int, tmp_path: Path
+) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    config_file = vpn.home / "state" / "rendered" / server.name / "config.json"
+    before = config_file.read_bytes()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        result = vpn("server", "set", server.name, "--port", str(taken))
+    assert result.code == 8, result.stderr
+    assert "rolled back" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert config_file.read_bytes() == before
+    shown = vpn.json("server", "list")
+    assert isinstance(shown, list)
+    assert shown[0]["port"] == server.port
+    with xray_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+
+
+def test_restart_and_sigkill_keep_every_user(
+    vpn: Vpn, reality_site: int, backend: int, tmp_path: Path
+) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "bob", "--server", server.name)
+    links = {name: link_of(vpn, name, server.name) for name in ("alice", "bob")}
+    vpn.ok("server", "restart", server.name)
+    os.kill(pid_of(vpn, server.name), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    running = True
+    while running and time.monotonic() < deadline:
+        status = vpn.json("server", "status", server.name)
+        assert isinstance(status, dict)
+        running = bool(status["running"])
+        time.sleep(0.05)
+    assert not running, "a SIGKILLed engine must show as not running"
+    vpn.ok("server", "start", server.name)
+    for name, link in links.items():
+        assert link_of(vpn, name, server.name) == link, "links must survive restarts"
+        with xray_client(link, tmp_path / name) as socks:
+            assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+
+
+def test_qr_png_decodes_to_the_link(vpn: Vpn, reality_site: int, tmp_path: Path) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    png = tmp_path / "alice.png"
+    link = vpn.ok("user", "link", "alice", "--png", str(png)).stdout.strip()
+    assert png.stat().st_mode & 0o777 == 0o600
+    decoded = subprocess.run(
+        ["zbarimg", "--raw", "-q", str(png)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert decoded == link
+
+
+def test_bad_input_changes_nothing(vpn: Vpn, reality_site: int) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    vpn.ok("user", "add", "carol")
+    before = vpn.json("server", "list")
+    config_file = vpn.home / "state" / "rendered" / server.name / "config.json"
+    config = config_file.read_bytes()
+    pid = pid_of(vpn, server.name)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = str(holder.getsockname()[1])
+        base = ["server", "install", "vless-reality", "--listen", "127.0.0.1", "--sni", SNI]
+        cases = [
+            ([*base, "--name", "x", "--port", taken], 5, "taken"),
+            ([*base, "--name", "x", "--port", "70000"], 3, "port"),
+            ([*base, "--name", "x", "--port", "0"], 3, "port"),
+            ([*base, "--name", server.name, "--port", str(free_port())], 5, "already exists"),
+            ([*base, "--name", "x", "--port", str(server.port)], 5, "already used"),
+            (
+                ["server", "install", "wireguard-x", "--name", "x", "--port", "1", "--sni", SNI],
+                3,
+                "protocol",
+            ),
+            (
+                ["server", "install", "vless-reality", "--name", "x", "--port", "1", "--sni", "no"],
+                3,
+                "sni",
+            ),
+            ([*base, "--name", "x", "--port", str(free_port()), "--dest", "nohost"], 3, "dest"),
+            ([*base, "--name", "x", "--port", str(free_port()), "--dest", "a:99999"], 3, "dest"),
+            (["user", "link", "carol", "--server", server.name], 4, "not on server"),
+            (["user", "revoke", "carol", server.name], 4, "not on server"),
+            (["user", "add", "dave", "--server", "nope"], 4, "no server"),
+            (["server", "status", "nope"], 4, "no server"),
+        ]
+        for args, code, words in cases:
+            result = vpn(*args)
+            assert result.code == code, (args, result.code, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert lines[0].startswith("error:"), (args, lines)
+            assert words in lines[0].lower(), (args, lines)
+            assert "Traceback" not in result.stderr
+    assert vpn.json("server", "list") == before
+    assert config_file.read_bytes() == config
+    assert pid_of(vpn, server.name) == pid
+    users = vpn.json("user", "list")
+    assert isinstance(users, list)
+    assert [u["name"] for u in users] == ["alice", "carol"], "a failed add must leave no user"
