@@ -401,16 +401,15 @@ class ServerService:
         row = await repo.server_row(session, server)
         engine = engine_for(row.protocol)
         ids = await user_repo.ids_for(session, user_names)
-        before = await repo.active_clients(session, row.id)
-        added = []
-        for name in user_names:
-            if await repo.credential(session, ids[name], row.id) is None:
-                await repo.add_credential(
-                    session, ids[name], row, engine.new_credential(), self.now()
-                )
-                added.append(name)
-        after = await repo.active_clients(session, row.id)
-        await self._live(engine, repo.spec_of(row), row.desired, before, after)
+        holders = await repo.holders(session, row.id, list(ids.values()))
+        added = [name for name in user_names if ids[name] not in holders]
+        await repo.add_credentials(
+            session, row, [(ids[name], engine.new_credential()) for name in added], self.now()
+        )
+        clients = await repo.active_clients(session, row.id)
+        new_ids = {ids[name] for name in added}
+        fresh = [c for c in clients if c.user_id in new_ids]  # the active ones among them
+        await self._apply_live(engine, repo.spec_of(row), row.desired, clients, fresh, [])
         return added
 
     async def access(self, user_name: str, server: str | None = None) -> list[Access]:
@@ -497,13 +496,24 @@ class ServerService:
         """Write the new user set into the config and apply the difference to the running engine.
         On failure the previous config file is put back and the error propagates (the caller's
         database transaction then rolls back too)."""
+        old = {c.email for c in before}
+        new = {c.email for c in after}
+        added = [c for c in after if c.email not in old]
+        removed = [c for c in before if c.email not in new]
+        await self._apply_live(engine, spec, desired, after, added, removed)
+
+    async def _apply_live(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        desired: str,
+        clients: list[Client],
+        added: list[Client],
+        removed: list[Client],
+    ) -> None:
         files = self.files(spec.name)
         previous = files.config.read_text() if files.config.exists() else None
-        old = {c.email: c for c in before}
-        new = {c.email: c for c in after}
-        added = [c for e, c in new.items() if e not in old]
-        removed = [c for e, c in old.items() if e not in new]
-        self._write_config(engine, spec, after)
+        self._write_config(engine, spec, clients)
         running = desired == DesiredState.RUNNING.value and self.runtime.state(spec.name).running
         if not running or not (added or removed):
             return

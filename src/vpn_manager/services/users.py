@@ -67,7 +67,9 @@ class UserService:
                     raise InvalidInput("Servers are not available here.")  # pragma: no cover
                 for server in servers:
                     await fleet.grant_in(session, [c.name for c in creates], server)
-                users = [await repo.get_user(session, c.name) for c in creates]
+                # New users hold credentials on exactly these servers.
+                names = sorted(set(servers))
+                users = [user.model_copy(update={"servers": names}) for user in users]
             return users
 
     async def list(self, where: UserFilter | None = None) -> list[User]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpn_manager.engines.base import Client, ServerSpec
@@ -117,20 +117,39 @@ async def credential(
     return result.scalar()
 
 
-async def add_credential(
-    session: AsyncSession, user_id: int, server: ServerRow, secret: dict[str, Any], now: datetime
-) -> None:
-    session.add(
-        UserCredentialRow(
-            user_id=user_id,
-            server_id=server.id,
-            server=server.name,
-            protocol=server.protocol,
-            secret=secret,
-            created_at=now,
+async def holders(session: AsyncSession, server_id: int, user_ids: Sequence[int]) -> set[int]:
+    """Which of these users already hold credentials on the server."""
+    found: set[int] = set()
+    for start in range(0, len(user_ids), 500):
+        result = await session.execute(
+            select(UserCredentialRow.user_id).where(
+                UserCredentialRow.server_id == server_id,
+                UserCredentialRow.user_id.in_(user_ids[start : start + 500]),
+            )
         )
-    )
-    await session.flush()
+        found.update(result.scalars())
+    return found
+
+
+async def add_credentials(
+    session: AsyncSession,
+    server: ServerRow,
+    grants: Sequence[tuple[int, dict[str, Any]]],
+    now: datetime,
+) -> None:
+    rows = [
+        {
+            "user_id": user_id,
+            "server_id": server.id,
+            "server": server.name,
+            "protocol": server.protocol,
+            "secret": secret,
+            "created_at": now,
+        }
+        for user_id, secret in grants
+    ]
+    for start in range(0, len(rows), 500):
+        await session.execute(insert(UserCredentialRow), rows[start : start + 500])
 
 
 async def remove_credential(session: AsyncSession, user_id: int, server_id: int) -> None:

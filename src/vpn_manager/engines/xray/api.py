@@ -13,23 +13,38 @@ STATS = "/xray.app.stats.command.StatsService/"
 
 
 class XrayApi:
+    """One gRPC channel to one Xray; use as `async with XrayApi(port) as api`."""
+
     def __init__(self, port: int, timeout: float = 3.0) -> None:
         self.address = f"127.0.0.1:{port}"
         self.timeout = timeout
+        self._channel: Any = None
+
+    async def __aenter__(self) -> XrayApi:
+        import grpc
+
+        self._channel = grpc.aio.insecure_channel(self.address)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
 
     async def _call(self, method: str, request: bytes) -> bytes:
         import grpc
 
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            call = channel.unary_unary(method)
-            try:
-                response: bytes = await call(request, timeout=self.timeout)
-            except grpc.aio.AioRpcError as exc:
-                raise EngineError(
-                    f"Xray's API at {self.address} answered {method.rsplit('/', 1)[-1]} with "
-                    f"{exc.code().name}: {exc.details()}."
-                ) from None
-            return response
+        if self._channel is None:
+            async with self:
+                return await self._call(method, request)
+        try:
+            response: bytes = await self._channel.unary_unary(method)(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise EngineError(
+                f"Xray's API at {self.address} answered {method.rsplit('/', 1)[-1]} with "
+                f"{exc.code().name}: {exc.details()}."
+            ) from None
+        return response
 
     async def ping(self) -> tuple[bool, str]:
         try:

@@ -158,8 +158,8 @@ class XrayEngine:
 
         host = connect_address(spec.listen)
         port_ok = await asyncio.to_thread(port_open, host, spec.port)
-        api = XrayApi(int(spec.settings["api_port"]))
-        api_ok, why = await api.ping()
+        async with XrayApi(int(spec.settings["api_port"])) as api:
+            api_ok, why = await api.ping()
         detail = (
             "healthy"
             if port_ok and api_ok
@@ -170,23 +170,22 @@ class XrayEngine:
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         from vpn_manager.engines.xray.api import XrayApi
 
-        await XrayApi(int(spec.settings["api_port"])).add_users(
-            config.INBOUND_TAG, [config.client_entry(c) for c in clients]
-        )
+        async with XrayApi(int(spec.settings["api_port"])) as api:
+            await api.add_users(config.INBOUND_TAG, [config.client_entry(c) for c in clients])
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
         from vpn_manager.engines.xray.api import XrayApi
         from vpn_manager.engines.xray.sessions import cut_sessions
 
-        await XrayApi(int(spec.settings["api_port"])).remove_users(
-            config.INBOUND_TAG, [c.email for c in clients]
-        )
+        async with XrayApi(int(spec.settings["api_port"])) as api:
+            await api.remove_users(config.INBOUND_TAG, [c.email for c in clients])
         return await cut_sessions(spec, [c.email for c in clients], files.access_log)
 
     async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
         from vpn_manager.engines.xray.api import XrayApi
 
-        return await XrayApi(int(spec.settings["api_port"])).user_traffic()
+        async with XrayApi(int(spec.settings["api_port"])) as api:
+            return await api.user_traffic()
 
     def link(self, spec: ServerSpec, client: Client) -> str:
         return self.link_model(spec, client).to_uri()
