@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -258,6 +259,83 @@ def home_with_users(bench: Bench, home: Path) -> None:
     bench.fill_with_users(home)
 
 
+SERVER = "bench"
+
+
+def install_args(bench: Bench) -> list[str]:
+    """Install a VLESS+REALITY server on a free loopback port (its REALITY target is never
+    contacted: no client connects during the bench)."""
+    return [
+        str(bench.vpn),
+        "server",
+        "install",
+        "vless-reality",
+        "--name",
+        SERVER,
+        "--port",
+        str(free_port()),
+        "--sni",
+        "reality.test",
+        "--dest",
+        "127.0.0.1:9",
+        "--listen",
+        "127.0.0.1",
+        "--host",
+        "127.0.0.1",
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_pid(bench: Bench, home: Path) -> int:
+    _, out = bench.run(
+        [str(bench.vpn), "--format", "json", "server", "status", SERVER], home, capture=True
+    )
+    status = json.loads(out)
+    if not status.get("healthy"):
+        raise BenchError(f"the bench server in {home} is not healthy: {status.get('detail')}")
+    return int(status["pid"])
+
+
+def home_with_server(bench: Bench, home: Path) -> None:
+    """A running server and nobody on it."""
+    bench.run(install_args(bench), home)
+
+
+def home_with_server_and_users(bench: Bench, home: Path) -> None:
+    """A running server holding the N generated users (granted live, in one batch)."""
+    home_with_server(bench, home)
+    progress(f"  adding {bench.users:,} users to a running server ...")
+    elapsed, _ = bench.run(
+        [str(bench.vpn), "user", "add", *bench.user_names(), "--server", SERVER], home
+    )
+    progress(f" {elapsed:.1f} s\n")
+    (home / "bench-pid").write_text(str(server_pid(bench, home)))
+
+
+def stop_servers(bench: Bench, home: Path) -> None:
+    _, out = bench.run([str(bench.vpn), "--format", "json", "server", "list"], home, capture=True)
+    for server in json.loads(out):
+        bench.run([str(bench.vpn), "server", "stop", server["name"]], home)
+
+
+def same_engine_then_stop(bench: Bench, home: Path) -> None:
+    """The engine that served before the timed adds must still be the one serving: a user
+    change on a server with many users must not restart it."""
+    before = int((home / "bench-pid").read_text())
+    after = server_pid(bench, home)
+    stop_servers(bench, home)
+    if before != after:
+        raise BenchError(
+            f"the engine restarted during `vpn user add --server` ({before} -> {after})"
+        )
+
+
 @dataclass(frozen=True)
 class Row:
     id: str
@@ -272,6 +350,8 @@ class Row:
     expect_users: Callable[[Bench], int] | None = None
     """How many users the home holds after the warm-up run; checked before timing."""
     unit: Unit = "ms"
+    cleanup: Callable[[Bench, Path], None] | None = None
+    """Untimed, after each run in a fresh home and once after a shared home's runs."""
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -319,6 +399,33 @@ ROWS: list[Row] = [
         fresh_home=True,
         expect_users=lambda b: b.users,
         unit="s",
+    ),
+    Row(
+        "server-install",
+        "vpn server install vless-reality",
+        lambda b, _: install_args(b),
+        fresh_home=True,
+        cleanup=stop_servers,
+    ),
+    Row(
+        "user-add-server",
+        "vpn user add NAME --server (running, {users} users)",
+        lambda b, run: [str(b.vpn), "user", "add", f"bench{run:05d}", "--server", SERVER],
+        target=Under(0.150),
+        setup=home_with_server_and_users,
+        expect_users=lambda b: b.users + 1,
+        cleanup=same_engine_then_stop,
+    ),
+    Row(
+        "user-add-batch-server",
+        "vpn user add <{users} names> --server (live)",
+        lambda b, _: [str(b.vpn), "user", "add", *b.user_names(), "--server", SERVER],
+        target=Under(10.0),
+        setup=home_with_server,
+        fresh_home=True,
+        expect_users=lambda b: b.users,
+        unit="s",
+        cleanup=stop_servers,
     ),
 ]
 
@@ -375,7 +482,11 @@ def measure(bench: Bench, row: Row, runs: int, results: Mapping[str, RowResult])
             result.times_s.append(elapsed)
             progress(".")
         if shared is None:
+            if row.cleanup is not None:
+                row.cleanup(bench, home)
             shutil.rmtree(home)
+    if shared is not None and row.cleanup is not None:
+        row.cleanup(bench, shared)
     if row.target is not None:
         result.verdict = row.target.judge(result.median_s, results)
     return result
