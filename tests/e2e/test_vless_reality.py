@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -22,6 +23,10 @@ from tests.e2e.conftest import (
     xray_client,
 )
 from tests.e2e.net import BACKEND_PAGE, TARGET_PAGE, Stream, free_port, tls_get
+from vpn_manager.engines.base import Files, ServerSpec
+from vpn_manager.engines.xray.api import XrayApi
+from vpn_manager.engines.xray.engine import XrayEngine
+from vpn_manager.errors import EngineError
 
 pytestmark = pytest.mark.usefixtures("need_root")
 
@@ -43,6 +48,15 @@ def test_client_from_printed_link_fetches_a_page(
     assert link.endswith("#alice")
     with xray_client(link, tmp_path / "alice") as socks:
         assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/bytes/200000") == "x" * 200_000
+    # Per-user counters exist from the first connection: alice's download is counted as hers.
+    servers = vpn.json("server", "list")
+    assert isinstance(servers, list)
+    traffic = asyncio.run(XrayApi(servers[0]["settings"]["api_port"]).user_traffic())
+    assert set(traffic) == {"user-1"}
+    uplink, downlink = traffic["user-1"]
+    assert uplink > 0
+    assert downlink >= 200_000
     # Anyone else who knocks on the port gets the real site's page: REALITY passes them through.
     answer = tls_get(server.port, SNI)
     assert answer.startswith(b"HTTP/1.1 200")
@@ -197,3 +211,34 @@ def test_bad_input_changes_nothing(vpn: Vpn, reality_site: int) -> None:
     users = vpn.json("user", "list")
     assert isinstance(users, list)
     assert [u["name"] for u in users] == ["alice", "carol"], "a failed add must leave no user"
+
+
+def test_the_engine_refuses_a_broken_config(tmp_path: Path) -> None:
+    """Validation is Xray's own verdict: a config it cannot run (here a private key of the wrong
+    length) is refused before anything is written."""
+    spec = ServerSpec(
+        name="broken",
+        protocol="vless-reality",
+        listen="127.0.0.1",
+        port=free_port(),
+        host="127.0.0.1",
+        settings={
+            "sni": SNI,
+            "dest": "127.0.0.1:9",
+            "short_ids": ["abcd"],
+            "api_port": free_port(),
+            "public_key": "x",
+        },
+        secret={"private_key": "too-short"},
+    )
+    engine = XrayEngine()
+    files = Files(tmp_path / "c.json", tmp_path / "a.log", tmp_path / "e.log")
+    with pytest.raises(EngineError, match="refused the config"):
+        asyncio.run(engine.validate(engine.render(spec, [], files), tmp_path))
+    good = ServerSpec(
+        **{
+            **spec.__dict__,
+            "secret": {"private_key": "4FntWLkKlvSV44OGaN0WmHJeH5r5B1XTdNUUp5yKfHU"},
+        }
+    )
+    asyncio.run(engine.validate(engine.render(good, [], files), tmp_path))
