@@ -23,6 +23,8 @@ from tests.e2e.conftest import (
     xray_client,
 )
 from tests.e2e.net import BACKEND_PAGE, TARGET_PAGE, Stream, free_port, tls_get
+from vpn_manager.delivery.clients import xray_client_config
+from vpn_manager.delivery.links import VlessRealityLink
 from vpn_manager.engines.base import Files, ServerSpec
 from vpn_manager.engines.xray.api import XrayApi
 from vpn_manager.engines.xray.engine import XrayEngine
@@ -49,6 +51,13 @@ def test_client_from_printed_link_fetches_a_page(
     with xray_client(link, tmp_path / "alice") as socks:
         assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
         assert curl_via(socks, f"http://127.0.0.1:{backend}/bytes/200000") == "x" * 200_000
+    # `vpn user config` prints the same client config, ready to run.
+    printed = json.loads(vpn.ok("user", "config", "alice", "--server", server.name).stdout)
+    assert printed == xray_client_config(VlessRealityLink.parse(link), 1080)
+    singbox = json.loads(
+        vpn.ok("user", "config", "alice", "--server", server.name, "--client", "sing-box").stdout
+    )
+    assert singbox["outbounds"][0]["tls"]["reality"]["public_key"] in link
     # Per-user counters exist from the first connection: alice's download is counted as hers.
     servers = vpn.json("server", "list")
     assert isinstance(servers, list)
@@ -148,6 +157,15 @@ def test_restart_and_sigkill_keep_every_user(
         assert link_of(vpn, name, server.name) == link, "links must survive restarts"
         with xray_client(link, tmp_path / name) as socks:
             assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+    # Rotating the keys changes every link: the old one stops working, the new one works.
+    rotated = vpn.ok("server", "rotate-keys", server.name)
+    assert "link" in rotated.stderr
+    new_link = link_of(vpn, "alice", server.name)
+    assert new_link != links["alice"]
+    with xray_client(links["alice"], tmp_path / "old") as socks:
+        assert curl_fails(socks, f"http://127.0.0.1:{backend}/")
+    with xray_client(new_link, tmp_path / "new") as socks:
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
 
 
 def test_qr_png_decodes_to_the_link(vpn: Vpn, reality_site: int, tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""The native runtime with real processes (`sleep` stands in for an engine: the runtime does not
+care what it runs): detached, found again, never started twice, stopped, and seen dead after
+SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from vpn_manager.runtimes.base import Launch
+from vpn_manager.runtimes.native import NativeRuntime, tail
+
+
+def launch(tmp_path: Path, runtime: NativeRuntime) -> Launch:
+    return Launch("s1", ["sleep", "60"], runtime.log_file("s1"))
+
+
+def test_start_is_idempotent_and_concurrent_starts_make_one_process(tmp_path: Path) -> None:
+    runtime = NativeRuntime(tmp_path / "run", tmp_path / "logs")
+
+    async def both() -> tuple[int, int]:
+        first, second = await asyncio.gather(
+            runtime.start(launch(tmp_path, runtime)),
+            NativeRuntime(tmp_path / "run", tmp_path / "logs").start(launch(tmp_path, runtime)),
+        )
+        return first, second
+
+    try:
+        first, second = asyncio.run(both())
+        assert first == second
+        again = asyncio.run(runtime.start(launch(tmp_path, runtime)))
+        assert again == first
+        # A later command (a new runtime object) finds the same process.
+        state = NativeRuntime(tmp_path / "run", tmp_path / "logs").state("s1")
+        assert state.running
+        assert state.pid == first
+        assert state.rss_bytes
+        assert state.started_at is not None
+        assert Path(f"/proc/{first}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+        assert os.getsid(first) == first, "the engine runs in its own session"
+    finally:
+        assert asyncio.run(runtime.stop("s1"))
+    assert not runtime.state("s1").running
+    assert not runtime.pid_file("s1").exists()
+    assert not asyncio.run(runtime.stop("s1"))
+
+
+def test_a_killed_process_is_seen_as_stopped(tmp_path: Path) -> None:
+    runtime = NativeRuntime(tmp_path / "run", tmp_path / "logs")
+    pid = asyncio.run(runtime.start(launch(tmp_path, runtime)))
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while runtime.state("s1").running and time.monotonic() < deadline:
+        runtime.exited("s1")  # reap our child, as the supervising command would
+        time.sleep(0.02)
+    assert not runtime.state("s1").running
+    new = asyncio.run(runtime.start(launch(tmp_path, runtime)))
+    try:
+        assert new != pid
+        assert runtime.state("s1").running
+    finally:
+        asyncio.run(runtime.stop("s1"))
+
+
+def test_tail_reads_the_end(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("".join(f"line {i}\n" for i in range(10_000)))
+    assert tail(log, 3) == ["line 9997", "line 9998", "line 9999"]
+    assert tail(tmp_path / "missing.log", 3) == []
