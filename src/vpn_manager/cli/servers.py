@@ -32,7 +32,7 @@ COLUMNS = [
     ("name", "NAME"),
     ("protocol", "PROTOCOL"),
     ("address", "ADDRESS"),
-    ("desired", "WANTED"),
+    ("state", "STATE"),
     ("users", "USERS"),
     ("sni", "SNI"),
 ]
@@ -47,7 +47,12 @@ def _cells(server: Server) -> dict[str, Any]:
         "name": server.name,
         "protocol": server.protocol.value,
         "address": f"{server.host}:{server.port}",
-        "desired": server.desired.value,
+        "state": ("running" if server.running else "stopped")
+        + (
+            ""
+            if server.running == (server.desired.value == "running")
+            else f" (wanted {server.desired.value})"
+        ),
         "users": str(server.users),
         "sni": server.settings.get("sni", "-"),
     }

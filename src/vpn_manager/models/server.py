@@ -116,6 +116,7 @@ class Server(BaseModel):
     port: int
     host: str
     desired: DesiredState
+    running: bool = False
     settings: dict[str, Any] = Field(default_factory=dict)
     users: int = 0
     created_at: datetime

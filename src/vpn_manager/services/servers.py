@@ -33,6 +33,8 @@ from vpn_manager.storage import Database
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from vpn_manager.storage.orm import ServerRow
+
 HEALTH_DEADLINE = 10.0
 
 
@@ -121,7 +123,11 @@ class ServerService:
         from vpn_manager.storage import servers as repo
 
         async with self.db.session() as session:
-            return [repo.read_model(row, n) for row, n in await repo.list_servers(session)]
+            rows = await repo.list_servers(session)
+        return [self._observed(repo.read_model(row, n)) for row, n in rows]
+
+    def _observed(self, server: Server) -> Server:
+        return server.model_copy(update={"running": self.runtime.state(server.name).running})
 
     async def get(self, name: str) -> Server:
         from vpn_manager.storage import servers as repo
@@ -129,7 +135,7 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             counts = {r.id: n for r, n in await repo.list_servers(session)}
-            return repo.read_model(row, counts.get(row.id, 0))
+            return self._observed(repo.read_model(row, counts.get(row.id, 0)))
 
     async def status(self, name: str) -> ServerStatus:
         from vpn_manager.storage import servers as repo
@@ -234,11 +240,7 @@ class ServerService:
             engine = engine_for(row.protocol)
             settings, secret = engine.rotate_keys(repo.spec_of(row))
             await repo.set_server(session, row, self.now(), settings=settings, secret=secret)
-            clients = await repo.active_clients(session, row.id)
-            if row.desired == DesiredState.RUNNING.value:
-                await self._apply_restart(engine, repo.spec_of(row), clients)
-            else:
-                self._write_config(engine, repo.spec_of(row), clients)
+            await self._reconfigure(session, row)
         return await self.get(name)
 
     async def update(
@@ -279,13 +281,20 @@ class ServerService:
             if host is not None:
                 changes["host"] = check.host
             await repo.set_server(session, row, self.now(), **changes)
-            engine = engine_for(row.protocol)
-            clients = await repo.active_clients(session, row.id)
-            if row.desired == DesiredState.RUNNING.value:
-                await self._apply_restart(engine, repo.spec_of(row), clients)
-            else:
-                self._write_config(engine, repo.spec_of(row), clients)
+            await self._reconfigure(session, row)
         return await self.get(name)
+
+    async def _reconfigure(self, session: AsyncSession, row: ServerRow) -> None:
+        """After a settings change: a validated restart if the server should run, otherwise only
+        the re-rendered config (it takes effect on the next start)."""
+        from vpn_manager.storage import servers as repo
+
+        engine = engine_for(row.protocol)
+        clients = await repo.active_clients(session, row.id)
+        if row.desired == DesiredState.RUNNING.value:
+            await self._apply_restart(engine, repo.spec_of(row), clients)
+        else:
+            self._write_config(engine, repo.spec_of(row), clients)
 
     async def _set_desired(self, name: str, desired: DesiredState, *, restart: bool) -> None:
         from vpn_manager.storage import servers as repo
