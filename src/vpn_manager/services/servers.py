@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 HEALTH_DEADLINE = 10.0
 
 
+_EXIT_REASONS = {
+    23: ": the engine refused the config.",
+    255: ": the engine could not start, for example because its port is taken.",
+}
+
+
 @dataclass(frozen=True)
 class Access:
     """How one user reaches one server."""
@@ -367,16 +373,10 @@ class ServerService:
         while time.monotonic() < deadline:
             code = self.runtime.exited(spec.name)
             if code is not None or not self.runtime.state(spec.name).running:
-                tail = " | ".join(self.runtime.logs(spec.name, 3)[-3:])
                 raise EngineError(
                     f"The engine for {spec.name} exited"
                     + (f" with code {code}" if code is not None else "")
-                    + (f" ({tail})" if tail else "")
-                    + (
-                        " — Xray refused the config or could not bind its port."
-                        if code == 23
-                        else "."
-                    ),
+                    + _EXIT_REASONS.get(code or 0, "."),
                     hint=f"See `vpn server logs {spec.name}`.",
                 )
             health = await engine.probe(spec)

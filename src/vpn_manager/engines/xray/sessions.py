@@ -6,6 +6,7 @@ CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY). Other users' sockets 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterable
@@ -52,25 +53,35 @@ async def established_peers(port: int) -> set[tuple[str, int]]:
 
 
 async def cut_sessions(spec: ServerSpec, emails: list[str], access_log: Path) -> int:
-    """Destroy the open client connections of these users; return how many were cut."""
+    """Destroy the open client connections of these users; return how many were cut.
+
+    Two passes: the second, a moment later, catches a connection accepted just before the user
+    was removed whose log line was not yet written. `ss -K` without CAP_NET_ADMIN kills nothing
+    and still succeeds, so the result is checked by listing the connections again."""
     if not emails:
         return 0
-    targets = peers_of(access_log, emails) & await established_peers(spec.port)
-    for address, peer_port in sorted(targets):
-        done = await run(
-            [
-                "ss",
-                "-K",
-                "-Htn",
-                "state",
-                "established",
-                f"( sport = :{spec.port} and dst {address} and dport = :{peer_port} )",
-            ],
-            check=False,
-        )
-        if done.returncode != 0:
-            raise EngineError(
-                f"Could not cut the open connections of the removed users: {done.stderr.strip()}.",
-                hint="Cutting sessions needs root or CAP_NET_ADMIN.",
+    cut: set[tuple[str, int]] = set()
+    for pause in (0.0, 0.3):
+        await asyncio.sleep(pause)
+        targets = peers_of(access_log, emails) & await established_peers(spec.port)
+        for address, peer_port in sorted(targets):
+            await run(
+                [
+                    "ss",
+                    "-K",
+                    "-Htn",
+                    "state",
+                    "established",
+                    f"( sport = :{spec.port} and dst {address} and dport = :{peer_port} )",
+                ],
+                check=False,
             )
-    return len(targets)
+        left = targets & await established_peers(spec.port)
+        if left:
+            raise EngineError(
+                f"Could not cut {len(left)} open connection(s) of the removed users.",
+                hint="Cutting sessions needs root or CAP_NET_ADMIN (and a kernel with "
+                "CONFIG_INET_DIAG_DESTROY).",
+            )
+        cut |= targets
+    return len(cut)
