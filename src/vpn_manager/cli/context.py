@@ -62,10 +62,13 @@ class AppContext:
 
         async def main() -> T:
             db = self.database()  # opened lazily: list reads may never need SQLAlchemy
+            services = Services(db, self.paths)
             try:
-                return await work(Services(db, self.paths))
+                result = await work(services)
             finally:
                 await db.close()
+            services.tell(self.output())
+            return result
 
         return asyncio.run(main())
 
@@ -91,6 +94,18 @@ class Services:
 
             self._servers = ServerService(self.db, self.paths)
         return self._servers
+
+    def tell(self, out: Output) -> None:
+        """Say how user changes reached each server (live, reloaded, or saved for later)."""
+        if self._servers is None:
+            return
+        words = {
+            "live": "applied live",
+            "reloaded": "reloaded: open connections were reset",
+            "saved": "not running; the change takes effect when it starts",
+        }
+        for applied in self._servers.applied:
+            out.note(f"{applied.server}: {words.get(applied.how, applied.how)}.")
 
     @property
     def users(self) -> UserService:

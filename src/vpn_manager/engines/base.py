@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,17 +64,28 @@ class Engine(Protocol):
     name: str
 
     def new_server(
-        self, create: ServerCreate, api_port: int
+        self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Settings (public) and secrets (private keys) for a new server, generated once."""
+        """Settings (public) and secrets (private keys) for a new server, generated once.
+        `ports` hands out free 127.0.0.1 ports for control APIs; `keys_dir` is the server's own
+        private directory for files such as certificates."""
         ...
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         """New keys for a server; returns (settings, secret)."""
         ...
 
-    def new_credential(self) -> dict[str, Any]:
-        """A new user's credentials on a server of this engine."""
+    def new_credential(self, spec: ServerSpec, password: str | None = None) -> dict[str, Any]:
+        """A new user's credentials on this server; `password` where the user may choose one
+        (proxies). Raises InvalidInput when a given password does not fit."""
+        ...
+
+    def live_users(self, spec: ServerSpec) -> bool:
+        """Can users be added and removed on the running engine without a reload?"""
+        ...
+
+    async def reload(self, spec: ServerSpec, pid: int) -> None:
+        """Make the running engine read its config file again (for engines without live users)."""
         ...
 
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from vpn_manager.models.user import UserName
 
@@ -21,6 +21,19 @@ _HOSTNAME = re.compile(
 
 class Protocol(StrEnum):
     VLESS_REALITY = "vless-reality"
+    SHADOWSOCKS = "shadowsocks"
+    TROJAN = "trojan"
+    HYSTERIA2 = "hysteria2"
+    TUIC = "tuic"
+    VMESS = "vmess"
+    HTTP = "http"
+    SOCKS5 = "socks5"
+    MIXED = "mixed"
+
+
+PROXY_PROTOCOLS = frozenset({Protocol.HTTP, Protocol.SOCKS5, Protocol.MIXED})
+TLS_PROTOCOLS = frozenset({Protocol.TROJAN, Protocol.HYSTERIA2, Protocol.TUIC, Protocol.VMESS})
+UDP_PROTOCOLS = frozenset({Protocol.HYSTERIA2, Protocol.TUIC})
 
 
 class RuntimeKind(StrEnum):
@@ -88,7 +101,8 @@ Dest = Annotated[str, AfterValidator(check_dest)]
 
 
 class ServerCreate(BaseModel):
-    """What `vpn server install` asks for."""
+    """What `vpn server install` and `vpn proxy add` ask for. Which fields apply depends on the
+    protocol; the validator says which are missing or out of place."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -97,10 +111,32 @@ class ServerCreate(BaseModel):
     port: Port
     listen: Listen = "0.0.0.0"
     host: Host | None = None
-    sni: Hostname
+    sni: Hostname | None = None
     dest: Dest | None = None
+    method: str | None = None
+    password: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    allow_anonymous: bool = False
     runtime: RuntimeKind = RuntimeKind.NATIVE
     allow_private: bool = False
+
+    @model_validator(mode="after")
+    def _fits_protocol(self) -> ServerCreate:
+        protocol = self.protocol
+        if protocol is Protocol.VLESS_REALITY and not self.sni:
+            raise ValueError("vless-reality needs --sni, the TLS name clients present")
+        if protocol is not Protocol.VLESS_REALITY and self.dest:
+            raise ValueError("--dest applies to vless-reality only")
+        if protocol is not Protocol.SHADOWSOCKS and (self.method or self.password):
+            raise ValueError("--method and --password apply to shadowsocks only")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both --cert and --key, or neither")
+        if self.cert_file and protocol not in TLS_PROTOCOLS:
+            raise ValueError(f"{protocol.value} does not use a certificate")
+        if self.allow_anonymous and protocol not in PROXY_PROTOCOLS:
+            raise ValueError("--allow-anonymous applies to proxies only")
+        return self
 
 
 class Server(BaseModel):

@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound
 from vpn_manager.fsutil import atomic_write
-from vpn_manager.models.server import DesiredState, Server, ServerCreate, ServerStatus
+from vpn_manager.models.server import (
+    UDP_PROTOCOLS,
+    DesiredState,
+    Server,
+    ServerCreate,
+    ServerStatus,
+)
 from vpn_manager.runtimes.base import Launch
 from vpn_manager.runtimes.native import NativeRuntime
 from vpn_manager.settings import Paths
@@ -42,6 +50,16 @@ _EXIT_REASONS = {
     23: ": the engine refused the config.",
     255: ": the engine could not start, for example because its port is taken.",
 }
+
+
+@dataclass(frozen=True)
+class Applied:
+    """How a user change reached one server: "live" (through the engine's API), "reloaded" (the
+    engine re-read its config; open connections were reset), or "saved" (not running: it takes
+    effect on the next start)."""
+
+    server: str
+    how: str
 
 
 @dataclass(frozen=True)
@@ -64,9 +82,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def check_port_free(listen: str, port: int) -> None:
+def check_port_free(listen: str, port: int, udp: bool = False) -> None:
     family = socket.AF_INET6 if ":" in listen else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
         try:
             sock.bind((listen, port))
         except PermissionError:
@@ -108,8 +126,12 @@ class ServerService:
         self.paths = paths
         self.now = clock
         self.runtime = runtime or NativeRuntime(paths.run_dir, paths.logs_dir)
+        self.applied: list[Applied] = []  # what user changes did, for the front end to tell
 
     # -- files ---------------------------------------------------------------------------------
+    def keys_dir(self, name: str) -> Path:
+        return self.paths.keys_dir / name
+
     def files(self, name: str) -> Files:
         return Files(
             config=self.paths.rendered_dir / name / "config.json",
@@ -187,9 +209,14 @@ class ServerService:
             taken = await repo.ports_in_use(session)
         if create.port in taken:
             raise Conflict(f"Port {create.port} is already used by server {taken[create.port]}.")
-        check_port_free(create.listen, create.port)
-        api_port = free_port()
-        settings, secret = engine.new_server(create, api_port)
+        check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
+        keys_dir = self.keys_dir(create.name)
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            settings, secret = engine.new_server(create, free_port, keys_dir)
+        except BaseException:
+            self._forget_files(create.name)
+            raise
         values = {
             "name": create.name,
             "protocol": create.protocol.value,
@@ -393,15 +420,22 @@ class ServerService:
         files.config.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             files.config.parent.rmdir()
+        shutil.rmtree(self.keys_dir(name), ignore_errors=True)
 
     # -- users on servers ----------------------------------------------------------------------
-    async def grant(self, user_names: Sequence[str], server: str) -> list[str]:
+    async def grant(
+        self, user_names: Sequence[str], server: str, password: str | None = None
+    ) -> list[str]:
         """Give users credentials on a server; applied live when it runs. Returns who was new."""
         async with self.db.session() as session:
-            return await self.grant_in(session, user_names, server)
+            return await self.grant_in(session, user_names, server, password)
 
     async def grant_in(
-        self, session: AsyncSession, user_names: Sequence[str], server: str
+        self,
+        session: AsyncSession,
+        user_names: Sequence[str],
+        server: str,
+        password: str | None = None,
     ) -> list[str]:
         """grant() inside the caller's transaction (so `vpn user add --server` is all or none)."""
         from vpn_manager.storage import servers as repo
@@ -412,8 +446,12 @@ class ServerService:
         ids = await user_repo.ids_for(session, user_names)
         holders = await repo.holders(session, row.id, list(ids.values()))
         added = [name for name in user_names if ids[name] not in holders]
+        spec = repo.spec_of(row)
         await repo.add_credentials(
-            session, row, [(ids[name], engine.new_credential()) for name in added], self.now()
+            session,
+            row,
+            [(ids[name], engine.new_credential(spec, password)) for name in added],
+            self.now(),
         )
         clients = await repo.active_clients(session, row.id)
         new_ids = {ids[name] for name in added}
@@ -520,18 +558,56 @@ class ServerService:
         added: list[Client],
         removed: list[Client],
     ) -> None:
+        """Put a new user set in force. The rendered config always gets it (a restart keeps it);
+        a running engine gets it live through its API where it can, otherwise by a validated
+        reload (which resets open connections). On failure the previous config is put back and the
+        error propagates, so the caller's database transaction rolls back too."""
         files = self.files(spec.name)
         previous = files.config.read_text() if files.config.exists() else None
-        self._write_config(engine, spec, clients)
         running = desired == DesiredState.RUNNING.value and self.runtime.state(spec.name).running
-        if not running or not (added or removed):
+        if not (added or removed):
+            self._write_config(engine, spec, clients)
             return
+        if not running:
+            self._write_config(engine, spec, clients)
+            self.applied.append(Applied(spec.name, "saved"))
+            return
+        if engine.live_users(spec):
+            self._write_config(engine, spec, clients)
+            try:
+                if added:
+                    await engine.add_clients(spec, added)
+                if removed:
+                    await engine.remove_clients(spec, removed, files)
+            except BaseException:
+                if previous is not None:
+                    atomic_write(files.config, previous)
+                raise
+            self.applied.append(Applied(spec.name, "live"))
+            return
+        await self._reload(engine, spec, clients, previous)
+        self.applied.append(Applied(spec.name, "reloaded"))
+
+    async def _reload(
+        self, engine: Engine, spec: ServerSpec, clients: list[Client], previous: str | None
+    ) -> None:
+        """render → validate → atomic write → reload → probe; on failure the previous config is
+        written back and reloaded."""
+        files = self.files(spec.name)
+        text = engine.render(spec, clients, files)
+        await engine.validate(text, files.config.parent)
+        atomic_write(files.config, text)
         try:
-            if added:
-                await engine.add_clients(spec, added)
-            if removed:
-                await engine.remove_clients(spec, removed, files)
-        except BaseException:
+            await self._signal_reload(engine, spec)
+        except EngineError as exc:
             if previous is not None:
                 atomic_write(files.config, previous)
-            raise
+                await self._signal_reload(engine, spec)
+            raise EngineError(f"{exc.message} The change was rolled back.", hint=exc.hint) from None
+
+    async def _signal_reload(self, engine: Engine, spec: ServerSpec) -> None:
+        state = self.runtime.state(spec.name)
+        if not state.running or state.pid is None:
+            raise EngineError(f"{spec.name} stopped running.", hint=f"vpn server start {spec.name}")
+        await engine.reload(spec, state.pid)
+        await self._wait_healthy(engine, spec)

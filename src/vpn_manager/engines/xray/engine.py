@@ -12,12 +12,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Client, Files, Health, ServerSpec
 from vpn_manager.engines.xray import config, keys
-from vpn_manager.errors import EngineError, EngineMissing
+from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.models.server import ServerCreate
 
@@ -65,7 +66,7 @@ class XrayEngine:
     name = "xray"
 
     def new_server(
-        self, create: ServerCreate, api_port: int
+        self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         private, public = keys.new_key_pair()
         settings = {
@@ -74,7 +75,7 @@ class XrayEngine:
             "public_key": public,
             "short_ids": keys.new_short_ids(),
             "fingerprint": "chrome",
-            "api_port": api_port,
+            "api_port": ports(),
             "allow_private": create.allow_private,
         }
         return settings, {"private_key": private}
@@ -84,8 +85,16 @@ class XrayEngine:
         settings = dict(spec.settings, public_key=public, short_ids=keys.new_short_ids())
         return settings, dict(spec.secret, private_key=private)
 
-    def new_credential(self) -> dict[str, Any]:
+    def new_credential(self, spec: ServerSpec, password: str | None = None) -> dict[str, Any]:
+        if password is not None:
+            raise InvalidInput("VLESS users get a generated id; --password does not apply.")
         return {"uuid": str(uuid.uuid4())}
+
+    def live_users(self, spec: ServerSpec) -> bool:
+        return True  # HandlerService
+
+    async def reload(self, spec: ServerSpec, pid: int) -> None:
+        raise EngineError("Xray changes users live; it is never reloaded.")  # pragma: no cover
 
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
         return config.render_text(spec, clients, files)

@@ -1,0 +1,117 @@
+"""Credentials for sing-box servers and their users, generated once and kept.
+
+Server secrets (`server_secret`):
+- every protocol: `api_secret`, the bearer token of the sing-box `api` service (gRPC);
+- Shadowsocks 2022 methods also `psk`, the server key: base64 of the method's key size
+  (16 bytes for 2022-blake3-aes-128-gcm, 32 for the aes-256 and chacha20 ones).
+
+User secrets (`client_secret`):
+- shadowsocks: `password` — a 2022 user key (base64, the method's key size; the client's
+  password is then `SERVER_PSK:USER_PSK`), or a random URL-safe string for the older AEAD methods;
+- trojan, hysteria2: `password`; tuic: `uuid` and `password`; vmess: `uuid`;
+- http, socks5, mixed: `password` (the username is the user's name).
+
+Random passwords are 24 URL-safe characters (144 bits), safe in links without escaping.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from secrets import token_bytes, token_urlsafe
+from typing import Any
+
+from vpn_manager.engines.singbox import check_protocol
+from vpn_manager.errors import InvalidInput
+
+SS_DEFAULT_METHOD = "2022-blake3-aes-128-gcm"
+# Key sizes of the Shadowsocks 2022 methods (SIP022): server and user keys are this many bytes.
+SS_2022_KEY_SIZES = {
+    "2022-blake3-aes-128-gcm": 16,
+    "2022-blake3-aes-256-gcm": 32,
+    "2022-blake3-chacha20-poly1305": 32,
+}
+SS_METHODS = (
+    SS_DEFAULT_METHOD,
+    "2022-blake3-aes-256-gcm",
+    "2022-blake3-chacha20-poly1305",
+    "aes-256-gcm",
+    "chacha20-ietf-poly1305",
+    "aes-128-gcm",
+)
+PASSWORD_BYTES = 18  # token_urlsafe(18) is 24 characters
+
+
+def random_password() -> str:
+    return token_urlsafe(PASSWORD_BYTES)
+
+
+def new_key(method: str) -> str:
+    """A Shadowsocks 2022 key for `method`: standard base64 with padding, as sing-box reads it."""
+    return base64.b64encode(token_bytes(SS_2022_KEY_SIZES[method])).decode()
+
+
+def is_2022(method: str) -> bool:
+    return method in SS_2022_KEY_SIZES
+
+
+def check_method(method: str | None) -> str:
+    """The Shadowsocks method to use: the default when none is given; InvalidInput when sing-box
+    (or this tool) does not support it."""
+    if method is None:
+        return SS_DEFAULT_METHOD
+    name = method.strip().lower()
+    if name not in SS_METHODS:
+        raise InvalidInput(
+            f"The Shadowsocks method {method!r} is not supported.",
+            hint=f"Choose one of: {', '.join(SS_METHODS)} (the first is the default).",
+        )
+    return name
+
+
+def check_password(method: str, password: str) -> None:
+    """Raise InvalidInput unless `password` fits `method`: for 2022 methods a base64 key of the
+    method's size, for the others any non-empty string."""
+    method = check_method(method)
+    if not password:
+        raise InvalidInput("The Shadowsocks password is empty.")
+    if not is_2022(method):
+        return
+    size = SS_2022_KEY_SIZES[method]
+    hint = f"Generate one with: sing-box generate rand --base64 {size}"
+    try:
+        raw = base64.b64decode(password, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(
+            f"A {method} password must be a base64 key of {size} bytes; this is not base64.",
+            hint=hint,
+        ) from None
+    if len(raw) != size:
+        raise InvalidInput(
+            f"A {method} password must be a base64 key of {size} bytes, not {len(raw)}.",
+            hint=hint,
+        )
+
+
+def server_secret(protocol: str, method: str | None) -> dict[str, Any]:
+    """A new server's private values. `method` matters to shadowsocks only."""
+    secret: dict[str, Any] = {"api_secret": token_urlsafe(32)}
+    if check_protocol(protocol) == "shadowsocks":
+        method = check_method(method)
+        if is_2022(method):
+            secret["psk"] = new_key(method)
+    return secret
+
+
+def client_secret(protocol: str, method: str | None) -> dict[str, Any]:
+    """A new user's credentials on a server. `method` matters to shadowsocks only."""
+    protocol = check_protocol(protocol)
+    if protocol == "shadowsocks":
+        method = check_method(method)
+        return {"password": new_key(method) if is_2022(method) else random_password()}
+    if protocol == "tuic":
+        return {"uuid": str(uuid.uuid4()), "password": random_password()}
+    if protocol == "vmess":
+        return {"uuid": str(uuid.uuid4())}
+    return {"password": random_password()}  # trojan, hysteria2, http, socks5, mixed

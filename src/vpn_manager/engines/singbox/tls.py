@@ -1,0 +1,159 @@
+"""Certificates for the TLS protocols (trojan, hysteria2, tuic, vmess): a self-signed one made at
+install when the user brings none, the pins clients use to trust it, and a check of a given pair.
+
+Two pin forms, for two kinds of client:
+- `cert_sha256`: hex SHA-256 of the whole certificate (DER). Hysteria2 links' `pinSHA256`
+  and Xray's `pinnedPeerCertSha256` use this one.
+- `public_key_sha256`: base64 SHA-256 of the certificate's SubjectPublicKeyInfo (DER), the HPKP
+  form. sing-box clients (1.13+) use this one: `"tls": {"certificate_public_key_sha256": [PIN]}`.
+  It survives re-issuing a certificate for the same key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vpn_manager.errors import InvalidInput
+from vpn_manager.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+CERT_NAME = "cert.pem"
+KEY_NAME = "key.pem"
+VALID_DAYS = 3650
+
+
+def make_self_signed(directory: Path, server_name: str) -> tuple[Path, Path]:
+    """Write a new EC P-256 key (mode 0600) and a self-signed certificate for `server_name` (a DNS
+    name, or an IP address) valid for about ten years into `directory`; return (cert, key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    san: x509.GeneralName
+    try:
+        san = x509.IPAddress(ipaddress.ip_address(server_name))
+    except ValueError:
+        san = x509.DNSName(server_name)
+    # A common name is at most 64 characters; clients check the SAN, not the CN.
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, server_name)] if len(server_name) <= 64 else []
+    )
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / CERT_NAME, directory / KEY_NAME
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    atomic_write(key_path, key_pem, mode=0o600)
+    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    return cert_path, key_path
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"The {what} file {path} does not exist.") from None
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read the {what} file {path}: {exc.strerror or exc}.") from None
+
+
+def load_cert(cert: Path) -> x509.Certificate:
+    """The first certificate of a PEM file; InvalidInput if there is none."""
+    from cryptography import x509
+
+    data = _read(cert, "certificate")
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise InvalidInput(
+            f"The certificate file {cert} does not hold a PEM certificate.",
+            hint="Give the certificate (chain) in PEM form: -----BEGIN CERTIFICATE-----.",
+        ) from None
+
+
+def cert_sha256(cert: Path) -> str:
+    """Hex SHA-256 of the certificate's DER encoding (hysteria2 `pinSHA256`, Xray
+    `pinnedPeerCertSha256`)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return hashlib.sha256(load_cert(cert).public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def public_key_sha256(cert: Path) -> str:
+    """Base64 SHA-256 of the certificate's SubjectPublicKeyInfo (sing-box
+    `certificate_public_key_sha256`)."""
+    from cryptography.hazmat.primitives import serialization
+
+    spki = (
+        load_cert(cert)
+        .public_key()
+        .public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def check_pair(cert: Path, key: Path) -> None:
+    """Raise InvalidInput unless `cert` holds a PEM certificate and `key` the PEM private key
+    that belongs to it (sing-box reads both at start and refuses anything else)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    certificate = load_cert(cert)
+    data = _read(key, "key")
+    try:
+        private = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise InvalidInput(
+            f"The key file {key} is encrypted.", hint="Give the private key without a passphrase."
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidInput(
+            f"The key file {key} does not hold a PEM private key.",
+            hint="Give the private key in PEM form: -----BEGIN PRIVATE KEY-----.",
+        ) from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
+        raise InvalidInput(
+            f"The key {key} does not belong to the certificate {cert}.",
+            hint="Give the private key the certificate was issued for.",
+        )
