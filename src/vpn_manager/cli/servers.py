@@ -11,6 +11,7 @@ from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
 
 if TYPE_CHECKING:
+    from vpn_manager.cli.output import Output
     from vpn_manager.models.server import Server, ServerStatus
 
 app = typer.Typer(help="Install, run and remove VPN servers.", no_args_is_help=True)
@@ -34,7 +35,7 @@ COLUMNS = [
     ("address", "ADDRESS"),
     ("state", "STATE"),
     ("users", "USERS"),
-    ("sni", "SNI"),
+    ("sni", "SNI/METHOD"),
 ]
 
 
@@ -54,7 +55,7 @@ def _cells(server: Server) -> dict[str, Any]:
             else f" (wanted {server.desired.value})"
         ),
         "users": str(server.users),
-        "sni": server.settings.get("sni", "-"),
+        "sni": server.settings.get("sni") or server.settings.get("method") or "-",
     }
 
 
@@ -68,71 +69,119 @@ def _show(ctx: typer.Context, server: Server, fmt: FormatOption) -> None:
     out.record(flat)
 
 
+Listen = Annotated[
+    str, typer.Option("--listen", metavar="ADDR", help="The local address to listen on.")
+]
+HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host", metavar="ADDRESS", help="The address clients use (default: this machine's)."
+    ),
+]
+AllowPrivate = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private",
+        help="Let users reach private and loopback addresses through the server.",
+    ),
+]
+
+
+def install_fields(ctx: typer.Context, fields: dict[str, Any], fmt: FormatOption) -> None:
+    from vpn_manager.models import validated
+    from vpn_manager.models.server import ServerCreate
+
+    create = validated(ServerCreate, {k: v for k, v in fields.items() if v is not None})
+    context = app_context(ctx)
+    server = context.servers(lambda s: s.install(create))
+    _show(ctx, server, fmt)
+    context.output().note(
+        f"{server.name} is running on port {server.port}. "
+        f"Add a user: vpn user add NAME --server {server.name}"
+    )
+
+
 @app.command("install")
 def install(
     ctx: typer.Context,
-    protocol: Annotated[str, typer.Argument(metavar="PROTOCOL", help="vless-reality")],
+    protocol: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROTOCOL",
+            help="vless-reality, shadowsocks, trojan, hysteria2, tuic or vmess "
+            "(proxies: `vpn proxy add`).",
+        ),
+    ],
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="A name for the server.")],
     port: Annotated[
         int, typer.Option("--port", metavar="PORT", help="The port clients connect to.")
     ],
     sni: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--sni",
             metavar="SERVER_NAME",
-            help="The TLS name clients present: a real site's name, e.g. www.microsoft.com.",
+            help="vless-reality: the real site clients pretend to visit (e.g. www.microsoft.com); "
+            "TLS protocols: the name in the certificate (default: --host).",
         ),
-    ],
+    ] = None,
     dest: Annotated[
         str | None,
         typer.Option(
             "--dest",
             metavar="HOST:PORT",
-            help="Where REALITY forwards probes and non-clients (default: SNI:443).",
+            help="vless-reality: where probes and non-clients are forwarded (default: SNI:443).",
         ),
     ] = None,
-    host: Annotated[
+    method: Annotated[
         str | None,
         typer.Option(
-            "--host", metavar="ADDRESS", help="The address clients use (default: this machine's)."
+            "--method",
+            metavar="CIPHER",
+            help="shadowsocks: 2022-blake3-aes-128-gcm (default), 2022-blake3-aes-256-gcm, "
+            "2022-blake3-chacha20-poly1305, aes-256-gcm, chacha20-ietf-poly1305.",
         ),
     ] = None,
-    listen: Annotated[
-        str, typer.Option("--listen", metavar="ADDR", help="The local address to listen on.")
-    ] = "0.0.0.0",
-    allow_private: Annotated[
-        bool,
+    password: Annotated[
+        str | None,
         typer.Option(
-            "--allow-private",
-            help="Let users reach private and loopback addresses through the server.",
+            "--password",
+            metavar="KEY",
+            help="shadowsocks 2022: the server key (base64; generated if not given).",
         ),
-    ] = False,
+    ] = None,
+    cert: Annotated[
+        str | None,
+        typer.Option(
+            "--cert", metavar="FILE", help="TLS protocols: your certificate (else self-signed)."
+        ),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", metavar="FILE", help="TLS protocols: its private key.")
+    ] = None,
+    host: HostOpt = None,
+    listen: Listen = "0.0.0.0",
+    allow_private: AllowPrivate = False,
     output_format: FormatOption = None,
 ) -> None:
-    """Install a server and start it (keys are generated once and kept)."""
-    from vpn_manager.models import validated
-    from vpn_manager.models.server import ServerCreate
-
-    create = validated(
-        ServerCreate,
+    """Install a server and start it (keys and certificates are made once and kept)."""
+    install_fields(
+        ctx,
         {
             "name": name,
             "protocol": protocol,
             "port": port,
             "sni": sni,
             "dest": dest,
+            "method": method,
+            "password": password,
+            "cert_file": cert,
+            "key_file": key,
             "host": host,
             "listen": listen,
             "allow_private": allow_private,
         },
-    )
-    context = app_context(ctx)
-    server = context.servers(lambda s: s.install(create))
-    _show(ctx, server, output_format)
-    context.output().note(
-        f"Server {server.name} is running on port {server.port}. "
-        f"Add a user: vpn user add NAME --server {server.name}"
+        output_format,
     )
 
 
@@ -140,16 +189,19 @@ def install(
 def list_servers(ctx: typer.Context, output_format: FormatOption = None) -> None:
     """List servers."""
     context = app_context(ctx)
-    out = context.output(output_format)
     servers = context.servers(lambda s: s.all())
+    emit_servers(
+        context.output(output_format),
+        servers,
+        "No servers yet. Install one with `vpn server install vless-reality …`.",
+    )
+
+
+def emit_servers(out: Output, servers: list[Server], empty: str) -> None:
     if out.structured:
         out.data([_row(s) for s in servers])
-        return
-    out.records(
-        [_cells(s) for s in servers],
-        COLUMNS,
-        empty="No servers yet. Install one with `vpn server install vless-reality …`.",
-    )
+    else:
+        out.records([_cells(s) for s in servers], COLUMNS, empty=empty)
 
 
 def _status_data(status: ServerStatus) -> dict[str, Any]:

@@ -494,11 +494,20 @@ ServerArg = Annotated[str, typer.Argument(metavar="SERVER", help="The server's n
 
 @app.command("grant")
 def grant(
-    ctx: typer.Context, name: Name, server: ServerArg, output_format: FormatOption = None
+    ctx: typer.Context,
+    name: Name,
+    server: ServerArg,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password", metavar="PASSWORD", help="Proxies: the user's password (else generated)."
+        ),
+    ] = None,
+    output_format: FormatOption = None,
 ) -> None:
     """Give a user access to a server (credentials made once; applied live)."""
     context = app_context(ctx)
-    added = context.servers(lambda s: s.grant([name], server))
+    added = context.servers(lambda s: s.grant([name], server, password))
     context.output(output_format).result(
         {"name": name, "server": server, "granted": bool(added)},
         f"{name} can now use {server}: vpn user link {name} --server {server}"

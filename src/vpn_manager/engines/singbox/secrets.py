@@ -3,7 +3,7 @@
 Server secrets (`server_secret`):
 - every protocol: `api_secret`, the bearer token of the sing-box `api` service (gRPC);
 - Shadowsocks 2022 methods also `psk`, the server key: base64 of the method's key size
-  (16 bytes for 2022-blake3-aes-128-gcm, 32 for the aes-256 and chacha20 ones).
+  (16 bytes for 2022-blake3-aes-128-gcm, 32 for 2022-blake3-aes-256-gcm).
 
 User secrets (`client_secret`):
 - shadowsocks: `password` — a 2022 user key (base64, the method's key size; the client's
@@ -30,12 +30,14 @@ SS_DEFAULT_METHOD = "2022-blake3-aes-128-gcm"
 SS_2022_KEY_SIZES = {
     "2022-blake3-aes-128-gcm": 16,
     "2022-blake3-aes-256-gcm": 32,
-    "2022-blake3-chacha20-poly1305": 32,
 }
+# Every server has several users, so every method must have a multi-user mode.
+# 2022-blake3-chacha20-poly1305 has none (SIP022 defines identity headers for the AES methods
+# only): sing-box 1.14 refuses it with `users` or `managed` ("invalid argument").
+SINGLE_USER_METHODS = {"2022-blake3-chacha20-poly1305": "2022-blake3-aes-256-gcm"}
 SS_METHODS = (
     SS_DEFAULT_METHOD,
     "2022-blake3-aes-256-gcm",
-    "2022-blake3-chacha20-poly1305",
     "aes-256-gcm",
     "chacha20-ietf-poly1305",
     "aes-128-gcm",
@@ -62,6 +64,12 @@ def check_method(method: str | None) -> str:
     if method is None:
         return SS_DEFAULT_METHOD
     name = method.strip().lower()
+    if name in SINGLE_USER_METHODS:
+        raise InvalidInput(
+            f"The Shadowsocks method {name} cannot serve several users (SIP022 gives it no "
+            "user keys).",
+            hint=f"Use {SINGLE_USER_METHODS[name]} instead.",
+        )
     if name not in SS_METHODS:
         raise InvalidInput(
             f"The Shadowsocks method {method!r} is not supported.",

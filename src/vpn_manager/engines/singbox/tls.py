@@ -125,9 +125,7 @@ def public_key_sha256(cert: Path) -> str:
     spki = (
         load_cert(cert)
         .public_key()
-        .public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
