@@ -104,6 +104,10 @@ class Engine(Protocol):
         """Is the server's port accepting and its control API answering?"""
         ...
 
+    async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
+        """Whatever a freshly started (and healthy) engine needs before it serves its users."""
+        ...
+
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         """Add users to the running engine without a restart."""
         ...

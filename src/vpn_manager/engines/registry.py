@@ -21,4 +21,6 @@ def engine_for(protocol: str) -> Engine:
         from vpn_manager.engines.xray.engine import XrayEngine
 
         return XrayEngine()
-    raise InvalidInput(f"No engine serves {protocol!r} yet.")  # pragma: no cover
+    from vpn_manager.engines.singbox.engine import SingBoxEngine
+
+    return SingBoxEngine()

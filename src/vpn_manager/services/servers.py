@@ -210,6 +210,7 @@ class ServerService:
         if create.port in taken:
             raise Conflict(f"Port {create.port} is already used by server {taken[create.port]}.")
         check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
+        create = create.model_copy(update={"host": create.host or default_host(create.listen)})
         keys_dir = self.keys_dir(create.name)
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -224,7 +225,7 @@ class ServerService:
             "runtime": create.runtime.value,
             "listen": create.listen,
             "port": create.port,
-            "host": create.host or default_host(create.listen),
+            "host": create.host,
             "desired": DesiredState.RUNNING.value,
             "settings": settings,
             "secret": secret,
@@ -359,6 +360,7 @@ class ServerService:
         atomic_write(files.config, text)
         try:
             await self._restart_and_probe(engine, spec)
+            await engine.after_start(spec, clients)
         except EngineError as exc:
             if previous is None:
                 await self.runtime.stop(spec.name)
@@ -367,6 +369,7 @@ class ServerService:
             atomic_write(files.config, previous)
             try:
                 await self._restart_and_probe(engine, spec, previous_port=True)
+                await engine.after_start(spec, clients)
             except EngineError as again:
                 raise EngineError(
                     f"{exc.message} Rolling back failed too: {again.message}",

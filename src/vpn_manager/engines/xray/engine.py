@@ -176,6 +176,9 @@ class XrayEngine:
         )
         return Health(port_ok, api_ok, detail)
 
+    async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
+        return  # the users are in the config file
+
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         from vpn_manager.engines.xray.api import XrayApi
 

@@ -1,0 +1,120 @@
+"""sing-box's `api` service (gRPC, `daemon.StartedService`) on the server's private 127.0.0.1 port:
+per-user traffic from the connection list (open and closed connections, with the user each one
+authenticated as) and closing a user's open connections.
+
+Messages (field numbers read from the service's own reflection data): SubscribeConnectionsRequest
+{int64 interval = 1}; ConnectionEvents {repeated ConnectionEvent events = 1; bool reset = 2};
+ConnectionEvent {type = 1; string id = 2; Connection connection = 3; int64 uplinkDelta = 4;
+int64 downlinkDelta = 5; int64 closedAt = 6}; Connection {string id = 1; string inbound = 2;
+string user = 10; int64 closedAt = 13; int64 uplinkTotal = 16; int64 downlinkTotal = 17; …};
+CloseConnectionRequest {string id = 1}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vpn_manager.engines.protowire import fields, int64, signed64, string
+from vpn_manager.errors import EngineError
+
+SERVICE = "/daemon.StartedService/"
+
+
+@dataclass(frozen=True)
+class Connection:
+    id: str
+    user: str
+    closed: bool
+    uplink: int
+    downlink: int
+
+
+def _connection(data: bytes) -> Connection:
+    values: dict[int, Any] = dict(fields(data))
+    text = {k: v.decode() for k, v in values.items() if isinstance(v, bytes)}
+    return Connection(
+        id=text.get(1, ""),
+        user=text.get(10, ""),
+        closed=bool(values.get(13)),
+        uplink=signed64(values.get(16, 0)),
+        downlink=signed64(values.get(17, 0)),
+    )
+
+
+def parse_events(data: bytes) -> list[Connection]:
+    """The connections in one ConnectionEvents message (the first one is the full snapshot)."""
+    found = []
+    for field, event in fields(data):
+        if field != 1 or not isinstance(event, bytes):
+            continue
+        for sub, value in fields(event):
+            if sub == 3 and isinstance(value, bytes):
+                found.append(_connection(value))
+    return found
+
+
+class SingBoxApi:
+    def __init__(self, port: int, secret: str, timeout: float = 3.0) -> None:
+        self.address = f"127.0.0.1:{port}"
+        self.metadata = (("authorization", f"Bearer {secret}"),)
+        self.timeout = timeout
+
+    def _error(self, method: str, exc: Any) -> EngineError:
+        return EngineError(
+            f"sing-box's API at {self.address} answered {method} with "
+            f"{exc.code().name}: {exc.details()}."
+        )
+
+    async def ping(self) -> tuple[bool, str]:
+        import grpc
+
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            try:
+                await channel.unary_unary(SERVICE + "GetStartedAt")(
+                    b"", timeout=self.timeout, metadata=self.metadata
+                )
+            except grpc.aio.AioRpcError as exc:
+                return False, self._error("GetStartedAt", exc).message
+        return True, "answering"
+
+    async def connections(self) -> list[Connection]:
+        """Every connection sing-box remembers, open and closed, from the first snapshot."""
+        import grpc
+
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            call = channel.unary_stream(SERVICE + "SubscribeConnections")(
+                int64(1, 1_000_000_000), timeout=self.timeout, metadata=self.metadata
+            )
+            try:
+                async for message in call:
+                    call.cancel()
+                    return parse_events(message)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.CANCELLED:
+                    raise self._error("SubscribeConnections", exc) from None
+        return []
+
+    async def user_traffic(self) -> dict[str, tuple[int, int]]:
+        """user → (uplink, downlink) bytes over the connections sing-box still remembers."""
+        totals: dict[str, list[int]] = {}
+        for conn in await self.connections():
+            if conn.user:
+                pair = totals.setdefault(conn.user, [0, 0])
+                pair[0] += conn.uplink
+                pair[1] += conn.downlink
+        return {user: (up, down) for user, (up, down) in totals.items()}
+
+    async def close_users(self, users: set[str]) -> int:
+        """Close every open connection of these users; return how many were closed."""
+        import grpc
+
+        doomed = [c.id for c in await self.connections() if c.user in users and not c.closed]
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            close = channel.unary_unary(SERVICE + "CloseConnection")
+            for conn_id in doomed:
+                try:
+                    await close(string(1, conn_id), timeout=self.timeout, metadata=self.metadata)
+                except grpc.aio.AioRpcError as exc:
+                    raise self._error("CloseConnection", exc) from None
+        return len(doomed)

