@@ -252,6 +252,35 @@ def restart(ctx: typer.Context, name: ServerName, output_format: FormatOption = 
     )
 
 
+@app.command("usage")
+def usage(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
+    """Per-user traffic as the running engine counts it now (since it started)."""
+    from vpn_manager.units import format_size
+
+    context = app_context(ctx)
+    counters = context.servers(lambda s: s.usage(name))
+    out = context.output(output_format)
+    rows: list[dict[str, Any]] = [
+        {"name": user, "upload_bytes": up, "download_bytes": down}
+        for user, (up, down) in sorted(counters.items())
+    ]
+    if out.structured:
+        out.data(rows)
+        return
+    out.records(
+        [
+            {
+                "name": user,
+                "up": format_size(up),
+                "down": format_size(down),
+            }
+            for user, (up, down) in sorted(counters.items())
+        ],
+        [("name", "USER"), ("up", "UPLOAD"), ("down", "DOWNLOAD")],
+        empty="No traffic counted yet.",
+    )
+
+
 @app.command("logs")
 def logs(
     ctx: typer.Context,

@@ -189,6 +189,22 @@ class ServerService:
             log_file=str(self.runtime.log_file(name)),
         )
 
+    async def usage(self, name: str) -> dict[str, tuple[int, int]]:
+        """Per-user (upload, download) bytes as the running engine counts them now (since its
+        start). Keys are user names; counters of users no longer known are left out."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            row = await repo.server_row(session, name)
+            spec = repo.spec_of(row)
+            clients = await repo.all_clients(session, row.id)
+        if not self.runtime.state(name).running:
+            raise EngineError(f"{name} is not running.", hint=f"vpn server start {name}")
+        counters = await engine_for(spec.protocol).usage(spec)
+        # Protocol servers count by engine identity (user-<id>); proxies by user name.
+        owner = {c.email: c.name for c in clients} | {c.name: c.name for c in clients}
+        return {owner[key]: value for key, value in counters.items() if key in owner}
+
     def logs(self, name: str, lines: int = 100) -> list[str]:
         files = self.files(name)
         out = self.runtime.logs(name, lines)

@@ -117,6 +117,17 @@ async def credential(
     return result.scalar()
 
 
+async def all_clients(session: AsyncSession, server_id: int) -> list[Client]:
+    """Everyone holding credentials on a server, whatever their status."""
+    result = await session.execute(
+        select(UserRow.id, UserRow.name, UserCredentialRow.secret)
+        .join(UserCredentialRow, UserCredentialRow.user_id == UserRow.id)
+        .where(UserCredentialRow.server_id == server_id)
+        .order_by(UserRow.id)
+    )
+    return [Client(user_id, name, dict(secret)) for user_id, name, secret in result.all()]
+
+
 async def holders(session: AsyncSession, server_id: int, user_ids: Sequence[int]) -> set[int]:
     """Which of these users already hold credentials on the server."""
     found: set[int] = set()
