@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vpn_manager.engines import protowire
 from vpn_manager.engines.base import Client, Files, ServerSpec
 from vpn_manager.engines.xray import keys, wire
 from vpn_manager.engines.xray.config import render_text
@@ -72,7 +73,7 @@ def test_keys_are_xray_encoded() -> None:
 
 def decode(data: int | bytes) -> dict[int, int | bytes]:
     assert isinstance(data, bytes)
-    return dict(wire.fields(data))
+    return dict(protowire.fields(data))
 
 
 def test_add_user_message_bytes() -> None:
@@ -89,7 +90,7 @@ def test_add_user_message_bytes() -> None:
 
 def test_stats_response_parsing() -> None:
     def stat(name: str, value: int) -> bytes:
-        return wire.message(1, wire.string(1, name) + wire.uint(2, value))
+        return protowire.message(1, protowire.string(1, name) + protowire.uint(2, value))
 
     data = stat("user>>>user-1>>>traffic>>>uplink", 300) + stat(
         "user>>>user-1>>>traffic>>>downlink", 2**40
@@ -98,4 +99,4 @@ def test_stats_response_parsing() -> None:
         "user>>>user-1>>>traffic>>>uplink": 300,
         "user>>>user-1>>>traffic>>>downlink": 2**40,
     }
-    assert wire.signed64(2**64 - 1) == -1
+    assert protowire.signed64(2**64 - 1) == -1

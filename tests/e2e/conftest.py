@@ -190,3 +190,98 @@ def curl_fails(socks: int, url: str) -> bool:
         check=False,
     )
     return done.returncode != 0
+
+
+@contextmanager
+def singbox_client(link: str, workdir: Path) -> Iterator[int]:
+    """A real sing-box client configured only from `link`; yields its local mixed (SOCKS/HTTP)
+    port."""
+    from vpn_manager.delivery.share import parse_link
+    from vpn_manager.delivery.singbox_clients import singbox_client_config
+    from vpn_manager.engines.singbox.engine import binary
+
+    port = free_port()
+    config = singbox_client_config(parse_link(link), port)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"sing-box-client-{port}.json"
+    path.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [binary(), "run", "-c", str(path), "--disable-color"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, process)
+        yield port
+    finally:
+        _end(process)
+
+
+@contextmanager
+def ss_local(link: str) -> Iterator[int]:
+    """Debian's shadowsocks-libev client, given only the method and password of an ss:// link."""
+    from vpn_manager.delivery.share import ShadowsocksLink
+
+    if shutil.which("ss-local") is None:
+        pytest.fail("ss-local is missing: install shadowsocks-libev (scripts/setup --dev does)")
+    parsed = ShadowsocksLink.parse(link)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "ss-local",
+            "-s",
+            parsed.host,
+            "-p",
+            str(parsed.port),
+            "-k",
+            parsed.password,
+            "-m",
+            parsed.method,
+            "-b",
+            "127.0.0.1",
+            "-l",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, process)
+        yield port
+    finally:
+        _end(process)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            assert process.poll() is None, f"the client exited with {process.returncode}"
+            time.sleep(0.02)
+    raise AssertionError(f"the client never listened on {port}")
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def install_singbox(vpn: Vpn, protocol: str, name: str, *extra: str) -> Server:
+    port = free_port()
+    command = "proxy" if protocol in ("http", "socks5", "mixed") else "server"
+    verb = "add" if command == "proxy" else "install"
+    args = [command, verb, protocol, "--name", name, "--port", str(port)]
+    args += ["--listen", "127.0.0.1", "--host", "127.0.0.1", "--allow-private", *extra]
+    if protocol in ("trojan", "hysteria2", "tuic", "vmess"):
+        args += ["--sni", "vpn.test"]
+    vpn.ok(*args)
+    return Server(name, port)

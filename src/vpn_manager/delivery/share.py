@@ -531,7 +531,9 @@ class _Kind:
 
     @property
     def not_this(self) -> str:
-        return f"Not a {self.name} link: it must start with {self.schemes[0]}://."
+        starts = [f"{scheme}://" for scheme in self.schemes]
+        either = " or ".join([", ".join(starts[:-1]), starts[-1]] if len(starts) > 1 else starts)
+        return f"Not a {self.name} link: it must start with {either}."
 
 
 _SS = _Kind("Shadowsocks", ("ss",), "ss://USERINFO@HOST:PORT#NAME")

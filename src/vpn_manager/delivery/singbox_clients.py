@@ -12,11 +12,13 @@ What each outbound takes from its link (checked with sing-box 1.14.4 on loopback
   `SERVER_PSK:USER_PSK`.
 - trojan, vmess (with TLS): `tls.server_name` = sni and `tls.insecure` as the link says; vmess
   is `security: auto` with `alter_id: 0`.
-- hysteria2: `password`, `tls.server_name`, `tls.insecure`. A link with `pinSHA256` is refused:
-  that pin is the SHA-256 of the whole certificate, and sing-box can only pin the certificate's
-  public key (`certificate_public_key_sha256`, base64 SHA-256 of the SubjectPublicKeyInfo), which
-  cannot be derived from the link. Leaving the pin out would either not connect (without
-  insecure) or silently accept any certificate (with it).
+- hysteria2: `password`, `tls.server_name`, `tls.insecure`. The link's `pinSHA256` is NOT in the
+  config: it is the SHA-256 of the whole certificate, and sing-box 1.14 pins only public keys
+  (`tls.certificate_public_key_sha256`: base64 SHA-256 of the SubjectPublicKeyInfo, checked
+  here: that one connects, the certificate's hash in hex or base64 is refused with "unrecognized
+  remote public key"), which cannot be derived from the link. So the config trusts what
+  `insecure` says, as the sing-box based apps (Hiddify, NekoBox) do with such links: a pinned
+  link with insecure=1 (a self-signed server) gives a client that accepts any certificate.
 - tuic: `uuid`, `password`, `congestion_control`, `udp_relay_mode`, and `tls.alpn` from the
   link's alpn (h3).
 - http, socks5: `username` and `password` (`version: "5"` for SOCKS).
@@ -38,7 +40,6 @@ from vpn_manager.delivery.share import (
     TuicLink,
     VmessLink,
 )
-from vpn_manager.errors import InvalidInput
 
 OUTBOUND_TAG = "proxy"
 INBOUND_TAG = "mixed-in"
@@ -73,16 +74,7 @@ def singbox_outbound(link: ShareLink) -> dict[str, Any]:
             }
         case TrojanLink():
             return {"type": "trojan", **server, "password": link.password, "tls": _tls(link)}
-        case Hysteria2Link():
-            if link.pin_sha256 is not None:
-                raise InvalidInput(
-                    "sing-box cannot check this Hysteria 2 link's certificate pin (pinSHA256).",
-                    hint=(
-                        "pinSHA256 is the SHA-256 of the whole certificate; sing-box pins only "
-                        "public keys (certificate_public_key_sha256). Use the official Hysteria 2 "
-                        "client for this link, or a link without pinSHA256."
-                    ),
-                )
+        case Hysteria2Link():  # pin_sha256 cannot be used: see the module docstring
             return {"type": "hysteria2", **server, "password": link.password, "tls": _tls(link)}
         case TuicLink():
             return {

