@@ -78,7 +78,6 @@ from vpn_manager.delivery.links import (
 )
 from vpn_manager.errors import InvalidInput
 
-AEAD_METHODS = ("aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305")
 # Shadowsocks 2022 methods (SIP022) and the size of their keys in bytes.
 SS2022_KEY_BYTES = {
     "2022-blake3-aes-128-gcm": 16,
@@ -145,13 +144,11 @@ ProxyCredential = Annotated[str, AfterValidator(_check_proxy_credential)]
 CertificatePin = Annotated[str | None, AfterValidator(_check_pin)]
 Alpn = Annotated[str, AfterValidator(_check_alpn)]
 
-_CONFIG = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
 
 class ShadowsocksLink(BaseModel):
     """A Shadowsocks account: an AEAD or a 2022 method and its password."""
 
-    model_config = _CONFIG
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     method: ShadowsocksMethod
     # AEAD: any text. 2022: the key, standard base64 of the method's key size; on a multi-user
@@ -219,7 +216,7 @@ class ShadowsocksLink(BaseModel):
 class TrojanLink(BaseModel):
     """A Trojan account: a password, over TLS on TCP."""
 
-    model_config = _CONFIG
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     password: Secret = Field(repr=False)
     host: Host
@@ -268,7 +265,7 @@ class TrojanLink(BaseModel):
 class Hysteria2Link(BaseModel):
     """A Hysteria 2 account: a password, over QUIC (TLS 1.3)."""
 
-    model_config = _CONFIG
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     password: Secret = Field(repr=False)
     host: Host
@@ -316,7 +313,7 @@ class Hysteria2Link(BaseModel):
 class TuicLink(BaseModel):
     """A TUIC v5 account: a UUID and a password, over QUIC (TLS 1.3)."""
 
-    model_config = _CONFIG
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     uuid: UserId = Field(repr=False)
     password: Secret = Field(repr=False)
@@ -376,7 +373,7 @@ class TuicLink(BaseModel):
 class VmessLink(BaseModel):
     """A VMess account: a UUID (alterId 0, security auto) over TCP, with or without TLS."""
 
-    model_config = _CONFIG
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     uuid: UserId = Field(repr=False)
     host: Host
@@ -442,7 +439,7 @@ class VmessLink(BaseModel):
 class ProxyLink(BaseModel):
     """An HTTP or SOCKS5 proxy account: a user name and a password."""
 
-    model_config = _CONFIG
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     scheme: ProxyScheme
     username: ProxyCredential
@@ -471,7 +468,7 @@ class ProxyLink(BaseModel):
         parts = _split(uri, _PROXY, name_in_fragment=False)
         if parts.query is not None or parts.fragment is not None:
             raise InvalidInput(
-                "A proxy URI has only user, password, host and port: no ?… and no #….",
+                "A proxy link has only user, password, host and port: no ?… and no #….",
                 hint=_PROXY.hint,
             )
         user, separator, password = _need_userinfo(parts, _PROXY, "user and password").partition(
@@ -479,7 +476,7 @@ class ProxyLink(BaseModel):
         )
         if not separator or not password:
             raise InvalidInput(
-                "The proxy URI has no password: expected SCHEME://USER:PASSWORD@HOST:PORT.",
+                "The proxy link has no password: expected SCHEME://USER:PASSWORD@HOST:PORT.",
                 hint=_PROXY.hint,
             )
         return _validated(

