@@ -763,7 +763,7 @@ def test_help_lists_the_commands(cli: Cli) -> None:
     result = ok(cli("--help"))
     commands = result.stdout.split("Commands:", 1)[1]
     listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
-    assert listed == {"user", "server", "config", "locate"}
+    assert listed == {"user", "server", "proxy", "config", "locate"}
 
 
 def test_user_help_lists_the_subcommands(vpn: InProcessCli) -> None:
