@@ -120,6 +120,15 @@ def test_http_proxy_needs_the_users_password(
     assert link == f"http://alice:open%20sesame@127.0.0.1:{proxy.port}"
     url = f"http://127.0.0.1:{backend}/"
     assert curl("-x", link, url).stdout == PAGE
+    assert len(curl("-x", link, f"http://127.0.0.1:{backend}/bytes/100000").stdout) == 100_000
+    deadline = time.monotonic() + 5
+    counted = 0
+    while counted < 100_000 and time.monotonic() < deadline:
+        rows = vpn.json("server", "usage", proxy.name)
+        assert isinstance(rows, list)
+        counted = sum(r["download_bytes"] for r in rows if r["name"] == "alice")
+        time.sleep(0.2)
+    assert counted >= 100_000, "the proxy's traffic is not counted under alice"
     with tls13_site(tmp_path, "site.test") as https:
         tunnelled = curl("-k", "--http1.1", "-x", link, f"https://127.0.0.1:{https}/")  # CONNECT
         assert tunnelled.returncode == 0, tunnelled.stderr

@@ -562,6 +562,8 @@ def link(
         out.data([{"server": a.server, "protocol": a.protocol, "link": a.link} for a in accesses])
         return
     for access in accesses:
+        if access.note:
+            out.note(f"{access.server}: {access.note}")
         if qr:
             from vpn_manager.delivery.qr import qr_text
 
@@ -585,8 +587,10 @@ def client_config(
     """Print a ready client config for a user on a server (a local SOCKS/HTTP proxy)."""
     import json
 
-    from vpn_manager.delivery.clients import singbox_client_config, xray_client_config
+    from vpn_manager.delivery.clients import xray_client_config
     from vpn_manager.delivery.links import VlessRealityLink
+    from vpn_manager.delivery.share import ProxyLink, parse_link
+    from vpn_manager.delivery.singbox_clients import singbox_client_config
     from vpn_manager.errors import InvalidInput
 
     if client not in ("xray", "sing-box"):
@@ -595,6 +599,22 @@ def client_config(
         )
     context = app_context(ctx)
     access = context.servers(lambda s: s.access(name, server))[0]
-    parsed = VlessRealityLink.parse(access.link)
-    build = xray_client_config if client == "xray" else singbox_client_config
-    sys.stdout.write(json.dumps(build(parsed, socks_port), indent=2) + "\n")
+    parsed = parse_link(access.link)
+    if isinstance(parsed, ProxyLink):
+        raise InvalidInput(
+            "A proxy needs no client program: use the link as the proxy address.",
+            hint=f"Use the link as the proxy address: vpn user link {name} --server {server}",
+        )
+    if client == "xray":
+        if not isinstance(parsed, VlessRealityLink):
+            raise InvalidInput(
+                f"--client xray is offered for vless-reality servers; {server} is "
+                f"{access.protocol}.",
+                hint="Use --client sing-box.",
+            )
+        config = xray_client_config(parsed, socks_port)
+    else:
+        config = singbox_client_config(parsed, socks_port)
+    if access.note:
+        context.output().note(access.note)
+    sys.stdout.write(json.dumps(config, indent=2) + "\n")

@@ -69,6 +69,23 @@ class Access:
     server: str
     protocol: str
     link: str
+    note: str = ""
+
+
+def _trust_note(protocol: str, settings: dict[str, object]) -> str:
+    """Say plainly how clients trust a self-signed certificate."""
+    tls = settings.get("tls")
+    if not isinstance(tls, dict) or not tls.get("self_signed"):
+        return ""
+    if protocol == "hysteria2":
+        return (
+            "self-signed certificate: the link pins it (pinSHA256) for clients that check pins "
+            "and says insecure=1 for those that cannot (sing-box among them)."
+        )
+    return (
+        "self-signed certificate: this link format cannot pin it, so it tells clients not to "
+        "verify the certificate (insecure). Use --cert/--key with a real certificate to avoid it."
+    )
 
 
 def utcnow() -> datetime:
@@ -509,6 +526,7 @@ class ServerService:
                         server=row.name,
                         protocol=row.protocol,
                         link=engine.link(repo.spec_of(row), client),
+                        note=_trust_note(row.protocol, row.settings),
                     )
                 )
             return out
