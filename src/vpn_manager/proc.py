@@ -21,19 +21,24 @@ class Completed:
     stderr: str
 
 
-async def run(argv: list[str], *, timeout: float = 10.0, check: bool = True) -> Completed:
+async def run(
+    argv: list[str], *, timeout: float = 10.0, check: bool = True, input: str | None = None
+) -> Completed:
+    """Run a command to completion. `input` goes to its stdin (for secrets: never in argv, where
+    other users could read them in /proc)."""
     log.debug("run: %s", shlex.join(argv))
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if input is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
     except FileNotFoundError:
         raise EngineMissing(f"{argv[0]} is not installed.") from None
     try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
+        data = None if input is None else input.encode()
+        out, err = await asyncio.wait_for(process.communicate(data), timeout)
     except (TimeoutError, asyncio.CancelledError):
         process.kill()
         await process.wait()

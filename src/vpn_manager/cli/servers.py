@@ -108,7 +108,7 @@ def install(
         str,
         typer.Argument(
             metavar="PROTOCOL",
-            help="vless-reality, shadowsocks, trojan, hysteria2, tuic or vmess "
+            help="vless-reality, shadowsocks, trojan, hysteria2, tuic, vmess or wireguard "
             "(proxies: `vpn proxy add`).",
         ),
     ],
@@ -159,6 +159,31 @@ def install(
     key: Annotated[
         str | None, typer.Option("--key", metavar="FILE", help="TLS protocols: its private key.")
     ] = None,
+    subnet: Annotated[
+        str | None,
+        typer.Option("--subnet", metavar="CIDR", help="wireguard: peer addresses (10.13.13.0/24)."),
+    ] = None,
+    subnet6: Annotated[
+        str | None,
+        typer.Option("--subnet6", metavar="CIDR", help="wireguard: IPv6 peer addresses too."),
+    ] = None,
+    dns: Annotated[
+        str | None,
+        typer.Option(
+            "--dns", metavar="ADDRS", help="wireguard: DNS servers for clients (1.1.1.1)."
+        ),
+    ] = None,
+    mtu: Annotated[
+        int | None, typer.Option("--mtu", metavar="N", help="wireguard: interface MTU (1420).")
+    ] = None,
+    allowed_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-ips",
+            metavar="CIDRS",
+            help="wireguard: what clients route through the tunnel (0.0.0.0/0, ::/0).",
+        ),
+    ] = None,
     host: HostOpt = None,
     listen: Listen = "0.0.0.0",
     allow_private: AllowPrivate = False,
@@ -180,6 +205,11 @@ def install(
             "host": host,
             "listen": listen,
             "allow_private": allow_private,
+            "subnet": subnet,
+            "subnet6": subnet6,
+            "dns": dns,
+            "mtu": mtu,
+            "client_allowed_ips": allowed_ips,
         },
         output_format,
     )

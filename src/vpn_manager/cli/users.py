@@ -568,7 +568,7 @@ def link(
             from vpn_manager.delivery.qr import qr_text
 
             out.out.write(qr_text(access.link) + "\n")
-        out.out.write(access.link + "\n")
+        out.out.write(access.link.rstrip("\n") + "\n")
 
 
 @app.command("config")
@@ -599,6 +599,9 @@ def client_config(
         )
     context = app_context(ctx)
     access = context.servers(lambda s: s.access(name, server))[0]
+    if access.protocol == "wireguard":
+        sys.stdout.write(access.link)  # the client .conf is the config
+        return
     parsed = parse_link(access.link)
     if isinstance(parsed, ProxyLink):
         raise InvalidInput(

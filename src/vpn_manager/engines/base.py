@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,9 +75,15 @@ class Engine(Protocol):
         """New keys for a server; returns (settings, secret)."""
         ...
 
-    def new_credential(self, spec: ServerSpec, password: str | None = None) -> dict[str, Any]:
+    def new_credential(
+        self,
+        spec: ServerSpec,
+        password: str | None = None,
+        taken: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
         """A new user's credentials on this server; `password` where the user may choose one
-        (proxies). Raises InvalidInput when a given password does not fit."""
+        (proxies); `taken` holds the other credentials on the server (for addresses that must
+        not clash). Raises InvalidInput when a given password does not fit."""
         ...
 
     def live_users(self, spec: ServerSpec) -> bool:
@@ -92,7 +98,7 @@ class Engine(Protocol):
         """The engine's config file for this server and these clients."""
         ...
 
-    def argv(self, config: Path) -> list[str]:
+    def argv(self, spec: ServerSpec, config: Path) -> list[str]:
         """How to run the engine on a rendered config."""
         ...
 
@@ -106,6 +112,10 @@ class Engine(Protocol):
 
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         """Whatever a freshly started (and healthy) engine needs before it serves its users."""
+        ...
+
+    async def after_stop(self, spec: ServerSpec) -> None:
+        """Undo what after_start set up outside the engine process (firewall rules)."""
         ...
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:

@@ -21,6 +21,10 @@ def engine_for(protocol: str) -> Engine:
         from vpn_manager.engines.xray.engine import XrayEngine
 
         return XrayEngine()
+    if kind is Protocol.WIREGUARD:
+        from vpn_manager.engines.wireguard.engine import WireGuardEngine
+
+        return WireGuardEngine()
     from vpn_manager.engines.singbox.engine import SingBoxEngine
 
     return SingBoxEngine()

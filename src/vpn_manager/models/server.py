@@ -29,11 +29,12 @@ class Protocol(StrEnum):
     HTTP = "http"
     SOCKS5 = "socks5"
     MIXED = "mixed"
+    WIREGUARD = "wireguard"
 
 
 PROXY_PROTOCOLS = frozenset({Protocol.HTTP, Protocol.SOCKS5, Protocol.MIXED})
 TLS_PROTOCOLS = frozenset({Protocol.TROJAN, Protocol.HYSTERIA2, Protocol.TUIC, Protocol.VMESS})
-UDP_PROTOCOLS = frozenset({Protocol.HYSTERIA2, Protocol.TUIC})
+UDP_PROTOCOLS = frozenset({Protocol.HYSTERIA2, Protocol.TUIC, Protocol.WIREGUARD})
 
 
 class RuntimeKind(StrEnum):
@@ -93,6 +94,39 @@ def check_dest(value: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _network(value: str, version: int) -> str:
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a network address: {exc}") from None
+    if network.version != version:
+        raise ValueError(f"give an IPv{version} network")
+    if network.num_addresses < 4:
+        raise ValueError("the subnet is too small for a server and a peer")
+    return str(network)
+
+
+def _networks(value: str) -> str:
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("give one or more networks, such as 0.0.0.0/0, ::/0")
+    try:
+        return ", ".join(str(ipaddress.ip_network(part, strict=False)) for part in parts)
+    except ValueError as exc:
+        raise ValueError(f"not a network list: {exc}") from None
+
+
+def _addresses(value: str) -> str:
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts or not all(is_ip(part) for part in parts):
+        raise ValueError("give DNS server addresses, such as 1.1.1.1, 2606:4700:4700::1111")
+    return ", ".join(parts)
+
+
+Subnet4 = Annotated[str, AfterValidator(lambda v: _network(v, 4))]
+Subnet6 = Annotated[str, AfterValidator(lambda v: _network(v, 6))]
+NetList = Annotated[str, AfterValidator(_networks)]
+DnsList = Annotated[str, AfterValidator(_addresses)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Hostname = Annotated[str, AfterValidator(check_hostname)]
 Host = Annotated[str, AfterValidator(check_host)]
@@ -118,6 +152,11 @@ class ServerCreate(BaseModel):
     cert_file: str | None = None
     key_file: str | None = None
     allow_anonymous: bool = False
+    subnet: Subnet4 | None = None
+    subnet6: Subnet6 | None = None
+    dns: DnsList | None = None
+    mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
+    client_allowed_ips: NetList | None = None
     runtime: RuntimeKind = RuntimeKind.NATIVE
     allow_private: bool = False
 
@@ -136,7 +175,23 @@ class ServerCreate(BaseModel):
             raise ValueError(f"{protocol.value} does not use a certificate")
         if self.allow_anonymous and protocol not in PROXY_PROTOCOLS:
             raise ValueError("--allow-anonymous applies to proxies only")
+        wireguard_only = (self.subnet, self.subnet6, self.dns, self.mtu, self.client_allowed_ips)
+        if protocol is not Protocol.WIREGUARD and any(v is not None for v in wireguard_only):
+            raise ValueError(
+                "--subnet, --subnet6, --dns, --mtu and --allowed-ips apply to wireguard"
+            )
         return self
+
+
+class ServerChange(BaseModel):
+    """What `vpn server set` may change; None leaves a value as it is."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    port: Port | None = None
+    host: Host | None = None
+    sni: Hostname | None = None
+    dest: Dest | None = None
 
 
 class Server(BaseModel):

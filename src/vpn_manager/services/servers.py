@@ -29,7 +29,9 @@ from vpn_manager.fsutil import atomic_write
 from vpn_manager.models.server import (
     UDP_PROTOCOLS,
     DesiredState,
+    Protocol,
     Server,
+    ServerChange,
     ServerCreate,
     ServerStatus,
 )
@@ -156,11 +158,11 @@ class ServerService:
             error_log=self.paths.logs_dir / f"{name}.error.log",
         )
 
-    def _launch(self, engine: Engine, name: str) -> Launch:
+    def _launch(self, engine: Engine, spec: ServerSpec) -> Launch:
         return Launch(
-            server=name,
-            argv=engine.argv(self.files(name).config),
-            log_file=self.runtime.log_file(name),
+            server=spec.name,
+            argv=engine.argv(spec, self.files(spec.name).config),
+            log_file=self.runtime.log_file(spec.name),
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class ServerService:
         counters = await engine_for(spec.protocol).usage(spec)
         # Protocol servers count by engine identity (user-<id>); proxies by user name.
         owner = {c.email: c.name for c in clients} | {c.name: c.name for c in clients}
+        owner |= {c.secret["public_key"]: c.name for c in clients if "public_key" in c.secret}
         return {owner[key]: value for key, value in counters.items() if key in owner}
 
     def logs(self, name: str, lines: int = 100) -> list[str]:
@@ -287,14 +290,20 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             await repo.set_server(session, row, self.now(), desired=DesiredState.STOPPED.value)
-            return await self.runtime.stop(name)
+            return await self._stop(engine_for(row.protocol), repo.spec_of(row))
+
+    async def _stop(self, engine: Engine, spec: ServerSpec) -> bool:
+        """Stop the engine process, then undo what its start set up outside it (rules)."""
+        stopped = await self.runtime.stop(spec.name)
+        await engine.after_stop(spec)
+        return stopped
 
     async def remove(self, name: str) -> None:
         from vpn_manager.storage import servers as repo
 
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
-            await self.runtime.stop(name)
+            await self._stop(engine_for(row.protocol), repo.spec_of(row))
             await repo.delete_server(session, row)
         self._forget_files(name)
 
@@ -305,9 +314,10 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             engine = engine_for(row.protocol)
-            settings, secret = engine.rotate_keys(repo.spec_of(row))
+            before = repo.spec_of(row)
+            settings, secret = engine.rotate_keys(before)
             await repo.set_server(session, row, self.now(), settings=settings, secret=secret)
-            await self._reconfigure(session, row)
+            await self._reconfigure(session, row, before)
         return await self.get(name)
 
     async def update(
@@ -323,35 +333,27 @@ class ServerService:
         from vpn_manager.models import validated
         from vpn_manager.storage import servers as repo
 
+        change = validated(ServerChange, {"port": port, "sni": sni, "dest": dest, "host": host})
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
-            check = validated(
-                ServerCreate,
-                {
-                    "name": row.name,
-                    "protocol": row.protocol,
-                    "listen": row.listen,
-                    "port": port or row.port,
-                    "host": host or row.host,
-                    "sni": sni or row.settings["sni"],
-                    "dest": dest or row.settings["dest"],
-                },
-            )
+            before = repo.spec_of(row)
             settings = dict(row.settings)
-            if sni is not None:
-                settings["sni"] = check.sni
-            if dest is not None:
-                settings["dest"] = check.dest
+            if change.sni is not None or change.dest is not None:
+                if row.protocol != Protocol.VLESS_REALITY.value:
+                    raise InvalidInput("--sni and --dest apply to vless-reality servers.")
+                settings.update(
+                    {k: v for k, v in (("sni", change.sni), ("dest", change.dest)) if v}
+                )
             changes: dict[str, object] = {"settings": settings}
-            if port is not None:
-                changes["port"] = check.port
-            if host is not None:
-                changes["host"] = check.host
+            if change.port is not None:
+                changes["port"] = change.port
+            if change.host is not None:
+                changes["host"] = change.host
             await repo.set_server(session, row, self.now(), **changes)
-            await self._reconfigure(session, row)
+            await self._reconfigure(session, row, before)
         return await self.get(name)
 
-    async def _reconfigure(self, session: AsyncSession, row: ServerRow) -> None:
+    async def _reconfigure(self, session: AsyncSession, row: ServerRow, before: ServerSpec) -> None:
         """After a settings change: a validated restart if the server should run, otherwise only
         the re-rendered config (it takes effect on the next start)."""
         from vpn_manager.storage import servers as repo
@@ -359,7 +361,7 @@ class ServerService:
         engine = engine_for(row.protocol)
         clients = await repo.active_clients(session, row.id)
         if row.desired == DesiredState.RUNNING.value:
-            await self._apply_restart(engine, repo.spec_of(row), clients)
+            await self._apply_restart(engine, repo.spec_of(row), clients, before)
         else:
             self._write_config(engine, repo.spec_of(row), clients)
 
@@ -382,8 +384,16 @@ class ServerService:
         atomic_write(files.config, text)
         return text
 
-    async def _apply_restart(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> None:
-        """render → validate → atomic write → restart → probe; roll back on any failure."""
+    async def _apply_restart(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        clients: list[Client],
+        before: ServerSpec | None = None,
+    ) -> None:
+        """render → validate → atomic write → restart → probe; roll back on any failure.
+        `before` is the server as it was (the database rolls back to it with the caller's
+        transaction), so the rolled-back engine is probed where it really listens."""
         files = self.files(spec.name)
         files.config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -396,13 +406,14 @@ class ServerService:
             await engine.after_start(spec, clients)
         except EngineError as exc:
             if previous is None:
-                await self.runtime.stop(spec.name)
+                await self._stop(engine, spec)
                 files.config.unlink(missing_ok=True)
                 raise
             atomic_write(files.config, previous)
+            old = before or spec
             try:
-                await self._restart_and_probe(engine, spec, previous_port=True)
-                await engine.after_start(spec, clients)
+                await self._restart_and_probe(engine, old)
+                await engine.after_start(old, clients)
             except EngineError as again:
                 raise EngineError(
                     f"{exc.message} Rolling back failed too: {again.message}",
@@ -414,21 +425,10 @@ class ServerService:
                 hint=exc.hint,
             ) from None
 
-    async def _restart_and_probe(
-        self, engine: Engine, spec: ServerSpec, *, previous_port: bool = False
-    ) -> None:
-        await self.runtime.stop(spec.name)
-        await self.runtime.start(self._launch(engine, spec.name))
-        probe_spec = spec
-        if previous_port:
-            import json
-
-            config = json.loads(self.files(spec.name).config.read_text())
-            port = int(config["inbounds"][0]["port"])
-            probe_spec = ServerSpec(
-                spec.name, spec.protocol, spec.listen, port, spec.host, spec.settings, spec.secret
-            )
-        await self._wait_healthy(engine, probe_spec)
+    async def _restart_and_probe(self, engine: Engine, spec: ServerSpec) -> None:
+        await self._stop(engine, spec)
+        await self.runtime.start(self._launch(engine, spec))
+        await self._wait_healthy(engine, spec)
 
     async def _wait_healthy(self, engine: Engine, spec: ServerSpec) -> Health:
         deadline = time.monotonic() + HEALTH_DEADLINE
@@ -483,12 +483,13 @@ class ServerService:
         holders = await repo.holders(session, row.id, list(ids.values()))
         added = [name for name in user_names if ids[name] not in holders]
         spec = repo.spec_of(row)
-        await repo.add_credentials(
-            session,
-            row,
-            [(ids[name], engine.new_credential(spec, password)) for name in added],
-            self.now(),
-        )
+        taken = [c.secret for c in await repo.all_clients(session, row.id)]
+        grants = []
+        for name in added:
+            credential = engine.new_credential(spec, password, taken)
+            taken.append(credential)
+            grants.append((ids[name], credential))
+        await repo.add_credentials(session, row, grants, self.now())
         clients = await repo.active_clients(session, row.id)
         new_ids = {ids[name] for name in added}
         fresh = [c for c in clients if c.user_id in new_ids]  # the active ones among them

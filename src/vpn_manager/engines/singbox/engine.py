@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,12 @@ class SingBoxEngine:
             )
         return settings, secret
 
-    def new_credential(self, spec: ServerSpec, password: str | None = None) -> dict[str, Any]:
+    def new_credential(
+        self,
+        spec: ServerSpec,
+        password: str | None = None,
+        taken: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
         credential = keys.client_secret(spec.protocol, spec.settings.get("method"))
         if password is not None:
             if spec.protocol not in PROXY_PROTOCOLS:
@@ -141,7 +146,7 @@ class SingBoxEngine:
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
         return config.render_text(spec, clients, files)
 
-    def argv(self, config_file: Path) -> list[str]:
+    def argv(self, spec: ServerSpec, config_file: Path) -> list[str]:
         return [binary(), "run", "-c", str(config_file), "--disable-color"]
 
     async def validate(self, text: str, scratch: Path) -> None:
@@ -180,6 +185,9 @@ class SingBoxEngine:
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         os.kill(pid, signal.SIGHUP)
         await asyncio.sleep(0.2)  # sing-box rebuilds its inbounds; the probe that follows waits
+
+    async def after_stop(self, spec: ServerSpec) -> None:
+        return  # nothing lives outside the process
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         await SsmApi(int(spec.settings["ssm_port"])).add(config.ssm_users(clients))

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +85,12 @@ class XrayEngine:
         settings = dict(spec.settings, public_key=public, short_ids=keys.new_short_ids())
         return settings, dict(spec.secret, private_key=private)
 
-    def new_credential(self, spec: ServerSpec, password: str | None = None) -> dict[str, Any]:
+    def new_credential(
+        self,
+        spec: ServerSpec,
+        password: str | None = None,
+        taken: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
         if password is not None:
             raise InvalidInput("VLESS users get a generated id; --password does not apply.")
         return {"uuid": str(uuid.uuid4())}
@@ -99,7 +104,7 @@ class XrayEngine:
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
         return config.render_text(spec, clients, files)
 
-    def argv(self, config_file: Path) -> list[str]:
+    def argv(self, spec: ServerSpec | None, config_file: Path) -> list[str]:
         _check_installed()
         binary = _xray_binary()
         if binary:
@@ -121,7 +126,7 @@ class XrayEngine:
         with tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp:
             candidate = Path(tmp) / "candidate.json"
             atomic_write(candidate, json.dumps(data))
-            argv = self.argv(candidate)
+            argv = self.argv(None, candidate)
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -178,6 +183,9 @@ class XrayEngine:
 
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         return  # the users are in the config file
+
+    async def after_stop(self, spec: ServerSpec) -> None:
+        return  # nothing lives outside the process
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         from vpn_manager.engines.xray.api import XrayApi

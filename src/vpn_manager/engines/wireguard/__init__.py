@@ -1,0 +1,1 @@
+"""WireGuard servers: wireguard-go under our supervision, configured with `wg` and `ip`."""

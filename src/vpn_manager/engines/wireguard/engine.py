@@ -1,0 +1,281 @@
+"""The WireGuard engine: one wireguard-go process per server (this kernel has no WireGuard
+module; wireguard-go is the userspace implementation), configured with `wg` and `ip`.
+
+The process is the interface: wireguard-go creates it on start and it disappears when the process
+ends, so the native runtime's supervision covers it. After start we give it its addresses, MTU and
+peers, enable forwarding and add NAT/forward rules in an nftables table of its own; on stop the
+table is deleted. Peers change live with `wg set` (no restart, other peers untouched, a removed
+peer is cut at once: WireGuard has no session beyond the peer entry)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from vpn_manager.engines.base import Client, Files, Health, ServerSpec
+from vpn_manager.engines.wireguard import config, keys
+from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
+from vpn_manager.models.server import ServerCreate
+from vpn_manager.proc import run
+
+DEFAULTS = {
+    "subnet": "10.13.13.0/24",
+    "dns": "1.1.1.1",
+    "mtu": 1420,
+    "client_allowed_ips": "0.0.0.0/0, ::/0",
+    "keepalive": 25,
+}
+PRIVATE_V4 = "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 127.0.0.0/8"
+CAP_NET_ADMIN = 12
+
+
+def require_net_admin() -> None:
+    """WireGuard interfaces, addresses and rules need root or CAP_NET_ADMIN."""
+    if os.geteuid() == 0:
+        return
+    try:
+        status = Path("/proc/self/status").read_text()
+        effective = int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16
+        )
+    except (OSError, StopIteration, ValueError):
+        effective = 0
+    if not effective & (1 << CAP_NET_ADMIN):
+        raise EngineError(
+            "WireGuard servers need root or CAP_NET_ADMIN (to create the interface and its rules).",
+            hint="Run vpn as root, or grant it: setcap cap_net_admin+ep on the Python binary.",
+        )
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise EngineMissing(
+            f"{name} is not installed.",
+            hint="Install it: apt-get install -y --no-install-recommends "
+            "wireguard-tools wireguard-go nftables",
+        )
+    return path
+
+
+class WireGuardEngine:
+    name = "wireguard-go"
+
+    def new_server(
+        self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        require_net_admin()
+        for tool in ("wireguard-go", "wg", "ip", "nft"):
+            _tool(tool)
+        private, public = keys.key_pair()
+        settings: dict[str, Any] = {
+            # Interface names are at most 15 characters: a short random one, kept.
+            "interface": f"wg{secrets.token_hex(3)}",
+            "subnet": create.subnet or DEFAULTS["subnet"],
+            "subnet6": create.subnet6,
+            "dns": create.dns or DEFAULTS["dns"],
+            "mtu": create.mtu or DEFAULTS["mtu"],
+            "client_allowed_ips": create.client_allowed_ips or DEFAULTS["client_allowed_ips"],
+            "keepalive": DEFAULTS["keepalive"],
+            "public_key": public,
+            "allow_private": create.allow_private,
+        }
+        return settings, {"private_key": private}
+
+    def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        private, public = keys.key_pair()
+        return dict(spec.settings, public_key=public), dict(spec.secret, private_key=private)
+
+    def new_credential(
+        self,
+        spec: ServerSpec,
+        password: str | None = None,
+        taken: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
+        if password is not None:
+            raise InvalidInput("WireGuard peers get generated keys; --password does not apply.")
+        private, public = keys.key_pair()
+        return {
+            "private_key": private,
+            "public_key": public,
+            "preshared_key": keys.preshared_key(),
+            **config.next_addresses(spec.settings, taken),
+        }
+
+    def live_users(self, spec: ServerSpec) -> bool:
+        return True  # `wg set`
+
+    def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
+        return config.render(spec, clients)
+
+    def argv(self, spec: ServerSpec, config_file: Path) -> list[str]:
+        return [_tool("wireguard-go"), "-f", spec.settings["interface"]]
+
+    async def validate(self, text: str, scratch: Path) -> None:
+        """Our own check of the `wg setconf` text (wg has no dry run): sections, keys that decode
+        to 32 bytes, addresses that parse. `wg setconf` itself is the final word after start."""
+        section = ""
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line in ("[Interface]", "[Peer]"):
+                section = line
+                continue
+            key, sep, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not section:
+                raise EngineError(f"WireGuard config line {number} is malformed.")
+            try:
+                if key in ("PrivateKey", "PublicKey", "PresharedKey"):
+                    keys.public_key(value) if key == "PrivateKey" else _key32(value)
+                elif key == "AllowedIPs":
+                    for part in value.split(","):
+                        ipaddress.ip_network(part.strip())
+                elif key == "ListenPort" and not 1 <= int(value) <= 65535:
+                    raise ValueError("port out of range")
+            except ValueError as exc:
+                raise EngineError(
+                    f"WireGuard config line {number} ({key}) is invalid: {exc}."
+                ) from None
+
+    async def probe(self, spec: ServerSpec) -> Health:
+        interface = spec.settings["interface"]
+        link = await run(["ip", "link", "show", "dev", interface], check=False)
+        if link.returncode != 0:
+            return Health(False, False, f"interface {interface} does not exist")
+        shown = await run([_tool("wg"), "show", interface, "listen-port"], check=False)
+        answering = shown.returncode == 0
+        listening = answering and shown.stdout.strip() == str(spec.port)
+        detail = (
+            "healthy"
+            if listening
+            else (
+                f"interface {interface} up, not yet listening on {spec.port}"
+                if answering
+                else f"wg cannot read {interface}: {shown.stderr.strip()}"
+            )
+        )
+        # Before its config is set the interface exists but listens nowhere: that is "started";
+        # after_start gives it the port.
+        return Health(True, answering, detail)
+
+    async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
+        settings = spec.settings
+        interface = settings["interface"]
+        for network in config.networks(settings):
+            address = f"{config.server_address(network)}/{network.prefixlen}"
+            await run(["ip", "address", "replace", address, "dev", interface])
+        await run(["ip", "link", "set", "dev", interface, "mtu", str(settings["mtu"]), "up"])
+        await run(
+            [_tool("wg"), "setconf", interface, "/dev/stdin"], input=config.render(spec, clients)
+        )
+        _forwarding(settings)
+        await run([_tool("nft"), "-f", "-"], input=_rules(spec))
+
+    async def after_stop(self, spec: ServerSpec) -> None:
+        await run([_tool("nft"), "delete", "table", "inet", _table(spec)], check=False)
+
+    async def reload(self, spec: ServerSpec, pid: int) -> None:
+        raise EngineError("WireGuard peers change live; it is never reloaded.")  # pragma: no cover
+
+    async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
+        interface = spec.settings["interface"]
+        for client in clients:
+            secret = client.secret
+            await run(
+                [
+                    _tool("wg"),
+                    "set",
+                    interface,
+                    "peer",
+                    secret["public_key"],
+                    "preshared-key",
+                    "/dev/stdin",
+                    "allowed-ips",
+                    config.peer_ips(secret).replace(" ", ""),
+                ],
+                input=secret["preshared_key"] + "\n",
+            )
+
+    async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        interface = spec.settings["interface"]
+        for client in clients:
+            await run(
+                [_tool("wg"), "set", interface, "peer", client.secret["public_key"], "remove"]
+            )
+        return len(clients)
+
+    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
+        """public key → (bytes the peer sent us, bytes we sent the peer), from `wg show dump`."""
+        done = await run([_tool("wg"), "show", spec.settings["interface"], "dump"])
+        usage: dict[str, tuple[int, int]] = {}
+        for line in done.stdout.splitlines()[1:]:  # the first line is the interface
+            fields = line.split("\t")
+            if len(fields) >= 7:
+                usage[fields[0]] = (int(fields[5]), int(fields[6]))
+        return usage
+
+    def link(self, spec: ServerSpec, client: Client) -> str:
+        return config.client_conf(spec, client)
+
+
+def _key32(value: str) -> None:
+    import base64
+
+    if len(base64.b64decode(value, validate=True)) != 32:
+        raise ValueError("a key is 32 bytes")
+
+
+def _table(spec: ServerSpec) -> str:
+    return f"vpnmanager_{spec.settings['interface']}"
+
+
+def _rules(spec: ServerSpec) -> str:
+    """The server's own nftables table: forward its peers' traffic (not to private networks
+    unless allowed) and masquerade it on the way out."""
+    interface = spec.settings["interface"]
+    subnets = config.networks(spec.settings)
+    v4 = [str(n) for n in subnets if n.version == 4]
+    v6 = [str(n) for n in subnets if n.version == 6]
+    block = (
+        ""
+        if spec.settings.get("allow_private")
+        else (f'        iifname "{interface}" ip daddr {{ {PRIVATE_V4} }} drop\n')
+    )
+    masquerade = "".join(
+        f'        ip saddr {net} oifname != "{interface}" masquerade\n' for net in v4
+    ) + "".join(f'        ip6 saddr {net} oifname != "{interface}" masquerade\n' for net in v6)
+    return (
+        f"table inet {_table(spec)} {{}}\n"
+        f"delete table inet {_table(spec)}\n"
+        f"table inet {_table(spec)} {{\n"
+        "    chain forward {\n"
+        "        type filter hook forward priority 0; policy accept;\n"
+        f'        oifname "{interface}" ct state established,related accept\n'
+        f"{block}"
+        f'        iifname "{interface}" accept\n'
+        "    }\n"
+        "    chain postrouting {\n"
+        "        type nat hook postrouting priority 100; policy accept;\n"
+        f"{masquerade}"
+        "    }\n"
+        "}\n"
+    )
+
+
+def _forwarding(settings: dict[str, Any]) -> None:
+    """Let the kernel route between the tunnel and the world."""
+    paths = [Path("/proc/sys/net/ipv4/ip_forward")]
+    if settings.get("subnet6"):
+        paths.append(Path("/proc/sys/net/ipv6/conf/all/forwarding"))
+    for path in paths:
+        try:
+            path.write_text("1\n")
+        except OSError as exc:
+            raise EngineError(f"Cannot enable forwarding ({path}): {exc.strerror}.") from None
