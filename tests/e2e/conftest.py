@@ -34,8 +34,9 @@ class Result:
 class Vpn:
     """Runs the real `vpn` command in an isolated home."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, prefix: list[str] | None = None) -> None:
         self.home = home
+        self.prefix = prefix or []  # e.g. a network namespace's `ip netns exec …`
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("VPN_", "XDG_"))} | {
             "VPN_HOME": str(home),
             "HOME": str(home),
@@ -44,7 +45,7 @@ class Vpn:
 
     def __call__(self, *args: str, timeout: float = 60) -> Result:
         done = subprocess.run(
-            [str(VPN), *args],
+            [*self.prefix, str(VPN), *args],
             env=self.env,
             capture_output=True,
             text=True,
