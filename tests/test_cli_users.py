@@ -81,6 +81,11 @@ def default_user(name: str, **changes: Any) -> dict[str, Any]:
         "speed_limit_bps": None,
         "upload_bytes": 0,
         "download_bytes": 0,
+        "period_upload_bytes": 0,
+        "period_download_bytes": 0,
+        "period_started_at": None,
+        "first_used_at": None,
+        "expire_after_days": None,
         "servers": [],
         "used_bytes": 0,
         **changes,
@@ -237,7 +242,7 @@ def test_show_hides_the_token_unless_asked(two: InProcessCli) -> None:
     secret = ok(two("user", "show", "alice", "--secrets", "--format", "json")).json()
     assert secret == data | {"subscription_token": token}
     lines = ok(two("user", "show", "alice", "--secrets")).stdout.splitlines()
-    assert lines[-1] == f"subscription_token  {token}"
+    assert lines[-1] == f"subscription_token     {token}"
     assert token != token_of(two, "bob")
 
 
@@ -251,19 +256,24 @@ def test_show_as_table_and_plain(vpn: InProcessCli) -> None:
     assert len(timestamps) == 2
     assert all(re.fullmatch(r"\w+ {2,}\d{4}-\d\d-\d\d \d\d:\d\d UTC", line) for line in timestamps)
     assert [line for line in lines if not line.startswith(VOLATILE)] == [
-        "name             alice",
-        "status           active",
-        "email            alice@example.org",
-        "note             -",
-        "expires_at       2027-02-01 00:00 UTC (last day 2027-01-31)",
-        "quota_bytes      50GB",
-        "reset_period     monthly",
-        "device_limit     3",
-        "speed_limit_bps  10Mbit",
-        "upload_bytes     0B",
-        "download_bytes   0B",
-        "servers          -",
-        "used_bytes       0B",
+        "name                   alice",
+        "status                 active",
+        "email                  alice@example.org",
+        "note                   -",
+        "expires_at             2027-02-01 00:00 UTC (last day 2027-01-31)",
+        "quota_bytes            50GB",
+        "reset_period           monthly",
+        "device_limit           3",
+        "speed_limit_bps        10Mbit",
+        "upload_bytes           0B",
+        "download_bytes         0B",
+        "period_upload_bytes    0B",
+        "period_download_bytes  0B",
+        "period_started_at      -",
+        "first_used_at          -",
+        "expire_after_days      -",
+        "servers                -",
+        "used_bytes             0B",
     ]
     plain = ok(vpn("user", "show", "alice", "--format", "plain")).stdout.splitlines()
     assert plain[0] == "name\talice"

@@ -175,7 +175,14 @@ def _text(key: str, value: Any) -> str:
 
     if value is None:
         return "-" if key not in ("quota_bytes", "speed_limit_bps", "device_limit") else "unlimited"
-    if key in ("quota_bytes", "upload_bytes", "download_bytes", "used_bytes"):
+    if key in (
+        "quota_bytes",
+        "upload_bytes",
+        "download_bytes",
+        "used_bytes",
+        "period_upload_bytes",
+        "period_download_bytes",
+    ):
         return format_size(value)
     if key == "speed_limit_bps":
         return format_rate(value)

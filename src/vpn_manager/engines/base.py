@@ -47,6 +47,18 @@ class Files:
 
 
 @dataclass(frozen=True)
+class Counter:
+    """One traffic counter as an engine reports it: `key` names a counter that only grows while
+    the engine process lives (a user's counter, or one connection's); `user` is the engine-side
+    identity it belongs to (Client.email, a proxy user name, or a WireGuard public key)."""
+
+    key: str
+    user: str
+    up: int
+    down: int
+
+
+@dataclass(frozen=True)
 class Health:
     port_open: bool
     api_ok: bool
@@ -127,8 +139,8 @@ class Engine(Protocol):
         return how many connections were cut."""
         ...
 
-    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
-        """Per-client (email) upload and download byte counters, read without reset."""
+    async def counters(self, spec: ServerSpec) -> list[Counter]:
+        """The engine's traffic counters, read without resetting them."""
         ...
 
     def link(self, spec: ServerSpec, client: Client) -> str:

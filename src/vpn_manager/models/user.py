@@ -130,6 +130,11 @@ class User(BaseModel):
     speed_limit_bps: int | None = None
     upload_bytes: int = 0
     download_bytes: int = 0
+    period_upload_bytes: int = 0
+    period_download_bytes: int = 0
+    period_started_at: datetime | None = None
+    first_used_at: datetime | None = None
+    expire_after_days: int | None = None
     subscription_token: SecretStr
     servers: list[str] = Field(default_factory=list)
 

@@ -74,6 +74,14 @@ class Access:
     note: str = ""
 
 
+def owners(clients: list[Client]) -> dict[str, Client]:
+    """Engine-side identities → the client: protocol servers count by Client.email (user-<id>),
+    proxies by user name, WireGuard by the peer's public key."""
+    owner = {c.email: c for c in clients} | {c.name: c for c in clients}
+    owner |= {c.secret["public_key"]: c for c in clients if "public_key" in c.secret}
+    return owner
+
+
 def _trust_note(protocol: str, settings: dict[str, object]) -> str:
     """Say plainly how clients trust a self-signed certificate."""
     tls = settings.get("tls")
@@ -219,11 +227,15 @@ class ServerService:
             clients = await repo.all_clients(session, row.id)
         if not self.runtime.state(name).running:
             raise EngineError(f"{name} is not running.", hint=f"vpn server start {name}")
-        counters = await engine_for(spec.protocol).usage(spec)
-        # Protocol servers count by engine identity (user-<id>); proxies by user name.
-        owner = {c.email: c.name for c in clients} | {c.name: c.name for c in clients}
-        owner |= {c.secret["public_key"]: c.name for c in clients if "public_key" in c.secret}
-        return {owner[key]: value for key, value in counters.items() if key in owner}
+        counters = await engine_for(spec.protocol).counters(spec)
+        owner = owners(clients)
+        usage: dict[str, tuple[int, int]] = {}
+        for counter in counters:
+            if counter.user in owner:
+                name = owner[counter.user].name
+                up, down = usage.get(name, (0, 0))
+                usage[name] = (up + counter.up, down + counter.down)
+        return usage
 
     def logs(self, name: str, lines: int = 100) -> list[str]:
         files = self.files(name)

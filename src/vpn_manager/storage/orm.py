@@ -74,6 +74,11 @@ class UserRow(Base):
     upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     download_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     subscription_token: Mapped[str] = mapped_column(String(64), unique=True)
+    period_upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    period_download_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    period_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expire_after_days: Mapped[int | None] = mapped_column(Integer)
 
     credentials: Mapped[list[UserCredentialRow]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -122,3 +127,36 @@ class UserCredentialRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     user: Mapped[UserRow] = relationship(back_populates="credentials")
+
+
+class UsageBaselineRow(Base):
+    """The last value read from one engine counter, and the engine process (`epoch`) it was read
+    from: the next read adds only what grew since, and a new epoch counts from zero."""
+
+    __tablename__ = "usage_baselines"
+    __table_args__ = (UniqueConstraint("server_id", "key", name="uq_usage_baselines_server_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    epoch: Mapped[str] = mapped_column(String(64))
+    up: Mapped[int] = mapped_column(BigInteger)
+    down: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsageHourlyRow(Base):
+    """Bytes a user moved through a server in one hour (UTC), for history and charts."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (
+        UniqueConstraint("user_id", "server_id", "hour", name="uq_usage_hourly_user_server_hour"),
+        Index("ix_usage_hourly_hour", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    up: Mapped[int] = mapped_column(BigInteger)
+    down: Mapped[int] = mapped_column(BigInteger)

@@ -24,7 +24,7 @@ from vpn_manager.storage.revision import SCHEMA_HEAD
 # Every field of the read model is a column of `users`, except the servers gathered separately.
 _COLUMNS = tuple(name for name in User.model_fields if name != "servers")
 _USERS = TypeAdapter(list[User])
-_TIMES = ("created_at", "updated_at", "expires_at")
+_TIMES = ("created_at", "updated_at", "expires_at", "period_started_at", "first_used_at")
 
 
 def read_users(file: Path, where: UserFilter | None, busy_timeout_ms: int) -> list[User] | None:

@@ -100,16 +100,6 @@ class SingBoxApi:
                     raise self._error("SubscribeConnections", exc) from None
         return []
 
-    async def user_traffic(self) -> dict[str, tuple[int, int]]:
-        """user → (uplink, downlink) bytes over the connections sing-box still remembers."""
-        totals: dict[str, list[int]] = {}
-        for conn in await self.connections():
-            if conn.user:
-                pair = totals.setdefault(conn.user, [0, 0])
-                pair[0] += conn.uplink
-                pair[1] += conn.downlink
-        return {user: (up, down) for user, (up, down) in totals.items()}
-
     async def close_users(self, users: set[str]) -> int:
         """Close every open connection of these users; return how many were closed."""
         import grpc

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vpn_manager.engines.base import Client, Files, Health, ServerSpec
+from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
 from vpn_manager.engines.singbox import PROXY_PROTOCOLS, QUIC_PROTOCOLS, TLS_PROTOCOLS, config, tls
 from vpn_manager.engines.singbox import secrets as keys
 from vpn_manager.engines.singbox.api import SingBoxApi
@@ -197,11 +197,20 @@ class SingBoxEngine:
         api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
         return await api.close_users({c.email for c in clients})
 
-    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
+    async def counters(self, spec: ServerSpec) -> list[Counter]:
+        """Shadowsocks: ssm-api's per-user counters (since start). Others: one counter per
+        connection from the api service (open and recently closed ones), so that connections
+        forgotten by sing-box (it keeps 1,000 closed ones; a reload forgets all) never make a
+        total go backwards."""
         if spec.protocol == "shadowsocks":
-            return await SsmApi(int(spec.settings["ssm_port"])).traffic()
+            traffic = await SsmApi(int(spec.settings["ssm_port"])).traffic()
+            return [Counter(user, user, up, down) for user, (up, down) in traffic.items()]
         api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
-        return await api.user_traffic()
+        return [
+            Counter(f"conn:{c.id}", c.user, c.uplink, c.downlink)
+            for c in await api.connections()
+            if c.user
+        ]
 
     def link(self, spec: ServerSpec, client: Client) -> str:
         from vpn_manager.engines.singbox.links import link_for

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vpn_manager.engines.base import Client, Files, Health, ServerSpec
+from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.models.server import ServerCreate
@@ -211,15 +211,16 @@ class WireGuardEngine:
             )
         return len(clients)
 
-    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
-        """public key → (bytes the peer sent us, bytes we sent the peer), from `wg show dump`."""
+    async def counters(self, spec: ServerSpec) -> list[Counter]:
+        """Per peer from `wg show dump`: rx (what the peer sent: its upload) and tx (its download).
+        A peer removed and added again starts from zero."""
         done = await run([_tool("wg"), "show", spec.settings["interface"], "dump"])
-        usage: dict[str, tuple[int, int]] = {}
+        found = []
         for line in done.stdout.splitlines()[1:]:  # the first line is the interface
             fields = line.split("\t")
             if len(fields) >= 7:
-                usage[fields[0]] = (int(fields[5]), int(fields[6]))
-        return usage
+                found.append(Counter(fields[0], fields[0], int(fields[5]), int(fields[6])))
+        return found
 
     def link(self, spec: ServerSpec, client: Client) -> str:
         return config.client_conf(spec, client)

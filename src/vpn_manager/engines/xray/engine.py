@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Files, Health, ServerSpec
+from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
 from vpn_manager.engines.xray import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
@@ -201,11 +201,14 @@ class XrayEngine:
             await api.remove_users(config.INBOUND_TAG, [c.email for c in clients])
         return await cut_sessions(spec, [c.email for c in clients], files.access_log)
 
-    async def usage(self, spec: ServerSpec) -> dict[str, tuple[int, int]]:
+    async def counters(self, spec: ServerSpec) -> list[Counter]:
+        """Xray's per-user counters (StatsService, no reset): one per email, for the process's
+        life; they outlive RemoveUser, so a re-added user continues its counter."""
         from vpn_manager.engines.xray.api import XrayApi
 
         async with XrayApi(int(spec.settings["api_port"])) as api:
-            return await api.user_traffic()
+            traffic = await api.user_traffic()
+        return [Counter(email, email, up, down) for email, (up, down) in traffic.items()]
 
     def link(self, spec: ServerSpec, client: Client) -> str:
         return self.link_model(spec, client).to_uri()
