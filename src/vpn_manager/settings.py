@@ -138,6 +138,14 @@ class OutputSettings(BaseModel):
     format: OutputFormat = "table"
 
 
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    poll_interval_s: float = Field(
+        default=10.0, gt=0, description="How often `vpn serve` reads the engines' counters."
+    )
+
+
 class Settings(BaseSettings):
     """The effective settings. Built once in the entry point and passed down."""
 
@@ -150,6 +158,7 @@ class Settings(BaseSettings):
 
     database: DatabaseSettings = DatabaseSettings()
     output: OutputSettings = OutputSettings()
+    service: ServiceSettings = ServiceSettings()
     timezone: str = Field(
         default="UTC", description="Zone for dates typed without one and for calendar resets."
     )

@@ -13,6 +13,7 @@ import typer
 from vpn_manager import __version__
 from vpn_manager.cli import config as config_cli
 from vpn_manager.cli import proxies as proxies_cli
+from vpn_manager.cli import serve as serve_cli
 from vpn_manager.cli import servers as servers_cli
 from vpn_manager.cli import users as users_cli
 from vpn_manager.cli.context import AppContext
@@ -33,6 +34,7 @@ app.add_typer(servers_cli.app, name="server")
 app.add_typer(proxies_cli.app, name="proxy")
 app.add_typer(config_cli.app, name="config")
 app.command("locate")(config_cli.locate)
+app.command("serve")(serve_cli.serve)
 
 
 def _version(value: bool) -> None:

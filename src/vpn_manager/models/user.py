@@ -65,6 +65,7 @@ class UserLimits(BaseModel):
     reset_period: ResetPeriod = "never"
     device_limit: Count = None
     speed_limit_bps: Bytes = None
+    expire_after_days: Count = None  # "starts on first use": expires this long after first use
 
 
 class UserCreate(UserLimits):
@@ -87,6 +88,7 @@ class UserUpdate(BaseModel):
     reset_period: ResetPeriod | None = None
     device_limit: Count = None
     speed_limit_bps: Bytes = None
+    expire_after_days: Count = None
 
     def changes(self) -> dict[str, Any]:
         data = {field: getattr(self, field) for field in self.model_fields_set}

@@ -1,0 +1,82 @@
+"""`vpn serve`: the long-running service, in the foreground (for systemd or a container)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from vpn_manager.cli.context import app_context
+
+
+def serve(
+    ctx: typer.Context,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval", metavar="SECONDS", help="Seconds between polls (service.poll_interval_s)."
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Do one round (supervise, count, enforce) and exit.")
+    ] = False,
+) -> None:
+    """Run the service: restart crashed engines, count traffic, enforce quotas and expiry.
+
+    Every round it starts servers that should run but do not (with backoff), reads every running
+    engine's counters into the database, and disables users over their quota or past their
+    expiry (cutting their open connections), re-enabling them when a period resets or a limit is
+    raised. Commands keep working while it runs; it picks up their changes."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from vpn_manager.services.accounting import Accountant
+    from vpn_manager.services.servers import ServerService
+
+    context = app_context(ctx)
+    settings = context.settings
+    pause = interval or settings.service.poll_interval_s
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if context.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("vpn_manager.serve")
+
+    async def main() -> None:
+        db = context.database()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        accountant = Accountant(ServerService(db, context.paths), zone=settings.zone)
+        backoff: dict[str, tuple[int, datetime]] = {}
+        log.info("serving (poll every %.1f s)", pause)
+        try:
+            while not stop.is_set():
+                started = await accountant.supervise(backoff)
+                for name in started:
+                    log.info("started %s", name)
+                polled = await accountant.poll()
+                if polled.counted_bytes:
+                    log.debug(
+                        "counted %d bytes on %d servers", polled.counted_bytes, polled.servers
+                    )
+                enforced = await accountant.enforce()
+                for name, status in enforced.limited.items():
+                    log.info("%s is now %s: removed from its servers", name, status)
+                for name in enforced.restored:
+                    log.info("%s is active again", name)
+                if once:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+        finally:
+            await db.close()
+            log.info("stopped")
+
+    asyncio.run(main())

@@ -1,0 +1,208 @@
+"""Traffic accounting and limits: what `vpn serve` does every poll.
+
+Accounting reads each running engine's counters without resetting them and keeps, per counter,
+the last value read and the engine process it came from (a baseline in the database). What a
+counter grew by since the last read is added to its user's totals, period usage and hourly
+history, in the same transaction as the new baseline: a failed read or a crash between reads
+loses nothing that was counted and counts nothing twice (the next read catches up). A counter
+read from a new engine process (restart, crash) or that went backwards is counted from zero.
+
+Limits: a user over their data quota for the current period becomes over-quota, an account past
+its expiry expired; both are removed from their engines and their open connections cut (through
+ServerService.resync, the same path as `vpn user disable`). A new period, a raised quota or an
+extended expiry makes them active again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from vpn_manager.engines.base import Counter
+from vpn_manager.engines.registry import engine_for
+from vpn_manager.errors import VpnError
+from vpn_manager.models.server import DesiredState
+from vpn_manager.models.user import UserStatus
+from vpn_manager.services.periods import period_start
+from vpn_manager.services.servers import ServerService, owners, utcnow
+
+log = logging.getLogger("vpn_manager.accounting")
+
+
+@dataclass
+class PollReport:
+    servers: int = 0
+    counted_bytes: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EnforceReport:
+    limited: dict[str, str] = field(default_factory=dict)  # user → new status
+    restored: list[str] = field(default_factory=list)
+    reset: list[str] = field(default_factory=list)
+
+
+class Accountant:
+    def __init__(
+        self,
+        servers: ServerService,
+        clock: Callable[[], datetime] = utcnow,
+        zone: tzinfo = UTC,
+    ) -> None:
+        self.servers = servers
+        self.db = servers.db
+        self.clock = clock
+        self.zone = zone
+
+    # -- accounting ----------------------------------------------------------------------------
+    async def poll(self) -> PollReport:
+        """Read every running server once and add what each counter grew by."""
+        from vpn_manager.storage import servers as repo
+
+        report = PollReport()
+        async with self.db.session() as session:
+            rows = [r for r, _ in await repo.list_servers(session)]
+        for row in rows:
+            state = self.servers.runtime.state(row.name)
+            if not state.running:
+                continue
+            spec = repo.spec_of(row)
+            try:
+                counters = await engine_for(row.protocol).counters(spec)
+            except VpnError as exc:  # nothing is lost: the next read sees the same counters
+                report.failed[row.name] = exc.message
+                log.warning("reading %s failed: %s", row.name, exc.message)
+                continue
+            epoch = f"{state.pid}@{state.started_at.timestamp() if state.started_at else 0:.0f}"
+            report.counted_bytes += await self._count(row.id, epoch, counters)
+            report.servers += 1
+        return report
+
+    async def _count(self, server_id: int, epoch: str, counters: list[Counter]) -> int:
+        from vpn_manager.storage import accounting as store
+        from vpn_manager.storage import servers as repo
+
+        now = self.clock()
+        async with self.db.session() as session:
+            owner = owners(await repo.all_clients(session, server_id))
+            baselines = await store.baselines(session, server_id)
+            grown: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+            fresh: dict[str, tuple[int, int]] = {}
+            for counter in counters:
+                last = baselines.get(counter.key)
+                if (
+                    last is None
+                    or last[0] != epoch
+                    or counter.up < last[1]
+                    or counter.down < last[2]
+                ):
+                    before = (0, 0)  # a new counter, a new engine process, or one that was reset
+                else:
+                    before = (last[1], last[2])
+                fresh[counter.key] = (counter.up, counter.down)
+                client = owner.get(counter.user)
+                if client is not None:
+                    total = grown[client.user_id]
+                    total[0] += counter.up - before[0]
+                    total[1] += counter.down - before[1]
+            await store.save_baselines(session, server_id, epoch, fresh, baselines, now)
+            deltas = {uid: (up, down) for uid, (up, down) in grown.items() if up or down}
+            await store.add_usage(session, server_id, deltas, now)
+            return sum(up + down for up, down in deltas.values())
+
+    # -- limits --------------------------------------------------------------------------------
+    async def enforce(self) -> EnforceReport:
+        """Apply periods, quotas and expiry dates; returns who changed."""
+        from vpn_manager.storage import accounting as store
+
+        report = EnforceReport()
+        now = self.clock()
+        async with self.db.session() as session:
+            users = await store.limit_view(session)
+            targets: dict[int, UserStatus] = {}
+            for user in users:
+                start = period_start(
+                    user.reset_period, now, self.zone, user.period_started_at or user.created_at
+                )
+                used = user.period_up + user.period_down
+                if start is not None and (
+                    user.period_started_at is None or user.period_started_at < start
+                ):
+                    if user.period_started_at is not None and used:
+                        report.reset.append(user.name)
+                    await store.start_period(session, user.id, start)
+                    used = 0
+                expires_at = user.expires_at
+                if expires_at is None and user.expire_after_days and user.first_used_at:
+                    expires_at = user.first_used_at + timedelta(days=user.expire_after_days)
+                    await store.set_expiry(session, user.id, expires_at)
+                over = user.quota_bytes is not None and used >= user.quota_bytes
+                expired = expires_at is not None and expires_at <= now
+                status = UserStatus(user.status)
+                if status is UserStatus.ACTIVE and expired:
+                    targets[user.id] = UserStatus.EXPIRED
+                elif status is UserStatus.ACTIVE and over:
+                    targets[user.id] = UserStatus.OVER_QUOTA
+                elif status is UserStatus.EXPIRED and not expired:
+                    targets[user.id] = UserStatus.OVER_QUOTA if over else UserStatus.ACTIVE
+                elif status is UserStatus.OVER_QUOTA and not over:
+                    targets[user.id] = UserStatus.EXPIRED if expired else UserStatus.ACTIVE
+            if not targets:
+                return report
+            names = {u.id: u.name for u in users}
+            before = await self.servers.clients_before(session, list(targets))
+            await store.set_statuses(session, targets, now)
+            await self.servers.resync(session, before)
+            for user_id, status in targets.items():
+                if status is UserStatus.ACTIVE:
+                    report.restored.append(names[user_id])
+                else:
+                    report.limited[names[user_id]] = status.value
+        return report
+
+    async def reset_usage(self, names: list[str]) -> None:
+        """Start a new period for these users now (and let over-quota ones back in)."""
+        from vpn_manager.storage import accounting as store
+        from vpn_manager.storage import users as user_repo
+
+        async with self.db.session() as session:
+            ids = await user_repo.ids_for(session, names)
+            for user_id in ids.values():
+                await store.start_period(session, user_id, self.clock())
+        await self.enforce()
+
+    # -- supervision ---------------------------------------------------------------------------
+    async def supervise(self, backoff: dict[str, tuple[int, datetime]]) -> list[str]:
+        """Start servers that should run but do not (crashed, killed, machine rebooted), with an
+        exponential backoff per server. Returns the ones started."""
+        from vpn_manager.storage import servers as repo
+
+        now = self.clock()
+        started = []
+        async with self.db.session() as session:
+            rows = [r for r, _ in await repo.list_servers(session)]
+        for row in rows:
+            if (
+                row.desired != DesiredState.RUNNING.value
+                or self.servers.runtime.state(row.name).running
+            ):
+                backoff.pop(row.name, None)
+                continue
+            failures, not_before = backoff.get(row.name, (0, now))
+            if now < not_before:
+                continue
+            log.warning("%s should run but does not: starting it", row.name)
+            try:
+                await self.servers.start(row.name)
+            except VpnError as exc:
+                wait = min(300, 2 ** (failures + 1))
+                backoff[row.name] = (failures + 1, now + timedelta(seconds=wait))
+                log.error("starting %s failed (%s); next try in %d s", row.name, exc.message, wait)
+                continue
+            backoff.pop(row.name, None)
+            started.append(row.name)
+        return started

@@ -1,0 +1,29 @@
+"""Quota reset periods: when does the current period start? Pure functions of a moment, a period
+and a time zone (calendar periods follow the zone's midnight, DST included)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta, tzinfo
+
+
+def period_start(period: str, now: datetime, zone: tzinfo, anchor: datetime) -> datetime | None:
+    """The start of the period that contains `now` (UTC), or None for "never".
+
+    daily: midnight in `zone`; weekly: Monday midnight; monthly: the 1st at midnight; "Nd": every
+    N days counted from `anchor` (when the user was created, or its limit last reset)."""
+    if period == "never":
+        return None
+    local = now.astimezone(zone)
+    if period == "daily":
+        start = datetime.combine(local.date(), time(), zone)
+    elif period == "weekly":
+        start = datetime.combine(local.date() - timedelta(days=local.weekday()), time(), zone)
+    elif period == "monthly":
+        start = datetime.combine(local.date().replace(day=1), time(), zone)
+    elif period.endswith("d") and period[:-1].isdigit():
+        days = int(period[:-1])
+        cycles = max(0, (now - anchor) // timedelta(days=days))
+        return anchor + cycles * timedelta(days=days)
+    else:
+        raise ValueError(f"unknown reset period {period!r}")
+    return start.astimezone(UTC)

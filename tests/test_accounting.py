@@ -1,0 +1,162 @@
+"""Accounting and limits on a real SQLite database, with an injectable clock: counting across
+engine restarts, periods, quotas, expiry (engines are not needed: users hold no servers here;
+tests/e2e/test_accounting.py does it with a real Xray)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from vpn_manager.engines.base import Counter
+from vpn_manager.models import UserCreate
+from vpn_manager.services.accounting import Accountant
+from vpn_manager.services.periods import period_start
+from vpn_manager.services.servers import ServerService
+from vpn_manager.services.users import UserService
+from vpn_manager.settings import Paths
+from vpn_manager.storage import Database
+from vpn_manager.storage.orm import ServerRow
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_period_starts() -> None:
+    now = datetime(2027, 3, 31, 22, 30, tzinfo=UTC)  # 00:30 on April 1st in Berlin (CEST)
+    anchor = datetime(2027, 3, 1, tzinfo=UTC)
+    assert period_start("never", now, BERLIN, anchor) is None
+    assert period_start("daily", now, BERLIN, anchor) == datetime(2027, 3, 31, 22, 0, tzinfo=UTC)
+    assert period_start("monthly", now, BERLIN, anchor) == datetime(2027, 3, 31, 22, tzinfo=UTC)
+    assert period_start("monthly", now, UTC, anchor) == datetime(2027, 3, 1, tzinfo=UTC)
+    assert period_start("weekly", now, UTC, anchor) == datetime(2027, 3, 29, tzinfo=UTC)  # Monday
+    assert period_start("10d", now, UTC, anchor) == datetime(2027, 3, 31, tzinfo=UTC)
+    assert period_start("30d", now, UTC, anchor) == datetime(2027, 3, 31, tzinfo=UTC)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> tuple[Database, Accountant, UserService, Clock, int]:
+    paths = Paths.from_env({}, home=tmp_path)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'vpn.db'}")
+    await db.open()
+    clock = Clock(datetime(2027, 1, 10, 12, tzinfo=UTC))
+    servers = ServerService(db, paths, clock=clock)
+    users = UserService(db, clock=clock, servers=lambda: servers)
+    async with db.session() as session:  # a server row for the counters to belong to (stopped)
+        row = ServerRow(
+            name="s",
+            protocol="vless-reality",
+            engine="xray",
+            runtime="native",
+            listen="127.0.0.1",
+            port=1,
+            host="127.0.0.1",
+            desired="stopped",
+            settings={"sni": "a.test", "dest": "a.test:443", "short_ids": ["ab"], "api_port": 2},
+            secret={"private_key": "4FntWLkKlvSV44OGaN0WmHJeH5r5B1XTdNUUp5yKfHU"},
+            created_at=clock(),
+            updated_at=clock(),
+        )
+        session.add(row)
+        await session.flush()
+        server_id = row.id
+    return db, Accountant(servers, clock=clock, zone=UTC), users, clock, server_id
+
+
+async def grant(db: Database, server_id: int, user: str) -> None:
+    from vpn_manager.storage import servers as repo
+    from vpn_manager.storage import users as user_repo
+
+    async with db.session() as session:
+        ids = await user_repo.ids_for(session, [user])
+        row = await session.get(ServerRow, server_id)
+        assert row is not None
+        await repo.add_credentials(session, row, [(ids[user], {"uuid": "u"})], datetime.now(UTC))
+
+
+async def test_counting_across_restarts_never_loses_or_doubles(
+    world: tuple[Database, Accountant, UserService, Clock, int],
+) -> None:
+    db, accountant, users, _clock, server = world
+    await users.add([UserCreate(name="alice")])
+    await grant(db, server, "alice")
+    alice = "user-1"
+
+    async def read(epoch: str, up: int, down: int) -> int:
+        return await accountant._count(server, epoch, [Counter(alice, alice, up, down)])
+
+    assert await read("p1", 100, 1_000) == 1_100
+    assert await read("p1", 100, 1_000) == 0  # nothing grew: nothing counted twice
+    assert await read("p1", 150, 3_000) == 2_050
+    # The engine restarts: a new process counts from zero, even past the old value.
+    assert await read("p2", 500, 9_000) == 9_500
+    # A counter that went backwards in the same process (a peer re-added) counts from zero.
+    assert await read("p2", 10, 20) == 30
+    user = await users.get("alice")
+    assert (user.upload_bytes, user.download_bytes) == (
+        100 + 50 + 500 + 10,
+        1_000 + 2_000 + 9_000 + 20,
+    )
+    assert (user.period_upload_bytes, user.period_download_bytes) == (660, 12_020)
+    assert user.first_used_at is not None
+
+
+async def test_quota_periods_and_expiry(
+    world: tuple[Database, Accountant, UserService, Clock, int],
+) -> None:
+    db, accountant, users, clock, server = world
+    await users.add(
+        [
+            UserCreate(name="alice", quota_bytes=1_000, reset_period="daily"),
+            UserCreate(name="bob", quota_bytes=1_000),
+            UserCreate(name="carol", expires_at=clock() + timedelta(hours=1)),
+            UserCreate(name="dave", expire_after_days=2),
+        ]
+    )
+    for name in ("alice", "bob", "dave"):
+        await grant(db, server, name)
+    await accountant.enforce()  # starts alice's first period
+    await accountant._count(server, "p", [Counter("user-1", "user-1", 600, 600)])
+    await accountant._count(server, "p", [Counter("user-2", "user-2", 10, 10)])
+    report = await accountant.enforce()
+    assert report.limited == {"alice": "over-quota"}
+    assert (await users.get("alice")).status == "over-quota"
+    # Two hours later carol has expired; bob is still fine.
+    clock.now += timedelta(hours=2)
+    assert (await accountant.enforce()).limited == {"carol": "expired"}
+    # Extending carol's expiry lets her back in.
+    from vpn_manager.models import UserUpdate
+
+    await users.update("carol", UserUpdate(expires_at=clock() + timedelta(days=30)))
+    assert (await accountant.enforce()).restored == ["carol"]
+    # The next day alice's period rolls over: she is active again with nothing used.
+    clock.now = datetime(2027, 1, 11, 0, 0, 1, tzinfo=UTC)
+    report = await accountant.enforce()
+    assert report.restored == ["alice"]
+    assert report.reset == ["alice"]
+    alice = await users.get("alice")
+    assert (alice.status, alice.period_download_bytes, alice.download_bytes) == ("active", 0, 600)
+    # bob's quota never resets; raising it lets him back in after he crosses it.
+    await accountant._count(server, "p", [Counter("user-2", "user-2", 500, 990)])
+    assert (await accountant.enforce()).limited == {"bob": "over-quota"}
+    await accountant.reset_usage(["bob"])
+    assert (await users.get("bob")).status == "active"
+    # "Starts on first use": dave's 2 days begin with his first byte.
+    assert (await users.get("dave")).expires_at is None
+    await accountant._count(server, "p", [Counter("user-4", "user-4", 1, 1)])
+    await accountant.enforce()
+    dave = await users.get("dave")
+    assert dave.first_used_at == clock()
+    assert dave.expires_at == clock() + timedelta(days=2)
+    clock.now += timedelta(days=2)
+    assert (await accountant.enforce()).limited == {"dave": "expired"}
+    await db.close()
