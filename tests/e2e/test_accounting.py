@@ -1,0 +1,169 @@
+"""Accounting and limits end to end: real engines, real traffic, `vpn serve` doing the work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import (
+    VPN,
+    Vpn,
+    curl_fails,
+    curl_via,
+    install,
+    install_singbox,
+    link_of,
+    singbox_client,
+    xray_client,
+)
+from tests.e2e.net import BACKEND_PAGE, Stream
+
+pytestmark = pytest.mark.usefixtures("need_root")
+
+
+def user(vpn: Vpn, name: str) -> dict[str, Any]:
+    data = vpn.json("user", "show", name)
+    assert isinstance(data, dict)
+    return data
+
+
+def wait_status(vpn: Vpn, name: str, status: str, within: float = 10) -> None:
+    """Wait for the running service to give a user this status."""
+    deadline = time.monotonic() + within
+    while user(vpn, name)["status"] != status and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert user(vpn, name)["status"] == status
+
+
+def downloaded(vpn: Vpn, name: str) -> int:
+    return int(user(vpn, name)["download_bytes"])
+
+
+def test_xray_bytes_counted_in_one_poll_and_across_a_kill(
+    vpn: Vpn, reality_site: int, backend: int, tmp_path: Path
+) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    link = link_of(vpn, "alice", server.name)
+    with xray_client(link, tmp_path / "alice") as socks:
+        curl_via(socks, f"http://127.0.0.1:{backend}/")  # warm up the fresh REALITY server
+        vpn.ok("serve", "--once")
+        before = downloaded(vpn, "alice")
+        body = curl_via(socks, f"http://127.0.0.1:{backend}/bytes/500000", attempts_for=0)
+        assert len(body) == 500_000
+        vpn.ok("serve", "--once")
+        # Xray counts the proxied bytes: the body and the response headers (~150 bytes).
+        counted = downloaded(vpn, "alice") - before
+        assert 500_000 <= counted <= 502_000, counted
+        vpn.ok("serve", "--once")
+        assert downloaded(vpn, "alice") - before == counted, "a poll with no traffic added bytes"
+        # Kill the engine in the middle of a transfer; the service restarts it.
+        stream = Stream(socks, backend)
+        try:
+            assert stream.flowing()
+            vpn.ok("serve", "--once")
+            counted_before_kill = downloaded(vpn, "alice")
+            received_at_poll = stream.received
+            status = vpn.json("server", "status", server.name)
+            assert isinstance(status, dict)
+            os.kill(int(status["pid"]), signal.SIGKILL)
+            time.sleep(0.5)
+            after_kill = stream.received
+        finally:
+            stream.close()
+        vpn.ok("serve", "--once")  # restarts the engine and counts its (new) counters
+        restarted = vpn.json("server", "status", server.name)
+        assert isinstance(restarted, dict)
+        assert restarted["healthy"]
+        assert restarted["pid"] != status["pid"]
+        total = downloaded(vpn, "alice")
+        # Nothing counted is lost; what moved between the last poll and the kill died with the
+        # engine's counters; nothing is counted twice.
+        assert counted_before_kill <= total <= counted_before_kill + (after_kill - received_at_poll)
+        body = curl_via(socks, f"http://127.0.0.1:{backend}/bytes/300000", attempts_for=20)
+        assert len(body) == 300_000
+        vpn.ok("serve", "--once")
+        grown = downloaded(vpn, "alice") - total
+        assert 300_000 <= grown <= 302_000, grown
+
+
+@pytest.mark.parametrize("protocol", ["shadowsocks", "trojan"])
+def test_singbox_bytes_counted_in_one_poll(
+    vpn: Vpn, backend: int, tmp_path: Path, protocol: str
+) -> None:
+    server = install_singbox(vpn, protocol, protocol)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
+        body = curl_via(socks, f"http://127.0.0.1:{backend}/bytes/400000", attempts_for=5)
+        assert len(body) == 400_000
+        time.sleep(0.3)  # sing-box updates a connection's counters after it closes
+        vpn.ok("serve", "--once")
+        counted = downloaded(vpn, "alice")
+        assert 400_000 <= counted <= 402_000, counted
+        vpn.ok("serve", "--once")
+        assert downloaded(vpn, "alice") == counted, "a poll with no traffic added bytes"
+
+
+def serve_in_background(vpn: Vpn, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*vpn.prefix, str(VPN), "serve", "--interval", "1"],
+        env=vpn.env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+
+
+def test_quota_cuts_the_open_transfer_and_expiry_refuses(
+    vpn: Vpn, reality_site: int, backend: int, tmp_path: Path
+) -> None:
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "--server", server.name, "--quota", "150KB")
+    vpn.ok("user", "add", "bob", "--server", server.name)
+    service = serve_in_background(vpn, tmp_path / "serve.log")
+    try:
+        with (
+            xray_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as alice,
+            xray_client(link_of(vpn, "bob", server.name), tmp_path / "bob") as bob,
+        ):
+            curl_via(alice, f"http://127.0.0.1:{backend}/")
+            curl_via(bob, f"http://127.0.0.1:{backend}/")
+            stream = Stream(alice, backend)  # 20 kB/s: crosses 150 kB in about 7 s
+            try:
+                wait_status(vpn, "alice", "over-quota", within=30)
+                crossed = time.monotonic()
+                while stream.ended is None and time.monotonic() < crossed + 5:
+                    time.sleep(0.1)
+                assert stream.ended is not None, "alice's open transfer survived her quota"
+            finally:
+                stream.close()
+            assert curl_fails(alice, f"http://127.0.0.1:{backend}/")
+            assert curl_via(bob, f"http://127.0.0.1:{backend}/", attempts_for=0) == (
+                BACKEND_PAGE.decode()
+            )
+            # Raising the quota lets her back in (the running service re-enables her).
+            vpn.ok("user", "update", "alice", "--quota", "100MB")
+            wait_status(vpn, "alice", "active")
+            assert curl_via(alice, f"http://127.0.0.1:{backend}/", attempts_for=10)
+            # An expired user is refused; extending the expiry lets them in again.
+            vpn.ok("user", "update", "bob", "--expires", "2020-01-01")
+            wait_status(vpn, "bob", "expired")
+            assert curl_fails(bob, f"http://127.0.0.1:{backend}/")
+            vpn.ok("user", "update", "bob", "--expires", "30d")
+            wait_status(vpn, "bob", "active")
+            assert curl_via(bob, f"http://127.0.0.1:{backend}/", attempts_for=10)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+    log = (tmp_path / "serve.log").read_text()
+    assert "alice is now over-quota" in log, log
+    assert "Traceback" not in log
