@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_S = 900.0
 """A command that runs longer than this is a failure, not a slow measurement."""
 
-Unit = Literal["ms", "s"]
+Unit = Literal["ms", "s", "MB"]
 
 
 class BenchError(Exception):
@@ -218,6 +218,20 @@ class Under:
 
 
 @dataclass(frozen=True)
+class UnderMB:
+    """The median must be strictly under `limit` megabytes (for rows with unit "MB")."""
+
+    limit: float
+    requires: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f"< {self.limit:g} MB"
+
+    def judge(self, median_s: float, results: Mapping[str, RowResult]) -> Verdict:
+        return Verdict(median_s < self.limit)
+
+
+@dataclass(frozen=True)
 class WithinFactor:
     """The median must be at most `factor` times the median of another row."""
 
@@ -318,6 +332,68 @@ def home_with_server_and_users(bench: Bench, home: Path) -> None:
     (home / "bench-pid").write_text(str(server_pid(bench, home)))
 
 
+def netns() -> str:
+    """The bench's own network namespace (WireGuard needs CAP_NET_ADMIN; the namespace keeps
+    its interface and rules off the host)."""
+    return f"vpnbench-{os.getpid()}"
+
+
+def in_netns(bench: Bench, *args: str) -> list[str]:
+    """`vpn ARGS` inside the bench's network namespace."""
+    return ["ip", "netns", "exec", netns(), str(bench.vpn), *args]
+
+
+def home_with_wireguard_peers(bench: Bench, home: Path) -> None:
+    """A WireGuard server holding the N generated users as peers, in a new network namespace."""
+    if os.geteuid() != 0:
+        raise BenchError("the poll row needs root (network namespaces, WireGuard)")
+    subprocess.run(["ip", "netns", "add", netns()], check=True)
+    subprocess.run(["ip", "-n", netns(), "link", "set", "lo", "up"], check=True)
+    bench.run(
+        in_netns(
+            bench,
+            "server",
+            "install",
+            "wireguard",
+            "--name",
+            SERVER,
+            "--port",
+            "51820",
+            "--host",
+            "10.0.0.1",
+            "--subnet",
+            "10.64.0.0/16",
+        ),
+        home,
+    )
+    progress(f"  adding {bench.users:,} WireGuard peers ...")
+    elapsed, _ = bench.run(
+        in_netns(bench, "user", "add", *bench.user_names(), "--server", SERVER), home
+    )
+    progress(f" {elapsed:.1f} s\n")
+
+
+def remove_netns_server(bench: Bench, home: Path) -> None:
+    bench.run(in_netns(bench, "server", "remove", SERVER, "--yes"), home)
+    subprocess.run(["ip", "netns", "delete", netns()], check=True)
+
+
+def poll_seconds(out: str) -> float:
+    """`vpn --format json serve --once` reports how long its poll took."""
+    return float(json.loads(out)["poll_ms"]) / 1000
+
+
+SERVE_RSS = """
+import os, subprocess, sys, time
+service = subprocess.Popen([sys.argv[1], "serve", "--interval", "2"], stderr=subprocess.DEVNULL)
+time.sleep(float(sys.argv[2]))
+status = open(f"/proc/{service.pid}/status").read()
+service.terminate()
+service.wait(10)
+print(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+"""
+
+
 def stop_servers(bench: Bench, home: Path) -> None:
     _, out = bench.run([str(bench.vpn), "--format", "json", "server", "list"], home, capture=True)
     for server in json.loads(out):
@@ -352,6 +428,9 @@ class Row:
     unit: Unit = "ms"
     cleanup: Callable[[Bench, Path], None] | None = None
     """Untimed, after each run in a fresh home and once after a shared home's runs."""
+    measure: Callable[[str], float] | None = None
+    """When the command reports the figure itself: its stdout → the value (seconds, or MB for
+    unit "MB"), used instead of the command's wall time."""
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -417,6 +496,25 @@ ROWS: list[Row] = [
         cleanup=same_engine_then_stop,
     ),
     Row(
+        "poll",
+        "one traffic poll, WireGuard server with {users} peers",
+        lambda b, run: in_netns(b, "--format", "json", "serve", "--once"),
+        target=Under(0.200),
+        setup=home_with_wireguard_peers,
+        cleanup=remove_netns_server,
+        measure=poll_seconds,
+    ),
+    Row(
+        "serve-rss",
+        "vpn serve idle memory (RSS, engines excluded)",
+        lambda b, run: [str(b.python), "-c", SERVE_RSS, str(b.vpn), "6"],
+        target=UnderMB(60),
+        setup=home_with_server,
+        cleanup=stop_servers,
+        measure=float,
+        unit="MB",
+    ),
+    Row(
         "user-add-batch-server",
         "vpn user add <{users} names> --server (live)",
         lambda b, _: [str(b.vpn), "user", "add", *b.user_names(), "--server", SERVER],
@@ -474,7 +572,9 @@ def measure(bench: Bench, row: Row, runs: int, results: Mapping[str, RowResult])
         if home is None:
             home = bench.new_home(f"{row.id}-{run}")
             row.setup(bench, home)
-        elapsed, _ = bench.run(row.command(bench, run), home)
+        elapsed, out = bench.run(row.command(bench, run), home, capture=row.measure is not None)
+        if row.measure is not None:
+            elapsed = row.measure(out)
         if run == 0:
             if row.expect_users is not None:
                 bench.expect_users(home, row.expect_users(bench))
@@ -585,6 +685,8 @@ def header(info: Mapping[str, Any], runs: int, users: int) -> list[str]:
 
 
 def fmt_time(seconds: float, unit: Unit) -> str:
+    if unit == "MB":
+        return f"{seconds:.1f} MB"  # a memory row's values are megabytes, not seconds
     return f"{seconds:.2f} s" if unit == "s" else f"{seconds * 1000:.1f} ms"
 
 

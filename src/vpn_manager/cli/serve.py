@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from vpn_manager.cli.context import app_context
+from vpn_manager.cli.options import FormatOption
 
 
 def serve(
@@ -21,8 +22,12 @@ def serve(
         ),
     ] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="Do one round (supervise, count, enforce) and exit.")
+        bool,
+        typer.Option(
+            "--once", help="Do one round (supervise, count, enforce), print what it did, exit."
+        ),
     ] = False,
+    output_format: FormatOption = None,
 ) -> None:
     """Run the service: restart crashed engines, count traffic, enforce quotas and expiry.
 
@@ -62,16 +67,31 @@ def serve(
                 for name in started:
                     log.info("started %s", name)
                 polled = await accountant.poll()
-                if polled.counted_bytes:
-                    log.debug(
-                        "counted %d bytes on %d servers", polled.counted_bytes, polled.servers
-                    )
+                log.debug(
+                    "poll: %d counters on %d servers, %d bytes counted, %.1f ms",
+                    polled.counters,
+                    polled.servers,
+                    polled.counted_bytes,
+                    polled.took_ms,
+                )
                 enforced = await accountant.enforce()
                 for name, status in enforced.limited.items():
                     log.info("%s is now %s: removed from its servers", name, status)
                 for name in enforced.restored:
                     log.info("%s is active again", name)
                 if once:
+                    context.output(output_format).record(
+                        {
+                            "started": started,
+                            "servers_polled": polled.servers,
+                            "counters": polled.counters,
+                            "counted_bytes": polled.counted_bytes,
+                            "poll_ms": round(polled.took_ms, 1),
+                            "failed": polled.failed,
+                            "limited": enforced.limited,
+                            "restored": enforced.restored,
+                        }
+                    )
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), pause)

@@ -16,6 +16,7 @@ extended expiry makes them active again.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ log = logging.getLogger("vpn_manager.accounting")
 @dataclass
 class PollReport:
     servers: int = 0
+    counters: int = 0
     counted_bytes: int = 0
+    took_ms: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,6 +67,7 @@ class Accountant:
         from vpn_manager.storage import servers as repo
 
         report = PollReport()
+        started = time.perf_counter()
         async with self.db.session() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
         for row in rows:
@@ -79,7 +83,9 @@ class Accountant:
                 continue
             epoch = f"{state.pid}@{state.started_at.timestamp() if state.started_at else 0:.0f}"
             report.counted_bytes += await self._count(row.id, epoch, counters)
+            report.counters += len(counters)
             report.servers += 1
+        report.took_ms = (time.perf_counter() - started) * 1000
         return report
 
     async def _count(self, server_id: int, epoch: str, counters: list[Counter]) -> int:
@@ -88,7 +94,7 @@ class Accountant:
 
         now = self.clock()
         async with self.db.session() as session:
-            owner = owners(await repo.all_clients(session, server_id))
+            owner = owners(await repo.identities(session, server_id))
             baselines = await store.baselines(session, server_id)
             grown: dict[int, list[int]] = defaultdict(lambda: [0, 0])
             fresh: dict[str, tuple[int, int]] = {}

@@ -20,7 +20,7 @@ HOURLY = cast(Table, UsageHourlyRow.__table__)
 
 
 async def baselines(session: AsyncSession, server_id: int) -> dict[str, tuple[str, int, int]]:
-    result = await session.execute(
+    result = await (await session.connection()).execute(
         select(
             UsageBaselineRow.key, UsageBaselineRow.epoch, UsageBaselineRow.up, UsageBaselineRow.down
         ).where(UsageBaselineRow.server_id == server_id)

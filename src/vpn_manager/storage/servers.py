@@ -128,6 +128,22 @@ async def all_clients(session: AsyncSession, server_id: int) -> list[Client]:
     return [Client(user_id, name, dict(secret)) for user_id, name, secret in result.all()]
 
 
+async def identities(session: AsyncSession, server_id: int) -> list[Client]:
+    """Everyone on a server with just what identifies them to the engine (no secrets): the
+    accounting poll's view, read without decoding every credential."""
+    public_key = UserCredentialRow.secret["public_key"].as_string()
+    connection = await session.connection()  # plain rows: no ORM bookkeeping for 10,000 peers
+    result = await connection.execute(
+        select(UserRow.id, UserRow.name, public_key)
+        .join(UserCredentialRow, UserCredentialRow.user_id == UserRow.id)
+        .where(UserCredentialRow.server_id == server_id)
+    )
+    return [
+        Client(user_id, name, {"public_key": key} if key else {})
+        for user_id, name, key in result.all()
+    ]
+
+
 async def holders(session: AsyncSession, server_id: int, user_ids: Sequence[int]) -> set[int]:
     """Which of these users already hold credentials on the server."""
     found: set[int] = set()

@@ -185,22 +185,13 @@ class WireGuardEngine:
         raise EngineError("WireGuard peers change live; it is never reloaded.")  # pragma: no cover
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
-        interface = spec.settings["interface"]
-        for client in clients:
-            secret = client.secret
+        """`wg addconf` with just the new peers (keys on stdin): one call however many, and the
+        peers already there are not touched."""
+        peers = config.render(spec, clients).split("\n\n", 1)
+        if len(peers) == 2:
             await run(
-                [
-                    _tool("wg"),
-                    "set",
-                    interface,
-                    "peer",
-                    secret["public_key"],
-                    "preshared-key",
-                    "/dev/stdin",
-                    "allowed-ips",
-                    config.peer_ips(secret).replace(" ", ""),
-                ],
-                input=secret["preshared_key"] + "\n",
+                [_tool("wg"), "addconf", spec.settings["interface"], "/dev/stdin"],
+                input="[Interface]\n\n" + peers[1],
             )
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
