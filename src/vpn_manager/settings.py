@@ -144,6 +144,9 @@ class ServiceSettings(BaseModel):
     poll_interval_s: float = Field(
         default=10.0, gt=0, description="How often `vpn serve` reads the engines' counters."
     )
+    metrics_port: int = Field(
+        default=9477, ge=0, le=65535, description="Prometheus metrics on 127.0.0.1 (0: off)."
+    )
 
 
 class Settings(BaseSettings):

@@ -22,7 +22,7 @@ from tests.e2e.conftest import (
     singbox_client,
     xray_client,
 )
-from tests.e2e.net import BACKEND_PAGE, Stream
+from tests.e2e.net import BACKEND_PAGE, Stream, free_port
 
 pytestmark = pytest.mark.usefixtures("need_root")
 
@@ -110,9 +110,9 @@ def test_singbox_bytes_counted_in_one_poll(
         assert downloaded(vpn, "alice") == counted, "a poll with no traffic added bytes"
 
 
-def serve_in_background(vpn: Vpn, log: Path) -> subprocess.Popen[bytes]:
+def serve_in_background(vpn: Vpn, log: Path, metrics: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [*vpn.prefix, str(VPN), "serve", "--interval", "1"],
+        [*vpn.prefix, str(VPN), "serve", "--interval", "1", "--metrics-port", str(metrics)],
         env=vpn.env,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
@@ -125,7 +125,8 @@ def test_quota_cuts_the_open_transfer_and_expiry_refuses(
     server = install(vpn, reality_site)
     vpn.ok("user", "add", "alice", "--server", server.name, "--quota", "150KB")
     vpn.ok("user", "add", "bob", "--server", server.name)
-    service = serve_in_background(vpn, tmp_path / "serve.log")
+    metrics = free_port()
+    service = serve_in_background(vpn, tmp_path / "serve.log", metrics)
     try:
         with (
             xray_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as alice,
@@ -157,6 +158,18 @@ def test_quota_cuts_the_open_transfer_and_expiry_refuses(
             vpn.ok("user", "update", "bob", "--expires", "30d")
             wait_status(vpn, "bob", "active")
             assert curl_via(bob, f"http://127.0.0.1:{backend}/", attempts_for=10)
+        # The service's Prometheus metrics, on 127.0.0.1 only.
+        scraped = subprocess.run(
+            ["curl", "-sS", f"http://127.0.0.1:{metrics}/metrics"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        alice_bytes = downloaded(vpn, "alice")
+        assert f'vpn_user_download_bytes_total{{user="alice"}} {alice_bytes}' in scraped
+        assert f'vpn_server_up{{server="{server.name}"}} 1' in scraped
+        assert 'vpn_users{status="active"} 2' in scraped
+        assert "# TYPE vpn_server_download_bytes_total counter" in scraped
     finally:
         service.send_signal(signal.SIGTERM)
         try:

@@ -15,6 +15,7 @@ from vpn_manager.cli import config as config_cli
 from vpn_manager.cli import proxies as proxies_cli
 from vpn_manager.cli import serve as serve_cli
 from vpn_manager.cli import servers as servers_cli
+from vpn_manager.cli import stats as stats_cli
 from vpn_manager.cli import users as users_cli
 from vpn_manager.cli.context import AppContext
 from vpn_manager.cli.options import FormatOption
@@ -35,6 +36,7 @@ app.add_typer(proxies_cli.app, name="proxy")
 app.add_typer(config_cli.app, name="config")
 app.command("locate")(config_cli.locate)
 app.command("serve")(serve_cli.serve)
+app.command("stats")(stats_cli.stats)
 
 
 def _version(value: bool) -> None:

@@ -27,6 +27,14 @@ def serve(
             "--once", help="Do one round (supervise, count, enforce), print what it did, exit."
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="PORT",
+            help="Serve Prometheus metrics on 127.0.0.1:PORT (service.metrics_port; 0: off).",
+        ),
+    ] = None,
     output_format: FormatOption = None,
 ) -> None:
     """Run the service: restart crashed engines, count traffic, enforce quotas and expiry.
@@ -59,6 +67,16 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         accountant = Accountant(ServerService(db, context.paths), zone=settings.zone)
+        port = settings.service.metrics_port if metrics_port is None else metrics_port
+        metrics = None
+        if port and not once:
+            from vpn_manager.services.metrics import render, serve_metrics
+
+            try:
+                metrics = await serve_metrics("127.0.0.1", port, lambda: render(accountant))
+                log.info("metrics on http://127.0.0.1:%d/metrics", port)
+            except OSError as exc:
+                log.error("no metrics: cannot listen on 127.0.0.1:%d (%s)", port, exc.strerror)
         backoff: dict[str, tuple[int, datetime]] = {}
         log.info("serving (poll every %.1f s)", pause)
         try:
@@ -75,6 +93,7 @@ def serve(
                     polled.took_ms,
                 )
                 enforced = await accountant.enforce()
+                await accountant.prune_history()
                 for name, status in enforced.limited.items():
                     log.info("%s is now %s: removed from its servers", name, status)
                 for name in enforced.restored:
@@ -96,6 +115,8 @@ def serve(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), pause)
         finally:
+            if metrics is not None:
+                metrics.close()
             await db.close()
             log.info("stopped")
 

@@ -15,7 +15,10 @@ extended expiry makes them active again.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,6 +34,7 @@ from vpn_manager.services.periods import period_start
 from vpn_manager.services.servers import ServerService, owners, utcnow
 
 log = logging.getLogger("vpn_manager.accounting")
+HISTORY_DAYS = 90
 
 
 @dataclass
@@ -60,10 +64,27 @@ class Accountant:
         self.db = servers.db
         self.clock = clock
         self.zone = zone
+        self.last_poll = PollReport()
+        # Since this process started, for the metrics: bytes per server, and who moved any in
+        # the last poll ("online").
+        self.server_bytes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        self.online: dict[int, set[int]] = {}
 
     # -- accounting ----------------------------------------------------------------------------
     async def poll(self) -> PollReport:
-        """Read every running server once and add what each counter grew by."""
+        """Read every running server once and add what each counter grew by. Pollers on this
+        machine (the service, `vpn monitor traffic`) take turns: two reading the same baseline
+        at once would both add the same growth."""
+        lock = self.servers.paths.run_dir / "poll.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            return await self._poll()
+        finally:
+            os.close(fd)
+
+    async def _poll(self) -> PollReport:
         from vpn_manager.storage import servers as repo
 
         report = PollReport()
@@ -86,7 +107,15 @@ class Accountant:
             report.counters += len(counters)
             report.servers += 1
         report.took_ms = (time.perf_counter() - started) * 1000
+        self.last_poll = report
         return report
+
+    async def prune_history(self, keep_days: int = HISTORY_DAYS) -> int:
+        """Drop hourly history older than `keep_days`."""
+        from vpn_manager.storage import accounting as store
+
+        async with self.db.session() as session:
+            return await store.prune_hourly(session, self.clock() - timedelta(days=keep_days))
 
     async def _count(self, server_id: int, epoch: str, counters: list[Counter]) -> int:
         from vpn_manager.storage import accounting as store
@@ -118,6 +147,10 @@ class Accountant:
             await store.save_baselines(session, server_id, epoch, fresh, baselines, now)
             deltas = {uid: (up, down) for uid, (up, down) in grown.items() if up or down}
             await store.add_usage(session, server_id, deltas, now)
+            self.online[server_id] = set(deltas)
+            total = self.server_bytes[server_id]
+            total[0] += sum(up for up, _ in deltas.values())
+            total[1] += sum(down for _, down in deltas.values())
             return sum(up + down for up, down in deltas.values())
 
     # -- limits --------------------------------------------------------------------------------

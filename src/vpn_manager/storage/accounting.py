@@ -189,3 +189,35 @@ async def set_statuses(
         await session.execute(
             update(UserRow).where(UserRow.id == user_id).values(status=status.value, updated_at=now)
         )
+
+
+async def prune_hourly(session: AsyncSession, before: datetime) -> int:
+    result = await (await session.connection()).execute(
+        delete(HOURLY).where(HOURLY.c.hour < before)
+    )
+    return int(result.rowcount or 0)
+
+
+async def history(
+    session: AsyncSession, since: datetime | None, until: datetime | None
+) -> list[tuple[datetime, str, str, int, int]]:
+    """(hour, user, server, up, down) rows, oldest first."""
+    from vpn_manager.storage.orm import ServerRow
+
+    query = (
+        select(
+            UsageHourlyRow.hour,
+            UserRow.name,
+            ServerRow.name,
+            UsageHourlyRow.up,
+            UsageHourlyRow.down,
+        )
+        .join(UserRow, UserRow.id == UsageHourlyRow.user_id)
+        .join(ServerRow, ServerRow.id == UsageHourlyRow.server_id)
+        .order_by(UsageHourlyRow.hour, UserRow.name, ServerRow.name)
+    )
+    if since is not None:
+        query = query.where(UsageHourlyRow.hour >= since)
+    if until is not None:
+        query = query.where(UsageHourlyRow.hour < until)
+    return [tuple(row) for row in (await session.execute(query)).all()]  # type: ignore[misc]
