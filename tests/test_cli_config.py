@@ -30,6 +30,8 @@ database.url                -
 database.busy_timeout_ms    5000
 database.connect_timeout_s  5.0
 output.format               table
+service.poll_interval_s     10.0
+service.metrics_port        9477
 timezone                    UTC
 log_level                   info
 """
@@ -361,3 +363,14 @@ def test_config_show_masks_password_given_as_query_parameter(vpn: InProcessCli) 
         result = vpn("config", "show", "--format", fmt, env={"VPN_DATABASE__URL": url})
         assert result.code == 0, result
         assert SECRET not in result.output, result.stdout
+
+
+def test_service_unit_keeps_engines_alive_across_service_restarts(tmp_path: Path) -> None:
+    from vpn_manager.cli.service import unit_text
+
+    unit = unit_text("/opt/vpn/bin/vpn", str(tmp_path))
+    assert "ExecStart=/opt/vpn/bin/vpn serve\n" in unit
+    assert f"Environment=VPN_HOME={tmp_path}\n" in unit
+    assert "KillMode=process\n" in unit
+    assert "Restart=on-failure\n" in unit
+    assert "WantedBy=multi-user.target\n" in unit

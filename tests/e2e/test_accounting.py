@@ -91,6 +91,15 @@ def test_xray_bytes_counted_in_one_poll_and_across_a_kill(
         vpn.ok("serve", "--once")
         grown = downloaded(vpn, "alice") - total
         assert 300_000 <= grown <= 302_000, grown
+    # The hourly history holds the same bytes, and exports as CSV.
+    lines = vpn.ok("stats", "--since", "1d", "--format", "csv").stdout.splitlines()
+    assert lines[0] == "hour,user,server,upload_bytes,download_bytes"
+    history = sum(int(line.split(",")[4]) for line in lines[1:] if ",alice," in line)
+    assert history == downloaded(vpn, "alice")
+    # `vpn monitor traffic` draws the live table (two refreshes, then it stops).
+    shown = vpn.ok("monitor", "traffic", "--count", "2", "--interval", "0.2").stdout
+    assert "alice" in shown
+    assert "TOTAL" in shown
 
 
 @pytest.mark.parametrize("protocol", ["shadowsocks", "trojan"])

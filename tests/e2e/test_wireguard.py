@@ -168,6 +168,11 @@ def test_second_peer_live_and_disable_cuts_at_once(tmp_path: Path) -> None:
                 sent = usage["bob"]["download_bytes"]
                 assert 1_000_000 <= sent <= 1_300_000, sent
                 assert usage["bob"]["upload_bytes"] > 0
+                # One poll of the service puts the same bytes in bob's totals.
+                vpn.ok("serve", "--once")
+                bob = vpn.json("user", "show", "bob")
+                assert isinstance(bob, dict)
+                assert bob["download_bytes"] >= sent
                 dump = {p["public_key"]: p for p in wg_dump(server, interface)}
                 assert len(dump) == 2
                 vpn.ok("user", "disable", "alice")

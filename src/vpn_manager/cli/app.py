@@ -12,9 +12,11 @@ import typer
 
 from vpn_manager import __version__
 from vpn_manager.cli import config as config_cli
+from vpn_manager.cli import monitor as monitor_cli
 from vpn_manager.cli import proxies as proxies_cli
 from vpn_manager.cli import serve as serve_cli
 from vpn_manager.cli import servers as servers_cli
+from vpn_manager.cli import service as service_cli
 from vpn_manager.cli import stats as stats_cli
 from vpn_manager.cli import users as users_cli
 from vpn_manager.cli.context import AppContext
@@ -33,6 +35,8 @@ app = typer.Typer(
 app.add_typer(users_cli.app, name="user")
 app.add_typer(servers_cli.app, name="server")
 app.add_typer(proxies_cli.app, name="proxy")
+app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(service_cli.app, name="service")
 app.add_typer(config_cli.app, name="config")
 app.command("locate")(config_cli.locate)
 app.command("serve")(serve_cli.serve)
