@@ -773,7 +773,17 @@ def test_help_lists_the_commands(cli: Cli) -> None:
     result = ok(cli("--help"))
     commands = result.stdout.split("Commands:", 1)[1]
     listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
-    assert listed == {"user", "server", "proxy", "config", "locate"}
+    assert listed == {
+        "user",
+        "server",
+        "proxy",
+        "monitor",
+        "service",
+        "config",
+        "locate",
+        "serve",
+        "stats",
+    }
 
 
 def test_user_help_lists_the_subcommands(vpn: InProcessCli) -> None:
@@ -795,4 +805,19 @@ def test_user_help_lists_the_subcommands(vpn: InProcessCli) -> None:
         "revoke",
         "link",
         "config",
+        "reset-usage",
     }
+
+
+def test_lazy_groups_have_their_modules_help() -> None:
+    """`vpn --help` lists the groups from a table in cli/app.py without importing them: that
+    table must say what each module says."""
+    import importlib
+
+    from vpn_manager.cli.app import COMMANDS, GROUPS
+
+    for module, text in GROUPS.values():
+        assert importlib.import_module(module).app.info.help == text
+    for module, function, text in COMMANDS.values():
+        doc = getattr(importlib.import_module(module), function).__doc__ or ""
+        assert doc.split("\n\n")[0].replace("\n", " ").strip() == text

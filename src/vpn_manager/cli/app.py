@@ -11,17 +11,42 @@ from typing import Annotated
 import typer
 
 from vpn_manager import __version__
-from vpn_manager.cli import config as config_cli
-from vpn_manager.cli import monitor as monitor_cli
-from vpn_manager.cli import proxies as proxies_cli
-from vpn_manager.cli import serve as serve_cli
-from vpn_manager.cli import servers as servers_cli
-from vpn_manager.cli import service as service_cli
-from vpn_manager.cli import stats as stats_cli
-from vpn_manager.cli import users as users_cli
 from vpn_manager.cli.context import AppContext
 from vpn_manager.cli.options import FormatOption
 from vpn_manager.errors import VpnError
+
+# Command groups and top-level commands, loaded only when named on the command line: `vpn user
+# list` never imports the server, monitor or service modules, and `vpn --help` imports none (it
+# lists them from here). The help texts must match the modules' own.
+GROUPS: dict[str, tuple[str, str]] = {
+    "user": ("vpn_manager.cli.users", "Create, list, change and remove users."),
+    "server": ("vpn_manager.cli.servers", "Install, run and remove VPN servers."),
+    "proxy": (
+        "vpn_manager.cli.proxies",
+        "HTTP, SOCKS5 and mixed proxies with a password per user.",
+    ),
+    "monitor": ("vpn_manager.cli.monitor", "Watch the servers live."),
+    "service": ("vpn_manager.cli.service", "Run `vpn serve` as a system service."),
+    "config": ("vpn_manager.cli.config", "Show the effective settings."),
+}
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "locate": (
+        "vpn_manager.cli.config",
+        "locate",
+        "Print where config, database, rendered engine configs, logs and keys live.",
+    ),
+    "serve": (
+        "vpn_manager.cli.serve",
+        "serve",
+        "Run the service: restart crashed engines, count traffic, enforce quotas and expiry.",
+    ),
+    "stats": (
+        "vpn_manager.cli.stats",
+        "stats",
+        "Export hourly traffic per user and server (kept for 90 days).",
+    ),
+}
+_OPTIONS_WITH_VALUES = {"--format", "-f", "--home", "--config"}
 
 app = typer.Typer(
     name="vpn",
@@ -32,15 +57,42 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(users_cli.app, name="user")
-app.add_typer(servers_cli.app, name="server")
-app.add_typer(proxies_cli.app, name="proxy")
-app.add_typer(monitor_cli.app, name="monitor")
-app.add_typer(service_cli.app, name="service")
-app.add_typer(config_cli.app, name="config")
-app.command("locate")(config_cli.locate)
-app.command("serve")(serve_cli.serve)
-app.command("stats")(stats_cli.stats)
+
+
+def _invoked(args: list[str]) -> str | None:
+    """The group or command named on the command line (after the global options), if any."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def mount(args: list[str]) -> None:
+    """Load the named group or command for real; the others only as their help line. Shell
+    completion (which needs the whole tree) loads everything."""
+    import importlib
+
+    everything = any(key.startswith("_VPN_COMPLETE") for key in os.environ)
+    wanted = _invoked(args)
+    for name, (module, text) in GROUPS.items():
+        if everything or name == wanted:
+            app.add_typer(importlib.import_module(module).app, name=name)
+        else:
+            app.add_typer(typer.Typer(help=text), name=name)
+    for name, (module, function, text) in COMMANDS.items():
+        if everything or name == wanted:
+            app.command(name)(getattr(importlib.import_module(module), function))
+        else:
+            app.command(name, help=text)(_not_loaded)
+
+
+def _not_loaded() -> None:  # pragma: no cover - only its help line is ever shown
+    raise typer.Exit(1)
 
 
 def _version(value: bool) -> None:
@@ -79,6 +131,9 @@ def root(
 
 def run(args: list[str]) -> int:
     """Run the CLI and map every failure to one line on stderr and a documented exit code."""
+    app.registered_groups.clear()
+    app.registered_commands.clear()
+    mount(args)
     command = typer.main.get_command(app)
     debug = "--debug" in args or os.environ.get("VPN_DEBUG") == "1"
     try:
