@@ -76,6 +76,14 @@ Devices = Annotated[
     str | None,
     typer.Option("--devices", metavar="N", help="Devices (client IPs) at once; 0 = unlimited."),
 ]
+FirstUseDays = Annotated[
+    str | None,
+    typer.Option(
+        "--first-use-days",
+        metavar="N",
+        help="Expire N days after the first connection (0: off); --expires wins if both.",
+    ),
+]
 Speed = Annotated[
     str | None,
     typer.Option("--speed", metavar="RATE", help="Speed limit: 10Mbit, 1Gbit; 0 = unlimited."),
@@ -89,6 +97,7 @@ def _limits(
     reset: str | None,
     devices: str | None,
     speed: str | None,
+    first_use_days: str | None = None,
 ) -> dict[str, Any]:
     """Turn the limit flags that were given into model fields (None = flag not given)."""
     from vpn_manager.units import (
@@ -110,6 +119,8 @@ def _limits(
         fields["reset_period"] = parse_reset_period(reset)
     if devices is not None:
         fields["device_limit"] = parse_count(devices, "device limit")
+    if first_use_days is not None:
+        fields["expire_after_days"] = parse_count(first_use_days, "number of days")
     if speed is not None:
         fields["speed_limit_bps"] = parse_rate(speed)
     return fields
@@ -235,6 +246,7 @@ def add(
     reset: Reset = None,
     devices: Devices = None,
     speed: Speed = None,
+    first_use_days: FirstUseDays = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create them disabled.")] = False,
     server: Annotated[
         list[str] | None,
@@ -254,7 +266,7 @@ def add(
     out = context.output(output_format)
     if email and len(names) > 1:
         raise InvalidInput("--email can only be given when adding one user.")
-    common = _limits(context, quota, expires, reset, devices, speed)
+    common = _limits(context, quota, expires, reset, devices, speed, first_use_days)
     common.update(email=email, note=note)
     if disabled:
         common["status"] = UserStatus.DISABLED
@@ -337,13 +349,14 @@ def update(
     reset: Reset = None,
     devices: Devices = None,
     speed: Speed = None,
+    first_use_days: FirstUseDays = None,
     output_format: FormatOption = None,
 ) -> None:
     """Change a user's details or limits; only the options given change."""
     from vpn_manager.models import UserUpdate, validated
 
     context = app_context(ctx)
-    fields = _limits(context, quota, expires, reset, devices, speed)
+    fields = _limits(context, quota, expires, reset, devices, speed, first_use_days)
     if new_name is not None:
         fields["new_name"] = new_name
     if email is not None:
