@@ -143,24 +143,10 @@ def xray_client(link: str, workdir: Path) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        import socket
-
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", socks), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None, f"the Xray client exited with {process.returncode}"
-                time.sleep(0.02)
+        _wait_for_port(socks, process)
         yield socks
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _end(process)
 
 
 def curl_via(socks: int, url: str, *, attempts_for: float = 20.0) -> str:

@@ -212,7 +212,7 @@ def test_bad_input_changes_nothing(vpn: Vpn, tmp_path: Path) -> None:
                 "--sni",
                 "a.test",
                 "--cert",
-                str(other / "target.crt"),
+                str(other / "cert.pem"),
                 "--key",
                 str(tmp_path / "home" / "x.key"),
             ],
