@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
+from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound
 from vpn_manager.fsutil import atomic_write
@@ -100,13 +101,6 @@ def _trust_note(protocol: str, settings: dict[str, object]) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def check_port_free(listen: str, port: int, udp: bool = False) -> None:
@@ -224,7 +218,7 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             spec = repo.spec_of(row)
-            clients = await repo.all_clients(session, row.id)
+            clients = await repo.identities(session, row.id)
         if not self.runtime.state(name).running:
             raise EngineError(f"{name} is not running.", hint=f"vpn server start {name}")
         counters = await engine_for(spec.protocol).counters(spec)
@@ -371,7 +365,7 @@ class ServerService:
         from vpn_manager.storage import servers as repo
 
         engine = engine_for(row.protocol)
-        clients = await repo.active_clients(session, row.id)
+        clients = await repo.clients(session, row.id)
         if row.desired == DesiredState.RUNNING.value:
             await self._apply_restart(engine, repo.spec_of(row), clients, before)
         else:
@@ -385,7 +379,7 @@ class ServerService:
             await repo.set_server(session, row, self.now(), desired=desired.value)
             engine = engine_for(row.protocol)
             spec = repo.spec_of(row)
-            clients = await repo.active_clients(session, row.id)
+            clients = await repo.clients(session, row.id)
             if restart or not self.runtime.state(name).running:
                 await self._apply_restart(engine, spec, clients)
 
@@ -495,14 +489,14 @@ class ServerService:
         holders = await repo.holders(session, row.id, list(ids.values()))
         added = [name for name in user_names if ids[name] not in holders]
         spec = repo.spec_of(row)
-        taken = [c.secret for c in await repo.all_clients(session, row.id)]
+        taken = [c.secret for c in await repo.clients(session, row.id, active_only=False)]
         grants = []
         for name in added:
             credential = engine.new_credential(spec, password, taken)
             taken.append(credential)
             grants.append((ids[name], credential))
         await repo.add_credentials(session, row, grants, self.now())
-        clients = await repo.active_clients(session, row.id)
+        clients = await repo.clients(session, row.id)
         new_ids = {ids[name] for name in added}
         fresh = [c for c in clients if c.user_id in new_ids]  # the active ones among them
         await self._apply_live(engine, repo.spec_of(row), row.desired, clients, fresh, [])
@@ -552,15 +546,16 @@ class ServerService:
             row = await repo.server_row(session, server)
             engine = engine_for(row.protocol)
             ids = await user_repo.ids_for(session, user_names)
-            before = await repo.active_clients(session, row.id)
+            before = await repo.clients(session, row.id)
+            holders = await repo.holders(session, row.id, list(ids.values()))
             for name in user_names:
-                if await repo.credential(session, ids[name], row.id) is None:
+                if ids[name] not in holders:
                     raise NotFound(
                         f"User {name!r} is not on server {server!r}.",
                         hint=f"See `vpn user show {name}`.",
                     )
                 await repo.remove_credential(session, ids[name], row.id)
-            after = await repo.active_clients(session, row.id)
+            after = await repo.clients(session, row.id)
             await self._live(engine, repo.spec_of(row), row.desired, before, after)
 
     async def clients_before(
@@ -570,14 +565,14 @@ class ServerService:
         from vpn_manager.storage import servers as repo
 
         server_ids = await repo.server_ids_of_users(session, user_ids)
-        return {sid: await repo.active_clients(session, sid) for sid in server_ids}
+        return {sid: await repo.clients(session, sid) for sid in server_ids}
 
     async def resync(self, session: AsyncSession, before: dict[int, list[Client]]) -> None:
         """After users changed (status, deletion): bring each affected server in line, live."""
         from vpn_manager.storage import servers as repo
 
         for row in await repo.servers_by_id(session, list(before)):
-            after = await repo.active_clients(session, row.id)
+            after = await repo.clients(session, row.id)
             await self._live(
                 engine_for(row.protocol), repo.spec_of(row), row.desired, before[row.id], after
             )

@@ -95,36 +95,20 @@ async def list_servers(session: AsyncSession) -> list[tuple[ServerRow, int]]:
     return [(row, counts.get(row.id, 0)) for row in rows]
 
 
-async def active_clients(session: AsyncSession, server_id: int) -> list[Client]:
-    """The users who may connect to a server now: granted, and active."""
-    result = await session.execute(
-        select(UserRow.id, UserRow.name, UserCredentialRow.secret)
-        .join(UserCredentialRow, UserCredentialRow.user_id == UserRow.id)
-        .where(UserCredentialRow.server_id == server_id, UserRow.status == UserStatus.ACTIVE.value)
-        .order_by(UserRow.id)
-    )
-    return [Client(user_id, name, dict(secret)) for user_id, name, secret in result.all()]
-
-
-async def credential(
-    session: AsyncSession, user_id: int, server_id: int
-) -> UserCredentialRow | None:
-    result = await session.execute(
-        select(UserCredentialRow).where(
-            UserCredentialRow.user_id == user_id, UserCredentialRow.server_id == server_id
-        )
-    )
-    return result.scalar()
-
-
-async def all_clients(session: AsyncSession, server_id: int) -> list[Client]:
-    """Everyone holding credentials on a server, whatever their status."""
-    result = await session.execute(
+async def clients(
+    session: AsyncSession, server_id: int, *, active_only: bool = True
+) -> list[Client]:
+    """The users holding credentials on a server, with them: by default only those who may
+    connect now (active), else everyone whatever their status."""
+    query = (
         select(UserRow.id, UserRow.name, UserCredentialRow.secret)
         .join(UserCredentialRow, UserCredentialRow.user_id == UserRow.id)
         .where(UserCredentialRow.server_id == server_id)
         .order_by(UserRow.id)
     )
+    if active_only:
+        query = query.where(UserRow.status == UserStatus.ACTIVE.value)
+    result = await session.execute(query)
     return [Client(user_id, name, dict(secret)) for user_id, name, secret in result.all()]
 
 

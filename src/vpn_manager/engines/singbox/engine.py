@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
+from vpn_manager.engines.ports import connect_address, port_open
 from vpn_manager.engines.singbox import PROXY_PROTOCOLS, QUIC_PROTOCOLS, TLS_PROTOCOLS, config, tls
 from vpn_manager.engines.singbox import secrets as keys
 from vpn_manager.engines.singbox.api import SingBoxApi
 from vpn_manager.engines.singbox.ssm import SsmApi
-from vpn_manager.engines.xray.engine import connect_address, port_open
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.models.server import ServerCreate, is_ip

