@@ -149,6 +149,27 @@ class ServiceSettings(BaseModel):
     )
 
 
+class DockerImages(BaseModel):
+    """The image each engine runs from under the Docker runtime (`--image` overrides per server).
+    Each image's entrypoint must be the engine's binary: the runtime passes it only arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    xray: str = Field(default="ghcr.io/xtls/xray-core:latest", description="Xray-core.")
+    sing_box: str = Field(default="ghcr.io/sagernet/sing-box:latest", description="sing-box.")
+
+
+class DockerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = Field(
+        default=None,
+        description="The Docker engine: unix:///…, tcp://HOST:PORT, ssh://user@host or a "
+        "Docker context name; empty means DOCKER_HOST or the local socket.",
+    )
+    images: DockerImages = DockerImages()
+
+
 class Settings(BaseSettings):
     """The effective settings. Built once in the entry point and passed down."""
 
@@ -162,6 +183,10 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     output: OutputSettings = OutputSettings()
     service: ServiceSettings = ServiceSettings()
+    runtime: Literal["native", "docker"] = Field(
+        default="native", description="Where `vpn server install` runs new servers."
+    )
+    docker: DockerSettings = DockerSettings()
     timezone: str = Field(
         default="UTC", description="Zone for dates typed without one and for calendar resets."
     )

@@ -21,6 +21,13 @@ class ServerSpec:
     host: str
     settings: dict[str, Any]
     secret: dict[str, Any] = field(repr=False)
+    # Where the engine runs (see runtimes/): engines only read `control_listen`, the address
+    # their control APIs bind to (loopback natively; every address inside a container, whose
+    # API ports the Docker runtime publishes on the host's loopback only).
+    runtime: str = "native"
+    image: str | None = None
+    docker_host: str | None = None
+    control_listen: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)

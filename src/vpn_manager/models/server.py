@@ -39,6 +39,7 @@ UDP_PROTOCOLS = frozenset({Protocol.HYSTERIA2, Protocol.TUIC, Protocol.WIREGUARD
 
 class RuntimeKind(StrEnum):
     NATIVE = "native"
+    DOCKER = "docker"
 
 
 class DesiredState(StrEnum):
@@ -158,6 +159,8 @@ class ServerCreate(BaseModel):
     mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
     client_allowed_ips: NetList | None = None
     runtime: RuntimeKind = RuntimeKind.NATIVE
+    image: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    docker_host: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     allow_private: bool = False
 
     @model_validator(mode="after")
@@ -180,6 +183,8 @@ class ServerCreate(BaseModel):
             raise ValueError(
                 "--subnet, --subnet6, --dns, --mtu and --allowed-ips apply to wireguard"
             )
+        if self.runtime is not RuntimeKind.DOCKER and (self.image or self.docker_host):
+            raise ValueError("--image and --docker-host apply to --runtime docker only")
         return self
 
 
@@ -203,6 +208,8 @@ class Server(BaseModel):
     protocol: Protocol
     engine: str
     runtime: RuntimeKind
+    image: str | None = None
+    docker_host: str | None = None
     listen: str
     port: int
     host: str
@@ -212,6 +219,24 @@ class Server(BaseModel):
     users: int = 0
     created_at: datetime
     updated_at: datetime
+
+
+class ContainerInfo(BaseModel):
+    """What the Docker engine says about a server's container (docker runtime only)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    name: str
+    id: str
+    image: str
+    state: str
+    health: str
+    restarts: int = 0
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    net_rx_bytes: int | None = None
+    net_tx_bytes: int | None = None
 
 
 class ServerStatus(BaseModel):
@@ -231,3 +256,6 @@ class ServerStatus(BaseModel):
     started_at: datetime | None = None
     config_file: str = ""
     log_file: str = ""
+    runtime: RuntimeKind = RuntimeKind.NATIVE
+    container: ContainerInfo | None = None
+

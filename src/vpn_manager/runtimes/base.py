@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    """A container port published on the host: `host_ip:host_port` → `container_port/proto`."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    proto: Literal["tcp", "udp"] = "tcp"
+
+
+@dataclass(frozen=True)
+class ContainerLaunch:
+    """How to run an engine in a container: the image and the engine binary on the image's PATH
+    (set as the entrypoint, so official images and our own scratch images run alike), its
+    arguments, the ports to publish, the host directories mounted read-only at the same path
+    (the rendered config and the server's certificates), and the health check's arguments to the
+    same binary (None when the image offers no way to check; a scratch image has no shell)."""
+
+    image: str
+    engine: str
+    binary: str
+    args: list[str]
+    ports: list[PublishedPort]
+    mounts: list[Path]
+    health: list[str] | None = None
 
 
 @dataclass(frozen=True)
 class Launch:
-    """What to run for a server: the engine's argv and where its log goes."""
+    """What to run for a server: the engine's argv and where its log goes; for the Docker
+    runtime also the container to run it in."""
 
     server: str
     argv: list[str]
     log_file: Path
     env: dict[str, str] = field(default_factory=dict)
+    container: ContainerLaunch | None = None
 
 
 @dataclass(frozen=True)
@@ -25,10 +55,12 @@ class ProcessState:
     started_at: datetime | None = None
     rss_bytes: int | None = None
     exit_detail: str = ""
+    health: str | None = None  # the container's health check ("healthy", …); None natively
 
 
 class Runtime(Protocol):
-    """Where engines run. Implementations: runtimes.native.NativeRuntime."""
+    """Where engines run. Implementations: runtimes.native.NativeRuntime,
+    runtimes.docker.DockerRuntime."""
 
     async def start(self, launch: Launch) -> int:
         """Start the server's engine unless it runs already; return its pid. Never two."""
@@ -41,6 +73,10 @@ class Runtime(Protocol):
     def state(self, server: str) -> ProcessState: ...
 
     def logs(self, server: str, lines: int = 100) -> list[str]: ...
+
+    def follow(self, server: str, lines: int = 10) -> Iterator[str]:
+        """The last `lines` log lines, then new ones as they come (until the caller stops)."""
+        ...
 
     def exited(self, server: str) -> int | None:
         """The exit code of an engine this process started and that has ended, else None."""

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -146,6 +147,9 @@ class NativeRuntime:
     def logs(self, server: str, lines: int = 100) -> list[str]:
         return tail(self.log_file(server), lines)
 
+    def follow(self, server: str, lines: int = 10) -> Iterator[str]:
+        return follow_files([self.log_file(server)], lines)
+
 
 def tail(path: Path, lines: int) -> list[str]:
     """The last `lines` lines of a text file (reads only the end of big files)."""
@@ -159,6 +163,33 @@ def tail(path: Path, lines: int) -> list[str]:
         return []
     text = data.decode("utf-8", "replace").splitlines()
     return text[-lines:] if lines else []
+
+
+def follow_files(paths: list[Path], lines: int, poll: float = 0.2) -> Iterator[str]:
+    """`tail -F` over several files: the last `lines` of each, then lines as they are appended
+    (a file that appears later, or is truncated, is read from its start)."""
+    for path in paths:
+        yield from tail(path, lines)
+    offsets = {path: path.stat().st_size if path.exists() else 0 for path in paths}
+    partial = {path: b"" for path in paths}
+    while True:
+        for path in paths:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size < offsets[path]:
+                offsets[path] = 0
+            if size == offsets[path]:
+                continue
+            with path.open("rb") as handle:
+                handle.seek(offsets[path])
+                data = partial[path] + handle.read()
+                offsets[path] = handle.tell()
+            *complete, partial[path] = data.split(b"\n")
+            for line in complete:
+                yield line.decode("utf-8", "replace")
+        time.sleep(poll)
 
 
 def _rss(pid: int) -> int | None:

@@ -95,6 +95,8 @@ class ServerRow(Base):
     protocol: Mapped[str] = mapped_column(String(32))
     engine: Mapped[str] = mapped_column(String(32))
     runtime: Mapped[str] = mapped_column(String(16))
+    image: Mapped[str | None] = mapped_column(String(255))
+    docker_host: Mapped[str | None] = mapped_column(String(255))
     listen: Mapped[str] = mapped_column(String(64))
     port: Mapped[int] = mapped_column(Integer)
     host: Mapped[str] = mapped_column(String(255))

@@ -26,6 +26,9 @@ def spec_of(row: ServerRow) -> ServerSpec:
         host=row.host,
         settings=dict(row.settings),
         secret=dict(row.secret),
+        runtime=row.runtime,
+        image=row.image,
+        docker_host=row.docker_host,
     )
 
 
@@ -36,6 +39,8 @@ def read_model(row: ServerRow, users: int) -> Server:
             "protocol": row.protocol,
             "engine": row.engine,
             "runtime": row.runtime,
+            "image": row.image,
+            "docker_host": row.docker_host,
             "listen": row.listen,
             "port": row.port,
             "host": row.host,

@@ -1,8 +1,8 @@
 """Render a sing-box config for one server: a pure function of the server and its users.
 
 One sing-box process per server: one inbound tagged "in" on spec.listen:spec.port, a direct
-outbound, the `api` service on 127.0.0.1:api_port (and `ssm-api` on 127.0.0.1:ssm_port for
-Shadowsocks), the log (level warn, timestamps) in files.error_log. A file output has no colours.
+outbound, the `api` service on spec.control_listen:api_port (and `ssm-api` on :ssm_port for
+Shadowsocks; 127.0.0.1 natively), the log (level warn, timestamps) in files.error_log. A file output has no colours.
 sing-box has no access log; files.access_log is not used.
 
 Users
@@ -79,7 +79,6 @@ from vpn_manager.engines.singbox.secrets import check_method, is_2022
 
 INBOUND_TAG = "in"
 OUTBOUND_TAG = "direct"
-LOOPBACK = "127.0.0.1"
 
 
 def user_entry(protocol: str, client: Client) -> dict[str, Any]:
@@ -161,7 +160,7 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
         {
             "type": "api",
             "tag": "api",
-            "listen": LOOPBACK,
+            "listen": spec.control_listen,
             "listen_port": settings["api_port"],
             "secret": spec.secret["api_secret"],
         }
@@ -171,7 +170,7 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
             {
                 "type": "ssm-api",
                 "tag": "ssm-api",
-                "listen": LOOPBACK,
+                "listen": spec.control_listen,
                 "listen_port": settings["ssm_port"],
                 "servers": {"/": INBOUND_TAG},
             }

@@ -35,7 +35,7 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
         "stats": {},
         "api": {
             "tag": "api",
-            "listen": f"127.0.0.1:{settings['api_port']}",
+            "listen": f"{spec.control_listen}:{settings['api_port']}",
             "services": ["HandlerService", "StatsService"],
         },
         "policy": {

@@ -1,0 +1,471 @@
+"""Docker runtime: each server's engine runs in a container through the Docker Engine API.
+
+One container per server, named `vpn-SERVER-HOMEID` (HOMEID: a short hash of the manager's home,
+so two homes on one Docker engine never touch each other's containers) and labelled
+`vpn-manager.server`, `vpn-manager.engine` and `vpn-manager.home`. The containers of one home share
+one bridge network, `vpn-manager-HOMEID`, with inter-container traffic off: the engines' control
+APIs (which listen on every address inside the container) are reachable from the host only,
+where they are published on 127.0.0.1. Restart policy unless-stopped: a container that dies is
+started again by Docker; `vpn serve` recreates one that is gone.
+
+The container mounts the server's rendered-config directory and its keys directory read-only at
+the same paths as on the host (a directory, not the file: an atomic rename on the host shows in
+the container). Stopping a server removes its container (a start always creates it from the
+current config); its logs are kept first in the native log file, so `vpn server logs` still has
+them. The `docker` SDK is imported only here, and only when a Docker server is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vpn_manager.errors import EngineError, InvalidInput
+from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState
+from vpn_manager.runtimes.native import tail
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.containers import Container
+    from docker.models.networks import Network
+
+LABEL_SERVER = "vpn-manager.server"
+LABEL_ENGINE = "vpn-manager.engine"
+LABEL_HOME = "vpn-manager.home"
+RESTART_POLICY = "unless-stopped"
+HEALTH_INTERVAL_S = 5
+API_TIMEOUT_S = 30
+
+
+def home_id(home: str) -> str:
+    return hashlib.sha256(home.encode()).hexdigest()[:8]
+
+
+def container_name(server: str, home: str) -> str:
+    return f"vpn-{server}-{home_id(home)}"
+
+
+def network_name(home: str) -> str:
+    return f"vpn-manager-{home_id(home)}"
+
+
+def labels(server: str, engine: str, home: str) -> dict[str, str]:
+    return {LABEL_SERVER: server, LABEL_ENGINE: engine, LABEL_HOME: home}
+
+
+def describe_host(host: str | None) -> str:
+    return host or os.environ.get("DOCKER_HOST") or "the local socket"
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a Docker SDK error in a few words (its own messages nest whole reprs)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for arg in (seen, *seen.args):
+            if isinstance(arg, OSError) and arg.strerror:
+                return arg.strerror.rstrip(".")
+        seen = seen.__cause__ or seen.__context__
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__).rstrip(".")
+
+
+def connect(host: str | None) -> DockerClient:
+    """A client for the Docker engine at `host`: a URL (unix://, tcp://, ssh://, the last through
+    the ssh command), a Docker context name, or None for DOCKER_HOST / the local socket. The
+    engine is pinged, so an unreachable one fails here with one sentence."""
+    import docker
+    from docker.errors import DockerException
+
+    where = describe_host(host)
+    try:
+        if host is None:
+            client = docker.from_env(timeout=API_TIMEOUT_S)
+        else:
+            base_url = host if "://" in host else _context_host(host)
+            client = docker.DockerClient(
+                base_url=base_url,
+                timeout=API_TIMEOUT_S,
+                use_ssh_client=base_url.startswith("ssh://"),
+            )
+        client.ping()
+    except DockerException as exc:
+        raise EngineError(
+            f"Cannot reach the Docker engine at {where}: {_reason(exc)}.",
+            hint="Is Docker running, and may this user use it? Check `docker info`, or give "
+            "another --docker-host (unix://…, tcp://HOST:PORT, ssh://user@host or a context).",
+        ) from None
+    return client
+
+
+def _context_host(name: str) -> str:
+    from docker.context import ContextAPI
+    from docker.errors import DockerException
+
+    try:
+        context = ContextAPI.get_context(name)
+    except DockerException:
+        context = None
+    if context is None:
+        raise InvalidInput(
+            f"There is no Docker context named {name!r}.",
+            hint="See `docker context ls`, or give a URL: unix://…, tcp://HOST:PORT, "
+            "ssh://user@host.",
+        )
+    return str(context.Host)
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds; Python takes microseconds."""
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, rest = value.rstrip("Z").partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
+    try:
+        return datetime.fromisoformat(f"{head}.{fraction or '0'}").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def create_options(
+    name: str, launch: ContainerLaunch, container_labels: dict[str, str], network: str
+) -> dict[str, Any]:
+    """The containers.create() arguments for a launch (export_compose says the same in YAML)."""
+    ports: dict[str, tuple[str, int]] = {
+        f"{p.container_port}/{p.proto}": (p.host_ip, p.host_port) for p in launch.ports
+    }
+    options: dict[str, Any] = {
+        "image": launch.image,
+        "name": name,
+        "entrypoint": [launch.binary],
+        "command": launch.args,
+        "labels": container_labels,
+        "restart_policy": {"Name": RESTART_POLICY},
+        "ports": ports,
+        "volumes": {str(path): {"bind": str(path), "mode": "ro"} for path in launch.mounts},
+        "network": network,
+        "detach": True,
+    }
+    if launch.health:
+        seconds = 1_000_000_000
+        options["healthcheck"] = {
+            "test": ["CMD", launch.binary, *launch.health],
+            "interval": HEALTH_INTERVAL_S * seconds,
+            "timeout": 3 * seconds,
+            "retries": 3,
+            "start_period": 2 * seconds,
+        }
+    return options
+
+
+def compose_service(
+    name: str, launch: ContainerLaunch, container_labels: dict[str, str]
+) -> dict[str, Any]:
+    """One docker-compose service that runs the same container as create_options()."""
+    service: dict[str, Any] = {
+        "image": launch.image,
+        "container_name": name,
+        "entrypoint": [launch.binary],
+        "command": launch.args,
+        "labels": container_labels,
+        "restart": RESTART_POLICY,
+        "ports": [
+            {
+                "target": p.container_port,
+                "published": p.host_port,
+                "host_ip": p.host_ip,
+                "protocol": p.proto,
+                "mode": "host",
+            }
+            for p in launch.ports
+        ],
+        "volumes": [
+            {"type": "bind", "source": str(path), "target": str(path), "read_only": True}
+            for path in launch.mounts
+        ],
+    }
+    if launch.health:
+        service["healthcheck"] = {
+            "test": ["CMD", launch.binary, *launch.health],
+            "interval": f"{HEALTH_INTERVAL_S}s",
+            "timeout": "3s",
+            "retries": 3,
+            "start_period": "2s",
+        }
+    return service
+
+
+class DockerRuntime:
+    """Servers of one home on one Docker engine."""
+
+    def __init__(self, home: str, logs_dir: Path, host: str | None = None) -> None:
+        self.home = home
+        self.logs_dir = logs_dir
+        self.host = host
+        self._client: DockerClient | None = None
+
+    @property
+    def client(self) -> DockerClient:
+        if self._client is None:
+            self._client = connect(self.host)
+        return self._client
+
+    def container_name(self, server: str) -> str:
+        return container_name(server, self.home)
+
+    def log_file(self, server: str) -> Path:
+        """Where a removed container's logs are kept (the native runtime's log file)."""
+        return self.logs_dir / f"{server}.log"
+
+    def _container(self, server: str) -> Container | None:
+        from docker.errors import NotFound
+
+        try:
+            container = self.client.containers.get(self.container_name(server))
+        except NotFound:
+            return None
+        except Exception as exc:  # the SDK raises requests' errors too
+            raise self._error(f"Cannot inspect the container of {server}", exc) from None
+        if container.labels.get(LABEL_HOME) != self.home:
+            raise EngineError(
+                f"A container named {container.name} exists but is not one of this home's.",
+                hint=f"Remove it if it is stale: docker rm -f {container.name}",
+            )
+        return container
+
+    def _error(self, what: str, exc: BaseException) -> EngineError:
+        return EngineError(f"{what}: {_reason(exc)}.", hint="See `docker info` and `docker ps -a`.")
+
+    # -- the runtime contract ----------------------------------------------------------------
+    def state(self, server: str) -> ProcessState:
+        container = self._container(server)
+        if container is None:
+            return ProcessState(running=False, exit_detail="no container")
+        state = container.attrs.get("State", {})
+        running = state.get("Status") == "running"
+        health = (state.get("Health") or {}).get("Status") or "no healthcheck"
+        return ProcessState(
+            running=running,
+            pid=state.get("Pid") or None if running else None,
+            started_at=_timestamp(state.get("StartedAt")) if running else None,
+            exit_detail="" if running else f"container {state.get('Status', 'unknown')}",
+            health=health,
+        )
+
+    def exited(self, server: str) -> int | None:
+        container = self._container(server)
+        if container is None:
+            return None
+        state = container.attrs.get("State", {})
+        if state.get("Status") in ("exited", "dead") or (
+            state.get("Status") == "restarting" and state.get("ExitCode")
+        ):
+            return int(state.get("ExitCode") or 0)
+        return None
+
+    async def start(self, launch: Launch) -> int:
+        return await asyncio.to_thread(self._start, launch)
+
+    def _start(self, launch: Launch) -> int:
+        if launch.container is None:
+            raise EngineError(f"{launch.server} has no container to run (a native server?).")
+        existing = self._container(launch.server)
+        if existing is not None and existing.status == "running":
+            return int(existing.attrs["State"]["Pid"])
+        if existing is not None:
+            self._keep_logs(launch.server, existing)
+            existing.remove(force=True)
+        self._ensure_image(launch.container.image)
+        network = self._network()
+        options = create_options(
+            self.container_name(launch.server),
+            launch.container,
+            labels(launch.server, launch.container.engine, self.home),
+            network.name or network_name(self.home),
+        )
+        from docker.errors import APIError
+
+        container: Container | None = None
+        try:
+            container = self.client.containers.create(**options)
+            container.start()
+            container.reload()
+        except APIError as exc:
+            if container is not None:
+                with contextlib.suppress(APIError):
+                    container.remove(force=True)
+            raise EngineError(
+                f"Docker could not start the container for {launch.server}: {_reason(exc)}.",
+                hint="A published port may be taken: see `ss -ltnup`, or pick another --port.",
+            ) from None
+        return int(container.attrs["State"]["Pid"] or 0)
+
+    def _ensure_image(self, image: str) -> None:
+        from docker.errors import DockerException, ImageNotFound
+
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        except DockerException as exc:
+            raise self._error(f"Cannot look up the image {image}", exc) from None
+        try:
+            self.client.images.pull(image)
+        except DockerException as exc:
+            raise EngineError(
+                f"The image {image} is not on the Docker host and pulling it failed: "
+                f"{_reason(exc)}.",
+                hint="Pull or build it there (`docker pull …`), or give another --image.",
+            ) from None
+
+    def _network(self) -> Network:
+        """This home's bridge network, made on first use; containers on it cannot reach each
+        other (icc off), only the host and the outside."""
+        name = network_name(self.home)
+        found = self.client.networks.list(names=[name])
+        exact = [n for n in found if n.name == name]
+        if exact:
+            return exact[0]
+        return self.client.networks.create(
+            name,
+            driver="bridge",
+            labels={LABEL_HOME: self.home},
+            options={"com.docker.network.bridge.enable_icc": "false"},
+        )
+
+    async def stop(self, server: str, timeout: float = 5.0) -> bool:
+        return await asyncio.to_thread(self._stop, server, timeout)
+
+    def _stop(self, server: str, timeout: float) -> bool:
+        from docker.errors import APIError, NotFound
+
+        container = self._container(server)
+        if container is None:
+            return False
+        was_running = container.status in ("running", "restarting")
+        try:
+            container.stop(timeout=max(1, round(timeout)))
+            self._keep_logs(server, container)
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise self._error(f"Docker could not remove the container of {server}", exc) from None
+        return was_running
+
+    def _keep_logs(self, server: str, container: Container) -> None:
+        """Append a container's logs to the server's log file before the container goes."""
+        from docker.errors import APIError
+
+        try:
+            data: bytes = container.logs(stdout=True, stderr=True, timestamps=False)
+        except APIError:
+            return
+        if data:
+            self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.log_file(server), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, data if data.endswith(b"\n") else data + b"\n")
+            finally:
+                os.close(fd)
+
+    def logs(self, server: str, lines: int = 100) -> list[str]:
+        kept = tail(self.log_file(server), lines)
+        container = self._container(server)
+        if container is None:
+            return kept
+        data: bytes = container.logs(stdout=True, stderr=True, tail=max(lines, 1))
+        live = data.decode("utf-8", "replace").splitlines()
+        return (kept + live)[-lines:] if lines else []
+
+    def follow(self, server: str, lines: int = 10) -> Iterator[str]:
+        container = self._container(server)
+        if container is None:
+            raise EngineError(
+                f"{server} has no container, so there are no logs to follow.",
+                hint=f"Start it: vpn server start {server}",
+            )
+        stream = container.logs(
+            stdout=True, stderr=True, stream=True, follow=True, tail=max(lines, 0)
+        )
+        pending = b""
+        for chunk in stream:
+            *complete, pending = (pending + chunk).split(b"\n")
+            for line in complete:
+                yield line.decode("utf-8", "replace")
+
+    # -- Docker-only views ---------------------------------------------------------------------
+    def inspect(self, server: str, with_stats: bool = True) -> dict[str, Any] | None:
+        """The container's name, id, image, state, health, restarts and (one sample of) CPU,
+        memory and network use; None if there is no container."""
+        container = self._container(server)
+        if container is None:
+            return None
+        state = container.attrs.get("State", {})
+        info: dict[str, Any] = {
+            "name": container.name,
+            "id": container.short_id,
+            "image": container.attrs.get("Config", {}).get("Image", ""),
+            "state": state.get("Status", "unknown"),
+            "health": (state.get("Health") or {}).get("Status") or "no healthcheck",
+            "restarts": int(container.attrs.get("RestartCount") or 0),
+        }
+        if with_stats and info["state"] == "running":
+            info.update(_usage(container.stats(stream=False)))
+        return info
+
+    def containers(self) -> dict[str, str]:
+        """Every container of this home on this engine: server name → container state."""
+        found = self.client.containers.list(all=True, filters={"label": f"{LABEL_HOME}={self.home}"})
+        return {
+            c.labels.get(LABEL_SERVER, c.name or ""): c.status
+            for c in found
+            if c.labels.get(LABEL_HOME) == self.home
+        }
+
+    def forget(self) -> None:
+        """Remove this home's network once no container uses it (after the last server goes)."""
+        from docker.errors import APIError, NotFound
+
+        if self.containers():
+            return
+        for network in self.client.networks.list(names=[network_name(self.home)]):
+            if network.attrs.get("Labels", {}).get(LABEL_HOME) == self.home:
+                with contextlib.suppress(APIError, NotFound):
+                    network.remove()
+
+    def gateway(self) -> str | None:
+        """The host's address on this home's network (what a container reaches the host by)."""
+        for network in self.client.networks.list(names=[network_name(self.home)]):
+            for pool in network.attrs.get("IPAM", {}).get("Config") or []:
+                if pool.get("Gateway"):
+                    return str(pool["Gateway"])
+        return None
+
+
+def _usage(stats: dict[str, Any]) -> dict[str, Any]:
+    """CPU percent (of one core = 100), memory without page cache, bytes through the network."""
+    cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
+    cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
+        "total_usage", 0
+    )
+    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    cores = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or [1])
+    percent = cpu_delta / system_delta * cores * 100 if system_delta > 0 and cpu_delta >= 0 else 0.0
+    memory = stats.get("memory_stats", {})
+    cache = memory.get("stats", {}).get("inactive_file", memory.get("stats", {}).get("cache", 0))
+    networks = stats.get("networks") or {}
+    return {
+        "cpu_percent": round(percent, 2),
+        "memory_bytes": max(0, int(memory.get("usage", 0)) - int(cache or 0)) or None,
+        "memory_limit_bytes": memory.get("limit"),
+        "net_rx_bytes": sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
+        "net_tx_bytes": sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
+    }
