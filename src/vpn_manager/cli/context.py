@@ -62,7 +62,7 @@ class AppContext:
 
         async def main() -> T:
             db = self.database()  # opened lazily: list reads may never need SQLAlchemy
-            services = Services(db, self.paths)
+            services = Services(db, self.paths, self.settings)
             try:
                 result = await work(services)
             finally:
@@ -82,9 +82,10 @@ class AppContext:
 class Services:
     """The services of one command, sharing one database; built on first use."""
 
-    def __init__(self, db: Database, paths: Paths) -> None:
+    def __init__(self, db: Database, paths: Paths, settings: Settings | None = None) -> None:
         self.db = db
         self.paths = paths
+        self.settings = settings
         self._servers: ServerService | None = None
 
     @property
@@ -92,7 +93,9 @@ class Services:
         if self._servers is None:
             from vpn_manager.services.servers import ServerService
 
-            self._servers = ServerService(self.db, self.paths)
+            self._servers = ServerService(
+                self.db, self.paths, docker=self.settings.docker if self.settings else None
+            )
         return self._servers
 
     def tell(self, out: Output) -> None:
@@ -102,6 +105,7 @@ class Services:
         words = {
             "live": "applied live",
             "reloaded": "reloaded: open connections were reset",
+            "recreated": "container recreated: open connections were reset",
             "saved": "not running; the change takes effect when it starts",
         }
         for applied in self._servers.applied:

@@ -52,7 +52,10 @@ def traffic(
         from vpn_manager.storage import users as repo
 
         db = context.database()
-        accountant = Accountant(ServerService(db, context.paths), zone=context.settings.zone)
+        accountant = Accountant(
+            ServerService(db, context.paths, docker=context.settings.docker),
+            zone=context.settings.zone,
+        )
         before: dict[str, tuple[int, int, float]] = {}
         shown = 0
         try:

@@ -66,7 +66,9 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        accountant = Accountant(ServerService(db, context.paths), zone=settings.zone)
+        accountant = Accountant(
+            ServerService(db, context.paths, docker=settings.docker), zone=settings.zone
+        )
         port = settings.service.metrics_port if metrics_port is None else metrics_port
         metrics = None
         if port and not once:

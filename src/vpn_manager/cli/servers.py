@@ -11,8 +11,11 @@ from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from vpn_manager.cli.output import Output
     from vpn_manager.models.server import Server, ServerStatus
+    from vpn_manager.services.servers import ServerService
 
 app = typer.Typer(help="Install, run and remove VPN servers.", no_args_is_help=True)
 
@@ -187,6 +190,31 @@ def install(
     host: HostOpt = None,
     listen: Listen = "0.0.0.0",
     allow_private: AllowPrivate = False,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            metavar="RUNTIME",
+            help="native (a process of ours) or docker (a container); default: setting runtime.",
+        ),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            metavar="IMAGE",
+            help="docker: the engine's image (default: setting docker.images.ENGINE).",
+        ),
+    ] = None,
+    docker_host: Annotated[
+        str | None,
+        typer.Option(
+            "--docker-host",
+            metavar="HOST",
+            help="docker: unix://…, tcp://HOST:PORT, ssh://user@host or a context name "
+            "(default: setting docker.host, else DOCKER_HOST or the local socket).",
+        ),
+    ] = None,
     output_format: FormatOption = None,
 ) -> None:
     """Install a server and start it (keys and certificates are made once and kept)."""
@@ -210,6 +238,9 @@ def install(
             "dns": dns,
             "mtu": mtu,
             "client_allowed_ips": allowed_ips,
+            "runtime": runtime or app_context(ctx).settings.runtime,
+            "image": image,
+            "docker_host": docker_host,
         },
         output_format,
     )
@@ -219,12 +250,17 @@ def install(
 def list_servers(ctx: typer.Context, output_format: FormatOption = None) -> None:
     """List servers."""
     context = app_context(ctx)
-    servers = context.servers(lambda s: s.all())
+
+    async def read(s: ServerService) -> tuple[list[Server], list[str]]:
+        return await s.all(), await s.reconcile()
+
+    servers, hints = context.servers(read)
+    out = context.output(output_format)
     emit_servers(
-        context.output(output_format),
-        servers,
-        "No servers yet. Install one with `vpn server install vless-reality …`.",
+        out, servers, "No servers yet. Install one with `vpn server install vless-reality …`."
     )
+    for hint in hints:
+        out.note(hint)
 
 
 def emit_servers(out: Output, servers: list[Server], empty: str) -> None:
@@ -249,7 +285,35 @@ def status(ctx: typer.Context, name: ServerName, output_format: FormatOption = N
     data = _status_data(state)
     if not out.structured:
         data["rss_bytes"] = format_size(state.rss_bytes) if state.rss_bytes else "-"
+        data.pop("container")
+        if state.container is not None:
+            data.update(_container_cells(state))
     out.record(data)
+
+
+def _container_cells(state: ServerStatus) -> dict[str, Any]:
+    """A container's state, health and use, flattened for a table."""
+    from vpn_manager.units import format_size
+
+    box = state.container
+    assert box is not None
+
+    def size(value: int | None) -> str:
+        return format_size(value) if value is not None else "-"
+
+    memory = size(box.memory_bytes)
+    if box.memory_limit_bytes:
+        memory += f" of {size(box.memory_limit_bytes)}"
+    return {
+        "container": f"{box.name} ({box.id})",
+        "image": box.image,
+        "container_state": box.state,
+        "health": box.health,
+        "restarts": box.restarts,
+        "cpu": "-" if box.cpu_percent is None else f"{box.cpu_percent:.1f}%",
+        "memory": memory,
+        "network": f"rx {size(box.net_rx_bytes)}, tx {size(box.net_tx_bytes)}",
+    }
 
 
 @app.command("start")
@@ -316,17 +380,27 @@ def logs(
     ctx: typer.Context,
     name: ServerName,
     lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", help="How many lines.")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")
+    ] = False,
 ) -> None:
-    """Print the end of a server's engine logs."""
+    """Print the end of a server's engine logs (its container's output under Docker)."""
+    from vpn_manager.errors import InvalidInput
+
+    if lines < 0:
+        raise InvalidInput("--lines cannot be negative.")
     context = app_context(ctx)
-
-    async def read(s: Any) -> list[str]:
-        await s.get(name)  # NotFound for unknown servers
-        result: list[str] = s.logs(name, lines)
-        return result
-
-    for line in context.servers(read):
-        sys.stdout.write(line + "\n")
+    if not follow:
+        for line in context.servers(lambda s: s.logs(name, lines)):
+            sys.stdout.write(line + "\n")
+        return
+    stream: Iterator[str] = context.servers(lambda s: s.follow(name, lines))
+    try:
+        for line in stream:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command("remove")
@@ -386,3 +460,25 @@ def set_server(
     context = app_context(ctx)
     server = context.servers(lambda s: s.update(name, port=port, sni=sni, dest=dest, host=host))
     _show(ctx, server, output_format)
+
+
+@app.command("export-compose")
+def export_compose(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Option("--file", metavar="PATH", help="Where to write it ('-': standard output)."),
+    ] = "docker-compose.yml",
+) -> None:
+    """Write a docker-compose.yml that runs this home's Docker servers the same way."""
+    from pathlib import Path
+
+    from vpn_manager.fsutil import atomic_write
+
+    context = app_context(ctx)
+    text = context.servers(lambda s: s.export_compose())
+    if file == "-":
+        sys.stdout.write(text)
+        return
+    atomic_write(Path(file), text, mode=0o644)
+    context.output().note(f"Wrote {file}. Check it with `docker-compose -f {file} config`.")

@@ -258,4 +258,3 @@ class ServerStatus(BaseModel):
     log_file: str = ""
     runtime: RuntimeKind = RuntimeKind.NATIVE
     container: ContainerInfo | None = None
-

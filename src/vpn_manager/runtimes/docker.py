@@ -418,12 +418,16 @@ class DockerRuntime:
             "restarts": int(container.attrs.get("RestartCount") or 0),
         }
         if with_stats and info["state"] == "running":
-            info.update(_usage(container.stats(stream=False)))
+            sample = container.stats(stream=False)  # waits for a second sample: CPU needs two
+            if isinstance(sample, dict):
+                info.update(_usage(sample))
         return info
 
     def containers(self) -> dict[str, str]:
         """Every container of this home on this engine: server name → container state."""
-        found = self.client.containers.list(all=True, filters={"label": f"{LABEL_HOME}={self.home}"})
+        found = self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_HOME}={self.home}"}
+        )
         return {
             c.labels.get(LABEL_SERVER, c.name or ""): c.status
             for c in found

@@ -171,7 +171,7 @@ def follow_files(paths: list[Path], lines: int, poll: float = 0.2) -> Iterator[s
     for path in paths:
         yield from tail(path, lines)
     offsets = {path: path.stat().st_size if path.exists() else 0 for path in paths}
-    partial = {path: b"" for path in paths}
+    partial = dict.fromkeys(paths, b"")
     while True:
         for path in paths:
             try:

@@ -92,11 +92,11 @@ class Accountant:
         async with self.db.session() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
         for row in rows:
-            state = self.servers.runtime.state(row.name)
-            if not state.running:
-                continue
             spec = repo.spec_of(row)
             try:
+                state = self.servers.state_of(row)
+                if not state.running:
+                    continue
                 counters = await engine_for(row.protocol).counters(spec)
             except VpnError as exc:  # nothing is lost: the next read sees the same counters
                 report.failed[row.name] = exc.message
@@ -225,10 +225,12 @@ class Accountant:
         async with self.db.session() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
         for row in rows:
-            if (
-                row.desired != DesiredState.RUNNING.value
-                or self.servers.runtime.state(row.name).running
-            ):
+            try:
+                running = self.servers.state_of(row).running
+            except VpnError as exc:  # its Docker engine is unreachable: nothing to start it on
+                log.error("cannot see %s: %s", row.name, exc.message)
+                continue
+            if row.desired != DesiredState.RUNNING.value or running:
                 backoff.pop(row.name, None)
                 continue
             failures, not_before = backoff.get(row.name, (0, now))

@@ -46,7 +46,7 @@ async def render(accountant: Accountant) -> str:
     family("vpn_server_up", "gauge", "1 if the server's engine process is running.")
     family_rows = []
     for row in servers:
-        up = 1 if accountant.servers.runtime.state(row.name).running else 0
+        up = 1 if accountant.servers.state_of(row).running else 0
         family_rows.append(f'vpn_server_up{{server="{_label(row.name)}"}} {up}')
     lines += family_rows
     for direction, index in (("upload", 0), ("download", 1)):

@@ -13,38 +13,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import engine_for
-from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound
+from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.models.server import (
     UDP_PROTOCOLS,
+    ContainerInfo,
     DesiredState,
     Protocol,
+    RuntimeKind,
     Server,
     ServerChange,
     ServerCreate,
     ServerStatus,
 )
-from vpn_manager.runtimes.base import Launch
+from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState, PublishedPort, Runtime
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.settings import Paths
+from vpn_manager.settings import DockerSettings, Paths
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from vpn_manager.runtimes.docker import DockerRuntime
     from vpn_manager.storage.orm import ServerRow
+
+DOCKER = "docker"
 
 HEALTH_DEADLINE = 10.0
 
@@ -142,12 +148,83 @@ class ServerService:
         paths: Paths,
         clock: Callable[[], datetime] = utcnow,
         runtime: NativeRuntime | None = None,
+        docker: DockerSettings | None = None,
     ) -> None:
         self.db = db
         self.paths = paths
         self.now = clock
         self.runtime = runtime or NativeRuntime(paths.run_dir, paths.logs_dir)
+        self.docker_settings = docker or DockerSettings()
+        self._dockers: dict[str | None, DockerRuntime] = {}
         self.applied: list[Applied] = []  # what user changes did, for the front end to tell
+
+    # -- runtimes ------------------------------------------------------------------------------
+    def docker(self, host: str | None = None) -> DockerRuntime:
+        """The Docker runtime for one engine (None: settings' docker.host, else the default);
+        the SDK is imported and the engine reached only now."""
+        host = host or self.docker_settings.host
+        if host not in self._dockers:
+            from vpn_manager.runtimes.docker import DockerRuntime
+
+            self._dockers[host] = DockerRuntime(str(self.paths.data_dir), self.paths.logs_dir, host)
+        return self._dockers[host]
+
+    def runtime_of(self, spec: ServerSpec) -> Runtime:
+        if spec.runtime == DOCKER:
+            return self.docker(spec.docker_host)
+        return self.runtime
+
+    def state_of(self, row: ServerRow) -> ProcessState:
+        """Is a server's engine running, wherever it runs (for the service and metrics)."""
+        from vpn_manager.storage import servers as repo
+
+        return self.runtime_of(repo.spec_of(row)).state(row.name)
+
+    def placed(self, spec: ServerSpec) -> tuple[ServerSpec, Files]:
+        """The server as its engine sees it where it runs: natively as it is; in a container
+        listening on every address of the container (Docker publishes the ports on the host
+        addresses asked for; control APIs on 127.0.0.1 only) and logging to the container's
+        output (read with `docker logs` / `vpn server logs`)."""
+        files = self.files(spec.name)
+        if spec.runtime != DOCKER:
+            return spec, files
+        anywhere = "::" if ":" in spec.listen else "0.0.0.0"
+        inside = dataclasses.replace(spec, listen=anywhere, control_listen="0.0.0.0")
+        out = Files(
+            config=files.config, access_log=Path("/dev/stdout"), error_log=Path("/dev/stderr")
+        )
+        return inside, out
+
+    def _container_launch(self, engine: Engine, spec: ServerSpec) -> ContainerLaunch:
+        from vpn_manager.runtimes.images import image_facts
+
+        facts = image_facts(engine.name)
+        protocol = Protocol(spec.protocol)
+        if protocol in UDP_PROTOCOLS:
+            protos: tuple[Literal["tcp", "udp"], ...] = ("udp",)
+        elif protocol is Protocol.SHADOWSOCKS:
+            protos = ("tcp", "udp")
+        else:
+            protos = ("tcp",)
+        ports = [PublishedPort(spec.listen, spec.port, spec.port, proto) for proto in protos]
+        ports += [
+            PublishedPort("127.0.0.1", int(value), int(value))
+            for key, value in sorted(spec.settings.items())
+            if key.endswith("_port") and isinstance(value, int)
+        ]
+        files = self.files(spec.name)
+        mounts = [files.config.parent]
+        if self.keys_dir(spec.name).is_dir() and any(self.keys_dir(spec.name).iterdir()):
+            mounts.append(self.keys_dir(spec.name))
+        return ContainerLaunch(
+            image=spec.image or getattr(self.docker_settings.images, facts.setting),
+            engine=engine.name,
+            binary=facts.binary,
+            args=facts.args(files.config),
+            ports=ports,
+            mounts=mounts,
+            health=facts.health(spec.settings),
+        )
 
     # -- files ---------------------------------------------------------------------------------
     def keys_dir(self, name: str) -> Path:
@@ -161,6 +238,14 @@ class ServerService:
         )
 
     def _launch(self, engine: Engine, spec: ServerSpec) -> Launch:
+        if spec.runtime == DOCKER:
+            container = self._container_launch(engine, spec)
+            return Launch(
+                server=spec.name,
+                argv=[container.binary, *container.args],
+                log_file=self.runtime.log_file(spec.name),
+                container=container,
+            )
         return Launch(
             server=spec.name,
             argv=engine.argv(spec, self.files(spec.name).config),
@@ -173,10 +258,14 @@ class ServerService:
 
         async with self.db.session() as session:
             rows = await repo.list_servers(session)
-        return [self._observed(repo.read_model(row, n)) for row, n in rows]
+        return [self._observed(row, repo.read_model(row, n)) for row, n in rows]
 
-    def _observed(self, server: Server) -> Server:
-        return server.model_copy(update={"running": self.runtime.state(server.name).running})
+    def _observed(self, row: ServerRow, server: Server) -> Server:
+        try:
+            running = self.state_of(row).running
+        except VpnError:  # its Docker engine is unreachable: reconcile() says so
+            running = False
+        return server.model_copy(update={"running": running})
 
     async def get(self, name: str) -> Server:
         from vpn_manager.storage import servers as repo
@@ -184,7 +273,7 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             counts = {r.id: n for r, n in await repo.list_servers(session)}
-            return self._observed(repo.read_model(row, counts.get(row.id, 0)))
+            return self._observed(row, repo.read_model(row, counts.get(row.id, 0)))
 
     async def status(self, name: str) -> ServerStatus:
         from vpn_manager.storage import servers as repo
@@ -193,8 +282,13 @@ class ServerService:
             row = await repo.server_row(session, name)
             spec = repo.spec_of(row)
             desired = DesiredState(row.desired)
-        state = self.runtime.state(name)
+        runtime = self.runtime_of(spec)
+        state = runtime.state(name)
         health = await engine_for(spec.protocol).probe(spec) if state.running else None
+        container = None
+        if spec.runtime == DOCKER:
+            info = await asyncio.to_thread(self.docker(spec.docker_host).inspect, name)
+            container = ContainerInfo.model_validate(info) if info else None
         return ServerStatus(
             name=name,
             desired=desired,
@@ -208,6 +302,8 @@ class ServerService:
             started_at=state.started_at,
             config_file=str(self.files(name).config),
             log_file=str(self.runtime.log_file(name)),
+            runtime=RuntimeKind(spec.runtime),
+            container=container,
         )
 
     async def usage(self, name: str) -> dict[str, tuple[int, int]]:
@@ -219,7 +315,7 @@ class ServerService:
             row = await repo.server_row(session, name)
             spec = repo.spec_of(row)
             clients = await repo.identities(session, row.id)
-        if not self.runtime.state(name).running:
+        if not self.runtime_of(spec).state(name).running:
             raise EngineError(f"{name} is not running.", hint=f"vpn server start {name}")
         counters = await engine_for(spec.protocol).counters(spec)
         owner = owners(clients)
@@ -231,12 +327,127 @@ class ServerService:
                 usage[name] = (up + counter.up, down + counter.down)
         return usage
 
-    def logs(self, name: str, lines: int = 100) -> list[str]:
+    async def logs(self, name: str, lines: int = 100) -> list[str]:
+        """The end of a server's logs: the engine's output and its log files natively, the
+        container's output (and that of containers it had before) under Docker."""
+        spec = await self._spec(name)
+        if spec.runtime == DOCKER:
+            return await asyncio.to_thread(self.docker(spec.docker_host).logs, name, lines)
         files = self.files(name)
         out = self.runtime.logs(name, lines)
         from vpn_manager.runtimes.native import tail
 
         return (out + tail(files.error_log, lines) + tail(files.access_log, lines))[-lines:]
+
+    async def follow(self, name: str, lines: int = 10) -> Iterator[str]:
+        """The end of a server's logs, then new lines as they come (a blocking iterator)."""
+        spec = await self._spec(name)
+        if spec.runtime == DOCKER:
+            return self.docker(spec.docker_host).follow(name, lines)
+        from vpn_manager.runtimes.native import follow_files
+
+        files = self.files(name)
+        paths = [self.runtime.log_file(name), files.error_log, files.access_log]
+        return follow_files(paths, lines)
+
+    async def _spec(self, name: str) -> ServerSpec:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            return repo.spec_of(await repo.server_row(session, name))
+
+    async def reconcile(self) -> list[str]:
+        """Docker servers and containers out of step, one sentence each with the fix: containers
+        labelled as this home's but unknown to the database, servers whose container is gone or
+        has stopped while they should run, and Docker engines that cannot be reached."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            rows = [row for row, _ in await repo.list_servers(session)]
+        specs = [repo.spec_of(row) for row in rows]
+        wanted = {row.name for row in rows if row.desired == DesiredState.RUNNING.value}
+        docker_specs = [s for s in specs if s.runtime == DOCKER]
+        hosts = {s.docker_host or self.docker_settings.host for s in docker_specs}
+        known = {s.name for s in specs}
+        hints: list[str] = []
+        for host in sorted(hosts, key=str):
+            runtime = self.docker(host)
+            try:
+                found = await asyncio.to_thread(runtime.containers)
+            except VpnError as exc:
+                hints.append(f"{exc.message} Its servers are shown as stopped.")
+                continue
+            for server, state in sorted(found.items()):
+                if server not in known:
+                    name = runtime.container_name(server)
+                    hints.append(
+                        f"Container {name} ({state}) is labelled as server {server!r} of this "
+                        f"home but the database does not know it: remove it with "
+                        f"`docker rm -f {name}`."
+                    )
+            for spec in docker_specs:
+                if (spec.docker_host or self.docker_settings.host) != host:
+                    continue
+                if spec.name not in wanted:
+                    continue
+                if spec.name not in found:
+                    hints.append(
+                        f"Server {spec.name} should run but its container is gone: "
+                        f"recreate it with `vpn server start {spec.name}`."
+                    )
+                elif found[spec.name] != "running":
+                    hints.append(
+                        f"Server {spec.name} should run but its container is "
+                        f"{found[spec.name]}: `vpn server restart {spec.name}`."
+                    )
+        return hints
+
+    async def export_compose(self) -> str:
+        """A docker-compose.yml that runs this home's Docker servers as the runtime does: same
+        images, commands, labels, ports, read-only mounts, health checks and network."""
+        import yaml
+
+        from vpn_manager.runtimes.docker import RESTART_POLICY, compose_service, labels
+        from vpn_manager.runtimes.docker import container_name as name_of
+        from vpn_manager.runtimes.docker import network_name as network_of
+        from vpn_manager.storage import servers as repo
+
+        home = str(self.paths.data_dir)
+        async with self.db.session() as session:
+            specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
+        services: dict[str, object] = {}
+        for spec in specs:
+            if spec.runtime != DOCKER:
+                continue
+            engine = engine_for(spec.protocol)
+            launch = self._container_launch(engine, spec)
+            service = compose_service(
+                name_of(spec.name, home), launch, labels(spec.name, engine.name, home)
+            )
+            services[spec.name] = service
+        if not services:
+            raise NotFound(
+                "There is no Docker server to export.",
+                hint="Install one with `vpn server install PROTOCOL --runtime docker …`.",
+            )
+        document = {
+            "version": "3.8",
+            "services": services,
+            "networks": {
+                "default": {
+                    "name": network_of(home),
+                    "driver": "bridge",
+                    "driver_opts": {"com.docker.network.bridge.enable_icc": "false"},
+                    "labels": {"vpn-manager.home": home},
+                }
+            },
+        }
+        header = (
+            f"# Written by `vpn server export-compose`: this home's Docker servers "
+            f"(restart: {RESTART_POLICY}).\n# The mounted configs are the ones vpn-manager "
+            f"renders; change servers with `vpn`, then export again.\n"
+        )
+        return header + yaml.safe_dump(document, sort_keys=False)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def install(self, create: ServerCreate) -> Server:
@@ -251,7 +462,9 @@ class ServerService:
             taken = await repo.ports_in_use(session)
         if create.port in taken:
             raise Conflict(f"Port {create.port} is already used by server {taken[create.port]}.")
-        check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
+        placement = self._placement(engine, create)
+        if placement["docker_host"] is None or placement["docker_host"].startswith("unix://"):
+            check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
         create = create.model_copy(update={"host": create.host or default_host(create.listen)})
         keys_dir = self.keys_dir(create.name)
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -265,6 +478,7 @@ class ServerService:
             "protocol": create.protocol.value,
             "engine": engine.name,
             "runtime": create.runtime.value,
+            **placement,
             "listen": create.listen,
             "port": create.port,
             "host": create.host,
@@ -281,6 +495,20 @@ class ServerService:
                 self._forget_files(create.name)
                 raise  # the session rolls back: no server row is left behind
         return await self.get(create.name)
+
+    def _placement(self, engine: Engine, create: ServerCreate) -> dict[str, str | None]:
+        """Where a new server runs: for Docker the image (from --image, else the engine's
+        default in settings) and the Docker engine, which is reached now so that a bad host or
+        an engine without an image fails before anything is made."""
+        if create.runtime is not RuntimeKind.DOCKER:
+            return {"image": None, "docker_host": None}
+        from vpn_manager.runtimes.images import image_facts
+
+        facts = image_facts(engine.name)
+        host = create.docker_host or self.docker_settings.host
+        self.docker(host).client  # noqa: B018 -- connects, or says why it cannot
+        image = create.image or getattr(self.docker_settings.images, facts.setting)
+        return {"image": image, "docker_host": host}
 
     async def start(self, name: str) -> ServerStatus:
         await self._set_desired(name, DesiredState.RUNNING, restart=False)
@@ -300,7 +528,7 @@ class ServerService:
 
     async def _stop(self, engine: Engine, spec: ServerSpec) -> bool:
         """Stop the engine process, then undo what its start set up outside it (rules)."""
-        stopped = await self.runtime.stop(spec.name)
+        stopped = await self.runtime_of(spec).stop(spec.name)
         await engine.after_stop(spec)
         return stopped
 
@@ -309,9 +537,12 @@ class ServerService:
 
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
-            await self._stop(engine_for(row.protocol), repo.spec_of(row))
+            spec = repo.spec_of(row)
+            await self._stop(engine_for(row.protocol), spec)
             await repo.delete_server(session, row)
         self._forget_files(name)
+        if spec.runtime == DOCKER:
+            await asyncio.to_thread(self.docker(spec.docker_host).forget)
 
     async def rotate_keys(self, name: str) -> Server:
         """New REALITY keys and short ids: every user's link changes."""
@@ -380,13 +611,17 @@ class ServerService:
             engine = engine_for(row.protocol)
             spec = repo.spec_of(row)
             clients = await repo.clients(session, row.id)
-            if restart or not self.runtime.state(name).running:
+            if restart or not self.runtime_of(spec).state(name).running:
                 await self._apply_restart(engine, spec, clients)
 
     # -- the two kinds of apply ----------------------------------------------------------------
+    def _render(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> str:
+        placed, files = self.placed(spec)
+        return engine.render(placed, clients, files)
+
     def _write_config(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> str:
         files = self.files(spec.name)
-        text = engine.render(spec, clients, files)
+        text = self._render(engine, spec, clients)
         atomic_write(files.config, text)
         return text
 
@@ -403,7 +638,7 @@ class ServerService:
         files = self.files(spec.name)
         files.config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        text = engine.render(spec, clients, files)
+        text = self._render(engine, spec, clients)
         await engine.validate(text, files.config.parent)
         previous = files.config.read_text() if files.config.exists() else None
         atomic_write(files.config, text)
@@ -433,15 +668,16 @@ class ServerService:
 
     async def _restart_and_probe(self, engine: Engine, spec: ServerSpec) -> None:
         await self._stop(engine, spec)
-        await self.runtime.start(self._launch(engine, spec))
+        await self.runtime_of(spec).start(self._launch(engine, spec))
         await self._wait_healthy(engine, spec)
 
     async def _wait_healthy(self, engine: Engine, spec: ServerSpec) -> Health:
         deadline = time.monotonic() + HEALTH_DEADLINE
         health = Health(False, False, "not probed")
         while time.monotonic() < deadline:
-            code = self.runtime.exited(spec.name)
-            if code is not None or not self.runtime.state(spec.name).running:
+            runtime = self.runtime_of(spec)
+            code = runtime.exited(spec.name)
+            if code is not None or not runtime.state(spec.name).running:
                 raise EngineError(
                     f"The engine for {spec.name} exited"
                     + (f" with code {code}" if code is not None else "")
@@ -609,7 +845,9 @@ class ServerService:
         error propagates, so the caller's database transaction rolls back too."""
         files = self.files(spec.name)
         previous = files.config.read_text() if files.config.exists() else None
-        running = desired == DesiredState.RUNNING.value and self.runtime.state(spec.name).running
+        running = (
+            desired == DesiredState.RUNNING.value and self.runtime_of(spec).state(spec.name).running
+        )
         if not (added or removed):
             self._write_config(engine, spec, clients)
             return
@@ -617,7 +855,7 @@ class ServerService:
             self._write_config(engine, spec, clients)
             self.applied.append(Applied(spec.name, "saved"))
             return
-        if engine.live_users(spec):
+        if engine.live_users(spec) and self._cuts_sessions(engine, spec, removed):
             self._write_config(engine, spec, clients)
             try:
                 if added:
@@ -630,8 +868,24 @@ class ServerService:
                 raise
             self.applied.append(Applied(spec.name, "live"))
             return
+        if spec.runtime == DOCKER:
+            # No SIGHUP into a container from here: a new container from the new config, with
+            # the same validate → probe → roll back as any restart.
+            await self._apply_restart(engine, spec, clients)
+            self.applied.append(Applied(spec.name, "recreated"))
+            return
         await self._reload(engine, spec, clients, previous)
         self.applied.append(Applied(spec.name, "reloaded"))
+
+    def _cuts_sessions(self, engine: Engine, spec: ServerSpec, removed: list[Client]) -> bool:
+        """Can removing these users cut their open connections without a restart? Natively
+        yes (the engine's API or `ss -K`); in a container only through the engine's API, since
+        `ss -K` on the host does not reach the container's network namespace."""
+        if spec.runtime != DOCKER or not removed:
+            return True
+        from vpn_manager.runtimes.images import image_facts
+
+        return image_facts(engine.name).cuts_sessions
 
     async def _reload(
         self, engine: Engine, spec: ServerSpec, clients: list[Client], previous: str | None
@@ -639,7 +893,7 @@ class ServerService:
         """render → validate → atomic write → reload → probe; on failure the previous config is
         written back and reloaded."""
         files = self.files(spec.name)
-        text = engine.render(spec, clients, files)
+        text = self._render(engine, spec, clients)
         await engine.validate(text, files.config.parent)
         atomic_write(files.config, text)
         try:

@@ -2,7 +2,8 @@
 
 One sing-box process per server: one inbound tagged "in" on spec.listen:spec.port, a direct
 outbound, the `api` service on spec.control_listen:api_port (and `ssm-api` on :ssm_port for
-Shadowsocks; 127.0.0.1 natively), the log (level warn, timestamps) in files.error_log. A file output has no colours.
+Shadowsocks; 127.0.0.1 natively), the log (level warn, timestamps) in files.error_log. A file
+output has no colours.
 sing-box has no access log; files.access_log is not used.
 
 Users
