@@ -175,14 +175,9 @@ def compose_service(
         "command": launch.args,
         "labels": container_labels,
         "restart": RESTART_POLICY,
+        # The short syntax: Compose file format 3.x has no host address in the long one.
         "ports": [
-            {
-                "target": p.container_port,
-                "published": p.host_port,
-                "host_ip": p.host_ip,
-                "protocol": p.proto,
-                "mode": "host",
-            }
+            f"{_bracketed(p.host_ip)}:{p.host_port}:{p.container_port}/{p.proto}"
             for p in launch.ports
         ],
         "volumes": [
@@ -199,6 +194,10 @@ def compose_service(
             "start_period": "2s",
         }
     return service
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 class DockerRuntime:
@@ -423,13 +422,13 @@ class DockerRuntime:
                 info.update(_usage(sample))
         return info
 
-    def containers(self) -> dict[str, str]:
-        """Every container of this home on this engine: server name → container state."""
+    def containers(self) -> dict[str, tuple[str, str]]:
+        """Every container of this home on this engine: server name → (container, state)."""
         found = self.client.containers.list(
             all=True, filters={"label": f"{LABEL_HOME}={self.home}"}
         )
         return {
-            c.labels.get(LABEL_SERVER, c.name or ""): c.status
+            c.labels.get(LABEL_SERVER, c.name or ""): (c.name or c.short_id, c.status)
             for c in found
             if c.labels.get(LABEL_HOME) == self.home
         }

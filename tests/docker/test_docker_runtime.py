@@ -1,0 +1,384 @@
+"""The Docker runtime end to end, against the machine's real Docker engine: servers installed
+with `--runtime docker` run our scratch sing-box image, real sing-box clients built only from the
+printed links push traffic through the container (published on 127.0.0.1) to an HTTP backend on
+the host's address in the home's Docker network."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.docker.conftest import DockerVpn, backend_on
+from tests.e2e.conftest import VPN, curl_fails, curl_via, link_of, singbox_client
+from tests.e2e.net import BACKEND_PAGE, Stream, free_port, socks_connect
+from vpn_manager.runtimes.docker import LABEL_ENGINE, LABEL_HOME, LABEL_SERVER
+
+PAGE = BACKEND_PAGE.decode()
+
+
+def wait_for(check: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {within:.0f} s")
+        time.sleep(0.2)
+
+
+def status(dvpn: DockerVpn, name: str) -> dict[str, Any]:
+    data = dvpn.json("server", "status", name)
+    assert isinstance(data, dict)
+    return data
+
+
+class StreamTo(Stream):
+    """tests.e2e.net.Stream to a backend on any address (the e2e one is on 127.0.0.1)."""
+
+    def __init__(self, socks_port: int, host: str, backend_port: int) -> None:
+        self.sock = socks_connect(socks_port, host, backend_port)
+        self.sock.sendall(b"GET /stream HTTP/1.1\r\nHost: backend\r\n\r\n")
+        self.received = 0
+        self.last = time.monotonic()
+        self.ended: str | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+
+@pytest.mark.parametrize("protocol", ["shadowsocks", "trojan"])
+def test_docker_server_carries_traffic_from_the_printed_link(
+    dvpn: DockerVpn, tmp_path: Path, protocol: str
+) -> None:
+    server = dvpn.install(protocol, "edge")
+    dvpn.ok("user", "add", "alice", "bob", "--server", server.name)
+    (name,) = dvpn.containers()
+    container = dvpn.client.containers.get(name)
+    attrs = container.attrs
+    assert container.labels[LABEL_SERVER] == "edge"
+    assert container.labels[LABEL_ENGINE] == "sing-box"
+    assert container.labels[LABEL_HOME] == dvpn.home_label
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert attrs["Config"]["Image"] == dvpn.image
+    # The server's port on the address asked for; API ports on loopback only.
+    bindings = attrs["HostConfig"]["PortBindings"]
+    assert bindings[f"{server.port}/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(server.port)}]
+    if protocol == "shadowsocks":
+        assert f"{server.port}/udp" in bindings
+    assert all(b[0]["HostIp"] == "127.0.0.1" for b in bindings.values())
+    # The rendered config is mounted read-only.
+    config_dir = str(dvpn.home / "state" / "rendered" / "edge")
+    mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+    assert mounts[config_dir]["RW"] is False
+    assert all(m["RW"] is False for m in attrs["Mounts"])
+
+    gateway = dvpn.gateway()
+    with (
+        backend_on(gateway) as backend,
+        singbox_client(link_of(dvpn, "alice", server.name), tmp_path / "alice") as socks,
+    ):
+        assert curl_via(socks, f"http://{gateway}:{backend}/", attempts_for=10) == PAGE
+        body = curl_via(socks, f"http://{gateway}:{backend}/bytes/300000", attempts_for=5)
+        assert len(body) == 300_000
+
+    def counted() -> bool:
+        rows = dvpn.json("server", "usage", server.name)
+        assert isinstance(rows, list)
+        return any(r["name"] == "alice" and r["download_bytes"] >= 300_000 for r in rows)
+
+    wait_for(counted, 5, "alice's 300,000 bytes were not counted through the published API")
+    box = status(dvpn, server.name)["container"]
+    assert box["name"] == name
+    assert box["state"] == "running"
+    assert box["net_tx_bytes"] >= 300_000  # the container sent alice's download
+    assert box["memory_bytes"] > 0
+
+
+def test_stop_start_restart_remove(dvpn: DockerVpn) -> None:
+    server = dvpn.install("shadowsocks", "ss")
+    first = status(dvpn, server.name)
+    assert first["running"]
+    assert first["healthy"]
+    assert first["runtime"] == "docker"
+    old_id = first["container"]["id"]
+
+    stopped = dvpn.ok("server", "stop", server.name)
+    assert "Stopped ss." in stopped.stdout
+    assert dvpn.containers() == []
+    assert status(dvpn, server.name)["running"] is False
+    assert "not running" in dvpn.ok("server", "stop", server.name).stdout
+
+    dvpn.ok("server", "start", server.name)
+    started = status(dvpn, server.name)
+    assert started["healthy"]
+    assert len(dvpn.containers()) == 1
+
+    dvpn.ok("server", "restart", server.name)
+    restarted = status(dvpn, server.name)
+    assert restarted["healthy"]
+    assert restarted["container"]["id"] not in (old_id, started["container"]["id"])
+
+    dvpn.ok("server", "remove", "--yes", server.name)
+    assert dvpn.containers() == []
+    assert dvpn.networks() == []
+    assert dvpn.volumes() == []
+    assert dvpn.json("server", "list") == []
+
+
+def test_a_dead_container_is_seen_and_brought_back(dvpn: DockerVpn) -> None:
+    server = dvpn.install("shadowsocks", "ss")
+    wait_for(
+        lambda: status(dvpn, server.name)["container"]["health"] == "healthy",
+        20,
+        "the container's health check never said healthy",
+    )
+    listed = dvpn.ok("server", "list")
+    assert "running" in listed.stdout
+
+    # The engine dies inside the container: Docker's restart policy brings it back.
+    os.kill(status(dvpn, server.name)["pid"], signal.SIGKILL)
+    wait_for(
+        lambda: (
+            status(dvpn, server.name)["container"]["restarts"] >= 1
+            and status(dvpn, server.name)["healthy"]
+        ),
+        20,
+        "Docker did not restart the killed engine",
+    )
+
+    # `docker kill` counts as stopped by hand, so Docker leaves it down: we see it, and the
+    # service brings it back.
+    (name,) = dvpn.containers()
+    dvpn.client.containers.get(name).kill()
+    wait_for(lambda: status(dvpn, server.name)["running"] is False, 10, "kill was not seen")
+    down = dvpn.ok("server", "list")
+    assert "stopped (wanted running)" in down.stdout
+    assert f"`vpn server restart {server.name}`" in down.stderr
+    assert status(dvpn, server.name)["container"]["state"] == "exited"
+    served = dvpn.json("serve", "--once")
+    assert isinstance(served, dict)
+    assert served["started"] == [server.name]
+    wait_for(
+        lambda: status(dvpn, server.name)["container"]["health"] == "healthy",
+        20,
+        "the recreated container never became healthy",
+    )
+    table = dvpn.ok("server", "status", server.name).stdout
+    assert "healthy" in table
+    assert "cpu" in table
+    assert "memory" in table
+
+
+def test_disabling_a_user_cuts_her_open_connection(dvpn: DockerVpn, tmp_path: Path) -> None:
+    """`ss -K` on the host cannot reach a container's sockets: sing-box's API cuts them."""
+    server = dvpn.install("shadowsocks", "ss")
+    dvpn.ok("user", "add", "alice", "bob", "--server", server.name)
+    gateway = dvpn.gateway()
+    pid = status(dvpn, server.name)["pid"]
+    with (
+        backend_on(gateway) as backend,
+        singbox_client(link_of(dvpn, "alice", server.name), tmp_path / "alice") as alice,
+        singbox_client(link_of(dvpn, "bob", server.name), tmp_path / "bob") as bob,
+    ):
+        curl_via(alice, f"http://{gateway}:{backend}/", attempts_for=10)
+        curl_via(bob, f"http://{gateway}:{backend}/", attempts_for=10)
+        alice_stream = StreamTo(alice, gateway, backend)
+        bob_stream = StreamTo(bob, gateway, backend)
+        try:
+            assert alice_stream.flowing()
+            assert bob_stream.flowing()
+            disabled = dvpn.ok("user", "disable", "alice")
+            assert "applied live" in disabled.stderr
+            wait_for(lambda: alice_stream.ended is not None, 5, "alice's connection survived")
+            assert bob_stream.flowing(), "bob's connection was cut too"
+            assert curl_fails(alice, f"http://{gateway}:{backend}/")
+            assert status(dvpn, server.name)["pid"] == pid  # no restart
+        finally:
+            alice_stream.close()
+            bob_stream.close()
+
+
+def test_protocols_without_live_users_recreate_the_container(
+    dvpn: DockerVpn, tmp_path: Path
+) -> None:
+    server = dvpn.install("trojan", "tj")
+    dvpn.ok("user", "add", "alice", "--server", server.name)
+    before = status(dvpn, server.name)["container"]["id"]
+    added = dvpn.ok("user", "add", "bob", "--server", server.name)
+    assert "container recreated" in added.stderr
+    assert status(dvpn, server.name)["container"]["id"] != before
+    gateway = dvpn.gateway()
+    with (
+        backend_on(gateway) as backend,
+        singbox_client(link_of(dvpn, "bob", server.name), tmp_path / "bob") as bob,
+    ):
+        assert curl_via(bob, f"http://{gateway}:{backend}/", attempts_for=10) == PAGE
+
+
+def test_a_change_that_fails_is_rolled_back(dvpn: DockerVpn, tmp_path: Path) -> None:
+    server = dvpn.install("shadowsocks", "ss")
+    dvpn.ok("user", "add", "alice", "--server", server.name)
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        failed = dvpn("server", "set", server.name, "--port", str(busy))
+    assert failed.code != 0
+    assert "rolled back" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    after = status(dvpn, server.name)
+    assert after["healthy"]
+    listed = dvpn.json("server", "list")
+    assert isinstance(listed, list)
+    assert listed[0]["port"] == server.port
+    gateway = dvpn.gateway()
+    with (
+        backend_on(gateway) as backend,
+        singbox_client(link_of(dvpn, "alice", server.name), tmp_path / "alice") as socks,
+    ):
+        assert curl_via(socks, f"http://{gateway}:{backend}/", attempts_for=10) == PAGE
+
+
+def test_logs_and_follow(dvpn: DockerVpn) -> None:
+    import socket
+
+    server = dvpn.install("trojan", "tj")
+
+    def poke() -> None:
+        # A connection that is not TLS: sing-box logs the failed handshake.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+            sock.sendall(b"not tls\r\n\r\n")
+            time.sleep(0.1)
+
+    poke()
+    wait_for(
+        lambda: "tls" in dvpn.ok("server", "logs", server.name, "--lines", "20").stdout.lower(),
+        5,
+        "the failed handshake never showed in `vpn server logs`",
+    )
+    follower = subprocess.Popen(
+        [str(VPN), "server", "logs", server.name, "--follow", "--lines", "0"],
+        env=dvpn.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        poke()
+        assert follower.stdout is not None
+        line = follower.stdout.readline()
+        assert "tls" in line.lower() or "inbound" in line.lower(), line
+    finally:
+        follower.terminate()
+        follower.wait(5)
+    # Stopping removes the container; its logs are kept.
+    dvpn.ok("server", "stop", server.name)
+    assert "inbound" in dvpn.ok("server", "logs", server.name).stdout
+
+
+def test_list_notices_strays_and_missing_containers(dvpn: DockerVpn) -> None:
+    server = dvpn.install("shadowsocks", "ss")
+    (name,) = dvpn.containers()
+    dvpn.client.containers.get(name).remove(force=True)
+    stray = dvpn.client.containers.create(
+        dvpn.image,
+        command=["version"],
+        name=f"vpn-ghost-{os.getpid()}-{free_port()}",
+        labels={LABEL_SERVER: "ghost", LABEL_HOME: dvpn.home_label, LABEL_ENGINE: "sing-box"},
+    )
+    listed = dvpn.ok("server", "list")
+    hints = [line for line in listed.stderr.splitlines() if line.strip()]
+    assert any(
+        f"Server {server.name} should run but its container is gone" in h
+        and f"vpn server start {server.name}" in h
+        for h in hints
+    ), hints
+    assert any("'ghost'" in h and f"docker rm -f {stray.name}" in h for h in hints), hints
+    # The hints' own fixes work.
+    stray.remove(force=True)
+    dvpn.ok("server", "start", server.name)
+    assert dvpn.ok("server", "list").stderr.strip() == ""
+
+
+def test_export_compose_is_valid_and_matches(dvpn: DockerVpn, tmp_path: Path) -> None:
+    ss = dvpn.install("shadowsocks", "ss")
+    tj = dvpn.install("trojan", "tj")
+    out = tmp_path / "compose" / "docker-compose.yml"
+    out.parent.mkdir()
+    dvpn.ok("server", "export-compose", "--file", str(out))
+    checked = subprocess.run(
+        ["docker-compose", "-f", str(out), "config"], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    document = yaml.safe_load(out.read_text())
+    services = document["services"]
+    assert set(services) == {"ss", "tj"}
+    assert f"127.0.0.1:{ss.port}:{ss.port}/tcp" in services["ss"]["ports"]
+    assert f"127.0.0.1:{ss.port}:{ss.port}/udp" in services["ss"]["ports"]
+    assert f"127.0.0.1:{tj.port}:{tj.port}/tcp" in services["tj"]["ports"]
+    assert all(p.startswith("127.0.0.1:") for p in services["tj"]["ports"])
+    assert services["tj"]["restart"] == "unless-stopped"
+    assert services["tj"]["healthcheck"]["test"][:2] == ["CMD", "sing-box"]
+    assert all(v["read_only"] for v in services["tj"]["volumes"])
+    assert services["ss"]["container_name"] in dvpn.containers()
+    # What the runtime runs is what the file says.
+    running = dvpn.client.containers.get(services["tj"]["container_name"])
+    assert running.attrs["Config"]["Cmd"] == services["tj"]["command"]
+    assert running.attrs["Config"]["Entrypoint"] == services["tj"]["entrypoint"]
+
+
+def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
+    # An explicit URL to the local daemon's socket, and a context name, work.
+    server = dvpn.install("shadowsocks", "a", "--docker-host", "unix:///var/run/docker.sock")
+    assert status(dvpn, server.name)["healthy"]
+    by_context = dvpn.install("shadowsocks", "b", "--docker-host", "default")
+    assert status(dvpn, by_context.name)["healthy"]
+    # A host nobody answers on: one sentence, an error code, nothing installed.
+    port = free_port()
+    bad = dvpn("server", "install", "shadowsocks", "--name", "c", "--port", str(free_port()),
+               "--runtime", "docker", "--docker-host", f"tcp://127.0.0.1:{port}")  # fmt: skip
+    assert bad.code != 0
+    assert "Traceback" not in bad.stderr
+    assert f"Cannot reach the Docker engine at tcp://127.0.0.1:{port}" in bad.stderr
+    unknown = dvpn("server", "install", "shadowsocks", "--name", "c", "--port", str(free_port()),
+                   "--runtime", "docker", "--docker-host", "no-such-context")  # fmt: skip
+    assert unknown.code != 0
+    assert "no Docker context named 'no-such-context'" in unknown.stderr
+    names = dvpn.json("server", "list")
+    assert isinstance(names, list)
+    assert [s["name"] for s in names] == ["a", "b"]
+    # The default runtime and image come from settings.
+    dvpn.env["VPN_RUNTIME"] = "docker"
+    dvpn.env["VPN_DOCKER__IMAGES__SING_BOX"] = dvpn.image
+    port = free_port()
+    dvpn.ok("server", "install", "trojan", "--name", "d", "--port", str(port), "--sni", "vpn.test",
+            "--listen", "127.0.0.1")  # fmt: skip
+    shown = dvpn.json("server", "list")
+    assert isinstance(shown, list)
+    d = next(s for s in shown if s["name"] == "d")
+    assert d["runtime"] == "docker"
+    assert d["image"] == dvpn.image
+    assert d["running"]
+    # WireGuard has no image here: refused in one sentence.
+    wg = dvpn("server", "install", "wireguard", "--name", "w", "--port", str(free_port()))
+    assert wg.code != 0
+    assert "cannot run in Docker" in wg.stderr
+    assert "Traceback" not in wg.stderr
+
+
+def test_json_status_holds_no_secret(dvpn: DockerVpn) -> None:
+    server = dvpn.install("shadowsocks", "ss")
+    config = json.loads((dvpn.home / "state" / "rendered" / "ss" / "config.json").read_text())
+    secret = next(s["secret"] for s in config["services"] if s["type"] == "api")
+    for args in (("server", "status", server.name), ("server", "list")):
+        assert secret not in dvpn.ok("--format", "json", *args).stdout
+    assert secret not in dvpn.ok("server", "export-compose", "--file", "-").stdout
