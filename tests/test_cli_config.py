@@ -32,6 +32,10 @@ database.connect_timeout_s  5.0
 output.format               table
 service.poll_interval_s     10.0
 service.metrics_port        9477
+runtime                     native
+docker.host                 -
+docker.images.xray          ghcr.io/xtls/xray-core:latest
+docker.images.sing_box      ghcr.io/sagernet/sing-box:latest
 timezone                    UTC
 log_level                   info
 """

@@ -197,6 +197,14 @@ def test_effective_settings_masks_and_defaults(
         "database": {"url": None, "busy_timeout_ms": 5000, "connect_timeout_s": 5.0},
         "output": {"format": "table"},
         "service": {"poll_interval_s": 10.0, "metrics_port": 9477},
+        "runtime": "native",
+        "docker": {
+            "host": None,
+            "images": {
+                "xray": "ghcr.io/xtls/xray-core:latest",
+                "sing_box": "ghcr.io/sagernet/sing-box:latest",
+            },
+        },
         "timezone": "UTC",
         "log_level": "info",
     }

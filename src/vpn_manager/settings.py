@@ -341,4 +341,6 @@ def effective_settings(settings: Settings, *, defaults: bool = False) -> dict[st
     data = (Settings.model_construct() if defaults else settings).model_dump(mode="json")
     if data["database"]["url"]:
         data["database"]["url"] = mask_url(data["database"]["url"])
+    if data["docker"]["host"]:
+        data["docker"]["host"] = mask_url(data["docker"]["host"])
     return data

@@ -35,10 +35,15 @@ def show(
     if out.structured:
         out.data(data)
         return
+    out.record(_flatten(data))
+
+
+def _flatten(data: dict[str, object], prefix: str = "") -> dict[str, object]:
+    """Nested settings as dotted keys (docker.images.xray), as they are set in the environment."""
     flat: dict[str, object] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            flat.update({f"{key}.{sub}": v for sub, v in value.items()})
+            flat.update(_flatten(value, f"{prefix}{key}."))
         else:
-            flat[key] = value
-    out.record(flat)
+            flat[f"{prefix}{key}"] = value
+    return flat
