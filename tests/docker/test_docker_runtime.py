@@ -353,6 +353,10 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
                    "--runtime", "docker", "--docker-host", "no-such-context")  # fmt: skip
     assert unknown.code != 0
     assert "no Docker context named 'no-such-context'" in unknown.stderr
+    remote = dvpn("server", "install", "shadowsocks", "--name", "c", "--port", str(free_port()),
+                  "--runtime", "docker", "--docker-host", "ssh://vpn@192.0.2.10")  # fmt: skip
+    assert remote.code != 0
+    assert "remote engines are not supported yet" in remote.stderr
     names = dvpn.json("server", "list")
     assert isinstance(names, list)
     assert [s["name"] for s in names] == ["a", "b"]

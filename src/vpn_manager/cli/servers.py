@@ -391,7 +391,7 @@ def logs(
         raise InvalidInput("--lines cannot be negative.")
     context = app_context(ctx)
     if not follow:
-        for line in context.servers(lambda s: s.logs(name, lines)):
+        for line in context.servers(lambda s: s.read_logs(name, lines)):
             sys.stdout.write(line + "\n")
         return
     stream: Iterator[str] = context.servers(lambda s: s.follow(name, lines))

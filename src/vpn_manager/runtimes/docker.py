@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from vpn_manager.errors import EngineError, InvalidInput
 from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState
@@ -84,11 +85,12 @@ def connect(host: str | None) -> DockerClient:
     from docker.errors import DockerException
 
     where = describe_host(host)
+    base_url = None if host is None else host if "://" in host else _context_host(host)
+    check_on_this_machine(base_url or os.environ.get("DOCKER_HOST"), where)
     try:
-        if host is None:
+        if base_url is None:
             client = docker.from_env(timeout=API_TIMEOUT_S)
         else:
-            base_url = host if "://" in host else _context_host(host)
             client = docker.DockerClient(
                 base_url=base_url,
                 timeout=API_TIMEOUT_S,
@@ -102,6 +104,23 @@ def connect(host: str | None) -> DockerClient:
             "another --docker-host (unix://…, tcp://HOST:PORT, ssh://user@host or a context).",
         ) from None
     return client
+
+
+def check_on_this_machine(base_url: str | None, where: str) -> None:
+    """Refuse Docker engines on other machines, for now: the runtime mounts the rendered configs
+    from this machine's disk and reaches the engines' control APIs on this machine's loopback,
+    where their ports are published. A remote engine needs both carried over (files copied
+    into the containers, API ports tunnelled), which is not built yet."""
+    if base_url is None or base_url.startswith(("unix://", "npipe://", "fd://")):
+        return
+    address = urlsplit(base_url if "://" in base_url else f"tcp://{base_url}").hostname or ""
+    if address == "localhost" or address.startswith("127.") or address == "::1":
+        return
+    raise InvalidInput(
+        f"The Docker engine at {where} is on another machine, and remote engines are not "
+        "supported yet.",
+        hint="Run vpn on that machine, or use a local engine (unix:///var/run/docker.sock).",
+    )
 
 
 def _context_host(name: str) -> str:

@@ -327,12 +327,17 @@ class ServerService:
                 usage[name] = (up + counter.up, down + counter.down)
         return usage
 
-    async def logs(self, name: str, lines: int = 100) -> list[str]:
-        """The end of a server's logs: the engine's output and its log files natively, the
-        container's output (and that of containers it had before) under Docker."""
+    async def read_logs(self, name: str, lines: int = 100) -> list[str]:
+        """The end of a server's logs wherever it runs: natively as logs() reads them; under
+        Docker the container's output (after that of the containers it had before)."""
         spec = await self._spec(name)
         if spec.runtime == DOCKER:
             return await asyncio.to_thread(self.docker(spec.docker_host).logs, name, lines)
+        return self.logs(name, lines)
+
+    def logs(self, name: str, lines: int = 100) -> list[str]:
+        """The end of a native server's logs: the engine's output and its log files (for a
+        Docker server only the output of its removed containers: use read_logs)."""
         files = self.files(name)
         out = self.runtime.logs(name, lines)
         from vpn_manager.runtimes.native import tail
