@@ -131,8 +131,9 @@ def test_stop_start_restart_remove(dvpn: DockerVpn) -> None:
     assert dvpn.json("server", "list") == []
 
 
-def test_a_dead_container_is_seen_and_brought_back(dvpn: DockerVpn) -> None:
+def test_a_dead_container_is_seen_and_brought_back(dvpn: DockerVpn, tmp_path: Path) -> None:
     server = dvpn.install("shadowsocks", "ss")
+    dvpn.ok("user", "add", "alice", "--server", server.name)
     wait_for(
         lambda: status(dvpn, server.name)["container"]["health"] == "healthy",
         20,
@@ -151,6 +152,23 @@ def test_a_dead_container_is_seen_and_brought_back(dvpn: DockerVpn) -> None:
         20,
         "Docker did not restart the killed engine",
     )
+    # The restarted engine has its config but not the users pushed after start (ssm-api):
+    # `vpn serve` gives them back, once.
+    gateway = dvpn.gateway()
+    with (
+        backend_on(gateway) as backend,
+        singbox_client(link_of(dvpn, "alice", server.name), tmp_path / "alice") as socks,
+    ):
+        url = f"http://{gateway}:{backend}/"
+        assert curl_fails(socks, url), "the restarted engine knew alice without being told"
+        assert "Docker restarted the container of ss" in dvpn.ok("server", "list").stderr
+        healed = dvpn("--format", "json", "serve", "--once")
+        assert healed.code == 0, healed.stderr
+        assert "restarted by Docker: its users were given back" in healed.stderr
+        assert curl_via(socks, url, attempts_for=10) == PAGE
+        again = dvpn("--format", "json", "serve", "--once")
+        assert "given back" not in again.stderr
+        assert dvpn.ok("server", "list").stderr.strip() == ""
 
     # `docker kill` counts as stopped by hand, so Docker leaves it down: we see it, and the
     # service brings it back.

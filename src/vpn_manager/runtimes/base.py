@@ -56,6 +56,8 @@ class ProcessState:
     rss_bytes: int | None = None
     exit_detail: str = ""
     health: str | None = None  # the container's health check ("healthy", …); None natively
+    instance: str = ""  # the container's id (Docker)
+    restarts: int = 0  # how often Docker restarted that container by its restart policy
 
 
 class Runtime(Protocol):

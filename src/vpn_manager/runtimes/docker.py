@@ -274,6 +274,8 @@ class DockerRuntime:
             started_at=_timestamp(state.get("StartedAt")) if running else None,
             exit_detail="" if running else f"container {state.get('Status', 'unknown')}",
             health=health,
+            instance=container.id or "",
+            restarts=int(container.attrs.get("RestartCount") or 0),
         )
 
     def exited(self, server: str) -> int | None:

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 
 from vpn_manager.engines.base import Counter
 from vpn_manager.engines.registry import engine_for
@@ -32,6 +33,9 @@ from vpn_manager.models.server import DesiredState
 from vpn_manager.models.user import UserStatus
 from vpn_manager.services.periods import period_start
 from vpn_manager.services.servers import ServerService, owners, utcnow
+
+if TYPE_CHECKING:
+    from vpn_manager.storage.orm import ServerRow
 
 log = logging.getLogger("vpn_manager.accounting")
 HISTORY_DAYS = 90
@@ -215,6 +219,13 @@ class Accountant:
         await self.enforce()
 
     # -- supervision ---------------------------------------------------------------------------
+    async def _heal(self, row: ServerRow) -> None:
+        try:
+            if await self.servers.heal(row):
+                log.warning("%s was restarted by Docker: its users were given back", row.name)
+        except VpnError as exc:
+            log.error("%s was restarted by Docker, restoring it failed: %s", row.name, exc.message)
+
     async def supervise(self, backoff: dict[str, tuple[int, datetime]]) -> list[str]:
         """Start servers that should run but do not (crashed, killed, machine rebooted), with an
         exponential backoff per server. Returns the ones started."""
@@ -232,6 +243,8 @@ class Accountant:
                 continue
             if row.desired != DesiredState.RUNNING.value or running:
                 backoff.pop(row.name, None)
+                if running:
+                    await self._heal(row)
                 continue
             failures, not_before = backoff.get(row.name, (0, now))
             if now < not_before:

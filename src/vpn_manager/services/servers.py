@@ -361,6 +361,40 @@ class ServerService:
         async with self.db.session() as session:
             return repo.spec_of(await repo.server_row(session, name))
 
+    async def heal(self, row: ServerRow) -> bool:
+        """A container that Docker restarted by itself (its restart policy, after the engine
+        died) runs the engine from its config file alone: what after_start set up is gone (a
+        Shadowsocks server has no users: they live in ssm-api, not in the file). Do it again,
+        once per restart (recorded in the run directory, so a new `vpn serve` does not repeat
+        it). Returns whether it did."""
+        from vpn_manager.storage import servers as repo
+
+        spec = repo.spec_of(row)
+        mark = self._unhealed(spec)
+        if mark is None:
+            return False
+        record = self.paths.run_dir / f"{spec.name}.docker-restarts"
+        engine = engine_for(spec.protocol)
+        await self._wait_healthy(engine, spec)
+        async with self.db.session() as session:
+            clients = await repo.clients(session, row.id)
+        await engine.after_start(spec, clients)
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(record, mark)
+        return True
+
+    def _unhealed(self, spec: ServerSpec) -> str | None:
+        """For a running container that Docker restarted since heal() last saw it: the mark that
+        heal() records; else None."""
+        if spec.runtime != DOCKER:
+            return None
+        state = self.runtime_of(spec).state(spec.name)
+        if not state.running or state.restarts == 0:
+            return None
+        mark = f"{state.instance}:{state.restarts}\n"
+        record = self.paths.run_dir / f"{spec.name}.docker-restarts"
+        return None if record.exists() and record.read_text() == mark else mark
+
     async def reconcile(self) -> list[str]:
         """Docker servers and containers out of step, one sentence each with the fix: containers
         labelled as this home's but unknown to the database, servers whose container is gone or
@@ -403,6 +437,13 @@ class ServerService:
                     hints.append(
                         f"Server {spec.name} should run but its container is "
                         f"{found[spec.name][1]}: `vpn server restart {spec.name}`."
+                    )
+                elif self._unhealed(spec) is not None:
+                    hints.append(
+                        f"Docker restarted the container of {spec.name} after its engine died; "
+                        "what was set up after its start (Shadowsocks users) comes back with "
+                        f"`vpn serve --once` (or a running `vpn serve`), or `vpn server restart "
+                        f"{spec.name}`."
                     )
         return hints
 
