@@ -404,3 +404,31 @@ def test_json_status_holds_no_secret(dvpn: DockerVpn) -> None:
     for args in (("server", "status", server.name), ("server", "list")):
         assert secret not in dvpn.ok("--format", "json", *args).stdout
     assert secret not in dvpn.ok("server", "export-compose", "--file", "-").stdout
+
+
+def test_a_failed_install_leaves_nothing(dvpn: DockerVpn) -> None:
+    """An image without the engine: the container cannot start, and the install is undone."""
+    import io
+
+    from tests.docker.conftest import TEST_LABEL
+
+    image, _ = dvpn.client.images.build(
+        fileobj=io.BytesIO(b"FROM scratch\nLABEL purpose=empty\n"),
+        tag=f"vpn-manager-test/empty:{os.getpid()}",
+        labels={TEST_LABEL: "1"},
+        rm=True,
+    )
+    try:
+        port = free_port()
+        failed = dvpn("server", "install", "trojan", "--name", "bad", "--port", str(port),
+                      "--sni", "vpn.test", "--listen", "127.0.0.1", "--runtime", "docker",
+                      "--image", image.tags[0])  # fmt: skip
+        assert failed.code != 0
+        assert "Traceback" not in failed.stderr
+        assert failed.stderr.startswith("error: Docker could not start the container for bad")
+        assert dvpn.json("server", "list") == []
+        assert dvpn.containers() == []
+        assert dvpn.networks() == []
+        assert not (dvpn.home / "state" / "rendered" / "bad").exists()
+    finally:
+        dvpn.client.images.remove(image.id or "", force=True)

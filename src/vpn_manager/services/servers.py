@@ -538,6 +538,9 @@ class ServerService:
                 await self._apply_restart(engine, spec, [])
             except BaseException:
                 self._forget_files(create.name)
+                if spec.runtime == DOCKER:  # the network, if it was made for this server only
+                    with contextlib.suppress(VpnError):
+                        await asyncio.to_thread(self.docker(spec.docker_host).forget)
                 raise  # the session rolls back: no server row is left behind
         return await self.get(create.name)
 
