@@ -352,6 +352,35 @@ def test_export_compose_is_valid_and_matches(dvpn: DockerVpn, tmp_path: Path) ->
     running = dvpn.client.containers.get(services["tj"]["container_name"])
     assert running.attrs["Config"]["Cmd"] == services["tj"]["command"]
     assert running.attrs["Config"]["Entrypoint"] == services["tj"]["entrypoint"]
+    # And Compose runs the same server: alice gets through its container.
+    dvpn.ok("user", "add", "alice", "--server", tj.name)
+    out.write_text(dvpn.ok("server", "export-compose", "--file", "-").stdout)
+    dvpn.ok("server", "stop", ss.name)
+    dvpn.ok("server", "stop", tj.name)
+    assert dvpn.containers() == []
+
+    def compose(*args: str) -> None:
+        done = subprocess.run(
+            ["docker-compose", "-f", str(out), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+    compose("up", "-d")
+    try:
+        wait_for(lambda: status(dvpn, tj.name)["healthy"], 10, "the compose-run server is down")
+        gateway = dvpn.gateway()
+        with (
+            backend_on(gateway) as backend,
+            singbox_client(link_of(dvpn, "alice", tj.name), tmp_path / "alice") as socks,
+        ):
+            assert curl_via(socks, f"http://{gateway}:{backend}/", attempts_for=10) == PAGE
+    finally:
+        compose("down")
+    assert dvpn.containers() == []
 
 
 def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
