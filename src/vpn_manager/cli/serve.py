@@ -41,7 +41,8 @@ def serve(
 
     Every round it starts servers that should run but do not (with backoff), reads every running
     engine's counters into the database, and disables users over their quota or past their
-    expiry (cutting their open connections), re-enabling them when a period resets or a limit is
+    expiry (cutting their open connections) and the devices of users over their device limit,
+    re-enabling them when a period resets or a limit is
     raised. Commands keep working while it runs; it picks up their changes."""
     import asyncio
     import contextlib
@@ -93,6 +94,7 @@ def serve(
                     polled.took_ms,
                 )
                 enforced = await accountant.enforce()
+                devices = await accountant.limit_devices(settings.service.device_ban_s)
                 await accountant.prune_history()
                 for name, status in enforced.limited.items():
                     log.info("%s is now %s: removed from its servers", name, status)
@@ -109,6 +111,7 @@ def serve(
                             "failed": polled.failed,
                             "limited": enforced.limited,
                             "restored": enforced.restored,
+                            "devices_cut": devices,
                         }
                     )
                     return

@@ -7,6 +7,10 @@ history, in the same transaction as the new baseline: a failed read or a crash b
 loses nothing that was counted and counts nothing twice (the next read catches up). A counter
 read from a new engine process (restart, crash) or that went backwards is counted from zero.
 
+Device limits: a user connected from more client IPs than allowed (counted over all their
+servers, where the engine reports client IPs) keeps the IPs seen first; the others' connections
+are cut and, where nftables can be used, those IPs are kept off the server's port for a while.
+
 Limits: a user over their data quota for the current period becomes over-quota, an account past
 its expiry expired; both are removed from their engines and their open connections cut (through
 ServerService.resync, the same path as `vpn user disable`). A new period, a raised quota or an
@@ -213,6 +217,67 @@ class Accountant:
             for user_id in ids.values():
                 await store.start_period(session, user_id, self.clock())
         await self.enforce()
+
+    async def limit_devices(self, ban_seconds: int = 60) -> dict[str, list[str]]:
+        """Cut the devices of users connected from more client IPs than their device limit;
+        returns user → the IPs cut. The IPs seen first stay connected."""
+        from vpn_manager.engines import bans
+        from vpn_manager.storage import accounting as store
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            limits = await store.device_limits(session)
+            if not limits:
+                return {}
+            rows = [r for r, _ in await repo.list_servers(session)]
+            running = [r for r in rows if self.servers.runtime.state(r.name).running]
+            owner_of = {r.id: owners(await repo.identities(session, r.id)) for r in running}
+        first_seen: dict[int, dict[str, float]] = defaultdict(dict)
+        found: dict[int, list[tuple[str, str, str]]] = defaultdict(list)  # server, identity, ip
+        specs = {}
+        for row in running:
+            spec = specs[row.name] = repo.spec_of(row)
+            try:
+                sessions = await engine_for(row.protocol).sessions(spec)
+            except VpnError as exc:
+                log.warning("reading %s's client IPs failed: %s", row.name, exc.message)
+                continue
+            for item in sessions or ():
+                client = owner_of[row.id].get(item.user)
+                if client is None or client.user_id not in limits:
+                    continue
+                ips = first_seen[client.user_id]
+                ips[item.ip] = min(ips.get(item.ip, item.since), item.since)
+                found[client.user_id].append((row.name, item.user, item.ip))
+        report: dict[str, list[str]] = {}
+        for user_id, ips in first_seen.items():
+            name, limit = limits[user_id]
+            if len(ips) <= limit:
+                continue
+            excess = set(sorted(ips, key=lambda ip: (ips[ip], ip))[limit:])
+            targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+            for server, identity, ip in found[user_id]:
+                if ip in excess:
+                    targets[server, identity].add(ip)
+            for (server, identity), cut in targets.items():
+                spec = specs[server]
+                try:
+                    await engine_for(spec.protocol).cut_ips(
+                        spec, identity, cut, self.servers.files(server)
+                    )
+                    if ban_seconds and bans.available():
+                        await bans.ban(cut, spec.port, ban_seconds)
+                except VpnError as exc:
+                    log.warning("cutting %s's extra devices on %s: %s", name, server, exc.message)
+            report[name] = sorted(excess)
+            log.info(
+                "%s is connected from %d devices (limit %d): cut %s",
+                name,
+                len(ips),
+                limit,
+                ", ".join(sorted(excess)),
+            )
+        return report
 
     # -- supervision ---------------------------------------------------------------------------
     async def supervise(self, backoff: dict[str, tuple[int, datetime]]) -> list[str]:

@@ -6,7 +6,8 @@ Messages (field numbers read from the service's own reflection data): SubscribeC
 {int64 interval = 1}; ConnectionEvents {repeated ConnectionEvent events = 1; bool reset = 2};
 ConnectionEvent {type = 1; string id = 2; Connection connection = 3; int64 uplinkDelta = 4;
 int64 downlinkDelta = 5; int64 closedAt = 6}; Connection {string id = 1; string inbound = 2;
-string user = 10; int64 closedAt = 13; int64 uplinkTotal = 16; int64 downlinkTotal = 17; …};
+string source = 6; string user = 10; int64 createdAt = 12; int64 closedAt = 13;
+int64 uplinkTotal = 16; int64 downlinkTotal = 17; …};
 CloseConnectionRequest {string id = 1}.
 """
 
@@ -28,6 +29,12 @@ class Connection:
     closed: bool
     uplink: int
     downlink: int
+    source: str = ""  # the client's address, "IP:port" ("[IPv6]:port")
+    created_ms: int = 0
+
+    @property
+    def client_ip(self) -> str:
+        return self.source.rpartition(":")[0].strip("[]")
 
 
 def _connection(data: bytes) -> Connection:
@@ -39,6 +46,8 @@ def _connection(data: bytes) -> Connection:
         closed=bool(values.get(13)),
         uplink=signed64(values.get(16, 0)),
         downlink=signed64(values.get(17, 0)),
+        source=text.get(6, ""),
+        created_ms=signed64(values.get(12, 0)),
     )
 
 
@@ -100,11 +109,16 @@ class SingBoxApi:
                     raise self._error("SubscribeConnections", exc) from None
         return []
 
-    async def close_users(self, users: set[str]) -> int:
-        """Close every open connection of these users; return how many were closed."""
+    async def close_users(self, users: set[str], ips: set[str] | None = None) -> int:
+        """Close the open connections of these users (only those from `ips` if given); return
+        how many were closed."""
         import grpc
 
-        doomed = [c.id for c in await self.connections() if c.user in users and not c.closed]
+        doomed = [
+            c.id
+            for c in await self.connections()
+            if c.user in users and not c.closed and (ips is None or c.client_ip in ips)
+        ]
         async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
             close = channel.unary_unary(SERVICE + "CloseConnection")
             for conn_id in doomed:

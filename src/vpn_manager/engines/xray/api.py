@@ -74,6 +74,11 @@ class XrayApi:
         """Counters by name, read without resetting them."""
         return wire.parse_stats(await self._call(STATS + "QueryStats", wire.query_stats(pattern)))
 
+    async def online(self) -> dict[str, dict[str, int]]:
+        """email → {client IP: Unix seconds} for users with open connections (needs the policy
+        `statsUserOnline`; Xray leaves 127.0.0.1 out of these lists)."""
+        return wire.parse_users_stats(await self._call(STATS + "GetUsersStats", b""))
+
     async def user_traffic(self) -> dict[str, tuple[int, int]]:
         """email → (uplink, downlink) bytes since the engine started."""
         traffic: dict[str, list[int]] = {}
