@@ -257,3 +257,26 @@ def asyncio_run(work: Any) -> Any:
     import asyncio
 
     return asyncio.run(work)
+
+
+def test_bytes_moved_before_a_reload_or_restart_are_counted(
+    vpn: Vpn, backend: int, tmp_path: Path
+) -> None:
+    """A sing-box reload forgets its connection list and a restart zeroes every counter; the
+    reading taken just before each is counted by the next poll."""
+    server = install_singbox(vpn, "trojan", "tj")
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
+        url = f"http://127.0.0.1:{backend}/bytes/"
+        assert len(curl_via(socks, url + "200000", attempts_for=5)) == 200_000
+        time.sleep(0.3)  # sing-box updates a connection's counters after it closes
+        assert "reloaded" in vpn.ok("user", "add", "bob", "--server", server.name).stderr
+        assert len(curl_via(socks, url + "100000", attempts_for=5)) == 100_000
+        time.sleep(0.3)
+        vpn.ok("server", "restart", server.name)
+        done = vpn.json("serve", "--once")
+        assert isinstance(done, dict)
+    counted = downloaded(vpn, "alice")
+    assert 300_000 <= counted <= 302_000, counted
+    vpn.ok("serve", "--once")
+    assert downloaded(vpn, "alice") == counted, "a spooled reading was counted twice"

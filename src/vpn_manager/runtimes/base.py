@@ -26,6 +26,11 @@ class ProcessState:
     rss_bytes: int | None = None
     exit_detail: str = ""
 
+    @property
+    def epoch(self) -> str:
+        """Names this engine process: its counters only grow while it lives."""
+        return f"{self.pid}@{self.started_at.timestamp() if self.started_at else 0:.0f}"
+
 
 class Runtime(Protocol):
     """Where engines run. Implementations: runtimes.native.NativeRuntime."""

@@ -19,10 +19,7 @@ extended expiry makes them active again.
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,6 +31,7 @@ from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import VpnError
 from vpn_manager.models.server import DesiredState
 from vpn_manager.models.user import UserStatus
+from vpn_manager.services import spool
 from vpn_manager.services.periods import period_start
 from vpn_manager.services.servers import ServerService, owners, utcnow
 
@@ -79,14 +77,8 @@ class Accountant:
         """Read every running server once and add what each counter grew by. Pollers on this
         machine (the service, `vpn monitor traffic`) take turns: two reading the same baseline
         at once would both add the same growth."""
-        lock = self.servers.paths.run_dir / "poll.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        async with spool.poll_lock(self.servers.paths.run_dir):
             return await self._poll()
-        finally:
-            os.close(fd)
 
     async def _poll(self) -> PollReport:
         from vpn_manager.storage import servers as repo
@@ -95,7 +87,12 @@ class Accountant:
         started = time.perf_counter()
         async with self.db.session() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
+        run_dir = self.servers.paths.run_dir
         for row in rows:
+            # Readings taken just before a stop or reload first, then the live counters.
+            for epoch, kept in spool.pending(run_dir, row.name):
+                report.counted_bytes += await self._count(row.id, epoch, kept)
+            spool.done(run_dir, row.name)
             state = self.servers.runtime.state(row.name)
             if not state.running:
                 continue
@@ -106,8 +103,7 @@ class Accountant:
                 report.failed[row.name] = exc.message
                 log.warning("reading %s failed: %s", row.name, exc.message)
                 continue
-            epoch = f"{state.pid}@{state.started_at.timestamp() if state.started_at else 0:.0f}"
-            report.counted_bytes += await self._count(row.id, epoch, counters)
+            report.counted_bytes += await self._count(row.id, state.epoch, counters)
             report.counters += len(counters)
             report.servers += 1
         report.took_ms = (time.perf_counter() - started) * 1000

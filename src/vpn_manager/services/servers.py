@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import engine_for
-from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound
+from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.models.server import (
     UDP_PROTOCOLS,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from vpn_manager.storage.orm import ServerRow
 
 HEALTH_DEADLINE = 10.0
+
+log = logging.getLogger("vpn_manager.servers")
 
 
 _EXIT_REASONS = {
@@ -300,9 +304,28 @@ class ServerService:
 
     async def _stop(self, engine: Engine, spec: ServerSpec) -> bool:
         """Stop the engine process, then undo what its start set up outside it (rules)."""
-        stopped = await self.runtime.stop(spec.name)
+        async with self._last_reading(engine, spec):
+            stopped = await self.runtime.stop(spec.name)
         await engine.after_stop(spec)
         return stopped
+
+    @asynccontextmanager
+    async def _last_reading(self, engine: Engine, spec: ServerSpec) -> AsyncIterator[None]:
+        """Around a stop or reload (which resets the engine's counters): read them once more
+        for the next poll to count (see spool.py); a failed read only loses what it would have
+        added since the last poll."""
+        from vpn_manager.services import spool
+
+        async with spool.poll_lock(self.paths.run_dir):
+            state = self.runtime.state(spec.name)
+            if state.running:
+                try:
+                    counters = await engine.counters(spec)
+                except VpnError as exc:
+                    log.warning("last reading of %s failed: %s", spec.name, exc.message)
+                else:
+                    spool.keep(self.paths.run_dir, spec.name, state.epoch, counters)
+            yield
 
     async def remove(self, name: str) -> None:
         from vpn_manager.storage import servers as repo
@@ -463,6 +486,7 @@ class ServerService:
         with contextlib.suppress(OSError):
             files.config.parent.rmdir()
         shutil.rmtree(self.keys_dir(name), ignore_errors=True)
+        (self.paths.run_dir / f"{name}.settle.json").unlink(missing_ok=True)  # see spool.py
 
     # -- users on servers ----------------------------------------------------------------------
     async def grant(
@@ -654,5 +678,6 @@ class ServerService:
         state = self.runtime.state(spec.name)
         if not state.running or state.pid is None:
             raise EngineError(f"{spec.name} stopped running.", hint=f"vpn server start {spec.name}")
-        await engine.reload(spec, state.pid)
+        async with self._last_reading(engine, spec):
+            await engine.reload(spec, state.pid)
         await self._wait_healthy(engine, spec)
