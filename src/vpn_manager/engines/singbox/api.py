@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vpn_manager.engines.grpcwire import Channel, GrpcError
 from vpn_manager.engines.protowire import fields, int64, signed64, string
 from vpn_manager.errors import EngineError
 
@@ -63,67 +64,55 @@ def parse_events(data: bytes) -> list[Connection]:
     return found
 
 
-# Each channel gets its own connection: grpc-python otherwise shares one per address, and a
-# connection opened before a SIGHUP reload can no longer stream afterwards.
-_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
-
-
 class SingBoxApi:
+    """sing-box's api service. Each method opens its own connection: one opened before a SIGHUP
+    reload cannot stream afterwards."""
+
     def __init__(self, port: int, secret: str, timeout: float = 3.0) -> None:
         self.address = f"127.0.0.1:{port}"
+        self.port = port
         self.metadata = (("authorization", f"Bearer {secret}"),)
         self.timeout = timeout
 
-    def _error(self, method: str, exc: Any) -> EngineError:
+    def _channel(self) -> Channel:
+        return Channel("127.0.0.1", self.port, timeout=self.timeout, metadata=self.metadata)
+
+    def _error(self, method: str, exc: GrpcError) -> EngineError:
         return EngineError(
-            f"sing-box's API at {self.address} answered {method} with "
-            f"{exc.code().name}: {exc.details()}."
+            f"sing-box's API at {self.address} answered {method} with {exc.code}: {exc.details}."
         )
 
     async def ping(self) -> tuple[bool, str]:
-        import grpc
-
-        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
+        async with self._channel() as channel:
             try:
-                await channel.unary_unary(SERVICE + "GetStartedAt")(
-                    b"", timeout=self.timeout, metadata=self.metadata
-                )
-            except grpc.aio.AioRpcError as exc:
+                await channel.unary(SERVICE + "GetStartedAt", b"")
+            except GrpcError as exc:
                 return False, self._error("GetStartedAt", exc).message
         return True, "answering"
 
     async def connections(self) -> list[Connection]:
         """Every connection sing-box remembers, open and closed, from the first snapshot."""
-        import grpc
-
-        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
-            call = channel.unary_stream(SERVICE + "SubscribeConnections")(
-                int64(1, 1_000_000_000), timeout=self.timeout, metadata=self.metadata
-            )
+        async with self._channel() as channel:
             try:
-                async for message in call:
-                    call.cancel()
-                    return parse_events(message)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.CANCELLED:
-                    raise self._error("SubscribeConnections", exc) from None
-        return []
+                first = await channel.first(
+                    SERVICE + "SubscribeConnections", int64(1, 1_000_000_000)
+                )
+            except GrpcError as exc:
+                raise self._error("SubscribeConnections", exc) from None
+        return [] if first is None else parse_events(first)
 
     async def close_users(self, users: set[str], ips: set[str] | None = None) -> int:
         """Close the open connections of these users (only those from `ips` if given); return
         how many were closed."""
-        import grpc
-
         doomed = [
             c.id
             for c in await self.connections()
             if c.user in users and not c.closed and (ips is None or c.client_ip in ips)
         ]
-        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
-            close = channel.unary_unary(SERVICE + "CloseConnection")
+        async with self._channel() as channel:
             for conn_id in doomed:
                 try:
-                    await close(string(1, conn_id), timeout=self.timeout, metadata=self.metadata)
-                except grpc.aio.AioRpcError as exc:
+                    await channel.unary(SERVICE + "CloseConnection", string(1, conn_id))
+                except GrpcError as exc:
                     raise self._error("CloseConnection", exc) from None
         return len(doomed)
