@@ -32,6 +32,7 @@ database.connect_timeout_s  5.0
 output.format               table
 service.poll_interval_s     10.0
 service.metrics_port        9477
+service.device_ban_s        60
 runtime                     native
 docker.host                 -
 docker.images.xray          ghcr.io/xtls/xray-core:latest

@@ -196,7 +196,7 @@ def test_effective_settings_masks_and_defaults(
     assert defaults == {
         "database": {"url": None, "busy_timeout_ms": 5000, "connect_timeout_s": 5.0},
         "output": {"format": "table"},
-        "service": {"poll_interval_s": 10.0, "metrics_port": 9477},
+        "service": {"poll_interval_s": 10.0, "metrics_port": 9477, "device_ban_s": 60},
         "runtime": "native",
         "docker": {
             "host": None,

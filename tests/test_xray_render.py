@@ -100,3 +100,14 @@ def test_stats_response_parsing() -> None:
         "user>>>user-1>>>traffic>>>downlink": 2**40,
     }
     assert protowire.signed64(2**64 - 1) == -1
+
+
+def test_online_ip_lists_are_parsed_per_user() -> None:
+    # A GetUsersStatsResponse as Xray 26.10 sent it for user-1 connected from 127.0.0.2.
+    captured = b"\n\x1b\n\x06user-1\x12\x11\n\t127.0.0.2\x10\xc9\xc7\x9e\xd8\x06"
+    assert wire.parse_users_stats(captured) == {"user-1": {"127.0.0.2": 1795662793}}
+    entry = protowire.string(1, "2001:db8::1") + protowire.int64(2, 7)
+    both = protowire.message(
+        1, protowire.string(1, "user-2") + protowire.message(2, entry)
+    ) + protowire.message(1, protowire.string(1, "user-3"))  # no IPs: not online
+    assert wire.parse_users_stats(both) == {"user-2": {"2001:db8::1": 7}}

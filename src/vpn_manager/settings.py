@@ -147,6 +147,12 @@ class ServiceSettings(BaseModel):
     metrics_port: int = Field(
         default=9477, ge=0, le=65535, description="Prometheus metrics on 127.0.0.1 (0: off)."
     )
+    device_ban_s: int = Field(
+        default=60,
+        ge=0,
+        description="How long a device over its user's device limit is kept off the server's "
+        "port after its connections are cut (0: cut only).",
+    )
 
 
 class DockerImages(BaseModel):

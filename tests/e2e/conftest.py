@@ -130,10 +130,13 @@ def link_of(vpn: Vpn, user: str, server: str) -> str:
 
 
 @contextmanager
-def xray_client(link: str, workdir: Path) -> Iterator[int]:
-    """A real Xray client configured only from `link`; yields its local SOCKS port."""
+def xray_client(link: str, workdir: Path, source: str | None = None) -> Iterator[int]:
+    """A real Xray client configured only from `link`; yields its local SOCKS port. `source`:
+    the loopback address it connects to the server from (another "device")."""
     socks = free_port()
     config = xray_client_config(VlessRealityLink.parse(link), socks)
+    if source:
+        config["outbounds"][0]["sendThrough"] = source
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"client-{socks}.json"
     path.write_text(json.dumps(config))
@@ -180,15 +183,17 @@ def curl_fails(socks: int, url: str) -> bool:
 
 
 @contextmanager
-def singbox_client(link: str, workdir: Path) -> Iterator[int]:
+def singbox_client(link: str, workdir: Path, source: str | None = None) -> Iterator[int]:
     """A real sing-box client configured only from `link`; yields its local mixed (SOCKS/HTTP)
-    port."""
+    port. `source`: the loopback address it connects to the server from (another "device")."""
     from vpn_manager.delivery.share import parse_link
     from vpn_manager.delivery.singbox_clients import singbox_client_config
     from vpn_manager.engines.singbox.engine import binary
 
     port = free_port()
     config = singbox_client_config(parse_link(link), port)
+    if source:
+        config["outbounds"][0]["inet4_bind_address"] = source
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"sing-box-client-{port}.json"
     path.write_text(json.dumps(config))

@@ -189,3 +189,94 @@ def test_quota_cuts_the_open_transfer_and_expiry_refuses(
     log = (tmp_path / "serve.log").read_text()
     assert "alice is now over-quota" in log, log
     assert "Traceback" not in log
+
+
+def serve_once(vpn: Vpn) -> dict[str, Any]:
+    done = vpn.json("serve", "--once")
+    assert isinstance(done, dict)
+    return done
+
+
+@pytest.mark.parametrize("engine", ["xray", "sing-box"])
+def test_a_device_over_the_limit_is_cut_and_kept_out(
+    vpn: Vpn, reality_site: int, backend: int, tmp_path: Path, engine: str
+) -> None:
+    """alice may use one device. Her first device (127.0.0.2) keeps streaming; the second
+    (127.0.0.3, connected later) is cut within one round of the service and kept off the
+    server's port for the ban; bob, on the same server, is untouched."""
+    from vpn_manager.engines import bans
+
+    if engine == "xray":
+        server = install(vpn, reality_site)
+        client = xray_client
+    else:
+        server = install_singbox(vpn, "trojan", "trojan")
+        client = singbox_client
+    vpn.ok("user", "add", "alice", "--server", server.name, "--devices", "1")
+    vpn.ok("user", "add", "bob", "--server", server.name)
+    alice_link = link_of(vpn, "alice", server.name)
+    url = f"http://127.0.0.1:{backend}/"
+    try:
+        with (
+            client(alice_link, tmp_path / "phone", source="127.0.0.2") as phone,
+            client(alice_link, tmp_path / "laptop", source="127.0.0.3") as laptop,
+            client(link_of(vpn, "bob", server.name), tmp_path / "bob", source="127.0.0.4") as bob,
+        ):
+            curl_via(phone, url)  # also warms up a fresh REALITY server
+            first = Stream(phone, backend)
+            second = None
+            try:
+                assert first.flowing()
+                curl_via(laptop, url, attempts_for=5)
+                second = Stream(laptop, backend)
+                assert second.flowing()
+                done = serve_once(vpn)
+                assert done["devices_cut"] == {"alice": ["127.0.0.3"]}, done
+                deadline = time.monotonic() + 5
+                while second.ended is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert second.ended is not None, "the second device's open transfer survived"
+                assert first.flowing(), "the first device was cut too"
+                assert curl_fails(laptop, url), "the second device got back in during its ban"
+                assert curl_via(bob, url, attempts_for=0) == BACKEND_PAGE.decode()
+                assert "127.0.0.3" in asyncio_run(bans.banned(server.port))
+            finally:
+                first.close()
+                if second is not None:
+                    second.close()
+            # Raising the limit (and the ban ending) lets the second device in again.
+            vpn.ok("user", "update", "alice", "--devices", "2")
+            asyncio_run(bans.unban_port(server.port))
+            assert curl_via(laptop, url, attempts_for=10) == BACKEND_PAGE.decode()
+            assert serve_once(vpn)["devices_cut"] == {}
+    finally:
+        asyncio_run(bans.unban_port(server.port))
+
+
+def asyncio_run(work: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(work)
+
+
+def test_bytes_moved_before_a_reload_or_restart_are_counted(
+    vpn: Vpn, backend: int, tmp_path: Path
+) -> None:
+    """A sing-box reload forgets its connection list and a restart zeroes every counter; the
+    reading taken just before each is counted by the next poll."""
+    server = install_singbox(vpn, "trojan", "tj")
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
+        url = f"http://127.0.0.1:{backend}/bytes/"
+        assert len(curl_via(socks, url + "200000", attempts_for=5)) == 200_000
+        time.sleep(0.3)  # sing-box updates a connection's counters after it closes
+        assert "reloaded" in vpn.ok("user", "add", "bob", "--server", server.name).stderr
+        assert len(curl_via(socks, url + "100000", attempts_for=5)) == 100_000
+        time.sleep(0.3)
+        vpn.ok("server", "restart", server.name)
+        done = vpn.json("serve", "--once")
+        assert isinstance(done, dict)
+    counted = downloaded(vpn, "alice")
+    assert 300_000 <= counted <= 302_000, counted
+    vpn.ok("serve", "--once")
+    assert downloaded(vpn, "alice") == counted, "a spooled reading was counted twice"

@@ -61,7 +61,12 @@ def test_client_from_printed_link_fetches_a_page(
     # Per-user counters exist from the first connection: alice's download is counted as hers.
     servers = vpn.json("server", "list")
     assert isinstance(servers, list)
-    traffic = asyncio.run(XrayApi(servers[0]["settings"]["api_port"]).user_traffic())
+
+    async def read() -> dict[str, tuple[int, int]]:
+        async with XrayApi(servers[0]["settings"]["api_port"]) as api:
+            return await api.user_traffic()
+
+    traffic = asyncio.run(read())
     assert set(traffic) == {"user-1"}
     uplink, downlink = traffic["user-1"]
     assert uplink > 0

@@ -66,6 +66,16 @@ class Counter:
 
 
 @dataclass(frozen=True)
+class Session:
+    """A client connected to a server as the engine reports it: the engine-side identity, the
+    client's IP address and when the engine first saw it from there (Unix seconds)."""
+
+    user: str
+    ip: str
+    since: float
+
+
+@dataclass(frozen=True)
 class Health:
     port_open: bool
     api_ok: bool
@@ -148,6 +158,16 @@ class Engine(Protocol):
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """The engine's traffic counters, read without resetting them."""
+        ...
+
+    async def sessions(self, spec: ServerSpec) -> list[Session] | None:
+        """The open client connections with their client IPs (one Session per user and IP);
+        None where the engine cannot tell which user a client IP belongs to."""
+        ...
+
+    async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
+        """Close `user`'s open connections from these client IPs (the user stays enabled);
+        return how many were closed."""
         ...
 
     def link(self, spec: ServerSpec, client: Client) -> str:

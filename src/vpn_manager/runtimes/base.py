@@ -59,6 +59,11 @@ class ProcessState:
     instance: str = ""  # the container's id (Docker)
     restarts: int = 0  # how often Docker restarted that container by its restart policy
 
+    @property
+    def epoch(self) -> str:
+        """Names this engine process: its counters only grow while it lives."""
+        return f"{self.pid}@{self.started_at.timestamp() if self.started_at else 0:.0f}"
+
 
 class Runtime(Protocol):
     """Where engines run. Implementations: runtimes.native.NativeRuntime,

@@ -7,6 +7,10 @@ history, in the same transaction as the new baseline: a failed read or a crash b
 loses nothing that was counted and counts nothing twice (the next read catches up). A counter
 read from a new engine process (restart, crash) or that went backwards is counted from zero.
 
+Device limits: a user connected from more client IPs than allowed (counted over all their
+servers, where the engine reports client IPs) keeps the IPs seen first; the others' connections
+are cut and, where nftables can be used, those IPs are kept off the server's port for a while.
+
 Limits: a user over their data quota for the current period becomes over-quota, an account past
 its expiry expired; both are removed from their engines and their open connections cut (through
 ServerService.resync, the same path as `vpn user disable`). A new period, a raised quota or an
@@ -15,10 +19,7 @@ extended expiry makes them active again.
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import VpnError
 from vpn_manager.models.server import DesiredState
 from vpn_manager.models.user import UserStatus
+from vpn_manager.services import spool
 from vpn_manager.services.periods import period_start
 from vpn_manager.services.servers import ServerService, owners, utcnow
 
@@ -79,14 +81,8 @@ class Accountant:
         """Read every running server once and add what each counter grew by. Pollers on this
         machine (the service, `vpn monitor traffic`) take turns: two reading the same baseline
         at once would both add the same growth."""
-        lock = self.servers.paths.run_dir / "poll.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        async with spool.poll_lock(self.servers.paths.run_dir):
             return await self._poll()
-        finally:
-            os.close(fd)
 
     async def _poll(self) -> PollReport:
         from vpn_manager.storage import servers as repo
@@ -95,7 +91,12 @@ class Accountant:
         started = time.perf_counter()
         async with self.db.session() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
+        run_dir = self.servers.paths.run_dir
         for row in rows:
+            # Readings taken just before a stop or reload first, then the live counters.
+            for epoch, kept in spool.pending(run_dir, row.name):
+                report.counted_bytes += await self._count(row.id, epoch, kept)
+            spool.done(run_dir, row.name)
             spec = repo.spec_of(row)
             try:
                 state = self.servers.state_of(row)
@@ -106,8 +107,7 @@ class Accountant:
                 report.failed[row.name] = exc.message
                 log.warning("reading %s failed: %s", row.name, exc.message)
                 continue
-            epoch = f"{state.pid}@{state.started_at.timestamp() if state.started_at else 0:.0f}"
-            report.counted_bytes += await self._count(row.id, epoch, counters)
+            report.counted_bytes += await self._count(row.id, state.epoch, counters)
             report.counters += len(counters)
             report.servers += 1
         report.took_ms = (time.perf_counter() - started) * 1000
@@ -217,6 +217,67 @@ class Accountant:
             for user_id in ids.values():
                 await store.start_period(session, user_id, self.clock())
         await self.enforce()
+
+    async def limit_devices(self, ban_seconds: int = 60) -> dict[str, list[str]]:
+        """Cut the devices of users connected from more client IPs than their device limit;
+        returns user → the IPs cut. The IPs seen first stay connected."""
+        from vpn_manager.engines import bans
+        from vpn_manager.storage import accounting as store
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.session() as session:
+            limits = await store.device_limits(session)
+            if not limits:
+                return {}
+            rows = [r for r, _ in await repo.list_servers(session)]
+            running = [r for r in rows if self.servers.is_running(r)]
+            owner_of = {r.id: owners(await repo.identities(session, r.id)) for r in running}
+        first_seen: dict[int, dict[str, float]] = defaultdict(dict)
+        found: dict[int, list[tuple[str, str, str]]] = defaultdict(list)  # server, identity, ip
+        specs = {}
+        for row in running:
+            spec = specs[row.name] = repo.spec_of(row)
+            try:
+                sessions = await engine_for(row.protocol).sessions(spec)
+            except VpnError as exc:
+                log.warning("reading %s's client IPs failed: %s", row.name, exc.message)
+                continue
+            for item in sessions or ():
+                client = owner_of[row.id].get(item.user)
+                if client is None or client.user_id not in limits:
+                    continue
+                ips = first_seen[client.user_id]
+                ips[item.ip] = min(ips.get(item.ip, item.since), item.since)
+                found[client.user_id].append((row.name, item.user, item.ip))
+        report: dict[str, list[str]] = {}
+        for user_id, ips in first_seen.items():
+            name, limit = limits[user_id]
+            if len(ips) <= limit:
+                continue
+            excess = set(sorted(ips, key=lambda ip: (ips[ip], ip))[limit:])
+            targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+            for server, identity, ip in found[user_id]:
+                if ip in excess:
+                    targets[server, identity].add(ip)
+            for (server, identity), cut in targets.items():
+                spec = specs[server]
+                try:
+                    await engine_for(spec.protocol).cut_ips(
+                        spec, identity, cut, self.servers.files(server)
+                    )
+                    if ban_seconds and bans.available():
+                        await bans.ban(cut, spec.port, ban_seconds)
+                except VpnError as exc:
+                    log.warning("cutting %s's extra devices on %s: %s", name, server, exc.message)
+            report[name] = sorted(excess)
+            log.info(
+                "%s is connected from %d devices (limit %d): cut %s",
+                name,
+                len(ips),
+                limit,
+                ", ".join(sorted(excess)),
+            )
+        return report
 
     # -- supervision ---------------------------------------------------------------------------
     async def _heal(self, row: ServerRow) -> None:

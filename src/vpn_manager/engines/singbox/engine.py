@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
+from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Session
 from vpn_manager.engines.ports import connect_address, port_open
 from vpn_manager.engines.singbox import PROXY_PROTOCOLS, QUIC_PROTOCOLS, TLS_PROTOCOLS, config, tls
 from vpn_manager.engines.singbox import secrets as keys
@@ -211,6 +211,23 @@ class SingBoxEngine:
             for c in await api.connections()
             if c.user
         ]
+
+    async def sessions(self, spec: ServerSpec) -> list[Session]:
+        """From the api service's connection list: every open connection names its user and
+        client address (Shadowsocks' managed inbound included)."""
+        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
+        first: dict[tuple[str, str], float] = {}
+        for conn in await api.connections():
+            if conn.closed or not conn.user or not conn.client_ip:
+                continue
+            key = (conn.user, conn.client_ip)
+            since = conn.created_ms / 1000
+            first[key] = min(first.get(key, since), since)
+        return [Session(user, ip, since) for (user, ip), since in first.items()]
+
+    async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
+        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
+        return await api.close_users({user}, ips)
 
     def link(self, spec: ServerSpec, client: Client) -> str:
         from vpn_manager.engines.singbox.links import link_for

@@ -213,6 +213,13 @@ class WireGuardEngine:
                 found.append(Counter(fields[0], fields[0], int(fields[5]), int(fields[6])))
         return found
 
+    async def sessions(self, spec: ServerSpec) -> None:
+        """None: a peer's key has one endpoint at a time (the last one it spoke from), so
+        WireGuard cannot show one user on several devices; a device limit does not apply."""
+
+    async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
+        return 0  # never asked: sessions() reports nothing to cut
+
     def link(self, spec: ServerSpec, client: Client) -> str:
         return config.client_conf(spec, client)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from vpn_manager.engines.grpcwire import Channel, GrpcError
 from vpn_manager.engines.xray import wire
 from vpn_manager.errors import EngineError
 
@@ -13,38 +14,26 @@ STATS = "/xray.app.stats.command.StatsService/"
 
 
 class XrayApi:
-    """One gRPC channel to one Xray; use as `async with XrayApi(port) as api`."""
+    """One gRPC connection to one Xray; use as `async with XrayApi(port) as api`."""
 
     def __init__(self, port: int, timeout: float = 3.0) -> None:
         self.address = f"127.0.0.1:{port}"
-        self.timeout = timeout
-        self._channel: Any = None
+        self._channel = Channel("127.0.0.1", port, timeout=timeout)
 
     async def __aenter__(self) -> XrayApi:
-        import grpc
-
-        self._channel = grpc.aio.insecure_channel(self.address)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        await self._channel.close()
 
     async def _call(self, method: str, request: bytes) -> bytes:
-        import grpc
-
-        if self._channel is None:
-            async with self:
-                return await self._call(method, request)
         try:
-            response: bytes = await self._channel.unary_unary(method)(request, timeout=self.timeout)
-        except grpc.aio.AioRpcError as exc:
+            return await self._channel.unary(method, request)
+        except GrpcError as exc:
             raise EngineError(
                 f"Xray's API at {self.address} answered {method.rsplit('/', 1)[-1]} with "
-                f"{exc.code().name}: {exc.details()}."
+                f"{exc.code}: {exc.details}."
             ) from None
-        return response
 
     async def ping(self) -> tuple[bool, str]:
         try:
@@ -73,6 +62,11 @@ class XrayApi:
     async def stats(self, pattern: str = "") -> dict[str, int]:
         """Counters by name, read without resetting them."""
         return wire.parse_stats(await self._call(STATS + "QueryStats", wire.query_stats(pattern)))
+
+    async def online(self) -> dict[str, dict[str, int]]:
+        """email → {client IP: Unix seconds} for users with open connections (needs the policy
+        `statsUserOnline`; Xray leaves 127.0.0.1 out of these lists)."""
+        return wire.parse_users_stats(await self._call(STATS + "GetUsersStats", b""))
 
     async def user_traffic(self) -> dict[str, tuple[int, int]]:
         """email → (uplink, downlink) bytes since the engine started."""

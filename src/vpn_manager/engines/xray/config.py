@@ -39,7 +39,10 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
             "services": ["HandlerService", "StatsService"],
         },
         "policy": {
-            "levels": {"0": {"statsUserUplink": True, "statsUserDownlink": True}},
+            # statsUserOnline: the client IPs each user is connected from (device limits).
+            "levels": {
+                "0": {"statsUserUplink": True, "statsUserDownlink": True, "statsUserOnline": True}
+            },
             "system": {"statsInboundUplink": True, "statsInboundDownlink": True},
         },
         "inbounds": [

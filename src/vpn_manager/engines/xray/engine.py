@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
+from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Session
 from vpn_manager.engines.ports import connect_address, free_port, port_open
 from vpn_manager.engines.xray import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
@@ -196,6 +196,22 @@ class XrayEngine:
         async with XrayApi(int(spec.settings["api_port"])) as api:
             traffic = await api.user_traffic()
         return [Counter(email, email, up, down) for email, (up, down) in traffic.items()]
+
+    async def sessions(self, spec: ServerSpec) -> list[Session]:
+        """Xray's online-IP lists (policy statsUserOnline): an IP is listed while the user has
+        a connection open from it. Connections from 127.0.0.1 are never listed."""
+        from vpn_manager.engines.xray.api import XrayApi
+
+        async with XrayApi(int(spec.settings["api_port"])) as api:
+            online = await api.online()
+        return [
+            Session(email, ip, seen) for email, ips in online.items() for ip, seen in ips.items()
+        ]
+
+    async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
+        from vpn_manager.engines.xray.sessions import cut_sessions
+
+        return await cut_sessions(spec, [user], files.access_log, ips)
 
     def link(self, spec: ServerSpec, client: Client) -> str:
         return self.link_model(spec, client).to_uri()

@@ -52,8 +52,11 @@ async def established_peers(port: int) -> set[tuple[str, int]]:
     return peers
 
 
-async def cut_sessions(spec: ServerSpec, emails: list[str], access_log: Path) -> int:
-    """Destroy the open client connections of these users; return how many were cut.
+async def cut_sessions(
+    spec: ServerSpec, emails: list[str], access_log: Path, ips: set[str] | None = None
+) -> int:
+    """Destroy the open client connections of these users (only those from `ips` if given);
+    return how many were cut.
 
     Two passes: the second, a moment later, catches a connection accepted just before the user
     was removed whose log line was not yet written. `ss -K` without CAP_NET_ADMIN kills nothing
@@ -64,6 +67,8 @@ async def cut_sessions(spec: ServerSpec, emails: list[str], access_log: Path) ->
     for pause in (0.0, 0.3):
         await asyncio.sleep(pause)
         targets = peers_of(access_log, emails) & await established_peers(spec.port)
+        if ips is not None:
+            targets = {peer for peer in targets if peer[0] in ips}
         for address, peer_port in sorted(targets):
             await run(
                 [

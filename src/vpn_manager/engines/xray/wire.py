@@ -46,3 +46,24 @@ def parse_stats(data: bytes) -> dict[str, int]:
                 value = signed64(item)
         stats[name] = value
     return stats
+
+
+def parse_users_stats(data: bytes) -> dict[str, dict[str, int]]:
+    """A GetUsersStatsResponse: repeated UserStat {string email = 1; repeated OnlineIPEntry ips
+    = 2}, OnlineIPEntry {string ip = 1; int64 last_seen = 2}: email → {ip: Unix seconds}."""
+    users: dict[str, dict[str, int]] = {}
+    for field, stat in fields(data):
+        if field != 1 or not isinstance(stat, bytes):
+            continue
+        email, ips = "", {}
+        for sub, item in fields(stat):
+            if sub == 1 and isinstance(item, bytes):
+                email = item.decode()
+            elif sub == 2 and isinstance(item, bytes):
+                entry = dict(fields(item))
+                ip, seen = entry.get(1, b""), entry.get(2, 0)
+                if isinstance(ip, bytes) and isinstance(seen, int):
+                    ips[ip.decode()] = signed64(seen)
+        if email and ips:
+            users[email] = ips
+    return users

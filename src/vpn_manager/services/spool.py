@@ -1,0 +1,73 @@
+"""Counters read just before an engine stops or reloads, kept until the next poll counts them.
+
+A restart starts an engine's counters from zero and a sing-box reload forgets its connection
+list, so whatever moved since the last poll would be lost. Before either, ServerService reads the
+counters once more and appends them here (`run/NAME.settle.json`); the next poll counts them
+before the live ones, then deletes the file. Counting a spooled reading twice adds nothing: it
+is compared with the baseline it already set. Writers and the poll share the poll lock, held over
+the stop or reload itself, so no poll reads between the last reading and the reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from vpn_manager.engines.base import Counter
+from vpn_manager.fsutil import atomic_write
+
+
+@asynccontextmanager
+async def poll_lock(run_dir: Path) -> AsyncIterator[None]:
+    """The machine-wide turn for reading counters (the service, `vpn monitor traffic`, and the
+    last reading before an engine resets)."""
+    lock = run_dir / "poll.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _file(run_dir: Path, server: str) -> Path:
+    return run_dir / f"{server}.settle.json"
+
+
+def keep(run_dir: Path, server: str, epoch: str, counters: list[Counter]) -> None:
+    """Append one reading (call with the poll lock held)."""
+    path = _file(run_dir, server)
+    readings = _read(path)
+    readings.append({"epoch": epoch, "counters": [[c.key, c.user, c.up, c.down] for c in counters]})
+    atomic_write(path, json.dumps(readings))
+
+
+def pending(run_dir: Path, server: str) -> list[tuple[str, list[Counter]]]:
+    """The readings not yet counted, oldest first."""
+    found = []
+    for reading in _read(_file(run_dir, server)):
+        rows = reading.get("counters")
+        counters = [Counter(str(k), str(u), int(up), int(dn)) for k, u, up, dn in rows or ()]
+        found.append((str(reading.get("epoch")), counters))
+    return found
+
+
+def done(run_dir: Path, server: str) -> None:
+    _file(run_dir, server).unlink(missing_ok=True)
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        return []  # a damaged file: its bytes are lost, never counted wrongly
+    return data if isinstance(data, list) else []
