@@ -70,3 +70,22 @@ def test_tail_reads_the_end(tmp_path: Path) -> None:
     log.write_text("".join(f"line {i}\n" for i in range(10_000)))
     assert tail(log, 3) == ["line 9997", "line 9998", "line 9999"]
     assert tail(tmp_path / "missing.log", 3) == []
+
+
+def test_follow_files_gives_the_end_then_new_lines(tmp_path: Path) -> None:
+    """`vpn server logs --follow` for native servers: the tail of each file, then what is
+    appended (also to a file that did not exist yet), whole lines only."""
+    from vpn_manager.runtimes.native import follow_files
+
+    engine_log, later = tmp_path / "engine.log", tmp_path / "later.log"
+    engine_log.write_text("one\ntwo\nthree\n")
+    lines = follow_files([engine_log, later], 2, poll=0.01)
+    assert [next(lines), next(lines)] == ["two", "three"]
+    with engine_log.open("a") as handle:
+        handle.write("four\nfi")
+    assert next(lines) == "four"
+    later.write_text("elsewhere\n")
+    assert next(lines) == "elsewhere"
+    with engine_log.open("a") as handle:
+        handle.write("ve\n")
+    assert next(lines) == "five"

@@ -168,9 +168,9 @@ def tail(path: Path, lines: int) -> list[str]:
 def follow_files(paths: list[Path], lines: int, poll: float = 0.2) -> Iterator[str]:
     """`tail -F` over several files: the last `lines` of each, then lines as they are appended
     (a file that appears later, or is truncated, is read from its start)."""
-    for path in paths:
-        yield from tail(path, lines)
     offsets = {path: path.stat().st_size if path.exists() else 0 for path in paths}
+    backlog = [line for path in paths for line in tail(path, lines)]  # read before yielding
+    yield from backlog
     partial = dict.fromkeys(paths, b"")
     while True:
         for path in paths:
