@@ -6,6 +6,7 @@ its own)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import threading
@@ -139,6 +140,45 @@ def dvpn(tmp_path: Path, singbox_image: str, docker_client: DockerClient) -> Ite
 def backend_on(address: str) -> Iterator[int]:
     """The e2e HTTP backend (pages, /bytes/N, /stream) listening on `address`."""
     server = ThreadingHTTPServer((address, 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def tcp_to_docker_socket(path: str = "/var/run/docker.sock") -> Iterator[int]:
+    """The local Docker engine on tcp://127.0.0.1:PORT: each connection piped to its socket
+    (the daemon here listens on its unix socket only)."""
+    import socket
+    import socketserver
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    class Relay(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(path)
+            back = threading.Thread(target=pipe, args=(upstream, self.request), daemon=True)
+            back.start()
+            pipe(self.request, upstream)
+            back.join()
+            upstream.close()
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.docker.conftest import DockerVpn, backend_on
+from tests.docker.conftest import DockerVpn, backend_on, tcp_to_docker_socket
 from tests.e2e.conftest import VPN, curl_fails, curl_via, link_of, singbox_client
 from tests.e2e.net import BACKEND_PAGE, Stream, free_port, socks_connect
 from vpn_manager.runtimes.docker import LABEL_ENGINE, LABEL_HOME, LABEL_SERVER
@@ -389,6 +389,13 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
     assert status(dvpn, server.name)["healthy"]
     by_context = dvpn.install("shadowsocks", "b", "--docker-host", "default")
     assert status(dvpn, by_context.name)["healthy"]
+    # tcp:// to the same engine (relayed to its socket): install, status, stop, remove.
+    with tcp_to_docker_socket() as relay:
+        over_tcp = dvpn.install("trojan", "t", "--docker-host", f"tcp://127.0.0.1:{relay}")
+        shown = status(dvpn, over_tcp.name)
+        assert shown["healthy"]
+        assert shown["container"]["state"] == "running"
+        dvpn.ok("server", "remove", "--yes", over_tcp.name)
     # A host nobody answers on: one sentence, an error code, nothing installed.
     port = free_port()
     bad = dvpn("server", "install", "shadowsocks", "--name", "c", "--port", str(free_port()),
@@ -413,9 +420,9 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
     port = free_port()
     dvpn.ok("server", "install", "trojan", "--name", "d", "--port", str(port), "--sni", "vpn.test",
             "--listen", "127.0.0.1")  # fmt: skip
-    shown = dvpn.json("server", "list")
-    assert isinstance(shown, list)
-    d = next(s for s in shown if s["name"] == "d")
+    servers = dvpn.json("server", "list")
+    assert isinstance(servers, list)
+    d = next(s for s in servers if s["name"] == "d")
     assert d["runtime"] == "docker"
     assert d["image"] == dvpn.image
     assert d["running"]
