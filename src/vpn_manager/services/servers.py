@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shutil
 import socket
@@ -23,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.ports import free_port
@@ -41,8 +40,10 @@ from vpn_manager.models.server import (
     ServerCreate,
     ServerStatus,
 )
-from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState, PublishedPort, Runtime
+from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState, Runtime
 from vpn_manager.runtimes.native import NativeRuntime
+from vpn_manager.services import containers
+from vpn_manager.services.containers import DOCKER
 from vpn_manager.settings import DockerSettings, Paths
 from vpn_manager.storage import Database
 
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 
     from vpn_manager.runtimes.docker import DockerRuntime
     from vpn_manager.storage.orm import ServerRow
-
-DOCKER = "docker"
 
 HEALTH_DEADLINE = 10.0
 
@@ -192,50 +191,11 @@ class ServerService:
             return False
 
     def placed(self, spec: ServerSpec) -> tuple[ServerSpec, Files]:
-        """The server as its engine sees it where it runs: natively as it is; in a container
-        listening on every address of the container (Docker publishes the ports on the host
-        addresses asked for; control APIs on 127.0.0.1 only) and logging to the container's
-        output (read with `docker logs` / `vpn server logs`)."""
-        files = self.files(spec.name)
-        if spec.runtime != DOCKER:
-            return spec, files
-        anywhere = "::" if ":" in spec.listen else "0.0.0.0"
-        inside = dataclasses.replace(spec, listen=anywhere, control_listen="0.0.0.0")
-        out = Files(
-            config=files.config, access_log=Path("/dev/stdout"), error_log=Path("/dev/stderr")
-        )
-        return inside, out
+        """The server as its engine sees it where it runs (see services/containers.py)."""
+        return containers.placed(self, spec)
 
     def _container_launch(self, engine: Engine, spec: ServerSpec) -> ContainerLaunch:
-        from vpn_manager.runtimes.images import image_facts
-
-        facts = image_facts(engine.name)
-        protocol = Protocol(spec.protocol)
-        if protocol in UDP_PROTOCOLS:
-            protos: tuple[Literal["tcp", "udp"], ...] = ("udp",)
-        elif protocol is Protocol.SHADOWSOCKS:
-            protos = ("tcp", "udp")
-        else:
-            protos = ("tcp",)
-        ports = [PublishedPort(spec.listen, spec.port, spec.port, proto) for proto in protos]
-        ports += [
-            PublishedPort("127.0.0.1", int(value), int(value))
-            for key, value in sorted(spec.settings.items())
-            if key.endswith("_port") and isinstance(value, int)
-        ]
-        files = self.files(spec.name)
-        mounts = [files.config.parent]
-        if self.keys_dir(spec.name).is_dir() and any(self.keys_dir(spec.name).iterdir()):
-            mounts.append(self.keys_dir(spec.name))
-        return ContainerLaunch(
-            image=spec.image or getattr(self.docker_settings.images, facts.setting),
-            engine=engine.name,
-            binary=facts.binary,
-            args=facts.args(files.config),
-            ports=ports,
-            mounts=mounts,
-            health=facts.health(spec.settings),
-        )
+        return containers.container_launch(self, engine, spec)
 
     # -- files ---------------------------------------------------------------------------------
     def keys_dir(self, name: str) -> Path:
@@ -373,137 +333,16 @@ class ServerService:
             return repo.spec_of(await repo.server_row(session, name))
 
     async def heal(self, row: ServerRow) -> bool:
-        """A container that Docker restarted by itself (its restart policy, after the engine
-        died) runs the engine from its config file alone: what after_start set up is gone (a
-        Shadowsocks server has no users: they live in ssm-api, not in the file). Do it again,
-        once per restart (recorded in the run directory, so a new `vpn serve` does not repeat
-        it). Returns whether it did."""
-        from vpn_manager.storage import servers as repo
-
-        spec = repo.spec_of(row)
-        mark = self._unhealed(spec)
-        if mark is None:
-            return False
-        record = self.paths.run_dir / f"{spec.name}.docker-restarts"
-        engine = engine_for(spec.protocol)
-        await self._wait_healthy(engine, spec)
-        async with self.db.session() as session:
-            clients = await repo.clients(session, row.id)
-        await engine.after_start(spec, clients)
-        self.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(record, mark)
-        return True
-
-    def _unhealed(self, spec: ServerSpec) -> str | None:
-        """For a running container that Docker restarted since heal() last saw it: the mark that
-        heal() records; else None."""
-        if spec.runtime != DOCKER:
-            return None
-        state = self.runtime_of(spec).state(spec.name)
-        if not state.running or state.restarts == 0:
-            return None
-        mark = f"{state.instance}:{state.restarts}\n"
-        record = self.paths.run_dir / f"{spec.name}.docker-restarts"
-        return None if record.exists() and record.read_text() == mark else mark
+        """Give a container that Docker restarted what its start set up (see containers.py)."""
+        return await containers.heal(self, row)
 
     async def reconcile(self) -> list[str]:
-        """Docker servers and containers out of step, one sentence each with the fix: containers
-        labelled as this home's but unknown to the database, servers whose container is gone or
-        has stopped while they should run, and Docker engines that cannot be reached."""
-        from vpn_manager.storage import servers as repo
-
-        async with self.db.session() as session:
-            rows = [row for row, _ in await repo.list_servers(session)]
-        specs = [repo.spec_of(row) for row in rows]
-        wanted = {row.name for row in rows if row.desired == DesiredState.RUNNING.value}
-        docker_specs = [s for s in specs if s.runtime == DOCKER]
-        hosts = {s.docker_host or self.docker_settings.host for s in docker_specs}
-        known = {s.name for s in specs}
-        hints: list[str] = []
-        for host in sorted(hosts, key=str):
-            runtime = self.docker(host)
-            try:
-                found = await asyncio.to_thread(runtime.containers)
-            except VpnError as exc:
-                hints.append(f"{exc.message} Its servers are shown as stopped.")
-                continue
-            for server, (name, state) in sorted(found.items()):
-                if server not in known:
-                    hints.append(
-                        f"Container {name} ({state}) is labelled as server {server!r} of this "
-                        f"home but the database does not know it: remove it with "
-                        f"`docker rm -f {name}`."
-                    )
-            for spec in docker_specs:
-                if (spec.docker_host or self.docker_settings.host) != host:
-                    continue
-                if spec.name not in wanted:
-                    continue
-                if spec.name not in found:
-                    hints.append(
-                        f"Server {spec.name} should run but its container is gone: "
-                        f"recreate it with `vpn server start {spec.name}`."
-                    )
-                elif found[spec.name][1] != "running":
-                    hints.append(
-                        f"Server {spec.name} should run but its container is "
-                        f"{found[spec.name][1]}: `vpn server restart {spec.name}`."
-                    )
-                elif self._unhealed(spec) is not None:
-                    hints.append(
-                        f"Docker restarted the container of {spec.name} after its engine died; "
-                        "what was set up after its start (Shadowsocks users) comes back with "
-                        f"`vpn serve --once` (or a running `vpn serve`), or `vpn server restart "
-                        f"{spec.name}`."
-                    )
-        return hints
+        """Docker servers and containers out of step, each with its fix (see containers.py)."""
+        return await containers.reconcile(self)
 
     async def export_compose(self) -> str:
-        """A docker-compose.yml that runs this home's Docker servers as the runtime does: same
-        images, commands, labels, ports, read-only mounts, health checks and network."""
-        import yaml
-
-        from vpn_manager.runtimes.docker import RESTART_POLICY, compose_service, labels
-        from vpn_manager.runtimes.docker import container_name as name_of
-        from vpn_manager.runtimes.docker import network_name as network_of
-        from vpn_manager.storage import servers as repo
-
-        home = str(self.paths.data_dir)
-        async with self.db.session() as session:
-            specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
-        services: dict[str, object] = {}
-        for spec in specs:
-            if spec.runtime != DOCKER:
-                continue
-            engine = engine_for(spec.protocol)
-            launch = self._container_launch(engine, spec)
-            service = compose_service(
-                name_of(spec.name, home), launch, labels(spec.name, engine.name, home)
-            )
-            services[spec.name] = service
-        if not services:
-            raise NotFound(
-                "There is no Docker server to export.",
-                hint="Install one with `vpn server install PROTOCOL --runtime docker …`.",
-            )
-        document = {
-            "version": "3.8",
-            "services": services,
-            "networks": {
-                "default": {
-                    "name": network_of(home),
-                    "driver": "bridge",
-                    "driver_opts": {"com.docker.network.bridge.enable_icc": "false"},
-                    "labels": {"vpn-manager.home": home},
-                }
-            },
-        }
-        header = (
-            f"# Written by `vpn server export-compose`: this home's Docker servers "
-            f"(restart: {RESTART_POLICY}).\n# The mounted configs are the ones vpn-manager "
-            f"renders; change servers with `vpn`, then export again.\n"
-        )
-        return header + yaml.safe_dump(document, sort_keys=False)
+        """A docker-compose.yml for this home's Docker servers (see containers.py)."""
+        return await containers.export_compose(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def install(self, create: ServerCreate) -> Server:
