@@ -12,4 +12,7 @@ def tui(ctx: typer.Context) -> None:
     from vpn_manager.tui.app import VpnApp
 
     context = app_context(ctx)
-    VpnApp(context.paths, context.settings).run()
+    app = VpnApp(context.paths, context.settings)
+    app.run()
+    if app.return_code:  # Textual has shown the traceback of what crashed
+        raise typer.Exit(app.return_code)

@@ -14,15 +14,17 @@ from vpn_manager.errors import VpnError
 from vpn_manager.settings import Paths, Settings
 from vpn_manager.tui.backend import Backend, Clock, utcnow
 from vpn_manager.tui.dashboard import DashboardView
-from vpn_manager.tui.logs import LogsView
-from vpn_manager.tui.servers import ServersView
-from vpn_manager.tui.settings_view import SettingsView
 from vpn_manager.tui.state import DARK, LIGHT, load_theme, save_theme
-from vpn_manager.tui.users import UsersView
-from vpn_manager.tui.widgets import ErrorDialog, HelpScreen
+from vpn_manager.tui.widgets import ErrorDialog, HelpScreen, View
 
 T = TypeVar("T")
-TABS = ("dashboard", "users", "servers", "logs", "settings")
+SCREENS = {
+    "dashboard": "Dashboard",
+    "users": "Users",
+    "servers": "Servers",
+    "logs": "Logs",
+    "settings": "Settings",
+}
 
 
 class Failed(Exception):
@@ -55,31 +57,71 @@ class VpnApp(App[None]):
         self.backend = Backend(paths, settings, clock)
         self.paths = paths
         self.theme = load_theme(paths)
+        self.ready = False  # set after the first frame
 
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(initial="dashboard", id="tabs"):
             with TabPane("Dashboard", id="dashboard"):
                 yield DashboardView()
-            with TabPane("Users", id="users"):
-                yield UsersView()
-            with TabPane("Servers", id="servers"):
-                yield ServersView()
-            with TabPane("Logs", id="logs"):
-                yield LogsView()
-            with TabPane("Settings", id="settings"):
-                yield SettingsView()
+            # The other screens are built (and their modules imported) when first shown: the
+            # first frame does not wait for them.
+            for tab, title in list(SCREENS.items())[1:]:
+                yield TabPane(title, id=tab)
         yield Footer()
+
+    def on_ready(self) -> None:
+        """Data is read after the first frame: the screen shows at once, then fills in."""
+        self.ready = True
+        self.reload_active()
+
+    async def build_view(self, pane: TabPane) -> View:
+        """Make a screen's view the first time it is shown."""
+        view: View
+        if pane.id == "users":
+            from vpn_manager.tui.users import UsersView
+
+            view = UsersView()
+        elif pane.id == "servers":
+            from vpn_manager.tui.servers import ServersView
+
+            view = ServersView()
+        elif pane.id == "logs":
+            from vpn_manager.tui.logs import LogsView
+
+            view = LogsView()
+        else:
+            from vpn_manager.tui.settings_view import SettingsView
+
+            view = SettingsView()
+        await pane.mount(view)
+        return view
+
+    async def view(self, tab: str) -> View:
+        """The view of a screen, shown (and built if need be)."""
+        self.action_show(tab)
+        pane = self.query_one(f"#{tab}", TabPane)
+        views = list(pane.query(View))
+        return views[0] if views else await self.build_view(pane)
+
+    def reload_active(self) -> None:
+        pane = self.query_one(TabbedContent).active_pane
+        if pane is not None:
+            for view in pane.query(View):
+                view.reload()
 
     async def on_unmount(self) -> None:
         await self.backend.close()
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane
-        for view in pane.query("DashboardView, UsersView, ServersView, LogsView, SettingsView"):
-            reload = getattr(view, "reload", None)
-            if reload is not None:
-                reload()
+        if not self.ready:
+            return
+        views = list(pane.query(View))
+        if not views:
+            views = [await self.build_view(pane)]
+        for view in views:
+            view.reload()
         # Keys act on the screen just opened: focus its table (where it has one; the digits
         # that switch screens would type into a field).
         tables = list(pane.query("MenuTable"))
@@ -93,10 +135,13 @@ class VpnApp(App[None]):
         """Escape in a field gives the keys back to the screen (digits switch screens again)."""
         self.query_one("#tabs ContentTabs").focus()
 
-    def show_logs(self, source: str) -> None:
+    async def show_logs(self, source: str) -> None:
         """The Logs screen with one server's log (from the servers' menu)."""
-        self.action_show("logs")
-        self.query_one(LogsView).show_source(source)
+        from vpn_manager.tui.logs import LogsView
+
+        view = await self.view("logs")
+        if isinstance(view, LogsView):
+            view.show_source(source)
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widget import Widget
 from textual.widgets import DataTable, Label, Sparkline, Static
 
 from vpn_manager.models import User, UserStatus
+from vpn_manager.tui.widgets import View, start
 from vpn_manager.units import format_rate, format_size
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def alerts(servers: list[Server], users: list[User], now: datetime) -> list[str]
     return out
 
 
-class DashboardView(Widget):
+class DashboardView(View):
     DEFAULT_CSS = """
     DashboardView { height: 1fr; }
     DashboardView #top { height: auto; max-height: 50%; }
@@ -104,11 +104,14 @@ class DashboardView(Widget):
         yield Static("", id="alerts")
 
     def on_mount(self) -> None:
-        self.reload()
-        self.set_interval(REFRESH_S, self.reload)
+        self.set_interval(REFRESH_S, self._tick)
+
+    def _tick(self) -> None:
+        if self.is_showing():
+            self.reload()
 
     def reload(self) -> None:
-        self.run_worker(self._load(), group="dashboard", exclusive=True, exit_on_error=False)
+        start(self, self._load, group="dashboard", exclusive=True)
 
     async def _read(self) -> Snapshot:
         from vpn_manager.storage import accounting as store

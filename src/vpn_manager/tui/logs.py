@@ -13,13 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from vpn_manager.errors import VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.runtimes.native import tail
-from vpn_manager.tui.widgets import ContextMenu, MenuItem, MenuTable
+from vpn_manager.tui.widgets import ContextMenu, MenuItem, MenuTable, View
 
 if TYPE_CHECKING:
     from vpn_manager.tui.app import VpnApp
@@ -119,7 +118,7 @@ class ExportDialog(ModalScreen[Path | None]):
         self.dismiss(None)
 
 
-class LogsView(Widget):
+class LogsView(View):
     DEFAULT_CSS = """
     LogsView { height: 1fr; }
     LogsView .bar { height: auto; }
@@ -170,7 +169,6 @@ class LogsView(Widget):
         yield Static("", id="logs-status")
 
     def on_mount(self) -> None:
-        self.reload()
         self.set_interval(FOLLOW_S, self._follow)
 
     # -- sources and lines ---------------------------------------------------------------------

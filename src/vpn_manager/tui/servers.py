@@ -10,12 +10,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Log, ProgressBar, Select, Static
 
 from vpn_manager.errors import VpnError
 from vpn_manager.models.server import Protocol, Server, ServerCreate
-from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, ErrorDialog, MenuItem, MenuTable
+from vpn_manager.tui.widgets import (
+    ConfirmDialog,
+    ContextMenu,
+    ErrorDialog,
+    MenuItem,
+    MenuTable,
+    View,
+    start,
+)
 from vpn_manager.units import format_size
 
 if TYPE_CHECKING:
@@ -49,7 +56,7 @@ def server_menu(server: Server) -> list[MenuItem]:
     ]
 
 
-class ServersView(Widget):
+class ServersView(View):
     DEFAULT_CSS = """
     ServersView { height: 1fr; }
     ServersView MenuTable { height: 1fr; }
@@ -77,11 +84,8 @@ class ServersView(Widget):
         yield table
         yield Static("", id="servers-status")
 
-    def on_mount(self) -> None:
-        self.reload()
-
     def reload(self) -> None:
-        self.run_worker(self._load(), group="servers", exclusive=True, exit_on_error=False)
+        start(self, self._load, group="servers", exclusive=True)
 
     async def _load(self) -> None:
         from vpn_manager.tui.app import Failed
@@ -144,7 +148,7 @@ class ServersView(Widget):
                 answered,
             )
         elif action == "logs":
-            self.vpn.show_logs(name)
+            self.run_worker(self.vpn.show_logs(name), exit_on_error=False)
         elif action == "stats":
             self.app.push_screen(ServerDetail(name))
         else:
@@ -256,12 +260,12 @@ class InstallForm(ModalScreen[Server | None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "install":
-            self.start()
+            self.submit()
         else:
             self.dismiss(None)
 
     def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.start()
+        self.submit()
 
     def action_cancel(self) -> None:
         if not self.query_one("#progress-row").has_class("busy"):
@@ -291,7 +295,7 @@ class InstallForm(ModalScreen[Server | None]):
             message.update(text)
             message.set_class(bool(text), "shown")
 
-    def start(self) -> None:
+    def submit(self) -> None:
         if self.query_one("#progress-row").has_class("busy"):
             return
         built = self.build()
@@ -366,7 +370,7 @@ class ServerDetail(ModalScreen[None]):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        self.run_worker(self._load(), exclusive=True, exit_on_error=False)
+        start(self, self._load, exclusive=True)
 
     async def _load(self) -> None:
         from vpn_manager.tui.app import Failed

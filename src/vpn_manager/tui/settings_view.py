@@ -15,12 +15,12 @@ from pydantic import ValidationError
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from vpn_manager.errors import VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.settings import Settings, effective_settings, load_settings, read_config_file
+from vpn_manager.tui.widgets import View
 
 if TYPE_CHECKING:
     from vpn_manager.tui.app import VpnApp
@@ -88,7 +88,7 @@ def env_name(key: str) -> str:
     return "VPN_" + key.replace(".", "__").upper()
 
 
-class SettingsView(Widget):
+class SettingsView(View):
     DEFAULT_CSS = """
     SettingsView { height: 1fr; }
     SettingsView .row { height: auto; }
@@ -120,9 +120,6 @@ class SettingsView(Widget):
                 yield Button("Save", id="save", variant="primary")
                 yield Button("Revert", id="revert")
             yield Static("", id="fixed", markup=False)
-
-    def on_mount(self) -> None:
-        self.reload()
 
     def effective(self) -> dict[str, Any]:
         return effective_settings(self.vpn.backend.settings)

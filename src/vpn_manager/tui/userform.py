@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserUpdate
+from vpn_manager.tui.widgets import start
 from vpn_manager.units import (
     format_rate,
     format_size,
@@ -148,7 +149,7 @@ class UserForm(ModalScreen[User | None]):
         self.dismiss(None)
 
     def action_save(self) -> None:
-        self.run_worker(self._save(), group="save", exclusive=True, exit_on_error=False)
+        start(self, self._save, group="save", exclusive=True)
 
     def values(self) -> dict[str, str]:
         return {

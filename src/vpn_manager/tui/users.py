@@ -14,7 +14,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from vpn_manager.models import User, UserFilter, UserStatus
 from vpn_manager.tui.userform import UserForm, last_day
-from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable
+from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
 from vpn_manager.units import format_rate, format_size
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def sort_key(user: User, column: str) -> Any:
     }[column]
 
 
-class UsersView(Widget):
+class UsersView(View):
     DEFAULT_CSS = """
     UsersView { height: 1fr; }
     UsersView .bar Input { width: 1fr; }
@@ -100,11 +100,8 @@ class UsersView(Widget):
         yield table
         yield Static("", id="users-status")
 
-    def on_mount(self) -> None:
-        self.reload()
-
     def reload(self) -> None:
-        self.run_worker(self._load(), group="users", exclusive=True, exit_on_error=False)
+        start(self, self._load, group="users", exclusive=True)
 
     async def _load(self) -> None:
         from vpn_manager.tui.app import Failed
@@ -341,7 +338,7 @@ class UserDetail(ModalScreen[None]):
             yield Button("Close", id="close")
 
     def on_mount(self) -> None:
-        self.run_worker(self._links(), exit_on_error=False)
+        start(self, self._links)
 
     async def _links(self) -> None:
         from vpn_manager.delivery.qr import qr_text

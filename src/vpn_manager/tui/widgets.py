@@ -3,8 +3,9 @@ confirmation, error and help dialogs."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from textual import events
 from textual.app import ComposeResult
@@ -13,8 +14,31 @@ from textual.containers import Horizontal, Vertical
 from textual.geometry import Offset
 from textual.message import Message
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, DataTable, Label, OptionList, Static
 from textual.widgets.option_list import Option
+
+
+def start(
+    node: Widget | ModalScreen[Any], work: Callable[[], Awaitable[None]], **options: Any
+) -> None:
+    """Run `work` in a worker; the coroutine is made only when the worker starts, so nothing
+    is left un-awaited if the app quits first. Failures never end the app (exit_on_error)."""
+    node.run_worker(cast(Any, work), exit_on_error=False, **options)
+
+
+class View(Widget):
+    """One of the app's screens (a tab). Its data is read when it is shown, not before: the
+    first frame paints without waiting for the database."""
+
+    def reload(self) -> None:
+        raise NotImplementedError
+
+    def is_showing(self) -> bool:
+        from textual.widgets import TabbedContent
+
+        pane = self.app.query_one(TabbedContent).active_pane
+        return pane is not None and self in pane.query(View)
 
 
 @dataclass(frozen=True)
