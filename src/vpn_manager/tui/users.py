@@ -116,7 +116,7 @@ class UsersView(View):
         except Failed:
             return
         self.users = {u.name: u for u in users}
-        self._fill(search is not None or status != Select.BLANK)
+        self._fill(search is not None or isinstance(status, str))
 
     def _fill(self, filtered: bool) -> None:
         table = self.query_one(MenuTable)
