@@ -147,7 +147,7 @@ async def test_right_click_opens_the_same_menu_and_delete_deletes(home: Paths) -
     app = make_app(home)
     async with app.run_test(size=(100, 30)) as pilot:
         await open_screen(pilot, "2")
-        await pilot.click(MenuTable, offset=(3, 2), button=3)  # the second row: bob
+        await pilot.click("#users-table", offset=(3, 2), button=3)  # the second row: bob
         await pilot.pause()
         menu = app.screen
         assert isinstance(menu, ContextMenu)
@@ -158,7 +158,7 @@ async def test_right_click_opens_the_same_menu_and_delete_deletes(home: Paths) -
         await pilot.press("n")  # declined: nothing happens
         await settle(pilot)
         assert sorted(await users_in(home)) == ["alice", "bob"]
-        await pilot.click(MenuTable, offset=(3, 2), button=3)
+        await pilot.click("#users-table", offset=(3, 2), button=3)
         await pilot.pause()
         await choose(pilot, "Delete")
         await pilot.press("y")
@@ -179,12 +179,12 @@ async def test_search_and_sort(home: Paths) -> None:
         await open_screen(pilot, "2")
         await pilot.press("slash", *"example")
         await settle(pilot)
-        table = app.query_one(MenuTable)
+        table = app.query_one("#users-table", MenuTable)
         assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["bob"]
         app.query_one("#user-search", Input).value = ""
         await settle(pilot)
         assert table.row_count == 3
-        await pilot.click(MenuTable, offset=(2, 0))  # the NAME header: reversed
+        await pilot.click("#users-table", offset=(2, 0))  # the NAME header: reversed
         await pilot.pause()
         assert [table.get_row_at(i)[0] for i in range(3)] == ["carol", "bob", "alice"]
 

@@ -185,5 +185,6 @@ class DashboardView(View):
                     self._rates.popleft()
                 text = f"↑ {format_rate(up_bps)}  ↓ {format_rate(down_bps)}"
         self._totals = (up, down, now)
-        self.query_one("#rates", Sparkline).data = list(self._rates)
+        # One sample is no chart (Sparkline would draw it as a full bar).
+        self.query_one("#rates", Sparkline).data = list(self._rates) if len(self._rates) > 1 else []
         self.query_one("#rate-now", Static).update(text)

@@ -191,6 +191,8 @@ class ServersView(View):
         self.app.push_screen(ContextMenu(server.name, server_menu(server), event.at), chosen)
 
 
+NO_LOG_LINES = "(the engine has written no log lines yet)"
+
 # (field, label, placeholder) of the install form, after the protocol.
 INSTALL_FIELDS = [
     ("name", "Name", "e.g. reality1"),
@@ -407,7 +409,7 @@ class ServerDetail(ModalScreen[None]):
             table.add_row("not running", "", "")
         log = self.query_one(Log)
         log.clear()
-        log.write_lines(servers.logs(self.server_name, 200))
+        log.write_lines(servers.logs(self.server_name, 200) or [NO_LOG_LINES])
 
     def action_close(self) -> None:
         self.dismiss(None)
