@@ -116,7 +116,7 @@ async def seed(paths: Paths) -> None:
     gb = 1000**3
     await add_users(
         paths,
-        UserCreate(name="alice", email="alice@example.com", quota_bytes=50 * gb),
+        UserCreate(name="alice", email="alice@example.com", quota_bytes=25 * gb),
         UserCreate(name="bob", note="laptop"),
         UserCreate(name="carol", expires_at=NOW + timedelta(days=1)),
         UserCreate(name="dave", quota_bytes=200 * gb, reset_period="monthly"),

@@ -93,7 +93,7 @@ async def test_bad_install_input_shows_messages_and_installs_nothing(home: Paths
     assert await server_state(home) == {}
 
 
-async def test_install_run_and_remove_a_real_server(stopped_after: Paths) -> None:
+async def test_install_run_and_remove_a_real_server(stopped_after: Paths) -> None:  # noqa: PLR0915
     home = stopped_after
     port = free_port()
     app = make_app(home)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Sparkline, Static
 
 from vpn_manager.models import User, UserStatus
@@ -67,10 +67,11 @@ class DashboardView(View):
     DashboardView { height: 1fr; }
     DashboardView #top { height: auto; max-height: 50%; }
     DashboardView #servers-box { width: 1fr; height: auto; }
-    DashboardView #counts-box { width: 22; height: auto; margin-left: 2; }
-    DashboardView #servers-state { width: 100%; height: auto; max-height: 10; }
-    DashboardView Sparkline { height: 3; margin-bottom: 1; }
+    DashboardView #counts-box { width: 18; height: auto; margin-left: 1; }
+    DashboardView #servers-state { width: 100%; height: auto; max-height: 8; }
+    DashboardView Sparkline { height: 2; }
     DashboardView .title { text-style: bold; }
+    DashboardView #alerts-box { height: 1fr; }
     DashboardView #alerts { height: auto; color: $warning; }
     """
 
@@ -94,14 +95,13 @@ class DashboardView(View):
             with Vertical(id="counts-box"):
                 yield Label("Users", classes="title")
                 yield Static("", id="counts")
-        yield Label("Traffic, last 24 hours (from the usage history)", classes="title")
+        yield Static("Traffic, last 24 hours", id="history-title", classes="title")
         yield Sparkline([], id="history")
-        yield Static("", id="history-total", classes="muted")
-        yield Label("Traffic now", classes="title")
+        yield Static("Traffic now", id="rate-title", classes="title")
         yield Sparkline([], id="rates")
-        yield Static("", id="rate-now")
         yield Label("Alerts", classes="title")
-        yield Static("", id="alerts")
+        with VerticalScroll(id="alerts-box"):
+            yield Static("", id="alerts", markup=False)
 
     def on_mount(self) -> None:
         self.set_interval(REFRESH_S, self._tick)
@@ -156,13 +156,14 @@ class DashboardView(View):
         ]
         self.query_one("#counts", Static).update("\n".join(lines))
         self.query_one("#history", Sparkline).data = snap.hourly
-        self.query_one("#history-total", Static).update(
-            f"{format_size(sum(snap.hourly))} in 24 h, peak hour {format_size(max(snap.hourly))}"
+        self.query_one("#history-title", Static).update(
+            f"Traffic, last 24 hours (usage history): {format_size(sum(snap.hourly))}, "
+            f"peak hour {format_size(max(snap.hourly))}"
         )
         self._sample(snap.users)
         found = alerts(snap.servers, snap.users, self.vpn.backend.clock())
         self.query_one("#alerts", Static).update(
-            "\n".join(f"! {a}" for a in found[:20]) or "nothing needs attention"
+            "\n".join(f"! {a}" for a in found) or "nothing needs attention"
         )
 
     def _sample(self, users: list[User]) -> None:
@@ -171,7 +172,7 @@ class DashboardView(View):
         up = sum(u.upload_bytes for u in users)
         down = sum(u.download_bytes for u in users)
         now = time.monotonic()
-        text = "↑ -  ↓ -  (the rate shows from the second refresh)"
+        text = "Traffic now: ↑ -  ↓ -  (from the second refresh on)"
         if self._totals is not None:
             up0, down0, then = self._totals
             span = now - then
@@ -183,8 +184,8 @@ class DashboardView(View):
                 while self._times and now - self._times[0] > RATE_WINDOW_S:
                     self._times.popleft()
                     self._rates.popleft()
-                text = f"↑ {format_rate(up_bps)}  ↓ {format_rate(down_bps)}"
+                text = f"Traffic now: ↑ {format_rate(up_bps)}  ↓ {format_rate(down_bps)}"
         self._totals = (up, down, now)
         # One sample is no chart (Sparkline would draw it as a full bar).
         self.query_one("#rates", Sparkline).data = list(self._rates) if len(self._rates) > 1 else []
-        self.query_one("#rate-now", Static).update(text)
+        self.query_one("#rate-title", Static).update(text)

@@ -295,7 +295,8 @@ class LogsView(View):
     def action_level(self) -> None:
         select = self.query_one("#log-level", Select)
         current = select.value
-        index = LEVELS.index(current) + 1 if isinstance(current, str) else 0
+        # any → info+ → warning+ → error+ → any (debug+ is the same as any)
+        index = LEVELS.index(current) + 1 if isinstance(current, str) else 1
         if index >= len(LEVELS):
             select.clear()
         else:
