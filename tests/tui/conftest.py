@@ -62,6 +62,23 @@ def snap_home() -> Iterator[Paths]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home holding the snapshot data, made once per session (see `seed`)."""
+    import asyncio
+
+    root = tmp_path_factory.mktemp("seeded") / "home"
+    asyncio.run(seed(Paths.from_env({}, home=root)))
+    return root
+
+
+@pytest.fixture
+def seeded_home(snap_home: Paths, seeded_template: Path) -> Paths:
+    """A fixed-length home with a copy of the snapshot data."""
+    shutil.copytree(seeded_template, snap_home.config_dir.parent, dirs_exist_ok=True)
+    return snap_home
+
+
 def make_app(paths: Paths) -> VpnApp:
     return VpnApp(paths, load_settings(paths), clock=fixed_clock)
 

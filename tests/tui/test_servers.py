@@ -68,7 +68,7 @@ async def install(app: VpnApp, pilot: object, name: str, port: str) -> InstallFo
     form.query_one("#f-port", Input).value = port
     form.query_one("#f-listen", Input).value = "127.0.0.1"
     form.query_one("#f-host", Input).value = "127.0.0.1"
-    await pilot.click("#install")
+    await pilot.press("ctrl+s")
     await settle(pilot)
     return form
 
@@ -86,7 +86,7 @@ async def test_bad_install_input_shows_messages_and_installs_nothing(home: Paths
         form.query_one("#f-name", Input).value = "ss1"
         form.query_one("#f-port", Input).value = "8388"
         form.query_one("#f-dest", Input).value = "example.com:443"
-        await pilot.click("#install")
+        await pilot.press("ctrl+s")
         await settle(pilot)
         shown = {m.id: str(m.render()) for m in form.query(".message.shown").results(Static)}
         assert shown == {"m-protocol": "--dest applies to vless-reality only."}
@@ -162,7 +162,7 @@ async def test_install_run_and_remove_a_real_server(stopped_after: Paths) -> Non
     assert await server_state(home) == {}
 
 
-async def test_a_failed_action_is_a_notification_not_a_crash(stopped_after: Paths) -> None:
+async def test_a_failed_install_is_a_dialog_not_a_crash(stopped_after: Paths) -> None:
     home = stopped_after
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -175,7 +175,7 @@ async def test_a_failed_action_is_a_notification_not_a_crash(stopped_after: Path
             assert "is taken by another program" in screen_text(app)
             await pilot.press("escape")
             await pilot.pause()
-            assert app.screen is form  # the form stays for another try
+            assert app.screen_stack[-1] is form  # the form stays for another try
     finally:
         taken.close()
     assert await server_state(home) == {}

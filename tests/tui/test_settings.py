@@ -24,9 +24,10 @@ async def test_invalid_values_show_messages_and_write_nothing(home: Paths) -> No
     async with app.run_test(size=(120, 40)) as pilot:
         await open_screen(pilot, "5")
         assert field(app, "timezone").value == "UTC"
+        field(app, "timezone").focus()  # as when typing in it
         field(app, "timezone").value = "Mars/Olympus"
         field(app, "service.metrics_port").value = "70000"
-        await pilot.click("#save")
+        await pilot.press("ctrl+s")
         await settle(pilot)
         view = app.query_one(SettingsView)
         messages = {m.id: str(m.render()) for m in view.query(".message.shown").results(Static)}
@@ -43,9 +44,10 @@ async def test_a_good_change_is_saved_and_loaded(home: Paths) -> None:
     app = make_app(home)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_screen(pilot, "5")
+        field(app, "timezone").focus()
         field(app, "timezone").value = "Europe/Berlin"
         field(app, "service.poll_interval_s").value = "30"
-        await pilot.click("#save")
+        await pilot.press("ctrl+s")
         await settle(pilot)
         notes = [str(n.message) for n in app._notifications]
         assert f"Saved timezone, service.poll_interval_s to {home.config_file}." in notes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.conftest import SIZES, assert_snapshot, make_app, open_screen, seed, settle
+from tests.tui.conftest import SIZES, assert_snapshot, make_app, open_screen, settle
 from vpn_manager.settings import Paths
 from vpn_manager.tui.userform import UserForm
 
@@ -19,8 +19,8 @@ LOG_LINES = [
 
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("screen", list(SCREENS))
-async def test_screen(snap_home: Paths, screen: str, size: str) -> None:
-    await seed(snap_home)
+async def test_screen(seeded_home: Paths, screen: str, size: str) -> None:
+    snap_home = seeded_home
     snap_home.logs_dir.mkdir(parents=True, exist_ok=True)
     (snap_home.logs_dir / "edge.log").write_text("".join(line + "\n" for line in LOG_LINES))
     app = make_app(snap_home)

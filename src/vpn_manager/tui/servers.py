@@ -225,7 +225,10 @@ class InstallForm(ModalScreen[Server | None]):
     InstallForm #buttons { height: auto; align-horizontal: right; }
     InstallForm #buttons Button { margin-left: 2; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "install", "Install"),
+    ]
 
     @property
     def vpn(self) -> VpnApp:
@@ -267,6 +270,9 @@ class InstallForm(ModalScreen[Server | None]):
             self.dismiss(None)
 
     def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.submit()
+
+    def action_install(self) -> None:
         self.submit()
 
     def action_cancel(self) -> None:
