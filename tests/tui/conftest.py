@@ -28,6 +28,7 @@ from vpn_manager.models import User, UserCreate
 from vpn_manager.settings import Paths, load_settings
 from vpn_manager.storage import Database
 from vpn_manager.tui.app import VpnApp
+from vpn_manager.tui.widgets import ContextMenu
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -94,6 +95,17 @@ async def settle(pilot: Pilot[None]) -> None:
 
 async def open_screen(pilot: Pilot[None], key: str) -> None:
     await pilot.press("escape", key)
+    await settle(pilot)
+
+
+async def choose(pilot: Pilot[None], label: str) -> None:
+    """Pick an entry of the open context menu with the keyboard."""
+    menu = pilot.app.screen
+    assert isinstance(menu, ContextMenu)
+    labels = [item.label for item in menu.items]
+    for _ in range(labels.index(label)):
+        await pilot.press("down")
+    await pilot.press("enter")
     await settle(pilot)
 
 

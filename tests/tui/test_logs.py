@@ -7,8 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Select, Switch
 
-from tests.tui.conftest import make_app, open_screen, screen_text, settle
-from tests.tui.test_users import choose
+from tests.tui.conftest import choose, make_app, open_screen, screen_text, settle
 from vpn_manager.settings import Paths
 from vpn_manager.tui.logs import ExportDialog, LogsView, level_of, topic_of
 from vpn_manager.tui.widgets import ContextMenu, MenuTable

@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from textual.widgets import Input, Log, Select, Static
 
-from tests.tui.conftest import database, make_app, open_screen, screen_text, settle
-from tests.tui.test_users import choose
+from tests.tui.conftest import choose, database, make_app, open_screen, screen_text, settle
 from vpn_manager.models import UserCreate
 from vpn_manager.settings import Paths
 from vpn_manager.tui.app import VpnApp

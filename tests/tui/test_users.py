@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from textual.widgets import Input, OptionList, Static
 
-from tests.tui.conftest import add_users, make_app, open_screen, screen_text, settle, users_in
+from tests.tui.conftest import (
+    add_users,
+    choose,
+    make_app,
+    open_screen,
+    screen_text,
+    settle,
+    users_in,
+)
 from vpn_manager.models import UserCreate, UserStatus
 from vpn_manager.settings import Paths
 from vpn_manager.tui.userform import UserForm
@@ -14,20 +22,6 @@ from vpn_manager.tui.users import UserDetail
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuTable
 
 GB = 1000**3
-
-
-async def choose(pilot: object, label: str) -> None:
-    """Pick an entry of the open context menu with the keyboard."""
-    from textual.pilot import Pilot
-
-    assert isinstance(pilot, Pilot)
-    menu = pilot.app.screen
-    assert isinstance(menu, ContextMenu)
-    labels = [item.label for item in menu.items]
-    for _ in range(labels.index(label)):
-        await pilot.press("down")
-    await pilot.press("enter")
-    await settle(pilot)
 
 
 async def test_the_form_creates_a_user(home: Paths) -> None:
