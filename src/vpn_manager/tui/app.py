@@ -58,12 +58,14 @@ class VpnApp(App[None]):
         self.paths = paths
         self.theme = load_theme(paths)
         self.ready = False  # set after the first frame
+        self._views: dict[str, View] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(initial="dashboard", id="tabs"):
             with TabPane("Dashboard", id="dashboard"):
-                yield DashboardView()
+                self._views["dashboard"] = DashboardView()
+                yield self._views["dashboard"]
             # The other screens are built (and their modules imported) when first shown: the
             # first frame does not wait for them.
             for tab, title in list(SCREENS.items())[1:]:
@@ -75,56 +77,52 @@ class VpnApp(App[None]):
         self.ready = True
         self.reload_active()
 
-    async def build_view(self, pane: TabPane) -> View:
-        """Make a screen's view the first time it is shown."""
-        view: View
-        if pane.id == "users":
+    def make_view(self, tab: str) -> View:
+        if tab == "users":
             from vpn_manager.tui.users import UsersView
 
-            view = UsersView()
-        elif pane.id == "servers":
+            return UsersView()
+        if tab == "servers":
             from vpn_manager.tui.servers import ServersView
 
-            view = ServersView()
-        elif pane.id == "logs":
+            return ServersView()
+        if tab == "logs":
             from vpn_manager.tui.logs import LogsView
 
-            view = LogsView()
-        else:
-            from vpn_manager.tui.settings_view import SettingsView
+            return LogsView()
+        from vpn_manager.tui.settings_view import SettingsView
 
-            view = SettingsView()
-        await pane.mount(view)
-        return view
+        return SettingsView()
 
     async def view(self, tab: str) -> View:
-        """The view of a screen, shown (and built if need be)."""
-        self.action_show(tab)
-        pane = self.query_one(f"#{tab}", TabPane)
-        views = list(pane.query(View))
-        return views[0] if views else await self.build_view(pane)
+        """The view of a screen, built and mounted the first time it is needed (it reads its data
+        when mounted while shown). Remembered at once, so quick keys never build it twice."""
+        view = self._views.get(tab)
+        if view is None:
+            view = self._views[tab] = self.make_view(tab)
+            await self.query_one(f"#{tab}", TabPane).mount(view)
+        return view
 
     def reload_active(self) -> None:
         pane = self.query_one(TabbedContent).active_pane
-        if pane is not None:
-            for view in pane.query(View):
-                view.reload()
+        if pane is not None and pane.id in self._views:
+            self._views[pane.id].reload()
 
     async def on_unmount(self) -> None:
         await self.backend.close()
 
     async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        pane = event.pane
-        if not self.ready:
+        tab = event.pane.id
+        if not self.ready or tab is None:
             return
-        views = list(pane.query(View))
-        if not views:
-            views = [await self.build_view(pane)]
-        for view in views:
+        view = self._views.get(tab)
+        if view is None:
+            await self.view(tab)
+        elif view.is_mounted:
             view.reload()
         # Keys act on the screen just opened: focus its table (where it has one; the digits
         # that switch screens would type into a field).
-        tables = list(pane.query("MenuTable"))
+        tables = list(event.pane.query("MenuTable"))
         if tables:
             self.call_after_refresh(tables[0].focus)
 
@@ -139,6 +137,7 @@ class VpnApp(App[None]):
         """The Logs screen with one server's log (from the servers' menu)."""
         from vpn_manager.tui.logs import LogsView
 
+        self.action_show("logs")
         view = await self.view("logs")
         if isinstance(view, LogsView):
             view.show_source(source)

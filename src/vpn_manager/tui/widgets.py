@@ -34,6 +34,12 @@ class View(Widget):
     def reload(self) -> None:
         raise NotImplementedError
 
+    def on_mount(self) -> None:
+        # Built when its screen was first shown: read the data now. (Textual calls this as well
+        # as a subclass's own on_mount.)
+        if getattr(self.app, "ready", False) and self.is_showing():
+            self.reload()
+
     def is_showing(self) -> bool:
         from textual.widgets import TabbedContent
 
