@@ -18,7 +18,7 @@ from tests.tui.conftest import (
 from vpn_manager.models import UserCreate, UserStatus
 from vpn_manager.settings import Paths
 from vpn_manager.tui.userform import UserForm
-from vpn_manager.tui.users import UserDetail
+from vpn_manager.tui.users import ROW_LIMIT, UserDetail
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuTable
 
 GB = 1000**3
@@ -199,3 +199,18 @@ async def test_view_shows_limits_and_says_when_there_is_no_link(home: Paths) -> 
         assert "0B of 1GB this period (0%)" in text
         assert "devices     2" in text
         assert "User 'alice' has no server yet." in text
+
+
+async def test_many_users_show_the_first_thousand_and_search_finds_the_rest(home: Paths) -> None:
+    await add_users(home, *[UserCreate(name=f"user{i:04d}") for i in range(1200)])
+    app = make_app(home)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_screen(pilot, "2")
+        table = app.query_one("#users-table", MenuTable)
+        assert table.row_count == ROW_LIMIT
+        assert "1200 users; the first 1000 by name ↑ are shown" in screen_text(app)
+        await pilot.press("slash", *"user119")
+        await settle(pilot)
+        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == [
+            f"user119{i}" for i in range(10)
+        ]

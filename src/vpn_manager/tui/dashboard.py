@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from vpn_manager.models.server import Server
     from vpn_manager.tui.app import VpnApp
 
-REFRESH_S = 5.0
+MIN_REFRESH_S = 2.0
 RATE_WINDOW_S = 3600.0  # the live chart keeps the last hour of samples
 QUOTA_WARN = 0.8
 EXPIRY_WARN = timedelta(days=3)
@@ -104,7 +104,9 @@ class DashboardView(View):
             yield Static("", id="alerts", markup=False)
 
     def on_mount(self) -> None:
-        self.set_interval(REFRESH_S, self._tick)
+        # The totals change only when `vpn serve` polls the engines: refresh at its pace.
+        every = max(MIN_REFRESH_S, self.vpn.backend.settings.service.poll_interval_s)
+        self.set_interval(every, self._tick)
 
     def _tick(self) -> None:
         if self.is_showing():

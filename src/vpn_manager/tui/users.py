@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from vpn_manager.services.servers import Access
     from vpn_manager.tui.app import VpnApp
 
+# A table of every user would take seconds to build with tens of thousands of them; the first
+# ROW_LIMIT in the chosen order are shown, and search or the status filter narrow the rest.
+ROW_LIMIT = 1000
 COLUMNS = [
     ("name", "NAME"),
     ("status", "STATUS"),
@@ -126,7 +129,7 @@ class UsersView(View):
         ordered = sorted(
             self.users.values(), key=lambda u: sort_key(u, self.sort_column), reverse=self.reverse
         )
-        for u in ordered:
+        for u in ordered[:ROW_LIMIT]:
             table.add_row(
                 u.name,
                 u.status.value,
@@ -140,7 +143,12 @@ class UsersView(View):
         if keep in self.users:
             table.move_cursor(row=table.get_row_index(keep))
         arrow = "↓" if self.reverse else "↑"
-        if self.users:
+        if len(self.users) > ROW_LIMIT:
+            note = (
+                f"{len(self.users)} users; the first {ROW_LIMIT} by {self.sort_column} {arrow} "
+                "are shown: search or filter to see others"
+            )
+        elif self.users:
             note = f"{len(self.users)} users, sorted by {self.sort_column} {arrow}"
         elif filtered:
             note = "No users match."
