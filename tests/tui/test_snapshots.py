@@ -42,3 +42,21 @@ async def test_user_form_with_messages(snap_home: Paths, size: str) -> None:
         await pilot.press(*"x y", "tab", *"nope", "enter")
         await settle(pilot)
         assert_snapshot(app, f"user-form-{size}", snap_home)
+
+
+async def test_light_theme(seeded_home: Paths) -> None:
+    app = make_app(seeded_home)
+    async with app.run_test(size=SIZES["small"]) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        await settle(pilot)
+        assert_snapshot(app, "dashboard-light-small", seeded_home)
+
+
+async def test_help(snap_home: Paths) -> None:
+    app = make_app(snap_home)
+    async with app.run_test(size=SIZES["large"]) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert_snapshot(app, "help-large", snap_home)

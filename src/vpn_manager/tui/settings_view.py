@@ -155,6 +155,10 @@ class SettingsView(View):
         else:
             self.reload()
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_save()
+
     def action_save(self) -> None:
         """Only the values that differ from the effective ones go into the file; the whole file
         is validated before anything is written."""

@@ -222,17 +222,18 @@ class ErrorDialog(ModalScreen[None]):
 
 
 HELP_TEXT = """\
-Screens        1 dashboard  2 users  3 servers  4 logs  5 settings
-Everywhere     t light/dark theme (remembered)   ? this help   q quit
-Tables         F10 or right-click: the row's menu   Enter: open the row
-Users          n new   e edit   Enter view (links, QR)   d disable/enable   Del delete
-               / search   s sort by the next column
-Servers        i install   Enter stats and logs   s start/stop   r restart   Del remove
-Logs           / search   l level   f follow   x export to a file   c clear
-Settings       edit a value, then Save: checked like `vpn config show` before it is written
+Screens     1 dashboard  2 users  3 servers  4 logs  5 settings
+Everywhere  t light/dark theme (remembered)   ? this help   Esc leave a field   q quit
+Tables      F10 or right-click: the row's menu   Enter: open the row
+Users       n new   e edit   Enter view (links, QR)   d disable/enable   Del delete
+            / search   s sort by the next column (or click a header)
+Servers     i install   Enter stats and logs   s start/stop   r restart   Del remove
+Logs        / search   l level   f follow   x export to a file   c clear
+Settings    change a value, then ctrl+s: checked before config.toml is written
+Forms       ctrl+s or Enter saves, Esc cancels
 
-Every action calls the same service method as its `vpn` command; changes to users reach running
-servers live, as `vpn user …` does.
+Every action calls the same service method as its `vpn` command: changes to users
+reach running servers live, as `vpn user …` does.
 """
 
 
@@ -240,7 +241,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > Vertical {
-        width: 96; max-width: 100%; height: auto; max-height: 100%;
+        width: 92; max-width: 100%; height: auto; max-height: 100%;
         border: thick $accent; background: $panel; padding: 1 2;
     }
     """
