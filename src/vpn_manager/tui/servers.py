@@ -314,12 +314,22 @@ class InstallForm(ModalScreen[Server | None]):
         self.run_worker(self._install(built), group="install", exit_on_error=False)
 
     async def _install(self, create: ServerCreate) -> None:
+        import time
+
         row = self.query_one("#progress-row")
         row.add_class("busy")
         self.query_one("#install", Button).disabled = True
-        self.query_one("#progress-text", Label).update(
-            f"Installing {create.name}: keys, config, validation by the engine, start, probe …"
-        )
+        text = self.query_one("#progress-text", Label)
+        began = time.monotonic()
+
+        def tick() -> None:
+            text.update(
+                f"Installing {create.name}: keys, config, validation by the engine, start, probe "
+                f"… {time.monotonic() - began:.0f} s"
+            )
+
+        tick()
+        timer = self.set_interval(1.0, tick)
         try:
             server = await self.vpn.backend.servers.install(create)
         except VpnError as exc:
@@ -331,6 +341,7 @@ class InstallForm(ModalScreen[Server | None]):
             )
             return
         finally:
+            timer.stop()
             row.remove_class("busy")
             self.query_one("#install", Button).disabled = False
         self.app.notify(f"{server.name} is running on port {server.port}.")
