@@ -3,6 +3,7 @@ and the one place where errors become notifications or dialogs instead of crashe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable
 from typing import ClassVar, TypeVar
 
@@ -18,6 +19,7 @@ from vpn_manager.tui.state import DARK, LIGHT, load_theme, save_theme
 from vpn_manager.tui.widgets import ErrorDialog, HelpScreen, View
 
 T = TypeVar("T")
+QUIT_WAIT_S = 15.0
 SCREENS = {
     "dashboard": "Dashboard",
     "users": "Users",
@@ -107,6 +109,15 @@ class VpnApp(App[None]):
         pane = self.query_one(TabbedContent).active_pane
         if pane is not None and pane.id in self._views:
             self._views[pane.id].reload()
+
+    async def action_quit(self) -> None:
+        """Let running work end first (up to QUIT_WAIT_S): cancelling a task in the middle of a
+        database call or an install leaves cleanup noise or half-done work behind."""
+        import asyncio
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.workers.wait_for_complete(), QUIT_WAIT_S)
+        self.exit()
 
     async def on_unmount(self) -> None:
         await self.backend.close()

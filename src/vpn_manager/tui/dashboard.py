@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Sparkline, Static
 
 from vpn_manager.models import User, UserStatus
-from vpn_manager.tui.widgets import View, start
+from vpn_manager.tui.widgets import View
 from vpn_manager.units import format_rate, format_size
 
 if TYPE_CHECKING:
@@ -112,10 +112,7 @@ class DashboardView(View):
         if self.is_showing():
             self.reload()
 
-    def reload(self) -> None:
-        start(self, self._load, group="dashboard", exclusive=True)
-
-    async def _read(self) -> Snapshot:
+    async def _snapshot(self) -> Snapshot:
         from vpn_manager.storage import accounting as store
 
         backend = self.vpn.backend
@@ -133,11 +130,11 @@ class DashboardView(View):
                 hourly[index] += up + down
         return Snapshot(servers, counts, users, hourly)
 
-    async def _load(self) -> None:
+    async def read(self) -> None:
         from vpn_manager.tui.app import Failed
 
         try:
-            snap = await self.vpn.attempt(self._read(), "Reading the dashboard")
+            snap = await self.vpn.attempt(self._snapshot(), "Reading the dashboard")
         except Failed:
             return
         self._show(snap)

@@ -194,7 +194,7 @@ class LogsView(View):
                 select.value = current
             elif sources:
                 select.value = next(iter(sources))
-        self.read()
+        self.read_source()
 
     def show_source(self, name: str) -> None:
         """Show a server's log (from the servers' menu)."""
@@ -202,11 +202,11 @@ class LogsView(View):
         self.reload()
         if name in sources:
             self.query_one("#log-source", Select).value = name
-            self.read()
+            self.read_source()
         else:
             self.vpn.notify(f"{name} has written no log yet.", severity="warning")
 
-    def read(self) -> None:
+    def read_source(self) -> None:
         name = self.source()
         path = self.sources().get(name) if name else None
         if path is None:
@@ -253,12 +253,12 @@ class LogsView(View):
         path = self.sources().get(name)
         size = path.stat().st_size if path is not None and path.exists() else None
         if size != self._log_size:
-            self.read()
+            self.read_source()
 
     # -- events --------------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "log-source":
-            self.read()
+            self.read_source()
         else:
             self.apply_filter()
 
@@ -267,7 +267,7 @@ class LogsView(View):
             self.apply_filter()
 
     def on_switch_changed(self, _event: Switch.Changed) -> None:
-        self.read()
+        self.read_source()
 
     def on_menu_table_menu_requested(self, event: MenuTable.MenuRequested) -> None:
         index = int(event.row_key)
@@ -312,7 +312,7 @@ class LogsView(View):
         path = self.sources().get(name) if name else None
         if path is not None:
             self.cleared[path.stem] = path.stat().st_size
-            self.read()
+            self.read_source()
 
     def action_export(self) -> None:
         self.export(self.shown, "Export the lines shown")

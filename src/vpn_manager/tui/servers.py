@@ -84,10 +84,7 @@ class ServersView(View):
         yield table
         yield Static("", id="servers-status")
 
-    def reload(self) -> None:
-        start(self, self._load, group="servers", exclusive=True)
-
-    async def _load(self) -> None:
+    async def read(self) -> None:
         from vpn_manager.tui.app import Failed
 
         try:
@@ -389,7 +386,7 @@ class ServerDetail(ModalScreen[None]):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        start(self, self._load, exclusive=True)
+        start(self, self._load)
 
     async def _load(self) -> None:
         from vpn_manager.tui.app import Failed

@@ -110,6 +110,7 @@ class UserForm(ModalScreen[User | None]):
     def __init__(self, user: User | None = None) -> None:
         super().__init__()
         self.user = user
+        self._saving = False
 
     @property
     def vpn(self) -> VpnApp:
@@ -149,7 +150,9 @@ class UserForm(ModalScreen[User | None]):
         self.dismiss(None)
 
     def action_save(self) -> None:
-        start(self, self._save, group="save", exclusive=True)
+        if not self._saving:  # a second Enter while saving must not save twice
+            self._saving = True
+            start(self, self._save)
 
     def values(self) -> dict[str, str]:
         return {
@@ -218,6 +221,12 @@ class UserForm(ModalScreen[User | None]):
         return errors or model
 
     async def _save(self) -> None:
+        try:
+            await self._save_once()
+        finally:
+            self._saving = False
+
+    async def _save_once(self) -> None:
         from vpn_manager.tui.app import Failed
 
         built = self.build()

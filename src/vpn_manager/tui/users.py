@@ -103,10 +103,7 @@ class UsersView(View):
         yield table
         yield Static("", id="users-status")
 
-    def reload(self) -> None:
-        start(self, self._load, group="users", exclusive=True)
-
-    async def _load(self) -> None:
+    async def read(self) -> None:
         from vpn_manager.tui.app import Failed
 
         search = self.query_one("#user-search", Input).value.strip() or None

@@ -29,10 +29,34 @@ def start(
 
 class View(Widget):
     """One of the app's screens (a tab). Its data is read when it is shown, not before: the
-    first frame paints without waiting for the database."""
+    first frame paints without waiting for the database.
+
+    Reads are never cancelled half-way (a task cancelled inside a database call leaves
+    SQLAlchemy a connection it cannot reset): a reload asked for while one runs makes that one
+    read again when it ends."""
+
+    _reading = False
+    _again = False
+
+    async def read(self) -> None:
+        """Read the data and show it (views that read the database)."""
 
     def reload(self) -> None:
-        raise NotImplementedError
+        if self._reading:
+            self._again = True
+            return
+        self._reading = True
+        start(self, self._read_until_current)
+
+    async def _read_until_current(self) -> None:
+        try:
+            while True:
+                self._again = False
+                await self.read()
+                if not self._again:
+                    return
+        finally:
+            self._reading = False
 
     def on_mount(self) -> None:
         # Built when its screen was first shown: read the data now. (Textual calls this as well
