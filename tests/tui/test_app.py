@@ -112,3 +112,38 @@ def test_vpn_help_lists_tui_without_loading_textual() -> None:
     )
     assert " tui " in done.stdout
     assert done.stdout.rstrip().endswith("False")
+
+
+async def test_failures_become_a_notification_or_a_dialog(home: Paths) -> None:
+    """Our own errors are a notification with the hint; anything else is a dialog. The app runs
+    on either way."""
+    import pytest
+
+    from vpn_manager.errors import NotFound
+    from vpn_manager.tui.app import Failed
+    from vpn_manager.tui.widgets import ErrorDialog
+
+    async def not_found() -> None:
+        raise NotFound("No user 'zed'.", hint="See `vpn user list`.")
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    app = make_app(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        with pytest.raises(Failed):
+            await app.attempt(not_found(), "Reading")
+        await pilot.pause()
+        assert [str(n.message) for n in app._notifications] == [
+            "No user 'zed'.\nhint: See `vpn user list`."
+        ]
+        with pytest.raises(Failed):
+            await app.attempt(broken(), "Reading")
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorDialog)
+        assert "Unexpected internal error: RuntimeError: boom" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ErrorDialog)
+    assert app.return_code in (None, 0)
