@@ -40,7 +40,6 @@ class VpnApp(App[None]):
     .bar { height: auto; }
     .bar > * { margin-right: 1; }
     .muted { color: $text-muted; }
-    .error { color: $error; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "show('dashboard')", "Dashboard"),
