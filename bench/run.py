@@ -394,6 +394,34 @@ print(int(status.split("VmRSS:")[1].split()[0]) / 1024)
 """
 
 
+# `vpn tui` as the console script runs it (entry point → Typer → the app), with Textual's
+# headless driver; the app reports when its first frame is ready (Textual's Ready event, sent
+# after the first screen is composed and painted), then quits. The time counts from just before
+# the bench started the process (argv[1], time.monotonic(), a clock shared by all processes), so
+# interpreter start-up and every import are in it. Written with os.write: Textual captures print.
+TUI_FIRST_PAINT = """
+import os, sys, time
+started = float(sys.argv[1])
+os.environ["TEXTUAL_DRIVER"] = "textual.drivers.headless_driver:HeadlessDriver"
+import vpn_manager.tui.app as tui
+
+class FirstPaint(tui.VpnApp):
+    def on_ready(self):
+        super().on_ready()
+        os.write(1, f"{time.monotonic() - started}\\n".encode())
+        self.exit()
+
+tui.VpnApp = FirstPaint
+sys.argv = ["vpn", "tui"]
+from vpn_manager.cli.entry import main
+main()
+"""
+
+
+def first_line_seconds(out: str) -> float:
+    return float(out.split(maxsplit=1)[0])
+
+
 def stop_servers(bench: Bench, home: Path) -> None:
     _, out = bench.run([str(bench.vpn), "--format", "json", "server", "list"], home, capture=True)
     for server in json.loads(out):
@@ -513,6 +541,15 @@ ROWS: list[Row] = [
         cleanup=stop_servers,
         measure=float,
         unit="MB",
+    ),
+    Row(
+        "tui-first-paint",
+        "vpn tui: first frame ({users} users)",
+        lambda b, _: [str(b.python), "-c", TUI_FIRST_PAINT, repr(time.monotonic())],
+        target=Under(0.500),
+        setup=home_with_users,
+        expect_users=lambda b: b.users,
+        measure=first_line_seconds,
     ),
     Row(
         "user-add-batch-server",

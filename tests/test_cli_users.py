@@ -783,6 +783,7 @@ def test_help_lists_the_commands(cli: Cli) -> None:
         "locate",
         "serve",
         "stats",
+        "tui",
     }
 
 

@@ -16,14 +16,17 @@ import vpn_manager
 
 FRONT_ENDS = ["typer", "click", "rich", "textual", "fastapi"]
 HEAVY = ["typer", "click", "rich", "sqlalchemy", "pydantic"]
-# Not core: the CLI package, and `python -m vpn_manager`, which runs the CLI when imported.
-FRONT_END_MODULES = ("vpn_manager.cli", "vpn_manager.__main__")
+# Not core: the front ends (the CLI and TUI packages), and `python -m vpn_manager`, which runs
+# the CLI when imported.
+FRONT_END_MODULES = ("vpn_manager.cli", "vpn_manager.tui", "vpn_manager.__main__")
 
 
 def core_modules() -> list[str]:
     names = ["vpn_manager"]
     for info in pkgutil.walk_packages(vpn_manager.__path__, "vpn_manager."):
-        if info.name in FRONT_END_MODULES or info.name.startswith("vpn_manager.cli."):
+        if info.name in FRONT_END_MODULES or info.name.startswith(
+            tuple(f"{name}." for name in FRONT_END_MODULES)
+        ):
             continue
         names.append(info.name)
     return sorted(names)
@@ -58,7 +61,7 @@ def test_the_walk_finds_the_core() -> None:
         "vpn_manager.storage.users",
     }
     assert expected <= set(CORE)
-    assert not [name for name in CORE if name.startswith("vpn_manager.cli")]
+    assert not [name for name in CORE if name.startswith(("vpn_manager.cli", "vpn_manager.tui"))]
 
 
 @pytest.mark.parametrize("module", CORE)

@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "stats",
         "Export hourly traffic per user and server (kept for 90 days).",
     ),
+    "tui": (
+        "vpn_manager.cli.tui",
+        "tui",
+        "Open the full-screen terminal UI: dashboard, users, servers, logs and settings.",
+    ),
 }
 _OPTIONS_WITH_VALUES = {"--format", "-f", "--home", "--config"}
 

@@ -1,0 +1,180 @@
+"""The Servers screen with a real sing-box engine on loopback: the install form (checked by the
+same model as `vpn server install`, run in a worker), the row menu's start/stop, restart, stats
+and logs, remove with confirmation, and a user's link and QR code from that server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from textual.widgets import Input, Log, Select, Static
+
+from tests.tui.conftest import choose, database, make_app, open_screen, screen_text, settle
+from vpn_manager.models import UserCreate
+from vpn_manager.settings import Paths
+from vpn_manager.tui.app import VpnApp
+from vpn_manager.tui.logs import LogsView
+from vpn_manager.tui.servers import NO_LOG_LINES, InstallForm, ServerDetail
+from vpn_manager.tui.users import UserDetail
+from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, ErrorDialog
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def stopped_after(home: Paths) -> AsyncIterator[Paths]:
+    """The home; every server in it is stopped when the test ends, whatever happened."""
+    yield home
+    from vpn_manager.services.servers import ServerService
+
+    db = database(home)
+    try:
+        service = ServerService(db, home)
+        for server in await service.all():
+            await service.stop(server.name)
+    finally:
+        await db.close()
+
+
+async def server_state(paths: Paths) -> dict[str, bool]:
+    """Server name → running, as `vpn server list` sees it."""
+    from vpn_manager.services.servers import ServerService
+
+    db = database(paths)
+    try:
+        return {s.name: s.running for s in await ServerService(db, paths).all()}
+    finally:
+        await db.close()
+
+
+async def install(app: VpnApp, pilot: object, name: str, port: str) -> InstallForm:
+    from textual.pilot import Pilot
+
+    assert isinstance(pilot, Pilot)
+    await open_screen(pilot, "3")
+    await pilot.press("i")
+    await pilot.pause()
+    form = app.screen
+    assert isinstance(form, InstallForm)
+    form.query_one("#f-protocol", Select).value = "shadowsocks"
+    form.query_one("#f-name", Input).value = name
+    form.query_one("#f-port", Input).value = port
+    form.query_one("#f-listen", Input).value = "127.0.0.1"
+    form.query_one("#f-host", Input).value = "127.0.0.1"
+    await pilot.press("ctrl+s")
+    await settle(pilot)
+    return form
+
+
+async def test_bad_install_input_shows_messages_and_installs_nothing(home: Paths) -> None:
+    app = make_app(home)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await install(app, pilot, "no good", "99999")
+        assert app.screen is form
+        shown = {m.id: str(m.render()) for m in form.query(".message.shown").results(Static)}
+        assert shown == {
+            "m-name": "Use 1 to 64 letters, digits, '-', '_' or '.'.",
+            "m-port": "Input should be less than or equal to 65535.",
+        }
+        form.query_one("#f-name", Input).value = "ss1"
+        form.query_one("#f-port", Input).value = "8388"
+        form.query_one("#f-dest", Input).value = "example.com:443"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        shown = {m.id: str(m.render()) for m in form.query(".message.shown").results(Static)}
+        assert shown == {"m-protocol": "--dest applies to vless-reality only."}
+    assert await server_state(home) == {}
+
+
+async def test_install_run_and_remove_a_real_server(stopped_after: Paths) -> None:  # noqa: PLR0915
+    home = stopped_after
+    port = free_port()
+    app = make_app(home)
+    async with app.run_test(size=(120, 45)) as pilot:
+        await install(app, pilot, "ss1", str(port))
+        assert not isinstance(app.screen, (InstallForm, ErrorDialog)), screen_text(app)
+        assert await server_state(home) == {"ss1": True}
+        assert f"127.0.0.1:{port}" in screen_text(app)
+
+        # A user with access to it: the detail screen shows the ss:// link and its QR code.
+        await app.backend.users.add([UserCreate(name="alice")], servers=["ss1"])
+        await open_screen(pilot, "2")
+        await pilot.press("f10")
+        await pilot.pause()
+        await choose(pilot, "QR code")
+        assert isinstance(app.screen, UserDetail)
+        text = screen_text(app)
+        assert "ss1 (shadowsocks)" in text
+        assert "ss://" in text
+        assert "█" in text  # the QR code's half blocks
+        await pilot.press("escape")
+        await open_screen(pilot, "3")
+
+        # F10 → Stop stops the engine.
+        await pilot.press("f10")
+        await pilot.pause()
+        menu = app.screen
+        assert isinstance(menu, ContextMenu)
+        assert [i.label for i in menu.items] == ["Stop", "Restart", "Logs", "Stats", "Remove"]
+        await choose(pilot, "Stop")
+        assert await server_state(home) == {"ss1": False}
+        assert "stopped" in screen_text(app)
+
+        # Right-click → Start starts it again; Stats shows status, usage and logs.
+        await pilot.click("#servers-table", offset=(3, 1), button=3)
+        await pilot.pause()
+        await choose(pilot, "Start")
+        assert await server_state(home) == {"ss1": True}
+        await pilot.click("#servers-table", offset=(3, 1), button=3)
+        await pilot.pause()
+        await choose(pilot, "Stats")
+        assert isinstance(app.screen, ServerDetail)
+        text = screen_text(app)
+        assert "running     yes, pid" in text
+        assert "alice" in text
+        shown = app.screen.query_one(Log).lines
+        assert shown == (app.backend.servers.logs("ss1", 200) or [NO_LOG_LINES])
+        await pilot.press("escape")
+        await pilot.pause()
+
+        # Logs: the Logs screen with this server's log.
+        await pilot.press("f10")
+        await pilot.pause()
+        await choose(pilot, "Logs")
+        assert app.query_one("#tabs").active == "logs"  # type: ignore[attr-defined]
+        assert app.query_one(LogsView).source() == "ss1"
+
+        # Remove asks first, then removes the server and stops its engine.
+        await open_screen(pilot, "3")
+        await pilot.press("delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "No servers yet" in screen_text(app)
+    assert await server_state(home) == {}
+
+
+async def test_a_failed_install_is_a_dialog_not_a_crash(stopped_after: Paths) -> None:
+    home = stopped_after
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        app = make_app(home)
+        async with app.run_test(size=(100, 40)) as pilot:
+            form = await install(app, pilot, "ss1", str(taken.getsockname()[1]))
+            assert isinstance(app.screen, ErrorDialog)
+            assert "is taken by another program" in screen_text(app)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen_stack[-1] is form  # the form stays for another try
+    finally:
+        taken.close()
+    assert await server_state(home) == {}

@@ -1,0 +1,62 @@
+"""Asserted SVG snapshots of the main screens at 80x24 and 160x48, over fixed data (see
+conftest.seed) and a fixed clock. Update on purpose with VPN_UPDATE_SNAPSHOTS=1."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.conftest import SIZES, assert_snapshot, make_app, open_screen, settle
+from vpn_manager.settings import Paths
+from vpn_manager.tui.userform import UserForm
+
+SCREENS = {"dashboard": "1", "users": "2", "servers": "3", "logs": "4", "settings": "5"}
+LOG_LINES = [
+    "+0000 2026-11-20 11:58:00 INFO sing-box started (1.2s)",
+    "+0000 2026-11-20 11:59:10 WARN inbound/shadowsocks[in]: handshake timed out",
+    "+0000 2026-11-20 11:59:42 ERROR inbound/shadowsocks[in]: bad key from 192.0.2.7",
+]
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("screen", list(SCREENS))
+async def test_screen(seeded_home: Paths, screen: str, size: str) -> None:
+    snap_home = seeded_home
+    snap_home.logs_dir.mkdir(parents=True, exist_ok=True)
+    (snap_home.logs_dir / "edge.log").write_text("".join(line + "\n" for line in LOG_LINES))
+    app = make_app(snap_home)
+    async with app.run_test(size=SIZES[size]) as pilot:
+        await settle(pilot)
+        await open_screen(pilot, SCREENS[screen])
+        assert_snapshot(app, f"{screen}-{size}", snap_home)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+async def test_user_form_with_messages(snap_home: Paths, size: str) -> None:
+    app = make_app(snap_home)
+    async with app.run_test(size=SIZES[size]) as pilot:
+        await open_screen(pilot, "2")
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, UserForm)
+        await pilot.press(*"x y", "tab", *"nope", "enter")
+        await settle(pilot)
+        assert_snapshot(app, f"user-form-{size}", snap_home)
+
+
+async def test_light_theme(seeded_home: Paths) -> None:
+    app = make_app(seeded_home)
+    async with app.run_test(size=SIZES["small"]) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        await settle(pilot)
+        assert_snapshot(app, "dashboard-light-small", seeded_home)
+
+
+async def test_help(snap_home: Paths) -> None:
+    app = make_app(snap_home)
+    async with app.run_test(size=SIZES["large"]) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert_snapshot(app, "help-large", snap_home)
