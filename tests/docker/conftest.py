@@ -13,14 +13,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.e2e.conftest import Server, Vpn
-from tests.e2e.net import _Handler, free_port
+from tests.e2e.net import free_port, http_backend, serving
 from vpn_manager.runtimes.docker import LABEL_HOME, network_name
 
 if TYPE_CHECKING:
@@ -139,15 +138,8 @@ def dvpn(tmp_path: Path, singbox_image: str, docker_client: DockerClient) -> Ite
 @contextmanager
 def backend_on(address: str) -> Iterator[int]:
     """The e2e HTTP backend (pages, /bytes/N, /stream) listening on `address`."""
-    server = ThreadingHTTPServer((address, 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_backend(address) as port:
+        yield port
 
 
 @contextmanager
@@ -178,12 +170,5 @@ def tcp_to_docker_socket(path: str = "/var/run/docker.sock") -> Iterator[int]:
             back.join()
             upstream.close()
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay)) as port:
+        yield port

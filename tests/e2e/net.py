@@ -5,6 +5,7 @@ tunnel. Nothing here talks to any other address."""
 from __future__ import annotations
 
 import socket
+import socketserver
 import ssl
 import struct
 import threading
@@ -82,9 +83,10 @@ class _TargetHandler(_Handler):
 
 
 @contextmanager
-def http_backend() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+def serving(server: socketserver.TCPServer) -> Iterator[int]:
+    """Run a socket server in the background; yield its port, shut it down after."""
+    if isinstance(server, socketserver.ThreadingMixIn):
+        server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -92,6 +94,13 @@ def http_backend() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def http_backend(address: str = "127.0.0.1") -> Iterator[int]:
+    """The HTTP backend (pages, /bytes/N, /stream) listening on `address`."""
+    with serving(ThreadingHTTPServer((address, 0), _Handler)) as port:
+        yield port
 
 
 class _TlsServer(ThreadingHTTPServer):
