@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from vpn_manager.models.server import ServerCreate
+if TYPE_CHECKING:
+    from vpn_manager.models.server import ServerCreate
 
 
 @dataclass(frozen=True)

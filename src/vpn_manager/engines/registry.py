@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vpn_manager.errors import InvalidInput
-from vpn_manager.models.server import Protocol
+from vpn_manager.kinds import Protocol
 
 if TYPE_CHECKING:
     from vpn_manager.engines.base import Engine

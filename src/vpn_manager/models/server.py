@@ -5,54 +5,47 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from vpn_manager.kinds import (
+    PROXY_PROTOCOLS,
+    TLS_PROTOCOLS,
+    UDP_PROTOCOLS,
+    DesiredState,
+    Protocol,
+    RuntimeKind,
+    is_ip,
+)
 from vpn_manager.models.user import UserName
+
+# The kinds are defined in vpn_manager.kinds (no pydantic) and offered here with the models.
+__all__ = [
+    "PROXY_PROTOCOLS",
+    "TLS_PROTOCOLS",
+    "UDP_PROTOCOLS",
+    "ContainerInfo",
+    "DesiredState",
+    "Protocol",
+    "RuntimeKind",
+    "Server",
+    "ServerChange",
+    "ServerCreate",
+    "ServerStatus",
+    "check_dest",
+    "check_host",
+    "check_hostname",
+    "check_listen",
+    "is_ip",
+    "split_host_port",
+]
 
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?",
     re.ASCII,
 )
-
-
-class Protocol(StrEnum):
-    VLESS_REALITY = "vless-reality"
-    SHADOWSOCKS = "shadowsocks"
-    TROJAN = "trojan"
-    HYSTERIA2 = "hysteria2"
-    TUIC = "tuic"
-    VMESS = "vmess"
-    HTTP = "http"
-    SOCKS5 = "socks5"
-    MIXED = "mixed"
-    WIREGUARD = "wireguard"
-
-
-PROXY_PROTOCOLS = frozenset({Protocol.HTTP, Protocol.SOCKS5, Protocol.MIXED})
-TLS_PROTOCOLS = frozenset({Protocol.TROJAN, Protocol.HYSTERIA2, Protocol.TUIC, Protocol.VMESS})
-UDP_PROTOCOLS = frozenset({Protocol.HYSTERIA2, Protocol.TUIC, Protocol.WIREGUARD})
-
-
-class RuntimeKind(StrEnum):
-    NATIVE = "native"
-    DOCKER = "docker"
-
-
-class DesiredState(StrEnum):
-    RUNNING = "running"
-    STOPPED = "stopped"
-
-
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def check_hostname(value: str) -> str:

@@ -2,21 +2,35 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, computed_field
 
+from vpn_manager.kinds import UserStatus
+
+__all__ = [
+    "BIGINT_MAX",
+    "INT_MAX",
+    "NAME_PATTERN",
+    "Bytes",
+    "Count",
+    "Email",
+    "Note",
+    "ResetPeriod",
+    "User",
+    "UserCreate",
+    "UserCredential",
+    "UserFilter",
+    "UserLimits",
+    "UserName",
+    "UserStatus",
+    "UserUpdate",
+    "like_pattern",
+]
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _RESET = re.compile(r"never|daily|weekly|monthly|[1-9][0-9]{0,3}d")
-
-
-class UserStatus(StrEnum):
-    ACTIVE = "active"
-    DISABLED = "disabled"
-    EXPIRED = "expired"
-    OVER_QUOTA = "over-quota"
 
 
 def like_pattern(search: str) -> str:

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING
 from vpn_manager.engines.base import Counter
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import VpnError
-from vpn_manager.models.server import DesiredState
-from vpn_manager.models.user import UserStatus
+from vpn_manager.kinds import DesiredState, UserStatus
 from vpn_manager.services import spool
 from vpn_manager.services.periods import period_start
 from vpn_manager.services.servers import ServerService, owners, utcnow

@@ -13,7 +13,7 @@ from vpn_manager.engines.base import Engine, Files, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
-from vpn_manager.models.server import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
+from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
 from vpn_manager.runtimes.base import ContainerLaunch, PublishedPort
 
 if TYPE_CHECKING:

@@ -29,17 +29,7 @@ from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
-from vpn_manager.models.server import (
-    UDP_PROTOCOLS,
-    ContainerInfo,
-    DesiredState,
-    Protocol,
-    RuntimeKind,
-    Server,
-    ServerChange,
-    ServerCreate,
-    ServerStatus,
-)
+from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
 from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState, Runtime
 from vpn_manager.runtimes.native import NativeRuntime
 from vpn_manager.services import containers
@@ -48,8 +38,11 @@ from vpn_manager.settings import DockerSettings, Paths
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
+    # The input and output models are built where a command needs them: the long-running
+    # service never does (see services/daemon.py).
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from vpn_manager.models.server import Server, ServerCreate, ServerStatus
     from vpn_manager.runtimes.docker import DockerRuntime
     from vpn_manager.storage.orm import ServerRow
 
@@ -247,6 +240,7 @@ class ServerService:
             return self._observed(row, repo.read_model(row, counts.get(row.id, 0)))
 
     async def status(self, name: str) -> ServerStatus:
+        from vpn_manager.models.server import ContainerInfo, ServerStatus
         from vpn_manager.storage import servers as repo
 
         async with self.db.session() as session:
@@ -485,6 +479,7 @@ class ServerService:
     ) -> Server:
         """Change a server's settings: validated, applied with a restart, rolled back on failure."""
         from vpn_manager.models import validated
+        from vpn_manager.models.server import ServerChange
         from vpn_manager.storage import servers as repo
 
         change = validated(ServerChange, {"port": port, "sni": sni, "dest": dest, "host": host})

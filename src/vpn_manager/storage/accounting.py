@@ -10,7 +10,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpn_manager.models.user import UserStatus
+from vpn_manager.kinds import UserStatus
 from vpn_manager.storage.orm import UsageBaselineRow, UsageHourlyRow, UserRow
 
 # Core tables for the executemany UPDATEs (ORM bulk updates want primary keys in the parameters).

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.errors import Conflict, NotFound
-from vpn_manager.models.server import Server
-from vpn_manager.models.user import UserStatus
+from vpn_manager.kinds import UserStatus
 from vpn_manager.storage.orm import ServerRow, UserCredentialRow, UserRow
+
+if TYPE_CHECKING:
+    from vpn_manager.models.server import Server
 
 
 def spec_of(row: ServerRow) -> ServerSpec:
@@ -33,6 +35,8 @@ def spec_of(row: ServerRow) -> ServerSpec:
 
 
 def read_model(row: ServerRow, users: int) -> Server:
+    from vpn_manager.models.server import Server  # built for commands, never in the service
+
     return Server.model_validate(
         {
             "name": row.name,

@@ -14,7 +14,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Session
 from vpn_manager.engines.ports import connect_address, port_open
@@ -24,8 +24,11 @@ from vpn_manager.engines.singbox.api import SingBoxApi
 from vpn_manager.engines.singbox.ssm import SsmApi
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
-from vpn_manager.models.server import ServerCreate, is_ip
+from vpn_manager.kinds import is_ip
 from vpn_manager.proc import run
+
+if TYPE_CHECKING:
+    from vpn_manager.models.server import ServerCreate
 
 
 def binary() -> str:

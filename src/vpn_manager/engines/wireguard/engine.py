@@ -15,12 +15,11 @@ import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
-from vpn_manager.models.server import ServerCreate
 from vpn_manager.proc import run
 
 DEFAULTS = {
@@ -32,6 +31,9 @@ DEFAULTS = {
 }
 PRIVATE_V4 = "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 127.0.0.0/8"
 CAP_NET_ADMIN = 12
+
+if TYPE_CHECKING:
+    from vpn_manager.models.server import ServerCreate
 
 
 def require_net_admin() -> None:

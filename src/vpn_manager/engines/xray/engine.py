@@ -20,10 +20,10 @@ from vpn_manager.engines.ports import connect_address, free_port, port_open
 from vpn_manager.engines.xray import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
-from vpn_manager.models.server import ServerCreate
 
 if TYPE_CHECKING:
     from vpn_manager.delivery.links import VlessRealityLink
+    from vpn_manager.models.server import ServerCreate
 
 REFUSED = 23  # the binding's exit code for a config Xray will not run
 VALIDATE_DEADLINE = 5.0
