@@ -22,7 +22,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from urllib.parse import quote
 import pytest
 from pydantic import ValidationError
 
+from tests.e2e.net import end_process, serving
 from vpn_manager.delivery import clients
 from vpn_manager.delivery.links import VlessRealityLink
 from vpn_manager.delivery.qr import qr_png
@@ -870,14 +870,8 @@ class _Page(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Page)) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -977,12 +971,7 @@ def running(config: dict[str, Any], path: Path) -> Iterator[subprocess.Popen[byt
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
 
 
 def fetch_through(

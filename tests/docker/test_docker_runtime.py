@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import yaml
 
 from tests.docker.conftest import DockerVpn, backend_on, tcp_to_docker_socket
 from tests.e2e.conftest import VPN, curl_fails, curl_via, link_of, singbox_client
-from tests.e2e.net import BACKEND_PAGE, Stream, free_port, socks_connect
+from tests.e2e.net import BACKEND_PAGE, Stream, free_port
 from vpn_manager.runtimes.docker import LABEL_ENGINE, LABEL_HOME, LABEL_SERVER
 
 PAGE = BACKEND_PAGE.decode()
@@ -37,19 +36,6 @@ def status(dvpn: DockerVpn, name: str) -> dict[str, Any]:
     data = dvpn.json("server", "status", name)
     assert isinstance(data, dict)
     return data
-
-
-class StreamTo(Stream):
-    """tests.e2e.net.Stream to a backend on any address (the e2e one is on 127.0.0.1)."""
-
-    def __init__(self, socks_port: int, host: str, backend_port: int) -> None:
-        self.sock = socks_connect(socks_port, host, backend_port)
-        self.sock.sendall(b"GET /stream HTTP/1.1\r\nHost: backend\r\n\r\n")
-        self.received = 0
-        self.last = time.monotonic()
-        self.ended: str | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
 
 
 @pytest.mark.parametrize("protocol", ["shadowsocks", "trojan"])
@@ -206,8 +192,8 @@ def test_disabling_a_user_cuts_her_open_connection(dvpn: DockerVpn, tmp_path: Pa
     ):
         curl_via(alice, f"http://{gateway}:{backend}/", attempts_for=10)
         curl_via(bob, f"http://{gateway}:{backend}/", attempts_for=10)
-        alice_stream = StreamTo(alice, gateway, backend)
-        bob_stream = StreamTo(bob, gateway, backend)
+        alice_stream = Stream(alice, backend, host=gateway)
+        bob_stream = Stream(bob, backend, host=gateway)
         try:
             assert alice_stream.flowing()
             assert bob_stream.flowing()

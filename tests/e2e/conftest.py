@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.net import free_port, http_backend, tls13_site
+from tests.e2e.net import end_process, free_port, http_backend, tls13_site
 from vpn_manager.delivery.clients import xray_client_config
 from vpn_manager.delivery.links import VlessRealityLink
 
@@ -149,7 +149,7 @@ def xray_client(link: str, workdir: Path, source: str | None = None) -> Iterator
         _wait_for_port(socks, process)
         yield socks
     finally:
-        _end(process)
+        end_process(process)
 
 
 def curl_via(socks: int, url: str, *, attempts_for: float = 20.0) -> str:
@@ -206,7 +206,7 @@ def singbox_client(link: str, workdir: Path, source: str | None = None) -> Itera
         _wait_for_port(port, process)
         yield port
     finally:
-        _end(process)
+        end_process(process)
 
 
 @contextmanager
@@ -241,7 +241,7 @@ def ss_local(link: str) -> Iterator[int]:
         _wait_for_port(port, process)
         yield port
     finally:
-        _end(process)
+        end_process(process)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -256,15 +256,6 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
             assert process.poll() is None, f"the client exited with {process.returncode}"
             time.sleep(0.02)
     raise AssertionError(f"the client never listened on {port}")
-
-
-def _end(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def install_singbox(vpn: Vpn, protocol: str, name: str, *extra: str) -> Server:

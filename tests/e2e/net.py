@@ -8,6 +8,7 @@ import socket
 import socketserver
 import ssl
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -80,6 +81,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _TargetHandler(_Handler):
     page = TARGET_PAGE
+
+
+def end_process(process: subprocess.Popen[Any]) -> None:
+    """Stop a helper process: SIGTERM, then SIGKILL after 5 s."""
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextmanager
@@ -180,8 +191,8 @@ def socks_connect(socks_port: int, host: str, port: int, timeout: float = 10) ->
 class Stream:
     """A long download through a tunnel, read in a thread; records when bytes last arrived."""
 
-    def __init__(self, socks_port: int, backend_port: int) -> None:
-        self.sock = socks_connect(socks_port, "127.0.0.1", backend_port)
+    def __init__(self, socks_port: int, backend_port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socks_connect(socks_port, host, backend_port)
         self.sock.sendall(b"GET /stream HTTP/1.1\r\nHost: backend\r\n\r\n")
         self.received = 0
         self.last = time.monotonic()

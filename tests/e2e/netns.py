@@ -40,6 +40,8 @@ from typing import Any, TypedDict
 
 import pytest
 
+from tests.e2e.net import end_process
+
 PREFIX = "vpnt-"
 PAGE = "hello from inside the namespace\n"
 """What `http_server` answers on every path but `/bytes/N` and `/stream`."""
@@ -432,12 +434,7 @@ def http_server(ns: Namespace, address: str, port: int) -> Iterator[str]:
             yield f"http://{host}:{port}"
         finally:
             if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                end_process(process)
             process.stdout.close()
 
 
