@@ -9,16 +9,16 @@ from vpn_manager.services import spool
 
 
 def test_readings_are_kept_in_order_until_counted(tmp_path: Path) -> None:
-    assert spool.pending(tmp_path, "edge") == []
+    assert spool.pending(tmp_path, "edge") is None  # no file: nothing to count or delete
     first = [Counter("user-1", "user-1", 10, 20)]
     second = [Counter("conn:a", "user-2", 1, 2), Counter("conn:b", "user-2", 3, 4)]
     spool.keep(tmp_path, "edge", "100@5", first)
     spool.keep(tmp_path, "edge", "100@5", second)
     assert spool.pending(tmp_path, "edge") == [("100@5", first), ("100@5", second)]
-    assert spool.pending(tmp_path, "other") == []
+    assert spool.pending(tmp_path, "other") is None
     assert (tmp_path / "edge.settle.json").stat().st_mode & 0o777 == 0o600
     spool.done(tmp_path, "edge")
-    assert spool.pending(tmp_path, "edge") == []
+    assert spool.pending(tmp_path, "edge") is None
 
 
 def test_a_damaged_file_counts_nothing(tmp_path: Path) -> None:

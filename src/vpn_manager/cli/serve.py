@@ -38,10 +38,10 @@ def serve(
     """Run the service: restart crashed engines, count traffic, enforce quotas and expiry.
 
     Every round it starts servers that should run but do not (with backoff), reads every running
-    engine's counters into the database, and disables users over their quota or past their
-    expiry (cutting their open connections) and the devices of users over their device limit,
-    re-enabling them when a period resets or a limit is
-    raised. Commands keep working while it runs; it picks up their changes."""
+    engine's counters into the database, disables users over their quota or past their expiry
+    (cutting their open connections) and cuts the devices of users over their device limit,
+    re-enabling users when a period resets or a limit is raised. Commands keep working while
+    it runs; it picks up their changes."""
     import asyncio
     import os
 

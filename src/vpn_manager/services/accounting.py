@@ -93,9 +93,11 @@ class Accountant:
         run_dir = self.servers.paths.run_dir
         for row in rows:
             # Readings taken just before a stop or reload first, then the live counters.
-            for epoch, kept in spool.pending(run_dir, row.name):
-                report.counted_bytes += await self._count(row.id, epoch, kept)
-            spool.done(run_dir, row.name)
+            readings = spool.pending(run_dir, row.name)
+            if readings is not None:  # most polls: no file, no further I/O
+                for epoch, kept in readings:
+                    report.counted_bytes += await self._count(row.id, epoch, kept)
+                spool.done(run_dir, row.name)
             spec = repo.spec_of(row)
             try:
                 state = self.servers.state_of(row)

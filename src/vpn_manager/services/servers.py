@@ -32,7 +32,7 @@ from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
 from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState, Runtime
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.services import containers
+from vpn_manager.services import containers, spool
 from vpn_manager.services.containers import DOCKER
 from vpn_manager.settings import DockerSettings, Paths
 from vpn_manager.storage import Database
@@ -430,8 +430,6 @@ class ServerService:
         """Around a stop or reload (which resets the engine's counters): read them once more
         for the next poll to count (see spool.py); a failed read only loses what it would have
         added since the last poll."""
-        from vpn_manager.services import spool
-
         async with spool.poll_lock(self.paths.run_dir):
             state = self.runtime_of(spec).state(spec.name)
             if state.running:
@@ -611,7 +609,7 @@ class ServerService:
         with contextlib.suppress(OSError):
             files.config.parent.rmdir()
         shutil.rmtree(self.keys_dir(name), ignore_errors=True)
-        (self.paths.run_dir / f"{name}.settle.json").unlink(missing_ok=True)  # see spool.py
+        spool.done(self.paths.run_dir, name)  # a last reading of a server that is gone
 
     # -- users on servers ----------------------------------------------------------------------
     async def grant(

@@ -44,15 +44,19 @@ def _file(run_dir: Path, server: str) -> Path:
 def keep(run_dir: Path, server: str, epoch: str, counters: list[Counter]) -> None:
     """Append one reading (call with the poll lock held)."""
     path = _file(run_dir, server)
-    readings = _read(path)
+    readings = _read(path) or []
     readings.append({"epoch": epoch, "counters": [[c.key, c.user, c.up, c.down] for c in counters]})
     atomic_write(path, json.dumps(readings))
 
 
-def pending(run_dir: Path, server: str) -> list[tuple[str, list[Counter]]]:
-    """The readings not yet counted, oldest first."""
+def pending(run_dir: Path, server: str) -> list[tuple[str, list[Counter]]] | None:
+    """The readings not yet counted, oldest first; None when there is no spool file (a damaged
+    one gives [], so that done() removes it)."""
+    readings = _read(_file(run_dir, server))
+    if readings is None:
+        return None
     found = []
-    for reading in _read(_file(run_dir, server)):
+    for reading in readings:
         rows = reading.get("counters")
         counters = [Counter(str(k), str(u), int(up), int(dn)) for k, u, up, dn in rows or ()]
         found.append((str(reading.get("epoch")), counters))
@@ -63,11 +67,11 @@ def done(run_dir: Path, server: str) -> None:
     _file(run_dir, server).unlink(missing_ok=True)
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
+def _read(path: Path) -> list[dict[str, Any]] | None:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        return []
+        return None
     except (OSError, ValueError):
         return []  # a damaged file: its bytes are lost, never counted wrongly
     return data if isinstance(data, list) else []
