@@ -51,22 +51,28 @@ def serve(
     settings = context.settings
     pause = interval or settings.service.poll_interval_s
     port = settings.service.metrics_port if metrics_port is None else metrics_port
+    config = daemon.ServiceConfig.from_settings(settings)
     if once:
         daemon.setup_logging(context.debug)
         done = asyncio.run(
-            daemon.serve(context.paths, settings, interval=pause, metrics_port=0, once=True)
+            daemon.serve(context.paths, config, interval=pause, metrics_port=0, once=True)
         )
         context.output(output_format).record(done or {})
         return
     # Replace this process with the lean service process (same PID): see services/daemon.py.
-    # It finds the same files through the environment.
+    # It finds the same files through the environment, and gets the settings through a pipe
+    # (a few hundred bytes, far under the pipe's buffer: written whole before the exec).
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w", encoding="utf-8") as pipe:
+        pipe.write(config.to_json())
+    os.set_inheritable(read_end, True)
     env = dict(os.environ)
     if context.home is not None:
         env["VPN_HOME"] = str(context.home.expanduser().absolute())
     if context.config_file is not None:
         env["VPN_CONFIG"] = str(context.paths.config_file)
     argv = [sys.executable, "-m", "vpn_manager.services.daemon"]
-    argv += ["--interval", str(pause), "--metrics-port", str(port)]
+    argv += ["--interval", str(pause), "--metrics-port", str(port), "--config-fd", str(read_end)]
     if context.debug:
         argv.append("--debug")
     sys.stdout.flush()

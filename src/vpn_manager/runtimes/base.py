@@ -88,3 +88,16 @@ class Runtime(Protocol):
     def exited(self, server: str) -> int | None:
         """The exit code of an engine this process started and that has ended, else None."""
         ...
+
+
+class DockerDefaults(Protocol):
+    """The Docker engine and images servers get when their own are not given: the settings'
+    `docker` section (settings.DockerSettings) or the plain copy the service process is handed
+    (services.daemon.ServiceConfig), which keeps pydantic out of that process."""
+
+    @property
+    def host(self) -> str | None: ...
+
+    def image(self, setting: str) -> str:
+        """The image for one engine, by its setting's name (runtimes.images.EngineImage.setting)."""
+        ...

@@ -62,7 +62,7 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
     if servers.keys_dir(spec.name).is_dir() and any(servers.keys_dir(spec.name).iterdir()):
         mounts.append(servers.keys_dir(spec.name))
     return ContainerLaunch(
-        image=spec.image or getattr(servers.docker_settings.images, facts.setting),
+        image=spec.image or servers.docker_settings.image(facts.setting),
         engine=engine.name,
         binary=facts.binary,
         args=facts.args(files.config),

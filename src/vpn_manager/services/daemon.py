@@ -1,9 +1,10 @@
 """The long-running service's loop, and the lean process that runs it.
 
-`vpn serve` parses its options with the CLI, then replaces itself (exec, same PID for systemd)
-with `python -m vpn_manager.services.daemon`: the service then never holds the command-line
-libraries (typer, click, rich) in memory for its whole life. `vpn serve --once` runs one round
-in the CLI process instead and prints it.
+`vpn serve` parses its options and loads the settings with the CLI, then replaces itself (exec,
+same PID for systemd) with `python -m vpn_manager.services.daemon`, handing over what the service
+needs of the settings as a ServiceConfig through a pipe: the service then never holds the
+command-line libraries (typer, click, rich) nor pydantic in memory for its whole life. `vpn serve
+--once` runs one round in the CLI process instead and prints it.
 """
 
 from __future__ import annotations
@@ -11,20 +12,70 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import signal
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
-from vpn_manager.settings import Paths, Settings
+from vpn_manager.paths import Paths
+
+if TYPE_CHECKING:
+    from vpn_manager.settings import Settings
 
 log = logging.getLogger("vpn_manager.serve")
 
 
+@dataclasses.dataclass(frozen=True)
+class DockerPlain:
+    """The settings' `docker` section as plain values (a runtimes.base.DockerDefaults)."""
+
+    host: str | None
+    images: dict[str, str]
+
+    def image(self, setting: str) -> str:
+        return self.images[setting]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    """What the service reads of the settings, validated by the CLI and kept as plain values.
+    It reaches the service process through a pipe, not argv or the environment, since the
+    database URL may hold a password; that process then never loads pydantic (about 11 MB)."""
+
+    database_url: str | None
+    busy_timeout_ms: int
+    connect_timeout_s: float
+    timezone: str
+    device_ban_s: int
+    docker: DockerPlain
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServiceConfig:
+        return cls(
+            database_url=settings.database.url,
+            busy_timeout_ms=settings.database.busy_timeout_ms,
+            connect_timeout_s=settings.database.connect_timeout_s,
+            timezone=settings.timezone,
+            device_ban_s=settings.service.device_ban_s,
+            docker=DockerPlain(settings.docker.host, settings.docker.images.model_dump()),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServiceConfig:
+        data = json.loads(text)
+        return cls(**{**data, "docker": DockerPlain(**data["docker"])})
+
+
 async def serve(
     paths: Paths,
-    settings: Settings,
+    config: ServiceConfig,
     *,
     interval: float,
     metrics_port: int,
@@ -36,12 +87,15 @@ async def serve(
     from vpn_manager.services.servers import ServerService
     from vpn_manager.storage import Database
 
-    db = Database.from_settings(settings, paths)
+    db = Database.of_home(
+        paths, config.database_url, config.busy_timeout_ms, config.connect_timeout_s
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    accountant = Accountant(ServerService(db, paths, docker=settings.docker), zone=settings.zone)
+    servers = ServerService(db, paths, docker=config.docker)
+    accountant = Accountant(servers, zone=ZoneInfo(config.timezone))
     metrics = None
     if metrics_port and not once:
         from vpn_manager.services.metrics import render, serve_metrics
@@ -67,7 +121,7 @@ async def serve(
                 polled.took_ms,
             )
             enforced = await accountant.enforce()
-            devices = await accountant.limit_devices(settings.service.device_ban_s)
+            devices = await accountant.limit_devices(config.device_ban_s)
             await accountant.prune_history()
             for name, status in enforced.limited.items():
                 log.info("%s is now %s: removed from its servers", name, status)
@@ -105,24 +159,37 @@ def setup_logging(debug: bool) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def read_config(fd: int | None, paths: Paths) -> ServiceConfig:
+    """The config `vpn serve` wrote into the pipe `fd`; without one (the module run by hand),
+    the settings are loaded here, pydantic and all."""
+    import os
+
+    if fd is None:
+        from vpn_manager.settings import load_settings
+
+        return ServiceConfig.from_settings(load_settings(paths))
+    with os.fdopen(fd, encoding="utf-8") as pipe:
+        return ServiceConfig.from_json(pipe.read())
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m vpn_manager.services.daemon`: what `vpn serve` execs into. Paths come from the
     environment (VPN_HOME, VPN_CONFIG, XDG_*), as for every command."""
     import os
 
     from vpn_manager.errors import VpnError
-    from vpn_manager.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="vpn serve")
     parser.add_argument("--interval", type=float, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--config-fd", type=int, help="a pipe holding the ServiceConfig as JSON")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.debug)
     try:
         paths = Paths.from_env(os.environ)
-        settings = load_settings(paths)
-        asyncio.run(serve(paths, settings, interval=args.interval, metrics_port=args.metrics_port))
+        config = read_config(args.config_fd, paths)
+        asyncio.run(serve(paths, config, interval=args.interval, metrics_port=args.metrics_port))
     except VpnError as exc:
         log.error("%s", exc.message)
         return exc.exit_code

@@ -30,11 +30,17 @@ from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
-from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState, Runtime
+from vpn_manager.paths import Paths
+from vpn_manager.runtimes.base import (
+    ContainerLaunch,
+    DockerDefaults,
+    Launch,
+    ProcessState,
+    Runtime,
+)
 from vpn_manager.runtimes.native import NativeRuntime
 from vpn_manager.services import containers, spool
 from vpn_manager.services.containers import DOCKER
-from vpn_manager.settings import DockerSettings, Paths
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
@@ -144,13 +150,17 @@ class ServerService:
         paths: Paths,
         clock: Callable[[], datetime] = utcnow,
         runtime: NativeRuntime | None = None,
-        docker: DockerSettings | None = None,
+        docker: DockerDefaults | None = None,
     ) -> None:
         self.db = db
         self.paths = paths
         self.now = clock
         self.runtime = runtime or NativeRuntime(paths.run_dir, paths.logs_dir)
-        self.docker_settings = docker or DockerSettings()
+        if docker is None:  # the built-in defaults (the service always passes its own)
+            from vpn_manager.settings import DockerSettings
+
+            docker = DockerSettings()
+        self.docker_settings = docker
         self._dockers: dict[str | None, DockerRuntime] = {}
         self.applied: list[Applied] = []  # what user changes did, for the front end to tell
 
@@ -399,7 +409,7 @@ class ServerService:
         facts = image_facts(engine.name)
         host = create.docker_host or self.docker_settings.host
         self.docker(host).client  # noqa: B018 -- connects, or says why it cannot
-        image = create.image or getattr(self.docker_settings.images, facts.setting)
+        image = create.image or self.docker_settings.image(facts.setting)
         return {"image": image, "docker_host": host}
 
     async def start(self, name: str) -> ServerStatus:

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vpn_manager.errors import StorageError
-from vpn_manager.settings import Paths, Settings, mask_url
+from vpn_manager.paths import Paths, mask_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
     from vpn_manager.models import User, UserFilter
+    from vpn_manager.settings import Settings
     from vpn_manager.storage.sql import SqlBackend
 
 
@@ -43,8 +44,15 @@ class Database:
     @classmethod
     def from_settings(cls, settings: Settings, paths: Paths) -> Database:
         db = settings.database
-        url = db.url or f"sqlite+aiosqlite:///{paths.database_file}"
-        return cls(url, busy_timeout_ms=db.busy_timeout_ms, connect_timeout_s=db.connect_timeout_s)
+        return cls.of_home(paths, db.url, db.busy_timeout_ms, db.connect_timeout_s)
+
+    @classmethod
+    def of_home(
+        cls, paths: Paths, url: str | None, busy_timeout_ms: int, connect_timeout_s: float
+    ) -> Database:
+        """The database at `url` (a validated settings URL), or SQLite in the home's data dir."""
+        url = url or f"sqlite+aiosqlite:///{paths.database_file}"
+        return cls(url, busy_timeout_ms=busy_timeout_ms, connect_timeout_s=connect_timeout_s)
 
     @property
     def is_sqlite(self) -> bool:
