@@ -319,7 +319,7 @@ def test_invalid_environment_value(
 
 
 def test_lowercase_environment_variable_is_not_blamed_on_the_file(vpn: InProcessCli) -> None:
-    """pydantic-settings reads VPN_ variables case-insensitively, so `vpn_output__format=xml` is
+    """VPN_ variables are read case-insensitively, so `vpn_output__format=xml` is
     used; the error must then name that variable, not a config file that does not even exist."""
     message = error_line(vpn("user", "list", env={"vpn_output__format": "xml"}), 6)
     assert "config.toml" not in message, message

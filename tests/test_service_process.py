@@ -20,7 +20,7 @@ def test_service_config_keeps_every_value(tmp_path: Path) -> None:
         "[service]\ndevice_ban_s = 7\n"
         '[docker]\nhost = "unix:///run/other.sock"\n[docker.images]\nsing_box = "local/sb:1"\n',
     )
-    settings = load_settings(Paths.from_env({"VPN_HOME": str(home)}))
+    settings = load_settings(Paths.from_env({"VPN_HOME": str(home)}), env={})
     config = ServiceConfig.from_settings(settings)
     assert config == ServiceConfig.from_json(config.to_json())
     assert config.database_url == "sqlite+aiosqlite:////srv/vpn.db"

@@ -230,3 +230,30 @@ def test_load_settings_error_names_the_variable(
         "Invalid setting database.busy_timeout_ms from the environment variable "
         "VPN_DATABASE__BUSY_TIMEOUT_MS: "
     )
+
+
+def test_environment_sections_as_json_and_variables_that_are_not_settings(tmp_path: Path) -> None:
+    paths = Paths.from_env({"VPN_HOME": str(tmp_path)})
+    env = {
+        "VPN_DOCKER__IMAGES__SING_BOX": "local/sb",
+        "VPN_DOCKER": '{"host": "unix:///run/a.sock", "images": {"xray": "local/xray", '
+        '"sing_box": "from/json"}}',
+        "VPN_DEBUG": "1",  # a switch of the CLI's, not a setting
+        "Vpn_Timezone": "Asia/Tokyo",
+    }
+    settings = load_settings(paths, env=env)
+    assert settings.docker.host == "unix:///run/a.sock"
+    assert (settings.docker.images.xray, settings.docker.images.sing_box) == (
+        "local/xray",
+        "local/sb",
+    )
+    assert settings.timezone == "Asia/Tokyo"
+
+
+def test_an_unknown_key_in_a_section_names_its_variable(tmp_path: Path) -> None:
+    paths = Paths.from_env({"VPN_HOME": str(tmp_path)})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(paths, env={"VPN_DATABASE__POOL": "3"})
+    assert "database.pool from the environment variable VPN_DATABASE__POOL" in (
+        caught.value.message
+    )

@@ -7,6 +7,7 @@ TOML config file (`$VPN_CONFIG`, else `config.toml` in the config directory), bu
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -16,13 +17,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
 
 from vpn_manager.errors import ConfigError
 from vpn_manager.paths import Paths, mask_url
@@ -121,15 +115,11 @@ class DockerSettings(BaseModel):
         return str(getattr(self.images, setting))
 
 
-class Settings(BaseSettings):
-    """The effective settings. Built once in the entry point and passed down."""
+class Settings(BaseModel):
+    """The effective settings. Built once in the entry point (load_settings) and passed down;
+    `Settings()` alone is the built-in defaults."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="VPN_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_default=True,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     database: DatabaseSettings = DatabaseSettings()
     output: OutputSettings = OutputSettings()
@@ -156,44 +146,55 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        file_source = _TomlFileSource(settings_cls, _CURRENT_FILE.get("path"))
-        return (init_settings, _FilteredEnv(settings_cls), file_source)
+
+ENV_PREFIX = "VPN_"
+_NOT_SETTINGS = {"VPN_HOME", "VPN_CONFIG"}  # they choose paths, not settings
 
 
-# The config file in use while Settings is being built (pydantic-settings builds sources in a
-# classmethod, so the path is handed over here for the duration of one load_settings call).
-_CURRENT_FILE: dict[str, Path | None] = {"path": None}
-_NOT_SETTINGS = {"VPN_HOME", "VPN_CONFIG"}
+def env_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings the environment gives: `VPN_` plus the dotted key with `__` for the dots, in
+    any case (VPN_DATABASE__BUSY_TIMEOUT_MS is database.busy_timeout_ms). Variables naming no
+    setting (VPN_DEBUG, VPN_HOME) are not settings; a whole section may be given as JSON."""
+    found: dict[str, Any] = {}
+    # Whole sections first, so that a nested variable wins over the same key in a section's JSON.
+    for name, value in sorted(env.items(), key=lambda item: "__" in item[0]):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in _NOT_SETTINGS:
+            continue
+        *parents, leaf = upper.removeprefix(ENV_PREFIX).lower().split("__")
+        if (parents[0] if parents else leaf) not in Settings.model_fields:
+            continue
+        node = found
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[leaf] = _section(leaf, value) if not parents else value
+    return found
 
 
-class _FilteredEnv(EnvSettingsSource):
-    """The VPN_ environment minus VPN_HOME/VPN_CONFIG, which choose paths, not settings."""
+def _section(key: str, value: str) -> Any:
+    """A top-level variable's value: JSON for a section (VPN_DOCKER='{"host": …}'), else text."""
+    annotation = Settings.model_fields[key].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value  # validation then says the section wants a table
+    return value
 
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        self.env_vars = {k: v for k, v in self.env_vars.items() if k.upper() not in _NOT_SETTINGS}
 
-
-class _TomlFileSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-        self.data: dict[str, Any] = read_config_file(path) if path is not None else {}
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self.data)
+def _merged(low: dict[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    """`low` with `high` laid over it, table by table."""
+    out = dict(low)
+    for key, value in high.items():
+        below = out.get(key)
+        if isinstance(value, Mapping) and isinstance(below, dict):
+            out[key] = _merged(below, value)
+        else:
+            out[key] = value
+    return out
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -231,13 +232,12 @@ def load_settings(
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    _CURRENT_FILE["path"] = paths.config_file
+    env = os.environ if env is None else env
+    layered = _merged(_merged(read_config_file(paths.config_file), env_settings(env)), init)
     try:
-        return Settings(**init)
+        return Settings.model_validate(layered)
     except ValidationError as exc:
-        raise _explain(exc, paths.config_file, env if env is not None else os.environ) from None
-    finally:
-        _CURRENT_FILE["path"] = None
+        raise _explain(exc, paths.config_file, env) from None
 
 
 def _explain(exc: ValidationError, config_file: Path, env: Mapping[str, str]) -> ConfigError:
