@@ -228,11 +228,13 @@ class Accountant:
 
         async with self.db.session() as session:
             limits = await store.device_limits(session)
-            if not limits:
-                return {}
             rows = [r for r, _ in await repo.list_servers(session)]
             running = [r for r in rows if self.servers.is_running(r)]
             owner_of = {r.id: owners(await repo.identities(session, r.id)) for r in running}
+        if bans.available():
+            await self._lift_bans(limits, {r.port for r in running})
+        if not limits:
+            return {}
         first_seen: dict[int, dict[str, float]] = defaultdict(dict)
         found: dict[int, list[tuple[str, str, str]]] = defaultdict(list)  # server, identity, ip
         specs = {}
@@ -267,7 +269,8 @@ class Accountant:
                         spec, identity, cut, self.servers.files(server)
                     )
                     if ban_seconds and bans.available():
-                        await bans.ban(cut, spec.port, ban_seconds)
+                        owner = bans.owner(user_id, limit)
+                        await bans.ban(cut, spec.port, ban_seconds, owner)
                 except VpnError as exc:
                     log.warning("cutting %s's extra devices on %s: %s", name, server, exc.message)
             report[name] = sorted(excess)
@@ -279,6 +282,23 @@ class Accountant:
                 ", ".join(sorted(excess)),
             )
         return report
+
+    async def _lift_bans(self, limits: dict[int, tuple[str, int]], ports: set[int]) -> None:
+        """End bans early that no longer stand: their user's limit was raised or removed (or
+        the user is gone or no longer active), or no running server has that port."""
+        from vpn_manager.engines import bans
+
+        stale = []
+        for item in await bans.listed():
+            owner = item.user_limit
+            if owner is None:
+                continue  # not one of ours
+            user_id, limit = owner
+            if item.port not in ports or user_id not in limits or limits[user_id][1] > limit:
+                stale.append(item)
+        if stale:
+            await bans.lift(stale)
+            log.info("lifted %d device bans that no longer apply", len(stale))
 
     # -- supervision ---------------------------------------------------------------------------
     async def _heal(self, row: ServerRow) -> None:
