@@ -3,6 +3,7 @@ needs no pydantic, so that the service process (services/daemon.py) can run with
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,12 @@ class Paths:
     data_dir: Path
     state_dir: Path
     config_file: Path
+
+    @property
+    def home_id(self) -> str:
+        """A short name for this home, for what it leaves in places shared with other homes
+        on the machine (Docker containers, the firewall's device bans)."""
+        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
 
     @property
     def database_file(self) -> Path:

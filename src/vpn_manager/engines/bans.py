@@ -7,8 +7,9 @@ so the devices that were there first keep the account. The rule sits in prerouti
 priority, before Docker's DNAT, so it covers engines in containers too. The ban is by IP: other
 users behind the same address (one NAT) are kept off that port as well, for the same time.
 
-Each ban carries a comment naming whom it was for and under which limit ("user 7 limit 1"), so
-that the service can lift it early when that limit is raised or removed.
+Each ban carries a comment naming whom it was for and under which limit ("home 1a2b3c4d user 7
+limit 1": the table is the machine's, shared by every vpn home on it), so that the service of
+that home can lift it early when that limit is raised or removed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ add rule inet {TABLE} prerouting ip6 saddr . udp dport @banned6 drop
 """
 
 
-_OWNER = re.compile(r"user (\d+) limit (\d+)")
+_OWNER = re.compile(r"home (\w+) user (\d+) limit (\d+)")
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,11 @@ class Ban:
     port: int
     owner: str = ""  # the element's comment
 
-    @property
-    def user_limit(self) -> tuple[int, int] | None:
-        """(user id, device limit) of the user the ban was for, if the comment says."""
+    def user_limit(self, home: str) -> tuple[int, int] | None:
+        """(user id, device limit) of the user of `home` the ban was for (None: not one of
+        that home's bans)."""
         found = _OWNER.fullmatch(self.owner)
-        return (int(found[1]), int(found[2])) if found else None
+        return (int(found[2]), int(found[3])) if found and found[1] == home else None
 
     @property
     def set_name(self) -> str:
@@ -60,8 +61,8 @@ def available() -> bool:
     return shutil.which("nft") is not None
 
 
-def owner(user_id: int, limit: int) -> str:
-    return f"user {user_id} limit {limit}"
+def owner(home: str, user_id: int, limit: int) -> str:
+    return f"home {home} user {user_id} limit {limit}"
 
 
 async def ban(ips: set[str], port: int, seconds: int, comment: str = "") -> None:

@@ -66,6 +66,23 @@ class Counter:
     down: int
 
 
+class Follower(Protocol):
+    """An engine's live traffic events, followed between two polls by the long-running service
+    where the engine's polled counters alone can miss some (sing-box forgets closed connections
+    after a handful). take() hands over what was followed, as counters, for the next poll."""
+
+    def start(self) -> None:
+        """Begin following in the background (on the running event loop)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    def take(self) -> list[Counter]:
+        """Counters for every connection followed since the last take(); closed ones are given
+        once (their final totals), then forgotten."""
+        ...
+
+
 @dataclass(frozen=True)
 class Session:
     """A client connected to a server as the engine reports it: the engine-side identity, the
@@ -159,6 +176,11 @@ class Engine(Protocol):
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """The engine's traffic counters, read without resetting them."""
+        ...
+
+    def follower(self, spec: ServerSpec) -> Follower | None:
+        """Something that follows the running server's traffic between polls, where counters()
+        alone can miss some; None where they cannot."""
         ...
 
     async def sessions(self, spec: ServerSpec) -> list[Session] | None:

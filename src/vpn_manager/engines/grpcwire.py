@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -109,6 +110,32 @@ class Channel:
         messages = await self._call(path, request, first_only=True)
         return messages[0] if messages else None
 
+    async def stream(self, path: str, request: bytes) -> AsyncGenerator[bytes, None]:
+        """Call a server-streaming method and yield its messages as they come, for as long as
+        the server sends them (the channel's timeout applies to connecting only). Ends when the
+        server ends the call with OK; raises GrpcError otherwise. Leaving the loop early cancels
+        the call."""
+        async with self._lock:
+            try:
+                if self._h2 is None:
+                    async with asyncio.timeout(self.timeout):
+                        await self._connect()
+            except TimeoutError:
+                await self.close()
+                raise GrpcError("DEADLINE_EXCEEDED", "no connection") from None
+            responses = self._responses(path, request)
+            try:
+                async for message in responses:
+                    yield message
+            except OSError as exc:
+                await self.close()
+                raise GrpcError("UNAVAILABLE", f"connection lost: {exc}") from None
+            except GrpcError:
+                await self.close()
+                raise
+            finally:
+                await responses.aclose()
+
     # -- the exchange --------------------------------------------------------------------------
     async def _connect(self) -> None:
         from h2.config import H2Configuration
@@ -147,6 +174,20 @@ class Channel:
                 raise GrpcError("UNAVAILABLE", f"connection lost: {exc}") from None
 
     async def _exchange(self, path: str, request: bytes, first_only: bool) -> list[bytes]:
+        messages: list[bytes] = []
+        responses = self._responses(path, request)
+        try:
+            async for message in responses:
+                messages.append(message)
+                if first_only:
+                    break
+        finally:
+            await responses.aclose()  # cancels the call if it is still open
+        return messages
+
+    async def _responses(self, path: str, request: bytes) -> AsyncGenerator[bytes, None]:
+        """Send one request, then yield the response messages until the call ends; a call
+        left before its end is cancelled (RST_STREAM CANCEL)."""
         from h2 import events
         from h2.errors import ErrorCodes
 
@@ -165,50 +206,48 @@ class Channel:
         body = b"\x00" + struct.pack(">I", len(request)) + request
         await self._send_body(stream, body)
         buffer = bytearray()
-        messages: list[bytes] = []
         status: str | None = None
         details = ""
-        while True:
-            data = await reader.read(_READ)
-            if not data:
-                raise GrpcError("UNAVAILABLE", "the server closed the connection")
-            for event in h2.receive_data(data):
-                if getattr(event, "stream_id", stream) != stream:
-                    continue
-                if isinstance(event, events.ResponseReceived | events.TrailersReceived):
-                    found = {
-                        bytes(k).decode(): bytes(v).decode("utf-8", "replace")
-                        for k, v in event.headers or []
-                    }
-                    if found.get(":status", "200") != "200":
-                        raise GrpcError("UNAVAILABLE", f"HTTP status {found[':status']}")
-                    if "grpc-status" in found:
-                        code = int(found["grpc-status"])
-                        status = STATUS[code] if code < len(STATUS) else f"CODE_{code}"
-                        details = unquote(found.get("grpc-message", ""))
-                elif isinstance(event, events.DataReceived):
-                    buffer += event.data
-                    h2.acknowledge_received_data(event.flow_controlled_length, stream)
-                    messages += _messages(buffer)
-                    if first_only and messages:
-                        h2.reset_stream(stream, ErrorCodes.CANCEL)
+        ended = False
+        try:
+            while True:
+                data = await reader.read(_READ)
+                if not data:
+                    raise GrpcError("UNAVAILABLE", "the server closed the connection")
+                for event in h2.receive_data(data):
+                    if getattr(event, "stream_id", stream) != stream:
+                        continue
+                    if isinstance(event, events.ResponseReceived | events.TrailersReceived):
+                        status, details = _status(event.headers or [], status, details)
+                    elif isinstance(event, events.DataReceived):
+                        buffer += event.data
+                        h2.acknowledge_received_data(event.flow_controlled_length, stream)
                         writer.write(h2.data_to_send())
-                        return messages[:1]
-                elif isinstance(event, events.StreamReset):
-                    raise GrpcError(
-                        "UNAVAILABLE", f"the server reset the call ({event.error_code})"
-                    )
-                elif isinstance(event, events.StreamEnded):
+                        for message in _messages(buffer):
+                            yield message
+                    elif isinstance(event, events.StreamReset):
+                        ended = True
+                        raise GrpcError(
+                            "UNAVAILABLE", f"the server reset the call ({event.error_code})"
+                        )
+                    elif isinstance(event, events.StreamEnded):
+                        ended = True
+                        writer.write(h2.data_to_send())
+                        if status not in (None, "OK"):
+                            raise GrpcError(str(status), details)
+                        if status is None:
+                            raise GrpcError("UNKNOWN", "no status received")
+                        return
+                    elif isinstance(event, events.ConnectionTerminated):
+                        ended = True
+                        raise GrpcError("UNAVAILABLE", "the server ended the connection")
+                writer.write(h2.data_to_send())
+                await writer.drain()
+        finally:
+            if not ended and self._h2 is h2:  # left early: cancel the call, keep the connection
+                with contextlib.suppress(Exception):
+                    h2.reset_stream(stream, ErrorCodes.CANCEL)
                     writer.write(h2.data_to_send())
-                    if status not in (None, "OK"):
-                        raise GrpcError(str(status), details)
-                    if status is None:
-                        raise GrpcError("UNKNOWN", "no status received")
-                    return messages
-                elif isinstance(event, events.ConnectionTerminated):
-                    raise GrpcError("UNAVAILABLE", "the server ended the connection")
-            writer.write(h2.data_to_send())
-            await writer.drain()
 
     def _parts(self) -> tuple[H2Connection, asyncio.StreamReader, asyncio.StreamWriter]:
         if self._h2 is None or self._reader is None or self._writer is None:
@@ -230,6 +269,20 @@ class Channel:
             h2.send_data(stream, chunk, end_stream=not body)
             writer.write(h2.data_to_send())
         await writer.drain()
+
+
+def _status(
+    headers: list[tuple[bytes, bytes]], status: str | None, details: str
+) -> tuple[str | None, str]:
+    """The gRPC status in response headers or trailers (else the one known so far)."""
+    found = {bytes(k).decode(): bytes(v).decode("utf-8", "replace") for k, v in headers}
+    if found.get(":status", "200") != "200":
+        raise GrpcError("UNAVAILABLE", f"HTTP status {found[':status']}")
+    if "grpc-status" not in found:
+        return status, details
+    code = int(found["grpc-status"])
+    name = STATUS[code] if code < len(STATUS) else f"CODE_{code}"
+    return name, unquote(found.get("grpc-message", ""))
 
 
 def _messages(buffer: bytearray) -> list[bytes]:

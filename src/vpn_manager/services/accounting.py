@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
-from vpn_manager.engines.base import Counter
+from vpn_manager.engines.base import Counter, Engine, Follower, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import VpnError
 from vpn_manager.kinds import DesiredState, UserStatus
@@ -64,7 +64,11 @@ class Accountant:
         servers: ServerService,
         clock: Callable[[], datetime] = utcnow,
         zone: tzinfo = UTC,
+        follow: bool = False,
     ) -> None:
+        """`follow`: keep following engines' events between polls where their counters alone
+        can miss some (Engine.follower); for the long-running service, whose polls are a few
+        seconds apart. Call close() when done."""
         self.servers = servers
         self.db = servers.db
         self.clock = clock
@@ -74,6 +78,8 @@ class Accountant:
         # the last poll ("online").
         self.server_bytes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self.online: dict[int, set[int]] = {}
+        self.follow = follow
+        self.followers: dict[int, tuple[str, Follower]] = {}  # server id → (epoch, follower)
 
     # -- accounting ----------------------------------------------------------------------------
     async def poll(self) -> PollReport:
@@ -87,6 +93,7 @@ class Accountant:
         from vpn_manager.storage import servers as repo
 
         report = PollReport()
+        polled: set[int] = set()
         started = time.perf_counter()
         async with self.db.session() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
@@ -103,17 +110,47 @@ class Accountant:
                 state = self.servers.state_of(row)
                 if not state.running:
                     continue
-                counters = await engine_for(row.protocol).counters(spec)
+                engine = engine_for(row.protocol)
+                counters = await engine.counters(spec)
             except VpnError as exc:  # nothing is lost: the next read sees the same counters
                 report.failed[row.name] = exc.message
                 log.warning("reading %s failed: %s", row.name, exc.message)
                 continue
+            if self.follow:
+                counters = await self._with_followed(row.id, state.epoch, engine, spec, counters)
             report.counted_bytes += await self._count(row.id, state.epoch, counters)
             report.counters += len(counters)
             report.servers += 1
+            polled.add(row.id)
+        for server_id in set(self.followers) - polled:  # stopped, removed, or unreadable
+            await self.followers.pop(server_id)[1].stop()
         report.took_ms = (time.perf_counter() - started) * 1000
         self.last_poll = report
         return report
+
+    async def _with_followed(
+        self, server_id: int, epoch: str, engine: Engine, spec: ServerSpec, counters: list[Counter]
+    ) -> list[Counter]:
+        """The polled counters plus what the server's follower saw since the last poll (the
+        higher reading of each counter). A follower belongs to one engine process: a new one
+        (restart) gets a new follower, which starts with the next poll."""
+        held = self.followers.get(server_id)
+        if held is not None and held[0] == epoch:
+            return merged(counters, held[1].take())
+        if held is not None:
+            await held[1].stop()
+            del self.followers[server_id]
+        follower = engine.follower(spec)
+        if follower is not None:
+            follower.start()
+            self.followers[server_id] = (epoch, follower)
+        return counters
+
+    async def close(self) -> None:
+        """Stop following."""
+        for _, follower in self.followers.values():
+            await follower.stop()
+        self.followers.clear()
 
     async def prune_history(self, keep_days: int = HISTORY_DAYS) -> int:
         """Drop hourly history older than `keep_days`."""
@@ -269,7 +306,7 @@ class Accountant:
                         spec, identity, cut, self.servers.files(server)
                     )
                     if ban_seconds and bans.available():
-                        owner = bans.owner(user_id, limit)
+                        owner = bans.owner(self.servers.paths.home_id, user_id, limit)
                         await bans.ban(cut, spec.port, ban_seconds, owner)
                 except VpnError as exc:
                     log.warning("cutting %s's extra devices on %s: %s", name, server, exc.message)
@@ -290,9 +327,9 @@ class Accountant:
 
         stale = []
         for item in await bans.listed():
-            owner = item.user_limit
+            owner = item.user_limit(self.servers.paths.home_id)
             if owner is None:
-                continue  # not one of ours
+                continue  # another home's, or not one of ours
             user_id, limit = owner
             if item.port not in ports or user_id not in limits or limits[user_id][1] > limit:
                 stale.append(item)
@@ -342,3 +379,14 @@ class Accountant:
             backoff.pop(row.name, None)
             started.append(row.name)
         return started
+
+
+def merged(polled: list[Counter], followed: list[Counter]) -> list[Counter]:
+    """One counter per key: the higher of the polled and the followed reading of each direction
+    (both are the engine's own totals, read at different moments)."""
+    by_key = {c.key: c for c in polled}
+    for seen in followed:
+        known = by_key.get(seen.key, seen)
+        up, down = max(known.up, seen.up), max(known.down, seen.down)
+        by_key[seen.key] = Counter(seen.key, seen.user, up, down)
+    return list(by_key.values())

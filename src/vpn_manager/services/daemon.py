@@ -95,7 +95,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     servers = ServerService(db, paths, docker=config.docker)
-    accountant = Accountant(servers, zone=ZoneInfo(config.timezone))
+    accountant = Accountant(servers, zone=ZoneInfo(config.timezone), follow=not once)
     metrics = None
     if metrics_port and not once:
         from vpn_manager.services.metrics import render, serve_metrics
@@ -142,6 +142,7 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
     finally:
+        await accountant.close()
         if metrics is not None:
             metrics.close()
         await db.close()

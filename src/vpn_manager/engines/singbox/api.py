@@ -13,14 +13,22 @@ CloseConnectionRequest {string id = 1}.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from vpn_manager.engines.base import Counter
 from vpn_manager.engines.grpcwire import Channel, GrpcError
 from vpn_manager.engines.protowire import fields, int64, signed64, string
 from vpn_manager.errors import EngineError
 
 SERVICE = "/daemon.StartedService/"
+UPDATE_INTERVAL_NS = 1_000_000_000  # the stream's update interval (closes come at once)
+RETRY_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,3 +124,51 @@ class SingBoxApi:
                 except GrpcError as exc:
                     raise self._error("CloseConnection", exc) from None
         return len(doomed)
+
+
+class ConnectionFollower:
+    """Follows a sing-box server's connection events (SubscribeConnections, kept open) so that
+    no closed connection is missed: sing-box's snapshot keeps only the last handful of closed
+    connections, and a busy server closes hundreds between two polls. Every connection that
+    closes is kept with its final totals (a CLOSED event, or the closed list a new stream starts
+    with) until the next poll takes it. Open connections are left to the poll's snapshot, whose
+    totals are sing-box's own: a total pieced together from update deltas could come out higher
+    than sing-box's, which the accounting would take for a reset. A stream that breaks (a
+    reload, a restart) is opened again every RETRY_S."""
+
+    def __init__(self, api: SingBoxApi) -> None:
+        self.api = api
+        self._closed: dict[str, Connection] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def take(self) -> list[Counter]:
+        closed, self._closed = self._closed, {}
+        return [Counter(f"conn:{c.id}", c.user, c.uplink, c.downlink) for c in closed.values()]
+
+    async def _run(self) -> None:
+        request = int64(1, UPDATE_INTERVAL_NS)
+        while True:
+            try:
+                async with self.api._channel() as channel:
+                    async for message in channel.stream(SERVICE + "SubscribeConnections", request):
+                        self.apply(message)
+            except GrpcError as exc:
+                log.debug("following %s: %s", self.api.address, exc)
+            await asyncio.sleep(RETRY_S)
+
+    def apply(self, message: bytes) -> None:
+        """Keep the closed connections one ConnectionEvents message names."""
+        for conn in parse_events(message):
+            if conn.closed and conn.user and conn.id:
+                self._closed[conn.id] = conn

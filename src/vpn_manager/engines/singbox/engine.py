@@ -16,11 +16,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Session
+from vpn_manager.engines.base import (
+    Client,
+    Counter,
+    Files,
+    Follower,
+    Health,
+    ServerSpec,
+    Session,
+)
 from vpn_manager.engines.ports import connect_address, port_open
 from vpn_manager.engines.singbox import PROXY_PROTOCOLS, QUIC_PROTOCOLS, TLS_PROTOCOLS, config, tls
 from vpn_manager.engines.singbox import secrets as keys
-from vpn_manager.engines.singbox.api import SingBoxApi
+from vpn_manager.engines.singbox.api import ConnectionFollower, SingBoxApi
 from vpn_manager.engines.singbox.ssm import SsmApi
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
@@ -203,8 +211,9 @@ class SingBoxEngine:
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Shadowsocks: ssm-api's per-user counters (since start). Others: one counter per
         connection from the api service (open and recently closed ones), so that connections
-        forgotten by sing-box (it keeps 1,000 closed ones; a reload forgets all) never make a
-        total go backwards."""
+        forgotten by sing-box (it keeps only the last few closed ones; a reload forgets all)
+        never make a total go backwards. The service adds the closed ones it followed between
+        polls (follower())."""
         if spec.protocol == "shadowsocks":
             traffic = await SsmApi(int(spec.settings["ssm_port"])).traffic()
             return [Counter(user, user, up, down) for user, (up, down) in traffic.items()]
@@ -214,6 +223,14 @@ class SingBoxEngine:
             for c in await api.connections()
             if c.user
         ]
+
+    def follower(self, spec: ServerSpec) -> Follower | None:
+        """Not for Shadowsocks, whose ssm-api counters are per user and miss nothing."""
+        if spec.protocol == "shadowsocks":
+            return None
+        return ConnectionFollower(
+            SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
+        )
 
     async def sessions(self, spec: ServerSpec) -> list[Session]:
         """From the api service's connection list: every open connection names its user and

@@ -215,6 +215,10 @@ class WireGuardEngine:
                 found.append(Counter(fields[0], fields[0], int(fields[5]), int(fields[6])))
         return found
 
+    def follower(self, spec: ServerSpec) -> None:
+        """Per-user counters since start: a poll misses nothing, there is nothing to follow."""
+        return
+
     async def sessions(self, spec: ServerSpec) -> None:
         """None: a peer's key has one endpoint at a time (the last one it spoke from), so
         WireGuard cannot show one user on several devices; a device limit does not apply."""

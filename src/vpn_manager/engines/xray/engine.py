@@ -197,6 +197,10 @@ class XrayEngine:
             traffic = await api.user_traffic()
         return [Counter(email, email, up, down) for email, (up, down) in traffic.items()]
 
+    def follower(self, spec: ServerSpec) -> None:
+        """Per-user counters since start: a poll misses nothing, there is nothing to follow."""
+        return
+
     async def sessions(self, spec: ServerSpec) -> list[Session]:
         """Xray's online-IP lists (policy statsUserOnline): an IP is listed while the user has
         a connection open from it. Connections from 127.0.0.1 are never listed."""
