@@ -646,16 +646,17 @@ class ServerService:
         holders = await repo.holders(session, row.id, list(ids.values()))
         added = [name for name in user_names if ids[name] not in holders]
         spec = repo.spec_of(row)
-        taken = [c.secret for c in await repo.clients(session, row.id, active_only=False)]
+        everyone = await repo.clients_and_status(session, row.id)
+        taken = [c.secret for c, _ in everyone]
         grants = []
         for name in added:
             credential = engine.new_credential(spec, password, taken)
             taken.append(credential)
             grants.append((ids[name], credential))
         await repo.add_credentials(session, row, grants, self.now())
-        clients = await repo.clients(session, row.id)
-        new_ids = {ids[name] for name in added}
-        fresh = [c for c in clients if c.user_id in new_ids]  # the active ones among them
+        # The active ones among the new (read back: no one else's credentials twice).
+        fresh = await repo.clients(session, row.id, user_ids=[user_id for user_id, _ in grants])
+        clients = sorted([c for c, active in everyone if active] + fresh, key=lambda c: c.user_id)
         await self._apply_live(engine, repo.spec_of(row), row.desired, clients, fresh, [])
         return added
 

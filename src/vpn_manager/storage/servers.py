@@ -104,21 +104,49 @@ async def list_servers(session: AsyncSession) -> list[tuple[ServerRow, int]]:
     return [(row, counts.get(row.id, 0)) for row in rows]
 
 
+_IN_LIMIT = 500  # more ids than this: read everyone and pick in Python (SQL variable limits)
+
+
 async def clients(
-    session: AsyncSession, server_id: int, *, active_only: bool = True
+    session: AsyncSession,
+    server_id: int,
+    *,
+    active_only: bool = True,
+    user_ids: Sequence[int] | None = None,
 ) -> list[Client]:
-    """The users holding credentials on a server, with them: by default only those who may
-    connect now (active), else everyone whatever their status."""
+    """The users holding credentials on a server, with them, by user id: by default only those
+    who may connect now (active), else everyone whatever their status; only `user_ids` if
+    given."""
+    return [
+        c for c, active in await _clients(session, server_id, user_ids) if active or not active_only
+    ]
+
+
+async def clients_and_status(session: AsyncSession, server_id: int) -> list[tuple[Client, bool]]:
+    """Everyone holding credentials on a server, by user id, each with whether they may connect
+    now (active): one read serves both views."""
+    return await _clients(session, server_id, None)
+
+
+async def _clients(
+    session: AsyncSession, server_id: int, user_ids: Sequence[int] | None
+) -> list[tuple[Client, bool]]:
+    active = UserRow.status == UserStatus.ACTIVE.value
     query = (
-        select(UserRow.id, UserRow.name, UserCredentialRow.secret)
+        select(UserRow.id, UserRow.name, UserCredentialRow.secret, active)
         .join(UserCredentialRow, UserCredentialRow.user_id == UserRow.id)
         .where(UserCredentialRow.server_id == server_id)
         .order_by(UserRow.id)
     )
-    if active_only:
-        query = query.where(UserRow.status == UserStatus.ACTIVE.value)
+    wanted = None if user_ids is None else set(user_ids)
+    if wanted is not None and len(wanted) <= _IN_LIMIT:
+        query = query.where(UserRow.id.in_(wanted))
     result = await session.execute(query)
-    return [Client(user_id, name, dict(secret)) for user_id, name, secret in result.all()]
+    return [
+        (Client(user_id, name, dict(secret)), bool(ok))
+        for user_id, name, secret, ok in result.all()
+        if wanted is None or user_id in wanted
+    ]
 
 
 async def identities(session: AsyncSession, server_id: int) -> list[Client]:
