@@ -103,7 +103,7 @@ class Accountant:
                 state = self.servers.state_of(row)
                 if not state.running:
                     continue
-                counters = await engine_for(row.protocol).counters(spec)
+                counters = await engine_for(row.protocol).counters(await self.servers.reach(spec))
             except VpnError as exc:  # nothing is lost: the next read sees the same counters
                 report.failed[row.name] = exc.message
                 log.warning("reading %s failed: %s", row.name, exc.message)
@@ -239,7 +239,7 @@ class Accountant:
         for row in running:
             spec = specs[row.name] = repo.spec_of(row)
             try:
-                sessions = await engine_for(row.protocol).sessions(spec)
+                sessions = await engine_for(row.protocol).sessions(await self.servers.reach(spec))
             except VpnError as exc:
                 log.warning("reading %s's client IPs failed: %s", row.name, exc.message)
                 continue
@@ -264,7 +264,7 @@ class Accountant:
                 spec = specs[server]
                 try:
                     await engine_for(spec.protocol).cut_ips(
-                        spec, identity, cut, self.servers.files(server)
+                        await self.servers.reach(spec), identity, cut, self.servers.files(server)
                     )
                     if ban_seconds and bans.available():
                         await bans.ban(cut, spec.port, ban_seconds)
