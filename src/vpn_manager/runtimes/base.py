@@ -11,12 +11,14 @@ from typing import Literal, Protocol
 
 @dataclass(frozen=True)
 class PublishedPort:
-    """A container port published on the host: `host_ip:host_port` → `container_port/proto`."""
+    """A container port published on the host: `host_ip:host_port` → `container_port/proto`.
+    `control`: an engine's control API port (on a remote engine Docker picks its host port)."""
 
     host_ip: str
     host_port: int
     container_port: int
     proto: Literal["tcp", "udp"] = "tcp"
+    control: bool = False
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,7 @@ def create_options(
     ports: dict[str, tuple[str, int | None]] = {
         f"{p.container_port}/{p.proto}": (
             p.host_ip,
-            None if remote and p.host_ip == "127.0.0.1" else p.host_port,
+            None if remote and p.control else p.host_port,
         )
         for p in launch.ports
     }

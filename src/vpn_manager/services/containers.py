@@ -54,7 +54,7 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
         protos = ("tcp",)
     ports = [PublishedPort(spec.listen, spec.port, spec.port, proto) for proto in protos]
     ports += [
-        PublishedPort("127.0.0.1", int(value), int(value))
+        PublishedPort("127.0.0.1", int(value), int(value), control=True)
         for key, value in sorted(spec.settings.items())
         if key.endswith("_port") and isinstance(value, int)
     ]
