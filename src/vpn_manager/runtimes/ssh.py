@@ -156,13 +156,13 @@ class Tunnel:
         )
         pid = self.master_pid() if code == 0 else None
         if pid is None:
+            port = f" -p {self.target.port}" if self.target.port else ""
             reason = _last_line(text) or f"ssh exited with code {code}"
             raise EngineError(
                 f"Cannot reach the Docker host {self.target.shown} over ssh: {reason}.",
-                hint="Check that `ssh "
-                + self.target.destination
-                + " docker info` works without a password (a key or an agent), or set "
-                "docker.ssh.identity_file / docker.ssh.config_file.",
+                hint=f"Check that `ssh{port} {self.target.destination} true` works without a "
+                "password (a key or an agent), or set docker.ssh.identity_file, "
+                "docker.ssh.known_hosts_file or docker.ssh.config_file.",
             )
         return pid
 

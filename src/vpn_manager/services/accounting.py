@@ -266,7 +266,9 @@ class Accountant:
                     await engine_for(spec.protocol).cut_ips(
                         await self.servers.reach(spec), identity, cut, self.servers.files(server)
                     )
-                    if ban_seconds and bans.available():
+                    # nftables here keeps devices off this machine's ports only.
+                    remote = self.servers.on_remote_engine(spec)
+                    if ban_seconds and bans.available() and not remote:
                         await bans.ban(cut, spec.port, ban_seconds)
                 except VpnError as exc:
                     log.warning("cutting %s's extra devices on %s: %s", name, server, exc.message)

@@ -223,8 +223,8 @@ async def export_compose(servers: ServerService) -> str:
         specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
     services: dict[str, object] = {}
     for spec in specs:
-        if spec.runtime != DOCKER:
-            continue
+        if spec.runtime != DOCKER or servers.on_remote_engine(spec):
+            continue  # a remote engine's containers mount nothing of this machine's
         engine = engine_for(spec.protocol)
         launch = container_launch(servers, engine, spec)
         service = compose_service(
@@ -233,7 +233,7 @@ async def export_compose(servers: ServerService) -> str:
         services[spec.name] = service
     if not services:
         raise NotFound(
-            "There is no Docker server to export.",
+            "There is no Docker server on this machine's Docker engine to export.",
             hint="Install one with `vpn server install PROTOCOL --runtime docker …`.",
         )
     document = {

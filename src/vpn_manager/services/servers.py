@@ -171,6 +171,18 @@ class ServerService:
             )
         return self._dockers[host]
 
+    def on_remote_engine(self, spec: ServerSpec) -> bool:
+        """Whether the server runs on another machine's Docker engine (decided from its host
+        alone, without reaching it)."""
+        if spec.runtime != DOCKER:
+            return False
+        from vpn_manager.runtimes.docker import base_url_of, is_remote
+
+        try:
+            return is_remote(base_url_of(spec.docker_host or self.docker_settings.host))
+        except VpnError:
+            return False
+
     async def reach(self, spec: ServerSpec) -> ServerSpec:
         """The server as this machine reaches its engine's APIs and port (the same spec unless
         it runs on a remote Docker engine: see services/containers.py)."""
