@@ -105,7 +105,9 @@ def test_shadowsocks_on_a_remote_engine_over_ssh(rvpn: RemoteVpn, tmp_path: Path
     assert all(b[0]["HostIp"] == "127.0.0.1" for b in bindings.values())
     status = rvpn.json("server", "status", "far")
     assert isinstance(status, dict)
-    assert status["healthy"] and status["api_ok"] and status["port_open"]
+    assert status["healthy"]
+    assert status["api_ok"]
+    assert status["port_open"]
     # The link's address defaults to the remote host's (as ssh resolves it).
     added = rvpn.ok("user", "add", "alice", "--server", "far")
     assert "live" in added.stdout + added.stderr
@@ -146,7 +148,8 @@ def test_shadowsocks_on_a_remote_engine_over_ssh(rvpn: RemoteVpn, tmp_path: Path
     rvpn.ok("server", "start", "far")
     wait_for(lambda: len(rvpn.containers()) == 1, 10, "no container after start")
     again = rvpn.json("server", "status", "far")
-    assert isinstance(again, dict) and again["healthy"]
+    assert isinstance(again, dict)
+    assert again["healthy"]
     rvpn.ok("server", "restart", "far")
     rvpn.ok("server", "remove", "--yes", "far")
     assert rvpn.containers() == []
