@@ -196,8 +196,8 @@ class DockerSettings(BaseModel):
 
     host: str | None = Field(
         default=None,
-        description="The Docker engine: unix:///…, tcp://HOST:PORT, ssh://user@host or a "
-        "Docker context name; empty means DOCKER_HOST or the local socket.",
+        description="The Docker engine: unix:///…, tcp://127.0.0.1:PORT, ssh://user@host[:port] "
+        "or a Docker context name; empty means DOCKER_HOST or the local socket.",
     )
     images: DockerImages = DockerImages()
     ssh: DockerSshSettings = DockerSshSettings()

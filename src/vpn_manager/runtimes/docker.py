@@ -158,7 +158,7 @@ def _context_host(name: str) -> str:
     if context is None:
         raise InvalidInput(
             f"There is no Docker context named {name!r}.",
-            hint="See `docker context ls`, or give a URL: unix://…, tcp://HOST:PORT, "
+            hint="See `docker context ls`, or give a URL: unix://…, tcp://127.0.0.1:PORT, "
             "ssh://user@host.",
         )
     return str(context.Host)
