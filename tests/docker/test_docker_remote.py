@@ -142,6 +142,14 @@ def test_shadowsocks_on_a_remote_engine_over_ssh(rvpn: RemoteVpn, tmp_path: Path
         assert member is not None
         assert member.read().decode() == config.read_text()
 
+    # The shared connection going away (idle, network) is no problem: the next command
+    # starts another one, and forwards its ports again.
+    rvpn.tunnel().close()
+    assert rvpn.tunnel().master_pid() is None
+    again = rvpn.json("server", "status", "far")
+    assert isinstance(again, dict)
+    assert again["healthy"]
+    assert rvpn.tunnel().master_pid() is not None
     stop_start_remove(rvpn, "far")
 
 

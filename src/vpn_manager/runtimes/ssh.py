@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -133,11 +134,24 @@ class Tunnel:
         self._checked = (time.monotonic(), pid)
         return pid
 
-    def _start(self) -> int:
+    def _private_dir(self) -> None:
+        """Make the sockets' directory, ours alone (it may be in the shared temporary
+        directory, where someone else could have made it first)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        found = os.lstat(self.dir)
+        if stat.S_ISLNK(found.st_mode) or found.st_uid != os.getuid():
+            raise EngineError(
+                f"{self.dir} is not a directory of this user's, so the ssh tunnel's sockets "
+                "cannot go there.",
+                hint=f"Remove it, or use a shorter VPN_HOME: rm -r {self.dir}",
+            )
         os.chmod(self.dir, 0o700)
-        with contextlib.suppress(FileNotFoundError):
-            self.forwards_file.unlink()  # those went with the master before
+
+    def _start(self) -> int:
+        self._private_dir()
+        for stale in (self.forwards_file, self.control):  # they went with the master before
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         code, text = self._ssh(
             "-M",
             "-f",
