@@ -378,8 +378,9 @@ class ServerService:
         placement = self._placement(engine, create)
         if placement["docker_host"] is None or placement["docker_host"].startswith("unix://"):
             check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
-        remote = create.runtime is RuntimeKind.DOCKER and self._remote_address(placement)
-        host = create.host or remote or None
+        host = create.host
+        if host is None and create.runtime is RuntimeKind.DOCKER:
+            host = self._remote_address(placement)
         create = create.model_copy(update={"host": host or default_host(create.listen)})
         keys_dir = self.keys_dir(create.name)
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
