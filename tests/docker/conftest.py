@@ -62,9 +62,17 @@ def singbox_image(docker_client: DockerClient) -> Iterator[str]:
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
-    tag = f"vpn-manager-test/sing-box:{uuid.uuid4().hex[:10]}"
+    session = uuid.uuid4().hex[:10]
+    tag = f"vpn-manager-test/sing-box:{session}"
+    # The session's label makes the image's id its own: the same build elsewhere (another test
+    # session on this Docker engine) would otherwise share the id, and removing it there by id
+    # would remove this one too.
     image, _ = docker_client.images.build(
-        fileobj=context, custom_context=True, tag=tag, labels={TEST_LABEL: "1"}, rm=True
+        fileobj=context,
+        custom_context=True,
+        tag=tag,
+        labels={TEST_LABEL: "1", f"{TEST_LABEL}.session": session},
+        rm=True,
     )
     try:
         yield tag

@@ -201,6 +201,9 @@ class Tunnel:
                 )
                 return local
             reason = _last_line(text)
+            self._checked = None  # the master may have gone since it was last seen
+            pid = self.open()
+            recorded = self._recorded(pid)
         raise EngineError(
             f"Cannot forward port {remote_port} of {self.target.shown} over ssh: {reason}.",
             hint="Is AllowTcpForwarding on in the remote sshd_config?",
