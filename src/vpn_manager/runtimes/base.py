@@ -26,8 +26,9 @@ class ContainerLaunch:
     """How to run an engine in a container: the image and the engine binary on the image's PATH
     (set as the entrypoint, so official images and our own scratch images run alike), its
     arguments, the ports to publish, the host directories mounted read-only at the same path
-    (the rendered config and the server's certificates), and the health check's arguments to the
-    same binary (None when the image offers no way to check; a scratch image has no shell)."""
+    (the rendered config and the server's certificates; copied in instead on a remote engine),
+    and the health check's arguments to the same binary (None when the image offers no way to
+    check; a scratch image has no shell)."""
 
     image: str
     engine: str
