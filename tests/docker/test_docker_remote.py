@@ -201,6 +201,37 @@ def test_trojan_through_an_ssh_docker_context(
         assert curl_via(socks, f"http://{gateway}:{backend}/", attempts_for=10) == PAGE
 
 
+def test_a_failed_change_on_a_remote_engine_is_rolled_back(rvpn: RemoteVpn) -> None:
+    """The same transaction as on this machine: a change the remote engine cannot take (its
+    new port is taken there) is rolled back, with the old files copied into the new container."""
+    import socket
+
+    server = rvpn.install_remote("shadowsocks", "rb")
+    config = rvpn.home / "state" / "rendered" / "rb" / "config.json"
+    before = config.read_text()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        failed = rvpn("server", "set", "rb", "--port", str(taken))
+    assert failed.code == 8, failed.stderr
+    assert "Docker could not start the container for rb" in failed.stderr
+    assert "rolled back" in failed.stderr
+    assert config.read_text() == before
+    status = rvpn.json("server", "status", "rb")
+    assert isinstance(status, dict)
+    assert status["healthy"]
+    listed = rvpn.json("server", "list")
+    assert isinstance(listed, list)
+    assert [s["port"] for s in listed] == [server.port]
+    (name,) = rvpn.containers()
+    copied, _ = rvpn.client.containers.get(name).get_archive(str(config))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(copied))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        assert member is not None
+        assert member.read().decode() == before
+
+
 def test_an_unreachable_ssh_host_is_one_sentence(rvpn: RemoteVpn) -> None:
     closed = free_port()
     done = rvpn(
