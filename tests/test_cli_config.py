@@ -26,19 +26,24 @@ PG_URL = f"postgresql://vpnadmin:{SECRET}@db.example:5432/vpn"
 PG_URL_MASKED = "postgresql+asyncpg://vpnadmin:***@db.example:5432/vpn"
 FORMATS = ["table", "json", "yaml", "plain"]
 DEFAULT_SHOW_TABLE = """\
-database.url                -
-database.busy_timeout_ms    5000
-database.connect_timeout_s  5.0
-output.format               table
-service.poll_interval_s     10.0
-service.metrics_port        9477
-service.device_ban_s        60
-runtime                     native
-docker.host                 -
-docker.images.xray          ghcr.io/xtls/xray-core:latest
-docker.images.sing_box      ghcr.io/sagernet/sing-box:latest
-timezone                    UTC
-log_level                   info
+database.url                 -
+database.busy_timeout_ms     5000
+database.connect_timeout_s   5.0
+output.format                table
+service.poll_interval_s      10.0
+service.metrics_port         9477
+service.device_ban_s         60
+runtime                      native
+docker.host                  -
+docker.images.xray           ghcr.io/xtls/xray-core:latest
+docker.images.sing_box       ghcr.io/sagernet/sing-box:latest
+docker.ssh.config_file       -
+docker.ssh.identity_file     -
+docker.ssh.known_hosts_file  -
+docker.ssh.persist_s         60
+docker.ssh.remote_socket     /var/run/docker.sock
+timezone                     UTC
+log_level                    info
 """
 
 

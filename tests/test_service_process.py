@@ -18,7 +18,8 @@ def test_service_config_keeps_every_value(tmp_path: Path) -> None:
         'timezone = "Europe/Berlin"\n'
         '[database]\nurl = "sqlite:////srv/vpn.db"\nbusy_timeout_ms = 900\n'
         "[service]\ndevice_ban_s = 7\n"
-        '[docker]\nhost = "unix:///run/other.sock"\n[docker.images]\nsing_box = "local/sb:1"\n',
+        '[docker]\nhost = "unix:///run/other.sock"\n[docker.images]\nsing_box = "local/sb:1"\n'
+        '[docker.ssh]\nidentity_file = "/keys/id"\n',
     )
     settings = load_settings(Paths.from_env({"VPN_HOME": str(home)}), env={})
     config = ServiceConfig.from_settings(settings)
@@ -31,9 +32,12 @@ def test_service_config_keeps_every_value(tmp_path: Path) -> None:
     )
     assert config.docker == DockerPlain(
         "unix:///run/other.sock",
-        {"xray": settings.docker.images.xray, "sing_box": "local/sb:1"},
+        settings.docker.images.model_dump(),
+        settings.docker.ssh.model_dump(),
     )
     assert config.docker.image("sing_box") == settings.docker.image("sing_box") == "local/sb:1"
+    assert config.docker.ssh == settings.docker.ssh
+    assert config.docker.ssh.identity_file == "/keys/id"
 
 
 def test_the_service_runs_on_the_settings_without_pydantic(tmp_path: Path) -> None:

@@ -204,6 +204,13 @@ def test_effective_settings_masks_and_defaults(
                 "xray": "ghcr.io/xtls/xray-core:latest",
                 "sing_box": "ghcr.io/sagernet/sing-box:latest",
             },
+            "ssh": {
+                "config_file": None,
+                "identity_file": None,
+                "known_hosts_file": None,
+                "persist_s": 60,
+                "remote_socket": "/var/run/docker.sock",
+            },
         },
         "timezone": "UTC",
         "log_level": "info",

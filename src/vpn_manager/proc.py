@@ -50,3 +50,36 @@ async def run(
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise EngineError(f"`{shlex.join(argv)}` failed: {tail[0]}")
     return done
+
+
+def run_sync(argv: list[str], *, timeout: float = 10.0, check: bool = True) -> Completed:
+    """run() for synchronous callers (the Docker runtime works in threads). stdout and stderr go
+    to temporary files, not pipes: a command that leaves a process behind (`ssh -f`) would keep
+    a pipe open, and reading it to its end would hang."""
+    import subprocess
+    import tempfile
+
+    log.debug("run: %s", shlex.join(argv))
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            process = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout, check=False
+            )
+        except FileNotFoundError:
+            raise EngineMissing(f"{argv[0]} is not installed.") from None
+        except subprocess.TimeoutExpired:
+            raise EngineError(
+                f"`{shlex.join(argv)}` did not finish within {timeout:.0f} s."
+            ) from None
+        out.seek(0)
+        err.seek(0)
+        done = Completed(
+            argv,
+            process.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
+    if check and done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise EngineError(f"`{shlex.join(argv)}` failed: {tail[0]}")
+    return done

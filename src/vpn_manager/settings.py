@@ -101,15 +101,42 @@ class DockerImages(BaseModel):
     sing_box: str = Field(default="ghcr.io/sagernet/sing-box:latest", description="sing-box.")
 
 
+class DockerSshSettings(BaseModel):
+    """How `ssh` reaches a remote Docker host (`docker.host = "ssh://user@host[:port]"`). The
+    system's OpenSSH client is used, in batch mode (keys or an agent, never a password prompt)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config_file: str | None = Field(
+        default=None, description="An ssh_config file for `ssh -F` (empty: ssh's own)."
+    )
+    identity_file: str | None = Field(
+        default=None, description="A private key for `ssh -i` (empty: ssh's defaults or agent)."
+    )
+    known_hosts_file: str | None = Field(
+        default=None,
+        description="The known_hosts file the host's key is checked against (empty: ssh's own).",
+    )
+    persist_s: int = Field(
+        default=60,
+        ge=1,
+        description="How long the shared ssh connection stays up after its last use.",
+    )
+    remote_socket: str = Field(
+        default="/var/run/docker.sock", description="The Docker socket on the remote host."
+    )
+
+
 class DockerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str | None = Field(
         default=None,
-        description="The Docker engine: unix:///…, tcp://HOST:PORT, ssh://user@host or a "
-        "Docker context name; empty means DOCKER_HOST or the local socket.",
+        description="The Docker engine: unix:///…, tcp://127.0.0.1:PORT, ssh://user@host[:port] "
+        "or a Docker context name; empty means DOCKER_HOST or the local socket.",
     )
     images: DockerImages = DockerImages()
+    ssh: DockerSshSettings = DockerSshSettings()
 
     def image(self, setting: str) -> str:
         return str(getattr(self.images, setting))

@@ -62,9 +62,17 @@ def singbox_image(docker_client: DockerClient) -> Iterator[str]:
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
-    tag = f"vpn-manager-test/sing-box:{uuid.uuid4().hex[:10]}"
+    session = uuid.uuid4().hex[:10]
+    tag = f"vpn-manager-test/sing-box:{session}"
+    # The session's label makes the image's id its own: the same build elsewhere (another test
+    # session on this Docker engine) would otherwise share the id, and removing it there by id
+    # would remove this one too.
     image, _ = docker_client.images.build(
-        fileobj=context, custom_context=True, tag=tag, labels={TEST_LABEL: "1"}, rm=True
+        fileobj=context,
+        custom_context=True,
+        tag=tag,
+        labels={TEST_LABEL: "1", f"{TEST_LABEL}.session": session},
+        rm=True,
     )
     try:
         yield tag
@@ -172,3 +180,110 @@ def tcp_to_docker_socket(path: str = "/var/run/docker.sock") -> Iterator[int]:
 
     with serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay)) as port:
         yield port
+
+
+class Sshd:
+    """An OpenSSH server of the test's own on 127.0.0.1, letting this user in by key only, and
+    what a client needs for it (all in a temporary directory: the real ~/.ssh is never read
+    or written)."""
+
+    def __init__(self, root: Path, port: int, user: str) -> None:
+        self.root = root
+        self.port = port
+        self.user = user
+        self.identity = root / "client_ed25519"
+        self.known_hosts = root / "known_hosts"
+        self.client_config = root / "ssh_config"
+
+    @property
+    def url(self) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The settings that point vpn's ssh at this server (identity, known host, config)."""
+        return {
+            "VPN_DOCKER__SSH__IDENTITY_FILE": str(self.identity),
+            "VPN_DOCKER__SSH__KNOWN_HOSTS_FILE": str(self.known_hosts),
+            "VPN_DOCKER__SSH__CONFIG_FILE": str(self.client_config),
+        }
+
+
+def _need(path: str, package: str) -> str:
+    import shutil
+
+    found = shutil.which(path) or (path if Path(path).is_file() else None)
+    if found is None:
+        pytest.fail(
+            f"{path} is missing, so the remote-Docker tests cannot run: install {package} "
+            "(scripts/setup --dev does)."
+        )
+    return found
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    """`sshd -D -e -f CONFIG` on 127.0.0.1 and a free port, with a generated host key and a
+    generated client key; stopped afterwards. A missing OpenSSH is a failure, never a skip."""
+    import getpass
+    import os
+    import socket
+    import subprocess
+    import time
+
+    sshd_bin = _need("/usr/sbin/sshd", "openssh-server")
+    keygen = _need("ssh-keygen", "openssh-client")
+    _need("ssh", "openssh-client")
+    root = tmp_path / "sshd"
+    root.mkdir(mode=0o700)
+    server = Sshd(root, free_port(), getpass.getuser())
+    host_key = root / "host_ed25519"
+    for key in (host_key, server.identity):
+        subprocess.run(
+            [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "vpn-test", "-f", str(key)],
+            check=True,
+        )
+    (root / "authorized_keys").write_text(server.identity.with_suffix(".pub").read_text())
+    host_pub = host_key.with_suffix(".pub").read_text().split()
+    server.known_hosts.write_text(f"[127.0.0.1]:{server.port} {host_pub[0]} {host_pub[1]}\n")
+    server.client_config.write_text("Host *\n    LogLevel ERROR\n")
+    config = root / "sshd_config"
+    config.write_text(
+        f"Port {server.port}\n"
+        "ListenAddress 127.0.0.1\n"
+        f"HostKey {host_key}\n"
+        f"PidFile {root / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\n"
+        f"AllowUsers {server.user}\n"
+        "PermitRootLogin prohibit-password\n"
+        "PubkeyAuthentication yes\n"
+        "PasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\n"
+        "UsePAM no\n"
+        "StrictModes no\n"
+        "AllowTcpForwarding yes\n"
+        "AllowStreamLocalForwarding yes\n"
+    )
+    if os.getuid() == 0:  # sshd started as root wants its privilege-separation directory
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    log = (root / "sshd.log").open("wb")
+    process = subprocess.Popen(
+        [sshd_bin, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", server.port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"sshd did not start: {(root / 'sshd.log').read_text()[-500:]}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

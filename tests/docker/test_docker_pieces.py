@@ -15,10 +15,10 @@ from vpn_manager.errors import InvalidInput
 from vpn_manager.runtimes.docker import (
     _timestamp,
     _usage,
-    check_on_this_machine,
     compose_service,
     container_name,
     create_options,
+    is_remote,
     labels,
     network_name,
 )
@@ -143,16 +143,34 @@ def test_docker_times() -> None:
 
 @pytest.mark.parametrize(
     "host",
-    [None, "unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "tcp://localhost:2375"],
+    [
+        None,
+        "unix:///var/run/docker.sock",
+        "fd://",
+        "npipe:////./pipe/docker_engine",
+        "tcp://127.0.0.1:2375",
+        "tcp://127.1.2.3:2375",
+        "tcp://localhost:2375",
+        "tcp://[::1]:2375",
+    ],
 )
 def test_engines_on_this_machine(host: str | None) -> None:
-    check_on_this_machine(host, str(host))
+    assert is_remote(host) is False
 
 
-@pytest.mark.parametrize("host", ["ssh://vpn@192.0.2.1", "tcp://192.0.2.1:2376"])
-def test_engines_elsewhere_are_refused(host: str) -> None:
-    with pytest.raises(InvalidInput, match="remote engines are not supported yet"):
-        check_on_this_machine(host, host)
+@pytest.mark.parametrize(
+    "host", ["ssh://vpn@192.0.2.1", "ssh://root@127.0.0.1:2222", "ssh://localhost"]
+)
+def test_ssh_engines_are_remote_even_on_loopback(host: str) -> None:
+    assert is_remote(host) is True
+
+
+@pytest.mark.parametrize("host", ["tcp://192.0.2.1:2376", "tcp://docker.example.org:2375"])
+def test_tcp_engines_elsewhere_are_refused_with_ssh_as_the_way(host: str) -> None:
+    with pytest.raises(InvalidInput, match=r"can only be reached over ssh://") as caught:
+        is_remote(host, host)
+    assert caught.value.message.endswith("network.")  # one sentence, saying why
+    assert "ssh://user@host" in (caught.value.hint or "")
 
 
 async def test_xray_in_a_container_listens_everywhere_and_is_valid(tmp_path: Path) -> None:

@@ -394,9 +394,9 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
     assert unknown.code != 0
     assert "no Docker context named 'no-such-context'" in unknown.stderr
     remote = dvpn("server", "install", "shadowsocks", "--name", "c", "--port", str(free_port()),
-                  "--runtime", "docker", "--docker-host", "ssh://vpn@192.0.2.10")  # fmt: skip
-    assert remote.code != 0
-    assert "remote engines are not supported yet" in remote.stderr
+                  "--runtime", "docker", "--docker-host", "tcp://192.0.2.10:2375")  # fmt: skip
+    assert remote.code == 3
+    assert "can only be reached over ssh://" in remote.stderr  # see test_docker_remote.py
     names = dvpn.json("server", "list")
     assert isinstance(names, list)
     assert [s["name"] for s in names] == ["a", "b"]

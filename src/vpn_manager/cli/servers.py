@@ -211,8 +211,8 @@ def install(
         typer.Option(
             "--docker-host",
             metavar="HOST",
-            help="docker: unix://…, tcp://HOST:PORT, ssh://user@host or a context name "
-            "(default: setting docker.host, else DOCKER_HOST or the local socket).",
+            help="docker: unix://…, tcp://127.0.0.1:PORT, ssh://user@host[:port] or a context "
+            "name (default: setting docker.host, else DOCKER_HOST or the local socket).",
         ),
     ] = None,
     output_format: FormatOption = None,

@@ -6,17 +6,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from vpn_manager.settings import DockerSshSettings
 
 
 @dataclass(frozen=True)
 class PublishedPort:
-    """A container port published on the host: `host_ip:host_port` → `container_port/proto`."""
+    """A container port published on the host: `host_ip:host_port` → `container_port/proto`.
+    `control`: an engine's control API port (on a remote engine Docker picks its host port)."""
 
     host_ip: str
     host_port: int
     container_port: int
     proto: Literal["tcp", "udp"] = "tcp"
+    control: bool = False
 
 
 @dataclass(frozen=True)
@@ -24,8 +29,9 @@ class ContainerLaunch:
     """How to run an engine in a container: the image and the engine binary on the image's PATH
     (set as the entrypoint, so official images and our own scratch images run alike), its
     arguments, the ports to publish, the host directories mounted read-only at the same path
-    (the rendered config and the server's certificates), and the health check's arguments to the
-    same binary (None when the image offers no way to check; a scratch image has no shell)."""
+    (the rendered config and the server's certificates; copied in instead on a remote engine),
+    and the health check's arguments to the same binary (None when the image offers no way to
+    check; a scratch image has no shell)."""
 
     image: str
     engine: str
@@ -97,6 +103,11 @@ class DockerDefaults(Protocol):
 
     @property
     def host(self) -> str | None: ...
+
+    @property
+    def ssh(self) -> DockerSshSettings:
+        """How ssh reaches a remote engine (settings.DockerSshSettings)."""
+        ...
 
     def image(self, setting: str) -> str:
         """The image for one engine, by its setting's name (runtimes.images.EngineImage.setting)."""

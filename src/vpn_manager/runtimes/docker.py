@@ -8,11 +8,16 @@ APIs (which listen on every address inside the container) are reachable from the
 where they are published on 127.0.0.1. Restart policy unless-stopped: a container that dies is
 started again by Docker; `vpn serve` recreates one that is gone.
 
-The container mounts the server's rendered-config directory and its keys directory read-only at
-the same paths as on the host (a directory, not the file: an atomic rename on the host shows in
-the container). Stopping a server removes its container (a start always creates it from the
-current config); its logs are kept first in the native log file, so `vpn server logs` still has
-them. The `docker` SDK is imported only here, and only when a Docker server is touched.
+On this machine's engine (unix://, tcp:// to loopback) the container mounts the server's
+rendered-config directory and its keys directory read-only at the same paths as on the host (a
+directory, not the file: an atomic rename on the host shows in the container). On a remote engine
+(ssh://, see is_remote) nothing is mounted: the same directories are copied into the container
+before it starts and again after every change (copy_in), and the engine's socket and the control
+API ports are reached through an ssh tunnel (runtimes/ssh.py).
+
+Stopping a server removes its container (a start always creates it from the current config); its
+logs are kept first in the native log file, so `vpn server logs` still has them. The `docker`
+SDK is imported only here, and only when a Docker server is touched.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
     from docker.models.networks import Network
+
+    from vpn_manager.runtimes.ssh import Tunnel
+    from vpn_manager.settings import DockerSshSettings
 
 LABEL_SERVER = "vpn-manager.server"
 LABEL_ENGINE = "vpn-manager.engine"
@@ -77,50 +85,66 @@ def _reason(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__).rstrip(".")
 
 
-def connect(host: str | None) -> DockerClient:
-    """A client for the Docker engine at `host`: a URL (unix://, tcp://, ssh://, the last through
-    the ssh command), a Docker context name, or None for DOCKER_HOST / the local socket. The
-    engine is pinged, so an unreachable one fails here with one sentence."""
+def base_url_of(host: str | None) -> str | None:
+    """The URL of the Docker engine `host` names: a URL as it is, a Docker context's endpoint,
+    or (None) DOCKER_HOST; None again means the local socket."""
+    if host is None:
+        return os.environ.get("DOCKER_HOST") or None
+    return host if "://" in host else _context_host(host)
+
+
+def is_remote(base_url: str | None, where: str = "") -> bool:
+    """Whether the Docker engine at `base_url` runs on another machine, which decides how the
+    runtime reaches it: unix://, npipe://, fd:// and tcp:// to a loopback address are this
+    machine's (configs bind-mounted, control APIs on this loopback); ssh:// is always remote,
+    even to 127.0.0.1 (files copied into the containers, the engine's socket and the control
+    APIs tunnelled over ssh). A tcp:// engine on another address is refused: the engines'
+    control APIs have no authentication and are never published on a public address, and
+    plain tcp:// gives no private way to them."""
+    if base_url is None or base_url.startswith(("unix://", "npipe://", "fd://")):
+        return False
+    if base_url.startswith("ssh://"):
+        return True
+    address = urlsplit(base_url if "://" in base_url else f"tcp://{base_url}").hostname or ""
+    if address == "localhost" or address.startswith("127.") or address == "::1":
+        return False
+    raise InvalidInput(
+        f"The Docker engine at {where or base_url} is on another machine and can only be "
+        "reached over ssh://, since the engines' control APIs must not be published on a "
+        "network.",
+        hint="Use --docker-host ssh://user@host (or a Docker context whose endpoint is ssh://).",
+    )
+
+
+def connect(host: str | None, tunnel: Tunnel | None = None) -> DockerClient:
+    """A client for the Docker engine at `host`: a URL (unix://, tcp:// to loopback), a Docker
+    context name, or None for DOCKER_HOST / the local socket; a remote (ssh://) engine through
+    `tunnel`'s local socket. The engine is pinged, so an unreachable one fails here with one
+    sentence."""
     import docker
     from docker.errors import DockerException
 
     where = describe_host(host)
-    base_url = None if host is None else host if "://" in host else _context_host(host)
-    check_on_this_machine(base_url or os.environ.get("DOCKER_HOST"), where)
+    base_url = base_url_of(host)
+    if tunnel is not None:
+        tunnel.open()
+        base_url = tunnel.docker_url
+    elif is_remote(base_url, where):
+        raise InvalidInput(f"The Docker engine at {where} is remote and needs an ssh tunnel.")
     try:
-        if base_url is None:
+        if tunnel is None and host is None:  # DOCKER_HOST with its TLS settings, if any
             client = docker.from_env(timeout=API_TIMEOUT_S)
         else:
-            client = docker.DockerClient(
-                base_url=base_url,
-                timeout=API_TIMEOUT_S,
-                use_ssh_client=base_url.startswith("ssh://"),
-            )
+            client = docker.DockerClient(base_url=base_url, timeout=API_TIMEOUT_S)
         client.ping()
     except DockerException as exc:
         raise EngineError(
             f"Cannot reach the Docker engine at {where}: {_reason(exc)}.",
             hint="Is Docker running, and may this user use it? Check `docker info`, or give "
-            "another --docker-host (unix://…, tcp://HOST:PORT, ssh://user@host or a context).",
+            "another --docker-host (unix://…, tcp://127.0.0.1:PORT, ssh://user@host or a "
+            "context).",
         ) from None
     return client
-
-
-def check_on_this_machine(base_url: str | None, where: str) -> None:
-    """Refuse Docker engines on other machines, for now: the runtime mounts the rendered configs
-    from this machine's disk and reaches the engines' control APIs on this machine's loopback,
-    where their ports are published. A remote engine needs both carried over (files copied
-    into the containers, API ports tunnelled), which is not built yet."""
-    if base_url is None or base_url.startswith(("unix://", "npipe://", "fd://")):
-        return
-    address = urlsplit(base_url if "://" in base_url else f"tcp://{base_url}").hostname or ""
-    if address == "localhost" or address.startswith("127.") or address == "::1":
-        return
-    raise InvalidInput(
-        f"The Docker engine at {where} is on another machine, and remote engines are not "
-        "supported yet.",
-        hint="Run vpn on that machine, or use a local engine (unix:///var/run/docker.sock).",
-    )
 
 
 def _context_host(name: str) -> str:
@@ -134,7 +158,7 @@ def _context_host(name: str) -> str:
     if context is None:
         raise InvalidInput(
             f"There is no Docker context named {name!r}.",
-            hint="See `docker context ls`, or give a URL: unix://…, tcp://HOST:PORT, "
+            hint="See `docker context ls`, or give a URL: unix://…, tcp://127.0.0.1:PORT, "
             "ssh://user@host.",
         )
     return str(context.Host)
@@ -153,11 +177,22 @@ def _timestamp(value: str | None) -> datetime | None:
 
 
 def create_options(
-    name: str, launch: ContainerLaunch, container_labels: dict[str, str], network: str
+    name: str,
+    launch: ContainerLaunch,
+    container_labels: dict[str, str],
+    network: str,
+    remote: bool = False,
 ) -> dict[str, Any]:
-    """The containers.create() arguments for a launch (export_compose says the same in YAML)."""
-    ports: dict[str, tuple[str, int]] = {
-        f"{p.container_port}/{p.proto}": (p.host_ip, p.host_port) for p in launch.ports
+    """The containers.create() arguments for a launch (export_compose says the same in YAML).
+    On a `remote` engine nothing is mounted (the files are copied in: see copy_in) and the
+    control API ports are published on the remote loopback at ports Docker picks (they are
+    reached through the ssh tunnel, which asks the container where they went)."""
+    ports: dict[str, tuple[str, int | None]] = {
+        f"{p.container_port}/{p.proto}": (
+            p.host_ip,
+            None if remote and p.control else p.host_port,
+        )
+        for p in launch.ports
     }
     options: dict[str, Any] = {
         "image": launch.image,
@@ -167,7 +202,9 @@ def create_options(
         "labels": container_labels,
         "restart_policy": {"Name": RESTART_POLICY},
         "ports": ports,
-        "volumes": {str(path): {"bind": str(path), "mode": "ro"} for path in launch.mounts},
+        "volumes": {}
+        if remote
+        else {str(path): {"bind": str(path), "mode": "ro"} for path in launch.mounts},
         "network": network,
         "detach": True,
     }
@@ -219,19 +256,66 @@ def _bracketed(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def tarball(directories: list[Path]) -> bytes:
+    """These directories and the files in them (not below) as a tar archive of their absolute
+    paths, with their modes and owners (secrets stay 0600), for put_archive into "/"."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory in directories:
+            for path in [directory, *sorted(p for p in directory.iterdir() if p.is_file())]:
+                info = tar.gettarinfo(str(path), arcname=str(path).lstrip("/"))
+                info.uname = info.gname = ""
+                if info.isfile():
+                    with path.open("rb") as handle:
+                        tar.addfile(info, handle)
+                else:
+                    tar.addfile(info)
+    return buffer.getvalue()
+
+
 class DockerRuntime:
     """Servers of one home on one Docker engine."""
 
-    def __init__(self, home: str, logs_dir: Path, host: str | None = None) -> None:
+    def __init__(
+        self,
+        home: str,
+        logs_dir: Path,
+        host: str | None = None,
+        run_dir: Path | None = None,
+        ssh: DockerSshSettings | None = None,
+    ) -> None:
         self.home = home
         self.logs_dir = logs_dir
         self.host = host
         self._client: DockerClient | None = None
+        self.run_dir = run_dir or logs_dir.parent / "run"
+        self.ssh = ssh
+        self.tunnel: Tunnel | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the engine runs on another machine (reached over ssh); known once connected."""
+        return self.tunnel is not None
 
     @property
     def client(self) -> DockerClient:
+        """The SDK client, connected on first use (for a remote engine through the ssh tunnel,
+        which is opened again if it went away: idle, network)."""
         if self._client is None:
-            self._client = connect(self.host)
+            base_url = base_url_of(self.host)
+            if self.tunnel is None and is_remote(base_url, describe_host(self.host)):
+                from vpn_manager.runtimes.ssh import Tunnel
+                from vpn_manager.settings import DockerSshSettings
+
+                assert base_url is not None
+                settings = self.ssh or DockerSshSettings()
+                self.tunnel = Tunnel(base_url, self.home, self.run_dir, settings)
+            self._client = connect(self.host, self.tunnel)
+        elif self.tunnel is not None:
+            self.tunnel.open()
         return self._client
 
     def container_name(self, server: str) -> str:
@@ -308,12 +392,15 @@ class DockerRuntime:
             launch.container,
             labels(launch.server, launch.container.engine, self.home),
             network.name or network_name(self.home),
+            remote=self.remote,
         )
         from docker.errors import APIError
 
         container: Container | None = None
         try:
             container = self.client.containers.create(**options)
+            if self.remote:
+                container.put_archive("/", tarball(launch.container.mounts))
             container.start()
             container.reload()
         except APIError as exc:
@@ -420,6 +507,59 @@ class DockerRuntime:
             *complete, pending = (pending + chunk).split(b"\n")
             for line in complete:
                 yield line.decode("utf-8", "replace")
+
+    # -- remote engines ------------------------------------------------------------------------
+    def copy_in(self, server: str, directories: list[Path]) -> None:
+        """On a remote engine: put the current files of these directories into the server's
+        container (after a change applied live, so that a restart by Docker reads them). Does
+        nothing on a local engine (they are mounted) or without a container."""
+        if not self.remote:
+            return
+        container = self._container(server)
+        if container is None:
+            return
+        from docker.errors import APIError
+
+        try:
+            container.put_archive("/", tarball(directories))
+        except APIError as exc:
+            raise self._error(
+                f"Cannot copy the config into the container of {server}", exc
+            ) from None
+
+    def reach(self, server: str, ports: list[int]) -> dict[int, int]:
+        """Where this machine reaches each control API port of the server's container: the
+        same port on a local engine; on a remote one a local port of the ssh tunnel to the
+        port Docker published on the remote loopback."""
+        if self.tunnel is None:
+            return {port: port for port in ports}
+        container = self._container(server)
+        if container is None:
+            raise EngineError(f"{server} has no container.", hint=f"vpn server start {server}")
+        published = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+        reached: dict[int, int] = {}
+        for port in ports:
+            bindings = published.get(f"{port}/tcp") or []
+            if not bindings:
+                raise EngineError(
+                    f"The container of {server} does not publish its API port {port}.",
+                    hint=f"Recreate it: vpn server restart {server}",
+                )
+            reached[port] = self.tunnel.forward(int(bindings[0]["HostPort"]))
+        return reached
+
+    def address(self) -> str | None:
+        """The remote host's address (where a server's own port is reached); None when the
+        engine is this machine's."""
+        return None if self.tunnel is None else self.tunnel.address()
+
+    def close(self) -> None:
+        """Close the client and end the ssh tunnel, if any."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.tunnel is not None:
+            self.tunnel.close()
 
     # -- Docker-only views ---------------------------------------------------------------------
     def inspect(self, server: str, with_stats: bool = True) -> dict[str, Any] | None:

@@ -111,6 +111,7 @@ class Accountant:
                 if not state.running:
                     continue
                 engine = engine_for(row.protocol)
+                spec = await self.servers.reach(spec)
                 counters = await engine.counters(spec)
             except VpnError as exc:  # nothing is lost: the next read sees the same counters
                 report.failed[row.name] = exc.message
@@ -278,7 +279,7 @@ class Accountant:
         for row in running:
             spec = specs[row.name] = repo.spec_of(row)
             try:
-                sessions = await engine_for(row.protocol).sessions(spec)
+                sessions = await engine_for(row.protocol).sessions(await self.servers.reach(spec))
             except VpnError as exc:
                 log.warning("reading %s's client IPs failed: %s", row.name, exc.message)
                 continue
@@ -303,9 +304,11 @@ class Accountant:
                 spec = specs[server]
                 try:
                     await engine_for(spec.protocol).cut_ips(
-                        spec, identity, cut, self.servers.files(server)
+                        await self.servers.reach(spec), identity, cut, self.servers.files(server)
                     )
-                    if ban_seconds and bans.available():
+                    # nftables here keeps devices off this machine's ports only.
+                    remote = self.servers.on_remote_engine(spec)
+                    if ban_seconds and bans.available() and not remote:
                         owner = bans.owner(self.servers.paths.home_id, user_id, limit)
                         await bans.ban(cut, spec.port, ban_seconds, owner)
                 except VpnError as exc:

@@ -17,6 +17,7 @@ from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
 from vpn_manager.runtimes.base import ContainerLaunch, PublishedPort
 
 if TYPE_CHECKING:
+    from vpn_manager.runtimes.docker import DockerRuntime
     from vpn_manager.services.servers import ServerService
     from vpn_manager.storage.orm import ServerRow
 
@@ -53,14 +54,12 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
         protos = ("tcp",)
     ports = [PublishedPort(spec.listen, spec.port, spec.port, proto) for proto in protos]
     ports += [
-        PublishedPort("127.0.0.1", int(value), int(value))
+        PublishedPort("127.0.0.1", int(value), int(value), control=True)
         for key, value in sorted(spec.settings.items())
         if key.endswith("_port") and isinstance(value, int)
     ]
     files = servers.files(spec.name)
-    mounts = [files.config.parent]
-    if servers.keys_dir(spec.name).is_dir() and any(servers.keys_dir(spec.name).iterdir()):
-        mounts.append(servers.keys_dir(spec.name))
+    mounts = directories(servers, spec)
     return ContainerLaunch(
         image=spec.image or servers.docker_settings.image(facts.setting),
         engine=engine.name,
@@ -70,6 +69,54 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
         mounts=mounts,
         health=facts.health(spec.settings),
     )
+
+
+def directories(servers: ServerService, spec: ServerSpec) -> list[Path]:
+    """What the engine reads besides its arguments: the rendered config's directory, and the
+    server's keys directory when it holds anything (certificates). Mounted read-only on this
+    machine's Docker engine, copied into the container on a remote one."""
+    found = [servers.files(spec.name).config.parent]
+    keys = servers.keys_dir(spec.name)
+    if keys.is_dir() and any(keys.iterdir()):
+        found.append(keys)
+    return found
+
+
+async def copy_in(servers: ServerService, spec: ServerSpec) -> None:
+    """After the rendered files changed without a new container (a change applied live, or
+    rolled back): on a remote Docker engine, put them into the running container too, so that
+    a restart by Docker's restart policy reads the current ones (a local one has them mounted)."""
+    if spec.runtime != DOCKER:
+        return
+    runtime = servers.docker(spec.docker_host)
+    await asyncio.to_thread(runtime.copy_in, spec.name, directories(servers, spec))
+
+
+async def reached(servers: ServerService, spec: ServerSpec) -> ServerSpec:
+    """The server as this machine reaches it, for the engine's probe and API calls: as it is,
+    natively and on this machine's Docker engine; on a remote engine with its control ports
+    swapped for the local ends of the ssh tunnel and a wildcard listen address for the remote
+    host's address (where the server's own port is probed)."""
+    if spec.runtime != DOCKER:
+        return spec
+    runtime = servers.docker(spec.docker_host)
+    return await asyncio.to_thread(_reached, runtime, spec)
+
+
+def _reached(runtime: DockerRuntime, spec: ServerSpec) -> ServerSpec:
+    runtime.client  # noqa: B018 -- connects: whether the engine is remote is known then
+    if not runtime.remote:
+        return spec
+    ports = [v for k, v in spec.settings.items() if k.endswith("_port") and isinstance(v, int)]
+    local = runtime.reach(spec.name, ports)
+    settings = {
+        k: local[v] if k.endswith("_port") and isinstance(v, int) else v
+        for k, v in spec.settings.items()
+    }
+    listen = spec.listen
+    if listen in ("0.0.0.0", "::"):
+        listen = runtime.address() or listen
+    return dataclasses.replace(spec, settings=settings, listen=listen)
 
 
 async def heal(servers: ServerService, row: ServerRow) -> bool:
@@ -89,7 +136,7 @@ async def heal(servers: ServerService, row: ServerRow) -> bool:
     await servers._wait_healthy(engine, spec)
     async with servers.db.session() as session:
         clients = await repo.clients(session, row.id)
-    await engine.after_start(spec, clients)
+    await engine.after_start(await reached(servers, spec), clients)
     servers.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(record, mark)
     return True
@@ -176,8 +223,8 @@ async def export_compose(servers: ServerService) -> str:
         specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
     services: dict[str, object] = {}
     for spec in specs:
-        if spec.runtime != DOCKER:
-            continue
+        if spec.runtime != DOCKER or servers.on_remote_engine(spec):
+            continue  # a remote engine's containers mount nothing of this machine's
         engine = engine_for(spec.protocol)
         launch = container_launch(servers, engine, spec)
         service = compose_service(
@@ -186,7 +233,7 @@ async def export_compose(servers: ServerService) -> str:
         services[spec.name] = service
     if not services:
         raise NotFound(
-            "There is no Docker server to export.",
+            "There is no Docker server on this machine's Docker engine to export.",
             hint="Install one with `vpn server install PROTOCOL --runtime docker …`.",
         )
     document = {

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from vpn_manager.paths import Paths
 
 if TYPE_CHECKING:
-    from vpn_manager.settings import Settings
+    from vpn_manager.settings import DockerSshSettings, Settings
 
 log = logging.getLogger("vpn_manager.serve")
 
@@ -35,9 +35,17 @@ class DockerPlain:
 
     host: str | None
     images: dict[str, str]
+    ssh_values: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def image(self, setting: str) -> str:
         return self.images[setting]
+
+    @property
+    def ssh(self) -> DockerSshSettings:
+        """Built only when a remote engine is reached (which loads pydantic and the SDK)."""
+        from vpn_manager.settings import DockerSshSettings
+
+        return DockerSshSettings(**self.ssh_values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +69,11 @@ class ServiceConfig:
             connect_timeout_s=settings.database.connect_timeout_s,
             timezone=settings.timezone,
             device_ban_s=settings.service.device_ban_s,
-            docker=DockerPlain(settings.docker.host, settings.docker.images.model_dump()),
+            docker=DockerPlain(
+                settings.docker.host,
+                settings.docker.images.model_dump(),
+                settings.docker.ssh.model_dump(),
+            ),
         )
 
     def to_json(self) -> str:

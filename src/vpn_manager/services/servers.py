@@ -172,8 +172,31 @@ class ServerService:
         if host not in self._dockers:
             from vpn_manager.runtimes.docker import DockerRuntime
 
-            self._dockers[host] = DockerRuntime(str(self.paths.data_dir), self.paths.logs_dir, host)
+            self._dockers[host] = DockerRuntime(
+                str(self.paths.data_dir),
+                self.paths.logs_dir,
+                host,
+                run_dir=self.paths.run_dir,
+                ssh=self.docker_settings.ssh,
+            )
         return self._dockers[host]
+
+    def on_remote_engine(self, spec: ServerSpec) -> bool:
+        """Whether the server runs on another machine's Docker engine (decided from its host
+        alone, without reaching it)."""
+        if spec.runtime != DOCKER:
+            return False
+        from vpn_manager.runtimes.docker import base_url_of, is_remote
+
+        try:
+            return is_remote(base_url_of(spec.docker_host or self.docker_settings.host))
+        except VpnError:
+            return False
+
+    async def reach(self, spec: ServerSpec) -> ServerSpec:
+        """The server as this machine reaches its engine's APIs and port (the same spec unless
+        it runs on a remote Docker engine: see services/containers.py)."""
+        return await containers.reached(self, spec)
 
     def runtime_of(self, spec: ServerSpec) -> Runtime:
         if spec.runtime == DOCKER:
@@ -259,7 +282,8 @@ class ServerService:
             desired = DesiredState(row.desired)
         runtime = self.runtime_of(spec)
         state = runtime.state(name)
-        health = await engine_for(spec.protocol).probe(spec) if state.running else None
+        engine = engine_for(spec.protocol)
+        health = await engine.probe(await self.reach(spec)) if state.running else None
         container = None
         if spec.runtime == DOCKER:
             info = await asyncio.to_thread(self.docker(spec.docker_host).inspect, name)
@@ -292,7 +316,7 @@ class ServerService:
             clients = await repo.identities(session, row.id)
         if not self.runtime_of(spec).state(name).running:
             raise EngineError(f"{name} is not running.", hint=f"vpn server start {name}")
-        counters = await engine_for(spec.protocol).counters(spec)
+        counters = await engine_for(spec.protocol).counters(await self.reach(spec))
         owner = owners(clients)
         usage: dict[str, tuple[int, int]] = {}
         for counter in counters:
@@ -364,7 +388,10 @@ class ServerService:
         placement = self._placement(engine, create)
         if placement["docker_host"] is None or placement["docker_host"].startswith("unix://"):
             check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
-        create = create.model_copy(update={"host": create.host or default_host(create.listen)})
+        host = create.host
+        if host is None and create.runtime is RuntimeKind.DOCKER:
+            host = self._remote_address(placement)
+        create = create.model_copy(update={"host": host or default_host(create.listen)})
         keys_dir = self.keys_dir(create.name)
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -412,6 +439,12 @@ class ServerService:
         image = create.image or self.docker_settings.image(facts.setting)
         return {"image": image, "docker_host": host}
 
+    def _remote_address(self, placement: dict[str, str | None]) -> str | None:
+        """For a server on a remote Docker engine: the remote host's address (what clients
+        connect to unless --host says otherwise); None on this machine."""
+        runtime = self.docker(placement["docker_host"])
+        return runtime.address() if runtime.remote else None
+
     async def start(self, name: str) -> ServerStatus:
         await self._set_desired(name, DesiredState.RUNNING, restart=False)
         return await self.status(name)
@@ -444,7 +477,7 @@ class ServerService:
             state = self.runtime_of(spec).state(spec.name)
             if state.running:
                 try:
-                    counters = await engine.counters(spec)
+                    counters = await engine.counters(await self.reach(spec))
                 except VpnError as exc:
                     log.warning("last reading of %s failed: %s", spec.name, exc.message)
                 else:
@@ -564,7 +597,7 @@ class ServerService:
         atomic_write(files.config, text)
         try:
             await self._restart_and_probe(engine, spec)
-            await engine.after_start(spec, clients)
+            await engine.after_start(await self.reach(spec), clients)
         except EngineError as exc:
             if previous is None:
                 await self._stop(engine, spec)
@@ -574,7 +607,7 @@ class ServerService:
             old = before or spec
             try:
                 await self._restart_and_probe(engine, old)
-                await engine.after_start(old, clients)
+                await engine.after_start(await self.reach(old), clients)
             except EngineError as again:
                 raise EngineError(
                     f"{exc.message} Rolling back failed too: {again.message}",
@@ -594,6 +627,7 @@ class ServerService:
     async def _wait_healthy(self, engine: Engine, spec: ServerSpec) -> Health:
         deadline = time.monotonic() + HEALTH_DEADLINE
         health = Health(False, False, "not probed")
+        reached: ServerSpec | None = None
         while time.monotonic() < deadline:
             runtime = self.runtime_of(spec)
             code = runtime.exited(spec.name)
@@ -604,7 +638,8 @@ class ServerService:
                     + _EXIT_REASONS.get(code or 0, "."),
                     hint=f"See `vpn server logs {spec.name}`.",
                 )
-            health = await engine.probe(spec)
+            reached = reached or await self.reach(spec)
+            health = await engine.probe(reached)
             if health.healthy:
                 return health
             await asyncio.sleep(0.02)
@@ -780,13 +815,17 @@ class ServerService:
         if engine.live_users(spec) and self._cuts_sessions(engine, spec, removed):
             self._write_config(engine, spec, clients)
             try:
+                await containers.copy_in(self, spec)  # a remote container's copy of the file
+                reached = await self.reach(spec)
                 if added:
-                    await engine.add_clients(spec, added)
+                    await engine.add_clients(reached, added)
                 if removed:
-                    await engine.remove_clients(spec, removed, files)
+                    await engine.remove_clients(reached, removed, files)
             except BaseException:
                 if previous is not None:
                     atomic_write(files.config, previous)
+                    with contextlib.suppress(VpnError):
+                        await containers.copy_in(self, spec)
                 raise
             self.applied.append(Applied(spec.name, "live"))
             return

@@ -1,0 +1,274 @@
+"""Remote Docker engines (ssh://) end to end. The tests start their own sshd on 127.0.0.1 and point
+vpn at `ssh://USER@127.0.0.1:PORT`: ssh:// is remote even on loopback, so everything goes the
+remote way (the Docker socket and the control APIs through the ssh tunnel, files copied into the
+containers instead of mounted), against this machine's real Docker engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.docker.conftest import DockerVpn, Sshd, backend_on
+from tests.docker.test_docker_runtime import wait_for
+from tests.e2e.conftest import Server, curl_fails, curl_via, link_of, singbox_client
+from tests.e2e.net import BACKEND_PAGE, free_port
+from vpn_manager.runtimes.docker import LABEL_HOME
+from vpn_manager.runtimes.ssh import Tunnel
+from vpn_manager.settings import DockerSshSettings, Paths
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+PAGE = BACKEND_PAGE.decode()
+
+
+class RemoteVpn(DockerVpn):
+    def __init__(self, home: Path, image: str, client: DockerClient, sshd: Sshd) -> None:
+        super().__init__(home, image, client)
+        self.sshd = sshd
+        self.env |= sshd.env()
+
+    def install_remote(self, protocol: str, name: str, *extra: str) -> Server:
+        """Install on the ssh:// engine (or on the --docker-host given in `extra`)."""
+        port = free_port()
+        args = ["server", "install", protocol, "--name", name, "--port", str(port)]
+        args += ["--listen", "127.0.0.1", "--allow-private", "--runtime", "docker"]
+        args += ["--image", self.image, *(extra or ("--docker-host", self.sshd.url))]
+        if protocol == "trojan":
+            args += ["--sni", "vpn.test"]
+        self.ok(*args, timeout=120)
+        return Server(name, port)
+
+    def tunnel(self) -> Tunnel:
+        """The tunnel vpn uses for this home and host (found by its ControlPath)."""
+        paths = Paths.from_env({}, home=self.home)
+        settings = DockerSshSettings.model_validate(
+            {
+                "identity_file": str(self.sshd.identity),
+                "known_hosts_file": str(self.sshd.known_hosts),
+                "config_file": str(self.sshd.client_config),
+            }
+        )
+        return Tunnel(self.sshd.url, self.home_label, paths.run_dir, settings)
+
+
+@pytest.fixture
+def rvpn(
+    tmp_path: Path, singbox_image: str, docker_client: DockerClient, sshd: Sshd
+) -> Iterator[RemoteVpn]:
+    runner = RemoteVpn(tmp_path / "home", singbox_image, docker_client, sshd)
+    try:
+        yield runner
+    finally:
+        listed = runner("--format", "json", "server", "list")
+        if listed.code == 0:
+            for server in json.loads(listed.stdout):
+                runner("server", "remove", "--yes", server["name"])
+        runner.tunnel().close()  # ssh -O exit: the master and its forwards
+        label = f"{LABEL_HOME}={runner.home_label}"
+        for container in docker_client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+        for network in docker_client.networks.list(filters={"label": label}):
+            network.remove()
+
+
+def file_in(container: Any, path: Path) -> tarfile.TarInfo:
+    stream, _ = container.get_archive(str(path))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        return tar.getmembers()[0]
+
+
+def downloaded(vpn: DockerVpn, user: str) -> int:
+    data = vpn.json("user", "show", user)
+    assert isinstance(data, dict)
+    return int(data["download_bytes"])
+
+
+def test_shadowsocks_on_a_remote_engine_over_ssh(rvpn: RemoteVpn, tmp_path: Path) -> None:
+    server = rvpn.install_remote("shadowsocks", "far")
+    assert rvpn.tunnel().master_pid() is not None, "no ssh master connection"
+    (name,) = rvpn.containers()
+    container = rvpn.client.containers.get(name)
+    # Nothing of this machine is mounted: the files were copied in, modes kept.
+    assert container.attrs["Mounts"] == []
+    config = rvpn.home / "state" / "rendered" / "far" / "config.json"
+    assert file_in(container, config).mode & 0o777 == 0o600
+    assert file_in(container, config.parent).mode & 0o777 == 0o700
+    # The API ports are on the remote loopback only, at ports Docker picked.
+    bindings = container.attrs["HostConfig"]["PortBindings"]
+    assert all(b[0]["HostIp"] == "127.0.0.1" for b in bindings.values())
+    status = rvpn.json("server", "status", "far")
+    assert isinstance(status, dict)
+    assert status["healthy"]
+    assert status["api_ok"]
+    assert status["port_open"]
+    # The link's address defaults to the remote host's (as ssh resolves it).
+    added = rvpn.ok("user", "add", "alice", "--server", "far")
+    assert "live" in added.stdout + added.stderr
+    link = link_of(rvpn, "alice", "far")
+    assert f"@127.0.0.1:{server.port}" in link
+
+    gateway = rvpn.gateway()
+    with (
+        backend_on(gateway) as backend,
+        singbox_client(link, tmp_path / "alice") as socks,
+    ):
+        url = f"http://{gateway}:{backend}/"
+        assert curl_via(socks, url, attempts_for=10) == PAGE
+        rvpn.ok("serve", "--once")
+        before = downloaded(rvpn, "alice")
+        body = curl_via(socks, f"{url}bytes/300000", attempts_for=5)
+        assert len(body) == 300_000
+        rvpn.ok("serve", "--once")  # counters read through the tunnelled ssm-api
+        assert downloaded(rvpn, "alice") - before >= 300_000
+
+        # A user added live (ssm-api through the tunnel) works at once; the container's copy
+        # of the config follows.
+        rvpn.ok("user", "add", "bob", "--server", "far")
+        with singbox_client(link_of(rvpn, "bob", "far"), tmp_path / "bob") as bob:
+            assert curl_via(bob, url, attempts_for=10) == PAGE
+        # A removed user is cut and refused (sing-box's API through the tunnel).
+        rvpn.ok("user", "delete", "--yes", "alice")
+        assert curl_fails(socks, url)
+    copied = rvpn.client.containers.get(name).get_archive(str(config))[0]
+    with tarfile.open(fileobj=io.BytesIO(b"".join(copied))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        assert member is not None
+        assert member.read().decode() == config.read_text()
+
+    # The shared connection going away (idle, network) is no problem: the next command
+    # starts another one, and forwards its ports again.
+    rvpn.tunnel().close()
+    assert rvpn.tunnel().master_pid() is None
+    again = rvpn.json("server", "status", "far")
+    assert isinstance(again, dict)
+    assert again["healthy"]
+    assert rvpn.tunnel().master_pid() is not None
+    stop_start_remove(rvpn, "far")
+
+
+def stop_start_remove(rvpn: RemoteVpn, name: str) -> None:
+    """stop / start / restart / remove, all through the tunnel; nothing is left behind."""
+    rvpn.ok("server", "stop", name)
+    assert rvpn.containers() == []
+    rvpn.ok("server", "start", name)
+    wait_for(lambda: len(rvpn.containers()) == 1, 10, "no container after start")
+    again = rvpn.json("server", "status", name)
+    assert isinstance(again, dict)
+    assert again["healthy"]
+    rvpn.ok("server", "restart", name)
+    rvpn.ok("server", "remove", "--yes", name)
+    assert rvpn.containers() == []
+    assert rvpn.networks() == []
+    assert rvpn.json("server", "list") == []
+
+
+def test_trojan_through_an_ssh_docker_context(
+    rvpn: RemoteVpn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Docker context whose endpoint is ssh:// is remote too. Trojan's certificate lives in
+    the keys directory: copied in like the config, modes kept."""
+    from docker.context import ContextAPI
+
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    (config / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    ContextAPI.create_context("far-away", host=rvpn.sshd.url)
+    rvpn.env["DOCKER_CONFIG"] = str(config)
+    rvpn.install_remote("trojan", "tj", "--docker-host", "far-away")
+    listed = rvpn.json("server", "list")
+    assert isinstance(listed, list)
+    assert [s["docker_host"] for s in listed] == ["far-away"]
+    rvpn.ok("user", "add", "carol", "--server", "tj")
+    (name,) = rvpn.containers()
+    container = rvpn.client.containers.get(name)
+    assert container.attrs["Mounts"] == []
+    keys = rvpn.home / "data" / "keys" / "tj"
+    for path in (p for p in keys.iterdir() if p.is_file()):
+        assert file_in(container, path).mode & 0o777 == path.stat().st_mode & 0o777
+    gateway = rvpn.gateway()
+    with (
+        backend_on(gateway) as backend,
+        singbox_client(link_of(rvpn, "carol", "tj"), tmp_path / "carol") as socks,
+    ):
+        assert curl_via(socks, f"http://{gateway}:{backend}/", attempts_for=10) == PAGE
+
+
+def test_a_failed_change_on_a_remote_engine_is_rolled_back(rvpn: RemoteVpn) -> None:
+    """The same transaction as on this machine: a change the remote engine cannot take (its
+    new port is taken there) is rolled back, with the old files copied into the new container."""
+    import socket
+
+    server = rvpn.install_remote("shadowsocks", "rb")
+    config = rvpn.home / "state" / "rendered" / "rb" / "config.json"
+    before = config.read_text()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        failed = rvpn("server", "set", "rb", "--port", str(taken))
+    assert failed.code == 8, failed.stderr
+    assert "Docker could not start the container for rb" in failed.stderr
+    assert "rolled back" in failed.stderr
+    assert config.read_text() == before
+    status = rvpn.json("server", "status", "rb")
+    assert isinstance(status, dict)
+    assert status["healthy"]
+    listed = rvpn.json("server", "list")
+    assert isinstance(listed, list)
+    assert [s["port"] for s in listed] == [server.port]
+    (name,) = rvpn.containers()
+    copied, _ = rvpn.client.containers.get(name).get_archive(str(config))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(copied))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        assert member is not None
+        assert member.read().decode() == before
+
+
+def test_an_unreachable_ssh_host_is_one_sentence(rvpn: RemoteVpn) -> None:
+    closed = free_port()
+    done = rvpn(
+        "server",
+        "install",
+        "shadowsocks",
+        "--name",
+        "nowhere",
+        "--port",
+        str(free_port()),
+        "--runtime",
+        "docker",
+        "--docker-host",
+        f"ssh://root@127.0.0.1:{closed}",
+    )
+    assert done.code != 0
+    first = done.stderr.strip().splitlines()[0]
+    sentence = f"error: Cannot reach the Docker host root@127.0.0.1:{closed} over ssh: ssh: "
+    assert first == sentence + f"connect to host 127.0.0.1 port {closed}: Connection refused."
+    assert "Traceback" not in done.stderr
+    assert rvpn.json("server", "list") == []
+
+
+def test_tcp_to_another_machine_is_refused(rvpn: RemoteVpn) -> None:
+    done = rvpn(
+        "server",
+        "install",
+        "shadowsocks",
+        "--name",
+        "tcp",
+        "--port",
+        str(free_port()),
+        "--runtime",
+        "docker",
+        "--docker-host",
+        "tcp://192.0.2.1:2375",
+    )
+    assert done.code == 3
+    assert "can only be reached over ssh://" in done.stderr
+    assert "Traceback" not in done.stderr
