@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from vpn_manager.engines.base import Counter
-from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import VpnError
 from vpn_manager.kinds import DesiredState, UserStatus
 from vpn_manager.services import spool
@@ -103,7 +102,7 @@ class Accountant:
                 state = self.servers.state_of(row)
                 if not state.running:
                     continue
-                counters = await engine_for(row.protocol).counters(spec)
+                counters = await self.servers.engine(spec).counters(spec)
             except VpnError as exc:  # nothing is lost: the next read sees the same counters
                 report.failed[row.name] = exc.message
                 log.warning("reading %s failed: %s", row.name, exc.message)
@@ -239,7 +238,7 @@ class Accountant:
         for row in running:
             spec = specs[row.name] = repo.spec_of(row)
             try:
-                sessions = await engine_for(row.protocol).sessions(spec)
+                sessions = await self.servers.engine(spec).sessions(spec)
             except VpnError as exc:
                 log.warning("reading %s's client IPs failed: %s", row.name, exc.message)
                 continue
@@ -263,7 +262,7 @@ class Accountant:
             for (server, identity), cut in targets.items():
                 spec = specs[server]
                 try:
-                    await engine_for(spec.protocol).cut_ips(
+                    await self.servers.engine(spec).cut_ips(
                         spec, identity, cut, self.servers.files(server)
                     )
                     if ban_seconds and bans.available():

@@ -65,10 +65,14 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
         image=spec.image or getattr(servers.docker_settings.images, facts.setting),
         engine=engine.name,
         binary=facts.binary,
-        args=facts.args(files.config),
+        args=facts.args(files.config, spec.settings),
         ports=ports,
         mounts=mounts,
         health=facts.health(spec.settings),
+        health_binary=facts.health_binary,
+        cap_add=list(facts.cap_add),
+        devices=list(facts.devices),
+        sysctls=facts.sysctls(spec.settings),
     )
 
 
@@ -85,7 +89,7 @@ async def heal(servers: ServerService, row: ServerRow) -> bool:
     if mark is None:
         return False
     record = servers.paths.run_dir / f"{spec.name}.docker-restarts"
-    engine = engine_for(spec.protocol)
+    engine = servers.engine(spec)
     await servers._wait_healthy(engine, spec)
     async with servers.db.session() as session:
         clients = await repo.clients(session, row.id)
