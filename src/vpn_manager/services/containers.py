@@ -158,7 +158,8 @@ async def reconcile(servers: ServerService) -> list[str]:
             elif unhealed(servers, spec) is not None:
                 hints.append(
                     f"Docker restarted the container of {spec.name} after its engine died; "
-                    "what was set up after its start (Shadowsocks users) comes back with "
+                    "what was set up after its start (Shadowsocks users, WireGuard peers) "
+                    "comes back with "
                     f"`vpn serve --once` (or a running `vpn serve`), or `vpn server restart "
                     f"{spec.name}`."
                 )
