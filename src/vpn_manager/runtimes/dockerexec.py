@@ -40,6 +40,7 @@ class ContainerCommands:
     ) -> Completed:
         name = self.runtime.container_name(self.server)
         log.debug("run in %s: %s", name, shlex.join(argv))
+        # A deadline passed is an error; the SDK call it abandons ends with its own timeout.
         done = await asyncio.wait_for(asyncio.to_thread(self._exec, name, argv, input), timeout)
         if check and done.returncode != 0:
             raise failed(done, f" in container {name}")
