@@ -56,9 +56,27 @@ def wireguard_image(docker_client: DockerClient) -> Iterator[str]:
         docker_client.images.remove(tag, force=True)
 
 
+@pytest.fixture(scope="module")
+def busybox_image(docker_client: DockerClient) -> Iterator[str]:
+    """The same image with BusyBox as `ip`, as Alpine-based images (the default one) have it."""
+    require_root_and_tools()
+    tag = wgimage.build(docker_client, TEST_LABEL, busybox_ip=True)
+    try:
+        yield tag
+    finally:
+        docker_client.images.remove(tag, force=True)
+
+
 @pytest.fixture
 def wvpn(tmp_path: Path, wireguard_image: str, docker_client: DockerClient) -> Iterator[DockerVpn]:
-    runner = DockerVpn(tmp_path / "home", wireguard_image, docker_client)
+    with home(tmp_path, wireguard_image, docker_client) as runner:
+        yield runner
+
+
+@contextmanager
+def home(tmp_path: Path, image: str, docker_client: DockerClient) -> Iterator[DockerVpn]:
+    """A vpn home for Docker servers of `image`; whatever it made is removed afterwards."""
+    runner = DockerVpn(tmp_path / "home", image, docker_client)
     try:
         yield runner
     finally:
@@ -271,6 +289,23 @@ def test_container_shape_restart_by_docker_stop_start_remove(wvpn: DockerVpn) ->
         assert wvpn.networks() == []
         assert wvpn.volumes() == []
         assert wvpn.json("server", "list") == []
+
+
+def test_an_image_whose_ip_is_busybox(
+    tmp_path: Path, busybox_image: str, docker_client: DockerClient
+) -> None:
+    """Every `ip` command the engine runs works with BusyBox's `ip` too."""
+    with home(tmp_path, busybox_image, docker_client) as wvpn, joined_to_host("d") as ns:
+        assert ns.address is not None
+        install(wvpn, ns.address)
+        assert status(wvpn)["healthy"]
+        wvpn.ok("user", "add", "dave", "--server", "wg")
+        gateway = backend_address(wvpn)
+        with backend_on(gateway) as backend, wg_quick_client(ns, conf_of(wvpn, "dave")):
+            assert fetch(ns, f"http://{gateway}:{backend}/") == PAGE
+        assert usage(wvpn)["dave"]["download_bytes"] > len(BACKEND_PAGE)
+        wvpn.ok("server", "remove", "--yes", "wg")
+        assert wvpn.containers() == []
 
 
 def _interface(wvpn: DockerVpn) -> str:

@@ -1,6 +1,7 @@
 """A WireGuard image built here, since no registry is reachable: `FROM scratch` plus this
 machine's wireguard-go, wg, ip and nft (installed by scripts/setup) with the shared libraries
-`ldd` lists for them and the dynamic loader, at the same paths as on this machine."""
+`ldd` lists for them and the dynamic loader, at the same paths as on this machine. `ip` is
+iproute2's, or BusyBox's (what Alpine-based images such as the default one have)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,21 @@ TOOLS = {
     "nft": "nftables",
     "ldd": "libc-bin",
 }
+BUSYBOX = "busybox"
 _LIBRARY = re.compile(r"(/\S+)")
 
 
-def tool_paths() -> dict[str, Path]:
-    """Where the image's tools are on this machine; a missing one fails the test, naming its
-    Debian package."""
-    found = {tool: shutil.which(tool) for tool in TOOLS}
-    missing = [f"{tool} (Debian package {TOOLS[tool]})" for tool, path in found.items() if not path]
+def tool_paths(busybox_ip: bool = False) -> dict[str, Path]:
+    """Where the image's tools are on this machine (with `busybox_ip`, BusyBox's binary as
+    `ip`); a missing one fails the test, naming its Debian package."""
+    packages = TOOLS | ({BUSYBOX: BUSYBOX} if busybox_ip else {})
+    found = {tool: shutil.which(tool) for tool in packages}
+    if busybox_ip:
+        found["ip"] = found.pop(BUSYBOX)
+        packages["ip"] = BUSYBOX
+    missing = [
+        f"{tool} (Debian package {packages[tool]})" for tool, path in found.items() if not path
+    ]
     if missing:
         pytest.fail(
             "The WireGuard Docker test image is built from this machine's tools, and these are "
@@ -57,12 +65,13 @@ def libraries(binary: Path) -> set[Path]:
     return found
 
 
-def build_context() -> bytes:
-    """A tar build context: the Dockerfile, the tools in /usr/bin and their libraries."""
+def build_context(busybox_ip: bool = False) -> bytes:
+    """A tar build context: the Dockerfile, the tools in /usr/bin and their libraries (BusyBox
+    runs as the applet its file is named after: /usr/bin/ip)."""
     files: dict[str, tuple[bytes, int]] = {
         "Dockerfile": (b"FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/bin\n", 0o644)
     }
-    for tool, path in tool_paths().items():
+    for tool, path in tool_paths(busybox_ip).items():
         files[f"rootfs/usr/bin/{tool}"] = (path.read_bytes(), 0o755)
         for library in libraries(path):
             # At the path the binary asks for (the loader's own path is in the ELF header).
@@ -86,11 +95,11 @@ def build_context() -> bytes:
     return context.getvalue()
 
 
-def build(client: DockerClient, label: str) -> str:
+def build(client: DockerClient, label: str, busybox_ip: bool = False) -> str:
     """Build the image; return its tag (vpn-manager-test/wireguard:RANDOM)."""
-    tag = f"vpn-manager-test/wireguard:{uuid.uuid4().hex[:10]}"
+    tag = f"vpn-manager-test/wireguard:{'busybox-' if busybox_ip else ''}{uuid.uuid4().hex[:10]}"
     client.images.build(
-        fileobj=io.BytesIO(build_context()),
+        fileobj=io.BytesIO(build_context(busybox_ip)),
         custom_context=True,
         tag=tag,
         labels={label: "1"},
