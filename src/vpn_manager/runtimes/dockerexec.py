@@ -58,9 +58,10 @@ class ContainerCommands:
                 out, err = _with_input(api, created["Id"], input.encode())
             code = api.exec_inspect(created["Id"])["ExitCode"]
         except DockerException as exc:
-            explanation = getattr(exc, "explanation", None) or exc
+            from vpn_manager.runtimes.docker import _reason
+
             raise EngineError(
-                f"Cannot run `{shlex.join(argv)}` in container {name}: {explanation}.",
+                f"Cannot run `{shlex.join(argv)}` in container {name}: {_reason(exc)}.",
                 hint=f"Is it running? See `vpn server status {self.server}`.",
             ) from None
         return Completed(
