@@ -37,6 +37,7 @@ runtime                      native
 docker.host                  -
 docker.images.xray           ghcr.io/xtls/xray-core:latest
 docker.images.sing_box       ghcr.io/sagernet/sing-box:latest
+docker.images.wireguard      ghcr.io/wg-easy/wg-easy:15
 docker.ssh.config_file       -
 docker.ssh.identity_file     -
 docker.ssh.known_hosts_file  -

@@ -203,6 +203,7 @@ def test_effective_settings_masks_and_defaults(
             "images": {
                 "xray": "ghcr.io/xtls/xray-core:latest",
                 "sing_box": "ghcr.io/sagernet/sing-box:latest",
+                "wireguard": "ghcr.io/wg-easy/wg-easy:15",
             },
             "ssh": {
                 "config_file": None,

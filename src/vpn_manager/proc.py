@@ -7,6 +7,7 @@ import asyncio
 import logging
 import shlex
 from dataclasses import dataclass
+from typing import Protocol
 
 from vpn_manager.errors import EngineError, EngineMissing
 
@@ -47,8 +48,7 @@ async def run(
         argv, process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
     )
     if check and done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        raise EngineError(f"`{shlex.join(argv)}` failed: {tail[0]}")
+        raise failed(done)
     return done
 
 
@@ -80,6 +80,46 @@ def run_sync(argv: list[str], *, timeout: float = 10.0, check: bool = True) -> C
             err.read().decode(errors="replace"),
         )
     if check and done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        raise EngineError(f"`{shlex.join(argv)}` failed: {tail[0]}")
+        raise failed(done)
     return done
+
+
+class Commands(Protocol):
+    """Where an engine runs its helper commands (WireGuard's `ip`, `wg`, `nft`): on this machine
+    (HOST) or inside the server's container (runtimes/dockerexec.py). Same contract as run();
+    `local` says whether they act on this machine's network namespace and /proc."""
+
+    local: bool
+
+    async def __call__(
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 10.0,
+        check: bool = True,
+        input: str | None = None,
+    ) -> Completed: ...
+
+
+class _Host:
+    local = True
+
+    async def __call__(
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 10.0,
+        check: bool = True,
+        input: str | None = None,
+    ) -> Completed:
+        return await run(argv, timeout=timeout, check=check, input=input)
+
+
+HOST: Commands = _Host()
+"""Commands run on this machine, through run()."""
+
+
+def failed(done: Completed, where: str = "") -> EngineError:
+    """The error for a command that exited non-zero: the command and its last stderr line."""
+    tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+    return EngineError(f"`{shlex.join(done.argv)}`{where} failed: {tail[0]}")

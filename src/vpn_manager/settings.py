@@ -93,12 +93,16 @@ class ServiceSettings(BaseModel):
 
 class DockerImages(BaseModel):
     """The image each engine runs from under the Docker runtime (`--image` overrides per server).
-    Each image's entrypoint must be the engine's binary: the runtime passes it only arguments."""
+    The runtime runs the engine's binary from the image's PATH as the container's entrypoint."""
 
     model_config = ConfigDict(extra="forbid")
 
     xray: str = Field(default="ghcr.io/xtls/xray-core:latest", description="Xray-core.")
     sing_box: str = Field(default="ghcr.io/sagernet/sing-box:latest", description="sing-box.")
+    wireguard: str = Field(
+        default="ghcr.io/wg-easy/wg-easy:15",
+        description="WireGuard: an image with wireguard-go, wg, ip and nft on its PATH.",
+    )
 
 
 class DockerSshSettings(BaseModel):

@@ -4,6 +4,7 @@ which engines count as this machine's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -86,9 +87,64 @@ def test_published_ports(tmp_path: Path, protocol: str, protos: set[str]) -> Non
     assert launch.health == ["tools", "fetch", "http://127.0.0.1:40001/"]
 
 
-def test_wireguard_cannot_run_in_docker(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match="cannot run in Docker"):
-        service(tmp_path)._container_launch(engine_for("wireguard"), spec("wireguard"))
+def wireguard_spec(subnet6: str | None = None) -> ServerSpec:
+    settings = {"interface": "wgabc123", "subnet": "10.13.13.0/24", "subnet6": subnet6}
+    return ServerSpec(
+        name="wg",
+        protocol="wireguard",
+        listen="0.0.0.0",
+        port=51820,
+        host="vpn.example.org",
+        settings=settings,
+        secret={},
+        runtime="docker",
+    )
+
+
+def test_wireguard_container(tmp_path: Path) -> None:
+    """wireguard-go in the foreground as the main process, with what a TUN interface and
+    forwarding need; the UDP port only; the health check is `wg show`; the default image is
+    the docker.images.wireguard setting."""
+    servers = service(tmp_path)
+    launch = servers._container_launch(engine_for("wireguard"), wireguard_spec())
+    assert launch.image == DockerSettings().images.wireguard
+    assert (launch.binary, launch.args) == ("wireguard-go", ["-f", "wgabc123"])
+    assert [(p.host_ip, p.host_port, p.proto) for p in launch.ports] == [("0.0.0.0", 51820, "udp")]
+    assert launch.health_test == ["CMD", "wg", "show", "wgabc123", "listen-port"]
+    assert launch.cap_add == ["NET_ADMIN"]
+    assert launch.devices == ["/dev/net/tun"]
+    assert launch.sysctls == {"net.ipv4.ip_forward": "1"}
+    v6 = servers._container_launch(engine_for("wireguard"), wireguard_spec("fd20::/64"))
+    assert v6.sysctls["net.ipv6.conf.all.forwarding"] == "1"
+    home = str(tmp_path / "data")
+    tags = labels("wg", "wireguard-go", home)
+    options = create_options("vpn-wg", launch, tags, network_name(home))
+    compose = compose_service("vpn-wg", launch, tags)
+    assert options["cap_add"] == compose["cap_add"] == ["NET_ADMIN"]
+    assert options["devices"] == ["/dev/net/tun:/dev/net/tun:rwm"]
+    assert compose["devices"] == ["/dev/net/tun:/dev/net/tun"]
+    assert options["sysctls"] == compose["sysctls"] == {"net.ipv4.ip_forward": "1"}
+    assert options["healthcheck"]["test"] == compose["healthcheck"]["test"]
+    # Other engines ask for none of it.
+    plain = servers._container_launch(engine_for("shadowsocks"), spec("shadowsocks"))
+    assert not {"cap_add", "devices", "sysctls"} & set(create_options("x", plain, {}, "n"))
+
+
+def test_wireguard_commands_run_where_the_server_runs(tmp_path: Path) -> None:
+    """One engine, one seam: natively its helpers run here, in Docker in the container."""
+    from vpn_manager.engines.wireguard.engine import WireGuardEngine
+    from vpn_manager.proc import HOST
+    from vpn_manager.runtimes.dockerexec import ContainerCommands
+
+    servers = service(tmp_path)
+    docker = servers.engine(wireguard_spec())
+    assert isinstance(docker, WireGuardEngine)
+    assert isinstance(docker.run, ContainerCommands)
+    assert docker.run.server == "wg"
+    assert docker.tool("wg") == "wg"  # on the image's PATH
+    native = servers.engine(dataclasses.replace(wireguard_spec(), runtime="native"))
+    assert isinstance(native, WireGuardEngine)
+    assert native.run is HOST
 
 
 def test_container_and_compose_options_agree(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -276,11 +277,21 @@ def test_logs_and_follow(dvpn: DockerVpn) -> None:
         text=True,
     )
     try:
-        time.sleep(1.5)
-        poke()
+        # The follower may attach after a first poke (a slow start on a busy machine): poke
+        # until a line comes, instead of waiting for one forever.
         assert follower.stdout is not None
-        line = follower.stdout.readline()
-        assert "tls" in line.lower() or "inbound" in line.lower(), line
+        lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: lines.append(follower.stdout.readline() if follower.stdout else ""),
+            daemon=True,
+        )
+        reader.start()
+        deadline = time.monotonic() + 20
+        while reader.is_alive() and time.monotonic() < deadline:
+            poke()
+            reader.join(1.5)
+        assert lines, "`vpn server logs --follow` showed no new line within 20 s"
+        assert "tls" in lines[0].lower() or "inbound" in lines[0].lower(), lines[0]
     finally:
         follower.terminate()
         follower.wait(5)
@@ -412,11 +423,6 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
     assert d["runtime"] == "docker"
     assert d["image"] == dvpn.image
     assert d["running"]
-    # WireGuard has no image here: refused in one sentence.
-    wg = dvpn("server", "install", "wireguard", "--name", "w", "--port", str(free_port()))
-    assert wg.code != 0
-    assert "cannot run in Docker" in wg.stderr
-    assert "Traceback" not in wg.stderr
 
 
 def test_json_status_holds_no_secret(dvpn: DockerVpn) -> None:

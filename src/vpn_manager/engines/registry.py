@@ -9,9 +9,12 @@ from vpn_manager.kinds import Protocol
 
 if TYPE_CHECKING:
     from vpn_manager.engines.base import Engine
+    from vpn_manager.proc import Commands
 
 
-def engine_for(protocol: str) -> Engine:
+def engine_for(protocol: str, commands: Commands | None = None) -> Engine:
+    """The engine of a protocol. `commands`: where it runs its helper commands, for engines that
+    have any (WireGuard: on this machine by default, or in the server's container)."""
     try:
         kind = Protocol(protocol)
     except ValueError:
@@ -24,7 +27,7 @@ def engine_for(protocol: str) -> Engine:
     if kind is Protocol.WIREGUARD:
         from vpn_manager.engines.wireguard.engine import WireGuardEngine
 
-        return WireGuardEngine()
+        return WireGuardEngine() if commands is None else WireGuardEngine(commands)
     from vpn_manager.engines.singbox.engine import SingBoxEngine
 
     return SingBoxEngine()

@@ -31,7 +31,10 @@ class ContainerLaunch:
     arguments, the ports to publish, the host directories mounted read-only at the same path
     (the rendered config and the server's certificates; copied in instead on a remote engine),
     and the health check's arguments to the same binary (None when the image offers no way to
-    check; a scratch image has no shell)."""
+    check; a scratch image has no shell), or to `health_binary` when another program of the image
+    checks. Engines that make network devices (WireGuard) also get capabilities (`cap_add`), host
+    devices (`devices`, e.g. /dev/net/tun) and network sysctls of the container's own namespace
+    (`sysctls`)."""
 
     image: str
     engine: str
@@ -40,6 +43,17 @@ class ContainerLaunch:
     ports: list[PublishedPort]
     mounts: list[Path]
     health: list[str] | None = None
+    health_binary: str | None = None
+    cap_add: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def health_test(self) -> list[str] | None:
+        """The health check as Docker runs it (CMD form: no shell needed in the image)."""
+        if not self.health:
+            return None
+        return ["CMD", self.health_binary or self.binary, *self.health]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
     from docker.models.networks import Network
 
+    from vpn_manager.runtimes.dockerexec import ContainerCommands
     from vpn_manager.runtimes.ssh import Tunnel
     from vpn_manager.settings import DockerSshSettings
 
@@ -208,10 +209,11 @@ def create_options(
         "network": network,
         "detach": True,
     }
-    if launch.health:
+    options |= _privileges(launch)
+    if launch.health_test:
         seconds = 1_000_000_000
         options["healthcheck"] = {
-            "test": ["CMD", launch.binary, *launch.health],
+            "test": launch.health_test,
             "interval": HEALTH_INTERVAL_S * seconds,
             "timeout": 3 * seconds,
             "retries": 3,
@@ -241,15 +243,32 @@ def compose_service(
             for path in launch.mounts
         ],
     }
-    if launch.health:
+    service |= _privileges(launch, compose=True)
+    if launch.health_test:
         service["healthcheck"] = {
-            "test": ["CMD", launch.binary, *launch.health],
+            "test": launch.health_test,
             "interval": f"{HEALTH_INTERVAL_S}s",
             "timeout": "3s",
             "retries": 3,
             "start_period": "2s",
         }
     return service
+
+
+def _privileges(launch: ContainerLaunch, compose: bool = False) -> dict[str, Any]:
+    """Capabilities, devices and sysctls, only for the engines that ask for them (WireGuard:
+    NET_ADMIN and /dev/net/tun to make its interface, forwarding in its own namespace)."""
+    extra: dict[str, Any] = {}
+    if launch.cap_add:
+        extra["cap_add"] = list(launch.cap_add)
+    if launch.devices:
+        extra["devices"] = [
+            f"{device}:{device}" if compose else f"{device}:{device}:rwm"
+            for device in launch.devices
+        ]
+    if launch.sysctls:
+        extra["sysctls"] = dict(launch.sysctls)
+    return extra
 
 
 def _bracketed(address: str) -> str:
@@ -560,6 +579,12 @@ class DockerRuntime:
             self._client = None
         if self.tunnel is not None:
             self.tunnel.close()
+
+    def commands(self, server: str) -> ContainerCommands:
+        """Run an engine's helper commands inside this server's container (Docker exec)."""
+        from vpn_manager.runtimes.dockerexec import ContainerCommands
+
+        return ContainerCommands(self, server)
 
     # -- Docker-only views ---------------------------------------------------------------------
     def inspect(self, server: str, with_stats: bool = True) -> dict[str, Any] | None:

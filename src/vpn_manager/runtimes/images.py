@@ -1,13 +1,11 @@
 """What the Docker runtime must know about each engine's image, registered in one place.
 
-Engines are named as engine.name. An engine missing here cannot run in a container (WireGuard:
-wireguard-go needs /dev/net/tun, NET_ADMIN and `wg` inside the image, and no image for it can be
-built on a machine without a registry; it runs natively)."""
+Engines are named as engine.name. An engine missing here cannot run in a container."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,20 @@ class EngineImage:
     has no way to check, it is distroless or scratch); `setting`: the field of
     settings.DockerImages with the default image; `cuts_sessions`: whether the engine can cut a
     removed user's open connections through its API (else the container is recreated, because
-    `ss -K` on the host does not reach sockets in a container's network namespace)."""
+    `ss -K` on the host does not reach sockets in a container's network namespace);
+    `health_binary`: the program that runs `health` if not `binary`; `cap_add`, `devices` and
+    `sysctls`: what the container needs beyond the default (WireGuard makes a TUN interface
+    and forwards between it and the world in the container's own network namespace)."""
 
     binary: str
-    args: Callable[[Path], list[str]]
+    args: Callable[[Path, dict[str, Any]], list[str]]
     health: Callable[[dict[str, Any]], list[str] | None]
     setting: str
     cuts_sessions: bool
+    health_binary: str | None = None
+    cap_add: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    sysctls: Callable[[dict[str, Any]], dict[str, str]] = field(default=lambda settings: {})
 
 
 def _singbox_health(settings: dict[str, Any]) -> list[str]:
@@ -36,20 +41,43 @@ def _singbox_health(settings: dict[str, Any]) -> list[str]:
     return ["tools", "fetch", f"http://127.0.0.1:{settings['api_port']}/"]
 
 
+def _wireguard_sysctls(settings: dict[str, Any]) -> dict[str, str]:
+    # Forwarding between the tunnel and the container's network (its own namespace; /proc/sys
+    # is read-only inside a container, so Docker sets it at creation).
+    found = {"net.ipv4.ip_forward": "1"}
+    if settings.get("subnet6"):
+        found |= {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.all.forwarding": "1"}
+    return found
+
+
 IMAGES: dict[str, EngineImage] = {
     "sing-box": EngineImage(
         binary="sing-box",
-        args=lambda config: ["run", "-c", str(config), "--disable-color"],
+        args=lambda config, settings: ["run", "-c", str(config), "--disable-color"],
         health=_singbox_health,
         setting="sing_box",
         cuts_sessions=True,
     ),
     "xray": EngineImage(
         binary="xray",
-        args=lambda config: ["run", "-c", str(config)],
+        args=lambda config, settings: ["run", "-c", str(config)],
         health=lambda settings: None,  # the official image is distroless: no tool to probe with
         setting="xray",
         cuts_sessions=False,
+    ),
+    # wireguard-go in the foreground is the container's main process: the container lives as
+    # long as the interface does. The engine configures it with `ip`, `wg` and `nft` run inside
+    # the container (runtimes/dockerexec.py), so the image needs all four on its PATH.
+    "wireguard-go": EngineImage(
+        binary="wireguard-go",
+        args=lambda config, settings: ["-f", settings["interface"]],
+        health=lambda settings: ["show", settings["interface"], "listen-port"],
+        health_binary="wg",
+        setting="wireguard",
+        cuts_sessions=True,  # `wg set … remove`: a removed peer has no session left
+        cap_add=("NET_ADMIN",),
+        devices=("/dev/net/tun",),
+        sysctls=_wireguard_sysctls,
     ),
 }
 

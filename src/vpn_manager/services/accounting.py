@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from vpn_manager.engines.base import Counter, Engine, Follower, ServerSpec
-from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import VpnError
 from vpn_manager.kinds import DesiredState, UserStatus
 from vpn_manager.services import spool
@@ -110,8 +109,8 @@ class Accountant:
                 state = self.servers.state_of(row)
                 if not state.running:
                     continue
-                engine = engine_for(row.protocol)
                 spec = await self.servers.reach(spec)
+                engine = self.servers.engine(spec)
                 counters = await engine.counters(spec)
             except VpnError as exc:  # nothing is lost: the next read sees the same counters
                 report.failed[row.name] = exc.message
@@ -279,7 +278,8 @@ class Accountant:
         for row in running:
             spec = specs[row.name] = repo.spec_of(row)
             try:
-                sessions = await engine_for(row.protocol).sessions(await self.servers.reach(spec))
+                reached = await self.servers.reach(spec)
+                sessions = await self.servers.engine(reached).sessions(reached)
             except VpnError as exc:
                 log.warning("reading %s's client IPs failed: %s", row.name, exc.message)
                 continue
@@ -303,8 +303,9 @@ class Accountant:
             for (server, identity), cut in targets.items():
                 spec = specs[server]
                 try:
-                    await engine_for(spec.protocol).cut_ips(
-                        await self.servers.reach(spec), identity, cut, self.servers.files(server)
+                    reached = await self.servers.reach(spec)
+                    await self.servers.engine(reached).cut_ips(
+                        reached, identity, cut, self.servers.files(server)
                     )
                     # nftables here keeps devices off this machine's ports only.
                     remote = self.servers.on_remote_engine(spec)

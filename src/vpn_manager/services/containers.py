@@ -64,10 +64,14 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
         image=spec.image or servers.docker_settings.image(facts.setting),
         engine=engine.name,
         binary=facts.binary,
-        args=facts.args(files.config),
+        args=facts.args(files.config, spec.settings),
         ports=ports,
         mounts=mounts,
         health=facts.health(spec.settings),
+        health_binary=facts.health_binary,
+        cap_add=list(facts.cap_add),
+        devices=list(facts.devices),
+        sysctls=facts.sysctls(spec.settings),
     )
 
 
@@ -132,7 +136,7 @@ async def heal(servers: ServerService, row: ServerRow) -> bool:
     if mark is None:
         return False
     record = servers.paths.run_dir / f"{spec.name}.docker-restarts"
-    engine = engine_for(spec.protocol)
+    engine = servers.engine(spec)
     await servers._wait_healthy(engine, spec)
     async with servers.db.session() as session:
         clients = await repo.clients(session, row.id)
@@ -201,7 +205,8 @@ async def reconcile(servers: ServerService) -> list[str]:
             elif unhealed(servers, spec) is not None:
                 hints.append(
                     f"Docker restarted the container of {spec.name} after its engine died; "
-                    "what was set up after its start (Shadowsocks users) comes back with "
+                    "what was set up after its start (Shadowsocks users, WireGuard peers) "
+                    "comes back with "
                     f"`vpn serve --once` (or a running `vpn serve`), or `vpn server restart "
                     f"{spec.name}`."
                 )

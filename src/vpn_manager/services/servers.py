@@ -203,6 +203,13 @@ class ServerService:
             return self.docker(spec.docker_host)
         return self.runtime
 
+    def engine(self, spec: ServerSpec) -> Engine:
+        """The server's engine, running its helper commands (WireGuard's `ip`, `wg`, `nft`)
+        where the server runs: on this machine, or inside its container."""
+        if spec.runtime == DOCKER:
+            return engine_for(spec.protocol, self.docker(spec.docker_host).commands(spec.name))
+        return engine_for(spec.protocol)
+
     def state_of(self, row: ServerRow) -> ProcessState:
         """Is a server's engine running, wherever it runs (for the service and metrics)."""
         from vpn_manager.storage import servers as repo
@@ -282,8 +289,7 @@ class ServerService:
             desired = DesiredState(row.desired)
         runtime = self.runtime_of(spec)
         state = runtime.state(name)
-        engine = engine_for(spec.protocol)
-        health = await engine.probe(await self.reach(spec)) if state.running else None
+        health = await self.engine(spec).probe(await self.reach(spec)) if state.running else None
         container = None
         if spec.runtime == DOCKER:
             info = await asyncio.to_thread(self.docker(spec.docker_host).inspect, name)
@@ -316,7 +322,7 @@ class ServerService:
             clients = await repo.identities(session, row.id)
         if not self.runtime_of(spec).state(name).running:
             raise EngineError(f"{name} is not running.", hint=f"vpn server start {name}")
-        counters = await engine_for(spec.protocol).counters(await self.reach(spec))
+        counters = await self.engine(spec).counters(await self.reach(spec))
         owner = owners(clients)
         usage: dict[str, tuple[int, int]] = {}
         for counter in counters:
@@ -416,7 +422,7 @@ class ServerService:
             row = await repo.insert_server(session, values, self.now())
             spec = repo.spec_of(row)
             try:
-                await self._apply_restart(engine, spec, [])
+                await self._apply_restart(self.engine(spec), spec, [])
             except BaseException:
                 self._forget_files(create.name)
                 if spec.runtime == DOCKER:  # the network, if it was made for this server only
@@ -459,7 +465,8 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             await repo.set_server(session, row, self.now(), desired=DesiredState.STOPPED.value)
-            return await self._stop(engine_for(row.protocol), repo.spec_of(row))
+            spec = repo.spec_of(row)
+            return await self._stop(self.engine(spec), spec)
 
     async def _stop(self, engine: Engine, spec: ServerSpec) -> bool:
         """Stop the engine process, then undo what its start set up outside it (rules)."""
@@ -490,7 +497,7 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             spec = repo.spec_of(row)
-            await self._stop(engine_for(row.protocol), spec)
+            await self._stop(self.engine(spec), spec)
             await repo.delete_server(session, row)
         self._forget_files(name)
         if spec.runtime == DOCKER:
@@ -548,12 +555,13 @@ class ServerService:
         the re-rendered config (it takes effect on the next start)."""
         from vpn_manager.storage import servers as repo
 
-        engine = engine_for(row.protocol)
+        spec = repo.spec_of(row)
+        engine = self.engine(spec)
         clients = await repo.clients(session, row.id)
         if row.desired == DesiredState.RUNNING.value:
-            await self._apply_restart(engine, repo.spec_of(row), clients, before)
+            await self._apply_restart(engine, spec, clients, before)
         else:
-            self._write_config(engine, repo.spec_of(row), clients)
+            self._write_config(engine, spec, clients)
 
     async def _set_desired(self, name: str, desired: DesiredState, *, restart: bool) -> None:
         from vpn_manager.storage import servers as repo
@@ -561,8 +569,8 @@ class ServerService:
         async with self.db.session() as session:
             row = await repo.server_row(session, name)
             await repo.set_server(session, row, self.now(), desired=desired.value)
-            engine = engine_for(row.protocol)
             spec = repo.spec_of(row)
+            engine = self.engine(spec)
             clients = await repo.clients(session, row.id)
             if restart or not self.runtime_of(spec).state(name).running:
                 await self._apply_restart(engine, spec, clients)
@@ -676,11 +684,11 @@ class ServerService:
         from vpn_manager.storage import users as user_repo
 
         row = await repo.server_row(session, server)
-        engine = engine_for(row.protocol)
+        spec = repo.spec_of(row)
+        engine = self.engine(spec)
         ids = await user_repo.ids_for(session, user_names)
         holders = await repo.holders(session, row.id, list(ids.values()))
         added = [name for name in user_names if ids[name] not in holders]
-        spec = repo.spec_of(row)
         everyone = await repo.clients_and_status(session, row.id)
         taken = [c.secret for c, _ in everyone]
         grants = []
@@ -737,7 +745,7 @@ class ServerService:
 
         async with self.db.session() as session:
             row = await repo.server_row(session, server)
-            engine = engine_for(row.protocol)
+            engine = self.engine(repo.spec_of(row))
             ids = await user_repo.ids_for(session, user_names)
             before = await repo.clients(session, row.id)
             holders = await repo.holders(session, row.id, list(ids.values()))
@@ -766,9 +774,8 @@ class ServerService:
 
         for row in await repo.servers_by_id(session, list(before)):
             after = await repo.clients(session, row.id)
-            await self._live(
-                engine_for(row.protocol), repo.spec_of(row), row.desired, before[row.id], after
-            )
+            spec = repo.spec_of(row)
+            await self._live(self.engine(spec), spec, row.desired, before[row.id], after)
 
     async def _live(
         self,

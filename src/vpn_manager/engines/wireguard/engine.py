@@ -5,7 +5,12 @@ The process is the interface: wireguard-go creates it on start and it disappears
 ends, so the native runtime's supervision covers it. After start we give it its addresses, MTU and
 peers, enable forwarding and add NAT/forward rules in an nftables table of its own; on stop the
 table is deleted. Peers change live with `wg set` (no restart, other peers untouched, a removed
-peer is cut at once: WireGuard has no session beyond the peer entry)."""
+peer is cut at once: WireGuard has no session beyond the peer entry).
+
+Where the server runs is one seam: the engine is given `commands` (proc.Commands), which run
+`ip`, `wg` and `nft` on this machine for a native server and inside the server's container for a
+Docker one (wireguard-go is then the container's main process, and the interface, its addresses,
+forwarding and NAT all live in the container's network namespace)."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
-from vpn_manager.proc import run
+from vpn_manager.proc import HOST, Commands
 
 DEFAULTS = {
     "subnet": "10.13.13.0/24",
@@ -68,12 +73,22 @@ def _tool(name: str) -> str:
 class WireGuardEngine:
     name = "wireguard-go"
 
+    def __init__(self, commands: Commands = HOST) -> None:
+        self.run = commands
+
+    def tool(self, name: str) -> str:
+        """A helper's path on this machine (checked), or its name on the container's PATH."""
+        return _tool(name) if self.run.local else name
+
     def new_server(
         self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        require_net_admin()
-        for tool in ("wireguard-go", "wg", "ip", "nft"):
-            _tool(tool)
+        from vpn_manager.kinds import RuntimeKind
+
+        if create.runtime is not RuntimeKind.DOCKER:  # a container has its own tools and caps
+            require_net_admin()
+            for tool in ("wireguard-go", "wg", "ip", "nft"):
+                _tool(tool)
         private, public = keys.key_pair()
         settings: dict[str, Any] = {
             # Interface names are at most 15 characters: a short random one, kept.
@@ -148,10 +163,10 @@ class WireGuardEngine:
 
     async def probe(self, spec: ServerSpec) -> Health:
         interface = spec.settings["interface"]
-        link = await run(["ip", "link", "show", "dev", interface], check=False)
+        link = await self.run([self.tool("ip"), "link", "show", "dev", interface], check=False)
         if link.returncode != 0:
             return Health(False, False, f"interface {interface} does not exist")
-        shown = await run([_tool("wg"), "show", interface, "listen-port"], check=False)
+        shown = await self.run([self.tool("wg"), "show", interface, "listen-port"], check=False)
         answering = shown.returncode == 0
         listening = answering and shown.stdout.strip() == str(spec.port)
         detail = (
@@ -170,18 +185,23 @@ class WireGuardEngine:
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         settings = spec.settings
         interface = settings["interface"]
+        ip = self.tool("ip")
         for network in config.networks(settings):
             address = f"{config.server_address(network)}/{network.prefixlen}"
-            await run(["ip", "address", "replace", address, "dev", interface])
-        await run(["ip", "link", "set", "dev", interface, "mtu", str(settings["mtu"]), "up"])
-        await run(
-            [_tool("wg"), "setconf", interface, "/dev/stdin"], input=config.render(spec, clients)
+            await self.run([ip, "address", "replace", address, "dev", interface])
+        await self.run([ip, "link", "set", "dev", interface, "mtu", str(settings["mtu"]), "up"])
+        await self.run(
+            [self.tool("wg"), "setconf", interface, "/dev/stdin"],
+            input=config.render(spec, clients),
         )
-        _forwarding(settings)
-        await run([_tool("nft"), "-f", "-"], input=_rules(spec))
+        if self.run.local:  # a container gets forwarding from its sysctls (runtimes/images.py)
+            _forwarding(settings)
+        await self.run([self.tool("nft"), "-f", "-"], input=_rules(spec))
 
     async def after_stop(self, spec: ServerSpec) -> None:
-        await run([_tool("nft"), "delete", "table", "inet", _table(spec)], check=False)
+        if not self.run.local:
+            return  # the table went with the container's network namespace
+        await self.run([_tool("nft"), "delete", "table", "inet", _table(spec)], check=False)
 
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         raise EngineError("WireGuard peers change live; it is never reloaded.")  # pragma: no cover
@@ -191,23 +211,23 @@ class WireGuardEngine:
         peers already there are not touched."""
         peers = config.render(spec, clients).split("\n\n", 1)
         if len(peers) == 2:
-            await run(
-                [_tool("wg"), "addconf", spec.settings["interface"], "/dev/stdin"],
+            await self.run(
+                [self.tool("wg"), "addconf", spec.settings["interface"], "/dev/stdin"],
                 input="[Interface]\n\n" + peers[1],
             )
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
         interface = spec.settings["interface"]
         for client in clients:
-            await run(
-                [_tool("wg"), "set", interface, "peer", client.secret["public_key"], "remove"]
+            await self.run(
+                [self.tool("wg"), "set", interface, "peer", client.secret["public_key"], "remove"]
             )
         return len(clients)
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Per peer from `wg show dump`: rx (what the peer sent: its upload) and tx (its download).
         A peer removed and added again starts from zero."""
-        done = await run([_tool("wg"), "show", spec.settings["interface"], "dump"])
+        done = await self.run([self.tool("wg"), "show", spec.settings["interface"], "dump"])
         found = []
         for line in done.stdout.splitlines()[1:]:  # the first line is the interface
             fields = line.split("\t")
