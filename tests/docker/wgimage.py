@@ -97,12 +97,15 @@ def build_context(busybox_ip: bool = False) -> bytes:
 
 def build(client: DockerClient, label: str, busybox_ip: bool = False) -> str:
     """Build the image; return its tag (vpn-manager-test/wireguard:RANDOM)."""
-    tag = f"vpn-manager-test/wireguard:{'busybox-' if busybox_ip else ''}{uuid.uuid4().hex[:10]}"
+    build_id = uuid.uuid4().hex[:10]
+    tag = f"vpn-manager-test/wireguard:{'busybox-' if busybox_ip else ''}{build_id}"
     client.images.build(
         fileobj=io.BytesIO(build_context(busybox_ip)),
         custom_context=True,
         tag=tag,
-        labels={label: "1"},
+        # The build's own label makes the image id its own: an identical build elsewhere (the
+        # other test worker) removed with force cannot take this one with it.
+        labels={label: "1", f"{label}.build": build_id},
         rm=True,
     )
     return tag
