@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
 from tests.e2e.conftest import Server, Vpn
-from tests.e2e.net import free_port, http_backend, serving
+from tests.e2e.net import end_process, free_port, http_backend, serving
 from vpn_manager.runtimes.docker import LABEL_HOME, network_name
 
 if TYPE_CHECKING:
@@ -123,9 +123,13 @@ class DockerVpn(Vpn):
         return gateway
 
 
-@pytest.fixture
-def dvpn(tmp_path: Path, singbox_image: str, docker_client: DockerClient) -> Iterator[DockerVpn]:
-    runner = DockerVpn(tmp_path / "home", singbox_image, docker_client)
+VpnT = TypeVar("VpnT", bound=DockerVpn)
+
+
+@contextmanager
+def docker_home(runner: VpnT, docker_client: DockerClient) -> Iterator[VpnT]:
+    """Yield the runner; afterwards remove its servers through vpn, then whatever a failed test
+    left behind (labelled with this home only)."""
     try:
         yield runner
     finally:
@@ -135,12 +139,18 @@ def dvpn(tmp_path: Path, singbox_image: str, docker_client: DockerClient) -> Ite
 
             for server in json.loads(listed.stdout):
                 runner("server", "remove", "--yes", server["name"])
-        # Whatever a failed test left behind (labelled with this home only).
         label = f"{LABEL_HOME}={runner.home_label}"
         for container in docker_client.containers.list(all=True, filters={"label": label}):
             container.remove(force=True)
         for network in docker_client.networks.list(filters={"label": label}):
             network.remove()
+
+
+@pytest.fixture
+def dvpn(tmp_path: Path, singbox_image: str, docker_client: DockerClient) -> Iterator[DockerVpn]:
+    runner = DockerVpn(tmp_path / "home", singbox_image, docker_client)
+    with docker_home(runner, docker_client):
+        yield runner
 
 
 @contextmanager
@@ -280,10 +290,5 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
             time.sleep(0.05)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
         log.close()

@@ -6,7 +6,6 @@ containers instead of mounted), against this machine's real Docker engine."""
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.docker.conftest import DockerVpn, Sshd, backend_on
+from tests.docker.conftest import DockerVpn, Sshd, backend_on, docker_home
 from tests.docker.test_docker_runtime import wait_for
 from tests.e2e.conftest import Server, curl_fails, curl_via, link_of, singbox_client
 from tests.e2e.net import BACKEND_PAGE, free_port
-from vpn_manager.runtimes.docker import LABEL_HOME
 from vpn_manager.runtimes.ssh import Tunnel
 from vpn_manager.settings import DockerSshSettings, Paths
 
@@ -64,18 +62,10 @@ def rvpn(
 ) -> Iterator[RemoteVpn]:
     runner = RemoteVpn(tmp_path / "home", singbox_image, docker_client, sshd)
     try:
-        yield runner
+        with docker_home(runner, docker_client):
+            yield runner
     finally:
-        listed = runner("--format", "json", "server", "list")
-        if listed.code == 0:
-            for server in json.loads(listed.stdout):
-                runner("server", "remove", "--yes", server["name"])
         runner.tunnel().close()  # ssh -O exit: the master and its forwards
-        label = f"{LABEL_HOME}={runner.home_label}"
-        for container in docker_client.containers.list(all=True, filters={"label": label}):
-            container.remove(force=True)
-        for network in docker_client.networks.list(filters={"label": label}):
-            network.remove()
 
 
 def file_in(container: Any, path: Path) -> tarfile.TarInfo:

@@ -8,7 +8,6 @@ the tunnel and the container's NAT. No packet leaves this machine."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import secrets
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.docker import wgimage
-from tests.docker.conftest import TEST_LABEL, DockerVpn, backend_on
+from tests.docker.conftest import TEST_LABEL, DockerVpn, backend_on, docker_home
 from tests.e2e.net import BACKEND_PAGE, free_port
 from tests.e2e.netns import (
     Download,
@@ -33,7 +32,6 @@ from tests.e2e.netns import (
     require_root_and_tools,
     wg_quick_client,
 )
-from vpn_manager.runtimes.docker import LABEL_HOME
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -76,19 +74,8 @@ def wvpn(tmp_path: Path, wireguard_image: str, docker_client: DockerClient) -> I
 @contextmanager
 def home(tmp_path: Path, image: str, docker_client: DockerClient) -> Iterator[DockerVpn]:
     """A vpn home for Docker servers of `image`; whatever it made is removed afterwards."""
-    runner = DockerVpn(tmp_path / "home", image, docker_client)
-    try:
+    with docker_home(DockerVpn(tmp_path / "home", image, docker_client), docker_client) as runner:
         yield runner
-    finally:
-        listed = runner("--format", "json", "server", "list")
-        if listed.code == 0:
-            for server in json.loads(listed.stdout):
-                runner("server", "remove", "--yes", server["name"])
-        label = f"{LABEL_HOME}={runner.home_label}"
-        for container in docker_client.containers.list(all=True, filters={"label": label}):
-            container.remove(force=True)
-        for network in docker_client.networks.list(filters={"label": label}):
-            network.remove()
 
 
 @contextmanager
