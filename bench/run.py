@@ -384,9 +384,18 @@ def poll_seconds(out: str) -> float:
 
 
 SERVE_RSS = """
-import os, subprocess, sys, time
-service = subprocess.Popen([sys.argv[1], "serve", "--interval", "2"], stderr=subprocess.DEVNULL)
+import os, socket, subprocess, sys, time, urllib.request
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+service = subprocess.Popen(
+    [sys.argv[1], "serve", "--interval", "2", "--metrics-port", str(port)],
+    stderr=subprocess.DEVNULL,
+)
 time.sleep(float(sys.argv[2]))
+for _ in range(3):  # as Prometheus would: the idle service is one that is scraped
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+time.sleep(1)
 status = open(f"/proc/{service.pid}/status").read()
 service.terminate()
 service.wait(10)

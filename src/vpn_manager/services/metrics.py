@@ -18,11 +18,11 @@ def _label(value: str) -> str:
 
 async def render(accountant: Accountant) -> str:
     """Every metric, read fresh from the database and the runtime."""
+    from vpn_manager.storage import accounting as store
     from vpn_manager.storage import servers as server_repo
-    from vpn_manager.storage import users as user_repo
 
-    async with accountant.db.session() as session:
-        users = await user_repo.list_users(session)
+    async with accountant.db.session() as session:  # plain rows: no models in the service
+        users = await store.user_totals(session)
         servers = [row for row, _ in await server_repo.list_servers(session)]
     lines: list[str] = []
 
@@ -41,7 +41,7 @@ async def render(accountant: Accountant) -> str:
     family("vpn_users", "gauge", "Users by status.")
     counts: dict[str, int] = {}
     for user in users:
-        counts[user.status.value] = counts.get(user.status.value, 0) + 1
+        counts[user.status] = counts.get(user.status, 0) + 1
     lines += [f'vpn_users{{status="{status}"}} {n}' for status, n in sorted(counts.items())]
     family("vpn_server_up", "gauge", "1 if the server's engine process is running.")
     family_rows = []

@@ -231,3 +231,21 @@ async def history(
     if until is not None:
         query = query.where(UsageHourlyRow.hour < until)
     return [tuple(row) for row in (await session.execute(query)).all()]  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class UserTotals:
+    name: str
+    status: str
+    upload_bytes: int
+    download_bytes: int
+
+
+async def user_totals(session: AsyncSession) -> list[UserTotals]:
+    """Every user's lifetime totals, by name (the metrics' view: plain rows, no read models)."""
+    result = await session.execute(
+        select(UserRow.name, UserRow.status, UserRow.upload_bytes, UserRow.download_bytes).order_by(
+            UserRow.name
+        )
+    )
+    return [UserTotals(*row) for row in result.all()]
