@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -304,7 +304,7 @@ class DockerRuntime:
         logs_dir: Path,
         host: str | None = None,
         run_dir: Path | None = None,
-        ssh: DockerSshSettings | None = None,
+        ssh: Callable[[], DockerSshSettings] | None = None,
     ) -> None:
         self.home = home
         self.logs_dir = logs_dir
@@ -330,7 +330,7 @@ class DockerRuntime:
                 from vpn_manager.settings import DockerSshSettings
 
                 assert base_url is not None
-                settings = self.ssh or DockerSshSettings()
+                settings = self.ssh() if self.ssh else DockerSshSettings()
                 self.tunnel = Tunnel(base_url, self.home, self.run_dir, settings)
             self._client = connect(self.host, self.tunnel)
         elif self.tunnel is not None:

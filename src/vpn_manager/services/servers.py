@@ -177,7 +177,7 @@ class ServerService:
                 self.paths.logs_dir,
                 host,
                 run_dir=self.paths.run_dir,
-                ssh=self.docker_settings.ssh,
+                ssh=lambda: self.docker_settings.ssh,  # only for a remote engine
             )
         return self._dockers[host]
 
