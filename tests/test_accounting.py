@@ -160,3 +160,80 @@ async def test_quota_periods_and_expiry(
     clock.now += timedelta(days=2)
     assert (await accountant.enforce()).limited == {"dave": "expired"}
     await db.close()
+
+
+class _Follower:
+    """Hands over the closed connections it was given (the engine side is covered end to end
+    in tests/e2e/test_accounting.py); records whether it runs."""
+
+    def __init__(self, seen: list[Counter]) -> None:
+        self.seen = seen
+        self.running = False
+
+    def start(self) -> None:
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
+
+    def take(self) -> list[Counter]:
+        seen, self.seen = self.seen, []
+        return seen
+
+
+class _Engine:
+    def __init__(self) -> None:
+        self.made: list[_Follower] = []
+
+    def follower(self, spec: object) -> _Follower:
+        self.made.append(_Follower([]))
+        return self.made[-1]
+
+
+def test_merged_takes_the_higher_reading_of_each_direction() -> None:
+    from vpn_manager.services.accounting import merged
+
+    polled = [Counter("conn:a", "u", 10, 50), Counter("conn:b", "u", 1, 1)]
+    followed = [Counter("conn:a", "u", 12, 40), Counter("conn:c", "v", 5, 6)]
+    assert sorted(merged(polled, followed), key=lambda c: c.key) == [
+        Counter("conn:a", "u", 12, 50),
+        Counter("conn:b", "u", 1, 1),
+        Counter("conn:c", "v", 5, 6),
+    ]
+
+
+async def test_a_follower_lives_as_long_as_its_engine_process_and_address(
+    world: tuple[Database, Accountant, UserService, Clock, int],
+) -> None:
+    from typing import Any, cast
+
+    from vpn_manager.engines.base import ServerSpec
+
+    _, accountant, _, _, server_id = world
+    engine = _Engine()
+
+    def spec(api_port: int) -> ServerSpec:
+        return cast(ServerSpec, type("Spec", (), {"settings": {"api_port": api_port}})())
+
+    async def poll(epoch: str, api_port: int) -> list[Counter]:
+        return await accountant._with_followed(
+            server_id, epoch, cast(Any, engine), spec(api_port), [Counter("conn:o", "u", 1, 1)]
+        )
+
+    assert await poll("1@100", 7000) == [Counter("conn:o", "u", 1, 1)]  # started, nothing yet
+    first = engine.made[0]
+    assert first.running
+    first.seen = [Counter("conn:x", "u", 3, 4)]
+    assert len(await poll("1@100", 7000)) == 2  # the closed one it followed is counted
+    first.seen = [Counter("conn:y", "u", 5, 6)]
+    moved = await poll("1@100", 7001)  # same process, reached elsewhere: handed over, replaced
+    assert Counter("conn:y", "u", 5, 6) in moved
+    assert not first.running
+    assert engine.made[1].running
+    engine.made[1].seen = [Counter("conn:z", "u", 7, 8)]
+    restarted = await poll("2@200", 7001)  # a new process: the old one's readings are dropped
+    assert restarted == [Counter("conn:o", "u", 1, 1)]
+    assert not engine.made[1].running
+    assert engine.made[2].running
+    await accountant.close()
+    assert not engine.made[2].running

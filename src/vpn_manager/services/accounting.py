@@ -19,6 +19,7 @@ extended expiry makes them active again.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -78,7 +79,8 @@ class Accountant:
         self.server_bytes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self.online: dict[int, set[int]] = {}
         self.follow = follow
-        self.followers: dict[int, tuple[str, Follower]] = {}  # server id → (epoch, follower)
+        # server id → (engine epoch, where it is reached, its follower)
+        self.followers: dict[int, tuple[str, str, Follower]] = {}
 
     # -- accounting ----------------------------------------------------------------------------
     async def poll(self) -> PollReport:
@@ -123,7 +125,7 @@ class Accountant:
             report.servers += 1
             polled.add(row.id)
         for server_id in set(self.followers) - polled:  # stopped, removed, or unreadable
-            await self.followers.pop(server_id)[1].stop()
+            await self.followers.pop(server_id)[2].stop()
         report.took_ms = (time.perf_counter() - started) * 1000
         self.last_poll = report
         return report
@@ -133,22 +135,28 @@ class Accountant:
     ) -> list[Counter]:
         """The polled counters plus what the server's follower saw since the last poll (the
         higher reading of each counter). A follower belongs to one engine process: a new one
-        (restart) gets a new follower, which starts with the next poll."""
+        (restart) gets a new follower, which starts with the next poll. One whose engine is now
+        reached elsewhere (another tunnel port to a remote engine) hands over what it saw and
+        is replaced."""
+        where = json.dumps(spec.settings, sort_keys=True, default=str)
         held = self.followers.get(server_id)
-        if held is not None and held[0] == epoch:
-            return merged(counters, held[1].take())
         if held is not None:
-            await held[1].stop()
+            held_epoch, held_where, follower = held
+            if held_epoch == epoch:
+                counters = merged(counters, follower.take())
+                if held_where == where:
+                    return counters
+            await follower.stop()
             del self.followers[server_id]
-        follower = engine.follower(spec)
-        if follower is not None:
-            follower.start()
-            self.followers[server_id] = (epoch, follower)
+        fresh = engine.follower(spec)
+        if fresh is not None:
+            fresh.start()
+            self.followers[server_id] = (epoch, where, fresh)
         return counters
 
     async def close(self) -> None:
         """Stop following."""
-        for _, follower in self.followers.values():
+        for _, _, follower in self.followers.values():
             await follower.stop()
         self.followers.clear()
 
