@@ -13,6 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 APP_DIR = "vpn-manager"
 
 
+def home_id(home: str) -> str:
+    """A short name for a home (its data directory), for what it leaves in places shared with
+    other homes on the machine (Docker containers and networks, the firewall's device bans)."""
+    return hashlib.sha256(home.encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where config, data and state live. Everything is an absolute path."""
@@ -24,9 +30,7 @@ class Paths:
 
     @property
     def home_id(self) -> str:
-        """A short name for this home, for what it leaves in places shared with other homes
-        on the machine (Docker containers, the firewall's device bans)."""
-        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
+        return home_id(str(self.data_dir))
 
     @property
     def database_file(self) -> Path:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from vpn_manager.errors import EngineError, InvalidInput
+from vpn_manager.paths import home_id
 from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState
 from vpn_manager.runtimes.native import tail
 
@@ -51,10 +51,6 @@ LABEL_HOME = "vpn-manager.home"
 RESTART_POLICY = "unless-stopped"
 HEALTH_INTERVAL_S = 5
 API_TIMEOUT_S = 30
-
-
-def home_id(home: str) -> str:
-    return hashlib.sha256(home.encode()).hexdigest()[:8]
 
 
 def container_name(server: str, home: str) -> str:

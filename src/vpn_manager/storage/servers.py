@@ -117,19 +117,17 @@ async def clients(
     """The users holding credentials on a server, with them, by user id: by default only those
     who may connect now (active), else everyone whatever their status; only `user_ids` if
     given."""
-    return [
-        c for c, active in await _clients(session, server_id, user_ids) if active or not active_only
-    ]
+    return [c for c, _ in await _clients(session, server_id, user_ids, active_only)]
 
 
 async def clients_and_status(session: AsyncSession, server_id: int) -> list[tuple[Client, bool]]:
     """Everyone holding credentials on a server, by user id, each with whether they may connect
     now (active): one read serves both views."""
-    return await _clients(session, server_id, None)
+    return await _clients(session, server_id, None, active_only=False)
 
 
 async def _clients(
-    session: AsyncSession, server_id: int, user_ids: Sequence[int] | None
+    session: AsyncSession, server_id: int, user_ids: Sequence[int] | None, active_only: bool
 ) -> list[tuple[Client, bool]]:
     active = UserRow.status == UserStatus.ACTIVE.value
     query = (
@@ -138,6 +136,8 @@ async def _clients(
         .where(UserCredentialRow.server_id == server_id)
         .order_by(UserRow.id)
     )
+    if active_only:
+        query = query.where(active)
     wanted = None if user_ids is None else set(user_ids)
     if wanted is not None and len(wanted) <= _IN_LIMIT:
         query = query.where(UserRow.id.in_(wanted))

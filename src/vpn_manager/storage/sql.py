@@ -102,18 +102,15 @@ class SqlBackend:
     async def ensure_schema(self) -> None:
         """Apply pending migrations; cheap (one query, no Alembic import) when already current."""
         async with self.guard():
+            # A brand-new SQLite file: every first connection switches it to WAL, and several
+            # doing so at once can fail at once with "database is locked" (busy timeout or not).
+            # They take turns, as for migrating, without the unlocked look first.
             file = self.db.sqlite_file
-            if file is not None and file.stat().st_size == 0:
-                # A brand-new SQLite file: every first connection switches it to WAL, and
-                # several doing so at once can fail at once with "database is locked" (busy
-                # timeout or not). Take turns, as for migrating.
-                async with self._file_lock(), self.engine.begin() as conn:
-                    await self._upgrade(conn)
-                return
-            async with self.engine.connect() as conn:
-                current = await conn.run_sync(current_revision)
-            if current == SCHEMA_HEAD:
-                return
+            if file is None or file.stat().st_size > 0:
+                async with self.engine.connect() as conn:
+                    current = await conn.run_sync(current_revision)
+                if current == SCHEMA_HEAD:
+                    return
             async with self._file_lock(), self.engine.begin() as conn:
                 await self._upgrade(conn)
 
