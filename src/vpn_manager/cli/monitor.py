@@ -62,7 +62,7 @@ def traffic(
             with Live(console=console, auto_refresh=False) as live:
                 while count == 0 or shown < count:
                     report = await accountant.poll()
-                    async with db.session() as session:
+                    async with db.reading() as session:
                         users = await repo.list_users(session)
                     now = time.monotonic()
                     ordered = sorted(users, key=lambda u: -(u.upload_bytes + u.download_bytes))

@@ -73,7 +73,7 @@ def stats(
     async def read(services: Services) -> list[tuple[datetime, str, str, int, int]]:
         from vpn_manager.storage import accounting as store
 
-        async with services.db.session() as session:
+        async with services.db.reading() as session:
             return await store.history(session, start, end)
 
     rows = context.run(read)

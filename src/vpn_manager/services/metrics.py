@@ -21,7 +21,7 @@ async def render(accountant: Accountant) -> str:
     from vpn_manager.storage import accounting as store
     from vpn_manager.storage import servers as server_repo
 
-    async with accountant.db.session() as session:  # plain rows: no models in the service
+    async with accountant.db.reading() as session:  # plain rows: no models in the service
         users = await store.user_totals(session)
         servers = [row for row, _ in await server_repo.list_servers(session)]
     lines: list[str] = []

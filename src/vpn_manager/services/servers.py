@@ -260,7 +260,7 @@ class ServerService:
     async def all(self) -> list[Server]:
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             rows = await repo.list_servers(session)
         return [self._observed(row, repo.read_model(row, n)) for row, n in rows]
 
@@ -274,7 +274,7 @@ class ServerService:
     async def get(self, name: str) -> Server:
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             row = await repo.server_row(session, name)
             counts = {r.id: n for r, n in await repo.list_servers(session)}
             return self._observed(row, repo.read_model(row, counts.get(row.id, 0)))
@@ -283,7 +283,7 @@ class ServerService:
         from vpn_manager.models.server import ContainerInfo, ServerStatus
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             row = await repo.server_row(session, name)
             spec = repo.spec_of(row)
             desired = DesiredState(row.desired)
@@ -316,7 +316,7 @@ class ServerService:
         start). Keys are user names; counters of users no longer known are left out."""
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             row = await repo.server_row(session, name)
             spec = repo.spec_of(row)
             clients = await repo.identities(session, row.id)
@@ -363,7 +363,7 @@ class ServerService:
     async def _spec(self, name: str) -> ServerSpec:
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             return repo.spec_of(await repo.server_row(session, name))
 
     async def heal(self, row: ServerRow) -> bool:
@@ -709,7 +709,7 @@ class ServerService:
         from vpn_manager.storage import servers as repo
         from vpn_manager.storage import users as user_repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             user_id = (await user_repo.ids_for(session, [user_name]))[user_name]
             rows = await repo.servers_of_user(session, user_id)
             if server is not None:

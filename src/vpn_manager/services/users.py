@@ -78,19 +78,19 @@ class UserService:
             return fast
         from vpn_manager.storage import users as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             return await repo.list_users(session, where)
 
     async def get(self, name: str) -> User:
         from vpn_manager.storage import users as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             return await repo.get_user(session, name)
 
     async def counts(self) -> dict[str, int]:
         from vpn_manager.storage import users as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             return await repo.count_by_status(session)
 
     async def update(self, name: str, change: UserUpdate) -> User:

@@ -98,6 +98,14 @@ class Database:
         async with backend.session() as session:
             yield session
 
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session that only reads: it never waits for another process's write (SQLite WAL),
+        and must not write."""
+        backend = await self.open()
+        async with backend.session(write=False) as session:
+            yield session
+
     def read_users(self, where: UserFilter | None) -> list[User] | None:
         """List users straight from a current SQLite file; None means "ask SQLAlchemy"."""
         if self.sqlite_file is None or self._backend is not None:

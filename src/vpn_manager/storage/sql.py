@@ -36,6 +36,7 @@ class SqlBackend:
                 connect_args={"timeout": db.busy_timeout_ms / 1000},
             )
             event.listen(self.engine.sync_engine, "connect", self._sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", self._sqlite_begin)
         else:
             self.engine = create_async_engine(
                 db.url,
@@ -62,12 +63,28 @@ class SqlBackend:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+        # Transactions are begun by _sqlite_begin, not by the driver.
+        dbapi_connection.isolation_level = None
+
+    def _sqlite_begin(self, conn: Connection) -> None:
+        """Every transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE), waiting
+        up to the busy timeout for it. A deferred transaction that read first and writes later
+        fails at once with "database is locked" when another process wrote in between (its
+        snapshot is stale), whatever the busy timeout; transactions here are short and never
+        span engine calls, so taking the lock up front costs nothing. A database file this
+        process cannot write (a read-only home) and read-only sessions (Database.reading) get plain
+        BEGIN: readers never wait for a writer (WAL)."""
+        file = self.db.sqlite_file
+        reads = conn.get_execution_options().get("vpn_read_only", False)
+        writable = not reads and (file is None or os.access(file, os.W_OK))
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writable else "BEGIN")
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, write: bool = True) -> AsyncIterator[AsyncSession]:
+        bind = self.engine if write else self.engine.execution_options(vpn_read_only=True)
         async with (
             self.guard(),
-            AsyncSession(self.engine, expire_on_commit=False) as session,
+            AsyncSession(bind, expire_on_commit=False) as session,
             session.begin(),
         ):
             yield session

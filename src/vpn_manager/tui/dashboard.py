@@ -121,7 +121,7 @@ class DashboardView(View):
         counts = await backend.users.counts()
         users = await backend.users.list()
         hour0 = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
-        async with backend.db.session() as session:  # what `vpn stats` reads
+        async with backend.db.reading() as session:  # what `vpn stats` reads
             rows = await store.history(session, hour0, None)
         hourly = [0] * 24
         for hour, _user, _server, up, down in rows:
