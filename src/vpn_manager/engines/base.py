@@ -133,6 +133,11 @@ class Engine(Protocol):
         not clash). Raises InvalidInput when a given password does not fit."""
         ...
 
+    async def users(self, spec: ServerSpec) -> set[str] | None:
+        """The users the running engine has now, as it names them (Client.email, or a WireGuard
+        peer's public key); None where the engine cannot tell (its users are in its config)."""
+        ...
+
     def live_users(self, spec: ServerSpec) -> bool:
         """Can users be added and removed on the running engine without a reload?"""
         ...

@@ -33,7 +33,7 @@ from vpn_manager.errors import VpnError
 from vpn_manager.kinds import DesiredState, UserStatus
 from vpn_manager.services import spool
 from vpn_manager.services.periods import period_start
-from vpn_manager.services.servers import ServerService, owners, utcnow
+from vpn_manager.services.servers import Pending, ServerService, owners, pending_of, utcnow
 
 if TYPE_CHECKING:
     from vpn_manager.storage.orm import ServerRow
@@ -56,6 +56,7 @@ class EnforceReport:
     limited: dict[str, str] = field(default_factory=dict)  # user → new status
     restored: list[str] = field(default_factory=list)
     reset: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # server → why its engine lags
 
 
 class Accountant:
@@ -210,6 +211,7 @@ class Accountant:
 
         report = EnforceReport()
         now = self.clock()
+        pending: dict[int, Pending] = {}
         async with self.db.session() as session:
             users = await store.limit_view(session)
             targets: dict[int, UserStatus] = {}
@@ -246,11 +248,14 @@ class Accountant:
             before = await self.servers.clients_before(session, list(targets))
             await store.set_statuses(session, targets, now)
             await self.servers.resync(session, before)
+            pending = pending_of(session)
             for user_id, status in targets.items():
                 if status is UserStatus.ACTIVE:
                     report.restored.append(names[user_id])
                 else:
                     report.limited[names[user_id]] = status.value
+        # Committed: now the engines (a server that fails is retried by converge next round).
+        report.failed = await self.servers.settle(pending, keep_going=True)
         return report
 
     async def reset_usage(self, names: list[str]) -> None:

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import re
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.ports import free_port
@@ -41,6 +43,7 @@ from vpn_manager.runtimes.base import (
 from vpn_manager.runtimes.native import NativeRuntime
 from vpn_manager.services import containers, spool
 from vpn_manager.services.containers import DOCKER
+from vpn_manager.services.locks import no_interrupt, server_turn, turn_taken
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from vpn_manager.storage.orm import ServerRow
 
 HEALTH_DEADLINE = 10.0
+T = TypeVar("T")
 
 log = logging.getLogger("vpn_manager.servers")
 
@@ -81,6 +85,54 @@ class Access:
     protocol: str
     link: str
     note: str = ""
+
+
+@dataclass
+class Pending:
+    """A committed user change one server has still to get: engine identities (Client.email)
+    added and removed there."""
+
+    added: dict[str, Client] = field(default_factory=dict)
+    removed: dict[str, Client] = field(default_factory=dict)
+
+    def note(self, before: list[Client], after: list[Client]) -> None:
+        old = {c.email: c for c in before}
+        new = {c.email: c for c in after}
+        for email, client in new.items():
+            if email not in old:
+                self.removed.pop(email, None)
+                self.added[email] = client
+        for email, client in old.items():
+            if email not in new:
+                self.added.pop(email, None)
+                self.removed[email] = client
+
+    def reversed(self) -> Pending:
+        return Pending(added=dict(self.removed), removed=dict(self.added))
+
+
+def pending_of(session: AsyncSession) -> dict[int, Pending]:
+    """The changes a transaction made to servers' users, by server id (kept on the session)."""
+    pending: dict[int, Pending] = session.info.setdefault("vpn_pending", {})
+    return pending
+
+
+def engine_identity(client: Client) -> str:
+    """How an engine names a user: WireGuard by the peer's public key, the others by email."""
+    return str(client.secret.get("public_key") or client.email)
+
+
+def client_of(identity: str) -> Client:
+    """A user an engine has and the database does not, as much of a Client as removing it
+    takes (its email, or its WireGuard public key)."""
+    found = re.fullmatch(r"user-(\d+)", identity)
+    if found:
+        return Client(int(found.group(1)), identity, {})
+    return Client(0, identity, {"public_key": identity})
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def owners(clients: list[Client]) -> dict[str, Client]:
@@ -241,6 +293,25 @@ class ServerService:
             error_log=self.paths.logs_dir / f"{name}.error.log",
         )
 
+    def turn(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """This server's turn for changing its engine (see services/locks.py)."""
+        return server_turn(self.paths.run_dir, name)
+
+    def _applied_file(self, name: str) -> Path:
+        return self.paths.run_dir / f"{name}.applied"
+
+    def _basis(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> str:
+        """What the running engine must have loaded for the database's view of it: the config
+        without users where users change live (they are compared one by one), else all of it."""
+        return self._render(engine, spec, [] if engine.live_users(spec) else clients)
+
+    def _record_applied(self, name: str, basis: str) -> None:
+        """Note what the engine was (re)started or reloaded with, for converge() to compare."""
+        atomic_write(self._applied_file(name), digest(basis) + "\n")
+
+    def _forget_applied(self, name: str) -> None:
+        self._applied_file(name).unlink(missing_ok=True)
+
     def _launch(self, engine: Engine, spec: ServerSpec) -> Launch:
         if spec.runtime == DOCKER:
             container = self._container_launch(engine, spec)
@@ -378,58 +449,208 @@ class ServerService:
         """A docker-compose.yml for this home's Docker servers (see containers.py)."""
         return await containers.export_compose(self)
 
+    # -- bringing engines back in line with the database ---------------------------------------
+    async def converge(self, name: str) -> list[str]:
+        """After whatever happened (a command killed half-way, an engine that lost its users):
+        make the server's engine, its rendered config and the database agree, the database
+        being right. Returns what it fixed, in words."""
+        async with self.turn(name):
+            return await self._converge(name)
+
+    async def _converge(self, name: str) -> list[str]:
+        """converge() with the server's turn already held."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.reading() as session:
+            try:
+                row = await repo.server_row(session, name)
+            except NotFound:
+                return []
+            clients = await repo.clients(session, row.id)
+        spec = repo.spec_of(row)
+        engine = self.engine(spec)
+        fixed = self._sweep(name)
+        state = self.runtime_of(spec).state(name)
+        if row.desired != DesiredState.RUNNING.value or not state.running:
+            if state.running:
+                await self._stop(engine, spec)
+                fixed.append("stopped it: it is meant to be stopped")
+            if self._rewrite(engine, spec, clients):
+                fixed.append("rewrote its config from the database")
+            return fixed  # one that should run is started by the service, with a backoff
+        basis = self._basis(engine, spec, clients)
+        if not self._runs(name, basis, state):
+            await self._apply_restart(engine, spec, clients)
+            return [*fixed, "restarted it: its engine ran another config than the database's"]
+        if self._rewrite(engine, spec, clients):
+            await containers.copy_in(self, spec)
+            fixed.append("rewrote its config from the database")
+        if not engine.live_users(spec):
+            return fixed
+        reached = await self.reach(spec)
+        have = await engine.users(reached)
+        if have is None:
+            return fixed
+        want = {engine_identity(c): c for c in clients}
+        missing = [c for identity, c in want.items() if identity not in have]
+        extra = [client_of(identity) for identity in sorted(have) if identity not in want]
+        if missing:
+            await engine.add_clients(reached, missing)
+            fixed.append(f"gave its engine {len(missing)} users it did not have")
+        if extra:
+            await engine.remove_clients(reached, extra, self.files(name))
+            fixed.append(f"removed {len(extra)} users from its engine that the database has not")
+        return fixed
+
+    def _runs(self, name: str, basis: str, state: ProcessState) -> bool:
+        """Does the running engine have `basis` loaded? Known from what the last start or reload
+        recorded; with no record (a start or reload cut short, or a server started by an
+        earlier version), only if the engine started after its config was last written and
+        that config is the basis."""
+        try:
+            return self._applied_file(name).read_text().strip() == digest(basis)
+        except FileNotFoundError:
+            pass
+        config = self.files(name).config
+        try:
+            written = datetime.fromtimestamp(config.stat().st_mtime, UTC)
+            text = config.read_text()
+        except OSError:
+            return False
+        if state.started_at is None or state.started_at < written or text != basis:
+            return False
+        self._record_applied(name, basis)
+        return True
+
+    def _rewrite(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> bool:
+        """Write the config the database renders, if the file differs. Returns whether it did."""
+        config = self.files(spec.name).config
+        text = self._render(engine, spec, clients)
+        try:
+            if config.read_text() == text:
+                return False
+        except OSError:
+            pass
+        atomic_write(config, text)
+        return True
+
+    def _sweep(self, name: str) -> list[str]:
+        """Remove what commands killed half-way left in a server's directories: validation
+        scratch directories and atomic writes' temp files (call with the server's turn)."""
+        swept = 0
+        for folder in (self.files(name).config.parent, self.keys_dir(name)):
+            if not folder.is_dir():
+                continue
+            for item in folder.iterdir():
+                if item.name.startswith(".validate-") and item.is_dir():
+                    shutil.rmtree(item, ignore_errors=True)
+                    swept += 1
+                elif item.name.startswith(".") and item.name.endswith(".tmp"):
+                    item.unlink(missing_ok=True)
+                    swept += 1
+        return [f"removed {swept} temp files left by an interrupted command"] if swept else []
+
+    async def stop_orphans(self, known: set[str]) -> list[str]:
+        """Engine processes of this home that no server in the database owns (a command killed
+        between starting one and recording it) are stopped, and files of servers that are not
+        in the database are removed. Servers whose turn someone holds are left alone: they are
+        being made or removed right now."""
+        from vpn_manager.storage import servers as repo
+
+        run_dir = self.paths.run_dir
+        candidates = {p.name.removesuffix(".pid") for p in run_dir.glob("*.pid")}
+        for parent in (self.paths.rendered_dir, self.paths.keys_dir):
+            if parent.is_dir():
+                candidates |= {p.name for p in parent.iterdir() if p.is_dir()}
+        found = []
+        for name in sorted(candidates - known):
+            if turn_taken(run_dir, name):
+                continue
+            async with self.turn(name):
+                async with self.db.reading() as session:
+                    if await repo.name_taken(session, name):
+                        continue  # made since the list was read
+                if (run_dir / f"{name}.pid").exists() and self.runtime.state(name).running:
+                    with contextlib.suppress(VpnError):
+                        await self.runtime.stop(name)
+                        found.append(f"stopped an engine of this home that no server owns ({name})")
+                (run_dir / f"{name}.pid").unlink(missing_ok=True)
+                for folder in (self.paths.rendered_dir / name, self.keys_dir(name)):
+                    if folder.is_dir():
+                        shutil.rmtree(folder, ignore_errors=True)
+                        found.append(f"removed the files of a server that does not exist ({name})")
+        return found
+
     # -- lifecycle -----------------------------------------------------------------------------
     async def install(self, create: ServerCreate) -> Server:
+        """Make the server's keys, commit its row, then start it (validated, probed). If the start
+        fails or is interrupted, the engine is stopped and the row and files are removed again;
+        if this process dies after the commit, the service starts the server on its next round."""
         from vpn_manager.storage import servers as repo
 
         engine = engine_for(create.protocol)
-        async with self.db.session() as session:
-            if await repo.name_taken(session, create.name):
+        async with self.turn(create.name):
+            async with self.db.reading() as session:
+                if await repo.name_taken(session, create.name):
+                    raise Conflict(
+                        f"A server named {create.name!r} already exists.",
+                        hint="Pick another --name.",
+                    )
+                taken = await repo.ports_in_use(session)
+            if create.port in taken:
                 raise Conflict(
-                    f"A server named {create.name!r} already exists.", hint="Pick another --name."
+                    f"Port {create.port} is already used by server {taken[create.port]}."
                 )
-            taken = await repo.ports_in_use(session)
-        if create.port in taken:
-            raise Conflict(f"Port {create.port} is already used by server {taken[create.port]}.")
-        placement = self._placement(engine, create)
-        if placement["docker_host"] is None or placement["docker_host"].startswith("unix://"):
-            check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
-        host = create.host
-        if host is None and create.runtime is RuntimeKind.DOCKER:
-            host = self._remote_address(placement)
-        create = create.model_copy(update={"host": host or default_host(create.listen)})
-        keys_dir = self.keys_dir(create.name)
-        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            settings, secret = engine.new_server(create, free_port, keys_dir)
-        except BaseException:
-            self._forget_files(create.name)
-            raise
-        values = {
-            "name": create.name,
-            "protocol": create.protocol.value,
-            "engine": engine.name,
-            "runtime": create.runtime.value,
-            **placement,
-            "listen": create.listen,
-            "port": create.port,
-            "host": create.host,
-            "desired": DesiredState.RUNNING.value,
-            "settings": settings,
-            "secret": secret,
-        }
-        async with self.db.session() as session:
-            row = await repo.insert_server(session, values, self.now())
-            spec = repo.spec_of(row)
+            placement = self._placement(engine, create)
+            if placement["docker_host"] is None or placement["docker_host"].startswith("unix://"):
+                check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
+            host = create.host
+            if host is None and create.runtime is RuntimeKind.DOCKER:
+                host = self._remote_address(placement)
+            create = create.model_copy(update={"host": host or default_host(create.listen)})
+            inserted: ServerSpec | None = None
             try:
-                await self._apply_restart(self.engine(spec), spec, [])
+                keys_dir = self.keys_dir(create.name)
+                keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                settings, secret = engine.new_server(create, free_port, keys_dir)
+                values = {
+                    "name": create.name,
+                    "protocol": create.protocol.value,
+                    "engine": engine.name,
+                    "runtime": create.runtime.value,
+                    **placement,
+                    "listen": create.listen,
+                    "port": create.port,
+                    "host": create.host,
+                    "desired": DesiredState.RUNNING.value,
+                    "settings": settings,
+                    "secret": secret,
+                }
+                async with self.db.session() as session:
+                    if await repo.name_taken(session, create.name):
+                        raise Conflict(f"A server named {create.name!r} was just made elsewhere.")
+                    inserted = repo.spec_of(await repo.insert_server(session, values, self.now()))
+                await self._apply_restart(self.engine(inserted), inserted, [])
             except BaseException:
-                self._forget_files(create.name)
-                if spec.runtime == DOCKER:  # the network, if it was made for this server only
-                    with contextlib.suppress(VpnError):
-                        await asyncio.to_thread(self.docker(spec.docker_host).forget)
-                raise  # the session rolls back: no server row is left behind
+                with no_interrupt():
+                    await self._undo_install(create.name, inserted)
+                raise
         return await self.get(create.name)
+
+    async def _undo_install(self, name: str, inserted: ServerSpec | None) -> None:
+        """After a failed or interrupted install: no engine, no row, no files are left."""
+        from vpn_manager.storage import servers as repo
+
+        if inserted is not None:
+            with contextlib.suppress(VpnError):
+                await self._stop(self.engine(inserted), inserted)
+            async with self.db.session() as session:
+                with contextlib.suppress(NotFound):
+                    await repo.delete_server(session, await repo.server_row(session, name))
+        self._forget_files(name)
+        if inserted is not None and inserted.runtime == DOCKER:
+            with contextlib.suppress(VpnError):  # the network, if it was made for this server only
+                await asyncio.to_thread(self.docker(inserted.docker_host).forget)
 
     def _placement(self, engine: Engine, create: ServerCreate) -> dict[str, str | None]:
         """Where a new server runs: for Docker the image (from --image, else the engine's
@@ -462,10 +683,11 @@ class ServerService:
     async def stop(self, name: str) -> bool:
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
-            row = await repo.server_row(session, name)
-            await repo.set_server(session, row, self.now(), desired=DesiredState.STOPPED.value)
-            spec = repo.spec_of(row)
+        async with self.turn(name):
+            async with self.db.session() as session:
+                row = await repo.server_row(session, name)
+                await repo.set_server(session, row, self.now(), desired=DesiredState.STOPPED.value)
+                spec = repo.spec_of(row)
             return await self._stop(self.engine(spec), spec)
 
     async def _stop(self, engine: Engine, spec: ServerSpec) -> bool:
@@ -492,28 +714,32 @@ class ServerService:
             yield
 
     async def remove(self, name: str) -> None:
+        """Stopped first (and that committed), then the row and the files: a remove killed
+        half-way leaves a stopped server that `vpn server remove` finishes, never one that the
+        service would start again."""
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
-            row = await repo.server_row(session, name)
-            spec = repo.spec_of(row)
+        async with self.turn(name):
+            async with self.db.session() as session:
+                row = await repo.server_row(session, name)
+                await repo.set_server(session, row, self.now(), desired=DesiredState.STOPPED.value)
+                spec = repo.spec_of(row)
             await self._stop(self.engine(spec), spec)
-            await repo.delete_server(session, row)
-        self._forget_files(name)
+            async with self.db.session() as session:
+                await repo.delete_server(session, await repo.server_row(session, name))
+            self._forget_files(name)
+            self._forget_applied(name)
         if spec.runtime == DOCKER:
             await asyncio.to_thread(self.docker(spec.docker_host).forget)
 
     async def rotate_keys(self, name: str) -> Server:
         """New REALITY keys and short ids: every user's link changes."""
-        from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
-            row = await repo.server_row(session, name)
-            engine = engine_for(row.protocol)
-            before = repo.spec_of(row)
-            settings, secret = engine.rotate_keys(before)
-            await repo.set_server(session, row, self.now(), settings=settings, secret=secret)
-            await self._reconfigure(session, row, before)
+        def change(before: ServerSpec) -> dict[str, object]:
+            settings, secret = engine_for(before.protocol).rotate_keys(before)
+            return {"settings": settings, "secret": secret}
+
+        await self._reconfigure(name, change)
         return await self.get(name)
 
     async def update(
@@ -528,52 +754,83 @@ class ServerService:
         """Change a server's settings: validated, applied with a restart, rolled back on failure."""
         from vpn_manager.models import validated
         from vpn_manager.models.server import ServerChange
-        from vpn_manager.storage import servers as repo
 
-        change = validated(ServerChange, {"port": port, "sni": sni, "dest": dest, "host": host})
-        async with self.db.session() as session:
-            row = await repo.server_row(session, name)
-            before = repo.spec_of(row)
-            settings = dict(row.settings)
-            if change.sni is not None or change.dest is not None:
-                if row.protocol != Protocol.VLESS_REALITY.value:
+        update = validated(ServerChange, {"port": port, "sni": sni, "dest": dest, "host": host})
+
+        def change(before: ServerSpec) -> dict[str, object]:
+            settings = dict(before.settings)
+            if update.sni is not None or update.dest is not None:
+                if before.protocol != Protocol.VLESS_REALITY.value:
                     raise InvalidInput("--sni and --dest apply to vless-reality servers.")
                 settings.update(
-                    {k: v for k, v in (("sni", change.sni), ("dest", change.dest)) if v}
+                    {k: v for k, v in (("sni", update.sni), ("dest", update.dest)) if v}
                 )
             changes: dict[str, object] = {"settings": settings}
-            if change.port is not None:
-                changes["port"] = change.port
-            if change.host is not None:
-                changes["host"] = change.host
-            await repo.set_server(session, row, self.now(), **changes)
-            await self._reconfigure(session, row, before)
+            if update.port is not None:
+                changes["port"] = update.port
+            if update.host is not None:
+                changes["host"] = update.host
+            return changes
+
+        await self._reconfigure(name, change)
         return await self.get(name)
 
-    async def _reconfigure(self, session: AsyncSession, row: ServerRow, before: ServerSpec) -> None:
-        """After a settings change: a validated restart if the server should run, otherwise only
-        the re-rendered config (it takes effect on the next start)."""
+    async def _reconfigure(
+        self, name: str, change: Callable[[ServerSpec], dict[str, object]]
+    ) -> None:
+        """A settings change: committed, then a validated restart if the server should run
+        (otherwise only the re-rendered config, for its next start). If the restart fails the
+        engine is back on its last good config and the row is put back; if this process dies
+        half-way, the service's next round restarts the engine on what the database says."""
         from vpn_manager.storage import servers as repo
 
-        spec = repo.spec_of(row)
-        engine = self.engine(spec)
-        clients = await repo.clients(session, row.id)
-        if row.desired == DesiredState.RUNNING.value:
-            await self._apply_restart(engine, spec, clients, before)
-        else:
-            self._write_config(engine, spec, clients)
+        async with self.turn(name):
+            async with self.db.session() as session:
+                row = await repo.server_row(session, name)
+                before = repo.spec_of(row)
+                await repo.set_server(session, row, self.now(), **change(before))
+                spec = repo.spec_of(row)
+                clients = await repo.clients(session, row.id)
+                desired = row.desired
+            engine = self.engine(spec)
+            try:
+                if desired == DesiredState.RUNNING.value:
+                    await self._apply_restart(engine, spec, clients, before)
+                else:
+                    self._write_config(engine, spec, clients)
+            except BaseException as exc:
+                with no_interrupt():
+                    async with self.db.session() as session:
+                        row = await repo.server_row(session, name)
+                        old = {"port": before.port, "host": before.host}
+                        old |= {"settings": before.settings, "secret": before.secret}
+                        await repo.set_server(session, row, self.now(), **old)
+                    if not isinstance(
+                        exc, EngineError
+                    ):  # interrupted: the engine was not rolled back
+                        await self._converge(name)
+                raise
 
     async def _set_desired(self, name: str, desired: DesiredState, *, restart: bool) -> None:
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
-            row = await repo.server_row(session, name)
-            await repo.set_server(session, row, self.now(), desired=desired.value)
-            spec = repo.spec_of(row)
-            engine = self.engine(spec)
-            clients = await repo.clients(session, row.id)
-            if restart or not self.runtime_of(spec).state(name).running:
-                await self._apply_restart(engine, spec, clients)
+        async with self.turn(name):
+            async with self.db.session() as session:
+                row = await repo.server_row(session, name)
+                was = row.desired
+                await repo.set_server(session, row, self.now(), desired=desired.value)
+                spec = repo.spec_of(row)
+                clients = await repo.clients(session, row.id)
+            if not (restart or not self.runtime_of(spec).state(name).running):
+                return
+            try:
+                await self._apply_restart(self.engine(spec), spec, clients)
+            except BaseException:
+                with no_interrupt():
+                    async with self.db.session() as session:
+                        row = await repo.server_row(session, name)
+                        await repo.set_server(session, row, self.now(), desired=was)
+                raise
 
     # -- the two kinds of apply ----------------------------------------------------------------
     def _render(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> str:
@@ -602,10 +859,12 @@ class ServerService:
         text = self._render(engine, spec, clients)
         await engine.validate(text, files.config.parent)
         previous = files.config.read_text() if files.config.exists() else None
+        self._forget_applied(spec.name)  # until the engine runs the new file, nothing is known
         atomic_write(files.config, text)
         try:
             await self._restart_and_probe(engine, spec)
             await engine.after_start(await self.reach(spec), clients)
+            self._record_applied(spec.name, self._basis(engine, spec, clients))
         except EngineError as exc:
             if previous is None:
                 await self._stop(engine, spec)
@@ -616,6 +875,7 @@ class ServerService:
             try:
                 await self._restart_and_probe(engine, old)
                 await engine.after_start(await self.reach(old), clients)
+                self._record_applied(old.name, self._basis(engine, old, clients))
             except EngineError as again:
                 raise EngineError(
                     f"{exc.message} Rolling back failed too: {again.message}",
@@ -669,8 +929,19 @@ class ServerService:
         self, user_names: Sequence[str], server: str, password: str | None = None
     ) -> list[str]:
         """Give users credentials on a server; applied live when it runs. Returns who was new."""
-        async with self.db.session() as session:
+        from vpn_manager.storage import servers as repo
+
+        async def work(session: AsyncSession) -> list[str]:
             return await self.grant_in(session, user_names, server, password)
+
+        async def undo(session: AsyncSession, added: list[str]) -> None:
+            from vpn_manager.storage import users as user_repo
+
+            row = await repo.server_row(session, server)
+            for user_id in (await user_repo.ids_for(session, added)).values():
+                await repo.remove_credential(session, user_id, row.id)
+
+        return await self.commit_then_apply(work, undo)
 
     async def grant_in(
         self,
@@ -679,7 +950,8 @@ class ServerService:
         server: str,
         password: str | None = None,
     ) -> list[str]:
-        """grant() inside the caller's transaction (so `vpn user add --server` is all or none)."""
+        """grant() inside the caller's transaction (so `vpn user add --server` is all or none);
+        the engine gets the new users when the caller settles (commit_then_apply)."""
         from vpn_manager.storage import servers as repo
         from vpn_manager.storage import users as user_repo
 
@@ -689,8 +961,7 @@ class ServerService:
         ids = await user_repo.ids_for(session, user_names)
         holders = await repo.holders(session, row.id, list(ids.values()))
         added = [name for name in user_names if ids[name] not in holders]
-        everyone = await repo.clients_and_status(session, row.id)
-        taken = [c.secret for c, _ in everyone]
+        taken = [c.secret for c, _ in await repo.clients_and_status(session, row.id)]
         grants = []
         for name in added:
             credential = engine.new_credential(spec, password, taken)
@@ -699,8 +970,7 @@ class ServerService:
         await repo.add_credentials(session, row, grants, self.now())
         # The active ones among the new (read back: no one else's credentials twice).
         fresh = await repo.clients(session, row.id, user_ids=[user_id for user_id, _ in grants])
-        clients = sorted([c for c, active in everyone if active] + fresh, key=lambda c: c.user_id)
-        await self._apply_live(engine, repo.spec_of(row), row.desired, clients, fresh, [])
+        pending_of(session).setdefault(row.id, Pending()).note([], fresh)
         return added
 
     async def access(self, user_name: str, server: str | None = None) -> list[Access]:
@@ -743,12 +1013,12 @@ class ServerService:
         from vpn_manager.storage import servers as repo
         from vpn_manager.storage import users as user_repo
 
-        async with self.db.session() as session:
+        async def work(session: AsyncSession) -> list[tuple[int, dict[str, object]]]:
             row = await repo.server_row(session, server)
-            engine = self.engine(repo.spec_of(row))
             ids = await user_repo.ids_for(session, user_names)
             before = await repo.clients(session, row.id)
             holders = await repo.holders(session, row.id, list(ids.values()))
+            kept = {c.user_id: c.secret for c, _ in await repo.clients_and_status(session, row.id)}
             for name in user_names:
                 if ids[name] not in holders:
                     raise NotFound(
@@ -757,7 +1027,15 @@ class ServerService:
                     )
                 await repo.remove_credential(session, ids[name], row.id)
             after = await repo.clients(session, row.id)
-            await self._live(engine, repo.spec_of(row), row.desired, before, after)
+            pending_of(session).setdefault(row.id, Pending()).note(before, after)
+            return [(ids[name], kept[ids[name]]) for name in user_names]
+
+        async def undo(session: AsyncSession, removed: list[tuple[int, dict[str, object]]]) -> None:
+            await repo.add_credentials(
+                session, await repo.server_row(session, server), removed, self.now()
+            )
+
+        await self.commit_then_apply(work, undo)
 
     async def clients_before(
         self, session: AsyncSession, user_ids: Sequence[int]
@@ -769,30 +1047,93 @@ class ServerService:
         return {sid: await repo.clients(session, sid) for sid in server_ids}
 
     async def resync(self, session: AsyncSession, before: dict[int, list[Client]]) -> None:
-        """After users changed (status, deletion): bring each affected server in line, live."""
+        """After users changed (status, deletion): note what each affected server must add and
+        remove; the engines get it when the caller settles (commit_then_apply, settle)."""
         from vpn_manager.storage import servers as repo
 
         for row in await repo.servers_by_id(session, list(before)):
             after = await repo.clients(session, row.id)
-            spec = repo.spec_of(row)
-            await self._live(self.engine(spec), spec, row.desired, before[row.id], after)
+            pending_of(session).setdefault(row.id, Pending()).note(before[row.id], after)
 
-    async def _live(
+    async def commit_then_apply(
         self,
-        engine: Engine,
-        spec: ServerSpec,
-        desired: str,
-        before: list[Client],
-        after: list[Client],
-    ) -> None:
-        """Write the new user set into the config and apply the difference to the running engine.
-        On failure the previous config file is put back and the error propagates (the caller's
-        database transaction then rolls back too)."""
-        old = {c.email for c in before}
-        new = {c.email for c in after}
-        added = [c for c in after if c.email not in old]
-        removed = [c for c in before if c.email not in new]
-        await self._apply_live(engine, spec, desired, after, added, removed)
+        work: Callable[[AsyncSession], Awaitable[T]],
+        undo: Callable[[AsyncSession, T], Awaitable[None]] | None = None,
+    ) -> T:
+        """A user change: `work` writes it in one short transaction, which is committed before
+        any engine is touched (the database is never held across engine calls); then each
+        server it touched is brought in line (settle). If that fails or is interrupted (Ctrl-C),
+        `undo` writes the change back in a new transaction and the servers are brought in line
+        again, so nothing is left half-applied. Without `undo` (a deletion), the change stands and
+        the error says the engine still has to catch up; the service does it on its next round.
+        If this process dies half-way, the service's next round finishes or removes what the
+        engines got (converge)."""
+        async with self.db.session() as session:
+            result = await work(session)
+            pending = pending_of(session)
+        if not pending:
+            return result
+        try:
+            await self.settle(pending)
+        except BaseException as exc:
+            if undo is None:
+                if isinstance(exc, VpnError):
+                    raise type(exc)(
+                        f"{exc.message} The change is saved; `vpn serve` brings the engine in "
+                        "line on its next round.",
+                        hint=exc.hint,
+                    ) from None
+                raise
+            told = len(self.applied)
+            with no_interrupt():
+                async with self.db.session() as session:
+                    await undo(session, result)
+                try:
+                    await self.settle({sid: p.reversed() for sid, p in pending.items()})
+                except VpnError as again:
+                    log.error("undoing an interrupted change failed: %s", again.message)
+            del self.applied[told:]
+            raise
+        return result
+
+    async def settle(
+        self, pending: dict[int, Pending], *, keep_going: bool = False
+    ) -> dict[str, str]:
+        """Bring each server in `pending` in line with the database, one at a time, each in its
+        turn: the config rendered from the users the database has now, and the engine given
+        the added users that are still there and rid of the removed ones that are still gone.
+        The first failure is raised, or with `keep_going` (the service) logged and returned
+        (server → why) while the other servers go on."""
+        failed: dict[str, str] = {}
+        for server_id, change in sorted(pending.items()):
+            try:
+                await self._settle_one(server_id, change)
+            except VpnError as exc:
+                if not keep_going:
+                    raise
+                failed[str(server_id)] = exc.message
+                log.error("bringing server %d in line failed: %s", server_id, exc.message)
+        return failed
+
+    async def _settle_one(self, server_id: int, change: Pending) -> None:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.reading() as session:
+            rows = await repo.servers_by_id(session, [server_id])
+        if not rows:
+            return  # removed since
+        async with self.turn(rows[0].name):
+            async with self.db.reading() as session:
+                rows = await repo.servers_by_id(session, [server_id])
+                if not rows:
+                    return
+                row = rows[0]
+                clients = await repo.clients(session, row.id)
+            spec = repo.spec_of(row)
+            now = {c.email for c in clients}
+            added = [c for c in clients if c.email in change.added]
+            removed = [c for email, c in change.removed.items() if email not in now]
+            await self._apply_live(self.engine(spec), spec, row.desired, clients, added, removed)
 
     async def _apply_live(
         self,
@@ -863,13 +1204,16 @@ class ServerService:
         files = self.files(spec.name)
         text = self._render(engine, spec, clients)
         await engine.validate(text, files.config.parent)
+        self._forget_applied(spec.name)
         atomic_write(files.config, text)
         try:
             await self._signal_reload(engine, spec)
+            self._record_applied(spec.name, self._basis(engine, spec, clients))
         except EngineError as exc:
             if previous is not None:
                 atomic_write(files.config, previous)
                 await self._signal_reload(engine, spec)
+                self._record_applied(spec.name, previous)
             raise EngineError(f"{exc.message} The change was rolled back.", hint=exc.hint) from None
 
     async def _signal_reload(self, engine: Engine, spec: ServerSpec) -> None:

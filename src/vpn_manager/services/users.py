@@ -54,23 +54,32 @@ class UserService:
         extras: Sequence[dict[str, Any]] | None = None,
         servers: Sequence[str] = (),
     ) -> list[User]:
-        """Create users, all or none; with `servers`, also give them credentials there (applied
-        live on running servers, in the same transaction)."""
+        """Create users, all or none; with `servers`, also give them credentials there, applied
+        live on running servers once the users are committed. If that fails or is interrupted,
+        the users are deleted again and taken off the servers (ServerService.commit_then_apply)."""
         from vpn_manager.storage import users as repo
 
-        reject_repeats([c.name for c in creates])
-        async with self.db.session() as session:
+        names = [c.name for c in creates]
+        reject_repeats(names)
+        if not servers:
+            async with self.db.session() as session:
+                return await repo.insert_users(session, creates, self.clock(), progress, extras)
+        fleet = self.servers
+        if fleet is None:
+            raise InvalidInput("Servers are not available here.")  # pragma: no cover
+
+        async def work(session: AsyncSession) -> list[User]:
             users = await repo.insert_users(session, creates, self.clock(), progress, extras)
-            if servers:
-                fleet = self.servers
-                if fleet is None:
-                    raise InvalidInput("Servers are not available here.")  # pragma: no cover
-                for server in servers:
-                    await fleet.grant_in(session, [c.name for c in creates], server)
-                # New users hold credentials on exactly these servers.
-                names = sorted(set(servers))
-                users = [user.model_copy(update={"servers": names}) for user in users]
-            return users
+            for server in servers:
+                await fleet.grant_in(session, names, server)
+            # New users hold credentials on exactly these servers.
+            where = sorted(set(servers))
+            return [user.model_copy(update={"servers": where}) for user in users]
+
+        async def undo(session: AsyncSession, _users: list[User]) -> None:
+            await repo.delete_users(session, names)
+
+        return await fleet.commit_then_apply(work, undo)
 
     async def list(self, where: UserFilter | None = None) -> list[User]:
         fast = self.db.read_users(where)
@@ -108,12 +117,28 @@ class UserService:
         from vpn_manager.storage import users as repo
 
         reject_repeats(names)
-        async with self.db.session() as session:
+        servers = self.servers
+        if servers is None:
+            async with self.db.session() as session:
+                return await repo.set_status(session, names, status, self.clock())
+        fleet = servers
+
+        async def work(session: AsyncSession) -> tuple[int, dict[str, UserStatus]]:
+            was = await repo.statuses(session, names)
             before = await self._servers_before(session, names)
             count = await repo.set_status(session, names, status, self.clock())
-            if (servers := self.servers) is not None:
-                await servers.resync(session, before)
-            return count
+            await fleet.resync(session, before)
+            return count, was
+
+        async def undo(session: AsyncSession, done: tuple[int, dict[str, UserStatus]]) -> None:
+            by_status: dict[UserStatus, list[str]] = {}
+            for name, previous in done[1].items():
+                by_status.setdefault(previous, []).append(name)
+            for previous, group in by_status.items():
+                await repo.set_status(session, group, previous, self.clock())
+
+        count, _ = await fleet.commit_then_apply(work, undo)
+        return count
 
     async def enable(self, names: Sequence[str]) -> int:
         return await self.set_status(names, UserStatus.ACTIVE)
@@ -125,12 +150,19 @@ class UserService:
         from vpn_manager.storage import users as repo
 
         reject_repeats(names)
-        async with self.db.session() as session:
+        servers = self.servers
+        if servers is None:
+            async with self.db.session() as session:
+                return await repo.delete_users(session, names)
+        fleet = servers
+
+        async def work(session: AsyncSession) -> int:
             before = await self._servers_before(session, names)
             count = await repo.delete_users(session, names)
-            if (servers := self.servers) is not None:
-                await servers.resync(session, before)
+            await fleet.resync(session, before)
             return count
+
+        return await fleet.commit_then_apply(work)
 
     async def _servers_before(
         self, session: AsyncSession, names: Sequence[str]

@@ -192,6 +192,17 @@ async def set_status(
     return len(ids)
 
 
+async def statuses(session: AsyncSession, names: Sequence[str]) -> dict[str, UserStatus]:
+    """These users' statuses now (to put them back if a change is undone)."""
+    found: dict[str, UserStatus] = {}
+    for chunk in _chunks(list(names)):
+        rows = await session.execute(
+            select(UserRow.name, UserRow.status).where(UserRow.name.in_(chunk))
+        )
+        found |= {name: UserStatus(status) for name, status in rows}
+    return found
+
+
 async def delete_users(session: AsyncSession, names: Sequence[str]) -> int:
     ids = await ids_for(session, names)
     for chunk in _chunks(list(ids.values())):

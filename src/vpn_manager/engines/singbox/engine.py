@@ -200,6 +200,12 @@ class SingBoxEngine:
     async def after_stop(self, spec: ServerSpec) -> None:
         return  # nothing lives outside the process
 
+    async def users(self, spec: ServerSpec) -> set[str] | None:
+        """Shadowsocks: ssm-api's user list. The others have their users in the config."""
+        if spec.protocol != "shadowsocks":
+            return None
+        return await SsmApi(int(spec.settings["ssm_port"])).usernames()
+
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         await SsmApi(int(spec.settings["ssm_port"])).add(config.ssm_users(clients))
 

@@ -41,7 +41,11 @@ class SsmApi:
 
     async def add(self, users: list[dict[str, str]]) -> None:
         for user in users:
-            await self.call("POST", "/users", user)
+            try:
+                await self.call("POST", "/users", user)
+            except EngineError as exc:
+                if "already exists" not in exc.message:
+                    raise  # a user the engine already has is where we want it
 
     async def remove(self, usernames: list[str]) -> None:
         for name in usernames:
@@ -50,6 +54,10 @@ class SsmApi:
             except EngineError as exc:
                 if " 404 " not in exc.message:
                     raise  # an unknown user is already gone
+
+    async def usernames(self) -> set[str]:
+        listed = await self.call("GET", "/users")
+        return {u["username"] for u in (listed or {}).get("users") or []}
 
     async def traffic(self) -> dict[str, tuple[int, int]]:
         stats = await self.call("GET", "/stats")

@@ -206,6 +206,11 @@ class WireGuardEngine:
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         raise EngineError("WireGuard peers change live; it is never reloaded.")  # pragma: no cover
 
+    async def users(self, spec: ServerSpec) -> set[str]:
+        """The interface's peers, by public key."""
+        done = await self.run([self.tool("wg"), "show", spec.settings["interface"], "peers"])
+        return {line.strip() for line in done.stdout.splitlines() if line.strip()}
+
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         """`wg addconf` with just the new peers (keys on stdin): one call however many, and the
         peers already there are not touched."""

@@ -44,12 +44,22 @@ class XrayApi:
 
     async def add_users(self, tag: str, clients: Sequence[dict[str, Any]]) -> None:
         for client in clients:
-            await self._call(
-                HANDLER + "AlterInbound",
-                wire.add_vless_user(
-                    tag, client["email"], client["id"], client.get("flow", ""), client["level"]
-                ),
-            )
+            try:
+                await self._call(
+                    HANDLER + "AlterInbound",
+                    wire.add_vless_user(
+                        tag, client["email"], client["id"], client.get("flow", ""), client["level"]
+                    ),
+                )
+            except EngineError as exc:
+                if "already exists" not in exc.message.lower():
+                    raise  # a user the engine already has is where we want it
+
+    async def users(self, tag: str) -> set[str]:
+        """The emails of the inbound's users now."""
+        return wire.parse_inbound_users(
+            await self._call(HANDLER + "GetInboundUsers", wire.inbound_users(tag))
+        )
 
     async def remove_users(self, tag: str, emails: Sequence[str]) -> None:
         for email in emails:

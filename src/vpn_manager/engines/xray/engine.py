@@ -174,6 +174,12 @@ class XrayEngine:
     async def after_stop(self, spec: ServerSpec) -> None:
         return  # nothing lives outside the process
 
+    async def users(self, spec: ServerSpec) -> set[str]:
+        from vpn_manager.engines.xray.api import XrayApi
+
+        async with XrayApi(int(spec.settings["api_port"])) as api:
+            return await api.users(config.INBOUND_TAG)
+
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         from vpn_manager.engines.xray.api import XrayApi
 

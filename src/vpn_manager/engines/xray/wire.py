@@ -28,6 +28,24 @@ def remove_user(tag: str, email: str) -> bytes:
     return string(1, tag) + message(2, operation)
 
 
+def inbound_users(tag: str) -> bytes:
+    """A GetInboundUserRequest {string tag = 1; string email = 2}: no email means all users."""
+    return string(1, tag)
+
+
+def parse_inbound_users(data: bytes) -> set[str]:
+    """A GetInboundUserResponse: repeated xray.common.protocol.User users = 1, each with its
+    email in field 2."""
+    emails = set()
+    for field, user in fields(data):
+        if field != 1 or not isinstance(user, bytes):
+            continue
+        for sub, item in fields(user):
+            if sub == 2 and isinstance(item, bytes):
+                emails.add(item.decode())
+    return emails
+
+
 def query_stats(pattern: str, reset: bool = False) -> bytes:
     return string(1, pattern) + boolean(2, reset)
 
