@@ -19,6 +19,7 @@ extended expiry makes them active again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vpn_manager.accounting")
 HISTORY_DAYS = 90
+HUNG_ROUNDS = 3  # probes failed in a row before a running engine is restarted
+PROBE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Accountant:
         # the last poll ("online").
         self.server_bytes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self.online: dict[int, set[int]] = {}
+        self.unanswered: dict[str, int] = {}  # server → probes failed in a row
         self.follow = follow
         # server id → (engine epoch, where it is reached, its follower)
         self.followers: dict[int, tuple[str, str, Follower]] = {}
@@ -353,6 +357,67 @@ class Accountant:
         if stale:
             await bans.lift(stale)
             log.info("lifted %d device bans that no longer apply", len(stale))
+
+    # -- keeping engines in line with the database ---------------------------------------------
+    async def converge(self) -> dict[str, list[str]]:
+        """Every server's engine, rendered config and users made to agree with the database
+        (ServerService.converge: what a command killed half-way left, users an engine lost or
+        got behind our back); an engine that stopped answering for HUNG_ROUNDS rounds in a row
+        (hung, or SIGSTOPped) is restarted; engines and files of this home that no server owns
+        are removed. Returns what was fixed, per server; a server that fails is logged and the
+        others go on."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.reading() as session:
+            rows = [r for r, _ in await repo.list_servers(session)]
+        fixed: dict[str, list[str]] = {}
+        for row in rows:
+            try:
+                done = await self.servers.converge(row.name)
+                if await self._hung(row):
+                    await self.servers.restart(row.name)
+                    done.append(f"restarted it: it did not answer {HUNG_ROUNDS} rounds in a row")
+                    self.unanswered.pop(row.name, None)
+            except VpnError as exc:
+                log.error("bringing %s in line failed: %s", row.name, exc.message)
+                continue
+            if done:
+                log.warning("%s: %s", row.name, "; ".join(done))
+                fixed[row.name] = done
+        try:
+            orphans = await self.servers.stop_orphans({row.name for row in rows})
+        except VpnError as exc:
+            log.error("looking for engines no server owns failed: %s", exc.message)
+        else:
+            for what in orphans:
+                log.warning("%s", what)
+            if orphans:
+                fixed[""] = orphans
+        return fixed
+
+    async def _hung(self, row: ServerRow) -> bool:
+        """Probe a running server; True once it failed HUNG_ROUNDS probes in a row."""
+        from vpn_manager.storage import servers as repo
+
+        if row.desired != DesiredState.RUNNING.value or not self.servers.is_running(row):
+            self.unanswered.pop(row.name, None)
+            return False
+        spec = repo.spec_of(row)
+        try:
+            health = await asyncio.wait_for(
+                self.servers.engine(spec).probe(await self.servers.reach(spec)), PROBE_TIMEOUT
+            )
+            healthy = health.healthy
+        except (VpnError, TimeoutError):
+            healthy = False
+        if healthy:
+            self.unanswered.pop(row.name, None)
+            return False
+        self.unanswered[row.name] = self.unanswered.get(row.name, 0) + 1
+        log.warning(
+            "%s did not answer its probe (%d in a row)", row.name, self.unanswered[row.name]
+        )
+        return self.unanswered[row.name] >= HUNG_ROUNDS
 
     # -- supervision ---------------------------------------------------------------------------
     async def _heal(self, row: ServerRow) -> None:

@@ -17,14 +17,19 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from vpn_manager.errors import VpnError
 from vpn_manager.paths import Paths
 
 if TYPE_CHECKING:
+    from vpn_manager.services.accounting import Accountant
     from vpn_manager.settings import DockerSshSettings, Settings
+
+T = TypeVar("T")
 
 log = logging.getLogger("vpn_manager.serve")
 
@@ -121,36 +126,9 @@ async def serve(
     log.info("serving (poll every %.1f s)", interval)
     try:
         while not stop.is_set():
-            started = await accountant.supervise(backoff)
-            for name in started:
-                log.info("started %s", name)
-            polled = await accountant.poll()
-            log.debug(
-                "poll: %d counters on %d servers, %d bytes counted, %.1f ms",
-                polled.counters,
-                polled.servers,
-                polled.counted_bytes,
-                polled.took_ms,
-            )
-            enforced = await accountant.enforce()
-            devices = await accountant.limit_devices(config.device_ban_s)
-            await accountant.prune_history()
-            for name, status in enforced.limited.items():
-                log.info("%s is now %s: removed from its servers", name, status)
-            for name in enforced.restored:
-                log.info("%s is active again", name)
+            done = await one_round(accountant, backoff, config.device_ban_s)
             if once:
-                return {
-                    "started": started,
-                    "servers_polled": polled.servers,
-                    "counters": polled.counters,
-                    "counted_bytes": polled.counted_bytes,
-                    "poll_ms": round(polled.took_ms, 1),
-                    "failed": polled.failed,
-                    "limited": enforced.limited,
-                    "restored": enforced.restored,
-                    "devices_cut": devices,
-                }
+                return done
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
     finally:
@@ -160,6 +138,69 @@ async def serve(
         await db.close()
         log.info("stopped")
     return None
+
+
+async def one_round(
+    accountant: Accountant, backoff: dict[str, tuple[int, datetime]], device_ban_s: int
+) -> dict[str, Any]:
+    """One round of the service: start what should run, bring engines in line with the
+    database, count, enforce limits, cut extra devices, prune history. A step that fails (the
+    database busy or down, an engine not answering, a bug) is logged and reported under
+    "errors", and the round goes on with the next step: the service never stops on it, and
+    the next round tries again."""
+    from vpn_manager.services.accounting import EnforceReport, PollReport
+
+    errors: dict[str, str] = {}
+
+    async def step(name: str, work: Callable[[], Awaitable[T]], default: T) -> T:
+        try:
+            return await work()
+        except VpnError as exc:
+            errors[name] = exc.message
+            log.error("%s failed: %s", name, exc.message)
+        except Exception as exc:  # a bug: say it and go on; --debug shows where
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            log.error("%s failed on an unexpected error: %s", name, errors[name])
+            log.debug("where", exc_info=True)
+        return default
+
+    no_names: list[str] = []
+    started = await step("starting servers", lambda: accountant.supervise(backoff), no_names)
+    for name in started:
+        log.info("started %s", name)
+    no_fixes: dict[str, list[str]] = {}
+    fixed = await step("bringing engines in line", accountant.converge, no_fixes)
+    polled = await step("counting traffic", accountant.poll, PollReport())
+    log.debug(
+        "poll: %d counters on %d servers, %d bytes counted, %.1f ms",
+        polled.counters,
+        polled.servers,
+        polled.counted_bytes,
+        polled.took_ms,
+    )
+    enforced = await step("enforcing limits", accountant.enforce, EnforceReport())
+    no_cuts: dict[str, list[str]] = {}
+    devices = await step(
+        "limiting devices", lambda: accountant.limit_devices(device_ban_s), no_cuts
+    )
+    await step("pruning history", accountant.prune_history, 0)
+    for name, status in enforced.limited.items():
+        log.info("%s is now %s: removed from its servers", name, status)
+    for name in enforced.restored:
+        log.info("%s is active again", name)
+    return {
+        "started": started,
+        "fixed": fixed,
+        "servers_polled": polled.servers,
+        "counters": polled.counters,
+        "counted_bytes": polled.counted_bytes,
+        "poll_ms": round(polled.took_ms, 1),
+        "failed": polled.failed | enforced.failed,
+        "limited": enforced.limited,
+        "restored": enforced.restored,
+        "devices_cut": devices,
+        "errors": errors,
+    }
 
 
 def setup_logging(debug: bool) -> None:
@@ -189,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m vpn_manager.services.daemon`: what `vpn serve` execs into. Paths come from the
     environment (VPN_HOME, VPN_CONFIG, XDG_*), as for every command."""
     import os
-
-    from vpn_manager.errors import VpnError
 
     parser = argparse.ArgumentParser(prog="vpn serve")
     parser.add_argument("--interval", type=float, required=True)
