@@ -1090,11 +1090,22 @@ class ServerService:
                     await undo(session, result)
                 try:
                     await self.settle({sid: p.reversed() for sid, p in pending.items()})
+                    # A push still in flight when the change was interrupted may land after
+                    # that: compare each engine's users with the database once more.
+                    await self._converge_ids(list(pending))
                 except VpnError as again:
                     log.error("undoing an interrupted change failed: %s", again.message)
             del self.applied[told:]
             raise
         return result
+
+    async def _converge_ids(self, server_ids: list[int]) -> None:
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.reading() as session:
+            names = [row.name for row in await repo.servers_by_id(session, server_ids)]
+        for name in names:
+            await self.converge(name)
 
     async def settle(
         self, pending: dict[int, Pending], *, keep_going: bool = False

@@ -20,6 +20,7 @@ from vpn_manager.engines.ports import connect_address, free_port, port_open
 from vpn_manager.engines.xray import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
+from vpn_manager.proc import die_with_parent
 
 if TYPE_CHECKING:
     from vpn_manager.delivery.links import VlessRealityLink
@@ -119,6 +120,7 @@ class XrayEngine:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                preexec_fn=die_with_parent,  # a killed command leaves no candidate Xray behind
             )
             try:
                 await self._await_verdict(process, probe_port)
