@@ -18,13 +18,12 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent() -> None:
     """For a child that must not outlive this process however it ends (kill -9 included): the
     kernel kills it when we die. Used as `preexec_fn` (Linux; elsewhere it does nothing)."""
+    import contextlib
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass(frozen=True)
