@@ -1,0 +1,221 @@
+"""Crash injection: `vpn` killed (-9) at random moments during the commands that change a server,
+then one `vpn serve --once`; afterwards the engine, the rendered files and the database agree.
+
+Checked after every kill: each server the database has runs on its stored port with exactly
+the database's active users in its engine (asked through the engine's own API), each server
+it does not have has no engine, no files and a free port, no engine process of the home is
+unknown to the database, and no temp file is left. The moments are seeded and spread over how
+long the uninterrupted command takes (measured first); each test prints how many kills it tried.
+Set VPN_CRASH_KILLS to try more (or fewer) than 20 per operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import SNI, VPN, Result, Vpn
+from tests.e2e.net import free_port
+from vpn_manager.paths import Paths
+from vpn_manager.services.servers import ServerService, engine_identity
+from vpn_manager.storage import Database
+
+KILLS = int(os.environ.get("VPN_CRASH_KILLS", "20"))
+BATCH = 2000
+SEED = 1313
+
+
+def killed_at(vpn: Vpn, args: list[str], delay: float) -> int | None:
+    """Run `vpn ARGS`, kill -9 it after `delay` seconds; its exit code if it ended first."""
+    process = subprocess.Popen(
+        [str(VPN), *args],
+        env=vpn.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return process.wait(delay)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return None
+
+
+def timed(vpn: Vpn, args: list[str]) -> float:
+    started = time.monotonic()
+    vpn.ok(*args, timeout=300)
+    return time.monotonic() - started
+
+
+def accepting(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+async def _engine_and_database(home: Path) -> dict[str, tuple[int, set[str] | None, set[str]]]:
+    """Per server in the database: its stored port, the users its engine has (None: not
+    running) and the active users the database gives it, both as the engine names them."""
+    from vpn_manager.storage import servers as repo
+
+    paths = Paths.from_env({}, home=home)
+    db = Database.of_home(paths, None, 5000, 5.0)
+    service = ServerService(db, paths)
+    found = {}
+    try:
+        async with db.reading() as session:
+            rows = [row for row, _ in await repo.list_servers(session)]
+            wanted = {row.name: await repo.clients(session, row.id) for row in rows}
+        for row in rows:
+            spec = repo.spec_of(row)
+            running = service.runtime.state(row.name).running
+            have = await service.engine(spec).users(spec) if running else None
+            found[row.name] = (row.port, have, {engine_identity(c) for c in wanted[row.name]})
+    finally:
+        await db.close()
+    return found
+
+
+def home_processes(home: Path) -> list[str]:
+    """Command lines of live processes that name a file of this home."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = " ".join(part.decode(errors="replace") for part in argv if part)
+        if str(home) in line and "serve" not in line:
+            found.append(line)
+    return found
+
+
+def leftovers(home: Path) -> list[str]:
+    return [
+        str(path)
+        for path in home.rglob("*")
+        if path.name.startswith(".validate-") or path.name.endswith(".tmp")
+    ]
+
+
+def assert_agree(vpn: Vpn, gone: dict[str, int], what: str) -> None:
+    """After `serve --once`: see the module's docstring. `gone`: servers (name → port) that
+    may or may not exist, depending on when the kill came."""
+    state = asyncio.run(_engine_and_database(vpn.home))
+    for name, (port, have, want) in state.items():
+        assert have is not None, f"{what}: {name} is in the database but not running"
+        assert have == want, (
+            f"{what}: {name}'s engine has {len(have)} users, the database {len(want)} "
+            f"(only in the engine: {len(have - want)}, only in the database: {len(want - have)})"
+        )
+        assert accepting(port), f"{what}: {name} does not accept on its stored port {port}"
+    for name, port in gone.items():
+        if name in state:
+            continue
+        assert not (vpn.home / "state" / "rendered" / name).exists(), f"{what}: {name}'s files"
+        assert not (vpn.home / "data" / "keys" / name).exists(), f"{what}: {name}'s keys"
+        assert not accepting(port), f"{what}: something still listens on {name}'s port {port}"
+    names = set(state)
+    for line in home_processes(vpn.home):
+        assert any(f"/{name}." in line or f"/{name}/" in line for name in names), (
+            f"{what}: a process of this home that no server owns: {line}"
+        )
+    assert leftovers(vpn.home) == [], f"{what}: temp files left behind"
+
+
+def serve_once(vpn: Vpn) -> Result:
+    return vpn.ok("serve", "--once", timeout=300)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    return random.Random(SEED)
+
+
+def test_kill_during_server_install(vpn: Vpn, rng: random.Random, reality_site: int) -> None:
+    """Shadowsocks and VLESS+REALITY installs, killed at random moments."""
+
+    def args(protocol: str, name: str, port: int) -> list[str]:
+        base = ["server", "install", protocol, "--name", name, "--port", str(port)]
+        base += ["--listen", "127.0.0.1", "--host", "127.0.0.1"]
+        if protocol == "vless-reality":
+            base += ["--sni", SNI, "--dest", f"127.0.0.1:{reality_site}", "--allow-private"]
+        return base
+
+    took = {
+        protocol: timed(vpn, args(protocol, f"t-{protocol}", free_port()))
+        for protocol in ("shadowsocks", "vless-reality")
+    }
+    for protocol in took:
+        vpn.ok("server", "remove", f"t-{protocol}", "--yes")
+    tried = 0
+    for round_ in range(KILLS):
+        protocol = ("shadowsocks", "vless-reality")[round_ % 2]
+        name, port = f"i{round_}", free_port()
+        delay = rng.uniform(0, took[protocol] * 1.2)
+        killed_at(vpn, args(protocol, name, port), delay)
+        tried += 1
+        serve_once(vpn)
+        assert_agree(vpn, {name: port}, f"install {protocol} killed after {delay:.2f} s")
+        vpn("server", "remove", name, "--yes")
+    print(f"server install: {tried} kills tried")
+
+
+def test_kill_during_port_change(vpn: Vpn, rng: random.Random) -> None:
+    base = ["server", "install", "shadowsocks", "--name", "ss", "--listen", "127.0.0.1"]
+    vpn.ok(*base, "--port", str(free_port()), "--host", "127.0.0.1")
+    vpn.ok("user", "add", "alice", "bob", "--server", "ss")
+    took = timed(vpn, ["server", "set", "ss", "--port", str(free_port())])
+    for round_ in range(KILLS):
+        delay = rng.uniform(0, took * 1.2)
+        killed_at(vpn, ["server", "set", "ss", "--port", str(free_port())], delay)
+        serve_once(vpn)
+        assert_agree(vpn, {}, f"set --port killed after {delay:.2f} s (round {round_})")
+    print(f"server set --port: {KILLS} kills tried")
+
+
+@pytest.mark.parametrize("protocol", ["shadowsocks", "vless-reality"])
+def test_kill_during_a_batch(
+    vpn: Vpn, rng: random.Random, reality_site: int, protocol: str
+) -> None:
+    """A 2,000-user batch onto a running server, killed at random moments; the server is made
+    anew each round so that the engine never holds more than one batch."""
+    extra = ["--listen", "127.0.0.1", "--host", "127.0.0.1"]
+    if protocol == "vless-reality":
+        extra += ["--sni", SNI, "--dest", f"127.0.0.1:{reality_site}", "--allow-private"]
+
+    def batch(tag: str) -> list[str]:
+        return [f"{tag}{i}" for i in range(BATCH)]
+
+    def fresh_server() -> None:
+        vpn.ok("server", "install", protocol, "--name", "big", "--port", str(free_port()), *extra)
+        vpn.ok("user", "add", "alice", "--server", "big")
+
+    fresh_server()
+    took = timed(vpn, ["user", "add", *batch("m"), "--server", "big"])
+    for round_ in range(KILLS):
+        vpn.ok("server", "remove", "big", "--yes")
+        listed = vpn.json("user", "list")
+        assert isinstance(listed, list)
+        vpn.ok("user", "delete", *[u["name"] for u in listed], "--yes", timeout=120)
+        fresh_server()
+        delay = rng.uniform(0, took * 1.2)
+        killed_at(vpn, ["user", "add", *batch(f"b{round_}-"), "--server", "big"], delay)
+        serve_once(vpn)
+        assert_agree(vpn, {}, f"a batch onto {protocol} killed after {delay:.2f} s")
+    print(
+        f"a {BATCH}-user batch onto {protocol}: {KILLS} kills tried (uninterrupted: {took:.1f} s)"
+    )
