@@ -27,7 +27,7 @@ PG_URL_MASKED = "postgresql+asyncpg://vpnadmin:***@db.example:5432/vpn"
 FORMATS = ["table", "json", "yaml", "plain"]
 DEFAULT_SHOW_TABLE = """\
 database.url                 -
-database.busy_timeout_ms     5000
+database.busy_timeout_ms     15000
 database.connect_timeout_s   5.0
 output.format                table
 service.poll_interval_s      10.0
@@ -136,7 +136,7 @@ def test_config_show_defaults_flag_ignores_file_and_env(vpn: InProcessCli) -> No
 
 @pytest.mark.parametrize(
     ("in_file", "in_env", "expected"),
-    [(None, None, 5000), (7, None, 7), (7, 99, 99), (None, 250, 250)],
+    [(None, None, 15000), (7, None, 7), (7, 99, 99), (None, 250, 250)],
 )
 def test_config_show_busy_timeout_precedence(
     vpn: InProcessCli, in_file: int | None, in_env: int | None, expected: int

@@ -125,7 +125,7 @@ def test_output_format_precedence(
 @pytest.mark.parametrize(
     ("in_file", "in_env", "flag", "expected"),
     [
-        (None, None, None, 5000),
+        (None, None, None, 15000),
         (7, None, None, 7),
         (7, 99, None, 99),
         (7, 99, 1, 1),
@@ -194,7 +194,7 @@ def test_effective_settings_masks_and_defaults(
     assert shown["output"]["format"] == "json"
     defaults = effective_settings(settings, defaults=True)
     assert defaults == {
-        "database": {"url": None, "busy_timeout_ms": 5000, "connect_timeout_s": 5.0},
+        "database": {"url": None, "busy_timeout_ms": 15000, "connect_timeout_s": 5.0},
         "output": {"format": "table"},
         "service": {"poll_interval_s": 10.0, "metrics_port": 9477, "device_ban_s": 60},
         "runtime": "native",

@@ -48,7 +48,9 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL; empty means SQLite in the data directory. "
         "PostgreSQL: postgresql+asyncpg://user:password@host/db",
     )
-    busy_timeout_ms: int = Field(default=5000, ge=0, description="How long SQLite waits on a lock.")
+    busy_timeout_ms: int = Field(
+        default=15000, ge=0, description="How long SQLite waits on a lock."
+    )
     connect_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for a server."
     )

@@ -83,6 +83,7 @@ class Accountant:
         self.server_bytes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self.online: dict[int, set[int]] = {}
         self.unanswered: dict[str, int] = {}  # server → probes failed in a row
+        self.pruned_at: float | None = None  # time.monotonic() of the last prune_history
         self.follow = follow
         # server id → (engine epoch, where it is reached, its follower)
         self.followers: dict[int, tuple[str, str, Follower]] = {}
@@ -101,7 +102,7 @@ class Accountant:
         report = PollReport()
         polled: set[int] = set()
         started = time.perf_counter()
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
         run_dir = self.servers.paths.run_dir
         for row in rows:
@@ -170,7 +171,9 @@ class Accountant:
         from vpn_manager.storage import accounting as store
 
         async with self.db.session() as session:
-            return await store.prune_hourly(session, self.clock() - timedelta(days=keep_days))
+            pruned = await store.prune_hourly(session, self.clock() - timedelta(days=keep_days))
+        self.pruned_at = time.monotonic()
+        return pruned
 
     async def _count(self, server_id: int, epoch: str, counters: list[Counter]) -> int:
         from vpn_manager.storage import accounting as store
@@ -373,11 +376,12 @@ class Accountant:
         fixed: dict[str, list[str]] = {}
         for row in rows:
             try:
-                done = await self.servers.converge(row.name)
                 if await self._hung(row):
-                    await self.servers.restart(row.name)
-                    done.append(f"restarted it: it did not answer {HUNG_ROUNDS} rounds in a row")
                     self.unanswered.pop(row.name, None)
+                    await self.servers.restart(row.name)
+                    done = [f"restarted it: it did not answer {HUNG_ROUNDS} probes in a row"]
+                else:
+                    done = await self.servers.converge(row.name)
             except VpnError as exc:
                 log.error("bringing %s in line failed: %s", row.name, exc.message)
                 continue
@@ -434,7 +438,7 @@ class Accountant:
 
         now = self.clock()
         started = []
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
         for row in rows:
             try:

@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from vpn_manager.settings import DockerSshSettings, Settings
 
 T = TypeVar("T")
+PRUNE_EVERY_S = 3600  # history is hourly: pruning once an hour is enough
 
 log = logging.getLogger("vpn_manager.serve")
 
@@ -183,7 +185,8 @@ async def one_round(
     devices = await step(
         "limiting devices", lambda: accountant.limit_devices(device_ban_s), no_cuts
     )
-    await step("pruning history", accountant.prune_history, 0)
+    if accountant.pruned_at is None or time.monotonic() - accountant.pruned_at > PRUNE_EVERY_S:
+        await step("pruning history", accountant.prune_history, 0)
     for name, status in enforced.limited.items():
         log.info("%s is now %s: removed from its servers", name, status)
     for name in enforced.restored:

@@ -131,6 +131,10 @@ def client_of(identity: str) -> Client:
     return Client(0, identity, {"public_key": identity})
 
 
+def _users(count: int) -> str:
+    return f"{count} user" if count == 1 else f"{count} users"
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -496,10 +500,10 @@ class ServerService:
         extra = [client_of(identity) for identity in sorted(have) if identity not in want]
         if missing:
             await engine.add_clients(reached, missing)
-            fixed.append(f"gave its engine {len(missing)} users it did not have")
+            fixed.append(f"gave its engine {_users(len(missing))} it did not have")
         if extra:
             await engine.remove_clients(reached, extra, self.files(name))
-            fixed.append(f"removed {len(extra)} users from its engine that the database has not")
+            fixed.append(f"removed {_users(len(extra))} from its engine that the database has not")
         return fixed
 
     def _runs(self, name: str, basis: str, state: ProcessState) -> bool:

@@ -32,7 +32,7 @@ class Database:
         url: str,
         *,
         sqlite_file: Path | None = None,
-        busy_timeout_ms: int = 5000,
+        busy_timeout_ms: int = 15000,
         connect_timeout_s: float = 5.0,
     ) -> None:
         self.url = url

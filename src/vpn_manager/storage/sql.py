@@ -124,7 +124,7 @@ class SqlBackend:
             # They take turns, as for migrating, without the unlocked look first.
             file = self.db.sqlite_file
             if file is None or file.stat().st_size > 0:
-                async with self.engine.connect() as conn:
+                async with self.engine.execution_options(vpn_read_only=True).connect() as conn:
                     current = await conn.run_sync(current_revision)
                 if current == SCHEMA_HEAD:
                     return

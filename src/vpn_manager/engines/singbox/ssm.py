@@ -52,7 +52,7 @@ class SsmApi:
             try:
                 await self.call("DELETE", f"/users/{name}")
             except EngineError as exc:
-                if " 404 " not in exc.message:
+                if ": 404" not in exc.message:
                     raise  # an unknown user is already gone
 
     async def usernames(self) -> set[str]:
