@@ -262,3 +262,34 @@ class FixedClock:
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock()
+
+
+# -- the fast lane -------------------------------------------------------------------------------
+# `scripts/test --fast` (pytest --fast): everything that needs no engine, no Docker, no root and no
+# PostgreSQL server, for a quick loop while working. CI runs the whole suite.
+_ENGINE_TESTS = ("tests/e2e/", "tests/docker/", "tests/tui/test_servers.py")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="skip the tests that start engines or Docker containers, need root or PostgreSQL",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.nodeid.replace("\\", "/")
+        if where.startswith(_ENGINE_TESTS):
+            item.add_marker(pytest.mark.engines)
+    if not config.getoption("--fast"):
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        slow = item.get_closest_marker("engines") or item.get_closest_marker("postgres")
+        (dropped if slow else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
