@@ -1119,25 +1119,27 @@ class ServerService:
         the added users that are still there and rid of the removed ones that are still gone.
         The first failure is raised, or with `keep_going` (the service) logged and returned
         (server → why) while the other servers go on."""
-        failed: dict[str, str] = {}
-        for server_id, change in sorted(pending.items()):
-            try:
-                await self._settle_one(server_id, change)
-            except VpnError as exc:
-                if not keep_going:
-                    raise
-                failed[str(server_id)] = exc.message
-                log.error("bringing server %d in line failed: %s", server_id, exc.message)
-        return failed
-
-    async def _settle_one(self, server_id: int, change: Pending) -> None:
         from vpn_manager.storage import servers as repo
 
         async with self.db.reading() as session:
-            rows = await repo.servers_by_id(session, [server_id])
-        if not rows:
-            return  # removed since
-        async with self.turn(rows[0].name):
+            names = {row.id: row.name for row in await repo.servers_by_id(session, list(pending))}
+        failed: dict[str, str] = {}
+        for server_id, change in sorted(pending.items()):
+            if server_id not in names:
+                continue  # removed since
+            try:
+                await self._settle_one(server_id, names[server_id], change)
+            except VpnError as exc:
+                if not keep_going:
+                    raise
+                failed[names[server_id]] = exc.message
+                log.error("bringing %s in line failed: %s", names[server_id], exc.message)
+        return failed
+
+    async def _settle_one(self, server_id: int, name: str, change: Pending) -> None:
+        from vpn_manager.storage import servers as repo
+
+        async with self.turn(name):
             async with self.db.reading() as session:
                 rows = await repo.servers_by_id(session, [server_id])
                 if not rows:
