@@ -40,8 +40,11 @@ def like_pattern(search: str) -> str:
 
 
 def _check_name(value: str) -> str:
+    """A name that is also a safe file name: server names become directories (paths.entry)."""
     if not NAME_PATTERN.fullmatch(value):
         raise ValueError("use 1 to 64 letters, digits, '-', '_' or '.'")
+    if value in (".", ".."):
+        raise ValueError("'.' and '..' name directories, so they cannot name anything here")
     return value
 
 

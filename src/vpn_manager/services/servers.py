@@ -30,7 +30,7 @@ from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
-from vpn_manager.paths import Paths
+from vpn_manager.paths import Paths, entry
 from vpn_manager.runtimes.base import (
     ContainerLaunch,
     DockerDefaults,
@@ -232,13 +232,13 @@ class ServerService:
 
     # -- files ---------------------------------------------------------------------------------
     def keys_dir(self, name: str) -> Path:
-        return self.paths.keys_dir / name
+        return entry(self.paths.keys_dir, name)
 
     def files(self, name: str) -> Files:
         return Files(
-            config=self.paths.rendered_dir / name / "config.json",
-            access_log=self.paths.logs_dir / f"{name}.access.log",
-            error_log=self.paths.logs_dir / f"{name}.error.log",
+            config=entry(self.paths.rendered_dir, name) / "config.json",
+            access_log=entry(self.paths.logs_dir, name, ".access.log"),
+            error_log=entry(self.paths.logs_dir, name, ".error.log"),
         )
 
     def _launch(self, engine: Engine, spec: ServerSpec) -> Launch:
@@ -657,11 +657,14 @@ class ServerService:
         )
 
     def _forget_files(self, name: str) -> None:
-        files = self.files(name)
+        try:
+            files, keys_dir = self.files(name), self.keys_dir(name)
+        except InvalidInput:  # a name from before names were checked: nothing of ours is there
+            return
         files.config.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             files.config.parent.rmdir()
-        shutil.rmtree(self.keys_dir(name), ignore_errors=True)
+        shutil.rmtree(keys_dir, ignore_errors=True)
         spool.done(self.paths.run_dir, name)  # a last reading of a server that is gone
 
     # -- users on servers ----------------------------------------------------------------------

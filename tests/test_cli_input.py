@@ -1,0 +1,108 @@
+"""Bad input to `vpn server …`, `vpn proxy …` and the process as a whole: one `error:` line, a
+documented exit code, nothing changed (issue 13). Servers here are real sing-box processes on
+127.0.0.1, started and removed by the CLI in an isolated home."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import InProcessCli, Result, database_file, error_line, table_rows
+from vpn_manager.errors import InvalidInput
+from vpn_manager.paths import entry
+
+
+@pytest.fixture
+def vpn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[InProcessCli]:
+    runner = InProcessCli(tmp_path, monkeypatch, capsys)
+    try:
+        yield runner
+    finally:  # no engine outlives its test
+        listed = runner("--format", "json", "server", "list")
+        if listed.code == 0:
+            for server in listed.json():
+                runner("server", "remove", server["name"], "--yes")
+
+
+def ok(result: Result) -> Result:
+    assert result.code == 0, result
+    return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def install_ss(vpn: InProcessCli, name: str, port: int | None = None) -> int:
+    port = port or free_port()
+    ok(
+        vpn(
+            "server",
+            "install",
+            "shadowsocks",
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--listen",
+            "127.0.0.1",
+        )
+    )
+    return port
+
+
+# -- names that are paths ---------------------------------------------------------------------
+def test_entry_stays_in_its_directory(tmp_path: Path) -> None:
+    assert entry(tmp_path, "ss") == tmp_path / "ss"
+    assert entry(tmp_path, "..", ".log") == tmp_path / "...log"
+    assert entry(tmp_path, "a.b") == tmp_path / "a.b"
+    for name in ("..", ".", "", "a/b", "../x", "a\0b"):
+        with pytest.raises(InvalidInput):
+            entry(tmp_path, name)
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_dot_names_are_refused(vpn: InProcessCli, name: str) -> None:
+    ok(vpn("user", "add", "alice"))
+    before = table_rows(database_file(vpn.home))
+    port = str(free_port())
+    for args in (
+        ["server", "install", "shadowsocks", "--name", name, "--port", port],
+        ["proxy", "add", "http", "--name", name, "--port", port],
+        ["user", "add", name],
+        ["user", "update", "alice", "--name", name],
+    ):
+        message = error_line(vpn(*args), 3)
+        assert repr(name) in message, message
+    assert table_rows(database_file(vpn.home)) == before
+    assert table_rows(database_file(vpn.home), "servers") == []
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_a_stored_dot_name_removes_nothing_outside(vpn: InProcessCli, name: str) -> None:
+    """A database made before names were checked may hold a server named `..`: removing it must
+    not take the data directory (and the database) or every server's keys with it."""
+    ok(vpn("user", "add", "alice"))
+    install_ss(vpn, "kept")
+    install_ss(vpn, "old")
+    ok(vpn("server", "stop", "old"))
+    db = database_file(vpn.home)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE servers SET name = ? WHERE name = 'old'", (name,))
+    conn.close()
+    keys = vpn.home / "data" / "keys"
+    kept_keys = sorted((keys / "kept").iterdir())
+    result = vpn("server", "remove", name, "--yes")
+    assert "Traceback" not in result.output
+    assert db.exists()
+    assert sorted((keys / "kept").iterdir()) == kept_keys
+    assert [row["name"] for row in ok(vpn("--format", "json", "user", "list")).json()] == ["alice"]
