@@ -822,3 +822,71 @@ def test_lazy_groups_have_their_modules_help() -> None:
     for module, function, text in COMMANDS.values():
         doc = getattr(importlib.import_module(module), function).__doc__ or ""
         assert doc.split("\n\n")[0].replace("\n", " ").strip() == text
+
+
+def count_traffic(home: Path, user: str, up: int, down: int) -> None:
+    """Count traffic for `user` the way the service does (Accountant, counters as an engine
+    reports them) on a server row of the home's database."""
+    import asyncio
+
+    from vpn_manager.engines.base import Counter
+    from vpn_manager.services.accounting import Accountant
+    from vpn_manager.services.servers import ServerService
+    from vpn_manager.settings import Paths
+    from vpn_manager.storage import Database
+    from vpn_manager.storage import servers as server_repo
+    from vpn_manager.storage import users as user_repo
+    from vpn_manager.storage.orm import ServerRow
+
+    async def count() -> None:
+        db = Database(f"sqlite+aiosqlite:///{database_file(home)}")
+        await db.open()
+        try:
+            now = datetime.now(UTC)
+            async with db.session() as session:
+                row = ServerRow(
+                    name="s",
+                    protocol="shadowsocks",
+                    engine="sing-box",
+                    runtime="native",
+                    listen="127.0.0.1",
+                    port=1,
+                    host="127.0.0.1",
+                    desired="stopped",
+                    settings={},
+                    secret={},
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                await session.flush()
+                ids = await user_repo.ids_for(session, [user])
+                await server_repo.add_credentials(session, row, [(ids[user], {})], now)
+                server_id = row.id
+            servers = ServerService(db, Paths.from_env({}, home=home))
+            counted = await Accountant(servers)._count(
+                server_id, "e1", [Counter(user, user, up, down)]
+            )
+            assert counted == up + down
+        finally:
+            await db.close()
+
+    asyncio.run(count())
+
+
+def test_every_read_command_works_once_traffic_is_counted(two: InProcessCli, cli: Cli) -> None:
+    count_traffic(two.home, "alice", 1_000, 2_000)
+    listed = {row["name"]: row for row in two("--format", "json", "user", "list").json()}
+    assert listed["alice"]["used_bytes"] == 3_000
+    first_used = moment(listed["alice"]["first_used_at"])
+    assert abs(first_used - datetime.now(UTC)) < timedelta(minutes=5)
+    assert listed["bob"]["first_used_at"] is None
+    assert "alice  active  3KB/∞" in ok(two("user", "list")).stdout
+    shown = two("--format", "json", "user", "show", "alice").json()
+    assert moment(shown["first_used_at"]) == first_used
+    ok(two("user", "show", "alice"))
+    exported = json.loads(ok(two("user", "export")).stdout)
+    assert [u["upload_bytes"] for u in exported["users"]] == [1_000, 0]
+    # The same reads in a real process (the sqlite3 fast path serves `user list` there too).
+    assert ok(cli("user", "list")).stdout.startswith(TABLE_HEADER)
+    assert moment(cli("--format", "json", "user", "list").json()[0]["first_used_at"]) == first_used
