@@ -4,13 +4,17 @@ documented exit code, nothing changed (issue 13). Servers here are real sing-box
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import InProcessCli, Result, database_file, error_line, table_rows
+from tests.cli_helpers import Cli, InProcessCli, Result, database_file, error_line, table_rows
 from vpn_manager.errors import InvalidInput
 from vpn_manager.paths import entry
 
@@ -106,3 +110,39 @@ def test_a_stored_dot_name_removes_nothing_outside(vpn: InProcessCli, name: str)
     assert db.exists()
     assert sorted((keys / "kept").iterdir()) == kept_keys
     assert [row["name"] for row in ok(vpn("--format", "json", "user", "list")).json()] == ["alice"]
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+def test_ctrl_c_exits_130_without_a_traceback(vpn: InProcessCli, tmp_path: Path) -> None:
+    install_ss(vpn, "ss")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "vpn_manager", "server", "logs", "ss", "--follow"],
+        env=Cli(tmp_path).env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2)  # past start-up and into the blocking wait for new lines
+        assert follow.poll() is None, follow.communicate()
+        follow.send_signal(signal.SIGINT)
+        _out, err = follow.communicate(timeout=20)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip() == "Interrupted.", err
+
+
+def test_the_tui_exit_code_is_kept(vpn: InProcessCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual shows what crashed and sets return_code; `vpn tui` must exit with it."""
+    from vpn_manager.tui.app import VpnApp
+
+    def crash(self: VpnApp) -> None:
+        self._return_code = 1
+
+    monkeypatch.setattr(VpnApp, "run", crash)
+    assert vpn("tui").code == 1
