@@ -627,6 +627,46 @@ ERRORS: list[tuple[str, list[str], int, str | None]] = [
     ("huge-quota-update", ["user", "update", "alice", "--quota", "99999999TB"], 3, None),
     ("huge-speed", ["user", "add", "carol", "--speed", "99999999999Gbit"], 3, None),
     ("huge-devices", ["user", "add", "carol", "--devices", "99999999999999999999"], 3, None),
+    # Dates, spans and counts are bounded where they are typed (issue 13): nothing overflows
+    # later, and the message speaks of what the user typed.
+    (
+        "quota-over-64-bits",
+        ["user", "update", "alice", "--quota", "9300000TB"],
+        3,
+        "'9300000TB' is more than the largest quota, 9223372.04TB.",
+    ),
+    (
+        "expires-year-9999",
+        ["user", "add", "carol", "--expires", "9999-12-31"],
+        3,
+        "An expiry must be on 2099-12-31 or before; '9999-12-31' is later.",
+    ),
+    ("expires-2100", ["user", "update", "alice", "--expires", "2100-01-01"], 3, None),
+    ("expires-moment-2100", ["user", "add", "carol", "--expires", "2100-01-01T12:00"], 3, None),
+    (
+        "expires-billion-days",
+        ["user", "add", "carol", "--expires", "1000000000d"],
+        3,
+        "An expiry must be on 2099-12-31 or before; '1000000000d' is later.",
+    ),
+    ("expires-100g-hours", ["user", "update", "alice", "--expires", "100000000000h"], 3, None),
+    ("expires-digits", ["user", "add", "carol", "--expires", "9" * 5000 + "d"], 3, None),
+    (
+        "expires-in-the-past",
+        ["user", "add", "carol", "--expires", "1970-01-01"],
+        3,
+        "'1970-01-01' is in the past: the user would expire at once.",
+    ),
+    ("expires-moment-past", ["user", "update", "alice", "--expires", "2001-01-01T10:00"], 3, None),
+    (
+        "first-use-days-huge",
+        ["user", "add", "carol", "--first-use-days", "3000000"],
+        3,
+        "'3000000' is more than the largest number of days, 36500.",
+    ),
+    ("first-use-digits", ["user", "update", "alice", "--first-use-days", "9" * 5000], 3, None),
+    ("devices-digits", ["user", "add", "carol", "--devices", "9" * 5000], 3, None),
+    ("reset-too-many-days", ["user", "add", "carol", "--reset", "10000d"], 3, None),
     # A trailing newline is not part of a valid name or e-mail address.
     ("name-newline", ["user", "add", "carol\n"], 3, None),
     ("rename-newline", ["user", "update", "alice", "--name", "carol\n"], 3, None),

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, computed_field
 
 from vpn_manager.kinds import UserStatus
+from vpn_manager.units import EXPIRY_CAP, LARGEST, LAST_DAY, MOST_DAYS
 
 __all__ = [
     "BIGINT_MAX",
@@ -14,7 +15,9 @@ __all__ = [
     "NAME_PATTERN",
     "Bytes",
     "Count",
+    "Days",
     "Email",
+    "Expiry",
     "Note",
     "ResetPeriod",
     "User",
@@ -66,10 +69,20 @@ UserName = Annotated[str, AfterValidator(_check_name)]
 Email = Annotated[str | None, AfterValidator(_check_email)]
 ResetPeriod = Annotated[str, AfterValidator(_check_reset)]
 Note = Annotated[str | None, Field(max_length=1000)]
-BIGINT_MAX = 2**63 - 1  # the BigInteger columns (bytes, bits per second)
+BIGINT_MAX = LARGEST  # the BigInteger columns (bytes, bits per second)
 INT_MAX = 2**31 - 1  # the Integer columns (device counts)
 Bytes = Annotated[int | None, Field(ge=1, le=BIGINT_MAX)]
 Count = Annotated[int | None, Field(ge=1, le=INT_MAX)]
+Days = Annotated[int | None, Field(ge=1, le=MOST_DAYS)]
+
+
+def _check_expiry(value: datetime | None) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value >= EXPIRY_CAP):
+        raise ValueError(f"an expiry must be an aware time on {LAST_DAY} or before")
+    return value
+
+
+Expiry = Annotated[datetime | None, AfterValidator(_check_expiry)]
 
 
 class UserLimits(BaseModel):
@@ -77,12 +90,12 @@ class UserLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    expires_at: datetime | None = None
+    expires_at: Expiry = None
     quota_bytes: Bytes = None
     reset_period: ResetPeriod = "never"
     device_limit: Count = None
     speed_limit_bps: Bytes = None
-    expire_after_days: Count = None  # "starts on first use": expires this long after first use
+    expire_after_days: Days = None  # "starts on first use": expires this long after first use
 
 
 class UserCreate(UserLimits):
@@ -100,12 +113,12 @@ class UserUpdate(BaseModel):
     new_name: UserName | None = None
     email: Email = None
     note: Note = None
-    expires_at: datetime | None = None
+    expires_at: Expiry = None
     quota_bytes: Bytes = None
     reset_period: ResetPeriod | None = None
     device_limit: Count = None
     speed_limit_bps: Bytes = None
-    expire_after_days: Count = None
+    expire_after_days: Days = None
 
     def changes(self) -> dict[str, Any]:
         data = {field: getattr(self, field) for field in self.model_fields_set}

@@ -12,17 +12,24 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
 from vpn_manager.models.user import BIGINT_MAX, Bytes, Count, Email, Note, ResetPeriod, UserName
 from vpn_manager.services.users import UserService, reject_repeats
 from vpn_manager.storage import users as repo
-from vpn_manager.units import parse_count, parse_expiry, parse_rate, parse_size
+from vpn_manager.units import (
+    LAST_DAY,
+    parse_count,
+    parse_expiry,
+    parse_rate,
+    parse_size,
+)
 
 FileFormat = Literal["json", "csv"]
 EXPORT_VERSION = 1
+FIRST_DAY = date(1970, 1, 1)  # the earliest creation date an import may give
 FIELDS = [
     "name",
     "email",
@@ -75,16 +82,19 @@ def _created(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, str):
         zone = (info.context or {}).get("zone", UTC)
         try:
-            day = date.fromisoformat(value.strip())
+            moment = datetime.combine(date.fromisoformat(value.strip()), time(), zone)
         except ValueError:
-            pass
-        else:
-            return datetime.combine(day, time(), zone)
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError("not a date or an ISO date-time") from None
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("not a date or an ISO date-time") from None
         return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    return value
+
+
+def _created_in_range(value: datetime | None) -> datetime | None:
+    if value is not None and not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise ValueError(f"a creation date must be from {FIRST_DAY} to {LAST_DAY}")
     return value
 
 
@@ -93,7 +103,7 @@ def _moment(value: Any, info: ValidationInfo) -> Any:
     value = _blank_is_none(value)
     if isinstance(value, str):
         zone = (info.context or {}).get("zone", UTC)
-        return parse_expiry(value, now=datetime.now(UTC), zone=zone)
+        return parse_expiry(value, now=datetime.now(UTC), zone=zone, past=True)
     return value
 
 
@@ -108,7 +118,9 @@ class UserRecord(BaseModel):
     status: Annotated[
         UserStatus, BeforeValidator(lambda v: _blank_is_none(v) or UserStatus.ACTIVE)
     ] = UserStatus.ACTIVE
-    created_at: Annotated[datetime | None, BeforeValidator(_created)] = None
+    created_at: Annotated[
+        datetime | None, BeforeValidator(_created), AfterValidator(_created_in_range)
+    ] = None
     expires_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
     quota_bytes: Annotated[Bytes, BeforeValidator(_size)] = None
     reset_period: Annotated[ResetPeriod, BeforeValidator(lambda v: v or "never")] = "never"
