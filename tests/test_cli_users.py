@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import sqlite3
 import stat
@@ -930,3 +931,90 @@ def test_every_read_command_works_once_traffic_is_counted(two: InProcessCli, cli
     # The same reads in a real process (the sqlite3 fast path serves `user list` there too).
     assert ok(cli("user", "list")).stdout.startswith(TABLE_HEADER)
     assert moment(cli("--format", "json", "user", "list").json()[0]["first_used_at"]) == first_used
+
+
+# -- what `vpn user import` reads (issue 13) -------------------------------------------------------
+def _export_with(records: list[dict[str, Any]], version: Any = 1) -> str:
+    return json.dumps({"version": version, "users": records})
+
+
+IMPORT_ERRORS: list[tuple[str, str, str]] = [
+    # (id, file content, a part of the error line)
+    ("deep-nesting", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("5000-digits", '[{"name": "carol", "quota_bytes": ' + "9" * 5000 + "}]", "digits"),
+    ("version-99", _export_with([{"name": "carol"}], 99), "reads version 1 only"),
+    ("version-text", _export_with([{"name": "carol"}], "2"), "reads version 1 only"),
+    (
+        "token-twice",
+        _export_with(
+            [
+                {"name": "carol", "subscription_token": "A" * 32},
+                {"name": "dave", "subscription_token": "A" * 32},
+            ]
+        ),
+        "'carol' and 'dave' have the same subscription_token.",
+    ),
+    ("created-9999", _export_with([{"name": "carol", "created_at": "9999-12-31"}]), "creation"),
+    ("expires-9999", _export_with([{"name": "carol", "expires_at": "9999-12-31"}]), "2099-12-31"),
+    ("dot-dot", _export_with([{"name": ".."}]), "'..'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "part"), [pytest.param(*case[1:], id=case[0]) for case in IMPORT_ERRORS]
+)
+def test_import_of_bad_content_is_one_error_line(
+    two: InProcessCli, content: str, part: str
+) -> None:
+    path = two.tmp_path / "users.json"
+    path.write_text(content, encoding="utf-8")
+    before = table_rows(database_file(two.home))
+    assert part in error_line(two("user", "import", str(path)), 3)
+    assert table_rows(database_file(two.home)) == before
+
+
+def test_import_refuses_a_token_an_existing_user_holds(two: InProcessCli) -> None:
+    path = two.tmp_path / "users.json"
+    path.write_text(
+        _export_with([{"name": "carol", "subscription_token": token_of(two, "alice")}]),
+        encoding="utf-8",
+    )
+    before = table_rows(database_file(two.home))
+    message = error_line(two("user", "import", str(path)), 3)
+    assert message == "'carol' has the subscription_token of the existing user 'alice'."
+    assert table_rows(database_file(two.home)) == before
+
+
+def test_import_refuses_a_csv_cell_too_long_for_the_csv_reader(two: InProcessCli) -> None:
+    path = two.tmp_path / "users.csv"
+    path.write_text("name,note\ncarol," + "x" * 200_000 + "\n", encoding="utf-8")
+    assert "CSV" in error_line(two("user", "import", str(path)), 3)
+
+
+def test_import_reads_at_most_the_configured_size(two: InProcessCli) -> None:
+    path = two.tmp_path / "users.json"
+    records = [{"name": f"u{n}", "note": "x" * 900} for n in range(1200)]  # about 1.1 MB
+    path.write_text(_export_with(records), encoding="utf-8")
+    before = table_rows(database_file(two.home))
+    result = two("user", "import", str(path), env={"VPN_IMPORT_MAX_MB": "1"})
+    assert error_line(result, 3) == f"{path} is larger than 1 MB, the most an import reads."
+    assert "import_max_mb" in result.stderr
+    assert table_rows(database_file(two.home)) == before
+    assert "Created 1200, updated 0" in two("user", "import", str(path)).output
+    assert len(table_rows(database_file(two.home))) == 1202
+
+
+def test_import_refuses_what_is_not_a_regular_file(cli: Cli) -> None:
+    """A device would be read forever and a FIFO would block: both are refused at once, in a
+    real process (a hang would be the subprocess timeout)."""
+    add(cli, "alice")
+    fifo = cli.tmp_path / "users.json"
+    os.mkfifo(fifo)
+    before = table_rows(database_file(cli.home))
+    for path, kind in (
+        ("/dev/zero", "a device"),
+        (str(fifo), "a pipe (FIFO)"),
+        (str(cli.tmp_path), "a directory"),
+    ):
+        assert error_line(cli("user", "import", path), 3) == f"{path} is {kind}, not a file."
+    assert table_rows(database_file(cli.home)) == before

@@ -499,7 +499,9 @@ def import_users(
         raise InvalidInput(
             f"--on-existing {on_existing!r} is not one of skip, update, fail."
         ) from None
-    records = parse_file(file, zone=context.settings.zone)
+    records = parse_file(
+        file, zone=context.settings.zone, max_bytes=context.settings.import_max_mb * 1000**2
+    )
     plan: ImportPlan = context.users(
         lambda s: import_users(s, records, dry_run=dry_run, on_existing=policy)
     )
