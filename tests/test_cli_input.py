@@ -4,6 +4,7 @@ documented exit code, nothing changed (issue 13). Servers here are real sing-box
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -26,11 +27,16 @@ def vpn(
     runner = InProcessCli(tmp_path, monkeypatch, capsys)
     try:
         yield runner
-    finally:  # no engine outlives its test
+    finally:  # no engine outlives its test, even one whose database a failure took away
         listed = runner("--format", "json", "server", "list")
         if listed.code == 0:
             for server in listed.json():
                 runner("server", "remove", server["name"], "--yes")
+        for pid_file in (runner.home / "state" / "run").glob("*.pid"):
+            pid = int(pid_file.read_text().strip() or 0)
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if pid and cmdline.exists() and str(runner.home).encode() in cmdline.read_bytes():
+                os.kill(pid, signal.SIGKILL)
 
 
 def ok(result: Result) -> Result:
@@ -146,3 +152,102 @@ def test_the_tui_exit_code_is_kept(vpn: InProcessCli, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(VpnApp, "run", crash)
     assert vpn("tui").code == 1
+
+
+# -- WireGuard subnets -------------------------------------------------------------------------
+def add_wireguard_row(home: Path, name: str, subnet: str, subnet6: str | None) -> None:
+    """A stopped WireGuard server in the home's database, as `vpn server install` leaves one
+    (written directly: a real one would make a network interface on this machine)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from vpn_manager.storage import Database
+    from vpn_manager.storage.orm import ServerRow
+
+    async def add() -> None:
+        db = Database(f"sqlite+aiosqlite:///{database_file(home)}")
+        await db.open()
+        try:
+            now = datetime.now(UTC)
+            async with db.session() as session:
+                session.add(
+                    ServerRow(
+                        name=name,
+                        protocol="wireguard",
+                        engine="wireguard",
+                        runtime="native",
+                        listen="0.0.0.0",
+                        port=free_port(),
+                        host="127.0.0.1",
+                        desired="stopped",
+                        settings={"interface": "wgtest0", "subnet": subnet, "subnet6": subnet6},
+                        secret={},
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        finally:
+            await db.close()
+
+    asyncio.run(add())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--subnet", "10.13.13.0/24"],
+            "The subnet 10.13.13.0/24 overlaps 10.13.13.0/24 of the WireGuard server wg1.",
+        ),
+        (
+            ["--subnet", "10.13.0.0/16"],
+            "The subnet 10.13.0.0/16 overlaps 10.13.13.0/24 of the WireGuard server wg1.",
+        ),
+        (
+            ["--subnet", "10.13.13.128/25"],
+            "The subnet 10.13.13.128/25 overlaps 10.13.13.0/24 of the WireGuard server wg1.",
+        ),
+        ([], "The subnet 10.13.13.0/24 overlaps 10.13.13.0/24 of the WireGuard server wg1."),
+        (
+            ["--subnet", "10.99.0.0/24", "--subnet6", "fd00:13:0:0:8000::/65"],
+            "The subnet fd00:13:0:0:8000::/65 overlaps fd00:13::/64 of the WireGuard server wg1.",
+        ),
+    ],
+)
+def test_an_overlapping_wireguard_subnet_is_a_conflict(
+    vpn: InProcessCli, options: list[str], message: str
+) -> None:
+    ok(vpn("user", "add", "alice"))
+    add_wireguard_row(vpn.home, "wg1", "10.13.13.0/24", "fd00:13::/64")
+    before = table_rows(database_file(vpn.home), "servers")
+    port = str(free_port())
+    result = vpn("server", "install", "wireguard", "--name", "wg2", "--port", port, *options)
+    assert error_line(result, 5) == message
+    assert table_rows(database_file(vpn.home), "servers") == before
+    assert not (vpn.home / "data" / "keys" / "wg2").exists()
+
+
+def test_separate_wireguard_subnets_pass_the_check(vpn: InProcessCli) -> None:
+    import asyncio
+
+    from vpn_manager.models.server import ServerCreate
+    from vpn_manager.services.subnets import refuse_overlap
+    from vpn_manager.storage import Database
+
+    ok(vpn("user", "add", "alice"))
+    add_wireguard_row(vpn.home, "wg1", "10.13.13.0/24", "fd00:13::/64")
+
+    async def check(**fields: str) -> None:
+        db = Database(f"sqlite+aiosqlite:///{database_file(vpn.home)}")
+        await db.open()
+        try:
+            async with db.session() as session:
+                create = ServerCreate.model_validate(
+                    {"name": "wg2", "protocol": "wireguard", "port": 51999} | fields
+                )
+                await refuse_overlap(session, create)
+        finally:
+            await db.close()
+
+    asyncio.run(check(subnet="10.13.14.0/24", subnet6="fd00:14::/64"))
+    asyncio.run(check(subnet="10.13.12.0/24"))

@@ -39,7 +39,7 @@ from vpn_manager.runtimes.base import (
     Runtime,
 )
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.services import containers, spool
+from vpn_manager.services import containers, spool, subnets
 from vpn_manager.services.containers import DOCKER
 from vpn_manager.storage import Database
 
@@ -389,6 +389,7 @@ class ServerService:
                     f"A server named {create.name!r} already exists.", hint="Pick another --name."
                 )
             taken = await repo.ports_in_use(session)
+            await subnets.refuse_overlap(session, create)
         if create.port in taken:
             raise Conflict(f"Port {create.port} is already used by server {taken[create.port]}.")
         placement = self._placement(engine, create)
