@@ -251,3 +251,60 @@ def test_separate_wireguard_subnets_pass_the_check(vpn: InProcessCli) -> None:
 
     asyncio.run(check(subnet="10.13.14.0/24", subnet6="fd00:14::/64"))
     asyncio.run(check(subnet="10.13.12.0/24"))
+
+
+# -- ports -------------------------------------------------------------------------------------
+def test_listen_on_an_address_of_another_machine(vpn: InProcessCli) -> None:
+    port = str(free_port())
+    result = vpn(
+        "server", "install", "shadowsocks", "--name", "ss", "--port", port, "--listen", "8.8.8.8"
+    )
+    assert error_line(result, 3) == (
+        "8.8.8.8 is not an address of this machine, so nothing can listen on it."
+    )
+    assert table_rows(database_file(vpn.home), "servers") == []
+
+
+def _time_wait_on(port: int) -> None:
+    """Leave a connection in TIME-WAIT on 127.0.0.1:port, as a removed engine does: its side
+    closed first, then its listener closed."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            served, _ = listener.accept()
+            served.close()  # the server's side closes first: it goes to TIME-WAIT
+            client.recv(1)
+    time.sleep(0.1)
+
+
+def test_a_port_in_time_wait_is_free_for_a_new_server() -> None:
+    from vpn_manager.services.servers import check_port_free
+
+    port = free_port()
+    _time_wait_on(port)
+    ss = subprocess.run(
+        ["ss", "-tan", f"sport = :{port}"], capture_output=True, text=True, check=True
+    )
+    assert "TIME-WAIT" in ss.stdout, ss.stdout
+    check_port_free("127.0.0.1", port)
+
+
+def test_a_port_with_a_listener_is_still_taken() -> None:
+    import socket
+
+    from vpn_manager.errors import Conflict
+    from vpn_manager.services.servers import check_port_free
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(Conflict, match="taken by another program"):
+            check_port_free("127.0.0.1", port)
+        with pytest.raises(Conflict, match="taken by another program"):
+            check_port_free("0.0.0.0", port)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import shutil
 import socket
@@ -112,16 +113,28 @@ def utcnow() -> datetime:
 
 
 def check_port_free(listen: str, port: int, udp: bool = False) -> None:
+    """Bind the port the way the engines do: a TCP listener sets SO_REUSEADDR, so connections
+    left in TIME-WAIT by a server just removed do not hold the port."""
     family = socket.AF_INET6 if ":" in listen else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+        if not udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((listen, port))
+            if not udp:
+                sock.listen()  # with SO_REUSEADDR only listen() finds another listener
         except PermissionError:
             raise InvalidInput(
                 f"Port {port} needs root (ports below 1024 are privileged).",
                 hint="Run as root, or pick a port of 1024 or more.",
             ) from None
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidInput(
+                    f"{listen} is not an address of this machine, so nothing can listen on it.",
+                    hint="Give --listen one of this machine's addresses (see `ip addr`), or "
+                    "0.0.0.0 for all of them.",
+                ) from None
             raise Conflict(
                 f"Port {port} on {listen} is taken by another program: {exc.strerror}.",
                 hint="Pick another --port, or stop what holds it (see `ss -ltnp`).",
