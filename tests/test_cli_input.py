@@ -308,3 +308,30 @@ def test_a_port_with_a_listener_is_still_taken() -> None:
             check_port_free("127.0.0.1", port)
         with pytest.raises(Conflict, match="taken by another program"):
             check_port_free("0.0.0.0", port)
+
+
+# -- free text ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"protocol": "shadowsocks", "method": "aes-256-gcm", "password": "pw\x1b[8m"},
+        {"protocol": "shadowsocks", "runtime": "docker", "image": "sing-box\x07"},
+        {"protocol": "trojan", "sni": "a.test", "cert_file": "/c\rert", "key_file": "/k"},
+    ],
+)
+def test_server_text_with_control_characters_is_refused(fields: dict[str, str]) -> None:
+    from vpn_manager.models import validated
+    from vpn_manager.models.server import ServerCreate
+
+    with pytest.raises(InvalidInput, match="control characters"):
+        validated(ServerCreate, {"name": "s", "port": 8388} | fields)
+    clean = {
+        key: value.translate({0x1B: None, 0x07: None, 0x0D: None}) for key, value in fields.items()
+    }
+    validated(ServerCreate, {"name": "s", "port": 8388} | clean)
+
+
+def test_a_note_keeps_its_line_breaks_and_tabs(vpn: InProcessCli) -> None:
+    ok(vpn("user", "add", "carol", "--note", "line one\n\tline two"))
+    shown = ok(vpn("--format", "json", "user", "show", "carol")).json()
+    assert shown["note"] == "line one\n\tline two"

@@ -668,6 +668,19 @@ ERRORS: list[tuple[str, list[str], int, str | None]] = [
     ("first-use-digits", ["user", "update", "alice", "--first-use-days", "9" * 5000], 3, None),
     ("devices-digits", ["user", "add", "carol", "--devices", "9" * 5000], 3, None),
     ("reset-too-many-days", ["user", "add", "carol", "--reset", "10000d"], 3, None),
+    # Free text that is stored and shown again holds no terminal control (issue 13).
+    (
+        "note-escape",
+        ["user", "add", "carol", "--note", "\x1b[2J\x1b[31mhi"],
+        3,
+        "invalid note '\\x1b[2J\\x1b[31mhi': control characters (such as escape sequences) "
+        "are not allowed; line breaks and tabs are.",
+    ),
+    ("note-bell", ["user", "update", "alice", "--note", "ding\x07"], 3, None),
+    ("note-carriage-return", ["user", "update", "alice", "--note", "a\rb"], 3, None),
+    ("note-c1", ["user", "add", "carol", "--note", "a\x9bb"], 3, None),
+    ("note-bidi", ["user", "add", "carol", "--note", "abc\u202egpj.exe"], 3, None),
+    ("email-escape", ["user", "add", "carol", "--email", "c\x1b@example.org"], 3, None),
     # A trailing newline is not part of a valid name or e-mail address.
     ("name-newline", ["user", "add", "carol\n"], 3, None),
     ("rename-newline", ["user", "update", "alice", "--name", "carol\n"], 3, None),

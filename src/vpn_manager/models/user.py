@@ -19,6 +19,7 @@ __all__ = [
     "Email",
     "Expiry",
     "Note",
+    "PlainText",
     "ResetPeriod",
     "User",
     "UserCreate",
@@ -51,9 +52,33 @@ def _check_name(value: str) -> str:
     return value
 
 
+# Terminal control: C0 and C1 controls, DEL, and the bidirectional overrides that reorder
+# what a terminal shows. A note may keep its line breaks and tabs.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_IN_NOTE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def check_plain(value: str | None) -> str | None:
+    """Text stored and shown again (names, addresses, passwords): no control characters, so
+    that it cannot move the cursor, recolour or rewrite a terminal when it is listed."""
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("control characters (such as escape sequences) are not allowed")
+    return value
+
+
+def _check_note(value: str | None) -> str | None:
+    if value is not None and _CONTROL_IN_NOTE.search(value):
+        raise ValueError(
+            "control characters (such as escape sequences) are not allowed; "
+            "line breaks and tabs are"
+        )
+    return value
+
+
 def _check_email(value: str | None) -> str | None:
     if value in (None, ""):
         return None
+    check_plain(value)
     if not _EMAIL.fullmatch(value):
         raise ValueError("not an e-mail address")
     return value
@@ -68,7 +93,8 @@ def _check_reset(value: str) -> str:
 UserName = Annotated[str, AfterValidator(_check_name)]
 Email = Annotated[str | None, AfterValidator(_check_email)]
 ResetPeriod = Annotated[str, AfterValidator(_check_reset)]
-Note = Annotated[str | None, Field(max_length=1000)]
+Note = Annotated[str | None, Field(max_length=1000), AfterValidator(_check_note)]
+PlainText = Annotated[str, AfterValidator(check_plain)]
 BIGINT_MAX = LARGEST  # the BigInteger columns (bytes, bits per second)
 INT_MAX = 2**31 - 1  # the Integer columns (device counts)
 Bytes = Annotated[int | None, Field(ge=1, le=BIGINT_MAX)]
