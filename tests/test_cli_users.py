@@ -8,8 +8,11 @@ import io
 import json
 import os
 import re
+import shutil
 import sqlite3
 import stat
+import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1031,3 +1034,37 @@ def test_import_refuses_what_is_not_a_regular_file(cli: Cli) -> None:
     ):
         assert error_line(cli("user", "import", path), 3) == f"{path} is {kind}, not a file."
     assert table_rows(database_file(cli.home)) == before
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run as another user"
+)
+def test_read_commands_work_on_a_read_only_home() -> None:
+    """A home whose directories and files nobody may write (as after a read-only mount, or a
+    backup restored as another user): every read works, a write is one sentence, exit 7."""
+    base = Path(tempfile.mkdtemp(prefix="vpn-ro-"))  # outside pytest's root-only tmp tree
+    try:
+        cli = Cli(base)
+        add(cli, "alice", "bob")
+        count_traffic(cli.home, "alice", 10, 20)
+        db = database_file(cli.home)
+        before = table_rows(db)
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, 65534, 65534)
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command = [*nobody, sys.executable, "-m", "vpn_manager"]
+        listed = cli("--format", "json", "user", "list", command=command)
+        assert [row["name"] for row in listed.json()] == ["alice", "bob"]
+        assert listed.json()[0]["used_bytes"] == 30
+        assert ok(cli("user", "list", command=command)).stdout.startswith(TABLE_HEADER)
+        assert cli("--format", "json", "user", "show", "alice", command=command).json()
+        assert len(json.loads(ok(cli("user", "export", command=command)).stdout)["users"]) == 2
+        ok(cli("server", "list", command=command), stderr="")
+        message = error_line(cli("user", "add", "carol", command=command), 7)
+        assert message == f"Cannot change the database {db}: it is read-only for this user."
+        assert table_rows(db) == before
+    finally:
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        shutil.rmtree(base)

@@ -514,6 +514,39 @@ async def test_sqlite_write_lock_gives_a_storage_error_and_keeps_data(
         assert _names(await service.list()) == ["alice", "bob", "carol", "dave", "erin"]
 
 
+async def test_a_full_disk_is_a_storage_error_that_names_the_disk(
+    sqlite_url: str, clock: FixedClock
+) -> None:
+    """SQLITE_FULL ("database or disk is full"), made real with max_page_count on every
+    connection: one sentence that says the disk is full and a hint that names where."""
+    from sqlalchemy import event
+
+    file = sqlite_file_of(sqlite_url)
+    assert file is not None
+    async with open_database(sqlite_url) as db:
+        service = UserService(db, clock=clock)
+        await service.add(_users())
+        before = _snapshot(await service.list())
+
+        def no_room(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count = {pages}")
+            cursor.close()
+
+        event.listen(db.engine.sync_engine, "connect", no_room)
+        many = [UserCreate(name=f"user{n}", note="x" * 900) for n in range(200)]
+        with pytest.raises(StorageError) as caught:
+            await service.add(many)
+        assert caught.value.message == f"Cannot write to the database {file}: the disk is full."
+        assert caught.value.hint is not None
+        assert str(file.parent) in caught.value.hint
+        assert "database server" not in caught.value.hint
+        event.remove(db.engine.sync_engine, "connect", no_room)
+        assert _snapshot(await service.list()) == before
+
+
 async def test_sqlite_fast_listing_matches_sqlalchemy(sqlite_url: str, clock: FixedClock) -> None:
     """`vpn user list` may read a current SQLite file with the stdlib sqlite3 instead of
     SQLAlchemy; both paths must return the same users for the same filters."""

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 
 from vpn_manager.models import User, UserFilter
 from vpn_manager.models.user import like_pattern
+from vpn_manager.storage.db import read_only_query
 from vpn_manager.storage.revision import SCHEMA_HEAD
 
 # Every field of the read model is a column of `users`, except the servers gathered separately.
@@ -44,7 +45,9 @@ def read_users(file: Path, where: UserFilter | None, busy_timeout_ms: int) -> li
         return None
     try:
         conn = sqlite3.connect(
-            f"file:{quote(str(file))}?mode=ro", uri=True, timeout=busy_timeout_ms / 1000
+            f"file:{quote(str(file))}?{read_only_query(file) or 'mode=ro'}",
+            uri=True,
+            timeout=busy_timeout_ms / 1000,
         )
     except sqlite3.Error:
         return None
