@@ -333,6 +333,12 @@ def test_parse_expiry_refuses_after_the_last_day(text: str) -> None:
     )
 
 
+def test_a_span_may_have_leading_zeros() -> None:
+    assert parse_expiry("0" * 40 + "5d", now=NOW) == NOW + timedelta(days=5)
+    with pytest.raises(InvalidInput, match="would expire at once"):
+        parse_expiry("0" * 40 + "d", now=NOW)
+
+
 def test_a_span_reaches_the_last_day_and_no_further() -> None:
     hours = (datetime(2100, 1, 1, tzinfo=UTC) - NOW) // timedelta(hours=1)
     assert parse_expiry(f"{hours}h", now=NOW) == NOW + timedelta(hours=hours)

@@ -156,7 +156,7 @@ def parse_expiry(
     )
     relative = _RELATIVE.fullmatch(value)
     if relative:
-        digits, unit = relative.group(1), relative.group(2).lower()
+        digits, unit = relative.group(1).lstrip("0") or "0", relative.group(2).lower()
         amount = int(digits) if len(digits) <= _MOST_DIGITS else None
         if amount == 0:
             raise InvalidInput(
