@@ -251,7 +251,7 @@ def test_show_hides_the_token_unless_asked(two: InProcessCli) -> None:
 
 
 def test_show_as_table_and_plain(vpn: InProcessCli) -> None:
-    limits = ["--quota", "50GB", "--expires", "2027-01-31", "--reset", "monthly"]
+    limits = ["--quota", "50GB", "--expires", "2097-01-31", "--reset", "monthly"]
     add(
         vpn, "alice", "--email", "alice@example.org", *limits, "--devices", "3", "--speed", "10Mbit"
     )
@@ -264,7 +264,7 @@ def test_show_as_table_and_plain(vpn: InProcessCli) -> None:
         "status                 active",
         "email                  alice@example.org",
         "note                   -",
-        "expires_at             2027-02-01 00:00 UTC (last day 2027-01-31)",
+        "expires_at             2097-02-01 00:00 UTC (last day 2097-01-31)",
         "quota_bytes            50GB",
         "reset_period           monthly",
         "device_limit           3",
@@ -295,7 +295,7 @@ def test_update_limits_and_clear_them(two: InProcessCli) -> None:
         "--quota",
         "1.5TB",
         "--expires",
-        "2027-01-31",
+        "2097-01-31",
         "--reset",
         "30d",
         "--devices",
@@ -313,7 +313,7 @@ def test_update_limits_and_clear_them(two: InProcessCli) -> None:
     assert stable(data) == default_user(
         "alice",
         quota_bytes=1_500_000_000_000,
-        expires_at="2027-02-01T00:00:00Z",  # through the end of 2027-01-31 in UTC
+        expires_at="2097-02-01T00:00:00Z",  # through the end of 2097-01-31 in UTC
         reset_period="30d",
         device_limit=3,
         speed_limit_bps=10_000_000,
@@ -358,8 +358,8 @@ def test_update_only_changes_what_is_given(two: InProcessCli) -> None:
 
 def test_update_expiry_in_configured_zone_and_relative(two: InProcessCli) -> None:
     berlin = {"VPN_TIMEZONE": "Europe/Berlin"}
-    data = two("user", "update", "alice", "--expires", "2027-01-31", "-f", "json", env=berlin)
-    assert ok(data).json()["expires_at"] == "2027-01-31T23:00:00Z"
+    data = two("user", "update", "alice", "--expires", "2097-01-31", "-f", "json", env=berlin)
+    assert ok(data).json()["expires_at"] == "2097-01-31T23:00:00Z"
     before = datetime.now(UTC)
     data = ok(two("user", "update", "bob", "--expires", "30d", "-f", "json")).json()
     expires = moment(data["expires_at"])
@@ -432,7 +432,7 @@ def test_rotate_token(two: InProcessCli) -> None:
 
 # -- export and import ----------------------------------------------------------------------------
 def add_fixture_users(run: InProcessCli | Cli) -> None:
-    limits = ["--quota", "50GB", "--expires", "2027-01-31", "--reset", "monthly"]
+    limits = ["--quota", "50GB", "--expires", "2097-01-31", "--reset", "monthly"]
     add(
         run, "alice", "--email", "alice@example.org", *limits, "--devices", "2", "--speed", "10Mbit"
     )
@@ -459,7 +459,7 @@ def test_export_import_round_trip_in_a_real_process(cli: Cli) -> None:
         "note": "first, with a comma",
         "status": "active",
         "created_at": original[0]["created_at"],
-        "expires_at": "2027-02-01T00:00:00Z",
+        "expires_at": "2097-02-01T00:00:00Z",
         "quota_bytes": 50_000_000_000,
         "reset_period": "monthly",
         "device_limit": 2,
