@@ -957,9 +957,10 @@ def _export_with(records: list[dict[str, Any]], version: Any = 1) -> str:
 IMPORT_ERRORS: list[tuple[str, str, str]] = [
     # (id, file content, a part of the error line)
     ("deep-nesting", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
-    ("5000-digits", '[{"name": "carol", "quota_bytes": ' + "9" * 5000 + "}]", "digits"),
+    ("5000-digits", '[{"name": "carol", "quota_bytes": ' + "9" * 5000 + "}]", "number too long"),
     ("version-99", _export_with([{"name": "carol"}], 99), "reads version 1 only"),
-    ("version-text", _export_with([{"name": "carol"}], "2"), "reads version 1 only"),
+    ("version-text", _export_with([{"name": "carol"}], "1"), "reads version 1 only"),
+    ("version-true", _export_with([{"name": "carol"}], True), "reads version 1 only"),
     (
         "token-twice",
         _export_with(

@@ -49,7 +49,7 @@ _EVERY_N_DAYS = re.compile(r"[1-9][0-9]{0,3}d", re.ASCII)
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 RESET_PERIODS = ("never", "daily", "weekly", "monthly")
 
-# The bounds of what users type (README: "Limits"), far inside what datetime and the database's
+# The bounds of what users type (README: "Users"), far inside what datetime and the database's
 # 64-bit columns hold, so that no arithmetic on a stored value can overflow.
 LARGEST = 2**63 - 1  # bytes, bits per second: the BigInteger columns
 LAST_DAY = date(2099, 12, 31)  # the last day an expiry may be

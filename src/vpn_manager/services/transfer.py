@@ -273,11 +273,14 @@ def _parse_json(text: str, path: Path) -> list[Any]:
         raise InvalidInput(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
     except RecursionError:
         raise InvalidInput(f"{path} is not an export: its JSON is nested too deeply.") from None
-    except ValueError as exc:  # an integer of more digits than int() converts
-        raise InvalidInput(f"{path} is not an export: {exc}.") from None
-    if isinstance(data, dict) and "version" in data and data["version"] != EXPORT_VERSION:
+    except ValueError:  # an integer of more digits than int() converts (4,300)
         raise InvalidInput(
-            f"{path} is an export of version {str(data['version'])[:20]}; this vpn-manager "
+            f"{path} is not an export: it holds a number too long to read."
+        ) from None
+    version = data.get("version", EXPORT_VERSION) if isinstance(data, dict) else EXPORT_VERSION
+    if isinstance(version, bool) or version != EXPORT_VERSION:
+        raise InvalidInput(
+            f"{path} is an export of version {str(version)[:20]}; this vpn-manager "
             f"reads version {EXPORT_VERSION} only.",
             hint="Export again with the vpn-manager that will import it.",
         )
