@@ -135,7 +135,7 @@ def parse_reset_period(text: str) -> str:
         return value
     raise InvalidInput(
         f"{text!r} is not a reset period.",
-        hint="Use never, daily, weekly, monthly, or a number of days such as 30d.",
+        hint="Use never, daily, weekly, monthly, or a number of days from 1d to 9999d such as 30d.",
     )
 
 

@@ -86,7 +86,9 @@ def _check_email(value: str | None) -> str | None:
 
 def _check_reset(value: str) -> str:
     if not _RESET.fullmatch(value):
-        raise ValueError("use never, daily, weekly, monthly or a number of days such as 30d")
+        raise ValueError(
+            "use never, daily, weekly, monthly or a number of days from 1d to 9999d such as 30d"
+        )
     return value
 
 
