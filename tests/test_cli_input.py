@@ -119,10 +119,15 @@ def test_a_stored_dot_name_removes_nothing_outside(vpn: InProcessCli, name: str)
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------
-def test_ctrl_c_exits_130_without_a_traceback(vpn: InProcessCli, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "args", [["server", "logs", "ss", "--follow"], ["monitor", "traffic", "--interval", "1"]]
+)
+def test_ctrl_c_exits_130_without_a_traceback(
+    vpn: InProcessCli, tmp_path: Path, args: list[str]
+) -> None:
     install_ss(vpn, "ss")
     follow = subprocess.Popen(
-        [sys.executable, "-m", "vpn_manager", "server", "logs", "ss", "--follow"],
+        [sys.executable, "-m", "vpn_manager", *args],
         env=Cli(tmp_path).env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
