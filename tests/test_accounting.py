@@ -13,7 +13,7 @@ import pytest
 from vpn_manager.engines.base import Counter
 from vpn_manager.models import UserCreate
 from vpn_manager.services.accounting import Accountant
-from vpn_manager.services.periods import period_start
+from vpn_manager.services.periods import FAR_FUTURE, days_after, period_start
 from vpn_manager.services.servers import ServerService
 from vpn_manager.services.users import UserService
 from vpn_manager.settings import Paths
@@ -237,3 +237,44 @@ async def test_a_follower_lives_as_long_as_its_engine_process_and_address(
     assert engine.made[2].running
     await accountant.close()
     assert not engine.made[2].running
+
+
+async def test_enforce_cannot_overflow_on_any_stored_limit(
+    world: tuple[Database, Accountant, UserService, Clock, int],
+) -> None:
+    """A database written before the input bounds (or by hand) may hold any Integer: a
+    first-use span of two billion days, an "every N days" period of any length. enforce()
+    clamps the arithmetic instead of failing the round."""
+    from sqlalchemy import text
+
+    db, accountant, users, _clock, server = world
+    await users.add([UserCreate(name="alice"), UserCreate(name="bob")])
+    await grant(db, server, "alice")
+    await grant(db, server, "bob")
+    async with db.session() as session:
+        await session.execute(
+            text("UPDATE users SET expire_after_days = 2147483647 WHERE name = 'alice'")
+        )
+        await session.execute(text("UPDATE users SET reset_period = '0d' WHERE name = 'bob'"))
+    await accountant._count(server, "p", [Counter("user-1", "user-1", 1, 1)])
+    await accountant.enforce()
+    alice = await users.get("alice")
+    assert alice.status == "active"
+    assert alice.expires_at == FAR_FUTURE
+    async with db.session() as session:
+        await session.execute(
+            text(f"UPDATE users SET reset_period = '{'9' * 5000}d' WHERE name = 'bob'")
+        )
+    await accountant.enforce()
+    assert (await users.get("bob")).status == "active"
+    await db.close()
+
+
+def test_days_after_and_long_periods_are_clamped() -> None:
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    assert days_after(start, 30) == datetime(2027, 1, 31, tzinfo=UTC)
+    assert days_after(start, 2**31 - 1) == FAR_FUTURE
+    assert days_after(datetime(9999, 12, 31, tzinfo=UTC), 10) == datetime(9999, 12, 31, tzinfo=UTC)
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    assert period_start("99999d", now, UTC, start) == start
+    assert period_start("0d", now, UTC, start - timedelta(days=3)) == start

@@ -45,6 +45,7 @@ docker.ssh.persist_s         60
 docker.ssh.remote_socket     /var/run/docker.sock
 timezone                     UTC
 log_level                    info
+import_max_mb                256
 """
 
 

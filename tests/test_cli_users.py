@@ -6,9 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import shutil
 import sqlite3
 import stat
+import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -247,7 +251,7 @@ def test_show_hides_the_token_unless_asked(two: InProcessCli) -> None:
 
 
 def test_show_as_table_and_plain(vpn: InProcessCli) -> None:
-    limits = ["--quota", "50GB", "--expires", "2027-01-31", "--reset", "monthly"]
+    limits = ["--quota", "50GB", "--expires", "2097-01-31", "--reset", "monthly"]
     add(
         vpn, "alice", "--email", "alice@example.org", *limits, "--devices", "3", "--speed", "10Mbit"
     )
@@ -260,7 +264,7 @@ def test_show_as_table_and_plain(vpn: InProcessCli) -> None:
         "status                 active",
         "email                  alice@example.org",
         "note                   -",
-        "expires_at             2027-02-01 00:00 UTC (last day 2027-01-31)",
+        "expires_at             2097-02-01 00:00 UTC (last day 2097-01-31)",
         "quota_bytes            50GB",
         "reset_period           monthly",
         "device_limit           3",
@@ -291,7 +295,7 @@ def test_update_limits_and_clear_them(two: InProcessCli) -> None:
         "--quota",
         "1.5TB",
         "--expires",
-        "2027-01-31",
+        "2097-01-31",
         "--reset",
         "30d",
         "--devices",
@@ -309,7 +313,7 @@ def test_update_limits_and_clear_them(two: InProcessCli) -> None:
     assert stable(data) == default_user(
         "alice",
         quota_bytes=1_500_000_000_000,
-        expires_at="2027-02-01T00:00:00Z",  # through the end of 2027-01-31 in UTC
+        expires_at="2097-02-01T00:00:00Z",  # through the end of 2097-01-31 in UTC
         reset_period="30d",
         device_limit=3,
         speed_limit_bps=10_000_000,
@@ -354,8 +358,8 @@ def test_update_only_changes_what_is_given(two: InProcessCli) -> None:
 
 def test_update_expiry_in_configured_zone_and_relative(two: InProcessCli) -> None:
     berlin = {"VPN_TIMEZONE": "Europe/Berlin"}
-    data = two("user", "update", "alice", "--expires", "2027-01-31", "-f", "json", env=berlin)
-    assert ok(data).json()["expires_at"] == "2027-01-31T23:00:00Z"
+    data = two("user", "update", "alice", "--expires", "2097-01-31", "-f", "json", env=berlin)
+    assert ok(data).json()["expires_at"] == "2097-01-31T23:00:00Z"
     before = datetime.now(UTC)
     data = ok(two("user", "update", "bob", "--expires", "30d", "-f", "json")).json()
     expires = moment(data["expires_at"])
@@ -428,7 +432,7 @@ def test_rotate_token(two: InProcessCli) -> None:
 
 # -- export and import ----------------------------------------------------------------------------
 def add_fixture_users(run: InProcessCli | Cli) -> None:
-    limits = ["--quota", "50GB", "--expires", "2027-01-31", "--reset", "monthly"]
+    limits = ["--quota", "50GB", "--expires", "2097-01-31", "--reset", "monthly"]
     add(
         run, "alice", "--email", "alice@example.org", *limits, "--devices", "2", "--speed", "10Mbit"
     )
@@ -455,7 +459,7 @@ def test_export_import_round_trip_in_a_real_process(cli: Cli) -> None:
         "note": "first, with a comma",
         "status": "active",
         "created_at": original[0]["created_at"],
-        "expires_at": "2027-02-01T00:00:00Z",
+        "expires_at": "2097-02-01T00:00:00Z",
         "quota_bytes": 50_000_000_000,
         "reset_period": "monthly",
         "device_limit": 2,
@@ -627,6 +631,59 @@ ERRORS: list[tuple[str, list[str], int, str | None]] = [
     ("huge-quota-update", ["user", "update", "alice", "--quota", "99999999TB"], 3, None),
     ("huge-speed", ["user", "add", "carol", "--speed", "99999999999Gbit"], 3, None),
     ("huge-devices", ["user", "add", "carol", "--devices", "99999999999999999999"], 3, None),
+    # Dates, spans and counts are bounded where they are typed (issue 13): nothing overflows
+    # later, and the message speaks of what the user typed.
+    (
+        "quota-over-64-bits",
+        ["user", "update", "alice", "--quota", "9300000TB"],
+        3,
+        "'9300000TB' is more than the largest quota, 9223372.04TB.",
+    ),
+    (
+        "expires-year-9999",
+        ["user", "add", "carol", "--expires", "9999-12-31"],
+        3,
+        "An expiry must be on 2099-12-31 or before; '9999-12-31' is later.",
+    ),
+    ("expires-2100", ["user", "update", "alice", "--expires", "2100-01-01"], 3, None),
+    ("expires-moment-2100", ["user", "add", "carol", "--expires", "2100-01-01T12:00"], 3, None),
+    (
+        "expires-billion-days",
+        ["user", "add", "carol", "--expires", "1000000000d"],
+        3,
+        "An expiry must be on 2099-12-31 or before; '1000000000d' is later.",
+    ),
+    ("expires-100g-hours", ["user", "update", "alice", "--expires", "100000000000h"], 3, None),
+    ("expires-digits", ["user", "add", "carol", "--expires", "9" * 5000 + "d"], 3, None),
+    (
+        "expires-in-the-past",
+        ["user", "add", "carol", "--expires", "1970-01-01"],
+        3,
+        "'1970-01-01' is in the past: the user would expire at once.",
+    ),
+    ("expires-moment-past", ["user", "update", "alice", "--expires", "2001-01-01T10:00"], 3, None),
+    (
+        "first-use-days-huge",
+        ["user", "add", "carol", "--first-use-days", "3000000"],
+        3,
+        "'3000000' is more than the largest number of days, 36500.",
+    ),
+    ("first-use-digits", ["user", "update", "alice", "--first-use-days", "9" * 5000], 3, None),
+    ("devices-digits", ["user", "add", "carol", "--devices", "9" * 5000], 3, None),
+    ("reset-too-many-days", ["user", "add", "carol", "--reset", "10000d"], 3, None),
+    # Free text that is stored and shown again holds no terminal control (issue 13).
+    (
+        "note-escape",
+        ["user", "add", "carol", "--note", "\x1b[2J\x1b[31mhi"],
+        3,
+        "invalid note '\\x1b[2J\\x1b[31mhi': control characters (such as escape sequences) "
+        "are not allowed; line breaks and tabs are.",
+    ),
+    ("note-bell", ["user", "update", "alice", "--note", "ding\x07"], 3, None),
+    ("note-carriage-return", ["user", "update", "alice", "--note", "a\rb"], 3, None),
+    ("note-c1", ["user", "add", "carol", "--note", "a\x9bb"], 3, None),
+    ("note-bidi", ["user", "add", "carol", "--note", "abc\u202egpj.exe"], 3, None),
+    ("email-escape", ["user", "add", "carol", "--email", "c\x1b@example.org"], 3, None),
     # A trailing newline is not part of a valid name or e-mail address.
     ("name-newline", ["user", "add", "carol\n"], 3, None),
     ("rename-newline", ["user", "update", "alice", "--name", "carol\n"], 3, None),
@@ -822,3 +879,193 @@ def test_lazy_groups_have_their_modules_help() -> None:
     for module, function, text in COMMANDS.values():
         doc = getattr(importlib.import_module(module), function).__doc__ or ""
         assert doc.split("\n\n")[0].replace("\n", " ").strip() == text
+
+
+def count_traffic(home: Path, user: str, up: int, down: int) -> None:
+    """Count traffic for `user` the way the service does (Accountant, counters as an engine
+    reports them) on a server row of the home's database."""
+    import asyncio
+
+    from vpn_manager.engines.base import Counter
+    from vpn_manager.services.accounting import Accountant
+    from vpn_manager.services.servers import ServerService
+    from vpn_manager.settings import Paths
+    from vpn_manager.storage import Database
+    from vpn_manager.storage import servers as server_repo
+    from vpn_manager.storage import users as user_repo
+    from vpn_manager.storage.orm import ServerRow
+
+    async def count() -> None:
+        db = Database(f"sqlite+aiosqlite:///{database_file(home)}")
+        await db.open()
+        try:
+            now = datetime.now(UTC)
+            async with db.session() as session:
+                row = ServerRow(
+                    name="s",
+                    protocol="shadowsocks",
+                    engine="sing-box",
+                    runtime="native",
+                    listen="127.0.0.1",
+                    port=1,
+                    host="127.0.0.1",
+                    desired="stopped",
+                    settings={},
+                    secret={},
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                await session.flush()
+                ids = await user_repo.ids_for(session, [user])
+                await server_repo.add_credentials(session, row, [(ids[user], {})], now)
+                server_id = row.id
+            servers = ServerService(db, Paths.from_env({}, home=home))
+            counted = await Accountant(servers)._count(
+                server_id, "e1", [Counter(user, user, up, down)]
+            )
+            assert counted == up + down
+        finally:
+            await db.close()
+
+    asyncio.run(count())
+
+
+def test_every_read_command_works_once_traffic_is_counted(two: InProcessCli, cli: Cli) -> None:
+    count_traffic(two.home, "alice", 1_000, 2_000)
+    listed = {row["name"]: row for row in two("--format", "json", "user", "list").json()}
+    assert listed["alice"]["used_bytes"] == 3_000
+    first_used = moment(listed["alice"]["first_used_at"])
+    assert abs(first_used - datetime.now(UTC)) < timedelta(minutes=5)
+    assert listed["bob"]["first_used_at"] is None
+    assert "alice  active  3KB/∞" in ok(two("user", "list")).stdout
+    shown = two("--format", "json", "user", "show", "alice").json()
+    assert moment(shown["first_used_at"]) == first_used
+    ok(two("user", "show", "alice"))
+    exported = json.loads(ok(two("user", "export")).stdout)
+    assert [u["upload_bytes"] for u in exported["users"]] == [1_000, 0]
+    # The same reads in a real process (the sqlite3 fast path serves `user list` there too).
+    assert ok(cli("user", "list")).stdout.startswith(TABLE_HEADER)
+    assert moment(cli("--format", "json", "user", "list").json()[0]["first_used_at"]) == first_used
+
+
+# -- what `vpn user import` reads (issue 13) -------------------------------------------------------
+def _export_with(records: list[dict[str, Any]], version: Any = 1) -> str:
+    return json.dumps({"version": version, "users": records})
+
+
+IMPORT_ERRORS: list[tuple[str, str, str]] = [
+    # (id, file content, a part of the error line)
+    ("deep-nesting", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("5000-digits", '[{"name": "carol", "quota_bytes": ' + "9" * 5000 + "}]", "number too long"),
+    ("version-99", _export_with([{"name": "carol"}], 99), "reads version 1 only"),
+    ("version-text", _export_with([{"name": "carol"}], "1"), "reads version 1 only"),
+    ("version-true", _export_with([{"name": "carol"}], True), "reads version 1 only"),
+    (
+        "token-twice",
+        _export_with(
+            [
+                {"name": "carol", "subscription_token": "A" * 32},
+                {"name": "dave", "subscription_token": "A" * 32},
+            ]
+        ),
+        "'carol' and 'dave' have the same subscription_token.",
+    ),
+    ("created-9999", _export_with([{"name": "carol", "created_at": "9999-12-31"}]), "creation"),
+    ("expires-9999", _export_with([{"name": "carol", "expires_at": "9999-12-31"}]), "2099-12-31"),
+    ("dot-dot", _export_with([{"name": ".."}]), "'..'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "part"), [pytest.param(*case[1:], id=case[0]) for case in IMPORT_ERRORS]
+)
+def test_import_of_bad_content_is_one_error_line(
+    two: InProcessCli, content: str, part: str
+) -> None:
+    path = two.tmp_path / "users.json"
+    path.write_text(content, encoding="utf-8")
+    before = table_rows(database_file(two.home))
+    assert part in error_line(two("user", "import", str(path)), 3)
+    assert table_rows(database_file(two.home)) == before
+
+
+def test_import_refuses_a_token_an_existing_user_holds(two: InProcessCli) -> None:
+    path = two.tmp_path / "users.json"
+    path.write_text(
+        _export_with([{"name": "carol", "subscription_token": token_of(two, "alice")}]),
+        encoding="utf-8",
+    )
+    before = table_rows(database_file(two.home))
+    message = error_line(two("user", "import", str(path)), 3)
+    assert message == "'carol' has the subscription_token of the existing user 'alice'."
+    assert table_rows(database_file(two.home)) == before
+
+
+def test_import_refuses_a_csv_cell_too_long_for_the_csv_reader(two: InProcessCli) -> None:
+    path = two.tmp_path / "users.csv"
+    path.write_text("name,note\ncarol," + "x" * 200_000 + "\n", encoding="utf-8")
+    assert "CSV" in error_line(two("user", "import", str(path)), 3)
+
+
+def test_import_reads_at_most_the_configured_size(two: InProcessCli) -> None:
+    path = two.tmp_path / "users.json"
+    records = [{"name": f"u{n}", "note": "x" * 900} for n in range(1200)]  # about 1.1 MB
+    path.write_text(_export_with(records), encoding="utf-8")
+    before = table_rows(database_file(two.home))
+    result = two("user", "import", str(path), env={"VPN_IMPORT_MAX_MB": "1"})
+    assert error_line(result, 3) == f"{path} is larger than 1 MB, the most an import reads."
+    assert "import_max_mb" in result.stderr
+    assert table_rows(database_file(two.home)) == before
+    assert "Created 1200, updated 0" in two("user", "import", str(path)).output
+    assert len(table_rows(database_file(two.home))) == 1202
+
+
+def test_import_refuses_what_is_not_a_regular_file(cli: Cli) -> None:
+    """A device would be read forever and a FIFO would block: both are refused at once, in a
+    real process (a hang would be the subprocess timeout)."""
+    add(cli, "alice")
+    fifo = cli.tmp_path / "users.json"
+    os.mkfifo(fifo)
+    before = table_rows(database_file(cli.home))
+    for path, kind in (
+        ("/dev/zero", "a device"),
+        (str(fifo), "a pipe (FIFO)"),
+        (str(cli.tmp_path), "a directory"),
+    ):
+        assert error_line(cli("user", "import", path), 3) == f"{path} is {kind}, not a file."
+    assert table_rows(database_file(cli.home)) == before
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run as another user"
+)
+def test_read_commands_work_on_a_read_only_home() -> None:
+    """A home whose directories and files nobody may write (as after a read-only mount, or a
+    backup restored as another user): every read works, a write is one sentence, exit 7."""
+    base = Path(tempfile.mkdtemp(prefix="vpn-ro-"))  # outside pytest's root-only tmp tree
+    try:
+        cli = Cli(base)
+        add(cli, "alice", "bob")
+        count_traffic(cli.home, "alice", 10, 20)
+        db = database_file(cli.home)
+        before = table_rows(db)
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, 65534, 65534)
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command = [*nobody, sys.executable, "-m", "vpn_manager"]
+        listed = cli("--format", "json", "user", "list", command=command)
+        assert [row["name"] for row in listed.json()] == ["alice", "bob"]
+        assert listed.json()[0]["used_bytes"] == 30
+        assert ok(cli("user", "list", command=command)).stdout.startswith(TABLE_HEADER)
+        assert cli("--format", "json", "user", "show", "alice", command=command).json()
+        assert len(json.loads(ok(cli("user", "export", command=command)).stdout)["users"]) == 2
+        ok(cli("server", "list", command=command), stderr="")
+        message = error_line(cli("user", "add", "carol", command=command), 7)
+        assert message == f"Cannot change the database {db}: it is read-only for this user."
+        assert table_rows(db) == before
+    finally:
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        shutil.rmtree(base)

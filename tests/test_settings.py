@@ -215,6 +215,7 @@ def test_effective_settings_masks_and_defaults(
         },
         "timezone": "UTC",
         "log_level": "info",
+        "import_max_mb": 256,
     }
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -514,6 +514,39 @@ async def test_sqlite_write_lock_gives_a_storage_error_and_keeps_data(
         assert _names(await service.list()) == ["alice", "bob", "carol", "dave", "erin"]
 
 
+async def test_a_full_disk_is_a_storage_error_that_names_the_disk(
+    sqlite_url: str, clock: FixedClock
+) -> None:
+    """SQLITE_FULL ("database or disk is full"), made real with max_page_count on every
+    connection: one sentence that says the disk is full and a hint that names where."""
+    from sqlalchemy import event
+
+    file = sqlite_file_of(sqlite_url)
+    assert file is not None
+    async with open_database(sqlite_url) as db:
+        service = UserService(db, clock=clock)
+        await service.add(_users())
+        before = _snapshot(await service.list())
+
+        def no_room(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count = {pages}")
+            cursor.close()
+
+        event.listen(db.engine.sync_engine, "connect", no_room)
+        many = [UserCreate(name=f"user{n}", note="x" * 900) for n in range(200)]
+        with pytest.raises(StorageError) as caught:
+            await service.add(many)
+        assert caught.value.message == f"Cannot write to the database {file}: the disk is full."
+        assert caught.value.hint is not None
+        assert str(file.parent) in caught.value.hint
+        assert "database server" not in caught.value.hint
+        event.remove(db.engine.sync_engine, "connect", no_room)
+        assert _snapshot(await service.list()) == before
+
+
 async def test_sqlite_fast_listing_matches_sqlalchemy(sqlite_url: str, clock: FixedClock) -> None:
     """`vpn user list` may read a current SQLite file with the stdlib sqlite3 instead of
     SQLAlchemy; both paths must return the same users for the same filters."""
@@ -610,3 +643,90 @@ async def test_sizes_and_counters_are_64_bit(db_url: str) -> None:
         heavy = await service.get("heavy")
     assert (heavy.quota_bytes, heavy.upload_bytes, heavy.download_bytes) == (big, big, big)
     assert heavy.used_bytes == 2 * big
+
+
+async def test_every_time_column_reads_back_the_same_on_every_path(
+    db_url: str, clock: FixedClock, tmp_path: Path
+) -> None:
+    """Each kind of write that stores a time (add, update, the accounting write that sets
+    first_used_at, a new period, an expiry set on first use) read back through SQLAlchemy and,
+    on SQLite, through the sqlite3 fast path: the same aware UTC value, column by column."""
+    from vpn_manager.engines.base import Counter
+    from vpn_manager.services.accounting import Accountant
+    from vpn_manager.services.servers import ServerService
+    from vpn_manager.storage import accounting as store
+    from vpn_manager.storage import servers as server_repo
+    from vpn_manager.storage import users as user_repo
+    from vpn_manager.storage.orm import ServerRow
+    from vpn_manager.storage.sqlite_read import _TIMES
+
+    created = clock.now
+    async with open_database(db_url) as db:
+        servers = ServerService(db, Paths.from_env({}, home=tmp_path / "home"), clock=clock)
+        service = UserService(db, clock=clock, servers=lambda: servers)
+        await service.add([UserCreate(name="alice", expires_at=EXPIRY), UserCreate(name="bob")])
+        updated = clock.advance(61.5)
+        await service.update("bob", UserUpdate(note="changed"))
+        async with db.session() as session:
+            row = ServerRow(
+                name="s",
+                protocol="shadowsocks",
+                engine="sing-box",
+                runtime="native",
+                listen="127.0.0.1",
+                port=1,
+                host="127.0.0.1",
+                desired="stopped",
+                settings={},
+                secret={},
+                created_at=clock(),
+                updated_at=clock(),
+            )
+            session.add(row)
+            await session.flush()
+            ids = await user_repo.ids_for(session, ["alice", "bob"])
+            await server_repo.add_credentials(
+                session, row, [(ids["alice"], {"password": "p"})], clock()
+            )
+            server_id = row.id
+        used = clock.advance(3600.25)
+        accountant = Accountant(servers, clock=clock, zone=UTC)
+        assert await accountant._count(server_id, "e1", [Counter("alice", "alice", 5, 7)]) == 12
+        period = datetime(2026, 12, 1, tzinfo=UTC)
+        expiry = datetime(2026, 12, 24, 18, 30, 15, 500, tzinfo=UTC)
+        async with db.session() as session:
+            await store.start_period(session, ids["bob"], period)
+            await store.set_expiry(session, ids["bob"], expiry)
+        slow = {user.name: user for user in await service.list()}
+    expected = {
+        "alice": {
+            "created_at": created,
+            "updated_at": created,
+            "expires_at": EXPIRY,
+            "period_started_at": None,
+            "first_used_at": used,
+        },
+        "bob": {
+            "created_at": created,
+            "updated_at": updated,
+            "expires_at": expiry,
+            "period_started_at": period,
+            "first_used_at": None,
+        },
+    }
+    paths = {"sqlalchemy": slow}
+    file = sqlite_file_of(db_url)
+    if file is not None:
+        unopened = open_database(db_url)
+        try:
+            fast = unopened.read_users(None)
+        finally:
+            await unopened.close()
+        assert fast is not None, "the sqlite3 fast path declined a current database"
+        paths["sqlite3"] = {user.name: user for user in fast}
+    for path, users in paths.items():
+        for name, columns in expected.items():
+            for column in _TIMES:
+                value = getattr(users[name], column)
+                assert value == columns[column], (path, name, column, value)
+                assert value is None or value.utcoffset() == timedelta(0), (path, name, column)

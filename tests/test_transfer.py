@@ -256,6 +256,15 @@ _GOOD = {"name": "good", "status": "active", "quota_bytes": "1GB", "expires_at":
         ("reset_period", "fortnightly", "reset_period"),
         ("device_limit", "-1", "device limit"),
         ("status", "sleeping", "status"),
+        # Bounds (issue 13): what the command line refuses, a file cannot bring in.
+        ("name", "..", "name"),
+        ("expires_at", "9999-12-31", "2099-12-31"),
+        ("expires_at", "1000000000d", "2099-12-31"),
+        ("created_at", "9999-12-31", "creation date"),
+        ("created_at", "0001-01-01T00:00", "creation date"),
+        ("quota_bytes", "9300000TB", "largest quota"),
+        ("speed_limit_bps", "9300000000Gbit", "largest speed limit"),
+        ("device_limit", "9" * 5000, "largest device limit"),
     ],
 )
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -401,3 +410,10 @@ async def test_created_at_date_is_that_day(
     alice = await service.get("alice")
     assert alice.expires_at == datetime(2026, 1, 16, tzinfo=UTC)
     assert alice.created_at == datetime(2026, 1, 15, tzinfo=UTC)
+
+
+def test_an_import_keeps_an_expiry_in_the_past(tmp_path: Path) -> None:
+    """Unlike `--expires`, a file may hold users who have expired (an export of them)."""
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps([{"name": "old", "expires_at": "2001-01-31"}]), encoding="utf-8")
+    assert parse_file(path)[0].expires_at == datetime(2001, 2, 1, tzinfo=UTC)

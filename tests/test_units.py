@@ -9,6 +9,9 @@ import pytest
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.units import (
+    EXPIRY_CAP,
+    LARGEST,
+    MOST_DAYS,
     format_rate,
     format_size,
     parse_count,
@@ -306,3 +309,59 @@ def test_parse_count_rejects_digit_like_characters(text: str) -> None:
     """str.isdigit() accepts superscripts, which int() then refuses with a ValueError."""
     with pytest.raises(InvalidInput):
         parse_count(text, "device limit")
+
+
+# -- bounds (issue 13) ----------------------------------------------------------------------------
+@pytest.mark.parametrize("zone", [UTC, BERLIN, NEW_YORK, ZoneInfo("Pacific/Kiritimati")])
+def test_the_last_day_is_accepted_in_every_zone(zone: ZoneInfo) -> None:
+    expiry = parse_expiry("2099-12-31", now=NOW, zone=zone)
+    assert expiry == datetime(2100, 1, 1, tzinfo=zone).astimezone(UTC)
+    assert expiry is not None
+    assert expiry < EXPIRY_CAP
+    assert parse_expiry("2099-12-31T23:59", now=NOW, zone=zone) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2100-01-01", "9999-12-31", "2100-01-01T00:01", "1000000000d", "100000000000h", "5000w"],
+)
+def test_parse_expiry_refuses_after_the_last_day(text: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_expiry(text, now=NOW, zone=NEW_YORK)
+    assert caught.value.message == (
+        f"An expiry must be on 2099-12-31 or before; {text!r} is later."
+    )
+
+
+def test_a_span_may_have_leading_zeros() -> None:
+    assert parse_expiry("0" * 40 + "5d", now=NOW) == NOW + timedelta(days=5)
+    with pytest.raises(InvalidInput, match="would expire at once"):
+        parse_expiry("0" * 40 + "d", now=NOW)
+
+
+def test_a_span_reaches_the_last_day_and_no_further() -> None:
+    hours = (datetime(2100, 1, 1, tzinfo=UTC) - NOW) // timedelta(hours=1)
+    assert parse_expiry(f"{hours}h", now=NOW) == NOW + timedelta(hours=hours)
+    with pytest.raises(InvalidInput):
+        parse_expiry(f"{hours + 1}h", now=NOW)
+
+
+@pytest.mark.parametrize("text", ["1970-01-01", "2026-03-09", "2026-03-10T15:30:45Z"])
+def test_parse_expiry_refuses_the_past_unless_asked(text: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_expiry(text, now=NOW)
+    assert caught.value.message == f"{text!r} is in the past: the user would expire at once."
+    assert parse_expiry(text, now=NOW, past=True) is not None  # an import of expired users
+
+
+def test_counts_sizes_and_speeds_have_a_largest_value() -> None:
+    assert parse_count("36500", "number of days", MOST_DAYS) == 36500
+    for text in ("36501", "9" * 5000, "0" * 30 + "36501"):
+        with pytest.raises(InvalidInput, match="more than the largest number of days, 36500"):
+            parse_count(text, "number of days", MOST_DAYS)
+    assert parse_count("0" * 30 + "7", "device limit") == 7
+    assert parse_size("9223372036854775807") == LARGEST
+    with pytest.raises(InvalidInput, match=r"^'9300000TB' is more than the largest quota"):
+        parse_size("9300000TB")
+    with pytest.raises(InvalidInput, match=r"^'9300000000Gbit' is more than the largest speed"):
+        parse_rate("9300000000Gbit")

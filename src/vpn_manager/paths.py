@@ -4,13 +4,39 @@ needs no pydantic, so that the service process (services/daemon.py) can run with
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from vpn_manager.errors import InvalidInput
+
 APP_DIR = "vpn-manager"
+
+
+def entry(parent: Path, name: str, suffix: str = "") -> Path:
+    """`parent / (name + suffix)`, refused unless it is one entry directly inside `parent`.
+
+    Every path built from a server's or user's name goes through here before anything is written
+    or removed there, so that a name such as `..` (typed, imported, or in a database made before
+    names were checked) can never reach the directory above.
+    """
+    leaf = f"{name}{suffix}"
+    path = parent / leaf
+    if (
+        not name
+        or leaf in (".", "..")
+        or "/" in leaf
+        or "\0" in leaf
+        or os.path.dirname(os.path.normpath(path)) != os.path.normpath(parent)
+    ):
+        raise InvalidInput(
+            f"The name {name!r} cannot be used as a file name.",
+            hint="Names are 1 to 64 letters, digits, '-', '_' or '.', and not '.' or '..'.",
+        )
+    return path
 
 
 def home_id(home: str) -> str:

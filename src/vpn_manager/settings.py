@@ -165,6 +165,9 @@ class Settings(BaseModel):
         default="UTC", description="Zone for dates typed without one and for calendar resets."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    import_max_mb: int = Field(
+        default=256, ge=1, description="The largest file `vpn user import` reads, in MB."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -49,6 +49,15 @@ _EVERY_N_DAYS = re.compile(r"[1-9][0-9]{0,3}d", re.ASCII)
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 RESET_PERIODS = ("never", "daily", "weekly", "monthly")
 
+# The bounds of what users type (README: "Users"), far inside what datetime and the database's
+# 64-bit columns hold, so that no arithmetic on a stored value can overflow.
+LARGEST = 2**63 - 1  # bytes, bits per second: the BigInteger columns
+LAST_DAY = date(2099, 12, 31)  # the last day an expiry may be
+EXPIRY_CAP = datetime(2100, 1, 2, tzinfo=UTC)  # past the end of LAST_DAY in every time zone
+MOST_DAYS = 36_500  # --first-use-days: about a hundred years
+MOST_PERIOD_DAYS = 9999  # "every N days" reset periods (Nd)
+_MOST_DIGITS = 19  # no count we accept has more (int() refuses over 4,300 of them)
+
 
 def _scaled(text: str, units: dict[str, int], what: str, example: str) -> int:
     match = _NUMBER_UNIT.fullmatch(text)
@@ -67,19 +76,29 @@ def _scaled(text: str, units: dict[str, int], what: str, example: str) -> int:
     return int(value)
 
 
-def parse_size(text: str) -> int | None:
+def parse_size(text: str, what: str = "quota") -> int | None:
     """Parse a data size; None means unlimited ("0", "none", "unlimited")."""
     if text.strip().lower() in _UNLIMITED:
         return None
     size = _scaled(text, _SIZE_UNITS, "data size", "50GB, 500MiB or 1.5TB")
+    if size > LARGEST:
+        raise InvalidInput(
+            f"{text!r} is more than the largest {what}, {format_size(LARGEST)}.",
+            hint="Give a smaller size, or 0 for unlimited.",
+        )
     return size or None
 
 
-def parse_rate(text: str) -> int | None:
+def parse_rate(text: str, what: str = "speed limit") -> int | None:
     """Parse a speed in bits per second; None means unlimited."""
     if text.strip().lower() in _UNLIMITED:
         return None
     rate = _scaled(text, _RATE_UNITS, "speed", "10Mbit or 1Gbit")
+    if rate > LARGEST:
+        raise InvalidInput(
+            f"{text!r} is more than the largest {what}, {format_rate(LARGEST)}.",
+            hint="Give a smaller speed, or 0 for unlimited.",
+        )
     return rate or None
 
 
@@ -116,35 +135,46 @@ def parse_reset_period(text: str) -> str:
         return value
     raise InvalidInput(
         f"{text!r} is not a reset period.",
-        hint="Use never, daily, weekly, monthly, or a number of days such as 30d.",
+        hint="Use never, daily, weekly, monthly, or a number of days from 1d to 9999d such as 30d.",
     )
 
 
-def parse_expiry(text: str, *, now: datetime, zone: tzinfo = UTC) -> datetime | None:
+def parse_expiry(
+    text: str, *, now: datetime, zone: tzinfo = UTC, past: bool = False
+) -> datetime | None:
     """Parse an expiry: a date (the account works through that whole day in `zone`), an ISO
-    date-time, a span from now ("30d", "2w", "12h"), or "never". Returns an aware UTC datetime."""
+    date-time, a span from now ("30d", "2w", "12h"), or "never". Returns an aware UTC datetime,
+    at the latest the end of LAST_DAY in `zone`; one before `now` only if `past` (an import of
+    users who have expired)."""
     value = text.strip()
     if value.lower() in {"never", "none", ""}:
         return None
+    latest = datetime.combine(LAST_DAY + timedelta(days=1), time(), zone)
+    too_late = InvalidInput(
+        f"An expiry must be on {LAST_DAY.isoformat()} or before; {text!r} is later.",
+        hint="Give an earlier date or a shorter span, or never.",
+    )
     relative = _RELATIVE.fullmatch(value)
     if relative:
-        amount, unit = int(relative.group(1)), relative.group(2).lower()
+        digits, unit = relative.group(1).lstrip("0") or "0", relative.group(2).lower()
+        amount = int(digits) if len(digits) <= _MOST_DIGITS else None
         if amount == 0:
             raise InvalidInput(
                 f"{text!r} would expire at once.", hint="Give at least 1d, or never."
             )
-        span = {
-            "d": timedelta(days=amount),
-            "w": timedelta(weeks=amount),
-            "h": timedelta(hours=amount),
-        }
-        return (now + span[unit]).astimezone(UTC)
+        hours = {"d": 24, "w": 24 * 7, "h": 1}[unit]
+        if amount is None or amount * hours > (latest - now) // timedelta(hours=1):
+            raise too_late
+        return (now + timedelta(hours=amount * hours)).astimezone(UTC)
     try:
         day = date.fromisoformat(value)
     except ValueError:
         pass
     else:
-        return datetime.combine(day + timedelta(days=1), time(), zone).astimezone(UTC)
+        if day > LAST_DAY:
+            raise too_late
+        moment = datetime.combine(day + timedelta(days=1), time(), zone)
+        return _not_past(moment, text, now, past).astimezone(UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -154,15 +184,33 @@ def parse_expiry(text: str, *, now: datetime, zone: tzinfo = UTC) -> datetime | 
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    if moment.date() > LAST_DAY or moment > latest:
+        raise too_late
+    return _not_past(moment, text, now, past).astimezone(UTC)
 
 
-def parse_count(text: str, what: str) -> int | None:
-    """Parse a non-negative limit such as a device count; 0 or none means unlimited."""
+def _not_past(moment: datetime, text: str, now: datetime, past: bool) -> datetime:
+    if not past and moment <= now:
+        raise InvalidInput(
+            f"{text!r} is in the past: the user would expire at once.",
+            hint="Give a later date, a span such as 30d, or never.",
+        )
+    return moment
+
+
+def parse_count(text: str, what: str, most: int = 2**31 - 1) -> int | None:
+    """Parse a non-negative limit such as a device count, at most `most` (by default what the
+    Integer columns hold); 0 or none means unlimited."""
     if text.strip().lower() in _UNLIMITED:
         return None
     if not _DIGITS.fullmatch(text.strip()):
         raise InvalidInput(
             f"{text!r} is not a valid {what}.", hint="Give a whole number, or 0 for none."
         )
-    return int(text) or None
+    digits = text.strip().lstrip("0") or "0"
+    if len(digits) > _MOST_DIGITS or int(digits) > most:
+        raise InvalidInput(
+            f"{text!r} is more than the largest {what}, {most}.",
+            hint="Give a smaller number, or 0 for none.",
+        )
+    return int(digits) or None

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,9 @@ def test_quota_cuts_the_open_transfer_and_expiry_refuses(
             wait_status(vpn, "alice", "active")
             assert curl_via(alice, f"http://127.0.0.1:{backend}/", attempts_for=10)
             # An expired user is refused; extending the expiry lets them in again.
-            vpn.ok("user", "update", "bob", "--expires", "2020-01-01")
+            # (An expiry in the past is refused as input: give one two seconds ahead.)
+            soon = datetime.now(UTC) + timedelta(seconds=2)
+            vpn.ok("user", "update", "bob", "--expires", soon.isoformat(timespec="seconds"))
             wait_status(vpn, "bob", "expired")
             assert curl_fails(bob, f"http://127.0.0.1:{backend}/")
             vpn.ok("user", "update", "bob", "--expires", "30d")

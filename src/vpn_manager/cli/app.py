@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Open the full-screen terminal UI: dashboard, users, servers, logs and settings.",
     ),
 }
+INTERRUPTED = 130  # the exit code of Ctrl-C (128 + SIGINT), as shells report it
 _OPTIONS_WITH_VALUES = {"--format", "-f", "--home", "--config"}
 
 app = typer.Typer(
@@ -142,7 +143,9 @@ def run(args: list[str]) -> int:
     command = typer.main.get_command(app)
     debug = "--debug" in args or os.environ.get("VPN_DEBUG") == "1"
     try:
-        command.main(args=args, prog_name="vpn", standalone_mode=False)
+        # Without standalone mode, Typer *returns* the code of a typer.Exit raised in a command
+        # (`vpn tui`'s crash code) and of Ctrl-C (130) instead of raising it.
+        code = command.main(args=args, prog_name="vpn", standalone_mode=False)
     except VpnError as exc:
         if debug:
             _traceback()
@@ -159,7 +162,7 @@ def run(args: list[str]) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("\nInterrupted.\n")
-        return 130
+        return INTERRUPTED
     except Exception as exc:  # the last line of defence: one sentence, not a traceback
         if debug:
             _traceback()
@@ -168,7 +171,9 @@ def run(args: list[str]) -> int:
             "Run again with --debug for the traceback, and report it.",
         )
         return 1
-    return 0
+    if code == INTERRUPTED:
+        sys.stderr.write("\nInterrupted.\n")
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def _traceback() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -74,8 +73,7 @@ def traffic(
         finally:
             await db.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    asyncio.run(main())  # until Ctrl-C, which exits 130 (cli/app.py)
 
 
 def _row(user: User, before: dict[str, tuple[int, int, float]], now: float) -> dict[str, str]:

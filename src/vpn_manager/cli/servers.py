@@ -395,12 +395,9 @@ def logs(
             sys.stdout.write(line + "\n")
         return
     stream: Iterator[str] = context.servers(lambda s: s.follow(name, lines))
-    try:
-        for line in stream:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
+    for line in stream:  # Ctrl-C ends it with exit code 130 (cli/app.py)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 @app.command("remove")

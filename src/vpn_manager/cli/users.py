@@ -61,7 +61,8 @@ Expires = Annotated[
     typer.Option(
         "--expires",
         metavar="WHEN",
-        help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never.",
+        help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never; not in the past, "
+        "and 2099-12-31 at the latest.",
     ),
 ]
 Reset = Annotated[
@@ -69,7 +70,7 @@ Reset = Annotated[
     typer.Option(
         "--reset",
         metavar="PERIOD",
-        help="When the used data resets: never, daily, weekly, monthly or Nd.",
+        help="When the used data resets: never, daily, weekly, monthly or Nd (N: 1 to 9999).",
     ),
 ]
 Devices = Annotated[
@@ -81,7 +82,8 @@ FirstUseDays = Annotated[
     typer.Option(
         "--first-use-days",
         metavar="N",
-        help="Expire N days after the first connection (0: off); --expires wins if both.",
+        help="Expire N days after the first connection (0: off; at most 36500); --expires wins "
+        "if both.",
     ),
 ]
 Speed = Annotated[
@@ -101,6 +103,7 @@ def _limits(
 ) -> dict[str, Any]:
     """Turn the limit flags that were given into model fields (None = flag not given)."""
     from vpn_manager.units import (
+        MOST_DAYS,
         parse_count,
         parse_expiry,
         parse_rate,
@@ -120,7 +123,7 @@ def _limits(
     if devices is not None:
         fields["device_limit"] = parse_count(devices, "device limit")
     if first_use_days is not None:
-        fields["expire_after_days"] = parse_count(first_use_days, "number of days")
+        fields["expire_after_days"] = parse_count(first_use_days, "number of days", MOST_DAYS)
     if speed is not None:
         fields["speed_limit_bps"] = parse_rate(speed)
     return fields
@@ -496,7 +499,9 @@ def import_users(
         raise InvalidInput(
             f"--on-existing {on_existing!r} is not one of skip, update, fail."
         ) from None
-    records = parse_file(file, zone=context.settings.zone)
+    records = parse_file(
+        file, zone=context.settings.zone, max_bytes=context.settings.import_max_mb * 1000**2
+    )
     plan: ImportPlan = context.users(
         lambda s: import_users(s, records, dry_run=dry_run, on_existing=policy)
     )

@@ -18,7 +18,7 @@ from vpn_manager.kinds import (
     RuntimeKind,
     is_ip,
 )
-from vpn_manager.models.user import UserName
+from vpn_manager.models.user import PlainText, UserName
 
 # The kinds are defined in vpn_manager.kinds (no pydantic) and offered here with the models.
 __all__ = [
@@ -141,10 +141,10 @@ class ServerCreate(BaseModel):
     host: Host | None = None
     sni: Hostname | None = None
     dest: Dest | None = None
-    method: str | None = None
-    password: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    method: PlainText | None = None
+    password: PlainText | None = None
+    cert_file: PlainText | None = None
+    key_file: PlainText | None = None
     allow_anonymous: bool = False
     subnet: Subnet4 | None = None
     subnet6: Subnet6 | None = None
@@ -152,8 +152,8 @@ class ServerCreate(BaseModel):
     mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
     client_allowed_ips: NetList | None = None
     runtime: RuntimeKind = RuntimeKind.NATIVE
-    image: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    docker_host: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    image: Annotated[PlainText, Field(min_length=1, max_length=255)] | None = None
+    docker_host: Annotated[PlainText, Field(min_length=1, max_length=255)] | None = None
     allow_private: bool = False
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, computed_field
 
 from vpn_manager.kinds import UserStatus
+from vpn_manager.units import EXPIRY_CAP, LARGEST, LAST_DAY, MOST_DAYS
 
 __all__ = [
     "BIGINT_MAX",
@@ -14,8 +15,11 @@ __all__ = [
     "NAME_PATTERN",
     "Bytes",
     "Count",
+    "Days",
     "Email",
+    "Expiry",
     "Note",
+    "PlainText",
     "ResetPeriod",
     "User",
     "UserCreate",
@@ -40,14 +44,41 @@ def like_pattern(search: str) -> str:
 
 
 def _check_name(value: str) -> str:
+    """A name that is also a safe file name: server names become directories (paths.entry)."""
     if not NAME_PATTERN.fullmatch(value):
         raise ValueError("use 1 to 64 letters, digits, '-', '_' or '.'")
+    if value in (".", ".."):
+        raise ValueError("'.' and '..' name directories, so they cannot name anything here")
+    return value
+
+
+# Terminal control: C0 and C1 controls, DEL, and the bidirectional overrides that reorder
+# what a terminal shows. A note may keep its line breaks and tabs.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_IN_NOTE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def check_plain(value: str | None) -> str | None:
+    """Text stored and shown again (names, addresses, passwords): no control characters, so
+    that it cannot move the cursor, recolour or rewrite a terminal when it is listed."""
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("control characters (such as escape sequences) are not allowed")
+    return value
+
+
+def _check_note(value: str | None) -> str | None:
+    if value is not None and _CONTROL_IN_NOTE.search(value):
+        raise ValueError(
+            "control characters (such as escape sequences) are not allowed; "
+            "line breaks and tabs are"
+        )
     return value
 
 
 def _check_email(value: str | None) -> str | None:
     if value in (None, ""):
         return None
+    check_plain(value)
     if not _EMAIL.fullmatch(value):
         raise ValueError("not an e-mail address")
     return value
@@ -55,18 +86,31 @@ def _check_email(value: str | None) -> str | None:
 
 def _check_reset(value: str) -> str:
     if not _RESET.fullmatch(value):
-        raise ValueError("use never, daily, weekly, monthly or a number of days such as 30d")
+        raise ValueError(
+            "use never, daily, weekly, monthly or a number of days from 1d to 9999d such as 30d"
+        )
     return value
 
 
 UserName = Annotated[str, AfterValidator(_check_name)]
 Email = Annotated[str | None, AfterValidator(_check_email)]
 ResetPeriod = Annotated[str, AfterValidator(_check_reset)]
-Note = Annotated[str | None, Field(max_length=1000)]
-BIGINT_MAX = 2**63 - 1  # the BigInteger columns (bytes, bits per second)
+Note = Annotated[str | None, Field(max_length=1000), AfterValidator(_check_note)]
+PlainText = Annotated[str, AfterValidator(check_plain)]
+BIGINT_MAX = LARGEST  # the BigInteger columns (bytes, bits per second)
 INT_MAX = 2**31 - 1  # the Integer columns (device counts)
 Bytes = Annotated[int | None, Field(ge=1, le=BIGINT_MAX)]
 Count = Annotated[int | None, Field(ge=1, le=INT_MAX)]
+Days = Annotated[int | None, Field(ge=1, le=MOST_DAYS)]
+
+
+def _check_expiry(value: datetime | None) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value >= EXPIRY_CAP):
+        raise ValueError(f"an expiry must be an aware time on {LAST_DAY} or before")
+    return value
+
+
+Expiry = Annotated[datetime | None, AfterValidator(_check_expiry)]
 
 
 class UserLimits(BaseModel):
@@ -74,12 +118,12 @@ class UserLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    expires_at: datetime | None = None
+    expires_at: Expiry = None
     quota_bytes: Bytes = None
     reset_period: ResetPeriod = "never"
     device_limit: Count = None
     speed_limit_bps: Bytes = None
-    expire_after_days: Count = None  # "starts on first use": expires this long after first use
+    expire_after_days: Days = None  # "starts on first use": expires this long after first use
 
 
 class UserCreate(UserLimits):
@@ -97,12 +141,12 @@ class UserUpdate(BaseModel):
     new_name: UserName | None = None
     email: Email = None
     note: Note = None
-    expires_at: datetime | None = None
+    expires_at: Expiry = None
     quota_bytes: Bytes = None
     reset_period: ResetPeriod | None = None
     device_limit: Count = None
     speed_limit_bps: Bytes = None
-    expire_after_days: Count = None
+    expire_after_days: Days = None
 
     def changes(self) -> dict[str, Any]:
         data = {field: getattr(self, field) for field in self.model_fields_set}

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from vpn_manager.errors import EngineError, InvalidInput
-from vpn_manager.paths import home_id
+from vpn_manager.paths import entry, home_id
 from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState
 from vpn_manager.runtimes.native import tail
 
@@ -338,7 +338,7 @@ class DockerRuntime:
 
     def log_file(self, server: str) -> Path:
         """Where a removed container's logs are kept (the native runtime's log file)."""
-        return self.logs_dir / f"{server}.log"
+        return entry(self.logs_dir, server, ".log")
 
     def _container(self, server: str) -> Container | None:
         from docker.errors import NotFound

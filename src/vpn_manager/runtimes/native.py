@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vpn_manager.errors import EngineError
+from vpn_manager.paths import entry
 from vpn_manager.runtimes.base import Launch, ProcessState
 from vpn_manager.runtimes.launch import ALREADY_RUNNING
 
@@ -30,13 +31,13 @@ class NativeRuntime:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def lock_file(self, server: str) -> Path:
-        return self.run_dir / f"{server}.lock"
+        return entry(self.run_dir, server, ".lock")
 
     def pid_file(self, server: str) -> Path:
-        return self.run_dir / f"{server}.pid"
+        return entry(self.run_dir, server, ".pid")
 
     def log_file(self, server: str) -> Path:
-        return self.logs_dir / f"{server}.log"
+        return entry(self.logs_dir, server, ".log")
 
     def _held(self, server: str) -> bool:
         lock = self.lock_file(server)

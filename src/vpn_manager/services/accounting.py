@@ -33,7 +33,7 @@ from vpn_manager.engines.base import Counter, Engine, Follower, ServerSpec
 from vpn_manager.errors import VpnError
 from vpn_manager.kinds import DesiredState, UserStatus
 from vpn_manager.services import spool
-from vpn_manager.services.periods import period_start
+from vpn_manager.services.periods import days_after, period_start
 from vpn_manager.services.servers import Pending, ServerService, owners, pending_of, utcnow
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ class Accountant:
                     used = 0
                 expires_at = user.expires_at
                 if expires_at is None and user.expire_after_days and user.first_used_at:
-                    expires_at = user.first_used_at + timedelta(days=user.expire_after_days)
+                    expires_at = days_after(user.first_used_at, user.expire_after_days)
                     await store.set_expiry(session, user.id, expires_at)
                 over = user.quota_bytes is not None and used >= user.quota_bytes
                 expired = expires_at is not None and expires_at <= now

@@ -14,6 +14,7 @@ from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
+from vpn_manager.paths import entry
 from vpn_manager.runtimes.base import ContainerLaunch, PublishedPort
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ async def heal(servers: ServerService, row: ServerRow) -> bool:
     mark = unhealed(servers, spec)
     if mark is None:
         return False
-    record = servers.paths.run_dir / f"{spec.name}.docker-restarts"
+    record = entry(servers.paths.run_dir, spec.name, ".docker-restarts")
     engine = servers.engine(spec)
     await servers._wait_healthy(engine, spec)
     async with servers.db.session() as session:
@@ -155,7 +156,7 @@ def unhealed(servers: ServerService, spec: ServerSpec) -> str | None:
     if not state.running or state.restarts == 0:
         return None
     mark = f"{state.instance}:{state.restarts}\n"
-    record = servers.paths.run_dir / f"{spec.name}.docker-restarts"
+    record = entry(servers.paths.run_dir, spec.name, ".docker-restarts")
     return None if record.exists() and record.read_text() == mark else mark
 
 

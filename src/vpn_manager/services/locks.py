@@ -18,9 +18,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from vpn_manager.paths import entry
+
 
 def lock_file(run_dir: Path, server: str) -> Path:
-    return run_dir / f"{server}.apply.lock"
+    return entry(run_dir, server, ".apply.lock")
 
 
 @asynccontextmanager

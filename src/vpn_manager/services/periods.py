@@ -5,6 +5,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
+from vpn_manager.units import MOST_PERIOD_DAYS
+
+# Arithmetic on stored values stops here rather than overflowing datetime (a database written
+# before the input bounds, or by hand, may hold any count); still far past every bound we accept.
+FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def days_after(start: datetime, days: int) -> datetime:
+    """`start` plus `days` days, at the latest FAR_FUTURE (or `start`, if that is later)."""
+    if start >= FAR_FUTURE or days <= 0:
+        return start
+    if days >= (FAR_FUTURE - start).days:
+        return FAR_FUTURE
+    return start + timedelta(days=days)
+
 
 def period_start(period: str, now: datetime, zone: tzinfo, anchor: datetime) -> datetime | None:
     """The start of the period that contains `now` (UTC), or None for "never".
@@ -21,7 +36,9 @@ def period_start(period: str, now: datetime, zone: tzinfo, anchor: datetime) -> 
     elif period == "monthly":
         start = datetime.combine(local.date().replace(day=1), time(), zone)
     elif period.endswith("d") and period[:-1].isdigit():
-        days = int(period[:-1])
+        digits = period[:-1].lstrip("0")
+        days = int(digits or 0) if len(digits) <= 4 else MOST_PERIOD_DAYS  # any stored text
+        days = min(max(days, 1), MOST_PERIOD_DAYS)
         cycles = max(0, (now - anchor) // timedelta(days=days))
         return anchor + cycles * timedelta(days=days)
     else:

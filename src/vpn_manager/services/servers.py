@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import re
@@ -32,7 +33,7 @@ from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
-from vpn_manager.paths import Paths
+from vpn_manager.paths import Paths, entry
 from vpn_manager.runtimes.base import (
     ContainerLaunch,
     DockerDefaults,
@@ -41,7 +42,7 @@ from vpn_manager.runtimes.base import (
     Runtime,
 )
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.services import containers, spool
+from vpn_manager.services import containers, spool, subnets
 from vpn_manager.services.containers import DOCKER
 from vpn_manager.services.locks import no_interrupt, server_turn, turn_taken
 from vpn_manager.storage import Database
@@ -168,16 +169,28 @@ def utcnow() -> datetime:
 
 
 def check_port_free(listen: str, port: int, udp: bool = False) -> None:
+    """Bind the port the way the engines do: a TCP listener sets SO_REUSEADDR, so connections
+    left in TIME-WAIT by a server just removed do not hold the port."""
     family = socket.AF_INET6 if ":" in listen else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+        if not udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((listen, port))
+            if not udp:
+                sock.listen()  # with SO_REUSEADDR only listen() finds another listener
         except PermissionError:
             raise InvalidInput(
                 f"Port {port} needs root (ports below 1024 are privileged).",
                 hint="Run as root, or pick a port of 1024 or more.",
             ) from None
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidInput(
+                    f"{listen} is not an address of this machine, so nothing can listen on it.",
+                    hint="Give --listen one of this machine's addresses (see `ip addr`), or "
+                    "0.0.0.0 for all of them.",
+                ) from None
             raise Conflict(
                 f"Port {port} on {listen} is taken by another program: {exc.strerror}.",
                 hint="Pick another --port, or stop what holds it (see `ss -ltnp`).",
@@ -288,13 +301,13 @@ class ServerService:
 
     # -- files ---------------------------------------------------------------------------------
     def keys_dir(self, name: str) -> Path:
-        return self.paths.keys_dir / name
+        return entry(self.paths.keys_dir, name)
 
     def files(self, name: str) -> Files:
         return Files(
-            config=self.paths.rendered_dir / name / "config.json",
-            access_log=self.paths.logs_dir / f"{name}.access.log",
-            error_log=self.paths.logs_dir / f"{name}.error.log",
+            config=entry(self.paths.rendered_dir, name) / "config.json",
+            access_log=entry(self.paths.logs_dir, name, ".access.log"),
+            error_log=entry(self.paths.logs_dir, name, ".error.log"),
         )
 
     def turn(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
@@ -302,7 +315,7 @@ class ServerService:
         return server_turn(self.paths.run_dir, name)
 
     def _applied_file(self, name: str) -> Path:
-        return self.paths.run_dir / f"{name}.applied"
+        return entry(self.paths.run_dir, name, ".applied")
 
     def _basis(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> str:
         """What the running engine must have loaded for the database's view of it: the config
@@ -601,6 +614,7 @@ class ServerService:
                         hint="Pick another --name.",
                     )
                 taken = await repo.ports_in_use(session)
+                await subnets.refuse_overlap(session, create)
             if create.port in taken:
                 raise Conflict(
                     f"Port {create.port} is already used by server {taken[create.port]}."
@@ -921,11 +935,14 @@ class ServerService:
         )
 
     def _forget_files(self, name: str) -> None:
-        files = self.files(name)
+        try:
+            files, keys_dir = self.files(name), self.keys_dir(name)
+        except InvalidInput:  # a name from before names were checked: nothing of ours is there
+            return
         files.config.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             files.config.parent.rmdir()
-        shutil.rmtree(self.keys_dir(name), ignore_errors=True)
+        shutil.rmtree(keys_dir, ignore_errors=True)
         spool.done(self.paths.run_dir, name)  # a last reading of a server that is gone
 
     # -- users on servers ----------------------------------------------------------------------

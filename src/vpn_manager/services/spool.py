@@ -21,6 +21,7 @@ from typing import Any
 
 from vpn_manager.engines.base import Counter
 from vpn_manager.fsutil import atomic_write
+from vpn_manager.paths import entry
 
 
 @asynccontextmanager
@@ -38,7 +39,7 @@ async def poll_lock(run_dir: Path) -> AsyncIterator[None]:
 
 
 def _file(run_dir: Path, server: str) -> Path:
-    return run_dir / f"{server}.settle.json"
+    return entry(run_dir, server, ".settle.json")
 
 
 def keep(run_dir: Path, server: str, epoch: str, counters: list[Counter]) -> None:

@@ -6,23 +6,33 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
 from vpn_manager.models.user import BIGINT_MAX, Bytes, Count, Email, Note, ResetPeriod, UserName
 from vpn_manager.services.users import UserService, reject_repeats
 from vpn_manager.storage import users as repo
-from vpn_manager.units import parse_count, parse_expiry, parse_rate, parse_size
+from vpn_manager.units import (
+    LAST_DAY,
+    parse_count,
+    parse_expiry,
+    parse_rate,
+    parse_size,
+)
 
 FileFormat = Literal["json", "csv"]
 EXPORT_VERSION = 1
+FIRST_DAY = date(1970, 1, 1)  # the earliest creation date an import may give
 FIELDS = [
     "name",
     "email",
@@ -75,16 +85,19 @@ def _created(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, str):
         zone = (info.context or {}).get("zone", UTC)
         try:
-            day = date.fromisoformat(value.strip())
+            moment = datetime.combine(date.fromisoformat(value.strip()), time(), zone)
         except ValueError:
-            pass
-        else:
-            return datetime.combine(day, time(), zone)
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError("not a date or an ISO date-time") from None
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("not a date or an ISO date-time") from None
         return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    return value
+
+
+def _created_in_range(value: datetime | None) -> datetime | None:
+    if value is not None and not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise ValueError(f"a creation date must be from {FIRST_DAY} to {LAST_DAY}")
     return value
 
 
@@ -93,7 +106,7 @@ def _moment(value: Any, info: ValidationInfo) -> Any:
     value = _blank_is_none(value)
     if isinstance(value, str):
         zone = (info.context or {}).get("zone", UTC)
-        return parse_expiry(value, now=datetime.now(UTC), zone=zone)
+        return parse_expiry(value, now=datetime.now(UTC), zone=zone, past=True)
     return value
 
 
@@ -108,7 +121,9 @@ class UserRecord(BaseModel):
     status: Annotated[
         UserStatus, BeforeValidator(lambda v: _blank_is_none(v) or UserStatus.ACTIVE)
     ] = UserStatus.ACTIVE
-    created_at: Annotated[datetime | None, BeforeValidator(_created)] = None
+    created_at: Annotated[
+        datetime | None, BeforeValidator(_created), AfterValidator(_created_in_range)
+    ] = None
     expires_at: Annotated[datetime | None, BeforeValidator(_moment)] = None
     quota_bytes: Annotated[Bytes, BeforeValidator(_size)] = None
     reset_period: Annotated[ResetPeriod, BeforeValidator(lambda v: v or "never")] = "never"
@@ -162,16 +177,14 @@ def dump(records: list[dict[str, Any]], fmt: FileFormat) -> str:
     return out.getvalue()
 
 
-def parse_file(path: Path, fmt: FileFormat | None = None, zone: tzinfo = UTC) -> list[UserRecord]:
+def parse_file(
+    path: Path,
+    fmt: FileFormat | None = None,
+    zone: tzinfo = UTC,
+    max_bytes: int = 256 * 1000**2,
+) -> list[UserRecord]:
     """Read and validate every record of an export file; the first problem is an InvalidInput."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InvalidInput(f"There is no file {path}.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}."
-        ) from None
+    text = read_text(path, max_bytes)
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
     if fmt == "csv":
         raw = [(f"{path.name} line {line}", row) for line, row in _parse_csv(text)]
@@ -189,7 +202,68 @@ def parse_file(path: Path, fmt: FileFormat | None = None, zone: tzinfo = UTC) ->
             raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint) from None
     if records:
         reject_repeats([r.name for r in records])
+        tokens = [r.subscription_token for r in records if r.subscription_token]
+        repeated = next((t for t, n in Counter(tokens).items() if n > 1), None)
+        if repeated is not None:
+            twins = [r.name for r in records if r.subscription_token == repeated]
+            raise InvalidInput(
+                f"{twins[0]!r} and {twins[1]!r} have the same subscription_token.",
+                hint="Each user needs a token of their own; leave one empty for a new one.",
+            )
     return records
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a pipe (FIFO)",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_text(path: Path, max_bytes: int) -> str:
+    """The text of a regular file of at most `max_bytes`: a device (/dev/zero), a FIFO or a
+    directory is refused before it is opened, and a file is never read past the limit."""
+    try:
+        _regular(path, os.stat(path), max_bytes)
+        # Checked again on what was opened (it may have been swapped); O_NONBLOCK: a FIFO put
+        # there meanwhile opens at once instead of waiting for a writer, and is then refused.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise InvalidInput(f"There is no file {path}.") from None
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {path}: {exc.strerror}.") from None
+    with os.fdopen(fd, "rb") as file:
+        _regular(path, os.fstat(fd), max_bytes)
+        try:
+            data = file.read(max_bytes + 1)
+        except OSError as exc:
+            raise InvalidInput(f"Cannot read {path}: {exc.strerror}.") from None
+    if len(data) > max_bytes:  # it grew while we read it
+        raise _too_big(path, max_bytes)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"Cannot read {path}: it is not UTF-8 text ({exc.reason}).") from None
+
+
+def _regular(path: Path, info: os.stat_result, max_bytes: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise InvalidInput(
+            f"{path} is {kind}, not a file.",
+            hint="Give a JSON or CSV file as written by `vpn user export`.",
+        )
+    if info.st_size > max_bytes:
+        raise _too_big(path, max_bytes)
+
+
+def _too_big(path: Path, max_bytes: int) -> InvalidInput:
+    return InvalidInput(
+        f"{path} is larger than {max_bytes / 1000**2:g} MB, the most an import reads.",
+        hint="Split the file, or raise the import_max_mb setting.",
+    )
 
 
 def _parse_json(text: str, path: Path) -> list[Any]:
@@ -197,6 +271,19 @@ def _parse_json(text: str, path: Path) -> list[Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
+    except RecursionError:
+        raise InvalidInput(f"{path} is not an export: its JSON is nested too deeply.") from None
+    except ValueError:  # an integer of more digits than int() converts (4,300)
+        raise InvalidInput(
+            f"{path} is not an export: it holds a number too long to read."
+        ) from None
+    version = data.get("version", EXPORT_VERSION) if isinstance(data, dict) else EXPORT_VERSION
+    if isinstance(version, bool) or version != EXPORT_VERSION:
+        raise InvalidInput(
+            f"{path} is an export of version {str(version)[:20]}; this vpn-manager "
+            f"reads version {EXPORT_VERSION} only.",
+            hint="Export again with the vpn-manager that will import it.",
+        )
     if isinstance(data, dict) and isinstance(data.get("users"), list):
         data = data["users"]
     if not isinstance(data, list):
@@ -206,6 +293,13 @@ def _parse_json(text: str, path: Path) -> list[Any]:
 
 def _parse_csv(text: str) -> list[tuple[int, dict[str, Any]]]:
     """The rows with the physical line each starts on (a quoted cell may span lines)."""
+    try:
+        return _csv_rows(text)
+    except csv.Error as exc:  # a cell over the csv module's field size limit, a NUL byte
+        raise InvalidInput(f"The CSV file cannot be read: {exc}.") from None
+
+
+def _csv_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(io.StringIO(text))
     unknown = set(reader.fieldnames or []) - set(FIELDS)
     if not reader.fieldnames or "name" not in reader.fieldnames or unknown:
@@ -238,6 +332,16 @@ async def import_users(
                 hint="Use --on-existing skip or update.",
             )
         new = [r for r in records if r.name not in existing]
+        owners = await repo.token_owners(
+            session, [r.subscription_token for r in new if r.subscription_token]
+        )
+        for record in new:
+            if record.subscription_token in owners:
+                raise InvalidInput(
+                    f"{record.name!r} has the subscription_token of the existing user "
+                    f"{owners[record.subscription_token]!r}.",
+                    hint="Each user needs a token of their own; leave it empty for a new one.",
+                )
         plan.create = [r.name for r in new]
         for record in records:
             if record.name in existing:

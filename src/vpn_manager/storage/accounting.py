@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpn_manager.kinds import UserStatus
-from vpn_manager.storage.orm import UsageBaselineRow, UsageHourlyRow, UserRow
+from vpn_manager.storage.orm import UsageBaselineRow, UsageHourlyRow, UserRow, UTCDateTime
 
 # Core tables for the executemany UPDATEs (ORM bulk updates want primary keys in the parameters).
 USERS = cast(Table, UserRow.__table__)
@@ -94,7 +94,9 @@ async def add_usage(
             download_bytes=USERS.c.download_bytes + bindparam("dd"),
             period_upload_bytes=USERS.c.period_upload_bytes + bindparam("du"),
             period_download_bytes=USERS.c.period_download_bytes + bindparam("dd"),
-            first_used_at=func.coalesce(USERS.c.first_used_at, bindparam("t")),
+            # Typed, so the time is stored like every other (naive UTC): an untyped parameter
+            # inside coalesce() bypasses UTCDateTime and kept "+00:00" in the text.
+            first_used_at=func.coalesce(USERS.c.first_used_at, bindparam("t", type_=UTCDateTime())),
         ),
         params,
     )

@@ -3,6 +3,7 @@ transaction, and SQLite reads that need no transaction use the standard library'
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -113,6 +114,24 @@ class Database:
         from vpn_manager.storage.sqlite_read import read_users
 
         return read_users(self.sqlite_file, where, self.busy_timeout_ms)
+
+
+def read_only_query(file: Path) -> str | None:
+    """For an existing SQLite file that this process cannot write (a read-only home, directory
+    or mount): the URI query that opens it read-only, so that read commands still work. None
+    for a file we can write, or may create."""
+    try:
+        if file.stat().st_size == 0:
+            return None
+    except OSError:
+        return None
+    if os.access(file, os.W_OK) and os.access(file.parent, os.W_OK):
+        return None
+    # Without a -wal file there is nothing to replay: immutable, so that SQLite does not try to
+    # create the -shm file next to the database. With one, it is read (through -shm) as it is.
+    if file.with_name(file.name + "-wal").exists():
+        return "mode=ro"
+    return "mode=ro&immutable=1"
 
 
 def _sqlite_file(url: str) -> Path | None:

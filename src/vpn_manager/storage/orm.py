@@ -49,6 +49,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
+        if value.tzinfo is not None:  # text written with an offset
+            return value.astimezone(UTC)  # type: ignore[no-any-return]
         return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
 
 

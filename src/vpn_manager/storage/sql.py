@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import NullPool
 
 from vpn_manager.errors import StorageError
+from vpn_manager.storage.db import read_only_query
 from vpn_manager.storage.revision import SCHEMA_HEAD
 
 if TYPE_CHECKING:
@@ -29,9 +32,14 @@ _MIGRATION_LOCK_KEY = 0x76706E6D  # "vpnm": the PostgreSQL advisory lock taken w
 class SqlBackend:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.read_only: str | None = None
         if db.sqlite_file is not None:
+            url = db.url
+            self.read_only = read_only_query(db.sqlite_file)
+            if self.read_only is not None:  # reads work; a write says the database is read-only
+                url = f"sqlite+aiosqlite:///file:{quote(str(db.sqlite_file))}?{self.read_only}&uri=true"
             self.engine: AsyncEngine = create_async_engine(
-                db.url,
+                url,
                 poolclass=NullPool,
                 connect_args={"timeout": db.busy_timeout_ms / 1000},
             )
@@ -45,7 +53,7 @@ class SqlBackend:
             )
 
     async def start(self) -> None:
-        if self.db.sqlite_file is not None:
+        if self.db.sqlite_file is not None and self.read_only is None:
             _create_private_file(self.db.sqlite_file)
         try:
             await self.ensure_schema()
@@ -59,7 +67,8 @@ class SqlBackend:
     def _sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(self.db.busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if self.read_only is None:
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -106,6 +115,23 @@ class SqlBackend:
             return StorageError(
                 f"The database {where} is locked by another process.",
                 hint="Wait for the other vpn command to finish, or raise database.busy_timeout_ms.",
+            )
+        if (
+            "disk is full" in lowered
+            or "no space left" in lowered
+            or getattr(exc, "errno", None) == errno.ENOSPC
+        ):
+            file = self.db.sqlite_file
+            return StorageError(
+                f"Cannot write to the database {where}: the disk is full.",
+                hint=f"Free space on the disk that holds {file.parent} (`df -h {file.parent}`)."
+                if file
+                else "Free space on the disk of the database server's data directory.",
+            )
+        if "readonly database" in lowered or "read-only" in lowered:
+            return StorageError(
+                f"Cannot change the database {where}: it is read-only for this user.",
+                hint="Run the command as the user who owns it, or make its directory writable.",
             )
         if isinstance(exc, OperationalError | OSError | asyncio.TimeoutError) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from pydantic import TypeAdapter
 
 from vpn_manager.models import User, UserFilter
 from vpn_manager.models.user import like_pattern
+from vpn_manager.storage.db import read_only_query
 from vpn_manager.storage.revision import SCHEMA_HEAD
 
 # Every field of the read model is a column of `users`, except the servers gathered separately.
@@ -27,18 +29,31 @@ _USERS = TypeAdapter(list[User])
 _TIMES = ("created_at", "updated_at", "expires_at", "period_started_at", "first_used_at")
 
 
+def utc(value: str | None) -> datetime | None:
+    """A stored time as UTCDateTime reads it: naive UTC text, read as aware UTC (text written
+    with an offset by older versions is converted, not given a second one)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
 def read_users(file: Path, where: UserFilter | None, busy_timeout_ms: int) -> list[User] | None:
     if not file.is_file():
         return None
     try:
         conn = sqlite3.connect(
-            f"file:{quote(str(file))}?mode=ro", uri=True, timeout=busy_timeout_ms / 1000
+            f"file:{quote(str(file))}?{read_only_query(file) or 'mode=ro'}",
+            uri=True,
+            timeout=busy_timeout_ms / 1000,
         )
     except sqlite3.Error:
         return None
     try:
         return _read(conn, where)
-    except sqlite3.Error:
+    except (sqlite3.Error, ValueError):
         return None  # SQLAlchemy will retry and explain
     finally:
         conn.close()
@@ -72,9 +87,8 @@ def _read(conn: sqlite3.Connection, where: UserFilter | None) -> list[User] | No
     records = []
     for row in rows:
         values = list(row)
-        for index in times:  # stored as naive UTC text; the suffix makes pydantic read them as UTC
-            if values[index] is not None:
-                values[index] += "+00:00"
+        for index in times:
+            values[index] = utc(values[index])
         record = dict(zip(_COLUMNS, values[1:], strict=True))
         record["servers"] = servers.get(row[0], [])
         records.append(record)

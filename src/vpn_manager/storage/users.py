@@ -38,6 +38,19 @@ async def existing_names(session: AsyncSession, names: Sequence[str]) -> set[str
     return found
 
 
+async def token_owners(session: AsyncSession, tokens: Sequence[str]) -> dict[str, str]:
+    """Which of these subscription tokens users hold already: token → user name."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(tokens):
+        result = await session.execute(
+            select(UserRow.subscription_token, UserRow.name).where(
+                UserRow.subscription_token.in_(chunk)
+            )
+        )
+        found.update((token, name) for token, name in result.all())
+    return found
+
+
 async def insert_users(
     session: AsyncSession,
     creates: Sequence[UserCreate],

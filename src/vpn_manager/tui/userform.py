@@ -19,6 +19,7 @@ from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserUpdate
 from vpn_manager.tui.widgets import start
 from vpn_manager.units import (
+    MOST_DAYS,
     format_rate,
     format_size,
     parse_count,
@@ -190,7 +191,10 @@ class UserForm(ModalScreen[User | None]):
             "quota": ("quota_bytes", lambda t: parse_size(t or "0")),
             "reset": ("reset_period", lambda t: parse_reset_period(t or "never")),
             "expires": ("expires_at", expiry),
-            "first_use_days": ("expire_after_days", lambda t: parse_count(t or "0", "day count")),
+            "first_use_days": (
+                "expire_after_days",
+                lambda t: parse_count(t or "0", "day count", MOST_DAYS),
+            ),
             "devices": ("device_limit", lambda t: parse_count(t or "0", "device limit")),
             "speed": ("speed_limit_bps", lambda t: parse_rate(t or "0")),
         }
