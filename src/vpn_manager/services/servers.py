@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import socket
 import time
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vpn_manager.engines import guard
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import engine_for
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from vpn_manager.storage.orm import ServerRow
 
 HEALTH_DEADLINE = 10.0
+CONTROL_DIR_MAX = 88  # leaves 19 bytes of a unix socket path's 107 for "/" and the socket's name
 
 log = logging.getLogger("vpn_manager.servers")
 
@@ -234,6 +237,17 @@ class ServerService:
     def keys_dir(self, name: str) -> Path:
         return self.paths.keys_dir / name
 
+    def control_dir(self, name: str) -> Path:
+        """The server's private directory (0700) for its engine's unix-socket control APIs. A name
+        that would make the socket path too long for a unix socket (108 bytes) is replaced by a
+        short hash of it."""
+        found = self.paths.run_dir / "api" / name
+        if len(str(found).encode()) > CONTROL_DIR_MAX:
+            import hashlib
+
+            found = self.paths.run_dir / "api" / hashlib.sha256(name.encode()).hexdigest()[:12]
+        return found
+
     def files(self, name: str) -> Files:
         return Files(
             config=self.paths.rendered_dir / name / "config.json",
@@ -309,6 +323,7 @@ class ServerService:
             log_file=str(self.runtime.log_file(name)),
             runtime=RuntimeKind(spec.runtime),
             container=container,
+            warnings=await self.control_warnings(spec) if state.running else [],
         )
 
     async def usage(self, name: str) -> dict[str, tuple[int, int]]:
@@ -473,6 +488,8 @@ class ServerService:
         async with self._last_reading(engine, spec):
             stopped = await self.runtime_of(spec).stop(spec.name)
         await engine.after_stop(spec)
+        if not self.on_remote_engine(spec):
+            await guard.release(str(self.paths.data_dir), spec.name)
         return stopped
 
     @asynccontextmanager
@@ -629,8 +646,70 @@ class ServerService:
 
     async def _restart_and_probe(self, engine: Engine, spec: ServerSpec) -> None:
         await self._stop(engine, spec)
+        self._fresh_control_dir(spec.name)
+        reason = await self._guard(engine, spec)
+        if reason:
+            log.warning("%s: %s", spec.name, self._exposed(engine, spec, reason))
         await self.runtime_of(spec).start(self._launch(engine, spec))
         await self._wait_healthy(engine, spec)
+
+    def _fresh_control_dir(self, name: str) -> None:
+        """The server's private control directory, 0700 and empty: an engine that was killed
+        leaves its socket behind, and Xray will not listen where a socket file is."""
+        control = self.control_dir(name)
+        shutil.rmtree(control, ignore_errors=True)
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        control.parent.mkdir(exist_ok=True, mode=0o700)
+        control.mkdir(mode=0o700)
+        control.chmod(0o700)  # whatever the umask
+
+    async def _guard(self, engine: Engine, spec: ServerSpec) -> str | None:
+        """Before the engine starts: keep its TCP control ports to our uid (engines/guard.py).
+        None when they are kept (or it has none), else why not. A remote Docker engine's ports
+        are on that machine, out of this firewall's reach."""
+        if self.on_remote_engine(spec):
+            return None
+        placed, _ = self.placed(spec)
+        return await guard.protect(
+            str(self.paths.data_dir), spec.name, engine.control_ports(placed)
+        )
+
+    def _exposed(self, engine: Engine, spec: ServerSpec, reason: str) -> str:
+        placed, _ = self.placed(spec)
+        ports = ", ".join(str(p) for p in engine.control_ports(placed))
+        secret = (
+            " sing-box's api service still asks for its secret; ssm-api (Shadowsocks users) "
+            "has no authentication."
+            if engine.name == "sing-box"
+            else ""
+        )
+        return (
+            f"the control API (127.0.0.1 port {ports}) is reachable by every local user of "
+            f"this machine: the firewall rule that keeps it to us could not be set ({reason})."
+            + secret
+        )
+
+    async def warnings(self, name: str) -> list[str]:
+        """control_warnings() of a server by name (after an install)."""
+        return await self.control_warnings(await self._spec(name))
+
+    async def control_warnings(self, spec: ServerSpec) -> list[str]:
+        """What a person must know about who can reach the server's control APIs: nothing when
+        they are on a private unix socket or kept to us by the firewall."""
+        if self.on_remote_engine(spec):
+            return []
+        engine = self.engine(spec)
+        placed, _ = self.placed(spec)
+        ports = engine.control_ports(placed)
+        if await guard.protected(str(self.paths.data_dir), spec.name, ports):
+            return []
+        if not guard.available():
+            reason = "nft is not installed"
+        elif os.geteuid() != 0:
+            reason = "not root"
+        else:
+            reason = f"its table is missing: `vpn server restart {spec.name}` makes it"
+        return [self._exposed(engine, spec, reason)]
 
     async def _wait_healthy(self, engine: Engine, spec: ServerSpec) -> Health:
         deadline = time.monotonic() + HEALTH_DEADLINE
@@ -662,6 +741,7 @@ class ServerService:
         with contextlib.suppress(OSError):
             files.config.parent.rmdir()
         shutil.rmtree(self.keys_dir(name), ignore_errors=True)
+        shutil.rmtree(self.control_dir(name), ignore_errors=True)
         spool.done(self.paths.run_dir, name)  # a last reading of a server that is gone
 
     # -- users on servers ----------------------------------------------------------------------
