@@ -96,6 +96,9 @@ def test_shadowsocks_on_a_remote_engine_over_ssh(rvpn: RemoteVpn, tmp_path: Path
     status = rvpn.json("server", "status", "far")
     assert isinstance(status, dict)
     assert status["healthy"]
+    # Said plainly: the remote loopback is out of this machine's firewall.
+    (warning,) = status["warnings"]
+    assert "where every local user of that machine can reach it" in warning
     assert status["api_ok"]
     assert status["port_open"]
     # The link's address defaults to the remote host's (as ssh resolves it).

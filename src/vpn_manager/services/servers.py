@@ -696,11 +696,16 @@ class ServerService:
     async def control_warnings(self, spec: ServerSpec) -> list[str]:
         """What a person must know about who can reach the server's control APIs: nothing when
         they are on a private unix socket or kept to us by the firewall."""
-        if self.on_remote_engine(spec):
-            return []
         engine = self.engine(spec)
         placed, _ = self.placed(spec)
         ports = engine.control_ports(placed)
+        if self.on_remote_engine(spec):
+            listed = ", ".join(str(p) for p in ports)
+            return [
+                f"the control API (container port {listed}) is published on the Docker host's "
+                "127.0.0.1, where every local user of that machine can reach it; this "
+                "machine's firewall cannot keep it to us."
+            ]
         if await guard.protected(str(self.paths.data_dir), spec.name, ports):
             return []
         if not guard.available():
