@@ -79,6 +79,16 @@ async def release(home: str, server: str) -> None:
         await run(["nft", "delete", "table", "inet", table(home, server)], check=False)
 
 
+async def tables() -> set[str] | None:
+    """The names of every inet table on the machine (None: nft cannot be asked)."""
+    if not available():
+        return None
+    done = await run(["nft", "list", "tables", "inet"], check=False)
+    if done.returncode != 0:
+        return None
+    return {line.split()[-1] for line in done.stdout.splitlines() if line.startswith("table ")}
+
+
 async def protected(home: str, server: str, ports: list[int]) -> bool:
     """Whether the server's table is there and names every one of these ports."""
     if not ports:

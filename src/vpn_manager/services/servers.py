@@ -689,6 +689,26 @@ class ServerService:
             + secret
         )
 
+    async def guard_running(self, rows: Sequence[ServerRow]) -> list[str]:
+        """For servers running now: make their firewall tables again where they are missing (a
+        reboot brought a container back before us, the ruleset was flushed). Returns the names
+        of the servers whose table was made; one nft call when none is missing."""
+        from vpn_manager.storage import servers as repo
+
+        present = await guard.tables()
+        if present is None:
+            return []
+        home = str(self.paths.data_dir)
+        made = []
+        for row in rows:
+            spec = repo.spec_of(row)
+            if self.on_remote_engine(spec) or guard.table(home, spec.name) in present:
+                continue
+            ports = self.engine(spec).control_ports(self.placed(spec)[0])
+            if ports and await guard.protect(home, spec.name, ports) is None:
+                made.append(spec.name)
+        return made
+
     async def warnings(self, name: str) -> list[str]:
         """control_warnings() of a server by name (after an install)."""
         return await self.control_warnings(await self._spec(name))
