@@ -10,8 +10,8 @@ at raw priority, before Docker's DNAT of a published port, so it also covers con
 the Docker runtime publishes on the host's 127.0.0.1 (docker-proxy or DNAT alike); a refused
 connection gets a TCP reset (connect() fails with "Connection refused" at once).
 
-Without nftables (not root, no `nft`) nothing is set up: ServerService.control_warnings says
-plainly that the API is reachable by the other local users of the machine.
+Without nftables (not root, no `nft`) nothing is set up, and warning() says plainly that the API
+is reachable by the other local users of the machine (`vpn server status`, install, start).
 """
 
 from __future__ import annotations
@@ -54,22 +54,22 @@ def available() -> bool:
 
 
 async def protect(home: str, server: str, ports: list[int]) -> str | None:
-    """Keep these loopback ports to our uid. Returns None when done, else why it could not be
-    (no nft, not allowed to change the firewall): the caller says so; nothing is raised."""
+    """Keep these loopback ports to our uid. Returns None when done, else a warning() that says
+    why it could not be (no nft, not allowed to change the firewall); nothing is raised."""
     if not ports:
         await release(home, server)
         return None
     if not available():
-        return "nft is not installed"
+        return exposed(ports, "nft is not installed")
     try:
         done = await run(
             ["nft", "-f", "-"], input=rules(table(home, server), ports, os.geteuid()), check=False
         )
     except VpnError as exc:
-        return exc.message
+        return exposed(ports, exc.message.rstrip("."))
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        return lines[0] if lines else f"nft exited with {done.returncode}"
+        return exposed(ports, lines[0] if lines else f"nft exited with {done.returncode}")
     return None
 
 
@@ -100,3 +100,36 @@ async def protected(home: str, server: str, ports: list[int]) -> bool:
         return False
     text = done.stdout.replace(",", " ").replace("{", " ").replace("}", " ").split()
     return all(str(port) in text for port in ports)
+
+
+async def warning(home: str, server: str, ports: list[int]) -> str | None:
+    """What a person must be told about these control ports of a running server on this
+    machine: None when they are kept to us (or there are none)."""
+    if await protected(home, server, ports):
+        return None
+    if not available():
+        reason = "nft is not installed"
+    elif os.geteuid() != 0:
+        reason = "not root"
+    else:
+        reason = f"its table is missing: `vpn server restart {server}` or `vpn serve` makes it"
+    return exposed(ports, reason)
+
+
+def exposed(ports: list[int], reason: str) -> str:
+    listed = ", ".join(str(p) for p in ports)
+    return (
+        f"the control API (127.0.0.1 port {listed}) is reachable by every local user of this "
+        f"machine: the firewall rule that keeps it to us could not be set ({reason}). An API "
+        "without a secret of its own (sing-box's ssm-api) lets them list and change users."
+    )
+
+
+def remote(ports: list[int]) -> str:
+    """The warning for control ports published on a remote Docker host's loopback."""
+    listed = ", ".join(str(p) for p in ports)
+    return (
+        f"the control API (container port {listed}) is published on the Docker host's "
+        "127.0.0.1, where every local user of that machine can reach it; this machine's "
+        "firewall cannot keep it to us."
+    )

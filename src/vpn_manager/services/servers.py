@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import socket
 import time
@@ -647,9 +646,12 @@ class ServerService:
     async def _restart_and_probe(self, engine: Engine, spec: ServerSpec) -> None:
         await self._stop(engine, spec)
         self._fresh_control_dir(spec.name)
-        reason = await self._guard(engine, spec)
-        if reason:
-            log.warning("%s: %s", spec.name, self._exposed(engine, spec, reason))
+        if not self.on_remote_engine(spec):  # a remote engine's ports are out of our reach
+            # Before the engine starts: its TCP control ports kept to our uid (engines/guard.py).
+            ports = engine.control_ports(self.placed(spec)[0])
+            warning = await guard.protect(str(self.paths.data_dir), spec.name, ports)
+            if warning:
+                log.warning("%s: %s", spec.name, warning)
         await self.runtime_of(spec).start(self._launch(engine, spec))
         await self._wait_healthy(engine, spec)
 
@@ -662,32 +664,6 @@ class ServerService:
         control.parent.mkdir(exist_ok=True, mode=0o700)
         control.mkdir(mode=0o700)
         control.chmod(0o700)  # whatever the umask
-
-    async def _guard(self, engine: Engine, spec: ServerSpec) -> str | None:
-        """Before the engine starts: keep its TCP control ports to our uid (engines/guard.py).
-        None when they are kept (or it has none), else why not. A remote Docker engine's ports
-        are on that machine, out of this firewall's reach."""
-        if self.on_remote_engine(spec):
-            return None
-        placed, _ = self.placed(spec)
-        return await guard.protect(
-            str(self.paths.data_dir), spec.name, engine.control_ports(placed)
-        )
-
-    def _exposed(self, engine: Engine, spec: ServerSpec, reason: str) -> str:
-        placed, _ = self.placed(spec)
-        ports = ", ".join(str(p) for p in engine.control_ports(placed))
-        secret = (
-            " sing-box's api service still asks for its secret; ssm-api (Shadowsocks users) "
-            "has no authentication."
-            if engine.name == "sing-box"
-            else ""
-        )
-        return (
-            f"the control API (127.0.0.1 port {ports}) is reachable by every local user of "
-            f"this machine: the firewall rule that keeps it to us could not be set ({reason})."
-            + secret
-        )
 
     async def guard_running(self, rows: Sequence[ServerRow]) -> list[str]:
         """For servers running now: make their firewall tables again where they are missing (a
@@ -716,25 +692,11 @@ class ServerService:
     async def control_warnings(self, spec: ServerSpec) -> list[str]:
         """What a person must know about who can reach the server's control APIs: nothing when
         they are on a private unix socket or kept to us by the firewall."""
-        engine = self.engine(spec)
-        placed, _ = self.placed(spec)
-        ports = engine.control_ports(placed)
+        ports = self.engine(spec).control_ports(self.placed(spec)[0])
         if self.on_remote_engine(spec):
-            listed = ", ".join(str(p) for p in ports)
-            return [
-                f"the control API (container port {listed}) is published on the Docker host's "
-                "127.0.0.1, where every local user of that machine can reach it; this "
-                "machine's firewall cannot keep it to us."
-            ]
-        if await guard.protected(str(self.paths.data_dir), spec.name, ports):
-            return []
-        if not guard.available():
-            reason = "nft is not installed"
-        elif os.geteuid() != 0:
-            reason = "not root"
-        else:
-            reason = f"its table is missing: `vpn server restart {spec.name}` makes it"
-        return [self._exposed(engine, spec, reason)]
+            return [guard.remote(ports)] if ports else []
+        found = await guard.warning(str(self.paths.data_dir), spec.name, ports)
+        return [found] if found else []
 
     async def _wait_healthy(self, engine: Engine, spec: ServerSpec) -> Health:
         deadline = time.monotonic() + HEALTH_DEADLINE
