@@ -51,10 +51,15 @@ def _check_installed() -> None:
 
 
 def _api(spec: ServerSpec) -> XrayApi:
-    """The server's API: on its unix socket where it has one, else on its 127.0.0.1 port."""
+    """The server's API: on its unix socket where it has one, else on its 127.0.0.1 port (also
+    while no socket is there: an engine started before vpn-manager used sockets still listens
+    on TCP until it is restarted)."""
     from vpn_manager.engines.xray.api import XrayApi
 
-    return XrayApi(int(spec.settings["api_port"]), unix=config.api_socket(spec))
+    socket = config.api_socket(spec)
+    if socket is not None and not Path(socket).exists():
+        socket = None
+    return XrayApi(int(spec.settings["api_port"]), unix=socket)
 
 
 class XrayEngine:
