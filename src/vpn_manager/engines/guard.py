@@ -8,7 +8,9 @@ no authentication (its api service checks a secret): their ports (Engine.control
 table, made before the engine starts and deleted when it stops. The rule sits in the output hook
 at raw priority, before Docker's DNAT of a published port, so it also covers control ports that
 the Docker runtime publishes on the host's 127.0.0.1 (docker-proxy or DNAT alike); a refused
-connection gets a TCP reset (connect() fails with "Connection refused" at once).
+connection gets a TCP reset (connect() fails with "Connection refused" at once). For a server on
+a remote Docker engine the table holds the local ends of its ssh tunnel instead (made when the
+server is first reached; the ports on the remote host's loopback are beyond this machine).
 
 Without nftables (not root, no `nft`) nothing is set up, and warning() says plainly that the API
 is reachable by the other local users of the machine (`vpn server status`, install, start).

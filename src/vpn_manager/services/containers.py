@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from vpn_manager.engines import guard
 from vpn_manager.engines.base import Engine, Files, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import NotFound, VpnError
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from vpn_manager.storage.orm import ServerRow
 
 DOCKER = RuntimeKind.DOCKER.value
+
+log = logging.getLogger("vpn_manager.servers")
 
 
 def private(servers: ServerService, spec: ServerSpec) -> ServerSpec:
@@ -119,7 +123,17 @@ async def reached(servers: ServerService, spec: ServerSpec) -> ServerSpec:
     if spec.runtime != DOCKER:
         return private(servers, spec)
     runtime = servers.docker(spec.docker_host)
-    return await asyncio.to_thread(_reached, servers, runtime, spec)
+    found = await asyncio.to_thread(_reached, servers, runtime, spec)
+    if runtime.remote:
+        # The tunnel's local ends are on this machine's loopback: kept to our uid as well (the
+        # server's table; the remote host's own loopback is out of this firewall's reach).
+        ends = servers.engine(found).control_ports(found)
+        home = str(servers.paths.data_dir)
+        if not await guard.protected(home, spec.name, ends):
+            warning = await guard.protect(home, spec.name, ends)
+            if warning:
+                log.warning("%s: %s", spec.name, warning)
+    return found
 
 
 def _reached(servers: ServerService, runtime: DockerRuntime, spec: ServerSpec) -> ServerSpec:

@@ -487,8 +487,7 @@ class ServerService:
         async with self._last_reading(engine, spec):
             stopped = await self.runtime_of(spec).stop(spec.name)
         await engine.after_stop(spec)
-        if not self.on_remote_engine(spec):
-            await guard.release(str(self.paths.data_dir), spec.name)
+        await guard.release(str(self.paths.data_dir), spec.name)
         return stopped
 
     @asynccontextmanager
