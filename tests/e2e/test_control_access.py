@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from tests.e2e.conftest import Vpn, install, install_singbox
+from tests.e2e.net import free_port
 from tests.e2e.other_user import callers, singbox_services, xray_api_addresses
 from vpn_manager.engines import guard
 from vpn_manager.engines.xray import wire
@@ -108,3 +109,36 @@ def test_singbox_apis_refuse_other_local_users(need_root: None, vpn: Vpn) -> Non
     vpn.ok("server", "stop", server.name)
     listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
     assert table not in listed.stdout
+
+
+def test_without_nftables_the_warning_is_plain_and_true(need_root: None, vpn: Vpn) -> None:
+    """Where nft cannot be used (here: not on PATH) the server still runs, install and status
+    say plainly that the API is open to every local user, and it is; the api service still
+    asks for its secret."""
+    vpn.env["PATH"] = ":".join(
+        part for part in vpn.env.get("PATH", "").split(":") if not part.endswith("sbin")
+    )
+    port = free_port()
+    installed = vpn.ok(
+        "server", "install", "shadowsocks", "--name", "open", "--port", str(port),
+        "--listen", "127.0.0.1", "--host", "127.0.0.1", "--method", "aes-256-gcm",
+    )  # fmt: skip
+    assert "Warning: the control API (127.0.0.1 port" in installed.stderr
+    assert "nft is not installed" in installed.stderr
+    status = json.loads(vpn.ok("--format", "json", "server", "status", "open").stdout)
+    assert status["healthy"]
+    (warning,) = status["warnings"]
+    assert "reachable by every local user" in warning
+    services = singbox_services(rendered(vpn, "open"))
+    api = f"127.0.0.1:{services['api']['listen_port']}"
+    with callers() as (nobody, _):
+        ssm = f"http://127.0.0.1:{services['ssm-api']['listen_port']}/server/v1/users"
+        assert nobody.http("GET", ssm).get("status") == 200
+        refused = nobody.grpc(api, STARTED, b"", "not-the-secret")
+        assert refused.get("grpc-status") == "16", refused  # UNAUTHENTICATED
+    assert (
+        guard.table(str(vpn.home / "data"), "open")
+        not in subprocess.run(
+            ["nft", "list", "tables"], capture_output=True, text=True, check=True
+        ).stdout
+    )
