@@ -667,21 +667,26 @@ class ServerService:
     async def guard_running(self, rows: Sequence[ServerRow]) -> list[str]:
         """For servers running now: make their firewall tables again where they are missing (a
         reboot brought a container back before us, the ruleset was flushed). Returns the names
-        of the servers whose table was made; one nft call when none is missing."""
+        of the servers whose table was made; one nft call when none is missing, none when no
+        server has TCP control ports."""
         from vpn_manager.storage import servers as repo
 
-        present = await guard.tables()
-        if present is None:
-            return []
         home = str(self.paths.data_dir)
-        made = []
+        wanted = {}
         for row in rows:
             spec = repo.spec_of(row)
-            if self.on_remote_engine(spec) or guard.table(home, spec.name) in present:
-                continue
-            ports = self.engine(spec).control_ports(self.placed(spec)[0])
-            if ports and await guard.protect(home, spec.name, ports) is None:
-                made.append(spec.name)
+            if not self.on_remote_engine(spec):  # tunnel ends: guarded when reached
+                ports = self.engine(spec).control_ports(self.placed(spec)[0])
+                if ports:
+                    wanted[spec.name] = ports
+        present = await guard.tables() if wanted else None
+        if present is None:
+            return []
+        made = []
+        for name, ports in wanted.items():
+            missing = guard.table(home, name) not in present
+            if missing and await guard.protect(home, name, ports) is None:
+                made.append(name)
         return made
 
     async def warnings(self, name: str) -> list[str]:
