@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,16 @@ async def test_a_closed_port_is_unavailable() -> None:
         with pytest.raises(GrpcError) as caught:
             await channel.unary("/x.Service/Method", b"")
     assert caught.value.code == "UNAVAILABLE"
+
+
+async def test_a_missing_unix_socket_is_unavailable(tmp_path: Path) -> None:
+    """A unix socket that is not there fails like a closed port (calls over a real socket are
+    exercised against Xray in tests/e2e)."""
+    async with Channel("127.0.0.1", 0, timeout=2, unix=str(tmp_path / "none.sock")) as channel:
+        with pytest.raises(GrpcError) as caught:
+            await channel.unary("/x.Service/Method", b"")
+    assert caught.value.code == "UNAVAILABLE"
+    assert "cannot connect" in caught.value.details
 
 
 async def test_a_silent_server_runs_into_the_deadline() -> None:

@@ -3,6 +3,7 @@ is proven by tests/e2e (real server, real clients); the messages by the live add
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,8 @@ from vpn_manager.engines import protowire
 from vpn_manager.engines.base import Client, Files, ServerSpec
 from vpn_manager.engines.xray import keys, wire
 from vpn_manager.engines.xray.config import render_text
+from vpn_manager.engines.xray.engine import XrayEngine
+from vpn_manager.errors import EngineError
 
 GOLDEN = Path(__file__).parent / "golden" / "xray"
 PRIVATE = "4FntWLkKlvSV44OGaN0WmHJeH5r5B1XTdNUUp5yKfHU"
@@ -111,3 +114,24 @@ def test_online_ip_lists_are_parsed_per_user() -> None:
         1, protowire.string(1, "user-2") + protowire.message(2, entry)
     ) + protowire.message(1, protowire.string(1, "user-3"))  # no IPs: not online
     assert wire.parse_users_stats(both) == {"user-2": {"2001:db8::1": 7}}
+
+
+def test_api_on_a_unix_socket() -> None:
+    """With a private control directory the API is a 0600 unix socket served through the `api`
+    outbound (api.listen is TCP only); without one (a remote Docker engine) it stays on TCP."""
+    private = dataclasses.replace(spec(False), control_dir="/state/run/api/edge")
+    data = json.loads(render_text(private, CLIENTS, FILES))
+    assert data["api"] == {"tag": "api", "services": ["HandlerService", "StatsService"]}
+    assert data["inbounds"][0]["tag"] == "vless-in"
+    assert data["inbounds"][1] == {
+        "tag": "api-in",
+        "listen": "/state/run/api/edge/xray-api.sock,0600",
+        "protocol": "dokodemo-door",
+        "settings": {"address": "127.0.0.1"},
+    }
+    assert data["routing"] == {"rules": [{"inboundTag": ["api-in"], "outboundTag": "api"}]}
+    assert XrayEngine().control_ports(private) == []
+    assert XrayEngine().control_ports(spec(False)) == [10085]
+    too_long = dataclasses.replace(spec(False), control_dir="/" + "d" * 100)
+    with pytest.raises(EngineError, match="longer than a unix socket allows"):
+        render_text(too_long, CLIENTS, FILES)

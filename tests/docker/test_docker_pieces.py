@@ -256,10 +256,20 @@ async def test_xray_in_a_container_listens_everywhere_and_is_valid(tmp_path: Pat
     text = servers._render(engine, xray, [])
     data = json.loads(text)
     assert data["inbounds"][0]["listen"] == "0.0.0.0"
-    assert data["api"]["listen"] == f"0.0.0.0:{settings['api_port']}"
+    # The API is a unix socket in the server's private directory, mounted read-write; no TCP
+    # API port is published.
+    control = servers.control_dir("x")
+    assert "listen" not in data["api"]
+    assert data["inbounds"][1]["listen"] == f"{control}/xray-api.sock,0666"
+    assert data["routing"]["rules"] == [{"inboundTag": ["api-in"], "outboundTag": "api"}]
     assert data["log"]["access"] == "/dev/stdout"
     assert data["log"]["error"] == "/dev/stderr"
     launch = servers._container_launch(engine, xray)
+    assert launch.control_dir == control
+    assert [p.container_port for p in launch.ports] == [8443]
+    options = create_options("c", launch, {}, "n")
+    assert options["volumes"][str(control)] == {"bind": str(control), "mode": "rw"}
+    assert all(v["mode"] == "ro" for k, v in options["volumes"].items() if k != str(control))
     assert launch.binary == "xray"
     assert launch.args == ["run", "-c", str(servers.files("x").config)]
     assert launch.health is None  # distroless: `status` says "no healthcheck"

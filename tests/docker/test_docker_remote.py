@@ -6,6 +6,8 @@ containers instead of mounted), against this machine's real Docker engine."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,8 @@ from tests.docker.conftest import DockerVpn, Sshd, backend_on, docker_home
 from tests.docker.test_docker_runtime import wait_for
 from tests.e2e.conftest import Server, curl_fails, curl_via, link_of, singbox_client
 from tests.e2e.net import BACKEND_PAGE, free_port
+from tests.e2e.other_user import callers, singbox_services
+from vpn_manager.engines import guard
 from vpn_manager.runtimes.ssh import Tunnel
 from vpn_manager.settings import DockerSshSettings, Paths
 
@@ -96,6 +100,9 @@ def test_shadowsocks_on_a_remote_engine_over_ssh(rvpn: RemoteVpn, tmp_path: Path
     status = rvpn.json("server", "status", "far")
     assert isinstance(status, dict)
     assert status["healthy"]
+    # Said plainly: the remote loopback is out of this machine's firewall.
+    (warning,) = status["warnings"]
+    assert "where every local user of that machine can reach it" in warning
     assert status["api_ok"]
     assert status["port_open"]
     # The link's address defaults to the remote host's (as ssh resolves it).
@@ -141,6 +148,30 @@ def test_shadowsocks_on_a_remote_engine_over_ssh(rvpn: RemoteVpn, tmp_path: Path
     assert again["healthy"]
     assert rvpn.tunnel().master_pid() is not None
     stop_start_remove(rvpn, "far")
+
+
+def test_the_tunnel_ends_refuse_other_local_users(rvpn: RemoteVpn) -> None:
+    """The ssh tunnel's local ends of a remote server's API ports, on this machine's loopback,
+    answer us and no other local user (the server's nftables table); stop removes the table."""
+    rvpn.install_remote("shadowsocks", "far")
+    config = json.loads((rvpn.home / "state/rendered/far/config.json").read_text())
+    ssm_port = singbox_services(config)["ssm-api"]["listen_port"]
+    (name,) = rvpn.containers()
+    ports = rvpn.client.containers.get(name).attrs["NetworkSettings"]["Ports"]
+    published = ports[f"{ssm_port}/tcp"][0]["HostPort"]
+    local = json.loads(rvpn.tunnel().forwards_file.read_text())["ports"][str(published)]
+    url = f"http://127.0.0.1:{local}/server/v1/users"
+    with callers() as (nobody, us):
+        assert us.http("GET", url).get("status") == 200
+        assert not nobody.http("GET", url)["reached"]
+    rvpn.ok("server", "stop", "far")
+    table = guard.table(rvpn.home_label, "far")
+    assert (
+        table
+        not in subprocess.run(
+            ["nft", "list", "tables"], capture_output=True, text=True, check=True
+        ).stdout
+    )
 
 
 def stop_start_remove(rvpn: RemoteVpn, name: str) -> None:

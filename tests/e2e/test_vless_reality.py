@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from tests.e2e.conftest import (
     xray_client,
 )
 from tests.e2e.net import BACKEND_PAGE, TARGET_PAGE, Stream, free_port, tls_get
+from tests.e2e.other_user import xray_api_addresses
 from vpn_manager.delivery.clients import xray_client_config
 from vpn_manager.delivery.links import VlessRealityLink
 from vpn_manager.engines.base import Files, ServerSpec
@@ -62,8 +64,11 @@ def test_client_from_printed_link_fetches_a_page(
     servers = vpn.json("server", "list")
     assert isinstance(servers, list)
 
+    config = json.loads((vpn.home / "state/rendered" / server.name / "config.json").read_text())
+    (api_socket,) = xray_api_addresses(config)  # the server's private unix socket
+
     async def read() -> dict[str, tuple[int, int]]:
-        async with XrayApi(servers[0]["settings"]["api_port"]) as api:
+        async with XrayApi(0, unix=api_socket) as api:
             return await api.user_traffic()
 
     traffic = asyncio.run(read())
@@ -265,3 +270,8 @@ def test_the_engine_refuses_a_broken_config(tmp_path: Path) -> None:
         }
     )
     asyncio.run(engine.validate(engine.render(good, [], files), tmp_path))
+    # The form with the API on a unix socket in the server's private directory (a throwaway
+    # directory of its own for the candidate's socket).
+    private = dataclasses.replace(good, control_dir=str(tmp_path / "api"))
+    asyncio.run(engine.validate(engine.render(private, [], files), tmp_path))
+    assert not (tmp_path / "api").exists()

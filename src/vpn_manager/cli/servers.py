@@ -102,6 +102,13 @@ def install_fields(ctx: typer.Context, fields: dict[str, Any], fmt: FormatOption
         f"{server.name} is running on port {server.port}. "
         f"Add a user: vpn user add NAME --server {server.name}"
     )
+    _warn(context.output(), context.servers(lambda s: s.warnings(server.name)))
+
+
+def _warn(out: Output, warnings: list[str]) -> None:
+    """Warnings go to stderr, whatever the format (json output carries them in its data too)."""
+    for warning in warnings:
+        out.note(f"Warning: {warning}")
 
 
 @app.command("install")
@@ -286,9 +293,11 @@ def status(ctx: typer.Context, name: ServerName, output_format: FormatOption = N
     if not out.structured:
         data["rss_bytes"] = format_size(state.rss_bytes) if state.rss_bytes else "-"
         data.pop("container")
+        data.pop("warnings")
         if state.container is not None:
             data.update(_container_cells(state))
     out.record(data)
+    _warn(out, state.warnings)
 
 
 def _container_cells(state: ServerStatus) -> dict[str, Any]:
@@ -324,6 +333,7 @@ def start(ctx: typer.Context, name: ServerName, output_format: FormatOption = No
     context.output(output_format).result(
         _status_data(state), f"{name} is running (pid {state.pid})."
     )
+    _warn(context.output(output_format), state.warnings)
 
 
 @app.command("stop")
@@ -344,6 +354,7 @@ def restart(ctx: typer.Context, name: ServerName, output_format: FormatOption = 
     context.output(output_format).result(
         _status_data(state), f"Restarted {name} (pid {state.pid})."
     )
+    _warn(context.output(output_format), state.warnings)
 
 
 @app.command("usage")

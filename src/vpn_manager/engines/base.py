@@ -23,12 +23,15 @@ class ServerSpec:
     settings: dict[str, Any]
     secret: dict[str, Any] = field(repr=False)
     # Where the engine runs (see runtimes/): engines only read `control_listen`, the address
-    # their control APIs bind to (loopback natively; every address inside a container, whose
-    # API ports the Docker runtime publishes on the host's loopback only).
+    # their TCP control APIs bind to (loopback natively; every address inside a container, whose
+    # API ports the Docker runtime publishes on the host's loopback only), and `control_dir`, a
+    # private directory of ours (0700) where an engine that can serves its control API on a unix
+    # socket instead (empty: it cannot be given one, e.g. on a remote Docker engine).
     runtime: str = "native"
     image: str | None = None
     docker_host: str | None = None
     control_listen: str = "127.0.0.1"
+    control_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,12 @@ class Engine(Protocol):
     async def users(self, spec: ServerSpec) -> set[str] | None:
         """The users the running engine has now, as it names them (Client.email, or a WireGuard
         peer's public key); None where the engine cannot tell (its users are in its config)."""
+        ...
+
+    def control_ports(self, spec: ServerSpec) -> list[int]:
+        """The TCP ports of the engine's control APIs on `control_listen` (an API on a unix socket
+        in `control_dir` is not listed): the service keeps them to our own uid (engines/guard.py)
+        and the Docker runtime publishes them on the host's 127.0.0.1."""
         ...
 
     def live_users(self, spec: ServerSpec) -> bool:

@@ -1,6 +1,6 @@
-"""A small gRPC client for the engines' local control APIs: HTTP/2 over cleartext TCP (prior
-knowledge, as Xray's and sing-box's API listeners speak it), one call at a time per connection,
-messages already encoded (protowire.py).
+"""A small gRPC client for the engines' local control APIs: HTTP/2 over cleartext TCP or a unix
+socket (prior knowledge, as Xray's and sing-box's API listeners speak it), one call at a time per
+connection, messages already encoded (protowire.py).
 
 Why not grpcio: its import alone costs the long-running service about 20 MB of memory, a third of
 its budget, for a handful of unary calls and one server stream on 127.0.0.1. The HTTP/2 framing
@@ -55,7 +55,8 @@ class GrpcError(Exception):
 
 
 class Channel:
-    """One HTTP/2 connection to host:port; use as `async with Channel(...) as channel`."""
+    """One HTTP/2 connection to host:port, or to the unix socket at `unix` (host and port then
+    only name the peer in :authority); use as `async with Channel(...) as channel`."""
 
     def __init__(
         self,
@@ -64,9 +65,11 @@ class Channel:
         *,
         timeout: float = 3.0,
         metadata: tuple[tuple[str, str], ...] = (),
+        unix: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.unix = unix
         self.timeout = timeout
         self.metadata = metadata
         self._reader: asyncio.StreamReader | None = None
@@ -142,11 +145,14 @@ class Channel:
         from h2.connection import H2Connection
 
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            if self.unix is not None:
+                reader, writer = await asyncio.open_unix_connection(self.unix)
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as exc:
             raise GrpcError("UNAVAILABLE", f"cannot connect: {exc.strerror or exc}") from None
         sock = writer.get_extra_info("socket")
-        if sock is not None:  # small requests must not wait for delayed ACKs (40 ms)
+        if sock is not None and self.unix is None:  # no delayed ACKs (40 ms) for small requests
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
         h2.initiate_connection()

@@ -251,3 +251,5 @@ class ServerStatus(BaseModel):
     log_file: str = ""
     runtime: RuntimeKind = RuntimeKind.NATIVE
     container: ContainerInfo | None = None
+    # Plain sentences a person must read (a control API other local users can reach).
+    warnings: list[str] = Field(default_factory=list)

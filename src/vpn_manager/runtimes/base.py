@@ -32,9 +32,10 @@ class ContainerLaunch:
     (the rendered config and the server's certificates; copied in instead on a remote engine),
     and the health check's arguments to the same binary (None when the image offers no way to
     check; a scratch image has no shell), or to `health_binary` when another program of the image
-    checks. Engines that make network devices (WireGuard) also get capabilities (`cap_add`), host
-    devices (`devices`, e.g. /dev/net/tun) and network sysctls of the container's own namespace
-    (`sysctls`)."""
+    checks. `control_dir`: the server's private directory (0700) for unix-socket control APIs,
+    mounted read-write at the same path (None on a remote engine). Engines that make network
+    devices (WireGuard) also get capabilities (`cap_add`), host devices (`devices`, e.g.
+    /dev/net/tun) and network sysctls of the container's own namespace (`sysctls`)."""
 
     image: str
     engine: str
@@ -42,6 +43,7 @@ class ContainerLaunch:
     args: list[str]
     ports: list[PublishedPort]
     mounts: list[Path]
+    control_dir: Path | None = None
     health: list[str] | None = None
     health_binary: str | None = None
     cap_add: list[str] = field(default_factory=list)

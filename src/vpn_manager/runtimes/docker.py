@@ -3,9 +3,11 @@
 One container per server, named `vpn-SERVER-HOMEID` (HOMEID: a short hash of the manager's home,
 so two homes on one Docker engine never touch each other's containers) and labelled
 `vpn-manager.server`, `vpn-manager.engine` and `vpn-manager.home`. The containers of one home share
-one bridge network, `vpn-manager-HOMEID`, with inter-container traffic off: the engines' control
-APIs (which listen on every address inside the container) are reachable from the host only,
-where they are published on 127.0.0.1. Restart policy unless-stopped: a container that dies is
+one bridge network, `vpn-manager-HOMEID`, with inter-container traffic off: the engines' TCP
+control APIs (which listen on every address inside the container) are reachable from the host
+only, where they are published on 127.0.0.1 and kept to our uid by the firewall
+(engines/guard.py); Xray's API is a unix socket in the server's private directory, mounted
+read-write. Restart policy unless-stopped: a container that dies is
 started again by Docker; `vpn serve` recreates one that is gone.
 
 On this machine's engine (unix://, tcp:// to loopback) the container mounts the server's
@@ -199,9 +201,7 @@ def create_options(
         "labels": container_labels,
         "restart_policy": {"Name": RESTART_POLICY},
         "ports": ports,
-        "volumes": {}
-        if remote
-        else {str(path): {"bind": str(path), "mode": "ro"} for path in launch.mounts},
+        "volumes": {} if remote else _volumes(launch),
         "network": network,
         "detach": True,
     }
@@ -235,8 +235,8 @@ def compose_service(
             for p in launch.ports
         ],
         "volumes": [
-            {"type": "bind", "source": str(path), "target": str(path), "read_only": True}
-            for path in launch.mounts
+            {"type": "bind", "source": source, "target": source, "read_only": how["mode"] == "ro"}
+            for source, how in _volumes(launch).items()
         ],
     }
     service |= _privileges(launch, compose=True)
@@ -249,6 +249,15 @@ def compose_service(
             "start_period": "2s",
         }
     return service
+
+
+def _volumes(launch: ContainerLaunch) -> dict[str, dict[str, str]]:
+    """The bind mounts, each at its host path: the config and keys read-only, the private
+    control directory (where the engine makes its API socket) read-write."""
+    found = {str(path): {"bind": str(path), "mode": "ro"} for path in launch.mounts}
+    if launch.control_dir is not None:
+        found[str(launch.control_dir)] = {"bind": str(launch.control_dir), "mode": "rw"}
+    return found
 
 
 def _privileges(launch: ContainerLaunch, compose: bool = False) -> dict[str, Any]:

@@ -22,7 +22,9 @@ class EngineImage:
     `ss -K` on the host does not reach sockets in a container's network namespace);
     `health_binary`: the program that runs `health` if not `binary`; `cap_add`, `devices` and
     `sysctls`: what the container needs beyond the default (WireGuard makes a TUN interface
-    and forwards between it and the world in the container's own network namespace)."""
+    and forwards between it and the world in the container's own network namespace);
+    `control_socket`: the engine serves its control API on a unix socket in the server's private
+    directory, which is then mounted read-write (Xray)."""
 
     binary: str
     args: Callable[[Path, dict[str, Any]], list[str]]
@@ -33,6 +35,7 @@ class EngineImage:
     cap_add: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     sysctls: Callable[[dict[str, Any]], dict[str, str]] = field(default=lambda settings: {})
+    control_socket: bool = False
 
 
 def _singbox_health(settings: dict[str, Any]) -> list[str]:
@@ -64,6 +67,7 @@ IMAGES: dict[str, EngineImage] = {
         health=lambda settings: None,  # the official image is distroless: no tool to probe with
         setting="xray",
         cuts_sessions=False,
+        control_socket=True,
     ),
     # wireguard-go in the foreground is the container's main process: the container lives as
     # long as the interface does. The engine configures it with `ip`, `wg` and `nft` run inside

@@ -440,6 +440,7 @@ class Accountant:
         started = []
         async with self.db.reading() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
+        running_rows = []
         for row in rows:
             try:
                 running = self.servers.state_of(row).running
@@ -450,6 +451,7 @@ class Accountant:
                 backoff.pop(row.name, None)
                 if running:
                     await self._heal(row)
+                    running_rows.append(row)
                 continue
             failures, not_before = backoff.get(row.name, (0, now))
             if now < not_before:
@@ -464,6 +466,8 @@ class Accountant:
                 continue
             backoff.pop(row.name, None)
             started.append(row.name)
+        for name in await self.servers.guard_running(running_rows):
+            log.warning("%s: its control API ports were open to every local user: closed", name)
         return started
 
 

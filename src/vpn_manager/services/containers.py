@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from vpn_manager.engines import guard
 from vpn_manager.engines.base import Engine, Files, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import NotFound, VpnError
@@ -24,13 +26,26 @@ if TYPE_CHECKING:
 
 DOCKER = RuntimeKind.DOCKER.value
 
+log = logging.getLogger("vpn_manager.servers")
+
+
+def private(servers: ServerService, spec: ServerSpec) -> ServerSpec:
+    """The server with its private control directory (for unix-socket control APIs), wherever
+    this machine can share one with the engine: natively, and on this machine's Docker engine
+    (mounted read-write at the same path); not on a remote engine."""
+    if servers.on_remote_engine(spec):
+        return spec
+    return dataclasses.replace(spec, control_dir=str(servers.control_dir(spec.name)))
+
 
 def placed(servers: ServerService, spec: ServerSpec) -> tuple[ServerSpec, Files]:
     """The server as its engine sees it where it runs: natively as it is; in a container
     listening on every address of the container (Docker publishes the ports on the host
-    addresses asked for; control APIs on 127.0.0.1 only) and logging to the container's
-    output (read with `docker logs` / `vpn server logs`)."""
+    addresses asked for; TCP control APIs on 127.0.0.1 only) and logging to the container's
+    output (read with `docker logs` / `vpn server logs`). Control sockets go in the server's
+    private directory (see private())."""
     files = servers.files(spec.name)
+    spec = private(servers, spec)
     if spec.runtime != DOCKER:
         return spec, files
     anywhere = "::" if ":" in spec.listen else "0.0.0.0"
@@ -54,10 +69,10 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
     else:
         protos = ("tcp",)
     ports = [PublishedPort(spec.listen, spec.port, spec.port, proto) for proto in protos]
+    inside, _ = placed(servers, spec)
     ports += [
-        PublishedPort("127.0.0.1", int(value), int(value), control=True)
-        for key, value in sorted(spec.settings.items())
-        if key.endswith("_port") and isinstance(value, int)
+        PublishedPort("127.0.0.1", port, port, control=True)
+        for port in sorted(engine.control_ports(inside))
     ]
     files = servers.files(spec.name)
     mounts = directories(servers, spec)
@@ -68,6 +83,9 @@ def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -
         args=facts.args(files.config, spec.settings),
         ports=ports,
         mounts=mounts,
+        control_dir=Path(inside.control_dir)
+        if facts.control_socket and inside.control_dir
+        else None,
         health=facts.health(spec.settings),
         health_binary=facts.health_binary,
         cap_add=list(facts.cap_add),
@@ -98,20 +116,31 @@ async def copy_in(servers: ServerService, spec: ServerSpec) -> None:
 
 
 async def reached(servers: ServerService, spec: ServerSpec) -> ServerSpec:
-    """The server as this machine reaches it, for the engine's probe and API calls: as it is,
-    natively and on this machine's Docker engine; on a remote engine with its control ports
-    swapped for the local ends of the ssh tunnel and a wildcard listen address for the remote
-    host's address (where the server's own port is probed)."""
+    """The server as this machine reaches it, for the engine's probe and API calls: natively
+    and on this machine's Docker engine as it is, with its private control directory (where
+    control sockets are); on a remote engine with its control ports swapped for the local ends
+    of the ssh tunnel and a wildcard listen address for the remote host's address (where the
+    server's own port is probed)."""
     if spec.runtime != DOCKER:
-        return spec
+        return private(servers, spec)
     runtime = servers.docker(spec.docker_host)
-    return await asyncio.to_thread(_reached, runtime, spec)
+    found = await asyncio.to_thread(_reached, servers, runtime, spec)
+    if runtime.remote:
+        # The tunnel's local ends are on this machine's loopback: kept to our uid as well (the
+        # server's table; the remote host's own loopback is out of this firewall's reach).
+        ends = servers.engine(found).control_ports(found)
+        home = str(servers.paths.data_dir)
+        if not await guard.protected(home, spec.name, ends):
+            warning = await guard.protect(home, spec.name, ends)
+            if warning:
+                log.warning("%s: %s", spec.name, warning)
+    return found
 
 
-def _reached(runtime: DockerRuntime, spec: ServerSpec) -> ServerSpec:
+def _reached(servers: ServerService, runtime: DockerRuntime, spec: ServerSpec) -> ServerSpec:
     runtime.client  # noqa: B018 -- connects: whether the engine is remote is known then
     if not runtime.remote:
-        return spec
+        return private(servers, spec)
     ports = [v for k, v in spec.settings.items() if k.endswith("_port") and isinstance(v, int)]
     local = runtime.reach(spec.name, ports)
     settings = {

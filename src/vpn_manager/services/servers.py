@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from vpn_manager.engines import guard
 from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import engine_for
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 HEALTH_DEADLINE = 10.0
 T = TypeVar("T")
+CONTROL_DIR_MAX = 88  # leaves 19 bytes of a unix socket path's 107 for "/" and the socket's name
 
 log = logging.getLogger("vpn_manager.servers")
 
@@ -303,6 +305,15 @@ class ServerService:
     def keys_dir(self, name: str) -> Path:
         return entry(self.paths.keys_dir, name)
 
+    def control_dir(self, name: str) -> Path:
+        """The server's private directory (0700) for its engine's unix-socket control APIs. A name
+        that would make the socket path too long for a unix socket (108 bytes) is replaced by a
+        short hash of it."""
+        found = entry(self.paths.run_dir / "api", name)
+        if len(str(found).encode()) > CONTROL_DIR_MAX:
+            found = self.paths.run_dir / "api" / hashlib.sha256(name.encode()).hexdigest()[:12]
+        return found
+
     def files(self, name: str) -> Files:
         return Files(
             config=entry(self.paths.rendered_dir, name) / "config.json",
@@ -397,6 +408,7 @@ class ServerService:
             log_file=str(self.runtime.log_file(name)),
             runtime=RuntimeKind(spec.runtime),
             container=container,
+            warnings=await self.control_warnings(spec) if state.running else [],
         )
 
     async def usage(self, name: str) -> dict[str, tuple[int, int]]:
@@ -713,6 +725,7 @@ class ServerService:
         async with self._last_reading(engine, spec):
             stopped = await self.runtime_of(spec).stop(spec.name)
         await engine.after_stop(spec)
+        await guard.release(str(self.paths.data_dir), spec.name)
         return stopped
 
     @asynccontextmanager
@@ -907,8 +920,63 @@ class ServerService:
 
     async def _restart_and_probe(self, engine: Engine, spec: ServerSpec) -> None:
         await self._stop(engine, spec)
+        self._fresh_control_dir(spec.name)
+        if not self.on_remote_engine(spec):  # a remote engine's ports are out of our reach
+            # Before the engine starts: its TCP control ports kept to our uid (engines/guard.py).
+            ports = engine.control_ports(self.placed(spec)[0])
+            warning = await guard.protect(str(self.paths.data_dir), spec.name, ports)
+            if warning:
+                log.warning("%s: %s", spec.name, warning)
         await self.runtime_of(spec).start(self._launch(engine, spec))
         await self._wait_healthy(engine, spec)
+
+    def _fresh_control_dir(self, name: str) -> None:
+        """The server's private control directory, 0700 and empty: an engine that was killed
+        leaves its socket behind, and Xray will not listen where a socket file is."""
+        control = self.control_dir(name)
+        shutil.rmtree(control, ignore_errors=True)
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        control.parent.mkdir(exist_ok=True, mode=0o700)
+        control.mkdir(mode=0o700)
+        control.chmod(0o700)  # whatever the umask
+
+    async def guard_running(self, rows: Sequence[ServerRow]) -> list[str]:
+        """For servers running now: make their firewall tables again where they are missing (a
+        reboot brought a container back before us, the ruleset was flushed). Returns the names
+        of the servers whose table was made; one nft call when none is missing, none when no
+        server has TCP control ports."""
+        from vpn_manager.storage import servers as repo
+
+        home = str(self.paths.data_dir)
+        wanted = {}
+        for row in rows:
+            spec = repo.spec_of(row)
+            if not self.on_remote_engine(spec):  # tunnel ends: guarded when reached
+                ports = self.engine(spec).control_ports(self.placed(spec)[0])
+                if ports:
+                    wanted[spec.name] = ports
+        present = await guard.tables() if wanted else None
+        if present is None:
+            return []
+        made = []
+        for name, ports in wanted.items():
+            missing = guard.table(home, name) not in present
+            if missing and await guard.protect(home, name, ports) is None:
+                made.append(name)
+        return made
+
+    async def warnings(self, name: str) -> list[str]:
+        """control_warnings() of a server by name (after an install)."""
+        return await self.control_warnings(await self._spec(name))
+
+    async def control_warnings(self, spec: ServerSpec) -> list[str]:
+        """What a person must know about who can reach the server's control APIs: nothing when
+        they are on a private unix socket or kept to us by the firewall."""
+        ports = self.engine(spec).control_ports(self.placed(spec)[0])
+        if self.on_remote_engine(spec):
+            return [guard.remote(ports)] if ports else []
+        found = await guard.warning(str(self.paths.data_dir), spec.name, ports)
+        return [found] if found else []
 
     async def _wait_healthy(self, engine: Engine, spec: ServerSpec) -> Health:
         deadline = time.monotonic() + HEALTH_DEADLINE
@@ -939,10 +1007,11 @@ class ServerService:
             files, keys_dir = self.files(name), self.keys_dir(name)
         except InvalidInput:  # a name from before names were checked: nothing of ours is there
             return
-        files.config.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            files.config.parent.rmdir()
+        # The rendered directory holds the config and what the engine keeps beside it (sing-box's
+        # Shadowsocks user list and cache).
+        shutil.rmtree(files.config.parent, ignore_errors=True)
         shutil.rmtree(keys_dir, ignore_errors=True)
+        shutil.rmtree(self.control_dir(name), ignore_errors=True)
         spool.done(self.paths.run_dir, name)  # a last reading of a server that is gone
 
     # -- users on servers ----------------------------------------------------------------------

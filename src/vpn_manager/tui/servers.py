@@ -405,6 +405,7 @@ class ServerDetail(ModalScreen[None]):
             f"memory      {format_size(status.rss_bytes) if status.rss_bytes else '-'}",
             f"config      {status.config_file}",
             f"log         {status.log_file}",
+            *(f"warning     {warning}" for warning in status.warnings),
         ]
         self.query_one("#status", Static).update("\n".join(lines))
         table = self.query_one("#usage", DataTable)

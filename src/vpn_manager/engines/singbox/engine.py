@@ -150,6 +150,15 @@ class SingBoxEngine:
             credential["password"] = password
         return credential
 
+    def control_ports(self, spec: ServerSpec) -> list[int]:
+        """The api service's port, and ssm-api's for Shadowsocks: sing-box 1.14 listens on TCP
+        only (a service's `listen` must be an IP address: "/path" and "unix:/path" are refused
+        by `sing-box check`), and ssm-api has no authentication at all."""
+        ports = [int(spec.settings["api_port"])]
+        if spec.protocol == "shadowsocks":
+            ports.append(int(spec.settings["ssm_port"]))
+        return ports
+
     def live_users(self, spec: ServerSpec) -> bool:
         return spec.protocol == "shadowsocks"  # ssm-api; the others reload
 

@@ -124,6 +124,9 @@ class WireGuardEngine:
             **config.next_addresses(spec.settings, taken),
         }
 
+    def control_ports(self, spec: ServerSpec) -> list[int]:
+        return []  # `wg` talks to wireguard-go's UAPI unix socket in /var/run/wireguard: no TCP
+
     def live_users(self, spec: ServerSpec) -> bool:
         return True  # `wg set`
 

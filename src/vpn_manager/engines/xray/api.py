@@ -1,4 +1,5 @@
-"""Xray's gRPC API (HandlerService, StatsService) on the server's private 127.0.0.1 port."""
+"""Xray's gRPC API (HandlerService, StatsService) on the server's private unix socket (or, where
+it cannot have one, its 127.0.0.1 port)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ STATS = "/xray.app.stats.command.StatsService/"
 
 
 class XrayApi:
-    """One gRPC connection to one Xray; use as `async with XrayApi(port) as api`."""
+    """One gRPC connection to one Xray; use as `async with XrayApi(port) as api`, or
+    `XrayApi(0, unix=PATH)` for an API on a unix socket."""
 
-    def __init__(self, port: int, timeout: float = 3.0) -> None:
-        self.address = f"127.0.0.1:{port}"
-        self._channel = Channel("127.0.0.1", port, timeout=timeout)
+    def __init__(self, port: int, timeout: float = 3.0, *, unix: str | None = None) -> None:
+        self.address = unix or f"127.0.0.1:{port}"
+        self._channel = Channel("127.0.0.1", port, timeout=timeout, unix=unix)
 
     async def __aenter__(self) -> XrayApi:
         return self

