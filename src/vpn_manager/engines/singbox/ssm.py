@@ -39,7 +39,7 @@ from typing import Any
 
 from vpn_manager.errors import EngineError
 
-HOST = "127.0.0.1"  # where ssm-api listens: only connect() uses it
+HOST = "127.0.0.1"  # where ssm-api listens: only connect() and where() use it
 PREFIX = "/server/v1"
 HOLD_USER = "vpn-manager-hold"  # never a Client.email ("user-<id>")
 HOLD_FROM = 8  # changes in one batch from which a 2022 server's updates are held
@@ -76,7 +76,7 @@ class Connection:
     """One keep-alive HTTP/1.1 connection to ssm-api; requests are pipelined."""
 
     def __init__(self, port: int, timeout: float) -> None:
-        self.where = f"http://{HOST}:{port}{PREFIX}"
+        self.where = where(port)
         try:
             self.sock = connect(port, timeout)
         except OSError as exc:
@@ -111,20 +111,26 @@ class Connection:
             name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = b""
+            chunks = []
             while size := int(self.reader.readline().split(b";")[0], 16):
-                body += self.reader.read(size)
+                chunks.append(self.reader.read(size))
                 self.reader.readline()
             while self.reader.readline() not in (b"\r\n", b"\n", b""):
                 pass  # trailers
+            body = b"".join(chunks)
         else:
             body = self.reader.read(int(headers.get("content-length", "0")))
         return Answer(status, body)
 
 
 def connect(port: int, timeout: float) -> socket.socket:
-    """A new connection to ssm-api: the one place that knows where it listens."""
+    """A new connection to ssm-api: with where(), the one place that knows where it listens."""
     return socket.create_connection((HOST, port), timeout=timeout)
+
+
+def where(port: int) -> str:
+    """ssm-api's address, for messages."""
+    return f"http://{HOST}:{port}{PREFIX}"
 
 
 class SsmApi:
@@ -187,6 +193,8 @@ class SsmApi:
         )
 
     def _change(self, adds: list[dict[str, str]], removes: list[str]) -> None:
+        if not (adds or removes):
+            return
         held = self.hold and len(adds) + len(removes) >= HOLD_FROM
         conn = self._open()
         try:
