@@ -19,8 +19,8 @@ So a batch is sent like this:
   costs a walk over the list instead of the inbound's key setup for every user. DELETEing the
   placeholders then applies the whole list in one UpdateUsers. 10,000 users: 3.9 s with one
   placeholder instead of 40 s; 16 placeholders took a further ~20 % off. A held batch is
-  checked afterwards against GET /users and whatever is missing is sent again one request at a
-  time, so a sing-box that stops keeping refused users costs speed, not users. Two batches at
+  checked afterwards against GET /users and whatever is missing is sent again unheld, so a
+  sing-box that stops keeping refused users costs speed, not users. Two batches at
   once share the placeholders: the first to finish applies both, the other goes on unheld.
   Not for the other ciphers: their inbound (shadowaead.MultiService) empties its user table
   before checking the keys, so a refused update would lock every user out until the next one.
@@ -242,7 +242,7 @@ class SsmApi:
                     raise refused(request.method, request.path, answer)
 
     def _check(self, adds: list[dict[str, str]], removes: list[str]) -> None:
-        """After a held batch: send again, one request at a time, whatever did not land."""
+        """After a held batch: send again, unheld, whatever is not in ssm-api's list."""
         present = self._users()
         missing = [u for u in adds if present.get(u["username"]) != u["uPSK"]]
         left = [name for name in removes if name in present]
