@@ -26,10 +26,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -77,6 +80,18 @@ class Bench:
     _names: list[str] | None = None
     _populated: Path | None = None
     _homes: int = 0
+    _backend: int | None = None
+    keepers: dict[Path, Keeper] = field(default_factory=dict)
+    """Per home: a client connection held open across the timed runs (Shadowsocks rows)."""
+
+    def backend(self) -> int:
+        """The port of the bench's HTTP backend on 127.0.0.1 (started on first use)."""
+        if self._backend is None:
+            server = ThreadingHTTPServer(("127.0.0.1", 0), BackendHandler)
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            self._backend = int(server.server_address[1])
+        return self._backend
 
     def env(self, home: Path) -> dict[str, str]:
         """The caller's environment minus every VPN_ variable, with all homes in the temp root."""
@@ -449,6 +464,216 @@ def same_engine_then_stop(bench: Bench, home: Path) -> None:
         )
 
 
+# Shadowsocks rows: the server's real users, proven by a real sing-box client fetching a page
+# from the bench's own HTTP backend through the server (all on 127.0.0.1).
+
+PAGE = b"through the bench server\n"
+
+
+class BackendHandler(BaseHTTPRequestHandler):
+    """GET / answers PAGE; GET /stream sends 1 KiB every 50 ms until the client goes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path == "/stream":
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"s" * 1024)
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def install_shadowsocks(bench: Bench, home: Path) -> None:
+    """A running Shadowsocks server (the default 2022-blake3-aes-128-gcm) on a free loopback
+    port; private destinations allowed, so that clients reach the bench's backend."""
+    bench.run(
+        [
+            str(bench.vpn),
+            "server",
+            "install",
+            "shadowsocks",
+            "--name",
+            SERVER,
+            "--port",
+            str(free_port()),
+            "--listen",
+            "127.0.0.1",
+            "--host",
+            "127.0.0.1",
+            "--allow-private",
+        ],
+        home,
+    )
+
+
+@contextmanager
+def ss_client(bench: Bench, home: Path, user: str) -> Iterator[int]:
+    """A sing-box client made from `user`'s printed link; yields its local SOCKS5 port."""
+    from vpn_manager.delivery.share import parse_link
+    from vpn_manager.delivery.singbox_clients import singbox_client_config
+    from vpn_manager.engines.singbox.engine import binary
+
+    _, link = bench.run(
+        [str(bench.vpn), "user", "link", user, "--server", SERVER], home, capture=True
+    )
+    port = free_port()
+    config = home.parent / f"client-{port}.json"
+    config.write_text(json.dumps(singbox_client_config(parse_link(link.strip()), port)))
+    process = subprocess.Popen(
+        [binary(), "run", "-c", str(config), "--disable-color"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError(f"the sing-box client for {user} never listened") from None
+                time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+        config.unlink(missing_ok=True)
+
+
+def through(socks: int, backend: int, path: str = "/") -> socket.socket:
+    """A connection to the backend through a SOCKS5 proxy, `GET path` sent."""
+    sock = socket.create_connection(("127.0.0.1", socks), timeout=5)
+    try:
+        sock.sendall(b"\x05\x01\x00")
+        if sock.recv(2) != b"\x05\x00":
+            raise OSError("the SOCKS5 proxy refused")
+        sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + backend.to_bytes(2))
+        reply = sock.recv(10)
+        if len(reply) < 2 or reply[1] != 0:
+            raise OSError(f"SOCKS5 connect failed: {reply!r}")
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: backend\r\n\r\n".encode())
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reaches_backend(bench: Bench, home: Path, user: str) -> None:
+    """`user`'s client gets the backend's page through the server (retried for 5 s)."""
+    with ss_client(bench, home, user) as socks:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with through(socks, bench.backend()) as sock:
+                    data = b""
+                    while PAGE not in data and (chunk := sock.recv(4096)):
+                        data += chunk
+                if PAGE in data:
+                    return
+                problem = f"got {data[:80]!r}"
+            except OSError as exc:
+                problem = str(exc)
+            if time.monotonic() > deadline:
+                raise BenchError(f"{user}'s client did not get through the server: {problem}")
+            time.sleep(0.1)
+
+
+class Keeper:
+    """A user's client with a download held open through the server, read in a thread."""
+
+    def __init__(self, bench: Bench, home: Path, user: str) -> None:
+        self._client = ss_client(bench, home, user)
+        socks = self._client.__enter__()
+        self.sock = through(socks, bench.backend(), "/stream")
+        self.received = 0
+        self.ended = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        self.sock.settimeout(None)
+        try:
+            while chunk := self.sock.recv(65536):
+                self.received += len(chunk)
+        except OSError:
+            pass
+        self.ended = True
+
+    def flowing(self) -> bool:
+        before = self.received
+        time.sleep(0.5)
+        return not self.ended and self.received > before
+
+    def close(self) -> None:
+        self.sock.close()
+        self._client.__exit__(None, None, None)
+
+
+def home_with_shadowsocks(bench: Bench, home: Path) -> None:
+    """A running Shadowsocks server with one user, "keeper", whose client holds a download open
+    through it (to prove that the timed change leaves open connections alone)."""
+    install_shadowsocks(bench, home)
+    bench.run([str(bench.vpn), "user", "add", "keeper", "--server", SERVER], home)
+    keeper = Keeper(bench, home, "keeper")
+    bench.keepers[home] = keeper
+    if not keeper.flowing():
+        raise BenchError("keeper's download through the Shadowsocks server does not flow")
+    (home / "bench-pid").write_text(str(server_pid(bench, home)))
+
+
+def added_live(bench: Bench, home: Path) -> None:
+    """After `vpn user add <N names> --server`: the same engine process, keeper's download
+    still flowing, and the last user's client gets through."""
+    before = int((home / "bench-pid").read_text())
+    after = server_pid(bench, home)
+    if before != after:
+        raise BenchError(f"the engine restarted during the live add ({before} -> {after})")
+    if not bench.keepers[home].flowing():
+        raise BenchError("keeper's open download did not survive the live add")
+    reaches_backend(bench, home, bench.user_names()[-1])
+
+
+def close_keeper_then_stop(bench: Bench, home: Path) -> None:
+    keeper = bench.keepers.pop(home, None)
+    if keeper is not None:
+        keeper.close()
+    stop_servers(bench, home)
+
+
+def home_with_shadowsocks_users(bench: Bench, home: Path) -> None:
+    """A running Shadowsocks server holding the N generated users (added live, in one batch)."""
+    install_shadowsocks(bench, home)
+    progress(f"  adding {bench.users:,} users to a running Shadowsocks server ...")
+    elapsed, _ = bench.run(
+        [str(bench.vpn), "user", "add", *bench.user_names(), "--server", SERVER], home
+    )
+    progress(f" {elapsed:.1f} s\n")
+    (home / "bench-pid").write_text(str(server_pid(bench, home)))
+
+
+def restarted_ready(bench: Bench, home: Path) -> None:
+    """After `vpn server restart`: a new engine process, and the last user's client gets
+    through at once (the command returned only when every user was in)."""
+    before = int((home / "bench-pid").read_text())
+    after = server_pid(bench, home)
+    if before == after:
+        raise BenchError(f"`vpn server restart` left the same engine process ({after})")
+    (home / "bench-pid").write_text(str(after))
+    reaches_backend(bench, home, bench.user_names()[-1])
+
+
 @dataclass(frozen=True)
 class Row:
     id: str
@@ -465,6 +690,9 @@ class Row:
     unit: Unit = "ms"
     cleanup: Callable[[Bench, Path], None] | None = None
     """Untimed, after each run in a fresh home and once after a shared home's runs."""
+    check: Callable[[Bench, Path], None] | None = None
+    """Untimed, after every run (the warm-up too): raises BenchError if the run did not do
+    what it should (so a fast wrong result is never reported as a time)."""
     measure: Callable[[str], float] | None = None
     """When the command reports the figure itself: its stdout → the value (seconds, or MB for
     unit "MB"), used instead of the command's wall time."""
@@ -571,6 +799,29 @@ ROWS: list[Row] = [
         unit="s",
         cleanup=stop_servers,
     ),
+    Row(
+        "ss-add-batch-server",
+        "vpn user add <{users} names> --server (Shadowsocks, live)",
+        lambda b, _: [str(b.vpn), "user", "add", *b.user_names(), "--server", SERVER],
+        target=Under(10.0),
+        setup=home_with_shadowsocks,
+        fresh_home=True,
+        expect_users=lambda b: b.users + 1,
+        unit="s",
+        check=added_live,
+        cleanup=close_keeper_then_stop,
+    ),
+    Row(
+        "ss-restart",
+        "vpn server restart (Shadowsocks, {users} users)",
+        vpn("server", "restart", SERVER),
+        target=Under(10.0),
+        setup=home_with_shadowsocks_users,
+        expect_users=lambda b: b.users,
+        unit="s",
+        check=restarted_ready,
+        cleanup=stop_servers,
+    ),
 ]
 
 
@@ -621,6 +872,8 @@ def measure(bench: Bench, row: Row, runs: int, results: Mapping[str, RowResult])
         elapsed, out = bench.run(row.command(bench, run), home, capture=row.measure is not None)
         if row.measure is not None:
             elapsed = row.measure(out)
+        if row.check is not None:
+            row.check(bench, home)
         if run == 0:
             if row.expect_users is not None:
                 bench.expect_users(home, row.expect_users(bench))

@@ -7,6 +7,7 @@ UPDATE_GOLDEN=1 rewrites the golden files. Traffic through these configs is prov
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -24,7 +25,7 @@ import pytest
 
 from vpn_manager.engines.base import Client, Files, ServerSpec
 from vpn_manager.engines.singbox import PROTOCOLS, PROXY_PROTOCOLS, check_protocol, secrets, tls
-from vpn_manager.engines.singbox.config import render, render_text, ssm_users
+from vpn_manager.engines.singbox.config import render, render_text, ssm_cache, ssm_users
 from vpn_manager.errors import InvalidInput
 
 GOLDEN = Path(__file__).parent / "golden" / "singbox"
@@ -226,12 +227,20 @@ def test_shadowsocks_users_go_over_ssm_api() -> None:
         "listen": "127.0.0.1",
         "listen_port": 10086,
         "servers": {"/": "in"},
+        "cache_path": "/var/lib/vpn/rendered/edge/ssm-cache.json",
     }
     alice, bob = case.credentials()
     assert ssm_users(case.clients()) == [
         {"username": "user-1", "uPSK": alice["password"]},
         {"username": "user-7", "uPSK": bob["password"]},
     ]
+    # The native server starts with these users from the cache file, every counter from zero.
+    assert json.loads(ssm_cache(case.clients())) == {
+        "endpoints": {"/": {"users": {"user-1": alice["password"], "user-7": bob["password"]}}}
+    }
+    # In a container (rendered directory mounted read-only) users are pushed after start.
+    in_docker = dataclasses.replace(case.spec(), runtime="docker")
+    assert "cache_path" not in render(in_docker, case.clients(), FILES)["services"][1]
 
 
 def test_private_destinations() -> None:

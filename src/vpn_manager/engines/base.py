@@ -41,11 +41,13 @@ class Client:
     user_id: int
     name: str
     secret: dict[str, Any] = field(repr=False)
+    # For a user an engine has and the database does not (to remove it): the engine's own name.
+    alias: str = ""
 
     @property
     def email(self) -> str:
         """The engine-side identity: stable across renames and free of secrets (it is logged)."""
-        return f"user-{self.user_id}"
+        return self.alias or f"user-{self.user_id}"
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def client_of(identity: str) -> Client:
     found = re.fullmatch(r"user-(\d+)", identity)
     if found:
         return Client(int(found.group(1)), identity, {})
-    return Client(0, identity, {"public_key": identity})
+    return Client(0, identity, {"public_key": identity}, alias=identity)
 
 
 def _users(count: int) -> str:

