@@ -161,6 +161,11 @@ class Engine(Protocol):
         """The engine's config file for this server and these clients."""
         ...
 
+    def before_start(self, spec: ServerSpec, clients: list[Client], files: Files) -> None:
+        """Called after the engine stopped and just before it starts: files the start reads
+        besides the config (sing-box's Shadowsocks users); most engines need none."""
+        ...
+
     def argv(self, spec: ServerSpec, config: Path) -> list[str]:
         """How to run the engine on a rendered config."""
         ...

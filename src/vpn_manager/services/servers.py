@@ -893,7 +893,7 @@ class ServerService:
         self._forget_applied(spec.name)  # until the engine runs the new file, nothing is known
         atomic_write(files.config, text)
         try:
-            await self._restart_and_probe(engine, spec)
+            await self._restart_and_probe(engine, spec, clients)
             await engine.after_start(await self.reach(spec), clients)
             self._record_applied(spec.name, self._basis(engine, spec, clients))
         except EngineError as exc:
@@ -904,7 +904,7 @@ class ServerService:
             atomic_write(files.config, previous)
             old = before or spec
             try:
-                await self._restart_and_probe(engine, old)
+                await self._restart_and_probe(engine, old, clients)
                 await engine.after_start(await self.reach(old), clients)
                 self._record_applied(old.name, self._basis(engine, old, clients))
             except EngineError as again:
@@ -918,8 +918,11 @@ class ServerService:
                 hint=exc.hint,
             ) from None
 
-    async def _restart_and_probe(self, engine: Engine, spec: ServerSpec) -> None:
+    async def _restart_and_probe(
+        self, engine: Engine, spec: ServerSpec, clients: list[Client]
+    ) -> None:
         await self._stop(engine, spec)
+        engine.before_start(spec, clients, self.files(spec.name))
         self._fresh_control_dir(spec.name)
         if not self.on_remote_engine(spec):  # a remote engine's ports are out of our reach
             # Before the engine starts: its TCP control ports kept to our uid (engines/guard.py).

@@ -166,24 +166,19 @@ class SingBoxEngine:
 
     # -- running -------------------------------------------------------------------------------
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
-        """The config; for a native Shadowsocks server also its users as ssm-api's cache file
-        (config.SSM_USERS, written here next to the config: 0600, atomically), which argv()
-        puts in place for the next start."""
-        if config.uses_ssm_cache(spec):
-            atomic_write(files.config.parent / config.SSM_USERS, config.ssm_cache(clients))
         return config.render_text(spec, clients, files)
 
-    def argv(self, spec: ServerSpec, config_file: Path) -> list[str]:
-        """How to run sing-box natively, called just before each start: a Shadowsocks server's
-        rendered users become ssm-api's cache file now, after the previous process (if any)
-        wrote its own there at stop with its counters, which the new one must not restore."""
+    def before_start(self, spec: ServerSpec, clients: list[Client], files: Files) -> None:
+        """A native Shadowsocks server's users as ssm-api's cache file, for the start that comes
+        now (after the previous process, if any, wrote its own there at stop, counters and all,
+        which the new one must not restore): config.SSM_USERS next to the config (0600,
+        atomically; the database's users, no counters) copied to config.SSM_CACHE."""
         if config.uses_ssm_cache(spec):
-            rendered = config_file.parent / config.SSM_USERS
-            cache = config_file.parent / config.SSM_CACHE
-            if rendered.exists():
-                atomic_write(cache, rendered.read_bytes())
-            else:  # rendered by an older version: start empty, after_start pushes the users
-                cache.unlink(missing_ok=True)
+            users = config.ssm_cache(clients)
+            atomic_write(files.config.parent / config.SSM_USERS, users)
+            atomic_write(files.config.parent / config.SSM_CACHE, users)
+
+    def argv(self, spec: ServerSpec, config_file: Path) -> list[str]:
         return [binary(), "run", "-c", str(config_file), "--disable-color"]
 
     async def validate(self, text: str, scratch: Path) -> None:

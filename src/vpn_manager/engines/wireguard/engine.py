@@ -133,6 +133,9 @@ class WireGuardEngine:
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
         return config.render(spec, clients)
 
+    def before_start(self, spec: ServerSpec, clients: list[Client], files: Files) -> None:
+        return  # the config is all it reads
+
     def argv(self, spec: ServerSpec, config_file: Path) -> list[str]:
         return [_tool("wireguard-go"), "-f", spec.settings["interface"]]
 

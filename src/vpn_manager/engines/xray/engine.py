@@ -108,6 +108,9 @@ class XrayEngine:
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
         return config.render_text(spec, clients, files)
 
+    def before_start(self, spec: ServerSpec, clients: list[Client], files: Files) -> None:
+        return  # the config is all it reads
+
     def argv(self, spec: ServerSpec | None, config_file: Path) -> list[str]:
         _check_installed()
         binary = _xray_binary()
