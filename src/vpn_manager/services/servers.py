@@ -199,6 +199,28 @@ def check_port_free(listen: str, port: int, udp: bool = False) -> None:
             ) from None
 
 
+def short_control_root() -> Path:
+    """For homes whose state directory is too deep for a unix socket path (108 bytes): a private
+    directory of ours on a short path, /run/user/UID/vpn-manager (or /tmp/vpn-manager-UID), made
+    0700 and refused if someone else owns it or it is a symlink."""
+    import os
+    import stat
+
+    uid = os.getuid()
+    runtime = Path(f"/run/user/{uid}")
+    root = runtime / "vpn-manager" if runtime.is_dir() else Path(f"/tmp/vpn-manager-{uid}")
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    found = root.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != uid or found.st_mode & 0o077:
+        raise EngineError(
+            f"{root} is not a private directory of this user: engine control sockets cannot "
+            "go there.",
+            hint="Remove it, or use a shorter VPN_HOME (or XDG_STATE_HOME).",
+        )
+    return root
+
+
 def default_host(listen: str) -> str:
     """The address clients use when --host is not given: the listen address if it is specific,
     else the source address of this machine's default route (found by connecting a UDP socket,
@@ -310,8 +332,11 @@ class ServerService:
         that would make the socket path too long for a unix socket (108 bytes) is replaced by a
         short hash of it."""
         found = entry(self.paths.run_dir / "api", name)
+        short = hashlib.sha256(name.encode()).hexdigest()[:12]
         if len(str(found).encode()) > CONTROL_DIR_MAX:
-            found = self.paths.run_dir / "api" / hashlib.sha256(name.encode()).hexdigest()[:12]
+            found = self.paths.run_dir / "api" / short
+        if len(str(found).encode()) > CONTROL_DIR_MAX:  # a home deep in the file system
+            found = short_control_root() / self.paths.home_id / short
         return found
 
     def files(self, name: str) -> Files:
@@ -939,7 +964,7 @@ class ServerService:
         control = self.control_dir(name)
         shutil.rmtree(control, ignore_errors=True)
         self.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        control.parent.mkdir(exist_ok=True, mode=0o700)
+        control.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         control.mkdir(mode=0o700)
         control.chmod(0o700)  # whatever the umask
 

@@ -50,6 +50,7 @@ PREFIX = "/server/v1"
 HOLD_USERS = tuple(f"vpn-manager-hold-{i}" for i in range(16))  # never a Client.email
 HOLD_FROM = 8  # changes in one batch from which a 2022 server's updates are held
 WINDOW = 256  # requests written before their answers are read
+READ_TIMEOUT = 5.0  # for GET /users and /stats (a batch's changes may take far longer)
 MISSING_PASSWORD = "missing password"  # the refusal of a list that holds a placeholder
 T = TypeVar("T")
 
@@ -197,11 +198,11 @@ class SsmApi:
         }
 
     # -- the work, in a thread -----------------------------------------------------------------
-    def _open(self) -> Connection:
-        return Connection(self.port, self.timeout)
+    def _open(self, timeout: float | None = None) -> Connection:
+        return Connection(self.port, timeout or self.timeout)
 
     def _get(self, path: str) -> Any:
-        conn = self._open()
+        conn = self._open(READ_TIMEOUT)  # a read answers at once, or the engine is stuck
         try:
             (answer,) = conn.exchange([Request("GET", path)])
         finally:
