@@ -283,7 +283,7 @@ class Accountant:
         from vpn_manager.storage import accounting as store
         from vpn_manager.storage import servers as repo
 
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             limits = await store.device_limits(session)
             rows = [r for r, _ in await repo.list_servers(session)]
             running = [r for r in rows if self.servers.is_running(r)]

@@ -168,7 +168,7 @@ async def heal(servers: ServerService, row: ServerRow) -> bool:
     record = entry(servers.paths.run_dir, spec.name, ".docker-restarts")
     engine = servers.engine(spec)
     await servers._wait_healthy(engine, spec)
-    async with servers.db.session() as session:
+    async with servers.db.reading() as session:
         clients = await repo.clients(session, row.id)
     await engine.after_start(await reached(servers, spec), clients)
     servers.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -195,7 +195,7 @@ async def reconcile(servers: ServerService) -> list[str]:
     has stopped while they should run, and Docker engines that cannot be reached."""
     from vpn_manager.storage import servers as repo
 
-    async with servers.db.session() as session:
+    async with servers.db.reading() as session:
         rows = [row for row, _ in await repo.list_servers(session)]
     specs = [repo.spec_of(row) for row in rows]
     wanted = {row.name for row in rows if row.desired == DesiredState.RUNNING.value}
@@ -254,7 +254,7 @@ async def export_compose(servers: ServerService) -> str:
     from vpn_manager.storage import servers as repo
 
     home = str(servers.paths.data_dir)
-    async with servers.db.session() as session:
+    async with servers.db.reading() as session:
         specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
     services: dict[str, object] = {}
     for spec in specs:
