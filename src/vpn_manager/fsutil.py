@@ -1,10 +1,14 @@
-"""Atomic, private file writes: temp file in the same directory, fsync, rename, fsync the
-directory."""
+"""Atomic, private file writes (temp file in the same directory, fsync, rename, fsync the
+directory) and locks between processes (flock on a private file)."""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from vpn_manager.errors import FileError
@@ -42,3 +46,32 @@ def _replace(path: Path, payload: bytes, mode: int) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@asynccontextmanager
+async def exclusive(lock: Path) -> AsyncIterator[None]:
+    """Wait for, then hold, an exclusive flock on `lock` (made 0600 in a 0700 directory). The
+    wait is in a thread, so that a task of this process holding it can finish on the event loop;
+    closing the file releases it, and so does the process's death."""
+    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def held(lock: Path) -> bool:
+    """Does some process hold an flock on `lock` now?"""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases it, if it was ours
+    return False

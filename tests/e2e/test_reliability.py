@@ -101,7 +101,8 @@ def test_ctrl_c_during_a_batch_exits_130_and_changes_nothing(vpn: Vpn) -> None:
 
 def test_the_database_is_free_while_users_reach_an_engine(vpn: Vpn) -> None:
     """While a batch is pushed to a running server, other commands go on (the database is
-    committed before any engine call): a busy timeout of 200 ms is plenty for them."""
+    committed before any engine call): a busy timeout of 1 s, far shorter than the batch, is
+    plenty for them."""
     install_ss(vpn, "ss", "--method", SLOW_METHOD)
     before = len(engine_users(vpn))
     batch = subprocess.Popen(
@@ -115,7 +116,7 @@ def test_the_database_is_free_while_users_reach_an_engine(vpn: Vpn) -> None:
         wait_for(lambda: len(engine_users(vpn)) > before + 100, "the push to begin")
         assert batch.poll() is None, "the batch ended before it could be overlapped"
         quick = Vpn(vpn.home)
-        quick.env["VPN_DATABASE__BUSY_TIMEOUT_MS"] = "200"
+        quick.env["VPN_DATABASE__BUSY_TIMEOUT_MS"] = "1000"
         quick.ok("user", "add", "solo")
         quick.ok("user", "update", "solo", "--note", "written while the batch was pushed")
         assert "solo" in user_names(quick)

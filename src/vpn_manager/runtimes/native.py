@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vpn_manager.errors import EngineError
+from vpn_manager.fsutil import held
 from vpn_manager.paths import entry
 from vpn_manager.runtimes.base import Launch, ProcessState
 from vpn_manager.runtimes.launch import ALREADY_RUNNING
@@ -40,19 +40,7 @@ class NativeRuntime:
         return entry(self.logs_dir, server, ".log")
 
     def _held(self, server: str) -> bool:
-        lock = self.lock_file(server)
-        if not lock.exists():
-            return False
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        return held(self.lock_file(server))
 
     def _pid(self, server: str) -> int | None:
         try:

@@ -10,32 +10,20 @@ the stop or reload itself, so no poll reads between the last reading and the res
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
+import contextlib
 import json
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from vpn_manager.engines.base import Counter
-from vpn_manager.fsutil import atomic_write
+from vpn_manager.fsutil import atomic_write, exclusive
 from vpn_manager.paths import entry
 
 
-@asynccontextmanager
-async def poll_lock(run_dir: Path) -> AsyncIterator[None]:
+def poll_lock(run_dir: Path) -> contextlib.AbstractAsyncContextManager[None]:
     """The machine-wide turn for reading counters (the service, `vpn monitor traffic`, and the
-    last reading before an engine resets)."""
-    lock = run_dir / "poll.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    last reading before an engine resets); server turns there end in .server (locks.py)."""
+    return exclusive(run_dir / "turns" / "poll")
 
 
 def _file(run_dir: Path, server: str) -> Path:
