@@ -118,6 +118,17 @@ def test_singbox_bytes_counted_in_one_poll(
         assert 400_000 <= counted <= 402_000, counted
         vpn.ok("serve", "--once")
         assert downloaded(vpn, "alice") == counted, "a poll with no traffic added bytes"
+    # Traffic counted (and so a first use stored): every read command still works, on both of
+    # the database's read paths (the sqlite3 fast read and SQLAlchemy).
+    listed = vpn.json("user", "list")
+    assert isinstance(listed, list)
+    assert [u["name"] for u in listed] == ["alice"]
+    assert listed[0]["first_used_at"] is not None
+    shown = vpn.json("user", "show", "alice")
+    assert isinstance(shown, dict)
+    assert shown["first_used_at"] == listed[0]["first_used_at"]
+    assert "alice" in vpn.ok("user", "list").stdout
+    assert '"alice"' in vpn.ok("user", "export").stdout
 
 
 def fetch_closed(socks: int, backend: int, size: int) -> int:
