@@ -207,3 +207,25 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
 def names_in(result: Result) -> list[str]:
     """The names in a `--format json` listing."""
     return [row["name"] for row in result.json()]
+
+
+def stopped_server_row(now: Any, **values: Any) -> Any:
+    """A Shadowsocks server row that never runs (`desired` stopped): something for credentials
+    and counters to belong to in tests that need no engine. `values` replace the defaults."""
+    from vpn_manager.storage.orm import ServerRow
+
+    fields: dict[str, Any] = {
+        "name": "s",
+        "protocol": "shadowsocks",
+        "engine": "sing-box",
+        "runtime": "native",
+        "listen": "127.0.0.1",
+        "port": 1,
+        "host": "127.0.0.1",
+        "desired": "stopped",
+        "settings": {},
+        "secret": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    return ServerRow(**(fields | values))

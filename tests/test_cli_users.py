@@ -28,6 +28,7 @@ from tests.cli_helpers import (
     database_file,
     error_line,
     names_in,
+    stopped_server_row,
     table_rows,
     vpn_script,
 )
@@ -893,7 +894,6 @@ def count_traffic(home: Path, user: str, up: int, down: int) -> None:
     from vpn_manager.storage import Database
     from vpn_manager.storage import servers as server_repo
     from vpn_manager.storage import users as user_repo
-    from vpn_manager.storage.orm import ServerRow
 
     async def count() -> None:
         db = Database(f"sqlite+aiosqlite:///{database_file(home)}")
@@ -901,20 +901,7 @@ def count_traffic(home: Path, user: str, up: int, down: int) -> None:
         try:
             now = datetime.now(UTC)
             async with db.session() as session:
-                row = ServerRow(
-                    name="s",
-                    protocol="shadowsocks",
-                    engine="sing-box",
-                    runtime="native",
-                    listen="127.0.0.1",
-                    port=1,
-                    host="127.0.0.1",
-                    desired="stopped",
-                    settings={},
-                    secret={},
-                    created_at=now,
-                    updated_at=now,
-                )
+                row = stopped_server_row(now)
                 session.add(row)
                 await session.flush()
                 ids = await user_repo.ids_for(session, [user])

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import Connection
 
+from tests.cli_helpers import stopped_server_row
 from tests.conftest import DbUrlFactory, FixedClock, open_database, sqlite_file_of
 from vpn_manager.errors import Conflict, InvalidInput, NotFound, StorageError
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
@@ -657,7 +658,6 @@ async def test_every_time_column_reads_back_the_same_on_every_path(
     from vpn_manager.storage import accounting as store
     from vpn_manager.storage import servers as server_repo
     from vpn_manager.storage import users as user_repo
-    from vpn_manager.storage.orm import ServerRow
     from vpn_manager.storage.sqlite_read import _TIMES
 
     created = clock.now
@@ -668,20 +668,7 @@ async def test_every_time_column_reads_back_the_same_on_every_path(
         updated = clock.advance(61.5)
         await service.update("bob", UserUpdate(note="changed"))
         async with db.session() as session:
-            row = ServerRow(
-                name="s",
-                protocol="shadowsocks",
-                engine="sing-box",
-                runtime="native",
-                listen="127.0.0.1",
-                port=1,
-                host="127.0.0.1",
-                desired="stopped",
-                settings={},
-                secret={},
-                created_at=clock(),
-                updated_at=clock(),
-            )
+            row = stopped_server_row(clock())
             session.add(row)
             await session.flush()
             ids = await user_repo.ids_for(session, ["alice", "bob"])
