@@ -629,10 +629,9 @@ class ServerService:
                         await self.runtime.stop(name)
                         found.append(f"stopped an engine of this home that no server owns ({name})")
                 (run_dir / f"{name}.pid").unlink(missing_ok=True)
-                for folder in (self.paths.rendered_dir / name, self.keys_dir(name)):
-                    if folder.is_dir():
-                        shutil.rmtree(folder, ignore_errors=True)
-                        found.append(f"removed the files of a server that does not exist ({name})")
+                if (self.paths.rendered_dir / name).is_dir() or self.keys_dir(name).is_dir():
+                    found.append(f"removed the files of a server that does not exist ({name})")
+                self._forget_files(name)
         return found
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -784,7 +783,6 @@ class ServerService:
             async with self.db.session() as session:
                 await repo.delete_server(session, await repo.server_row(session, name))
             self._forget_files(name)
-            self._forget_applied(name)
         if spec.runtime == DOCKER:
             await asyncio.to_thread(self.docker(spec.docker_host).forget)
 
@@ -861,9 +859,8 @@ class ServerService:
                         old = {"port": before.port, "host": before.host}
                         old |= {"settings": before.settings, "secret": before.secret}
                         await repo.set_server(session, row, self.now(), **old)
-                    if not isinstance(
-                        exc, EngineError
-                    ):  # interrupted: the engine was not rolled back
+                    # Interrupted (not refused): the engine was not rolled back.
+                    if not isinstance(exc, EngineError):
                         await self._converge(name)
                 raise
 
@@ -1041,6 +1038,7 @@ class ServerService:
         shutil.rmtree(keys_dir, ignore_errors=True)
         shutil.rmtree(self.control_dir(name), ignore_errors=True)
         spool.done(self.paths.run_dir, name)  # a last reading of a server that is gone
+        self._forget_applied(name)
 
     # -- users on servers ----------------------------------------------------------------------
     async def grant(
@@ -1134,9 +1132,10 @@ class ServerService:
         async def work(session: AsyncSession) -> list[tuple[int, dict[str, object]]]:
             row = await repo.server_row(session, server)
             ids = await user_repo.ids_for(session, user_names)
-            before = await repo.clients(session, row.id)
+            everyone = await repo.clients_and_status(session, row.id)
+            before = [c for c, active in everyone if active]
+            kept = {c.user_id: c.secret for c, _ in everyone}
             holders = await repo.holders(session, row.id, list(ids.values()))
-            kept = {c.user_id: c.secret for c, _ in await repo.clients_and_status(session, row.id)}
             for name in user_names:
                 if ids[name] not in holders:
                     raise NotFound(
@@ -1339,7 +1338,7 @@ class ServerService:
         atomic_write(files.config, text)
         try:
             await self._signal_reload(engine, spec)
-            self._record_applied(spec.name, self._basis(engine, spec, clients))
+            self._record_applied(spec.name, text)  # reloads are for engines without live users
         except EngineError as exc:
             if previous is not None:
                 atomic_write(files.config, previous)

@@ -83,10 +83,8 @@ class SqlBackend:
         span engine calls, so taking the lock up front costs nothing. A database file this
         process cannot write (a read-only home) and read-only sessions (Database.reading) get plain
         BEGIN: readers never wait for a writer (WAL)."""
-        file = self.db.sqlite_file
         reads = conn.get_execution_options().get("vpn_read_only", False)
-        writable = not reads and (file is None or os.access(file, os.W_OK))
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writable else "BEGIN")
+        conn.exec_driver_sql("BEGIN" if reads or self.read_only else "BEGIN IMMEDIATE")
 
     @asynccontextmanager
     async def session(self, write: bool = True) -> AsyncIterator[AsyncSession]:
