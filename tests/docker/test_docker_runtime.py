@@ -140,7 +140,7 @@ def test_a_dead_container_is_seen_and_brought_back(dvpn: DockerVpn, tmp_path: Pa
         "Docker did not restart the killed engine",
     )
     # The restarted engine has its config but not the users pushed after start (ssm-api):
-    # `vpn serve` gives them back, once.
+    # `server status` sees that by asking the engine, and `vpn serve` gives them back, once.
     gateway = dvpn.gateway()
     with (
         backend_on(gateway) as backend,
@@ -148,13 +148,17 @@ def test_a_dead_container_is_seen_and_brought_back(dvpn: DockerVpn, tmp_path: Pa
     ):
         url = f"http://{gateway}:{backend}/"
         assert curl_fails(socks, url), "the restarted engine knew alice without being told"
-        assert "Docker restarted the container of ss" in dvpn.ok("server", "list").stderr
+        warnings = status(dvpn, server.name)["warnings"]
+        assert any("lacks 1 user of the database's" in w for w in warnings), warnings
         healed = dvpn("--format", "json", "serve", "--once")
         assert healed.code == 0, healed.stderr
-        assert "restarted by Docker: its users were given back" in healed.stderr
+        assert json.loads(healed.stdout)["fixed"] == {
+            server.name: ["set up again what its start sets up: its container was restarted"]
+        }
         assert curl_via(socks, url, attempts_for=10) == PAGE
         again = dvpn("--format", "json", "serve", "--once")
-        assert "given back" not in again.stderr
+        assert json.loads(again.stdout)["fixed"] == {}
+        assert status(dvpn, server.name)["warnings"] == []
         assert dvpn.ok("server", "list").stderr.strip() == ""
 
     # `docker kill` counts as stopped by hand, so Docker leaves it down: we see it, and the

@@ -79,7 +79,7 @@ async def _engine_and_database(home: Path) -> dict[str, tuple[int, set[str] | No
             wanted = {row.name: await repo.clients(session, row.id) for row in rows}
         for row in rows:
             spec = await service.reach(repo.spec_of(row))
-            running = service.runtime.state(row.name).running
+            running = service.runtime_of(spec).state(row.name).running
             have = await service.engine(spec).users(spec) if running else None
             found[row.name] = (row.port, have, {engine_identity(c) for c in wanted[row.name]})
     finally:

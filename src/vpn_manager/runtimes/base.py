@@ -23,6 +23,11 @@ class PublishedPort:
     proto: Literal["tcp", "udp"] = "tcp"
     control: bool = False
 
+    @property
+    def key(self) -> str:
+        """The container port as Docker names it: "443/tcp"."""
+        return f"{self.container_port}/{self.proto}"
+
 
 @dataclass(frozen=True)
 class ContainerLaunch:
@@ -80,6 +85,12 @@ class ProcessState:
     health: str | None = None  # the container's health check ("healthy", …); None natively
     instance: str = ""  # the container's id (Docker)
     restarts: int = 0  # how often Docker restarted that container by its restart policy
+    # Docker: the digest of the launch the container was made for (its label; "" if it has
+    # none), whether it is on this home's network with an endpoint there, and the host port
+    # each of its ports is published on ("443/tcp" → 443).
+    launch: str = ""
+    networked: bool = True
+    bindings: dict[str, int] = field(default_factory=dict)
 
     @property
     def epoch(self) -> str:

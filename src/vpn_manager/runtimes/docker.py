@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from vpn_manager.errors import EngineError, InvalidInput
+from vpn_manager.errors import EngineError, InvalidInput, VpnError
 from vpn_manager.paths import entry, home_id
 from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState
 from vpn_manager.runtimes.native import tail
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 LABEL_SERVER = "vpn-manager.server"
 LABEL_ENGINE = "vpn-manager.engine"
 LABEL_HOME = "vpn-manager.home"
+LABEL_LAUNCH = "vpn-manager.launch"
 RESTART_POLICY = "unless-stopped"
 HEALTH_INTERVAL_S = 5
 API_TIMEOUT_S = 30
@@ -65,6 +67,17 @@ def network_name(home: str) -> str:
 
 def labels(server: str, engine: str, home: str) -> dict[str, str]:
     return {LABEL_SERVER: server, LABEL_ENGINE: engine, LABEL_HOME: home}
+
+
+def launch_digest(launch: ContainerLaunch) -> str:
+    """A digest of everything a container is made with (image, command, published ports,
+    mounts, privileges, health check): kept as the container's label, so a container made for
+    another launch than the server's (another port, image or config path) is seen as such."""
+    import hashlib
+    import json
+
+    text = json.dumps(dataclasses.asdict(launch), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def describe_host(host: str | None) -> str:
@@ -187,7 +200,7 @@ def create_options(
     control API ports are published on the remote loopback at ports Docker picks (they are
     reached through the ssh tunnel, which asks the container where they went)."""
     ports: dict[str, tuple[str, int | None]] = {
-        f"{p.container_port}/{p.proto}": (
+        p.key: (
             p.host_ip,
             None if remote and p.control else p.host_port,
         )
@@ -318,6 +331,7 @@ class DockerRuntime:
         self.run_dir = run_dir or logs_dir.parent / "run"
         self.ssh = ssh
         self.tunnel: Tunnel | None = None
+        self._engine_id: str | None = None
 
     @property
     def remote(self) -> bool:
@@ -373,9 +387,18 @@ class DockerRuntime:
         container = self._container(server)
         if container is None:
             return ProcessState(running=False, exit_detail="no container")
+        return self._state(container)
+
+    def _state(self, container: Container) -> ProcessState:
         state = container.attrs.get("State", {})
         running = state.get("Status") == "running"
         health = (state.get("Health") or {}).get("Status") or "no healthcheck"
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        endpoint = (networks.get(network_name(self.home)) or {}).get("EndpointID")
+        published = container.attrs.get("HostConfig", {}).get("PortBindings") or {}
+        bindings = {
+            key: int(found[0].get("HostPort") or 0) for key, found in published.items() if found
+        }
         return ProcessState(
             running=running,
             pid=state.get("Pid") or None if running else None,
@@ -384,6 +407,9 @@ class DockerRuntime:
             health=health,
             instance=container.id or "",
             restarts=int(container.attrs.get("RestartCount") or 0),
+            launch=container.labels.get(LABEL_LAUNCH, ""),
+            networked=bool(endpoint) or not running,
+            bindings=bindings,
         )
 
     def exited(self, server: str) -> int | None:
@@ -414,7 +440,8 @@ class DockerRuntime:
         options = create_options(
             self.container_name(launch.server),
             launch.container,
-            labels(launch.server, launch.container.engine, self.home),
+            labels(launch.server, launch.container.engine, self.home)
+            | {LABEL_LAUNCH: launch_digest(launch.container)},
             network.name or network_name(self.home),
             remote=self.remote,
         )
@@ -613,16 +640,46 @@ class DockerRuntime:
                 info.update(_usage(sample))
         return info
 
-    def containers(self) -> dict[str, tuple[str, str]]:
-        """Every container of this home on this engine: server name → (container, state)."""
-        found = self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_HOME}={self.home}"}
-        )
+    def containers(self) -> dict[str, tuple[str, ProcessState]]:
+        """Every container of this home on this engine: server name → (container, its state)."""
+        try:
+            found = self.client.containers.list(
+                all=True, filters={"label": f"{LABEL_HOME}={self.home}"}
+            )
+        except Exception as exc:  # the SDK raises requests' errors too
+            raise self._error(
+                f"Cannot list the containers on {describe_host(self.host)}", exc
+            ) from None
         return {
-            c.labels.get(LABEL_SERVER, c.name or ""): (c.name or c.short_id, c.status)
+            c.labels.get(LABEL_SERVER, c.name or ""): (c.name or c.short_id, self._state(c))
             for c in found
             if c.labels.get(LABEL_HOME) == self.home
         }
+
+    def discard(self, container: str) -> None:
+        """Remove one of this home's containers by its name (one that no server owns)."""
+        from docker.errors import NotFound
+
+        try:
+            found = self.client.containers.get(container)
+            if found.labels.get(LABEL_HOME) == self.home:
+                found.remove(force=True)
+        except NotFound:
+            pass
+        except Exception as exc:  # the SDK raises requests' errors too
+            raise self._error(f"Cannot remove the container {container}", exc) from None
+
+    def engine_id(self) -> str:
+        """The Docker engine's own id, read once: two hosts that reach one engine (its socket
+        and a tcp:// relay to it, or a context) have the same."""
+        if self._engine_id is None:
+            try:
+                self._engine_id = str(self.client.info().get("ID") or self.host or "")
+            except VpnError:
+                raise
+            except Exception as exc:  # the SDK raises requests' errors too
+                raise self._error(f"Cannot ask {describe_host(self.host)} who it is", exc) from None
+        return self._engine_id
 
     def forget(self) -> None:
         """Remove this home's network once no container uses it (after the last server goes)."""

@@ -389,7 +389,7 @@ class Accountant:
                 log.warning("%s: %s", row.name, "; ".join(done))
                 fixed[row.name] = done
         try:
-            orphans = await self.servers.stop_orphans({row.name for row in rows})
+            orphans = await self.servers.stop_orphans([repo.spec_of(row) for row in rows])
         except VpnError as exc:
             log.error("looking for engines no server owns failed: %s", exc.message)
         else:
@@ -424,13 +424,6 @@ class Accountant:
         return self.unanswered[row.name] >= HUNG_ROUNDS
 
     # -- supervision ---------------------------------------------------------------------------
-    async def _heal(self, row: ServerRow) -> None:
-        try:
-            if await self.servers.heal(row):
-                log.warning("%s was restarted by Docker: its users were given back", row.name)
-        except VpnError as exc:
-            log.error("%s was restarted by Docker, restoring it failed: %s", row.name, exc.message)
-
     async def supervise(self, backoff: dict[str, tuple[int, datetime]]) -> list[str]:
         """Start servers that should run but do not (crashed, killed, machine rebooted), with an
         exponential backoff per server. Returns the ones started."""
@@ -450,7 +443,6 @@ class Accountant:
             if row.desired != DesiredState.RUNNING.value or running:
                 backoff.pop(row.name, None)
                 if running:
-                    await self._heal(row)
                     running_rows.append(row)
                 continue
             failures, not_before = backoff.get(row.name, (0, now))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -16,13 +17,11 @@ from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
-from vpn_manager.paths import entry
-from vpn_manager.runtimes.base import ContainerLaunch, PublishedPort
+from vpn_manager.runtimes.base import ContainerLaunch, ProcessState, PublishedPort
 
 if TYPE_CHECKING:
     from vpn_manager.runtimes.docker import DockerRuntime
     from vpn_manager.services.servers import ServerService
-    from vpn_manager.storage.orm import ServerRow
 
 DOCKER = RuntimeKind.DOCKER.value
 
@@ -153,93 +152,189 @@ def _reached(servers: ServerService, runtime: DockerRuntime, spec: ServerSpec) -
     return dataclasses.replace(spec, settings=settings, listen=listen)
 
 
-async def heal(servers: ServerService, row: ServerRow) -> bool:
-    """A container that Docker restarted by itself (its restart policy, after the engine
-    died) runs the engine from its config file alone: what after_start set up is gone (a
-    Shadowsocks server has no users: they live in ssm-api, not in the file). Do it again,
-    once per restart (recorded in the run directory, so a new `vpn serve` does not repeat
-    it). Returns whether it did."""
+def remade_because(
+    servers: ServerService, engine: Engine, spec: ServerSpec, state: ProcessState
+) -> str | None:
+    """Why a running server's container must be made again, or None: it is not on this home's
+    network (the network was removed or the container taken off it: its ports are gone), or it
+    was made for another launch than the database's (another port, image or config: a command
+    killed between the database and the container, a container made by hand)."""
+    if spec.runtime != DOCKER or not state.running:
+        return None
+    if not state.networked:
+        return "its container was off this home's network"
+    from vpn_manager.runtimes.docker import launch_digest
+
+    launch = container_launch(servers, engine, spec)
+    for port in launch.ports:
+        if not port.control and state.bindings.get(port.key) != port.host_port:
+            return f"its container does not publish port {port.host_port}/{port.proto}"
+    if state.launch != launch_digest(launch):
+        return "its container was made for another port, image or config than the database's"
+    return None
+
+
+def _host_key(servers: ServerService, host: str | None) -> str:
+    return host or servers.docker_settings.host or ""
+
+
+def _hosts_file(servers: ServerService) -> Path:
+    return servers.paths.run_dir / "docker-hosts.json"
+
+
+def hosts_used(servers: ServerService) -> set[str]:
+    """The Docker engines this home has made containers on ("" for the default one)."""
+    try:
+        found = json.loads(_hosts_file(servers).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {str(host) for host in found} if isinstance(found, list) else set()
+
+
+def remember_host(servers: ServerService, host: str | None) -> None:
+    """Note a Docker engine a server is being made on, before its container exists: the
+    service looks there for this home's containers that no server owns, even after the last
+    server on it is gone."""
+    known = hosts_used(servers)
+    key = _host_key(servers, host)
+    if key in known:
+        return
+    servers.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(_hosts_file(servers), json.dumps(sorted(known | {key})) + "\n")
+
+
+def _forget_host(servers: ServerService, key: str) -> None:
+    known = hosts_used(servers)
+    if key in known:
+        atomic_write(_hosts_file(servers), json.dumps(sorted(known - {key})) + "\n")
+
+
+@dataclasses.dataclass
+class Census:
+    """This home's containers on one Docker engine, and who owns them."""
+
+    key: str
+    runtime: DockerRuntime
+    found: dict[str, tuple[str, ProcessState]]
+    strays: dict[str, str]  # server name → container name: no server of the database owns it
+
+
+async def census(servers: ServerService, specs: list[ServerSpec]) -> tuple[list[Census], list[str]]:
+    """This home's containers on every Docker engine it uses or has used, each with whether a
+    server owns it: a Docker server of that name on the same engine (by the engine's id, so
+    two URLs of one engine agree). Also the engines that cannot be reached, one sentence
+    each; their containers are left alone, and so are those of servers whose engine cannot be
+    reached (whether they are strays cannot be told)."""
+    docker_specs = {s.name: s for s in specs if s.runtime == DOCKER}
+    keys = hosts_used(servers) | {_host_key(servers, s.docker_host) for s in docker_specs.values()}
+    ids: dict[str, str | None] = {}
+    seen: list[Census] = []
+    unreachable: list[str] = []
+    for key in sorted(keys):
+        runtime = servers.docker(key or None)
+        try:
+            ids[key] = await asyncio.to_thread(runtime.engine_id)
+            found = await asyncio.to_thread(runtime.containers)
+        except VpnError as exc:
+            ids[key] = None
+            unreachable.append(exc.message)
+            continue
+        seen.append(Census(key, runtime, found, {}))
+    for place in seen:
+        for server, (container, _) in place.found.items():
+            spec = docker_specs.get(server)
+            if spec is not None:
+                owner = ids.get(_host_key(servers, spec.docker_host))
+                if owner is None or owner == ids[place.key]:
+                    continue
+            place.strays[server] = container
+    return seen, unreachable
+
+
+async def remove_strays(servers: ServerService, specs: list[ServerSpec]) -> list[str]:
+    """Remove this home's containers that no server owns (a server's row lost, an install
+    killed at the wrong moment), on every Docker engine the home has used; then forget an
+    engine where nothing of this home is left (its network goes too). A server whose turn
+    someone holds is being made or removed right now: its container is left alone."""
+    from vpn_manager.runtimes.docker import describe_host
+    from vpn_manager.services.locks import turn_taken
     from vpn_manager.storage import servers as repo
 
-    spec = repo.spec_of(row)
-    mark = unhealed(servers, spec)
-    if mark is None:
-        return False
-    record = entry(servers.paths.run_dir, spec.name, ".docker-restarts")
-    engine = servers.engine(spec)
-    await servers._wait_healthy(engine, spec)
-    async with servers.db.reading() as session:
-        clients = await repo.clients(session, row.id)
-    await engine.after_start(await reached(servers, spec), clients)
-    servers.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(record, mark)
-    return True
-
-
-def unhealed(servers: ServerService, spec: ServerSpec) -> str | None:
-    """For a running container that Docker restarted since heal() last saw it: the mark that
-    heal() records; else None."""
-    if spec.runtime != DOCKER:
-        return None
-    state = servers.runtime_of(spec).state(spec.name)
-    if not state.running or state.restarts == 0:
-        return None
-    mark = f"{state.instance}:{state.restarts}\n"
-    record = entry(servers.paths.run_dir, spec.name, ".docker-restarts")
-    return None if record.exists() and record.read_text() == mark else mark
+    seen, _ = await census(servers, specs)
+    used = {_host_key(servers, s.docker_host) for s in specs if s.runtime == DOCKER}
+    removed = []
+    for place in seen:
+        for server, container in sorted(place.strays.items()):
+            if turn_taken(servers.paths.run_dir, server):
+                continue
+            async with servers.turn(server):
+                async with servers.db.reading() as session:
+                    if await repo.name_taken(session, server):
+                        spec = repo.spec_of(await repo.server_row(session, server))
+                        if (
+                            spec.runtime == DOCKER
+                            and _host_key(servers, spec.docker_host) == place.key
+                        ):
+                            continue  # made since the census
+                await asyncio.to_thread(place.runtime.discard, container)
+            del place.found[server]
+            removed.append(
+                f"removed container {container} of this home that no server owns "
+                f"(on {describe_host(place.key or None)})"
+            )
+        if not place.found and place.key not in used:
+            await asyncio.to_thread(place.runtime.forget)
+            _forget_host(servers, place.key)
+    return removed
 
 
 async def reconcile(servers: ServerService) -> list[str]:
     """Docker servers and containers out of step, one sentence each with the fix: containers
-    labelled as this home's but unknown to the database, servers whose container is gone or
-    has stopped while they should run, and Docker engines that cannot be reached."""
+    labelled as this home's but owned by no server, servers whose container is gone, has
+    stopped while they should run, is off its network or was made for another launch, and
+    Docker engines that cannot be reached."""
     from vpn_manager.storage import servers as repo
 
     async with servers.db.reading() as session:
         rows = [row for row, _ in await repo.list_servers(session)]
     specs = [repo.spec_of(row) for row in rows]
     wanted = {row.name for row in rows if row.desired == DesiredState.RUNNING.value}
-    docker_specs = [s for s in specs if s.runtime == DOCKER]
-    hosts = {s.docker_host or servers.docker_settings.host for s in docker_specs}
-    known = {s.name for s in specs}
-    hints: list[str] = []
-    for host in sorted(hosts, key=str):
-        runtime = servers.docker(host)
-        try:
-            found = await asyncio.to_thread(runtime.containers)
-        except VpnError as exc:
-            hints.append(f"{exc.message} Its servers are shown as stopped.")
+    seen, unreachable = await census(servers, specs)
+    hints = [f"{message} Its servers are shown as stopped." for message in unreachable]
+    places = {place.key: place for place in seen}
+    for place in seen:
+        for server, container in sorted(place.strays.items()):
+            state = place.found[server][1]
+            hints.append(
+                f"Container {container} ({'running' if state.running else 'stopped'}) is "
+                f"labelled as server {server!r} of this home but no server owns it: "
+                "`vpn serve --once` (or a running `vpn serve`) removes it, or "
+                f"`docker rm -f {container}`."
+            )
+    for spec in specs:
+        found = places.get(_host_key(servers, spec.docker_host))
+        if spec.runtime != DOCKER or spec.name not in wanted or found is None:
             continue
-        for server, (name, state) in sorted(found.items()):
-            if server not in known:
-                hints.append(
-                    f"Container {name} ({state}) is labelled as server {server!r} of this "
-                    f"home but the database does not know it: remove it with "
-                    f"`docker rm -f {name}`."
-                )
-        for spec in docker_specs:
-            if (spec.docker_host or servers.docker_settings.host) != host:
-                continue
-            if spec.name not in wanted:
-                continue
-            if spec.name not in found:
-                hints.append(
-                    f"Server {spec.name} should run but its container is gone: "
-                    f"recreate it with `vpn server start {spec.name}`."
-                )
-            elif found[spec.name][1] != "running":
-                hints.append(
-                    f"Server {spec.name} should run but its container is "
-                    f"{found[spec.name][1]}: `vpn server restart {spec.name}`."
-                )
-            elif unhealed(servers, spec) is not None:
-                hints.append(
-                    f"Docker restarted the container of {spec.name} after its engine died; "
-                    "what was set up after its start (Shadowsocks users, WireGuard peers) "
-                    "comes back with "
-                    f"`vpn serve --once` (or a running `vpn serve`), or `vpn server restart "
-                    f"{spec.name}`."
-                )
+        place = found
+        if spec.name not in place.found:
+            hints.append(
+                f"Server {spec.name} should run but its container is gone: "
+                f"recreate it with `vpn server start {spec.name}`."
+            )
+            continue
+        state = place.found[spec.name][1]
+        if not state.running:
+            hints.append(
+                f"Server {spec.name} should run but its container is stopped: "
+                f"`vpn server restart {spec.name}`."
+            )
+            continue
+        why = remade_because(servers, servers.engine(spec), spec, state)
+        if why is not None:
+            hints.append(
+                f"Server {spec.name} is out of step: {why}. `vpn serve --once` (or a running "
+                f"`vpn serve`) makes it again, or `vpn server restart {spec.name}`."
+            )
     return hints
 
 

@@ -358,9 +358,24 @@ class ServerService:
         without users where users change live (they are compared one by one), else all of it."""
         return self._render(engine, spec, [] if engine.live_users(spec) else clients)
 
-    def _record_applied(self, name: str, basis: str) -> None:
-        """Note what the engine was (re)started or reloaded with, for converge() to compare."""
-        atomic_write(self._applied_file(name), digest(basis) + "\n")
+    def _record_applied(
+        self, spec: ServerSpec, basis: str, state: ProcessState | None = None
+    ) -> None:
+        """Note what the engine was (re)started or reloaded with, for converge() to compare; for
+        a container also which start of it that was (a container restarted behind our back, by
+        hand or by Docker, has lost what its start set up outside the config)."""
+        epoch = ""
+        if spec.runtime == DOCKER:
+            epoch = (state or self.runtime_of(spec).state(spec.name)).epoch
+        atomic_write(self._applied_file(spec.name), f"{digest(basis)}\n{epoch}\n")
+
+    def _applied(self, name: str) -> tuple[str, str] | None:
+        """The recorded (digest, epoch) of what the engine runs; None if nothing is recorded."""
+        try:
+            lines = self._applied_file(name).read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        return (lines[0].strip() if lines else "", lines[1].strip() if len(lines) > 1 else "")
 
     def _forget_applied(self, name: str) -> None:
         self._applied_file(name).unlink(missing_ok=True)
@@ -411,9 +426,17 @@ class ServerService:
             row = await repo.server_row(session, name)
             spec = repo.spec_of(row)
             desired = DesiredState(row.desired)
+            clients = await repo.clients(session, row.id)
         runtime = self.runtime_of(spec)
         state = runtime.state(name)
-        health = await self.engine(spec).probe(await self.reach(spec)) if state.running else None
+        engine = self.engine(spec)
+        health = None
+        warnings: list[str] = []
+        if state.running:
+            reached = await self.reach(spec)
+            health = await engine.probe(reached)
+            warnings = await self._out_of_step(engine, spec, state, reached, clients)
+            warnings += await self.control_warnings(spec)
         container = None
         if spec.runtime == DOCKER:
             info = await asyncio.to_thread(self.docker(spec.docker_host).inspect, name)
@@ -433,8 +456,34 @@ class ServerService:
             log_file=str(self.runtime.log_file(name)),
             runtime=RuntimeKind(spec.runtime),
             container=container,
-            warnings=await self.control_warnings(spec) if state.running else [],
+            warnings=warnings,
         )
+
+    async def _out_of_step(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        state: ProcessState,
+        reached: ServerSpec,
+        clients: list[Client],
+    ) -> list[str]:
+        """What a running engine lacks or has beyond the database, found by looking (its
+        container, the users it serves), each with the fix; the service fixes it by itself."""
+        fix = "`vpn serve --once` (or a running `vpn serve`) fixes it, or "
+        fix += f"`vpn server restart {spec.name}`"
+        found = []
+        remade = containers.remade_because(self, engine, spec, state)
+        if remade is not None:
+            found.append(f"It is out of step: {remade}. {fix}.")
+        if engine.live_users(spec):
+            have = await engine.users(reached)
+            if have is not None:
+                want = {engine_identity(c) for c in clients}
+                if missing := len(want - have):
+                    found.append(f"Its engine lacks {_users(missing)} of the database's: {fix}.")
+                if extra := len(have - want):
+                    found.append(f"Its engine has {_users(extra)} the database has not: {fix}.")
+        return found
 
     async def usage(self, name: str) -> dict[str, tuple[int, int]]:
         """Per-user (upload, download) bytes as the running engine counts them now (since its
@@ -491,10 +540,6 @@ class ServerService:
         async with self.db.reading() as session:
             return repo.spec_of(await repo.server_row(session, name))
 
-    async def heal(self, row: ServerRow) -> bool:
-        """Give a container that Docker restarted what its start set up (see containers.py)."""
-        return await containers.heal(self, row)
-
     async def reconcile(self) -> list[str]:
         """Docker servers and containers out of step, each with its fix (see containers.py)."""
         return await containers.reconcile(self)
@@ -533,9 +578,24 @@ class ServerService:
                 fixed.append("rewrote its config from the database")
             return fixed  # one that should run is started by the service, with a backoff
         basis = self._basis(engine, spec, clients)
-        if not self._runs(name, basis, state):
+        if not self._runs(spec, basis, state):
             await self._apply_restart(engine, spec, clients)
             return [*fixed, "restarted it: its engine ran another config than the database's"]
+        remade = containers.remade_because(self, engine, spec, state)
+        if remade is not None:
+            await self._apply_restart(engine, spec, clients)
+            return [*fixed, f"made its container again: {remade}"]
+        recorded = self._applied(name)
+        if spec.runtime == DOCKER and recorded is not None and not recorded[1]:
+            self._record_applied(spec, basis, state)  # recorded by an earlier version
+        elif spec.runtime == DOCKER and recorded is not None and recorded[1] != state.epoch:
+            # Restarted behind our back (`docker restart`, its restart policy, a reboot): what
+            # its start set up outside the config (live users, a WireGuard interface's address
+            # and NAT) is gone. Set it up again; users are compared one by one below as well.
+            await self._wait_healthy(engine, spec)
+            await engine.after_start(await self.reach(spec), clients)
+            self._record_applied(spec, basis, state)
+            fixed.append("set up again what its start sets up: its container was restarted")
         if self._rewrite(engine, spec, clients):
             await containers.copy_in(self, spec)
             fixed.append("rewrote its config from the database")
@@ -556,16 +616,15 @@ class ServerService:
             fixed.append(f"removed {_users(len(extra))} from its engine that the database has not")
         return fixed
 
-    def _runs(self, name: str, basis: str, state: ProcessState) -> bool:
+    def _runs(self, spec: ServerSpec, basis: str, state: ProcessState) -> bool:
         """Does the running engine have `basis` loaded? Known from what the last start or reload
         recorded; with no record (a start or reload cut short, or a server started by an
         earlier version), only if the engine started after its config was last written and
         that config is the basis."""
-        try:
-            return self._applied_file(name).read_text().strip() == digest(basis)
-        except FileNotFoundError:
-            pass
-        config = self.files(name).config
+        recorded = self._applied(spec.name)
+        if recorded is not None:
+            return recorded[0] == digest(basis)
+        config = self.files(spec.name).config
         try:
             written = datetime.fromtimestamp(config.stat().st_mtime, UTC)
             text = config.read_text()
@@ -573,7 +632,7 @@ class ServerService:
             return False
         if state.started_at is None or state.started_at < written or text != basis:
             return False
-        self._record_applied(name, basis)
+        self._record_applied(spec, basis, state)
         return True
 
     def _rewrite(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> bool:
@@ -604,12 +663,15 @@ class ServerService:
                     swept += 1
         return [f"removed {swept} temp files left by an interrupted command"] if swept else []
 
-    async def stop_orphans(self, known: set[str]) -> list[str]:
+    async def stop_orphans(self, specs: Sequence[ServerSpec]) -> list[str]:
         """Engine processes of this home that no server in the database owns (a command killed
-        between starting one and recording it) are stopped, and files of servers that are not
-        in the database are removed. Servers whose turn someone holds are left alone: they are
-        being made or removed right now."""
+        between starting one and recording it) are stopped, this home's containers that no
+        server owns are removed on every Docker engine the home has used, and files of servers
+        that are not in the database are removed. Servers whose turn someone holds are left
+        alone: they are being made or removed right now."""
         from vpn_manager.storage import servers as repo
+
+        known = {spec.name for spec in specs}
 
         run_dir = self.paths.run_dir
         candidates = {p.name.removesuffix(".pid") for p in run_dir.glob("*.pid")}
@@ -632,6 +694,8 @@ class ServerService:
                 if (self.paths.rendered_dir / name).is_dir() or self.keys_dir(name).is_dir():
                     found.append(f"removed the files of a server that does not exist ({name})")
                 self._forget_files(name)
+        if containers.hosts_used(self) or any(spec.runtime == DOCKER for spec in specs):
+            found += await containers.remove_strays(self, list(specs))
         return found
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -717,6 +781,7 @@ class ServerService:
         facts = image_facts(engine.name)
         host = create.docker_host or self.docker_settings.host
         self.docker(host).client  # noqa: B018 -- connects, or says why it cannot
+        containers.remember_host(self, host)  # before any container of it can exist
         image = create.image or self.docker_settings.image(facts.setting)
         return {"image": image, "docker_host": host}
 
@@ -917,7 +982,7 @@ class ServerService:
         try:
             await self._restart_and_probe(engine, spec, clients)
             await engine.after_start(await self.reach(spec), clients)
-            self._record_applied(spec.name, self._basis(engine, spec, clients))
+            self._record_applied(spec, self._basis(engine, spec, clients))
         except EngineError as exc:
             if previous is None:
                 await self._stop(engine, spec)
@@ -928,7 +993,7 @@ class ServerService:
             try:
                 await self._restart_and_probe(engine, old, clients)
                 await engine.after_start(await self.reach(old), clients)
-                self._record_applied(old.name, self._basis(engine, old, clients))
+                self._record_applied(old, self._basis(engine, old, clients))
             except EngineError as again:
                 raise EngineError(
                     f"{exc.message} Rolling back failed too: {again.message}",
@@ -1338,12 +1403,12 @@ class ServerService:
         atomic_write(files.config, text)
         try:
             await self._signal_reload(engine, spec)
-            self._record_applied(spec.name, text)  # reloads are for engines without live users
+            self._record_applied(spec, text)  # reloads are for engines without live users
         except EngineError as exc:
             if previous is not None:
                 atomic_write(files.config, previous)
                 await self._signal_reload(engine, spec)
-                self._record_applied(spec.name, previous)
+                self._record_applied(spec, previous)
             raise EngineError(f"{exc.message} The change was rolled back.", hint=exc.hint) from None
 
     async def _signal_reload(self, engine: Engine, spec: ServerSpec) -> None:
