@@ -17,6 +17,7 @@ from tests.docker.conftest import DockerVpn, backend_on, tcp_to_docker_socket
 from tests.docker.test_docker_runtime import status, wait_for
 from tests.e2e.conftest import curl_via, link_of, singbox_client
 from tests.e2e.net import BACKEND_PAGE, free_port
+from tests.e2e.test_accounting import serve_in_background
 from tests.e2e.test_crash import _engine_and_database, accepting, killed_at, leftovers, timed
 from vpn_manager.runtimes.docker import LABEL_HOME, LABEL_SERVER, network_name
 
@@ -81,9 +82,40 @@ def assert_in_line(dvpn: DockerVpn, what: str, maybe: dict[str, int] | None = No
     assert leftovers(dvpn.home) == [], f"{what}: temp files left behind"
 
 
+def _restart_by_hand(
+    dvpn: DockerVpn, server: str, how: str, *, under_service: bool = False
+) -> None:
+    """Restart the server's container by hand; unless a running service may have fixed it
+    already (`under_service`), its status says what its engine lacks."""
+    container = container_of(dvpn, server)
+    if how == "restart":
+        container.restart(timeout=2)
+    else:
+        container.stop(timeout=2)
+        container.start()
+    wait_for(lambda: status(dvpn, server)["healthy"], 20, f"{how}: not healthy")
+    assert container_of(dvpn, server).attrs["RestartCount"] == 0
+    if under_service:
+        return
+    warnings = status(dvpn, server)["warnings"]
+    assert any("lacks 2 users of the database's" in w for w in warnings), warnings
+
+
+def repairs(metrics: int, server: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(f'vpn_server_repairs_total{{server="{server}"}} '):
+                return int(line.split()[-1])
+    raise AssertionError("no vpn_server_repairs_total for the server")
+
+
 def test_a_hand_restart_of_the_container_loses_no_user(dvpn: DockerVpn, tmp_path: Path) -> None:
     """`docker restart` (and `docker stop` + `docker start`) leave Docker's restart count at 0:
-    the round sees the engine's users are gone by asking the engine, and gives them back."""
+    one round sees the container started behind our back and gives its users back (the engine's
+    users are compared with the database's as well); under the running service too, whose
+    metrics count the repair."""
     server = dvpn.install("shadowsocks", "ss")
     dvpn.ok("user", "add", "alice", "bob", "--server", server.name)
     gateway = dvpn.gateway()
@@ -93,24 +125,29 @@ def test_a_hand_restart_of_the_container_loses_no_user(dvpn: DockerVpn, tmp_path
     ):
         url = f"http://{gateway}:{backend}/"
         assert curl_via(socks, url) == PAGE
-        for how in ("restart", "stop+start"):
-            container = container_of(dvpn, server.name)
-            if how == "restart":
-                container.restart(timeout=2)
-            else:
-                container.stop(timeout=2)
-                container.start()
-            wait_for(lambda: status(dvpn, server.name)["healthy"], 20, f"{how}: not healthy")
-            assert container_of(dvpn, server.name).attrs["RestartCount"] == 0
-            warnings = status(dvpn, server.name)["warnings"]
-            assert any("2 users" in w and "vpn serve" in w for w in warnings), warnings
-            fixed = served(dvpn)["fixed"]
-            assert fixed.get(server.name) == [
-                "set up again what its start sets up: its container was restarted"
-            ], fixed
-            assert curl_via(socks, url, attempts_for=10) == PAGE
-            assert served(dvpn)["fixed"] == {}, f"{how}: a second round found more to fix"
+        _restart_by_hand(dvpn, server.name, "restart")
+        fixed = served(dvpn)["fixed"]
+        assert fixed.get(server.name) == [
+            "set up again what its start sets up: its container was restarted"
+        ], fixed
+        assert curl_via(socks, url, attempts_for=10) == PAGE
+        assert served(dvpn)["fixed"] == {}, "a second round found more to fix"
+        assert status(dvpn, server.name)["warnings"] == []
+
+        metrics = free_port()
+        service = serve_in_background(dvpn, tmp_path / "serve.log", metrics, interval=2)
+        try:
+            wait_for(lambda: accepting(metrics), 20, "the service's metrics never came up")
+            assert repairs(metrics, server.name) == 0
+            _restart_by_hand(dvpn, server.name, "stop+start", under_service=True)
+            wait_for(lambda: repairs(metrics, server.name) == 1, 10, "no repair in a round")
             assert status(dvpn, server.name)["warnings"] == []
+            assert curl_via(socks, url, attempts_for=10) == PAGE
+            assert service.poll() is None
+        finally:
+            service.terminate()
+            service.wait(10)
+        assert "its container was restarted" in (tmp_path / "serve.log").read_text()
     assert_in_line(dvpn, "after the hand restarts")
 
 

@@ -83,6 +83,7 @@ class Accountant:
         self.server_bytes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self.online: dict[int, set[int]] = {}
         self.unanswered: dict[str, int] = {}  # server → probes failed in a row
+        self.repairs: dict[str, int] = defaultdict(int)  # server → fixes by converge()
         self.pruned_at: float | None = None  # time.monotonic() of the last prune_history
         self.follow = follow
         # server id → (engine epoch, where it is reached, its follower)
@@ -388,6 +389,7 @@ class Accountant:
             if done:
                 log.warning("%s: %s", row.name, "; ".join(done))
                 fixed[row.name] = done
+                self.repairs[row.name] += len(done)
         try:
             orphans = await self.servers.stop_orphans([repo.spec_of(row) for row in rows])
         except VpnError as exc:

@@ -49,6 +49,17 @@ async def render(accountant: Accountant) -> str:
         up = 1 if accountant.servers.state_of(row).running else 0
         family_rows.append(f'vpn_server_up{{server="{_label(row.name)}"}} {up}')
     lines += family_rows
+    family(
+        "vpn_server_repairs_total",
+        "counter",
+        "Things the service found out of step on each server and fixed (an engine that lost "
+        "users, a container restarted or changed behind its back), since it started.",
+    )
+    lines += [
+        f'vpn_server_repairs_total{{server="{_label(row.name)}"}} '
+        f"{accountant.repairs.get(row.name, 0)}"
+        for row in servers
+    ]
     for direction, index in (("upload", 0), ("download", 1)):
         family(
             f"vpn_server_{direction}_bytes_total",
