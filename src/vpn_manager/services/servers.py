@@ -435,7 +435,8 @@ class ServerService:
         if state.running:
             reached = await self.reach(spec)
             health = await engine.probe(reached)
-            warnings = await self._out_of_step(engine, spec, state, reached, clients)
+            if health.healthy:  # an engine that does not answer is not asked for its users
+                warnings = await self._out_of_step(engine, spec, state, reached, clients)
             warnings += await self.control_warnings(spec)
         container = None
         if spec.runtime == DOCKER:
@@ -476,7 +477,10 @@ class ServerService:
         if remade is not None:
             found.append(f"It is out of step: {remade}. {fix}.")
         if engine.live_users(spec):
-            have = await engine.users(reached)
+            try:
+                have = await engine.users(reached)
+            except VpnError as exc:
+                return [*found, f"Its engine could not list its users: {exc.message}"]
             if have is not None:
                 want = {engine_identity(c) for c in clients}
                 if missing := len(want - have):
