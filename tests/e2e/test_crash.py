@@ -64,13 +64,16 @@ def accepting(port: int) -> bool:
     return True
 
 
-async def _engine_and_database(home: Path) -> dict[str, tuple[int, set[str] | None, set[str]]]:
-    """Per server in the database: its stored port, the users its engine has (None: not
-    running) and the active users the database gives it, both as the engine names them."""
+async def _engine_and_database(
+    home: Path, url: str | None = None
+) -> dict[str, tuple[int, set[str] | None, set[str]]]:
+    """Per server in the database (the home's SQLite, or `url`): its stored port, the users its
+    engine has (None: not running) and the active users the database gives it, both as the
+    engine names them."""
     from vpn_manager.storage import servers as repo
 
     paths = Paths.from_env({}, home=home)
-    db = Database.of_home(paths, None, 5000, 5.0)
+    db = Database.of_home(paths, url, 5000, 5.0)
     service = ServerService(db, paths)
     found = {}
     try:
@@ -114,7 +117,7 @@ def leftovers(home: Path) -> list[str]:
 def assert_agree(vpn: Vpn, gone: dict[str, int], what: str) -> None:
     """After `serve --once`: see the module's docstring. `gone`: servers (name → port) that
     may or may not exist, depending on when the kill came."""
-    state = asyncio.run(_engine_and_database(vpn.home))
+    state = asyncio.run(_engine_and_database(vpn.home, vpn.env.get("VPN_DATABASE__URL")))
     for name, (port, have, want) in state.items():
         assert have is not None, f"{what}: {name} is in the database but not running"
         assert have == want, (
