@@ -24,7 +24,7 @@ from tests.e2e.net import free_port
 from tests.e2e.test_crash import assert_agree, serve_once
 
 BATCH = 5000
-QUICK = 15.0  # seconds: a command whose database went away says so well within this
+QUICK = 10.0  # seconds from the stop: a command whose database went away says so within this
 
 
 def on_postgres(vpn: Vpn, cluster: PgCluster) -> None:
@@ -83,7 +83,8 @@ def batch_with_stop(
     vpn: Vpn, cluster: PgCluster, names: list[str], when: str
 ) -> tuple[int | None, str, float, bool]:
     """Run `vpn user add NAMES --server big`; stop the database as soon as `when` holds. Returns
-    the exit code, stderr, how long the command took and whether the stop came."""
+    the exit code, stderr, how long the command ran after the stop began (all of it if no stop
+    came) and whether the stop came."""
     started = time.monotonic()
     process = subprocess.Popen(
         [str(VPN), "user", "add", *names, "--server", "big"],
@@ -96,6 +97,7 @@ def batch_with_stop(
     try:
         hit = asyncio.run(_wait_for(cluster, when, started + 120))
         if hit:
+            started = time.monotonic()
             cluster.halt("fast")
         _, stderr = process.communicate(timeout=180)
     finally:
@@ -120,7 +122,9 @@ def test_a_stop_on_either_side_of_the_commit_leaves_the_engine_as_the_database(
     for tag, (what, when) in zip("ab", moments.items(), strict=True):
         names = [f"{tag}{i}" for i in range(BATCH)]
         code, stderr, took, hit = batch_with_stop(vpn, own_postgres, names, when)
-        print(f"database stopped ({what}): exit {code} after {took:.1f} s: {stderr.strip()}")
+        print(
+            f"database stopped ({what}): exit {code} {took:.1f} s after the stop: {stderr.strip()}"
+        )
         assert hit, f"the batch was never seen {what}"
         assert code in (0, 7), stderr
         if code == 7:
@@ -135,4 +139,4 @@ def test_a_stop_on_either_side_of_the_commit_leaves_the_engine_as_the_database(
             assert ("The change is saved" in stderr) == saved, stderr
         serve_once(vpn)
         assert_agree(vpn, {}, f"the database stopped ({what})")
-        assert took < QUICK, f"the command took {took:.1f} s"
+        assert took < QUICK, f"the command ended {took:.1f} s after the stop"
