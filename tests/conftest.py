@@ -72,7 +72,7 @@ def _cluster_parent(as_root: bool) -> Path:
     return base
 
 
-class _Cluster:
+class PgCluster:
     """One initdb'd data directory and the server running on it."""
 
     def __init__(self, bindir: Path) -> None:
@@ -145,6 +145,15 @@ class _Cluster:
             if self.run("pg_ctl", *start, "-o", f"-p {self.port}", check=attempt == 2):
                 return
 
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server (`pg_ctl stop -m MODE`: fast rolls back open transactions and drops
+        their connections); resume() starts it again on the same port."""
+        self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", mode)
+
+    def resume(self) -> None:
+        start = ["start", "--pgdata", str(self.data), "--log", str(self.log), "--wait"]
+        self.run("pg_ctl", *start, "-o", f"-p {self.port}")
+
     def stop(self) -> None:
         try:
             if (self.data / "postmaster.pid").exists():
@@ -162,10 +171,25 @@ def postgres_url() -> Iterator[str]:
     bindir = postgres_bindir()
     if bindir is None:
         pytest.fail(POSTGRES_MISSING, pytrace=False)
-    cluster = _Cluster(bindir)
+    cluster = PgCluster(bindir)
     try:
         cluster.start()
         yield cluster.url("postgres")
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PgCluster]:
+    """A PostgreSQL server of the test's own, which it may stop and start again (halt, resume)
+    without disturbing other tests."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.fail(POSTGRES_MISSING, pytrace=False)
+    cluster = PgCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
     finally:
         cluster.stop()
 

@@ -6,7 +6,8 @@ the database's active users in its engine (asked through the engine's own API), 
 it does not have has no engine, no files and a free port, no engine process of the home is
 unknown to the database, and no temp file is left. The moments are seeded and spread over how
 long the uninterrupted command takes (measured first); each test prints how many kills it tried.
-Set VPN_CRASH_KILLS to try more (or fewer) than 20 per operation.
+Set VPN_CRASH_KILLS to try more (or fewer) than 20 per operation (a fifth of them, at least 2, on
+PostgreSQL, where every other round stops the database server instead of killing the command).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PgCluster
 from tests.e2e.conftest import SNI, VPN, Result, Vpn
 from tests.e2e.net import free_port
 from vpn_manager.paths import Paths
@@ -64,13 +66,16 @@ def accepting(port: int) -> bool:
     return True
 
 
-async def _engine_and_database(home: Path) -> dict[str, tuple[int, set[str] | None, set[str]]]:
-    """Per server in the database: its stored port, the users its engine has (None: not
-    running) and the active users the database gives it, both as the engine names them."""
+async def _engine_and_database(
+    home: Path, url: str | None = None
+) -> dict[str, tuple[int, set[str] | None, set[str]]]:
+    """Per server in the database (the home's SQLite, or `url`): its stored port, the users its
+    engine has (None: not running) and the active users the database gives it, both as the
+    engine names them."""
     from vpn_manager.storage import servers as repo
 
     paths = Paths.from_env({}, home=home)
-    db = Database.of_home(paths, None, 5000, 5.0)
+    db = Database.of_home(paths, url, 5000, 5.0)
     service = ServerService(db, paths)
     found = {}
     try:
@@ -114,7 +119,7 @@ def leftovers(home: Path) -> list[str]:
 def assert_agree(vpn: Vpn, gone: dict[str, int], what: str) -> None:
     """After `serve --once`: see the module's docstring. `gone`: servers (name → port) that
     may or may not exist, depending on when the kill came."""
-    state = asyncio.run(_engine_and_database(vpn.home))
+    state = asyncio.run(_engine_and_database(vpn.home, vpn.env.get("VPN_DATABASE__URL")))
     for name, (port, have, want) in state.items():
         assert have is not None, f"{what}: {name} is in the database but not running"
         assert have == want, (
@@ -219,3 +224,61 @@ def test_kill_during_a_batch(
     print(
         f"a {BATCH}-user batch onto {protocol}: {KILLS} kills tried (uninterrupted: {took:.1f} s)"
     )
+
+
+def stopped_at(vpn: Vpn, args: list[str], delay: float, cluster: PgCluster) -> tuple[int, float]:
+    """Run `vpn ARGS`, stop the database server (`pg_ctl stop -m fast`) after `delay` seconds
+    and start it again once the command has ended; its exit code and how long it took."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [str(VPN), *args],
+        env=vpn.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        process.wait(delay)
+    except subprocess.TimeoutExpired:
+        cluster.halt("fast")
+        try:
+            process.wait(120)
+        finally:
+            cluster.resume()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, time.monotonic() - started
+
+
+@pytest.mark.postgres
+def test_database_stopped_or_command_killed_during_a_batch_on_postgres(
+    vpn: Vpn, rng: random.Random, own_postgres: PgCluster
+) -> None:
+    """2,000-user batches onto a Shadowsocks server whose database is PostgreSQL: at a random
+    moment, every other round the database server is stopped (and started again once the
+    command has ended), the others `vpn` is killed (-9). The batches pile up on one server."""
+    vpn.env["VPN_DATABASE__URL"] = own_postgres.url("postgres")
+    base = ["server", "install", "shadowsocks", "--name", "big", "--port", str(free_port())]
+    vpn.ok(*base, "--listen", "127.0.0.1", "--host", "127.0.0.1")
+    vpn.ok("user", "add", "alice", "--server", "big")
+
+    def batch(tag: str) -> list[str]:
+        return ["user", "add", *[f"{tag}{i}" for i in range(BATCH)], "--server", "big"]
+
+    took = timed(vpn, batch("m"))
+    rounds = max(2, KILLS // 5)
+    for round_ in range(rounds):
+        delay = rng.uniform(0, took * 1.2)
+        if round_ % 2 == 0:
+            code, ended = stopped_at(vpn, batch(f"s{round_}-"), delay, own_postgres)
+            what = f"the database stopped after {delay:.2f} s (exit {code} after {ended:.1f} s)"
+            assert code in (0, 7), what
+            assert ended < delay + 15, what
+        else:
+            killed_at(vpn, batch(f"k{round_}-"), delay)
+            what = f"the batch killed after {delay:.2f} s"
+        serve_once(vpn)
+        assert_agree(vpn, {}, f"{what}, round {round_}")
+    print(f"a {BATCH}-user batch on PostgreSQL: {rounds} rounds (uninterrupted: {took:.1f} s)")

@@ -1,6 +1,7 @@
 """Shadowsocks users in bulk, end to end: batches pushed live over sing-box's ssm-api (held and
 applied at once for 2022 ciphers, pipelined for the others), a restart that starts with every
-user from ssm-api's cache file and counts no byte twice, and changes that are done already."""
+user from ssm-api's cache file and counts no byte twice, changes that are done already, and many
+commands changing one server's users at once."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import secrets
 import sqlite3
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.net import BACKEND_PAGE, Stream
 from vpn_manager.engines.singbox.ssm import HOLD_USERS, SsmApi
+from vpn_manager.paths import Paths
+from vpn_manager.storage import Database
 
 PAGE = BACKEND_PAGE.decode()
 BATCH = [f"u{i:03d}" for i in range(1, 301)]
@@ -227,3 +232,69 @@ def test_a_hold_left_behind_is_cleared_by_the_next_change(
     assert user_ids(vpn)["bob"] in held
     with singbox_client(link_of(vpn, "bob", server.name), tmp_path / "bob") as socks:
         assert curl_via(socks, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+
+
+async def _database_keys(vpn: Vpn, server: str) -> dict[str, str]:
+    from vpn_manager.engines.singbox.config import ssm_users
+    from vpn_manager.storage import servers as repo
+
+    paths = Paths.from_env({}, home=vpn.home)
+    db = Database.of_home(paths, vpn.env.get("VPN_DATABASE__URL"), 5000, 5.0)
+    try:
+        async with db.reading() as session:
+            clients = await repo.clients(session, (await repo.server_row(session, server)).id)
+    finally:
+        await db.close()
+    return {u["username"]: u["uPSK"] for u in ssm_users(clients)}
+
+
+def database_keys(vpn: Vpn, server: str) -> dict[str, str]:
+    """The server's active users as the database has them, on either backend: engine-side name →
+    key."""
+    return asyncio.run(_database_keys(vpn, server))
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_concurrent_changes_on_one_server_all_succeed(
+    vpn: Vpn, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Adds, grants, revokes, deletes and revoke-grant races of the same user, all at once on one
+    server: each command pushes its own change (not a diff of lists another command's commit
+    may have changed in between), and pushes that are done already succeed. Every command exits
+    0, and the engine then has exactly the database's users with their keys, without `serve`."""
+    if backend == "postgres":
+        vpn.env["VPN_DATABASE__URL"] = request.getfixturevalue("postgres_db_url")
+    server = install_singbox(vpn, "shadowsocks", "ss")
+    n = 4
+
+    def named(tag: str) -> list[str]:
+        return [f"{tag}{i}" for i in range(n)]
+
+    vpn.ok("user", "add", *named("d"), *named("r"), *named("k"), "--server", server.name)
+    vpn.ok("user", "add", *named("g"))
+    commands = [["user", "add", name, "--server", server.name] for name in named("a")]
+    commands += [["user", "grant", name, server.name] for name in named("g")]
+    commands += [["user", "revoke", name, server.name] for name in named("r")]
+    commands += [["user", "delete", name, "--yes"] for name in named("d")]
+    for name in named("k"):  # either order ends well: revoked then given a new key, or not
+        commands += [["user", "revoke", name, server.name], ["user", "grant", name, server.name]]
+    random.Random(14).shuffle(commands)
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        results = list(pool.map(lambda args: vpn(*args, timeout=120), commands))
+    failed = [
+        (args, r.code, r.stderr.strip())
+        for args, r in zip(commands, results, strict=True)
+        if r.code
+    ]
+    assert failed == []
+    listed = vpn.json("user", "list")
+    assert isinstance(listed, list)
+    on = {u["name"] for u in listed if server.name in u["servers"]}
+    assert {u["name"] for u in listed} == set(named("r") + named("k") + named("g") + named("a"))
+    assert set(named("a") + named("g")) <= on
+    assert not on & set(named("r"))
+    have, want = engine_users(vpn, server.name), database_keys(vpn, server.name)
+    assert len(want) == len(on)
+    assert have == want

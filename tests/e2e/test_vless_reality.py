@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,26 @@ def test_the_engine_refuses_a_broken_config(tmp_path: Path) -> None:
     private = dataclasses.replace(good, control_dir=str(tmp_path / "api"))
     asyncio.run(engine.validate(engine.render(private, [], files), tmp_path))
     assert not (tmp_path / "api").exists()
+
+
+def test_adding_a_user_who_is_there_sets_the_key_given(vpn: Vpn, reality_site: int) -> None:
+    """A user revoked and granted again by two commands at once reaches the engine as an add of
+    a user it still has under the old key: the add must leave the new key there, and an add
+    with the key the engine has is done. Asked through the engine's own API."""
+    from vpn_manager.engines.xray.config import INBOUND_TAG
+
+    server = install(vpn, reality_site)
+    vpn.ok("user", "add", "alice", "bob", "--server", server.name)
+    config = json.loads((vpn.home / "state/rendered" / server.name / "config.json").read_text())
+    (api_socket,) = xray_api_addresses(config)
+    clients = {c["email"]: c for c in config["inbounds"][0]["settings"]["clients"]}
+    new = {**clients["user-1"], "id": str(uuid.uuid4())}
+
+    async def add_then_read(entries: list[dict[str, object]]) -> dict[str, str]:
+        async with XrayApi(0, unix=api_socket) as api:
+            await api.add_users(INBOUND_TAG, entries)
+            return await api.user_keys(INBOUND_TAG)
+
+    assert asyncio.run(add_then_read([clients["user-2"]]))["user-2"] == clients["user-2"]["id"]
+    keys = asyncio.run(add_then_read([new]))
+    assert keys == {"user-1": new["id"], "user-2": clients["user-2"]["id"]}

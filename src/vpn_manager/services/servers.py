@@ -1272,8 +1272,15 @@ class ServerService:
                 raise
             told = len(self.applied)
             with no_interrupt():
-                async with self.db.session() as session:
-                    await undo(session, result)
+                try:
+                    async with self.db.session() as session:
+                        await undo(session, result)
+                except VpnError as failed:  # the database went away since the commit
+                    raise type(failed)(
+                        f"{failed.message} The change is saved (it could not be undone); `vpn "
+                        "serve` brings the engines in line on its next round.",
+                        hint=failed.hint,
+                    ) from None
                 try:
                     await self.settle({sid: p.reversed() for sid, p in pending.items()})
                     # A push still in flight when the change was interrupted may land after

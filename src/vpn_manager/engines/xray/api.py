@@ -45,21 +45,42 @@ class XrayApi:
         return True, "answering"
 
     async def add_users(self, tag: str, clients: Sequence[dict[str, Any]]) -> None:
+        """Make these users present with these keys: one the engine has already with the same
+        key is done; one it has with another key (revoked and granted again while the revoke
+        had not reached it) is removed and added again with the key given."""
+        there = []
         for client in clients:
             try:
-                await self._call(
-                    HANDLER + "AlterInbound",
-                    wire.add_vless_user(
-                        tag, client["email"], client["id"], client.get("flow", ""), client["level"]
-                    ),
-                )
+                await self._add(tag, client)
             except EngineError as exc:
                 if "already exists" not in exc.message.lower():
-                    raise  # a user the engine already has is where we want it
+                    raise
+                there.append(client)
+        if not there:
+            return
+        keys = await self.user_keys(tag)
+        for client in there:
+            if keys.get(client["email"]) != client["id"]:
+                await self.remove_users(tag, [client["email"]])
+                await self._add(tag, client)
+
+    async def _add(self, tag: str, client: dict[str, Any]) -> None:
+        await self._call(
+            HANDLER + "AlterInbound",
+            wire.add_vless_user(
+                tag, client["email"], client["id"], client.get("flow", ""), client["level"]
+            ),
+        )
 
     async def users(self, tag: str) -> set[str]:
         """The emails of the inbound's users now."""
         return wire.parse_inbound_users(
+            await self._call(HANDLER + "GetInboundUsers", wire.inbound_users(tag))
+        )
+
+    async def user_keys(self, tag: str) -> dict[str, str]:
+        """email → key (the account's uuid) of the inbound's users now."""
+        return wire.parse_inbound_user_keys(
             await self._call(HANDLER + "GetInboundUsers", wire.inbound_users(tag))
         )
 

@@ -46,6 +46,32 @@ def parse_inbound_users(data: bytes) -> set[str]:
     return emails
 
 
+def parse_inbound_user_keys(data: bytes) -> dict[str, str]:
+    """A GetInboundUserResponse: email → the id (uuid) of each user's account (field 3, a
+    TypedMessage whose value, field 2, is a xray.proxy.vless.Account with its id in field 1)."""
+    keys = {}
+    for field, user in fields(data):
+        if field != 1 or not isinstance(user, bytes):
+            continue
+        email = key = ""
+        for sub, item in fields(user):
+            if sub == 2 and isinstance(item, bytes):
+                email = item.decode()
+            elif sub == 3 and isinstance(item, bytes):
+                for part, account in fields(item):
+                    if part == 2 and isinstance(account, bytes):
+                        key = next(
+                            (
+                                v.decode()
+                                for f, v in fields(account)
+                                if f == 1 and isinstance(v, bytes)
+                            ),
+                            "",
+                        )
+        keys[email] = key
+    return keys
+
+
 def query_stats(pattern: str, reset: bool = False) -> bytes:
     return string(1, pattern) + boolean(2, reset)
 
