@@ -72,7 +72,7 @@ def _cluster_parent(as_root: bool) -> Path:
     return base
 
 
-class _Cluster:
+class PostgresCluster:
     """One initdb'd data directory and the server running on it."""
 
     def __init__(self, bindir: Path) -> None:
@@ -145,6 +145,15 @@ class _Cluster:
             if self.run("pg_ctl", *start, "-o", f"-p {self.port}", check=attempt == 2):
                 return
 
+    def pause(self) -> None:
+        """Stop the server as an outage would (fast: open sessions are cut), keeping its data."""
+        self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "fast")
+
+    def resume(self) -> None:
+        """Start it again on the same port after pause()."""
+        start = ["start", "--pgdata", str(self.data), "--log", str(self.log), "--wait"]
+        self.run("pg_ctl", *start, "-o", f"-p {self.port}")
+
     def stop(self) -> None:
         try:
             if (self.data / "postmaster.pid").exists():
@@ -162,10 +171,25 @@ def postgres_url() -> Iterator[str]:
     bindir = postgres_bindir()
     if bindir is None:
         pytest.fail(POSTGRES_MISSING, pytrace=False)
-    cluster = _Cluster(bindir)
+    cluster = PostgresCluster(bindir)
     try:
         cluster.start()
         yield cluster.url("postgres")
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of the test's own, which it may pause() and resume() (an outage)
+    without disturbing the session's server."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.fail(POSTGRES_MISSING, pytrace=False)
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
     finally:
         cluster.stop()
 
