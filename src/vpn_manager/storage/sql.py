@@ -200,14 +200,19 @@ class SqlBackend:
             os.close(fd)
 
 
-_DRIVERS = ("sqlalchemy.", "asyncpg.", "aiosqlite.", "sqlite3.")
+_DRIVERS = ("sqlalchemy.", "asyncpg", "aiosqlite", "sqlite3")
 
 
 def from_driver(exc: BaseException) -> bool:
-    """Whether an error that SQLAlchemy did not wrap (an OSError or TimeoutError from connecting,
-    the driver's own exception for "the database system is shutting down") was raised by the
-    database driver: SQLAlchemy, asyncpg or aiosqlite code is on its way up. The same types from
-    code merely run inside a session (the Docker SDK, ssh) never pass through there."""
+    """Whether an error that SQLAlchemy did not wrap was the database driver's: one of the
+    driver's own exceptions (asyncpg's "the database system is shutting down" when connecting),
+    or an OSError or TimeoutError raised while SQLAlchemy, asyncpg or aiosqlite code was
+    running (connecting). The same OSErrors from code merely run inside a session (the Docker
+    SDK, ssh) never pass through there."""
+    if type(exc).__module__.startswith(_DRIVERS):
+        return True
+    if not isinstance(exc, OSError):  # TimeoutError included
+        return False
     tb = exc.__traceback__
     while tb is not None:
         module = tb.tb_frame.f_globals.get("__name__", "")
