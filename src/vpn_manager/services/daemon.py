@@ -145,10 +145,10 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
     finally:
+        if metrics is not None:
+            metrics.close()
+        await accountant.close()
         with contextlib.suppress(Exception):  # a database that is down cannot fail the exit
-            await accountant.close()
-            if metrics is not None:
-                metrics.close()
             await db.close()
         log.info("stopped")
     return None
@@ -158,10 +158,11 @@ async def one_round(
     accountant: Accountant, backoff: dict[str, tuple[int, datetime]], device_ban_s: int
 ) -> dict[str, Any]:
     """One round of the service: start what should run, bring engines in line with the
-    database, count, enforce limits, cut extra devices, prune history. A step that fails (the
-    database busy or down, an engine not answering, a bug) is logged and reported under
-    "errors", and the round goes on with the next step: the service never stops on it, and
-    the next round tries again."""
+    database, count, enforce limits, cut extra devices, prune history. A step that fails (an
+    engine not answering, a bug) is logged and reported under "errors", and the round goes on
+    with the next step: the service never stops on it, and the next round tries again. A
+    database that cannot be used (down, locked, refusing writes) ends the round, since every
+    step needs it: reported under "errors", and logged once by database_checked."""
     from vpn_manager.services.accounting import EnforceReport, PollReport
 
     errors: dict[str, str] = {}
