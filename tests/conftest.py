@@ -72,7 +72,7 @@ def _cluster_parent(as_root: bool) -> Path:
     return base
 
 
-class PgCluster:
+class PostgresCluster:
     """One initdb'd data directory and the server running on it."""
 
     def __init__(self, bindir: Path) -> None:
@@ -171,7 +171,7 @@ def postgres_url() -> Iterator[str]:
     bindir = postgres_bindir()
     if bindir is None:
         pytest.fail(POSTGRES_MISSING, pytrace=False)
-    cluster = PgCluster(bindir)
+    cluster = PostgresCluster(bindir)
     try:
         cluster.start()
         yield cluster.url("postgres")
@@ -180,13 +180,13 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[PgCluster]:
-    """A PostgreSQL server of the test's own, which it may stop and start again (halt, resume)
-    without disturbing other tests."""
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of the test's own, which it may halt() and resume() (an outage)
+    without disturbing the session's server."""
     bindir = postgres_bindir()
     if bindir is None:
         pytest.fail(POSTGRES_MISSING, pytrace=False)
-    cluster = PgCluster(bindir)
+    cluster = PostgresCluster(bindir)
     try:
         cluster.start()
         yield cluster

@@ -717,3 +717,36 @@ async def test_every_time_column_reads_back_the_same_on_every_path(
                 value = getattr(users[name], column)
                 assert value == columns[column], (path, name, column, value)
                 assert value is None or value.utcoffset() == timedelta(0), (path, name, column)
+
+
+async def test_a_connection_error_of_other_code_in_a_session_is_not_the_databases(
+    sqlite_url: str,
+) -> None:
+    """Code run inside a session may talk to something else (the Docker SDK over an ssh tunnel):
+    a connection that other end drops is its error, never "Cannot use the database" with a
+    database hint (an unreachable database still is: the test above)."""
+    import http.client
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(1024)
+            conn.close()  # no answer: http.client's RemoteDisconnected
+
+        threading.Thread(target=hang_up, daemon=True).start()
+
+        async def ask_inside_a_session(db: Database) -> None:
+            async with db.session() as session:
+                await session.execute(text("SELECT 1"))
+                host, port = listener.getsockname()
+                other = http.client.HTTPConnection(host, port, timeout=5)
+                other.request("GET", "/")
+                other.getresponse()
+
+        async with open_database(sqlite_url) as db:
+            with pytest.raises(http.client.RemoteDisconnected):
+                await ask_inside_a_session(db)

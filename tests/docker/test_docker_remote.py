@@ -21,6 +21,7 @@ from tests.e2e.conftest import Server, curl_fails, curl_via, link_of, singbox_cl
 from tests.e2e.net import BACKEND_PAGE, free_port
 from tests.e2e.other_user import callers, singbox_services
 from vpn_manager.engines import guard
+from vpn_manager.runtimes.docker import LABEL_HOME
 from vpn_manager.runtimes.ssh import Tunnel
 from vpn_manager.settings import DockerSshSettings, Paths
 
@@ -293,3 +294,85 @@ def test_tcp_to_another_machine_is_refused(rvpn: RemoteVpn) -> None:
     assert done.code == 3
     assert "can only be reached over ssh://" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def engine_users(rvpn: RemoteVpn, server: str) -> list[str]:
+    """The users the server's container runs with (their engine identities): its inbound's
+    users in the config that was copied into it."""
+    (name,) = rvpn.containers()
+    config = rvpn.home / "state" / "rendered" / server / "config.json"
+    copied, _ = rvpn.client.containers.get(name).get_archive(str(config))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(copied))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        assert member is not None
+        data = json.loads(member.read())
+    (inbound,) = [i for i in data["inbounds"] if i["type"] == "trojan"]
+    return sorted(user["name"] for user in inbound["users"])
+
+
+def database_users(rvpn: RemoteVpn, server: str) -> list[str]:
+    listed = rvpn.json("user", "list")
+    assert isinstance(listed, list)
+    return sorted(u["name"] for u in listed if server in u["servers"])
+
+
+def test_a_tunnel_dropped_during_a_user_add_is_the_runtimes_error(rvpn: RemoteVpn) -> None:
+    """The ssh master dies while `vpn user add` gives a remote Trojan server a new user (a new
+    container): exit 8 naming the Docker host, not a database error with a database hint; the
+    change is rolled back and the server runs on the database's users. Then, with the server
+    down while it should run, the next add starts it instead of saying "not running"."""
+    import os
+    import signal
+    import time
+
+    from tests.e2e.conftest import VPN
+
+    rvpn.install_remote("trojan", "tj")
+    rvpn.ok("user", "add", "alice", "--server", "tj")
+    (name,) = rvpn.containers()
+    alice = engine_users(rvpn, "tj")
+    assert len(alice) == 1
+    master = rvpn.tunnel().master_pid()
+    assert master is not None
+    old = rvpn.client.containers.get(name).id
+    # The master is killed the moment the old container is gone: the add is between removing
+    # it and creating the new one, with requests to the Docker engine still to make.
+    add = subprocess.Popen(
+        [str(VPN), "user", "add", "bob", "--server", "tj"],
+        env=rvpn.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        mine = {"label": f"{LABEL_HOME}={rvpn.home_label}"}
+        while any(c["Id"] == old for c in rvpn.client.api.containers(all=True, filters=mine)):
+            assert time.monotonic() < deadline, "the old container was never removed"
+            time.sleep(0.005)
+        os.kill(master, signal.SIGKILL)
+    finally:
+        _, stderr = add.communicate(timeout=180)
+    assert add.returncode == 8, stderr
+    first = stderr.splitlines()[0]
+    assert first.startswith(f"error: Lost the Docker engine at {rvpn.sshd.url}: "), stderr
+    assert "rolled back" in first, stderr
+    assert "database" not in stderr.lower(), stderr
+    assert "Traceback" not in stderr
+    status = rvpn.json("server", "status", "tj")
+    assert isinstance(status, dict)
+    assert status["healthy"], status
+    assert database_users(rvpn, "tj") == ["alice"]
+    assert engine_users(rvpn, "tj") == alice
+    # Down while it should run (its container removed behind our back): a user add brings it up
+    # on the new users, instead of "not running; the change takes effect when it starts".
+    rvpn.client.containers.get(rvpn.containers()[0]).remove(force=True)
+    added = rvpn.ok("user", "add", "carol", "--server", "tj", timeout=120)
+    assert "not running" not in added.stdout + added.stderr
+    assert "started" in added.stdout + added.stderr
+    status = rvpn.json("server", "status", "tj")
+    assert isinstance(status, dict)
+    assert status["healthy"], status
+    assert database_users(rvpn, "tj") == ["alice", "carol"]
+    (carol,) = set(engine_users(rvpn, "tj")) - set(alice)
+    assert sorted([*alice, carol]) == engine_users(rvpn, "tj")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PgCluster
+from tests.conftest import PostgresCluster
 from tests.e2e.conftest import SNI, VPN, Result, Vpn
 from tests.e2e.net import free_port
 from vpn_manager.paths import Paths
@@ -226,7 +226,9 @@ def test_kill_during_a_batch(
     )
 
 
-def stopped_at(vpn: Vpn, args: list[str], delay: float, cluster: PgCluster) -> tuple[int, float]:
+def stopped_at(
+    vpn: Vpn, args: list[str], delay: float, cluster: PostgresCluster
+) -> tuple[int, float]:
     """Run `vpn ARGS`, stop the database server (`pg_ctl stop -m fast`) after `delay` seconds
     and start it again once the command has ended; its exit code and how long it took."""
     started = time.monotonic()
@@ -254,7 +256,7 @@ def stopped_at(vpn: Vpn, args: list[str], delay: float, cluster: PgCluster) -> t
 
 @pytest.mark.postgres
 def test_database_stopped_or_command_killed_during_a_batch_on_postgres(
-    vpn: Vpn, rng: random.Random, own_postgres: PgCluster
+    vpn: Vpn, rng: random.Random, own_postgres: PostgresCluster
 ) -> None:
     """2,000-user batches onto a Shadowsocks server whose database is PostgreSQL: at a random
     moment, every other round the database server is stopped (and started again once the

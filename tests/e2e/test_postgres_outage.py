@@ -18,7 +18,7 @@ import time
 
 import asyncpg
 
-from tests.conftest import PgCluster
+from tests.conftest import PostgresCluster
 from tests.e2e.conftest import VPN, Vpn
 from tests.e2e.net import free_port
 from tests.e2e.test_crash import assert_agree, serve_once
@@ -27,7 +27,7 @@ BATCH = 5000
 QUICK = 10.0  # seconds from the stop: a command whose database went away says so within this
 
 
-def on_postgres(vpn: Vpn, cluster: PgCluster) -> None:
+def on_postgres(vpn: Vpn, cluster: PostgresCluster) -> None:
     vpn.env["VPN_DATABASE__URL"] = cluster.url("postgres")
 
 
@@ -37,7 +37,7 @@ def install_big(vpn: Vpn) -> None:
     vpn.ok("user", "add", "alice", "--server", "big")
 
 
-async def _wait_for(cluster: PgCluster, query: str, deadline: float) -> bool:
+async def _wait_for(cluster: PostgresCluster, query: str, deadline: float) -> bool:
     """Poll `query` (one boolean) until it holds; False if `deadline` (monotonic) passed."""
     conn = await asyncpg.connect(cluster.url("postgres").replace("+asyncpg", ""), timeout=10)
     try:
@@ -50,7 +50,7 @@ async def _wait_for(cluster: PgCluster, query: str, deadline: float) -> bool:
     return False
 
 
-async def _count(cluster: PgCluster, name: str) -> int:
+async def _count(cluster: PostgresCluster, name: str) -> int:
     conn = await asyncpg.connect(cluster.url("postgres").replace("+asyncpg", ""), timeout=10)
     try:
         found: int = await conn.fetchval("SELECT count(*) FROM users WHERE name = $1", name)
@@ -80,7 +80,7 @@ def committed_or_held(users: int) -> str:
 
 
 def batch_with_stop(
-    vpn: Vpn, cluster: PgCluster, names: list[str], when: str
+    vpn: Vpn, cluster: PostgresCluster, names: list[str], when: str
 ) -> tuple[int | None, str, float, bool]:
     """Run `vpn user add NAMES --server big`; stop the database as soon as `when` holds. Returns
     the exit code, stderr, how long the command ran after the stop began (all of it if no stop
@@ -111,7 +111,7 @@ def batch_with_stop(
 
 
 def test_a_stop_on_either_side_of_the_commit_leaves_the_engine_as_the_database(
-    vpn: Vpn, own_postgres: PgCluster
+    vpn: Vpn, own_postgres: PostgresCluster
 ) -> None:
     """Two batches: the database stopped while the batch's transaction is writing (nothing may
     reach the engine), then once the batch has committed or kept its transaction open across

@@ -107,6 +107,7 @@ class Services:
             "reloaded": "reloaded: open connections were reset",
             "recreated": "container recreated: open connections were reset",
             "saved": "not running; the change takes effect when it starts",
+            "started": "was down while it should run: started with the change",
         }
         for applied in self._servers.applied:
             out.note(f"{applied.server}: {words.get(applied.how, applied.how)}.")

@@ -148,6 +148,7 @@ def connect(host: str | None, tunnel: Tunnel | None = None) -> DockerClient:
             client = docker.from_env(timeout=API_TIMEOUT_S)
         else:
             client = docker.DockerClient(base_url=base_url, timeout=API_TIMEOUT_S)
+        _unreachable_is_engine_error(client, where, tunnel)
         client.ping()
     except DockerException as exc:
         raise EngineError(
@@ -157,6 +158,53 @@ def connect(host: str | None, tunnel: Tunnel | None = None) -> DockerClient:
             "context).",
         ) from None
     return client
+
+
+def _unreachable_is_engine_error(client: DockerClient, where: str, tunnel: Tunnel | None) -> None:
+    """Every request of `client` that cannot reach the engine (refused, reset, timed out, the
+    ssh tunnel gone in the middle of an answer) raises EngineError naming the engine, whichever
+    SDK call made it. The SDK lets requests' errors through, and those are OSErrors: unreported,
+    they passed for anyone's (the database's), and a rollback waiting for an EngineError was
+    skipped. A tunnel is checked again on the next call, which starts a new master if it died."""
+    from requests.exceptions import RequestException
+
+    send = client.api.send
+
+    def send_or_fail(request: Any, **options: Any) -> Any:
+        try:
+            return send(request, **options)
+        except RequestException as exc:
+            if tunnel is not None:
+                tunnel.recheck()
+            raise EngineError(
+                f"Lost the Docker engine at {where}: {_connection_reason(exc)}.",
+                hint="Check the ssh connection to that host and that Docker runs there; "
+                "`vpn serve --once` brings its servers back in line."
+                if tunnel is not None
+                else "Is Docker running? Check `docker info`.",
+            ) from None
+
+    client.api.send = send_or_fail  # type: ignore[method-assign]
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """The innermost reason a request failed ("Connection refused", "Remote end closed
+    connection without response"), not requests' and urllib3's nested reprs."""
+    message = ""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror.rstrip(".")
+        if isinstance(item, OSError) and len(item.args) == 1 and isinstance(item.args[0], str):
+            message = item.args[0]  # http.client's RemoteDisconnected, urllib3's own
+        pending.extend(arg for arg in item.args if isinstance(arg, BaseException))
+        pending.extend(link for link in (item.__cause__, item.__context__) if link is not None)
+    return (message or type(exc).__name__).rstrip(".")
 
 
 def _context_host(name: str) -> str:
@@ -370,6 +418,8 @@ class DockerRuntime:
             container = self.client.containers.get(self.container_name(server))
         except NotFound:
             return None
+        except EngineError:  # the engine could not be reached: said once, host and all
+            raise
         except Exception as exc:  # the SDK raises requests' errors too
             raise self._error(f"Cannot inspect the container of {server}", exc) from None
         if container.labels.get(LABEL_HOME) != self.home:

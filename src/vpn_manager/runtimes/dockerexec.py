@@ -57,7 +57,7 @@ class ContainerCommands:
             else:
                 out, err = _with_input(api, created["Id"], input.encode())
             code = api.exec_inspect(created["Id"])["ExitCode"]
-        except DockerException as exc:
+        except (DockerException, OSError) as exc:  # OSError: the exec's own socket broke
             from vpn_manager.runtimes.docker import _reason
 
             raise EngineError(

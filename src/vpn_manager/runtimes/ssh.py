@@ -134,6 +134,11 @@ class Tunnel:
         self._checked = (time.monotonic(), pid)
         return pid
 
+    def recheck(self) -> None:
+        """Ask ssh again on the next open() (a request through the tunnel just failed: the
+        master may be gone)."""
+        self._checked = None
+
     def _private_dir(self) -> None:
         """Make the sockets' directory, ours alone (it may be in the shared temporary
         directory, where someone else could have made it first)."""

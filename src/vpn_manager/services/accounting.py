@@ -88,6 +88,11 @@ class Accountant:
         self.follow = follow
         # server id → (engine epoch, where it is reached, its follower)
         self.followers: dict[int, tuple[str, str, Follower]] = {}
+        # What the service last found of the database (services/daemon.py, metrics): why it
+        # could not be used (None: it could), since when (time.time()), the last good round.
+        self.database_error: str | None = None
+        self.database_down_at: float | None = None
+        self.good_round_at: float | None = None
 
     # -- accounting ----------------------------------------------------------------------------
     async def poll(self) -> PollReport:
@@ -127,7 +132,13 @@ class Accountant:
                 continue
             if self.follow:
                 counters = await self._with_followed(row.id, state.epoch, engine, spec, counters)
-            report.counted_bytes += await self._count(row.id, state.epoch, counters)
+            try:
+                report.counted_bytes += await self._count(row.id, state.epoch, counters)
+            except VpnError:
+                # What a follower handed over exists nowhere else now: the whole reading goes
+                # to the spool, which the next poll that reaches the database counts first.
+                spool.keep(run_dir, row.name, state.epoch, counters)
+                raise
             report.counters += len(counters)
             report.servers += 1
             polled.add(row.id)

@@ -6,8 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
+from vpn_manager.errors import VpnError
 from vpn_manager.services.accounting import Accountant
+
+if TYPE_CHECKING:
+    from vpn_manager.storage.accounting import UserTotals
+    from vpn_manager.storage.orm import ServerRow
 
 log = logging.getLogger("vpn_manager.metrics")
 
@@ -16,18 +22,54 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-async def render(accountant: Accountant) -> str:
-    """Every metric, read fresh from the database and the runtime."""
-    from vpn_manager.storage import accounting as store
-    from vpn_manager.storage import servers as server_repo
+class MetricsPage:
+    """The page, read fresh from the database and the runtime on every scrape. While the
+    database cannot be used (the service's last round found it so, or this scrape), the users
+    and servers last read are shown and vpn_database_up says 0; scrapes do not ask a database
+    the service found down (its rounds do, with a backoff)."""
 
-    async with accountant.db.reading() as session:  # plain rows: no models in the service
-        users = await store.user_totals(session)
-        servers = [row for row, _ in await server_repo.list_servers(session)]
+    def __init__(self, accountant: Accountant) -> None:
+        self.accountant = accountant
+        self.users: list[UserTotals] = []
+        self.servers: list[ServerRow] = []
+
+    async def __call__(self) -> str:
+        from vpn_manager.storage import accounting as store
+        from vpn_manager.storage import servers as server_repo
+
+        readable = self.accountant.database_error is None
+        if readable:
+            try:
+                async with self.accountant.db.reading() as session:  # plain rows, no models
+                    self.users = list(await store.user_totals(session))
+                    self.servers = [row for row, _ in await server_repo.list_servers(session)]
+            except VpnError:
+                readable = False
+        return render(self.accountant, self.users, self.servers, readable)
+
+
+def render(
+    accountant: Accountant, users: list[UserTotals], servers: list[ServerRow], readable: bool
+) -> str:
+    """Every metric, from these rows and what the service holds."""
     lines: list[str] = []
 
     def family(name: str, kind: str, text: str) -> None:
         lines.extend([f"# HELP {name} {text}", f"# TYPE {name} {kind}"])
+
+    up = int(readable and accountant.database_error is None)
+    family(
+        "vpn_database_up",
+        "gauge",
+        "Whether the service's last round and this scrape could use the database (1) or not (0).",
+    )
+    lines.append(f"vpn_database_up {up}")
+    family(
+        "vpn_last_good_round_timestamp_seconds",
+        "gauge",
+        "When the service last did a whole round with the database (Unix time; 0: not yet).",
+    )
+    lines.append(f"vpn_last_good_round_timestamp_seconds {accountant.good_round_at or 0:.3f}")
 
     family("vpn_user_upload_bytes_total", "counter", "Bytes each user sent, all servers.")
     lines += [
@@ -46,8 +88,8 @@ async def render(accountant: Accountant) -> str:
     family("vpn_server_up", "gauge", "1 if the server's engine process is running.")
     family_rows = []
     for row in servers:
-        up = 1 if accountant.servers.state_of(row).running else 0
-        family_rows.append(f'vpn_server_up{{server="{_label(row.name)}"}} {up}')
+        running = 1 if accountant.servers.is_running(row) else 0
+        family_rows.append(f'vpn_server_up{{server="{_label(row.name)}"}} {running}')
     lines += family_rows
     family(
         "vpn_server_repairs_total",

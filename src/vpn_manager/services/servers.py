@@ -73,8 +73,9 @@ _EXIT_REASONS = {
 @dataclass(frozen=True)
 class Applied:
     """How a user change reached one server: "live" (through the engine's API), "reloaded" (the
-    engine re-read its config; open connections were reset), or "saved" (not running: it takes
-    effect on the next start)."""
+    engine re-read its config; open connections were reset), "recreated" (a new container),
+    "started" (it was down while it should run: started on the change) or "saved" (stopped: it
+    takes effect on the next start)."""
 
     server: str
     how: str
@@ -1356,11 +1357,16 @@ class ServerService:
         error propagates, so the caller's database transaction rolls back too."""
         files = self.files(spec.name)
         previous = files.config.read_text() if files.config.exists() else None
-        running = (
-            desired == DesiredState.RUNNING.value and self.runtime_of(spec).state(spec.name).running
-        )
+        should_run = desired == DesiredState.RUNNING.value
+        running = should_run and self.runtime_of(spec).state(spec.name).running
         if not (added or removed):
             self._write_config(engine, spec, clients)
+            return
+        if should_run and not running:
+            # Down while it should run (it crashed, or an earlier change was cut short): started
+            # on the new users now, not left down behind a "saved" that reads as all is well.
+            await self._apply_restart(engine, spec, clients)
+            self.applied.append(Applied(spec.name, "started"))
             return
         if not running:
             self._write_config(engine, spec, clients)

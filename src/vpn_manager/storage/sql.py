@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from vpn_manager.errors import StorageError
+from vpn_manager.errors import StorageError, VpnError
 from vpn_manager.storage.db import read_only_query
 from vpn_manager.storage.revision import SCHEMA_HEAD
 
@@ -97,11 +97,20 @@ class SqlBackend:
             yield session
 
     @asynccontextmanager
-    async def guard(self) -> AsyncIterator[None]:
-        """Translate driver errors into StorageError sentences."""
+    async def guard(self, files: bool = False) -> AsyncIterator[None]:
+        """Translate the database's errors into StorageError sentences, and only those: the code
+        run inside a session may call other things (a Docker engine over an ssh tunnel) whose
+        OSErrors are theirs to report, never "cannot use the database". `files`: OSErrors are
+        the database file's too (migrating)."""
         try:
             yield
-        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+        except Exception as exc:
+            if isinstance(exc, VpnError) or not (
+                from_driver(exc) or (files and isinstance(exc, OSError))
+            ):
+                raise
             raise self._translate(exc) from exc
 
     def _translate(self, exc: BaseException) -> StorageError:
@@ -131,8 +140,10 @@ class SqlBackend:
                 f"Cannot change the database {where}: it is read-only for this user.",
                 hint="Run the command as the user who owns it, or make its directory writable.",
             )
-        if isinstance(exc, OperationalError | OSError | asyncio.TimeoutError) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        if (
+            not isinstance(exc, SQLAlchemyError)  # unwrapped: only from connecting
+            or isinstance(exc, OperationalError)
+            or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
         ):
             return StorageError(
                 f"Cannot use the database {where}: {detail}.",
@@ -142,7 +153,7 @@ class SqlBackend:
 
     async def ensure_schema(self) -> None:
         """Apply pending migrations; cheap (one query, no Alembic import) when already current."""
-        async with self.guard():
+        async with self.guard(files=True):
             # A brand-new SQLite file: every first connection switches it to WAL, and several
             # doing so at once can fail at once with "database is locked" (busy timeout or not).
             # They take turns, as for migrating, without the unlocked look first.
@@ -187,6 +198,28 @@ class SqlBackend:
             yield
         finally:
             os.close(fd)
+
+
+_DRIVERS = ("sqlalchemy.", "asyncpg", "aiosqlite", "sqlite3")
+
+
+def from_driver(exc: BaseException) -> bool:
+    """Whether an error that SQLAlchemy did not wrap was the database driver's: one of the
+    driver's own exceptions (asyncpg's "the database system is shutting down" when connecting),
+    or an OSError or TimeoutError raised while SQLAlchemy, asyncpg or aiosqlite code was
+    running (connecting). The same OSErrors from code merely run inside a session (the Docker
+    SDK, ssh) never pass through there."""
+    if type(exc).__module__.startswith(_DRIVERS):
+        return True
+    if not isinstance(exc, OSError):  # TimeoutError included
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if isinstance(module, str) and module.startswith(_DRIVERS):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def current_revision(conn: Connection) -> str | None:

@@ -23,6 +23,7 @@ APPLIED_WORDS = {
     "reloaded": "reloaded: open connections were reset",
     "recreated": "container recreated: open connections were reset",
     "saved": "not running; the change takes effect when it starts",
+    "started": "was down while it should run: started with the change",
 }
 
 
