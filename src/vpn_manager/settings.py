@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vpn_manager.dburl import postgres_target
 from vpn_manager.errors import ConfigError
 from vpn_manager.paths import Paths, mask_url
 
@@ -46,7 +47,8 @@ class DatabaseSettings(BaseModel):
     url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; empty means SQLite in the data directory. "
-        "PostgreSQL: postgresql+asyncpg://user:password@host/db",
+        "PostgreSQL: postgresql://user:password@host/db, with libpq's sslmode, sslrootcert, "
+        "options, application_name, connect_timeout and the like as ?name=value",
     )
     busy_timeout_ms: int = Field(
         default=15000, ge=0, description="How long SQLite waits on a lock."
@@ -61,12 +63,13 @@ class DatabaseSettings(BaseModel):
         if not value:
             return None
         scheme = value.split("://", 1)[0]
-        if scheme in ("postgresql", "postgres"):
-            return "postgresql+asyncpg://" + value.split("://", 1)[1]
         if scheme in ("sqlite", "sqlite+aiosqlite"):
             return "sqlite+aiosqlite://" + value.split("://", 1)[1]
-        if scheme != "postgresql+asyncpg":
+        if scheme in ("postgresql", "postgres"):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        elif scheme != "postgresql+asyncpg":
             raise ValueError("use a postgresql://… or sqlite:///… URL")
+        postgres_target(value)  # a malformed URL or an unknown parameter: refused here
         return value
 
 
