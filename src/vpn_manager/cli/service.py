@@ -14,7 +14,6 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.errors import ConfigError
-from vpn_manager.settings import setting_variables
 
 if TYPE_CHECKING:
     from vpn_manager.settings import Paths
@@ -61,6 +60,8 @@ def service_environment(
     """What the service needs to see the home and settings this command sees: the paths for the
     unit (VPN_HOME, else the XDG directories pinned; VPN_CONFIG if it is not the default), and
     every setting variable (the database URL and its password among them) for the 0600 file."""
+    from vpn_manager.settings import setting_variables
+
     unit: dict[str, str] = {}
     if home is not None or env.get("VPN_HOME"):
         unit["VPN_HOME"] = str(paths.config_dir.parent)
