@@ -110,9 +110,15 @@ def test_sslmode_require_on_a_server_without_tls_is_one_sentence(
     assert message.startswith("Cannot use the database postgresql+asyncpg://"), message
     assert message.endswith(": the server does not offer TLS, which sslmode=require requires.")
     assert "sslmode=prefer" in result.stderr
-    # verify-full wants a root certificate to check the server's against, as libpq does.
+    # verify-full wants a root certificate to check the server's against, as libpq does: by
+    # default ~/.postgresql/root.crt, or the sslrootcert given.
     result = vpn("user", "list", env={"VPN_DATABASE__URL": f"{pg_url}?sslmode=verify-full"})
     assert "root certificate file" in error_line(result, 7)
+    ca = vpn.tmp_path / "our-ca.crt"
+    url = f"{pg_url}?sslmode=verify-ca&sslrootcert={ca}"
+    assert error_line(vpn("user", "list", env={"VPN_DATABASE__URL": url}), 7).endswith(
+        f": the sslrootcert file {ca} does not exist."
+    )
 
 
 @pytest.mark.postgres
@@ -174,3 +180,9 @@ async def test_a_server_shutting_down_gets_a_hint(tmp_path: Path, own_cluster: _
         ), hint
     finally:
         await held.close()
+        # The smart shutdown ends once the held session has: wait for it, so that the fixture
+        # does not race the server's own exit.
+        pid_file = own_cluster.data / "postmaster.pid"
+        deadline = time.monotonic() + 30
+        while pid_file.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)

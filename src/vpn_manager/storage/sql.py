@@ -35,6 +35,7 @@ class SqlBackend:
         self.db = db
         self.read_only: str | None = None
         self.sslmode = ""
+        self.ssl_files: dict[str, Path] = {}
         if db.sqlite_file is not None:
             url = db.url
             self.read_only = read_only_query(db.sqlite_file)
@@ -56,6 +57,11 @@ class SqlBackend:
                     hint="Fix VPN_DATABASE__URL (or database.url in the config file).",
                 ) from None
             self.sslmode = target.sslmode
+            self.ssl_files = {
+                name: Path(value).expanduser()
+                for name, value in target.parameters.items()
+                if name in ("sslrootcert", "sslcert", "sslkey", "sslcrl")
+            }
             # asyncpg takes the libpq parameters from a DSN of its own; SQLAlchemy would pass
             # them as keyword arguments, which asyncpg.connect() refuses.
             self.engine = create_async_engine(
@@ -152,6 +158,14 @@ class SqlBackend:
                 f"which sslmode={self.sslmode} requires.",
                 hint="Turn on ssl in the server's postgresql.conf, or use sslmode=prefer "
                 "(TLS when the server offers it) on a network you trust.",
+            )
+        missing = [
+            f"{name} file {path}" for name, path in self.ssl_files.items() if not path.exists()
+        ]
+        if missing and getattr(getattr(exc, "orig", None) or exc, "errno", None) == errno.ENOENT:
+            return StorageError(
+                f"Cannot use the database {where}: the {missing[0]} does not exist.",
+                hint="Put the file there, or fix its path in VPN_DATABASE__URL.",
             )
         if "shutting down" in lowered or "starting up" in lowered:
             return StorageError(
