@@ -36,11 +36,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+if __package__ in (None, ""):  # run as `python bench/run.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.postgres import PostgresError, PostgresServer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_S = 900.0
 """A command that runs longer than this is a failure, not a slow measurement."""
 
 Unit = Literal["ms", "s", "MB"]
+Backend = Literal["sqlite", "postgres"]
 
 
 class BenchError(Exception):
@@ -77,9 +83,13 @@ class Bench:
     vpn: Path
     users: int
     root: Path
+    postgres: PostgresServer | None = None
+    """The bench's own PostgreSQL server, for the PostgreSQL column (None: --no-postgres)."""
     _names: list[str] | None = None
-    _populated: Path | None = None
+    _populated: dict[Backend, Path] = field(default_factory=dict)
     _homes: int = 0
+    databases: dict[Path, tuple[str, bool]] = field(default_factory=dict)
+    """Per home on PostgreSQL: its database's name, and whether to reach it over the unix socket."""
     _backend: int | None = None
     keepers: dict[Path, Keeper] = field(default_factory=dict)
     """Per home: a client connection held open across the timed runs (Shadowsocks rows)."""
@@ -105,6 +115,9 @@ class Bench:
             XDG_CACHE_HOME=str(sandbox / ".cache"),
             VPN_HOME=str(home),
         )
+        if home in self.databases and self.postgres is not None:
+            name, unix_socket = self.databases[home]
+            env["VPN_DATABASE__URL"] = self.postgres.url(name, unix_socket=unix_socket)
         return env
 
     def run(self, argv: Sequence[str], home: Path, *, capture: bool = False) -> tuple[float, str]:
@@ -139,12 +152,28 @@ class Bench:
         out = proc.stdout.decode("utf-8", "replace") if capture else ""
         return elapsed, out
 
-    def new_home(self, name: str) -> Path:
-        """A new, empty VPN_HOME directory inside the temp root."""
+    def new_home(
+        self, name: str, backend: Backend = "sqlite", *, unix_socket: bool = False
+    ) -> Path:
+        """A new, empty VPN_HOME directory inside the temp root; on PostgreSQL with a new, empty
+        database of its own."""
         self._homes += 1
         home = self.root / "homes" / f"{self._homes:03d}-{name}"
         home.mkdir(parents=True)
+        if backend == "postgres":
+            if self.postgres is None:
+                raise BenchError("a PostgreSQL home was asked for, but --no-postgres was given")
+            self.databases[home] = (self.postgres.create(), unix_socket)
         return home
+
+    def backend_of(self, home: Path) -> Backend:
+        return "postgres" if home in self.databases else "sqlite"
+
+    def remove_home(self, home: Path) -> None:
+        """Delete the home, and its PostgreSQL database if it has one."""
+        shutil.rmtree(home)
+        if home in self.databases and self.postgres is not None:
+            self.postgres.drop(self.databases.pop(home)[0])
 
     def user_names(self) -> list[str]:
         """The N generated user names: user00001, user00002, ..."""
@@ -175,18 +204,27 @@ class Bench:
             )
 
     def fill_with_users(self, home: Path) -> None:
-        """Make `home` hold the N generated users: imported once into a template, then copied."""
-        if self._populated is None:
-            template = self.new_home("populated-template")
+        """Make `home` hold the N generated users: imported once into a template home (one per
+        database), then copied: the home's files, and on PostgreSQL its database (CREATE
+        DATABASE ... TEMPLATE)."""
+        backend = self.backend_of(home)
+        template = self._populated.get(backend)
+        if template is None:
+            template = self.new_home(f"populated-template-{backend}", backend)
             users_file = self.root / "users.json"
             users = [{"name": name} for name in self.user_names()]
             users_file.write_text(json.dumps({"users": users}), encoding="utf-8")
-            progress(f"  importing {self.users:,} users into a template home ...")
+            progress(f"  importing {self.users:,} users into a template home ({backend}) ...")
             elapsed, _ = self.run([str(self.vpn), "user", "import", str(users_file)], template)
             self.expect_users(template, self.users)
             progress(f" {elapsed:.1f} s\n")
-            self._populated = template
-        shutil.copytree(self._populated, home, dirs_exist_ok=True)
+            self._populated[backend] = template
+        shutil.copytree(template, home, dirs_exist_ok=True)
+        if backend == "postgres" and self.postgres is not None:
+            empty, unix_socket = self.databases[home]
+            self.postgres.drop(empty)
+            copy = self.postgres.create(template=self.databases[template][0])
+            self.databases[home] = (copy, unix_socket)
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,6 +734,10 @@ class Row:
     measure: Callable[[str], float] | None = None
     """When the command reports the figure itself: its stdout → the value (seconds, or MB for
     unit "MB"), used instead of the command's wall time."""
+    database: bool = True
+    """The command uses the database: measured on SQLite and again on PostgreSQL."""
+    own_network: bool = False
+    """Runs in the bench's network namespace: PostgreSQL is reached over its unix socket."""
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -712,14 +754,15 @@ def vpn(*args: str) -> Command:
 
 
 ROWS: list[Row] = [
-    Row("baseline", "python -c pass", lambda b, _: [str(b.python), "-c", "pass"]),
+    Row("baseline", "python -c pass", lambda b, _: [str(b.python), "-c", "pass"], database=False),
     Row(
         "version",
         "vpn --version",
         vpn("--version"),
         target=WithinFactor(of="baseline", factor=2.0, of_label="python"),
+        database=False,
     ),
-    Row("help", "vpn --help", vpn("--help"), target=Under(0.100)),
+    Row("help", "vpn --help", vpn("--help"), target=Under(0.100), database=False),
     Row(
         "user-list",
         "vpn user list ({users} users)",
@@ -768,6 +811,7 @@ ROWS: list[Row] = [
         setup=home_with_wireguard_peers,
         cleanup=remove_netns_server,
         measure=poll_seconds,
+        own_network=True,
     ),
     Row(
         "serve-rss",
@@ -836,38 +880,56 @@ class RowResult:
     label: str
     times_s: list[float] = field(default_factory=list)
     verdict: Verdict = field(default_factory=lambda: Verdict(None))
+    postgres: RowResult | None = None
+    """The same row on PostgreSQL (the targets are judged on SQLite, the default)."""
 
     @property
     def median_s(self) -> float:
         return statistics.median(self.times_s)
 
-    def as_json(self) -> dict[str, Any]:
+    def times_json(self) -> dict[str, Any]:
         return {
-            "id": self.row.id,
-            "name": self.label,
             "times_ms": [round(t * 1000, 3) for t in self.times_s],
             "median_ms": round(self.median_s * 1000, 3),
             "min_ms": round(min(self.times_s) * 1000, 3),
             "max_ms": round(max(self.times_s) * 1000, 3),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.row.id,
+            "name": self.label,
+            **self.times_json(),
             "target": self.row.target.describe() if self.row.target else None,
             "result": self.verdict.word,
             "passed": self.verdict.passed,
             "note": self.verdict.note or None,
+            "postgres": self.postgres.times_json() if self.postgres else None,
         }
 
 
-def measure(bench: Bench, row: Row, runs: int, results: Mapping[str, RowResult]) -> RowResult:
-    """One untimed warm-up run, then `runs` timed runs of the row."""
+def measure(
+    bench: Bench,
+    row: Row,
+    runs: int,
+    results: Mapping[str, RowResult],
+    backend: Backend = "sqlite",
+) -> RowResult:
+    """One untimed warm-up run, then `runs` timed runs of the row, on one database."""
     result = RowResult(row, row.title(bench.users))
+
+    def new_home(name: str) -> Path:
+        return bench.new_home(name, backend, unix_socket=row.own_network)
+
     shared: Path | None = None
     if not row.fresh_home:
-        shared = bench.new_home(row.id)
+        shared = new_home(row.id)
         row.setup(bench, shared)
     progress(f"  1 warm-up + {runs} timed run{'s' if runs != 1 else ''} ")
     for run in range(runs + 1):
         home = shared
         if home is None:
-            home = bench.new_home(f"{row.id}-{run}")
+            home = new_home(f"{row.id}-{run}")
             row.setup(bench, home)
         elapsed, out = bench.run(row.command(bench, run), home, capture=row.measure is not None)
         if row.measure is not None:
@@ -883,10 +945,10 @@ def measure(bench: Bench, row: Row, runs: int, results: Mapping[str, RowResult])
         if shared is None:
             if row.cleanup is not None:
                 row.cleanup(bench, home)
-            shutil.rmtree(home)
+            bench.remove_home(home)
     if shared is not None and row.cleanup is not None:
         row.cleanup(bench, shared)
-    if row.target is not None:
+    if row.target is not None and backend == "sqlite":
         result.verdict = row.target.judge(result.median_s, results)
     return result
 
@@ -964,7 +1026,21 @@ def machine_info(bench: Bench) -> dict[str, Any]:
         "python_path": str(bench.python),
         "vpn_version": version.strip(),
         "git": git_revision(),
+        "postgres": postgres_version(bench),
     }
+
+
+def postgres_version(bench: Bench) -> str | None:
+    """The PostgreSQL server of the PostgreSQL column (`postgres --version`), if there is one."""
+    if bench.postgres is None:
+        return None
+    done = subprocess.run(
+        [str(bench.postgres.bindir / "postgres"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or None
 
 
 def header(info: Mapping[str, Any], runs: int, users: int) -> list[str]:
@@ -980,6 +1056,13 @@ def header(info: Mapping[str, Any], runs: int, users: int) -> list[str]:
         f"python:  {info['python']} ({info['python_path']})",
         f"subject: {info['vpn_version']}{revision}; {users:,} users; "
         f"median/min/max of {runs} run{'s' if runs != 1 else ''} after 1 warm-up, wall clock",
+        "databases: SQLite (the default: WAL, synchronous=NORMAL); "
+        + (
+            f"PostgreSQL column: {info['postgres']}, private server on 127.0.0.1, "
+            "default settings (fsync, synchronous_commit on)"
+            if info["postgres"]
+            else "no PostgreSQL column (--no-postgres)"
+        ),
     ]
 
 
@@ -990,20 +1073,26 @@ def fmt_time(seconds: float, unit: Unit) -> str:
 
 
 def table(results: Sequence[RowResult]) -> list[str]:
-    headers = ["row", "median", "min", "max", "target", "result"]
-    right = [False, True, True, True, False, False]
+    """One line per row: the SQLite figures judged against the target, then the PostgreSQL
+    median and how many times the SQLite one it is."""
+    headers = ["row", "median", "min", "max", "target", "result", "PostgreSQL", "x SQLite"]
+    right = [False, True, True, True, False, False, True, True]
     body = []
+    dash = "\N{EM DASH}"
     for r in results:
         unit = r.row.unit
         verdict = r.verdict.word + (f" ({r.verdict.note})" if r.verdict.note else "")
+        pg = r.postgres
         body.append(
             [
                 r.label,
                 fmt_time(r.median_s, unit),
                 fmt_time(min(r.times_s), unit),
                 fmt_time(max(r.times_s), unit),
-                r.row.target.describe() if r.row.target else "\N{EM DASH}",
+                r.row.target.describe() if r.row.target else dash,
                 verdict,
+                fmt_time(pg.median_s, unit) if pg else dash,
+                f"{pg.median_s / r.median_s:.2f}x" if pg and r.median_s > 0 else dash,
             ]
         )
     widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
@@ -1060,6 +1149,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 3 if any row fails its target"
     )
+    parser.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help="leave out the PostgreSQL column (which starts a private PostgreSQL server)",
+    )
     args = parser.parse_args(argv)
     only = [part.strip() for item in args.only for part in item.split(",") if part.strip()]
     known = {row.id for row in ROWS}
@@ -1081,28 +1175,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     rows = select_rows(args.only)
+    postgres: PostgresServer | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="vpn-bench-", ignore_cleanup_errors=True) as tmp:
-            bench = Bench(python=python, vpn=vpn_script, users=args.users, root=Path(tmp))
+            if not args.no_postgres and any(row.database for row in rows):
+                postgres = start_postgres()
+            bench = Bench(
+                python=python, vpn=vpn_script, users=args.users, root=Path(tmp), postgres=postgres
+            )
             info = machine_info(bench)
             results: dict[str, RowResult] = {}
             for number, row in enumerate(rows, 1):
                 progress(f"[{number}/{len(rows)}] {row.title(args.users)}\n")
-                results[row.id] = measure(bench, row, args.runs, results)
-                progress(f" median {fmt_time(results[row.id].median_s, row.unit)}\n")
+                result = results[row.id] = measure(bench, row, args.runs, results)
+                progress(f" median {fmt_time(result.median_s, row.unit)}\n")
+                if row.database and postgres is not None:
+                    progress("  on PostgreSQL:\n")
+                    result.postgres = measure(bench, row, args.runs, results, "postgres")
+                    progress(f" median {fmt_time(result.postgres.median_s, row.unit)}\n")
     except CommandFailed as exc:
         progress("\n")
         sys.stderr.write(f"bench: {exc}\n")
         if exc.stderr.strip():
             sys.stderr.write("its stderr:\n" + exc.stderr.rstrip() + "\n")
         return 1
-    except BenchError as exc:
+    except (BenchError, PostgresError) as exc:
         progress("\n")
         sys.stderr.write(f"bench: {exc}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("\nbench: interrupted.\n")
         return 130
+    finally:
+        if postgres is not None:
+            postgres.stop()
 
     measured = list(results.values())
     print("\n".join([*header(info, args.runs, args.users), "", *table(measured)]))
@@ -1114,6 +1220,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     failed = [r.row.id for r in measured if r.verdict.passed is False]
     return 3 if args.strict and failed else 0
+
+
+def start_postgres() -> PostgresServer:
+    """The private PostgreSQL server of the PostgreSQL column, started."""
+    server = PostgresServer()
+    progress("starting a private PostgreSQL server for the PostgreSQL column ...")
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    progress(f" port {server.port}\n")
+    return server
 
 
 if __name__ == "__main__":

@@ -145,10 +145,12 @@ class PostgresCluster:
             if self.run("pg_ctl", *start, "-o", f"-p {self.port}", check=attempt == 2):
                 return
 
-    def halt(self, mode: str = "fast") -> None:
+    def halt(self, mode: str = "fast", wait: bool = True) -> None:
         """Stop the server (`pg_ctl stop -m MODE`: fast rolls back open transactions and drops
-        their connections); resume() starts it again on the same port."""
-        self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", mode)
+        their connections; smart waits for them to end, refusing new ones meanwhile, so
+        without `wait`); resume() starts it again on the same port."""
+        waiting = [] if wait else ["-W"]
+        self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", mode, *waiting)
 
     def resume(self) -> None:
         start = ["start", "--pgdata", str(self.data), "--log", str(self.log), "--wait"]

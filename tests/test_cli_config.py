@@ -380,7 +380,7 @@ def test_config_show_masks_password_given_as_query_parameter(vpn: InProcessCli) 
 def test_service_unit_keeps_engines_alive_across_service_restarts(tmp_path: Path) -> None:
     from vpn_manager.cli.service import unit_text
 
-    unit = unit_text("/opt/vpn/bin/vpn", str(tmp_path))
+    unit = unit_text("/opt/vpn/bin/vpn", {"VPN_HOME": str(tmp_path)}, None)
     assert "ExecStart=/opt/vpn/bin/vpn serve\n" in unit
     assert f"Environment=VPN_HOME={tmp_path}\n" in unit
     assert "KillMode=process\n" in unit

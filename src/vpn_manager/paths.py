@@ -121,7 +121,7 @@ class Paths:
         }
 
 
-_SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:password|passwd|pwd|secret)=)[^&]*")
+_SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:password|passwd|pwd|secret|sslpassword)=)[^&]*")
 
 
 def mask_url(url: str) -> str:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vpn_manager.dburl import postgres_target
 from vpn_manager.errors import ConfigError
 from vpn_manager.paths import Paths, mask_url
 
@@ -35,6 +36,7 @@ __all__ = [
     "load_settings",
     "mask_url",
     "read_config_file",
+    "setting_variables",
 ]
 
 OutputFormat = Literal["table", "json", "yaml", "plain"]
@@ -46,7 +48,8 @@ class DatabaseSettings(BaseModel):
     url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; empty means SQLite in the data directory. "
-        "PostgreSQL: postgresql+asyncpg://user:password@host/db",
+        "PostgreSQL: postgresql://user:password@host/db, with libpq's sslmode, sslrootcert, "
+        "options, application_name, connect_timeout and the like as ?name=value",
     )
     busy_timeout_ms: int = Field(
         default=15000, ge=0, description="How long SQLite waits on a lock."
@@ -61,12 +64,13 @@ class DatabaseSettings(BaseModel):
         if not value:
             return None
         scheme = value.split("://", 1)[0]
-        if scheme in ("postgresql", "postgres"):
-            return "postgresql+asyncpg://" + value.split("://", 1)[1]
         if scheme in ("sqlite", "sqlite+aiosqlite"):
             return "sqlite+aiosqlite://" + value.split("://", 1)[1]
-        if scheme != "postgresql+asyncpg":
+        if scheme in ("postgresql", "postgres"):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        elif scheme != "postgresql+asyncpg":
             raise ValueError("use a postgresql://… or sqlite:///… URL")
+        postgres_target(value)  # a malformed URL or an unknown parameter: refused here
         return value
 
 
@@ -187,19 +191,28 @@ ENV_PREFIX = "VPN_"
 _NOT_SETTINGS = {"VPN_HOME", "VPN_CONFIG"}  # they choose paths, not settings
 
 
+def setting_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables that the settings are read from (env_settings): `VPN_` and a
+    top-level setting or section; VPN_HOME, VPN_CONFIG and VPN_DEBUG are not among them."""
+    found: dict[str, str] = {}
+    for name, value in env.items():
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in _NOT_SETTINGS:
+            continue
+        if upper.removeprefix(ENV_PREFIX).lower().split("__")[0] in Settings.model_fields:
+            found[name] = value
+    return found
+
+
 def env_settings(env: Mapping[str, str]) -> dict[str, Any]:
     """The settings the environment gives: `VPN_` plus the dotted key with `__` for the dots, in
     any case (VPN_DATABASE__BUSY_TIMEOUT_MS is database.busy_timeout_ms). Variables naming no
     setting (VPN_DEBUG, VPN_HOME) are not settings; a whole section may be given as JSON."""
     found: dict[str, Any] = {}
     # Whole sections first, so that a nested variable wins over the same key in a section's JSON.
-    for name, value in sorted(env.items(), key=lambda item: "__" in item[0]):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in _NOT_SETTINGS:
-            continue
-        *parents, leaf = upper.removeprefix(ENV_PREFIX).lower().split("__")
-        if (parents[0] if parents else leaf) not in Settings.model_fields:
-            continue
+    variables = setting_variables(env)
+    for name, value in sorted(variables.items(), key=lambda item: "__" in item[0]):
+        *parents, leaf = name.upper().removeprefix(ENV_PREFIX).lower().split("__")
         node = found
         for part in parents:
             node = node.setdefault(part, {})

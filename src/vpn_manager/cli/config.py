@@ -15,7 +15,9 @@ app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 def locate(ctx: typer.Context, output_format: FormatOption = None) -> None:
     """Print where config, database, rendered engine configs, logs and keys live."""
     context = app_context(ctx)
-    context.output(output_format).record(context.paths.as_dict())
+    places = context.paths.as_dict()
+    places["database"] = context.database().display_url  # PostgreSQL too, password masked
+    context.output(output_format).record(places)
 
 
 @app.command("show")

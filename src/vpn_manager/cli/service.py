@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vpn_manager.cli.context import app_context
+from vpn_manager.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vpn_manager.settings import Paths
 
 app = typer.Typer(help="Run `vpn serve` as a system service.", no_args_is_help=True)
 
 UNIT_NAME = "vpn-manager.service"
+ENV_FILE_NAME = "service.env"
+# Variables the Docker SDK reads when the docker.host setting is empty.
+_DOCKER_VARIABLES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+,=-]+")
 
 
-def unit_text(vpn: str, home: str | None) -> str:
-    environment = f"Environment=VPN_HOME={home}\n" if home else ""
+def unit_text(vpn: str, environment: Mapping[str, str], environment_file: Path | None) -> str:
+    """The unit: where the home is in `environment` (paths, no secrets), every setting the
+    environment gave in `environment_file` (0600)."""
+    lines = [f"Environment={_unit_value(name, value)}\n" for name, value in environment.items()]
+    if environment_file is not None:
+        lines.append(f"EnvironmentFile={_unit_escape(str(environment_file))}\n")
     return (
         "[Unit]\n"
         "Description=vpn-manager: supervise VPN engines, count traffic, enforce limits\n"
@@ -28,7 +42,7 @@ def unit_text(vpn: str, home: str | None) -> str:
         "[Service]\n"
         "Type=simple\n"
         f"ExecStart={vpn} serve\n"
-        f"{environment}"
+        f"{''.join(lines)}"
         "Restart=on-failure\n"
         "RestartSec=5\n"
         "# The engines are processes of their own that outlive `vpn` commands; stopping or\n"
@@ -38,6 +52,57 @@ def unit_text(vpn: str, home: str | None) -> str:
         "[Install]\n"
         "WantedBy=multi-user.target\n"
     )
+
+
+def service_environment(
+    paths: Paths, env: Mapping[str, str], home: Path | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What the service needs to see the home and settings this command sees: the paths for the
+    unit (VPN_HOME, else the XDG directories pinned; VPN_CONFIG if it is not the default), and
+    every setting variable (the database URL and its password among them) for the 0600 file."""
+    from vpn_manager.settings import setting_variables
+
+    unit: dict[str, str] = {}
+    if home is not None or env.get("VPN_HOME"):
+        unit["VPN_HOME"] = str(paths.config_dir.parent)
+    else:
+        unit["XDG_CONFIG_HOME"] = str(paths.config_dir.parent)
+        unit["XDG_DATA_HOME"] = str(paths.data_dir.parent)
+        unit["XDG_STATE_HOME"] = str(paths.state_dir.parent)
+    if paths.config_file != paths.config_dir / "config.toml":
+        unit["VPN_CONFIG"] = str(paths.config_file)
+    secret = setting_variables(env)
+    secret.update({name: env[name] for name in _DOCKER_VARIABLES if env.get(name)})
+    for name, value in [*unit.items(), *secret.items()]:
+        if any(char in value for char in "\n\r\0"):
+            raise ConfigError(
+                f"The environment variable {name} holds a line break, which a systemd unit "
+                "cannot carry.",
+                hint=f"Set {name} without it, or put the setting in the config file.",
+            )
+    return unit, secret
+
+
+def environment_file_text(variables: Mapping[str, str]) -> str:
+    """`NAME="value"` lines as systemd's EnvironmentFile= reads them (no expansion)."""
+    escaped = {
+        name: "".join("\\" + char if char in '\\"`$' else char for char in value)
+        for name, value in variables.items()
+    }
+    return "# Written by `vpn service install`: the settings its environment gave.\n" + "".join(
+        f'{name}="{value}"\n' for name, value in escaped.items()
+    )
+
+
+def _unit_escape(value: str) -> str:
+    return value.replace("%", "%%")
+
+
+def _unit_value(name: str, value: str) -> str:
+    if _PLAIN_VALUE.fullmatch(value):
+        return f"{name}={value}"
+    quoted = _unit_escape(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{name}={quoted}"'
 
 
 @app.command("install")
@@ -63,24 +128,35 @@ def install(
     vpn = (
         str(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).name == "vpn" else shutil.which("vpn")
     )
-    text = unit_text(
-        vpn or "vpn", os.environ.get("VPN_HOME") or (str(context.home) if context.home else None)
-    )
+    _ = context.settings  # a setting the service could not load is refused here, not there
+    paths = context.paths
+    unit_env, secret_env = service_environment(paths, os.environ, context.home)
+    env_file = paths.config_dir / ENV_FILE_NAME if secret_env else None
+    text = unit_text(vpn or "vpn", unit_env, env_file)
+    out = context.output()
+    if env_file is not None and not print_only:
+        atomic_write(env_file, environment_file_text(secret_env), mode=0o600)
+        out.note(f"Wrote {', '.join(secret_env)} to {env_file} (mode 0600).")
     systemd = Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
     if print_only or (file is None and not systemd):
         sys.stdout.write(text)
+        if env_file is not None and print_only:
+            out.note(
+                f"The unit reads {', '.join(secret_env)} from {env_file} (mode 0600), "
+                "which --print does not write."
+            )
         if not print_only:
-            context.output().note(
+            out.note(
                 "This machine does not run systemd: save the unit above for a machine that does, "
                 "or run `vpn serve` under your own supervisor."
             )
         return
     target = file or Path("/etc/systemd/system") / UNIT_NAME
     atomic_write(target, text, mode=0o644)
-    context.output().note(f"Wrote {target}.")
+    out.note(f"Wrote {target}.")
     if file is None:
         for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", UNIT_NAME]):
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise EngineError(f"`{' '.join(argv)}` failed: {done.stderr.strip()}.")
-        context.output().note(f"Enabled and started {UNIT_NAME}.")
+        out.note(f"Enabled and started {UNIT_NAME}.")

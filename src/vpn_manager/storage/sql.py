@@ -17,7 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from vpn_manager.errors import StorageError, VpnError
+from vpn_manager.dburl import postgres_target
+from vpn_manager.errors import ConfigError, StorageError, VpnError
 from vpn_manager.storage.db import read_only_query
 from vpn_manager.storage.revision import SCHEMA_HEAD
 
@@ -33,6 +34,8 @@ class SqlBackend:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.read_only: str | None = None
+        self.sslmode = ""
+        self.ssl_files: dict[str, Path] = {}
         if db.sqlite_file is not None:
             url = db.url
             self.read_only = read_only_query(db.sqlite_file)
@@ -46,10 +49,28 @@ class SqlBackend:
             event.listen(self.engine.sync_engine, "connect", self._sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", self._sqlite_begin)
         else:
+            try:
+                target = postgres_target(db.url)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"The database URL {db.display_url} cannot be used: {exc}.",
+                    hint="Fix VPN_DATABASE__URL (or database.url in the config file).",
+                ) from None
+            self.sslmode = target.sslmode
+            self.ssl_files = {
+                name: Path(value).expanduser()
+                for name, value in target.parameters.items()
+                if name in ("sslrootcert", "sslcert", "sslkey", "sslcrl")
+            }
+            # asyncpg takes the libpq parameters from a DSN of its own; SQLAlchemy would pass
+            # them as keyword arguments, which asyncpg.connect() refuses.
             self.engine = create_async_engine(
-                db.url,
+                target.url,
                 pool_pre_ping=True,
-                connect_args={"timeout": db.connect_timeout_s},
+                connect_args={
+                    "dsn": target.dsn,
+                    "timeout": target.connect_timeout_s or db.connect_timeout_s,
+                },
             )
 
     async def start(self) -> None:
@@ -139,6 +160,27 @@ class SqlBackend:
             return StorageError(
                 f"Cannot change the database {where}: it is read-only for this user.",
                 hint="Run the command as the user who owns it, or make its directory writable.",
+            )
+        if "rejected ssl upgrade" in lowered:
+            return StorageError(
+                f"Cannot use the database {where}: the server does not offer TLS, "
+                f"which sslmode={self.sslmode} requires.",
+                hint="Turn on ssl in the server's postgresql.conf, or use sslmode=prefer "
+                "(TLS when the server offers it) on a network you trust.",
+            )
+        missing = [
+            f"{name} file {path}" for name, path in self.ssl_files.items() if not path.exists()
+        ]
+        if missing and getattr(getattr(exc, "orig", None) or exc, "errno", None) == errno.ENOENT:
+            return StorageError(
+                f"Cannot use the database {where}: the {missing[0]} does not exist.",
+                hint="Put the file there, or fix its path in VPN_DATABASE__URL.",
+            )
+        if "shutting down" in lowered or "starting up" in lowered:
+            return StorageError(
+                f"Cannot use the database {where}: {detail}.",
+                hint="The database server is shutting down or restarting: "
+                "run the command again once it is back.",
             )
         if (
             not isinstance(exc, SQLAlchemyError)  # unwrapped: only from connecting
