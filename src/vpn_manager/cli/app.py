@@ -142,6 +142,8 @@ def run(args: list[str]) -> int:
     mount(args)
     command = typer.main.get_command(app)
     debug = "--debug" in args or os.environ.get("VPN_DEBUG") == "1"
+    if not debug:
+        _quiet_threads()
     try:
         # Without standalone mode, Typer *returns* the code of a typer.Exit raised in a command
         # (`vpn tui`'s crash code) and of Ctrl-C (130) instead of raising it.
@@ -174,6 +176,21 @@ def run(args: list[str]) -> int:
     if code == INTERRUPTED:
         sys.stderr.write("\nInterrupted.\n")
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def _quiet_threads() -> None:
+    """A worker thread's uncaught error is one sentence, not a traceback; one that only found
+    the event loop closed (a database driver's thread finishing after Ctrl-C ended the loop)
+    says nothing, since "Interrupted." already says what happened."""
+    import threading
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        error = args.exc_value
+        if isinstance(error, RuntimeError) and "Event loop is closed" in str(error):
+            return
+        _error(f"A background task failed: {args.exc_type.__name__}: {error}", None)
+
+    threading.excepthook = hook
 
 
 def _traceback() -> None:
