@@ -19,12 +19,14 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from tests.cli_helpers import Cli, InProcessCli
 from vpn_manager.storage import Database
 
 POSTGRES_MISSING = (
@@ -167,24 +169,10 @@ class PostgresCluster:
         return f"postgresql+asyncpg://{_PG_USER}@127.0.0.1:{self.port}/{database}"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL server for this session; yields the URL of its `postgres` database."""
-    bindir = postgres_bindir()
-    if bindir is None:
-        pytest.fail(POSTGRES_MISSING, pytrace=False)
-    cluster = PostgresCluster(bindir)
-    try:
-        cluster.start()
-        yield cluster.url("postgres")
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL server of the test's own, which it may halt() and resume() (an outage)
-    without disturbing the session's server."""
+@contextmanager
+def running_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server started from the Debian binaries, removed afterwards; missing
+    binaries fail the test (never a skip)."""
     bindir = postgres_bindir()
     if bindir is None:
         pytest.fail(POSTGRES_MISSING, pytrace=False)
@@ -194,6 +182,21 @@ def own_postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server for this session; yields the URL of its `postgres` database."""
+    with running_cluster() as cluster:
+        yield cluster.url("postgres")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of the test's own, which it may halt() and resume() (an outage)
+    without disturbing the session's server."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 async def create_postgres_database(server_url: str) -> str:
@@ -319,3 +322,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+# -- the CLI in a home of the test's own (tests/e2e has its own `vpn`: real processes) ----------
+@pytest.fixture
+def vpn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> InProcessCli:
+    return InProcessCli(tmp_path, monkeypatch, capsys)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)

@@ -49,18 +49,6 @@ import_max_mb                256
 """
 
 
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> InProcessCli:
-    return InProcessCli(tmp_path, monkeypatch, capsys)
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
-
-
 def parse_show(result: Result, fmt: str) -> dict[str, str]:
     """`vpn config show` output in any format, as flat `key: text` pairs; checks it is `fmt`."""
     assert result.code == 0, result

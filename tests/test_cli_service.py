@@ -9,8 +9,6 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
-
 from tests.cli_helpers import Cli, InProcessCli, error_line
 
 SECRET = 's3cr$t"pw`x\\'
@@ -21,18 +19,6 @@ def pg_url() -> str:
     from urllib.parse import quote
 
     return PG_URL.format(quote(SECRET, safe=""))
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> InProcessCli:
-    return InProcessCli(tmp_path, monkeypatch, capsys)
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
 
 
 def unit_environment(unit: str) -> dict[str, str]:

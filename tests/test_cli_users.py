@@ -60,18 +60,6 @@ bob    active  0B/∞        never    -        -
 ALICE_BOB_PLAIN = "alice\tactive\t0B/∞\tnever\t-\t-\nbob\tactive\t0B/∞\tnever\t-\t-\n"
 
 
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> InProcessCli:
-    return InProcessCli(tmp_path, monkeypatch, capsys)
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
-
-
 def default_user(name: str, **changes: Any) -> dict[str, Any]:
     """A user as `--format json` shows it, without the two timestamps."""
     return {

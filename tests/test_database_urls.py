@@ -18,13 +18,6 @@ from tests.conftest import PostgresCluster, create_postgres_database
 SECRET = "secretpw"
 
 
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> InProcessCli:
-    return InProcessCli(tmp_path, monkeypatch, capsys)
-
-
 def plain(url: str) -> str:
     """The URL as a user types it (postgresql://), without SQLAlchemy's driver name."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)

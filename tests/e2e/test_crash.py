@@ -35,15 +35,20 @@ BATCH = 2000
 SEED = 1313
 
 
-def killed_at(vpn: Vpn, args: list[str], delay: float) -> int | None:
-    """Run `vpn ARGS`, kill -9 it after `delay` seconds; its exit code if it ended first."""
-    process = subprocess.Popen(
+def launched(vpn: Vpn, args: list[str]) -> subprocess.Popen[bytes]:
+    """`vpn ARGS` started in the background, its output dropped."""
+    return subprocess.Popen(
         [str(VPN), *args],
         env=vpn.env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def killed_at(vpn: Vpn, args: list[str], delay: float) -> int | None:
+    """Run `vpn ARGS`, kill -9 it after `delay` seconds; its exit code if it ended first."""
+    process = launched(vpn, args)
     try:
         return process.wait(delay)
     except subprocess.TimeoutExpired:
@@ -232,13 +237,7 @@ def stopped_at(
     """Run `vpn ARGS`, stop the database server (`pg_ctl stop -m fast`) after `delay` seconds
     and start it again once the command has ended; its exit code and how long it took."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        [str(VPN), *args],
-        env=vpn.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = launched(vpn, args)
     try:
         process.wait(delay)
     except subprocess.TimeoutExpired:
