@@ -3,6 +3,7 @@ local TLS 1.3 site and HTTP backend, and real Xray clients built from printed li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -74,6 +75,35 @@ def vpn(tmp_path: Path) -> Iterator[Vpn]:
         if listed.code == 0:
             for server in json.loads(listed.stdout):
                 runner("server", "stop", server["name"])
+        end_home_processes(runner.home)  # what vpn could not stop (its database was gone)
+
+
+def end_home_processes(home: Path) -> None:
+    """End every process whose command line names a file of `home` (engines and services a
+    test left running), SIGTERM first, then SIGKILL."""
+    import signal
+
+    def alive() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(home).encode() + b"/" in argv:
+                found.append(int(entry.name))
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = alive()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while pids and alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -255,7 +255,7 @@ def stopped_at(
 
 @pytest.mark.postgres
 def test_database_stopped_or_command_killed_during_a_batch_on_postgres(
-    vpn: Vpn, rng: random.Random, own_postgres: PostgresCluster
+    own_postgres: PostgresCluster, vpn: Vpn, rng: random.Random
 ) -> None:
     """2,000-user batches onto a Shadowsocks server whose database is PostgreSQL: at a random
     moment, every other round the database server is stopped (and started again once the

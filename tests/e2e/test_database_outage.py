@@ -42,8 +42,8 @@ def wait_for(check: Callable[[], bool], within: float, what: str, log: Path) -> 
         time.sleep(0.25)
 
 
-def home_on(url: str, tmp_path: Path) -> Vpn:
-    vpn = Vpn(tmp_path / "home")
+def home_on(url: str, vpn: Vpn) -> Vpn:
+    """The test's home (the `vpn` fixture, which ends its engines afterwards) on `url`."""
     vpn.env["VPN_DATABASE__URL"] = url
     return vpn
 
@@ -54,12 +54,12 @@ def stopped(service: subprocess.Popen[bytes]) -> None:
 
 
 def test_the_service_rides_out_a_database_outage(
-    own_postgres: PostgresCluster, backend: int, tmp_path: Path
+    own_postgres: PostgresCluster, vpn: Vpn, backend: int, tmp_path: Path
 ) -> None:
     """Down when the service starts, then stopped for 12 s while 300 short connections go
     through: the service keeps running, its metrics say the database is down, its log says so
     once (not every round), and every byte is counted once the database is back."""
-    vpn = home_on(asyncio.run(create_postgres_database(own_postgres.url("postgres"))), tmp_path)
+    home_on(asyncio.run(create_postgres_database(own_postgres.url("postgres"))), vpn)
     install_singbox(vpn, "trojan", "tj")
     vpn.ok("user", "add", "alice", "--server", "tj")
     log = tmp_path / "serve.log"
@@ -102,13 +102,13 @@ def test_the_service_rides_out_a_database_outage(
 
 
 def test_followed_traffic_the_database_refused_is_counted_later(
-    postgres_url: str, backend: int, tmp_path: Path
+    postgres_url: str, vpn: Vpn, backend: int, tmp_path: Path
 ) -> None:
     """The database reads but refuses writes (read-only) while 300 short connections go
     through: what the follower handed over could not be saved, and is kept (spooled) until a
     round can save it."""
     url = asyncio.run(create_postgres_database(postgres_url))
-    vpn = home_on(url, tmp_path)
+    home_on(url, vpn)
     install_singbox(vpn, "trojan", "tj")
     vpn.ok("user", "add", "alice", "--server", "tj")
     log = tmp_path / "serve.log"

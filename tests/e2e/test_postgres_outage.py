@@ -111,7 +111,7 @@ def batch_with_stop(
 
 
 def test_a_stop_on_either_side_of_the_commit_leaves_the_engine_as_the_database(
-    vpn: Vpn, own_postgres: PostgresCluster
+    own_postgres: PostgresCluster, vpn: Vpn
 ) -> None:
     """Two batches: the database stopped while the batch's transaction is writing (nothing may
     reach the engine), then once the batch has committed or kept its transaction open across
