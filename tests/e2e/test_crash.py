@@ -6,7 +6,7 @@ the database's active users in its engine (asked through the engine's own API), 
 it does not have has no engine, no files and a free port, no engine process of the home is
 unknown to the database, and no temp file is left. The moments are seeded and spread over how
 long the uninterrupted command takes (measured first); each test prints how many kills it tried.
-Set VPN_CRASH_KILLS to try more (or fewer) than 20 per operation (a fifth of them, at least 2, on
+Set VPN_CRASH_KILLS to try more (or fewer) than 10 per operation (a fifth of them, at least 4, on
 PostgreSQL, where every other round stops the database server instead of killing the command).
 """
 
@@ -30,7 +30,7 @@ from vpn_manager.paths import Paths
 from vpn_manager.services.servers import ServerService, engine_identity
 from vpn_manager.storage import Database
 
-KILLS = int(os.environ.get("VPN_CRASH_KILLS", "20"))
+KILLS = int(os.environ.get("VPN_CRASH_KILLS", "10"))
 BATCH = 2000
 SEED = 1313
 
@@ -269,7 +269,7 @@ def test_database_stopped_or_command_killed_during_a_batch_on_postgres(
         return ["user", "add", *[f"{tag}{i}" for i in range(BATCH)], "--server", "big"]
 
     took = timed(vpn, batch("m"))
-    rounds = max(2, KILLS // 5)
+    rounds = max(4, KILLS // 5)
     for round_ in range(rounds):
         delay = rng.uniform(0, took * 1.2)
         if round_ % 2 == 0:
