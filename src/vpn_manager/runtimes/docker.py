@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from vpn_manager.errors import EngineError, InvalidInput, VpnError
+from vpn_manager.errors import EngineError, InvalidInput
 from vpn_manager.paths import entry, home_id
 from vpn_manager.runtimes.base import ContainerLaunch, Launch, ProcessState
 from vpn_manager.runtimes.native import tail
@@ -418,8 +418,6 @@ class DockerRuntime:
             container = self.client.containers.get(self.container_name(server))
         except NotFound:
             return None
-        except EngineError:  # the engine could not be reached: said once, host and all
-            raise
         except Exception as exc:  # the SDK raises requests' errors too
             raise self._error(f"Cannot inspect the container of {server}", exc) from None
         if container.labels.get(LABEL_HOME) != self.home:
@@ -430,6 +428,10 @@ class DockerRuntime:
         return container
 
     def _error(self, what: str, exc: BaseException) -> EngineError:
+        """`what` failed, in one sentence; an engine that could not be reached is said once
+        (the EngineError every request raises then, host and all), not wrapped again."""
+        if isinstance(exc, EngineError):
+            return exc
         return EngineError(f"{what}: {_reason(exc)}.", hint="See `docker info` and `docker ps -a`.")
 
     # -- the runtime contract ----------------------------------------------------------------
@@ -725,8 +727,6 @@ class DockerRuntime:
         if self._engine_id is None:
             try:
                 self._engine_id = str(self.client.info().get("ID") or self.host or "")
-            except VpnError:
-                raise
             except Exception as exc:  # the SDK raises requests' errors too
                 raise self._error(f"Cannot ask {describe_host(self.host)} who it is", exc) from None
         return self._engine_id
