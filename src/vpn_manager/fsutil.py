@@ -7,8 +7,8 @@ import asyncio
 import fcntl
 import os
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from vpn_manager.errors import FileError
@@ -24,6 +24,24 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
             f"Cannot write {path}: {exc.strerror or exc}.",
             hint="Check that the directory is writable and that the path is not a directory.",
         ) from None
+
+
+def remove_temps(path: Path) -> int:
+    """Remove the temp files atomic_write left beside `path` when its writer was killed between
+    making one and renaming it (`.NAME.XXXXXXXX.tmp`). Call only while holding whatever turn
+    that file's writers hold, so that none of them is half-way. Returns how many it removed."""
+    prefix = f".{path.name}."
+    removed = 0
+    try:
+        found = list(path.parent.iterdir())
+    except OSError:
+        return 0
+    for item in found:
+        middle = item.name[len(prefix) : -len(".tmp")]
+        if item.name.startswith(prefix) and item.name.endswith(".tmp") and len(middle) == 8:
+            item.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _replace(path: Path, payload: bytes, mode: int) -> None:
@@ -57,6 +75,19 @@ async def exclusive(lock: Path) -> AsyncIterator[None]:
     fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def exclusive_briefly(lock: Path) -> Iterator[None]:
+    """exclusive() for a few file operations in synchronous code: the wait blocks the thread,
+    so hold it only around work that takes microseconds."""
+    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

@@ -236,10 +236,20 @@ def test_an_engine_that_lost_its_users_gets_them_back(vpn: Vpn) -> None:
     assert_agree(vpn, {}, "after one round")
 
 
-@pytest.mark.parametrize("leftover", [".validate-abc", ".config.json.x1.tmp"])
+@pytest.mark.parametrize(
+    "leftover",
+    [
+        "rendered/ss/.validate-abc",
+        "rendered/ss/.config.json.x1.tmp",
+        "run/.ss.applied.ab12cd34.tmp",  # kills that CI met: the applied record's write
+        "run/ss.pid.tmp",
+        "run/.ss.settle.json.ab12cd34.tmp",
+        "run/.docker-hosts.json.ab12cd34.tmp",
+    ],
+)
 def test_temp_files_of_a_killed_command_are_swept(vpn: Vpn, leftover: str) -> None:
     install_ss(vpn)
-    path = vpn.home / "state" / "rendered" / "ss" / leftover
+    path = vpn.home / "state" / leftover
     if leftover.endswith(".tmp"):
         path.write_text("half")
     else:

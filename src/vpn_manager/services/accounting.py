@@ -111,6 +111,7 @@ class Accountant:
         async with self.db.reading() as session:
             rows = [r for r, _ in await repo.list_servers(session)]
         run_dir = self.servers.paths.run_dir
+        spool.remove_temps(run_dir)
         for row in rows:
             # Readings taken just before a stop or reload first, then the live counters.
             readings = spool.pending(run_dir, row.name)

@@ -5,9 +5,11 @@ runtimes/docker.py; what each engine's image needs is runtimes/images.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -15,7 +17,7 @@ from vpn_manager.engines import guard
 from vpn_manager.engines.base import Engine, Files, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import NotFound, VpnError
-from vpn_manager.fsutil import atomic_write
+from vpn_manager.fsutil import atomic_write, exclusive_briefly, remove_temps
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
 from vpn_manager.runtimes.base import ContainerLaunch, ProcessState, PublishedPort
 
@@ -195,18 +197,34 @@ def remember_host(servers: ServerService, host: str | None) -> None:
     """Note a Docker engine a server is being made on, before its container exists: the
     service looks there for this home's containers that no server owns, even after the last
     server on it is gone."""
-    known = hosts_used(servers)
     key = _host_key(servers, host)
-    if key in known:
+    if key in hosts_used(servers):
         return
-    servers.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(_hosts_file(servers), json.dumps(sorted(known | {key})) + "\n")
+    with _hosts_turn(servers):
+        atomic_write(_hosts_file(servers), json.dumps(sorted(hosts_used(servers) | {key})) + "\n")
 
 
 def _forget_host(servers: ServerService, key: str) -> None:
-    known = hosts_used(servers)
-    if key in known:
-        atomic_write(_hosts_file(servers), json.dumps(sorted(known - {key})) + "\n")
+    with _hosts_turn(servers):
+        known = hosts_used(servers)
+        if key in known:
+            atomic_write(_hosts_file(servers), json.dumps(sorted(known - {key})) + "\n")
+
+
+def tidy_hosts(servers: ServerService) -> None:
+    """Remove what a docker-hosts.json write killed half-way left."""
+    if _hosts_file(servers).parent.is_dir():
+        with _hosts_turn(servers):
+            pass
+
+
+@contextlib.contextmanager
+def _hosts_turn(servers: ServerService) -> Iterator[None]:
+    """The turn for changing docker-hosts.json (two commands placing servers on two engines
+    at once must not drop one), in which a temp file of a writer killed half-way is removed."""
+    with exclusive_briefly(servers.paths.run_dir / "turns" / "docker-hosts"):
+        remove_temps(_hosts_file(servers))
+        yield
 
 
 @dataclasses.dataclass

@@ -32,7 +32,7 @@ from vpn_manager.engines.base import Client, Engine, Files, Health, ServerSpec
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
-from vpn_manager.fsutil import atomic_write
+from vpn_manager.fsutil import atomic_write, remove_temps
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
 from vpn_manager.paths import Paths, entry
 from vpn_manager.runtimes.base import (
@@ -666,6 +666,11 @@ class ServerService:
                 elif item.name.startswith(".") and item.name.endswith(".tmp"):
                     item.unlink(missing_ok=True)
                     swept += 1
+        swept += remove_temps(self._applied_file(name))
+        launcher_temp = entry(self.paths.run_dir, name, ".pid.tmp")  # runtimes/launch.py
+        if launcher_temp.exists():
+            launcher_temp.unlink(missing_ok=True)
+            swept += 1
         return [f"removed {swept} temp files left by an interrupted command"] if swept else []
 
     async def stop_orphans(self, specs: Sequence[ServerSpec]) -> list[str]:
@@ -699,6 +704,7 @@ class ServerService:
                 if (self.paths.rendered_dir / name).is_dir() or self.keys_dir(name).is_dir():
                     found.append(f"removed the files of a server that does not exist ({name})")
                 self._forget_files(name)
+        containers.tidy_hosts(self)
         if containers.hosts_used(self) or any(spec.runtime == DOCKER for spec in specs):
             found += await containers.remove_strays(self, list(specs))
         return found

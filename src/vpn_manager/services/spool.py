@@ -52,6 +52,12 @@ def pending(run_dir: Path, server: str) -> list[tuple[str, list[Counter]]] | Non
     return found
 
 
+def remove_temps(run_dir: Path) -> None:
+    """Remove the temp files of spool writes killed half-way (call with the poll lock held)."""
+    for item in run_dir.glob(".*.settle.json.*.tmp"):
+        item.unlink(missing_ok=True)
+
+
 def done(run_dir: Path, server: str) -> None:
     _file(run_dir, server).unlink(missing_ok=True)
 
