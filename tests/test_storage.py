@@ -41,7 +41,6 @@ def _users() -> list[UserCreate]:
             quota_bytes=50_000_000_000,
             reset_period="monthly",
             device_limit=3,
-            speed_limit_bps=10_000_000,
         ),
         UserCreate(name="bob", email="bob@corp.org"),
         UserCreate(name="carol", note="red team lead", reset_period="30d"),
@@ -262,7 +261,7 @@ async def test_add_get_and_list(database: Database, clock: FixedClock) -> None:
     assert alice.quota_bytes == 50_000_000_000
     assert alice.reset_period == "monthly"
     assert alice.device_limit == 3
-    assert alice.speed_limit_bps == 10_000_000
+    assert alice.speed_limit_bps is None
     assert alice.created_at == alice.updated_at == clock.now
     assert alice.created_at.tzinfo is not None
     assert (alice.upload_bytes, alice.download_bytes, alice.servers) == (0, 0, [])
@@ -638,7 +637,7 @@ async def test_sizes_and_counters_are_64_bit(db_url: str) -> None:
         service = UserService(db, clock=FixedClock())
         big = 5 * 1000**5  # 5 PB: more than a 32-bit column holds
         await service.add(
-            [UserCreate(name="heavy", quota_bytes=big, speed_limit_bps=big)],
+            [UserCreate(name="heavy", quota_bytes=big)],
             extras=[{"upload_bytes": big, "download_bytes": big}],
         )
         heavy = await service.get("heavy")

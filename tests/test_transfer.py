@@ -37,7 +37,6 @@ def _users() -> list[UserCreate]:
             quota_bytes=50_000_000_000,
             reset_period="monthly",
             device_limit=3,
-            speed_limit_bps=10_000_000,
         ),
         UserCreate(name="bob", status=UserStatus.DISABLED, reset_period="30d"),
         UserCreate(name="carol.x_1-2", email="carol@corp.org", status=UserStatus.OVER_QUOTA),
@@ -198,7 +197,7 @@ async def test_on_existing_update_changes_fields(
     records = export_records(originals, secrets=False)
     alice, bob = records[0], records[1]
     alice |= {"email": "a@new.example", "note": None, "quota_bytes": 7_000, "status": "disabled"}
-    alice |= {"expires_at": None, "reset_period": "weekly", "speed_limit_bps": 1_000_000}
+    alice |= {"expires_at": None, "reset_period": "weekly"}
     bob |= {"device_limit": 9, "status": "active"}
     path = tmp_path / "changed.json"
     path.write_text(dump([alice, bob, records[2]], "json"), encoding="utf-8")
@@ -212,7 +211,7 @@ async def test_on_existing_update_changes_fields(
     assert new_alice.email == "a@new.example"
     assert (new_alice.note, new_alice.expires_at) == (None, None)
     assert (new_alice.quota_bytes, new_alice.reset_period) == (7_000, "weekly")
-    assert (new_alice.speed_limit_bps, new_alice.device_limit) == (1_000_000, 3)
+    assert (new_alice.speed_limit_bps, new_alice.device_limit) == (None, 3)
     assert new_alice.status is UserStatus.DISABLED
     assert new_alice.updated_at == later
     # What an import does not own stays: creation time, traffic, token.
@@ -264,6 +263,7 @@ _GOOD = {"name": "good", "status": "active", "quota_bytes": "1GB", "expires_at":
         ("created_at", "0001-01-01T00:00", "creation date"),
         ("quota_bytes", "9300000TB", "largest quota"),
         ("speed_limit_bps", "9300000000Gbit", "largest speed limit"),
+        ("speed_limit_bps", "10Mbit", "not enforced"),  # nothing would keep it
         ("device_limit", "9" * 5000, "largest device limit"),
     ],
 )
@@ -361,8 +361,8 @@ async def test_csv_accepts_human_units(
     path = tmp_path / "people.csv"
     path.write_text(
         "name,email,quota_bytes,expires_at,speed_limit_bps,reset_period,device_limit\n"
-        "alice,alice@example.com,50GB,2027-01-31,10Mbit,monthly,2\n"
-        "bob,,1.5TiB,2027-01-31T12:00:00+02:00,1.5Gbit,,\n"
+        "alice,alice@example.com,50GB,2027-01-31,,monthly,2\n"
+        "bob,,1.5TiB,2027-01-31T12:00:00+02:00,,,\n"
         "carol,,unlimited,never,,30d,\n",
         encoding="utf-8",
     )
@@ -373,13 +373,11 @@ async def test_csv_accepts_human_units(
     alice, bob, carol = await service.list()
     assert alice.quota_bytes == 50_000_000_000
     assert alice.expires_at == datetime(2027, 2, 1, tzinfo=UTC)  # through the whole day
-    assert alice.speed_limit_bps == 10_000_000
     assert (alice.reset_period, alice.device_limit) == ("monthly", 2)
 
     assert bob.email is None
     assert bob.quota_bytes == 3 * 1024**4 // 2
     assert bob.expires_at == datetime(2027, 1, 31, 10, tzinfo=UTC)
-    assert bob.speed_limit_bps == 1_500_000_000
     assert (bob.reset_period, bob.device_limit) == ("never", None)
 
     assert (carol.quota_bytes, carol.expires_at, carol.speed_limit_bps) == (None, None, None)

@@ -88,7 +88,7 @@ FirstUseDays = Annotated[
 ]
 Speed = Annotated[
     str | None,
-    typer.Option("--speed", metavar="RATE", help="Speed limit: 10Mbit, 1Gbit; 0 = unlimited."),
+    typer.Option("--speed", metavar="RATE", hidden=True, help="Refused: not enforced yet."),
 ]
 
 
@@ -106,7 +106,6 @@ def _limits(
         MOST_DAYS,
         parse_count,
         parse_expiry,
-        parse_rate,
         parse_reset_period,
         parse_size,
     )
@@ -125,7 +124,12 @@ def _limits(
     if first_use_days is not None:
         fields["expire_after_days"] = parse_count(first_use_days, "number of days", MOST_DAYS)
     if speed is not None:
-        fields["speed_limit_bps"] = parse_rate(speed)
+        from vpn_manager.errors import InvalidInput
+
+        raise InvalidInput(
+            "Speed limits are not enforced yet, so --speed is refused rather than stored.",
+            hint="Leave --speed out; the user's traffic is not limited in speed.",
+        )
     return fields
 
 

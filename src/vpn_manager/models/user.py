@@ -104,6 +104,16 @@ Count = Annotated[int | None, Field(ge=1, le=INT_MAX)]
 Days = Annotated[int | None, Field(ge=1, le=MOST_DAYS)]
 
 
+def _unenforced(value: int | None) -> int | None:
+    if value is not None:
+        raise ValueError("speed limits are not enforced yet, so none can be set")
+    return value
+
+
+# Read back from databases of earlier versions (User), never set: nothing would enforce it.
+SpeedLimit = Annotated[int | None, Field(ge=1, le=BIGINT_MAX), AfterValidator(_unenforced)]
+
+
 def _check_expiry(value: datetime | None) -> datetime | None:
     if value is not None and (value.tzinfo is None or value >= EXPIRY_CAP):
         raise ValueError(f"an expiry must be an aware time on {LAST_DAY} or before")
@@ -122,7 +132,7 @@ class UserLimits(BaseModel):
     quota_bytes: Bytes = None
     reset_period: ResetPeriod = "never"
     device_limit: Count = None
-    speed_limit_bps: Bytes = None
+    speed_limit_bps: SpeedLimit = None
     expire_after_days: Days = None  # "starts on first use": expires this long after first use
 
 
@@ -145,7 +155,7 @@ class UserUpdate(BaseModel):
     quota_bytes: Bytes = None
     reset_period: ResetPeriod | None = None
     device_limit: Count = None
-    speed_limit_bps: Bytes = None
+    speed_limit_bps: SpeedLimit = None
     expire_after_days: Days = None
 
     def changes(self) -> dict[str, Any]:

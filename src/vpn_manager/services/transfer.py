@@ -19,7 +19,16 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
-from vpn_manager.models.user import BIGINT_MAX, Bytes, Count, Email, Note, ResetPeriod, UserName
+from vpn_manager.models.user import (
+    BIGINT_MAX,
+    Bytes,
+    Count,
+    Email,
+    Note,
+    ResetPeriod,
+    SpeedLimit,
+    UserName,
+)
 from vpn_manager.services.users import UserService, reject_repeats
 from vpn_manager.storage import users as repo
 from vpn_manager.units import (
@@ -128,7 +137,7 @@ class UserRecord(BaseModel):
     quota_bytes: Annotated[Bytes, BeforeValidator(_size)] = None
     reset_period: Annotated[ResetPeriod, BeforeValidator(lambda v: v or "never")] = "never"
     device_limit: Annotated[Count, BeforeValidator(_count)] = None
-    speed_limit_bps: Annotated[Bytes, BeforeValidator(_rate)] = None
+    speed_limit_bps: Annotated[SpeedLimit, BeforeValidator(_rate)] = None
     upload_bytes: Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_zero)] = 0
     download_bytes: Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_zero)] = 0
     subscription_token: Annotated[

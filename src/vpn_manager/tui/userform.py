@@ -20,11 +20,9 @@ from vpn_manager.models import User, UserCreate, UserUpdate
 from vpn_manager.tui.widgets import start
 from vpn_manager.units import (
     MOST_DAYS,
-    format_rate,
     format_size,
     parse_count,
     parse_expiry,
-    parse_rate,
     parse_reset_period,
     parse_size,
 )
@@ -42,7 +40,6 @@ FIELDS = [
     ("expires", "Expires", "2027-01-31, 30d, 12h; empty = never"),
     ("first_use_days", "Expire after first use", "days; empty = off"),
     ("devices", "Devices at once", "empty = unlimited"),
-    ("speed", "Speed limit", "10Mbit, 1Gbit; empty = unlimited"),
     ("servers", "Servers", "names, comma separated (new users only)"),
 ]
 # Model field -> form field, to put a validation message under the right input.
@@ -56,7 +53,6 @@ MODEL_FIELDS = {
     "expires_at": "expires",
     "expire_after_days": "first_use_days",
     "device_limit": "devices",
-    "speed_limit_bps": "speed",
 }
 
 
@@ -80,7 +76,6 @@ def initial_values(user: User | None, zone: tzinfo) -> dict[str, str]:
         "expires": last_day(user, zone),
         "first_use_days": str(user.expire_after_days or ""),
         "devices": str(user.device_limit or ""),
-        "speed": format_rate(user.speed_limit_bps) if user.speed_limit_bps else "",
         "servers": ", ".join(user.servers),
     }
 
@@ -196,7 +191,6 @@ class UserForm(ModalScreen[User | None]):
                 lambda t: parse_count(t or "0", "day count", MOST_DAYS),
             ),
             "devices": ("device_limit", lambda t: parse_count(t or "0", "device limit")),
-            "speed": ("speed_limit_bps", lambda t: parse_rate(t or "0")),
         }
         for field, text in wanted.items():
             if field in parsers:

@@ -296,9 +296,10 @@ def limits_text(user: User, zone: Any) -> str:
             f" (or {user.expire_after_days} days after first use)" if user.expire_after_days else ""
         ),
         f"devices     {user.device_limit or 'unlimited'}",
-        f"speed       {format_rate(user.speed_limit_bps)}",
         f"servers     {', '.join(user.servers) or '-'}",
     ]
+    if user.speed_limit_bps:  # set by an earlier version, which stored what nothing enforces
+        lines.append(f"speed       {format_rate(user.speed_limit_bps)} (not enforced)")
     if user.email:
         lines.append(f"e-mail      {user.email}")
     if user.note:
