@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from vpn_manager.engines.base import Counter, Engine, Follower, ServerSpec
 from vpn_manager.errors import VpnError
 from vpn_manager.kinds import DesiredState, UserStatus
-from vpn_manager.services import spool
+from vpn_manager.services import pending_readings as spool
 from vpn_manager.services.periods import days_after, period_start
 from vpn_manager.services.servers import Pending, ServerService, owners, pending_of, utcnow
 

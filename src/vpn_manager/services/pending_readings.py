@@ -1,4 +1,5 @@
-"""Counters read just before an engine stops or reloads, kept until the next poll counts them.
+"""Pending readings: counters read just before an engine stops or reloads, kept until the next
+poll counts them.
 
 A restart starts an engine's counters from zero and a sing-box reload forgets its connection
 list, so whatever moved since the last poll would be lost. Before either, ServerService reads the
