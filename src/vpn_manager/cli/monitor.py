@@ -33,7 +33,7 @@ def traffic(
     from rich.live import Live
     from rich.table import Table
 
-    from vpn_manager.services.accounting import Accountant
+    from vpn_manager.services.traffic import Traffic
 
     context = app_context(ctx)
     console = Console()
@@ -51,16 +51,13 @@ def traffic(
         from vpn_manager.storage import users as repo
 
         db = context.database()
-        accountant = Accountant(
-            ServerService(db, context.paths, docker=context.settings.docker),
-            zone=context.settings.zone,
-        )
+        traffic = Traffic(ServerService(db, context.paths, docker=context.settings.docker))
         before: dict[str, tuple[int, int, float]] = {}
         shown = 0
         try:
             with Live(console=console, auto_refresh=False) as live:
                 while count == 0 or shown < count:
-                    report = await accountant.poll()
+                    report = await traffic.poll()
                     async with db.reading() as session:
                         users = await repo.list_users(session)
                     now = time.monotonic()

@@ -1,4 +1,4 @@
-"""The long-running service's loop, and the lean process that runs it.
+"""The lean process that runs the long-running service's rounds (services/rounds.py).
 
 `vpn serve` parses its options and loads the settings with the CLI, then replaces itself (exec,
 same PID for systemd) with `python -m vpn_manager.services.daemon`, handing over what the service
@@ -17,24 +17,21 @@ import json
 import logging
 import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from vpn_manager.errors import StorageError, VpnError
+from vpn_manager.errors import VpnError
 from vpn_manager.paths import Paths
 
 if TYPE_CHECKING:
-    from vpn_manager.services.accounting import Accountant
     from vpn_manager.settings import DockerSshSettings, Settings
 
-T = TypeVar("T")
-PRUNE_EVERY_S = 3600  # history is hourly: pruning once an hour is enough
-DATABASE_RETRY_MAX_S = 30.0  # the longest wait between two tries of a database that is down
-
 log = logging.getLogger("vpn_manager.serve")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +98,9 @@ async def serve(
     metrics_port: int,
     once: bool = False,
 ) -> dict[str, Any] | None:
-    """Supervise, count, enforce and prune every `interval` seconds until SIGTERM/SIGINT; with
+    """Restart, count, enforce and prune every `interval` seconds until SIGTERM/SIGINT; with
     `once`, do one round and return what it did."""
-    from vpn_manager.services.accounting import Accountant
+    from vpn_manager.services.rounds import Rounds
     from vpn_manager.services.servers import ServerService
     from vpn_manager.storage import Database
 
@@ -115,141 +112,34 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     servers = ServerService(db, paths, docker=config.docker)
-    accountant = Accountant(servers, zone=ZoneInfo(config.timezone), follow=not once)
+    rounds = Rounds(
+        servers, utcnow, ZoneInfo(config.timezone), config.device_ban_s, follow=not once
+    )
     metrics = None
     if metrics_port and not once:
         from vpn_manager.services.metrics import MetricsPage, serve_metrics
 
         try:
-            metrics = await serve_metrics("127.0.0.1", metrics_port, MetricsPage(accountant))
+            metrics = await serve_metrics("127.0.0.1", metrics_port, MetricsPage(rounds))
             log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
         except OSError as exc:
             log.error("no metrics: cannot listen on 127.0.0.1:%d (%s)", metrics_port, exc.strerror)
-    backoff: dict[str, tuple[int, datetime]] = {}
     log.info("serving (poll every %.1f s)", interval)
-    retries = 0  # rounds in a row that found the database unusable
     try:
         while not stop.is_set():
-            done = await one_round(accountant, backoff, config.device_ban_s)
+            done = await rounds.run_once()
             if once:
                 return done
-            pause = interval
-            if accountant.database_error is not None:
-                # Engines keep running and followers keep what they see; the database is asked
-                # again after growing waits, not hammered (nor the log filled) every interval.
-                pause = max(interval, min(DATABASE_RETRY_MAX_S, interval * 2**retries))
-                retries += 1
-                log.debug("the database is still unusable: next try in %.0f s", pause)
-            else:
-                retries = 0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
+                await asyncio.wait_for(stop.wait(), rounds.pause(interval))
     finally:
         if metrics is not None:
             metrics.close()
-        await accountant.close()
+        await rounds.close()
         with contextlib.suppress(Exception):  # a database that is down cannot fail the exit
             await db.close()
         log.info("stopped")
     return None
-
-
-async def one_round(
-    accountant: Accountant, backoff: dict[str, tuple[int, datetime]], device_ban_s: int
-) -> dict[str, Any]:
-    """One round of the service: start what should run, bring engines in line with the
-    database, count, enforce limits, cut extra devices, prune history. A step that fails (an
-    engine not answering, a bug) is logged and reported under "errors", and the round goes on
-    with the next step: the service never stops on it, and the next round tries again. A
-    database that cannot be used (down, locked, refusing writes) ends the round, since every
-    step needs it: reported under "errors", and logged once by database_checked."""
-    from vpn_manager.services.accounting import EnforceReport, PollReport
-
-    errors: dict[str, str] = {}
-    unusable: list[str] = []  # why the database cannot be used, once a step found it so
-
-    async def step(name: str, work: Callable[[], Awaitable[T]], default: T) -> T:
-        if unusable:
-            return default  # every step needs the database: the rest of the round waits for it
-        try:
-            return await work()
-        except StorageError as exc:
-            errors[name] = exc.message
-            unusable.append(exc.message)
-        except VpnError as exc:
-            errors[name] = exc.message
-            log.error("%s failed: %s", name, exc.message)
-        except Exception as exc:  # a bug: say it and go on; --debug shows where
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            log.error("%s failed on an unexpected error: %s", name, errors[name])
-            log.debug("where", exc_info=True)
-        return default
-
-    no_names: list[str] = []
-    started = await step("starting servers", lambda: accountant.supervise(backoff), no_names)
-    for name in started:
-        log.info("started %s", name)
-    no_fixes: dict[str, list[str]] = {}
-    fixed = await step("bringing engines in line", accountant.converge, no_fixes)
-    polled = await step("counting traffic", accountant.poll, PollReport())
-    log.debug(
-        "poll: %d counters on %d servers, %d bytes counted, %.1f ms",
-        polled.counters,
-        polled.servers,
-        polled.counted_bytes,
-        polled.took_ms,
-    )
-    enforced = await step("enforcing limits", accountant.enforce, EnforceReport())
-    no_cuts: dict[str, list[str]] = {}
-    devices = await step(
-        "limiting devices", lambda: accountant.limit_devices(device_ban_s), no_cuts
-    )
-    if accountant.pruned_at is None or time.monotonic() - accountant.pruned_at > PRUNE_EVERY_S:
-        await step("pruning history", accountant.prune_history, 0)
-    database_checked(accountant, unusable[0] if unusable else None)
-    for name, status in enforced.limited.items():
-        log.info("%s is now %s: removed from its servers", name, status)
-    for name in enforced.restored:
-        log.info("%s is active again", name)
-    return {
-        "started": started,
-        "fixed": fixed,
-        "servers_polled": polled.servers,
-        "counters": polled.counters,
-        "counted_bytes": polled.counted_bytes,
-        "poll_ms": round(polled.took_ms, 1),
-        "failed": polled.failed | enforced.failed,
-        "limited": enforced.limited,
-        "restored": enforced.restored,
-        "devices_cut": devices,
-        "errors": errors,
-    }
-
-
-def database_checked(accountant: Accountant, error: str | None) -> None:
-    """Note what this round found of the database (`error`: why it could not be used), saying
-    in the log only when that changes: one line when it goes, one when it is back."""
-    now = time.time()
-    if error is None:
-        if accountant.database_error is not None:
-            gone = now - (accountant.database_down_at or now)
-            log.warning(
-                "the database is back after %.0f s: what the engines counted meanwhile is counted",
-                gone,
-            )
-        accountant.database_error = None
-        accountant.database_down_at = None
-        accountant.good_round_at = now
-        return
-    if accountant.database_error is None:
-        log.error(
-            "%s The service keeps running (engines serve, what they count is kept) and tries "
-            "again after growing waits, up to %.0f s.",
-            error,
-            DATABASE_RETRY_MAX_S,
-        )
-        accountant.database_down_at = now
-    accountant.database_error = error
 
 
 def setup_logging(debug: bool) -> None:
