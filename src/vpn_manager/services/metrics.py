@@ -1,11 +1,8 @@
 """Prometheus metrics of the running service, in the text exposition format (served by
-`vpn serve` on 127.0.0.1 only)."""
+`vpn serve` on 127.0.0.1 only, daemon/metrics_http.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from vpn_manager.errors import VpnError
@@ -14,8 +11,6 @@ from vpn_manager.services.rounds import Rounds
 if TYPE_CHECKING:
     from vpn_manager.storage.accounting import UserTotals
     from vpn_manager.storage.orm import ServerRow
-
-log = logging.getLogger("vpn_manager.metrics")
 
 
 def _label(value: str) -> str:
@@ -123,29 +118,3 @@ def render(
         for row in servers
     ]
     return "\n".join(lines) + "\n"
-
-
-async def serve_metrics(host: str, port: int, page: Callable[[], Awaitable[str]]) -> asyncio.Server:
-    """A tiny HTTP server: GET /metrics → the page; anything else → 404."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)).strip():
-                pass  # headers
-            parts = request.decode("latin-1").split()
-            if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
-                body = (await page()).encode()
-                head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-            else:
-                body = b"not found\n"
-                head = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-            writer.write(f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-            writer.write(body)
-            await writer.drain()
-        except Exception as exc:  # a bad scrape must never take the service down
-            log.warning("metrics request failed: %s", exc)
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, host, port)

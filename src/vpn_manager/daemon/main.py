@@ -1,7 +1,7 @@
 """The lean process that runs the long-running service's rounds (services/rounds.py).
 
 `vpn serve` parses its options and loads the settings with the CLI, then replaces itself (exec,
-same PID for systemd) with `python -m vpn_manager.services.daemon`, handing over what the service
+same PID for systemd) with `python -m vpn_manager.daemon.main`, handing over what the service
 needs of the settings as a ServiceConfig through a pipe: the service then never holds the
 command-line libraries (typer, click, rich) nor pydantic in memory for its whole life. `vpn serve
 --once` runs one round in the CLI process instead and prints it.
@@ -117,7 +117,8 @@ async def serve(
     )
     metrics = None
     if metrics_port and not once:
-        from vpn_manager.services.metrics import MetricsPage, serve_metrics
+        from vpn_manager.daemon.metrics_http import serve_metrics
+        from vpn_manager.services.metrics import MetricsPage
 
         try:
             metrics = await serve_metrics("127.0.0.1", metrics_port, MetricsPage(rounds))
@@ -166,7 +167,7 @@ def read_config(fd: int | None, paths: Paths) -> ServiceConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m vpn_manager.services.daemon`: what `vpn serve` execs into. Paths come from the
+    """`python -m vpn_manager.daemon.main`: what `vpn serve` execs into. Paths come from the
     environment (VPN_HOME, VPN_CONFIG, XDG_*), as for every command."""
     import os
 
