@@ -33,8 +33,6 @@ def traffic(
     from rich.live import Live
     from rich.table import Table
 
-    from vpn_manager.services.traffic import Traffic
-
     context = app_context(ctx)
     console = Console()
 
@@ -47,18 +45,17 @@ def traffic(
         return grid
 
     async def main() -> None:
-        from vpn_manager.services.servers import ServerService
         from vpn_manager.storage import users as repo
 
-        db = context.database()
-        traffic = Traffic(ServerService(db, context.paths, docker=context.settings.docker))
+        services = context.services()
+        traffic = services.traffic()
         before: dict[str, tuple[int, int, float]] = {}
         shown = 0
         try:
             with Live(console=console, auto_refresh=False) as live:
                 while count == 0 or shown < count:
                     report = await traffic.poll()
-                    async with db.reading() as session:
+                    async with services.db.reading() as session:
                         users = await repo.list_users(session)
                     now = time.monotonic()
                     ordered = sorted(users, key=lambda u: -(u.upload_bytes + u.download_bytes))
@@ -68,7 +65,7 @@ def traffic(
                     if count == 0 or shown < count:
                         await asyncio.sleep(interval)
         finally:
-            await db.close()
+            await services.close()
 
     asyncio.run(main())  # until Ctrl-C, which exits 130 (cli/app.py)
 

@@ -46,12 +46,13 @@ def serve(
     import os
 
     from vpn_manager.daemon import main as daemon
+    from vpn_manager.services.root import ServiceConfig
 
     context = app_context(ctx)
     settings = context.settings
     pause = interval or settings.service.poll_interval_s
     port = settings.service.metrics_port if metrics_port is None else metrics_port
-    config = daemon.ServiceConfig.from_settings(settings)
+    config = ServiceConfig.from_settings(settings)
     if once:
         daemon.setup_logging(context.debug)
         done = asyncio.run(

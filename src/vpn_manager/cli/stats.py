@@ -11,7 +11,7 @@ import typer
 from vpn_manager.cli.context import app_context
 
 if TYPE_CHECKING:
-    from vpn_manager.cli.context import Services
+    from vpn_manager.services.root import Services
 
 
 def _moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | None:

@@ -2,9 +2,9 @@
 
 `vpn serve` parses its options and loads the settings with the CLI, then replaces itself (exec,
 same PID for systemd) with `python -m vpn_manager.daemon.main`, handing over what the service
-needs of the settings as a ServiceConfig through a pipe: the service then never holds the
-command-line libraries (typer, click, rich) nor pydantic in memory for its whole life. `vpn serve
---once` runs one round in the CLI process instead and prints it.
+needs of the settings as a ServiceConfig (services/root.py) through a pipe: the service then never
+holds the command-line libraries (typer, click, rich) nor pydantic in memory for its whole life.
+`vpn serve --once` runs one round in the CLI process instead and prints it.
 """
 
 from __future__ import annotations
@@ -12,82 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import json
 import logging
 import signal
 import sys
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from vpn_manager.errors import VpnError
 from vpn_manager.paths import Paths
-
-if TYPE_CHECKING:
-    from vpn_manager.settings import DockerSshSettings, Settings
+from vpn_manager.services.root import ServiceConfig, Services
 
 log = logging.getLogger("vpn_manager.serve")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclasses.dataclass(frozen=True)
-class DockerPlain:
-    """The settings' `docker` section as plain values (a runtimes.base.DockerDefaults)."""
-
-    host: str | None
-    images: dict[str, str]
-    ssh_values: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def image(self, setting: str) -> str:
-        return self.images[setting]
-
-    @property
-    def ssh(self) -> DockerSshSettings:
-        """Built only when a remote engine is reached (which loads pydantic and the SDK)."""
-        from vpn_manager.settings import DockerSshSettings
-
-        return DockerSshSettings(**self.ssh_values)
-
-
-@dataclasses.dataclass(frozen=True)
-class ServiceConfig:
-    """What the service reads of the settings, validated by the CLI and kept as plain values.
-    It reaches the service process through a pipe, not argv or the environment, since the
-    database URL may hold a password; that process then never loads pydantic (about 11 MB)."""
-
-    database_url: str | None
-    busy_timeout_ms: int
-    connect_timeout_s: float
-    timezone: str
-    device_ban_s: int
-    docker: DockerPlain
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceConfig:
-        return cls(
-            database_url=settings.database.url,
-            busy_timeout_ms=settings.database.busy_timeout_ms,
-            connect_timeout_s=settings.database.connect_timeout_s,
-            timezone=settings.timezone,
-            device_ban_s=settings.service.device_ban_s,
-            docker=DockerPlain(
-                settings.docker.host,
-                settings.docker.images.model_dump(),
-                settings.docker.ssh.model_dump(),
-            ),
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> ServiceConfig:
-        data = json.loads(text)
-        return cls(**{**data, "docker": DockerPlain(**data["docker"])})
 
 
 async def serve(
@@ -100,21 +34,12 @@ async def serve(
 ) -> dict[str, Any] | None:
     """Restart, count, enforce and prune every `interval` seconds until SIGTERM/SIGINT; with
     `once`, do one round and return what it did."""
-    from vpn_manager.services.rounds import Rounds
-    from vpn_manager.services.servers import ServerService
-    from vpn_manager.storage import Database
-
-    db = Database.of_home(
-        paths, config.database_url, config.busy_timeout_ms, config.connect_timeout_s
-    )
+    services = Services.from_config(config, paths)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    servers = ServerService(db, paths, docker=config.docker)
-    rounds = Rounds(
-        servers, utcnow, ZoneInfo(config.timezone), config.device_ban_s, follow=not once
-    )
+    rounds = services.rounds(follow=not once)
     metrics = None
     if metrics_port and not once:
         from vpn_manager.daemon.metrics_http import serve_metrics
@@ -138,7 +63,7 @@ async def serve(
             metrics.close()
         await rounds.close()
         with contextlib.suppress(Exception):  # a database that is down cannot fail the exit
-            await db.close()
+            await services.close()
         log.info("stopped")
     return None
 
