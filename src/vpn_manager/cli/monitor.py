@@ -45,8 +45,6 @@ def traffic(
         return grid
 
     async def main() -> None:
-        from vpn_manager.storage import users as repo
-
         services = context.services()
         traffic = services.traffic()
         before: dict[str, tuple[int, int, float]] = {}
@@ -55,8 +53,7 @@ def traffic(
             with Live(console=console, auto_refresh=False) as live:
                 while count == 0 or shown < count:
                     report = await traffic.poll()
-                    async with services.db.reading() as session:
-                        users = await repo.list_users(session)
+                    users = await services.users.list()  # after the poll: SQLAlchemy's read
                     now = time.monotonic()
                     ordered = sorted(users, key=lambda u: -(u.upload_bytes + u.download_bytes))
                     rows = [_row(user, before, now) for user in ordered]

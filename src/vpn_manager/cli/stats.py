@@ -71,10 +71,7 @@ def stats(
     start, end = _moment(since, zone, now), _moment(until, zone, now)
 
     async def read(services: Services) -> list[tuple[datetime, str, str, int, int]]:
-        from vpn_manager.storage import accounting as store
-
-        async with services.db.reading() as session:
-            return await store.history(session, start, end)
+        return await services.history.hours(start, end)
 
     rows = context.run(read)
     records = [

@@ -20,6 +20,7 @@ from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
     from vpn_manager.runtimes.base import DockerDefaults
+    from vpn_manager.services.history import UsageHistory
     from vpn_manager.services.limits import Limits
     from vpn_manager.services.rounds import Rounds
     from vpn_manager.services.servers import Applied, ServerService
@@ -173,6 +174,12 @@ class Services:
         from vpn_manager.services.limits import Limits
 
         return Limits(self.servers, self.clock, self.zone)
+
+    @property
+    def history(self) -> UsageHistory:
+        from vpn_manager.services.history import UsageHistory
+
+        return UsageHistory(self.db)
 
     def traffic(self) -> Traffic:
         """Counting on its own (`vpn monitor traffic`), without following engines' events."""

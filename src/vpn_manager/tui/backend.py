@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from vpn_manager.settings import Paths, Settings
 
 if TYPE_CHECKING:
+    from vpn_manager.services.history import UsageHistory
     from vpn_manager.services.root import Services
     from vpn_manager.services.servers import ServerService
     from vpn_manager.services.users import UserService
-    from vpn_manager.storage import Database
 
 Clock = Callable[[], datetime]
 
@@ -51,8 +51,8 @@ class Backend:
         return self.services.users
 
     @property
-    def db(self) -> Database:
-        return self.services.db
+    def history(self) -> UsageHistory:
+        return self.services.history
 
     def applied(self) -> list[str]:
         """What the last user changes did on each server, once (then forgotten)."""
