@@ -1,6 +1,6 @@
-"""Accounting and limits on a real SQLite database, with an injectable clock: counting across
-engine restarts, periods, quotas, expiry (engines are not needed: users hold no servers here;
-tests/e2e/test_accounting.py does it with a real Xray)."""
+"""Traffic counting and limits (services/traffic.py, limits.py) on a real SQLite database, with an
+injectable clock: counting across engine restarts, periods, quotas, expiry (engines are not
+needed: users hold no servers here; tests/e2e/test_accounting.py does it with a real Xray)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from vpn_manager.engines.base import Counter
 from vpn_manager.models import UserCreate
-from vpn_manager.services.accounting import Accountant
 from vpn_manager.services.periods import FAR_FUTURE, days_after, period_start
+from vpn_manager.services.rounds import Rounds
 from vpn_manager.services.servers import ServerService
 from vpn_manager.services.users import UserService
 from vpn_manager.settings import Paths
@@ -44,7 +44,7 @@ def test_period_starts() -> None:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> tuple[Database, Accountant, UserService, Clock, int]:
+async def world(tmp_path: Path) -> tuple[Database, Rounds, UserService, Clock, int]:
     paths = Paths.from_env({}, home=tmp_path)
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'vpn.db'}")
     await db.open()
@@ -69,7 +69,7 @@ async def world(tmp_path: Path) -> tuple[Database, Accountant, UserService, Cloc
         session.add(row)
         await session.flush()
         server_id = row.id
-    return db, Accountant(servers, clock=clock, zone=UTC), users, clock, server_id
+    return db, Rounds(servers, clock, UTC, device_ban_s=60), users, clock, server_id
 
 
 async def grant(db: Database, server_id: int, user: str) -> None:
@@ -84,15 +84,16 @@ async def grant(db: Database, server_id: int, user: str) -> None:
 
 
 async def test_counting_across_restarts_never_loses_or_doubles(
-    world: tuple[Database, Accountant, UserService, Clock, int],
+    world: tuple[Database, Rounds, UserService, Clock, int],
 ) -> None:
-    db, accountant, users, _clock, server = world
+    db, rounds, users, _clock, server = world
+    traffic = rounds.traffic
     await users.add([UserCreate(name="alice")])
     await grant(db, server, "alice")
     alice = "user-1"
 
     async def read(epoch: str, up: int, down: int) -> int:
-        return await accountant._count(server, epoch, [Counter(alice, alice, up, down)])
+        return await traffic._count(server, epoch, [Counter(alice, alice, up, down)])
 
     assert await read("p1", 100, 1_000) == 1_100
     assert await read("p1", 100, 1_000) == 0  # nothing grew: nothing counted twice
@@ -111,9 +112,10 @@ async def test_counting_across_restarts_never_loses_or_doubles(
 
 
 async def test_quota_periods_and_expiry(
-    world: tuple[Database, Accountant, UserService, Clock, int],
+    world: tuple[Database, Rounds, UserService, Clock, int],
 ) -> None:
-    db, accountant, users, clock, server = world
+    db, rounds, users, clock, server = world
+    traffic, limits = rounds.traffic, rounds.limits
     await users.add(
         [
             UserCreate(name="alice", quota_bytes=1_000, reset_period="daily"),
@@ -124,41 +126,41 @@ async def test_quota_periods_and_expiry(
     )
     for name in ("alice", "bob", "dave"):
         await grant(db, server, name)
-    await accountant.enforce()  # starts alice's first period
-    await accountant._count(server, "p", [Counter("user-1", "user-1", 600, 600)])
-    await accountant._count(server, "p", [Counter("user-2", "user-2", 10, 10)])
-    report = await accountant.enforce()
+    await limits.enforce()  # starts alice's first period
+    await traffic._count(server, "p", [Counter("user-1", "user-1", 600, 600)])
+    await traffic._count(server, "p", [Counter("user-2", "user-2", 10, 10)])
+    report = await limits.enforce()
     assert report.limited == {"alice": "over-quota"}
     assert (await users.get("alice")).status == "over-quota"
     # Two hours later carol has expired; bob is still fine.
     clock.now += timedelta(hours=2)
-    assert (await accountant.enforce()).limited == {"carol": "expired"}
+    assert (await limits.enforce()).limited == {"carol": "expired"}
     # Extending carol's expiry lets her back in.
     from vpn_manager.models import UserUpdate
 
     await users.update("carol", UserUpdate(expires_at=clock() + timedelta(days=30)))
-    assert (await accountant.enforce()).restored == ["carol"]
+    assert (await limits.enforce()).restored == ["carol"]
     # The next day alice's period rolls over: she is active again with nothing used.
     clock.now = datetime(2027, 1, 11, 0, 0, 1, tzinfo=UTC)
-    report = await accountant.enforce()
+    report = await limits.enforce()
     assert report.restored == ["alice"]
     assert report.reset == ["alice"]
     alice = await users.get("alice")
     assert (alice.status, alice.period_download_bytes, alice.download_bytes) == ("active", 0, 600)
     # bob's quota never resets; raising it lets him back in after he crosses it.
-    await accountant._count(server, "p", [Counter("user-2", "user-2", 500, 990)])
-    assert (await accountant.enforce()).limited == {"bob": "over-quota"}
-    await accountant.reset_usage(["bob"])
+    await traffic._count(server, "p", [Counter("user-2", "user-2", 500, 990)])
+    assert (await limits.enforce()).limited == {"bob": "over-quota"}
+    await limits.reset_usage(["bob"])
     assert (await users.get("bob")).status == "active"
     # "Starts on first use": dave's 2 days begin with his first byte.
     assert (await users.get("dave")).expires_at is None
-    await accountant._count(server, "p", [Counter("user-4", "user-4", 1, 1)])
-    await accountant.enforce()
+    await traffic._count(server, "p", [Counter("user-4", "user-4", 1, 1)])
+    await limits.enforce()
     dave = await users.get("dave")
     assert dave.first_used_at == clock()
     assert dave.expires_at == clock() + timedelta(days=2)
     clock.now += timedelta(days=2)
-    assert (await accountant.enforce()).limited == {"dave": "expired"}
+    assert (await limits.enforce()).limited == {"dave": "expired"}
     await db.close()
 
 
@@ -191,7 +193,7 @@ class _Engine:
 
 
 def test_merged_takes_the_higher_reading_of_each_direction() -> None:
-    from vpn_manager.services.accounting import merged
+    from vpn_manager.services.traffic import merged
 
     polled = [Counter("conn:a", "u", 10, 50), Counter("conn:b", "u", 1, 1)]
     followed = [Counter("conn:a", "u", 12, 40), Counter("conn:c", "v", 5, 6)]
@@ -203,20 +205,21 @@ def test_merged_takes_the_higher_reading_of_each_direction() -> None:
 
 
 async def test_a_follower_lives_as_long_as_its_engine_process_and_address(
-    world: tuple[Database, Accountant, UserService, Clock, int],
+    world: tuple[Database, Rounds, UserService, Clock, int],
 ) -> None:
     from typing import Any, cast
 
     from vpn_manager.engines.base import ServerSpec
 
-    _, accountant, _, _, server_id = world
+    _, rounds, _, _, server_id = world
+    traffic = rounds.traffic
     engine = _Engine()
 
     def spec(api_port: int) -> ServerSpec:
         return cast(ServerSpec, type("Spec", (), {"settings": {"api_port": api_port}})())
 
     async def poll(epoch: str, api_port: int) -> list[Counter]:
-        return await accountant._with_followed(
+        return await traffic._with_followed(
             server_id, epoch, cast(Any, engine), spec(api_port), [Counter("conn:o", "u", 1, 1)]
         )
 
@@ -235,19 +238,20 @@ async def test_a_follower_lives_as_long_as_its_engine_process_and_address(
     assert restarted == [Counter("conn:o", "u", 1, 1)]
     assert not engine.made[1].running
     assert engine.made[2].running
-    await accountant.close()
+    await traffic.close()
     assert not engine.made[2].running
 
 
 async def test_enforce_cannot_overflow_on_any_stored_limit(
-    world: tuple[Database, Accountant, UserService, Clock, int],
+    world: tuple[Database, Rounds, UserService, Clock, int],
 ) -> None:
     """A database written before the input bounds (or by hand) may hold any Integer: a
     first-use span of two billion days, an "every N days" period of any length. enforce()
     clamps the arithmetic instead of failing the round."""
     from sqlalchemy import text
 
-    db, accountant, users, _clock, server = world
+    db, rounds, users, _clock, server = world
+    traffic, limits = rounds.traffic, rounds.limits
     await users.add([UserCreate(name="alice"), UserCreate(name="bob")])
     await grant(db, server, "alice")
     await grant(db, server, "bob")
@@ -256,8 +260,8 @@ async def test_enforce_cannot_overflow_on_any_stored_limit(
             text("UPDATE users SET expire_after_days = 2147483647 WHERE name = 'alice'")
         )
         await session.execute(text("UPDATE users SET reset_period = '0d' WHERE name = 'bob'"))
-    await accountant._count(server, "p", [Counter("user-1", "user-1", 1, 1)])
-    await accountant.enforce()
+    await traffic._count(server, "p", [Counter("user-1", "user-1", 1, 1)])
+    await limits.enforce()
     alice = await users.get("alice")
     assert alice.status == "active"
     assert alice.expires_at == FAR_FUTURE
@@ -265,7 +269,7 @@ async def test_enforce_cannot_overflow_on_any_stored_limit(
         await session.execute(
             text(f"UPDATE users SET reset_period = '{'9' * 5000}d' WHERE name = 'bob'")
         )
-    await accountant.enforce()
+    await limits.enforce()
     assert (await users.get("bob")).status == "active"
     await db.close()
 

@@ -867,13 +867,13 @@ def test_lazy_groups_have_their_modules_help() -> None:
 
 
 def count_traffic(home: Path, user: str, up: int, down: int) -> None:
-    """Count traffic for `user` the way the service does (Accountant, counters as an engine
+    """Count traffic for `user` the way the service does (Traffic, counters as an engine
     reports them) on a server row of the home's database."""
     import asyncio
 
     from vpn_manager.engines.base import Counter
-    from vpn_manager.services.accounting import Accountant
     from vpn_manager.services.servers import ServerService
+    from vpn_manager.services.traffic import Traffic
     from vpn_manager.settings import Paths
     from vpn_manager.storage import Database
     from vpn_manager.storage import servers as server_repo
@@ -892,7 +892,7 @@ def count_traffic(home: Path, user: str, up: int, down: int) -> None:
                 await server_repo.add_credentials(session, row, [(ids[user], {})], now)
                 server_id = row.id
             servers = ServerService(db, Paths.from_env({}, home=home))
-            counted = await Accountant(servers)._count(
+            counted = await Traffic(servers)._count(
                 server_id, "e1", [Counter(user, user, up, down)]
             )
             assert counted == up + down

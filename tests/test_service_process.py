@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.cli_helpers import Cli, error_line, vpn_script, write_config
 from tests.e2e.net import free_port
-from vpn_manager.services.daemon import DockerPlain, ServiceConfig
+from vpn_manager.services.root import DockerPlain, ServiceConfig
 from vpn_manager.settings import Paths, load_settings
 
 

@@ -652,8 +652,8 @@ async def test_every_time_column_reads_back_the_same_on_every_path(
     first_used_at, a new period, an expiry set on first use) read back through SQLAlchemy and,
     on SQLite, through the sqlite3 fast path: the same aware UTC value, column by column."""
     from vpn_manager.engines.base import Counter
-    from vpn_manager.services.accounting import Accountant
     from vpn_manager.services.servers import ServerService
+    from vpn_manager.services.traffic import Traffic
     from vpn_manager.storage import accounting as store
     from vpn_manager.storage import servers as server_repo
     from vpn_manager.storage import users as user_repo
@@ -676,8 +676,8 @@ async def test_every_time_column_reads_back_the_same_on_every_path(
             )
             server_id = row.id
         used = clock.advance(3600.25)
-        accountant = Accountant(servers, clock=clock, zone=UTC)
-        assert await accountant._count(server_id, "e1", [Counter("alice", "alice", 5, 7)]) == 12
+        traffic = Traffic(servers, clock=clock)
+        assert await traffic._count(server_id, "e1", [Counter("alice", "alice", 5, 7)]) == 12
         period = datetime(2026, 12, 1, tzinfo=UTC)
         expiry = datetime(2026, 12, 24, 18, 30, 15, 500, tzinfo=UTC)
         async with db.session() as session:

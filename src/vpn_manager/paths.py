@@ -1,5 +1,5 @@
 """Where things live, and a database URL with its secrets hidden: the part of the settings that
-needs no pydantic, so that the service process (services/daemon.py) can run without it."""
+needs no pydantic, so that the service process (daemon/main.py) can run without it."""
 
 from __future__ import annotations
 

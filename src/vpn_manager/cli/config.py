@@ -16,7 +16,7 @@ def locate(ctx: typer.Context, output_format: FormatOption = None) -> None:
     """Print where config, database, rendered engine configs, logs and keys live."""
     context = app_context(ctx)
     places = context.paths.as_dict()
-    places["database"] = context.database().display_url  # PostgreSQL too, password masked
+    places["database"] = context.services().db.display_url  # PostgreSQL too, password masked
     context.output(output_format).record(places)
 
 

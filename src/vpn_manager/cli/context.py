@@ -14,10 +14,10 @@ import typer
 from vpn_manager.cli.output import Output
 
 if TYPE_CHECKING:
+    from vpn_manager.services.root import Services
     from vpn_manager.services.servers import ServerService
     from vpn_manager.services.users import UserService
     from vpn_manager.settings import Paths, Settings
-    from vpn_manager.storage import Database
 
 T = TypeVar("T")
 
@@ -51,23 +51,26 @@ class AppContext:
         """The output for a command: a per-command --format beats the global one and settings."""
         return Output(fmt or self.overrides.get("output.format") or self.settings.output.format)
 
-    def database(self) -> Database:
-        from vpn_manager.storage import Database
+    def services(self) -> Services:
+        """The services of one command over one database (services/root.py)."""
+        from vpn_manager.services.root import Services
 
-        return Database.from_settings(self.settings, self.paths)
+        return Services.from_settings(self.settings, self.paths)
 
     def run(self, work: Callable[[Services], Awaitable[T]]) -> T:
-        """Open the database, run `work` with the services, close the database."""
+        """Open the database, run `work` with the services, close the database, then say how
+        user changes reached each server (live, reloaded, or saved for later)."""
         import asyncio
 
         async def main() -> T:
-            db = self.database()  # opened lazily: list reads may never need SQLAlchemy
-            services = Services(db, self.paths, self.settings)
+            services = self.services()  # opened lazily: list reads may never need SQLAlchemy
             try:
                 result = await work(services)
             finally:
-                await db.close()
-            services.tell(self.output())
+                await services.close()
+            out = self.output()
+            for note in services.take_applied():
+                out.note(note)
             return result
 
         return asyncio.run(main())
@@ -77,46 +80,6 @@ class AppContext:
 
     def servers(self, work: Callable[[ServerService], Awaitable[T]]) -> T:
         return self.run(lambda services: work(services.servers))
-
-
-class Services:
-    """The services of one command, sharing one database; built on first use."""
-
-    def __init__(self, db: Database, paths: Paths, settings: Settings | None = None) -> None:
-        self.db = db
-        self.paths = paths
-        self.settings = settings
-        self._servers: ServerService | None = None
-
-    @property
-    def servers(self) -> ServerService:
-        if self._servers is None:
-            from vpn_manager.services.servers import ServerService
-
-            self._servers = ServerService(
-                self.db, self.paths, docker=self.settings.docker if self.settings else None
-            )
-        return self._servers
-
-    def tell(self, out: Output) -> None:
-        """Say how user changes reached each server (live, reloaded, or saved for later)."""
-        if self._servers is None:
-            return
-        words = {
-            "live": "applied live",
-            "reloaded": "reloaded: open connections were reset",
-            "recreated": "container recreated: open connections were reset",
-            "saved": "not running; the change takes effect when it starts",
-            "started": "was down while it should run: started with the change",
-        }
-        for applied in self._servers.applied:
-            out.note(f"{applied.server}: {words.get(applied.how, applied.how)}.")
-
-    @property
-    def users(self) -> UserService:
-        from vpn_manager.services.users import UserService
-
-        return UserService(self.db, servers=lambda: self.servers)
 
 
 def app_context(ctx: typer.Context) -> AppContext:

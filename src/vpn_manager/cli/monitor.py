@@ -33,8 +33,6 @@ def traffic(
     from rich.live import Live
     from rich.table import Table
 
-    from vpn_manager.services.accounting import Accountant
-
     context = app_context(ctx)
     console = Console()
 
@@ -47,22 +45,15 @@ def traffic(
         return grid
 
     async def main() -> None:
-        from vpn_manager.services.servers import ServerService
-        from vpn_manager.storage import users as repo
-
-        db = context.database()
-        accountant = Accountant(
-            ServerService(db, context.paths, docker=context.settings.docker),
-            zone=context.settings.zone,
-        )
+        services = context.services()
+        traffic = services.traffic()
         before: dict[str, tuple[int, int, float]] = {}
         shown = 0
         try:
             with Live(console=console, auto_refresh=False) as live:
                 while count == 0 or shown < count:
-                    report = await accountant.poll()
-                    async with db.reading() as session:
-                        users = await repo.list_users(session)
+                    report = await traffic.poll()
+                    users = await services.users.list()  # after the poll: SQLAlchemy's read
                     now = time.monotonic()
                     ordered = sorted(users, key=lambda u: -(u.upload_bytes + u.download_bytes))
                     rows = [_row(user, before, now) for user in ordered]
@@ -71,7 +62,7 @@ def traffic(
                     if count == 0 or shown < count:
                         await asyncio.sleep(interval)
         finally:
-            await db.close()
+            await services.close()
 
     asyncio.run(main())  # until Ctrl-C, which exits 130 (cli/app.py)
 

@@ -45,13 +45,14 @@ def serve(
     import asyncio
     import os
 
-    from vpn_manager.services import daemon
+    from vpn_manager.daemon import main as daemon
+    from vpn_manager.services.root import ServiceConfig
 
     context = app_context(ctx)
     settings = context.settings
     pause = interval or settings.service.poll_interval_s
     port = settings.service.metrics_port if metrics_port is None else metrics_port
-    config = daemon.ServiceConfig.from_settings(settings)
+    config = ServiceConfig.from_settings(settings)
     if once:
         daemon.setup_logging(context.debug)
         done = asyncio.run(
@@ -59,7 +60,7 @@ def serve(
         )
         context.output(output_format).record(done or {})
         return
-    # Replace this process with the lean service process (same PID): see services/daemon.py.
+    # Replace this process with the lean service process (same PID): see daemon/main.py.
     # It finds the same files through the environment, and gets the settings through a pipe
     # (a few hundred bytes, far under the pipe's buffer: written whole before the exec).
     read_end, write_end = os.pipe()
@@ -71,7 +72,7 @@ def serve(
         env["VPN_HOME"] = str(context.home.expanduser().absolute())
     if context.config_file is not None:
         env["VPN_CONFIG"] = str(context.paths.config_file)
-    argv = [sys.executable, "-m", "vpn_manager.services.daemon"]
+    argv = [sys.executable, "-m", "vpn_manager.daemon.main"]
     argv += ["--interval", str(pause), "--metrics-port", str(port), "--config-fd", str(read_end)]
     if context.debug:
         argv.append("--debug")

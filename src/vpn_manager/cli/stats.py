@@ -11,7 +11,7 @@ import typer
 from vpn_manager.cli.context import app_context
 
 if TYPE_CHECKING:
-    from vpn_manager.cli.context import Services
+    from vpn_manager.services.root import Services
 
 
 def _moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | None:
@@ -71,10 +71,7 @@ def stats(
     start, end = _moment(since, zone, now), _moment(until, zone, now)
 
     async def read(services: Services) -> list[tuple[datetime, str, str, int, int]]:
-        from vpn_manager.storage import accounting as store
-
-        async with services.db.reading() as session:
-            return await store.history(session, start, end)
+        return await services.history.hours(start, end)
 
     rows = context.run(read)
     records = [

@@ -656,10 +656,8 @@ def client_config(
 def reset_usage(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:
     """Start a new quota period now: period usage back to zero (lifetime totals are kept), and
     users who were over quota can connect again."""
-    from vpn_manager.services.accounting import Accountant
-
     context = app_context(ctx)
-    context.servers(lambda s: Accountant(s, zone=context.settings.zone).reset_usage(names))
+    context.run(lambda services: services.limits.reset_usage(names))
     context.output(output_format).result(
         {"reset": names}, f"Reset the usage of {len(names)} user{'s' if len(names) != 1 else ''}."
     )

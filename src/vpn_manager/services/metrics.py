@@ -1,21 +1,16 @@
 """Prometheus metrics of the running service, in the text exposition format (served by
-`vpn serve` on 127.0.0.1 only)."""
+`vpn serve` on 127.0.0.1 only, daemon/metrics_http.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from vpn_manager.errors import VpnError
-from vpn_manager.services.accounting import Accountant
+from vpn_manager.services.rounds import Rounds
 
 if TYPE_CHECKING:
     from vpn_manager.storage.accounting import UserTotals
     from vpn_manager.storage.orm import ServerRow
-
-log = logging.getLogger("vpn_manager.metrics")
 
 
 def _label(value: str) -> str:
@@ -28,8 +23,8 @@ class MetricsPage:
     and servers last read are shown and vpn_database_up says 0; scrapes do not ask a database
     the service found down (its rounds do, with a backoff)."""
 
-    def __init__(self, accountant: Accountant) -> None:
-        self.accountant = accountant
+    def __init__(self, rounds: Rounds) -> None:
+        self.rounds = rounds
         self.users: list[UserTotals] = []
         self.servers: list[ServerRow] = []
 
@@ -37,19 +32,19 @@ class MetricsPage:
         from vpn_manager.storage import accounting as store
         from vpn_manager.storage import servers as server_repo
 
-        readable = self.accountant.database_error is None
+        readable = self.rounds.database_error is None
         if readable:
             try:
-                async with self.accountant.db.reading() as session:  # plain rows, no models
+                async with self.rounds.db.reading() as session:  # plain rows, no models
                     self.users = list(await store.user_totals(session))
                     self.servers = [row for row, _ in await server_repo.list_servers(session)]
             except VpnError:
                 readable = False
-        return render(self.accountant, self.users, self.servers, readable)
+        return render(self.rounds, self.users, self.servers, readable)
 
 
 def render(
-    accountant: Accountant, users: list[UserTotals], servers: list[ServerRow], readable: bool
+    rounds: Rounds, users: list[UserTotals], servers: list[ServerRow], readable: bool
 ) -> str:
     """Every metric, from these rows and what the service holds."""
     lines: list[str] = []
@@ -57,7 +52,7 @@ def render(
     def family(name: str, kind: str, text: str) -> None:
         lines.extend([f"# HELP {name} {text}", f"# TYPE {name} {kind}"])
 
-    up = int(readable and accountant.database_error is None)
+    up = int(readable and rounds.database_error is None)
     family(
         "vpn_database_up",
         "gauge",
@@ -69,7 +64,7 @@ def render(
         "gauge",
         "When the service last did a whole round with the database (Unix time; 0: not yet).",
     )
-    lines.append(f"vpn_last_good_round_timestamp_seconds {accountant.good_round_at or 0:.3f}")
+    lines.append(f"vpn_last_good_round_timestamp_seconds {rounds.good_round_at or 0:.3f}")
 
     family("vpn_user_upload_bytes_total", "counter", "Bytes each user sent, all servers.")
     lines += [
@@ -88,7 +83,7 @@ def render(
     family("vpn_server_up", "gauge", "1 if the server's engine process is running.")
     family_rows = []
     for row in servers:
-        running = 1 if accountant.servers.is_running(row) else 0
+        running = 1 if rounds.servers.is_running(row) else 0
         family_rows.append(f'vpn_server_up{{server="{_label(row.name)}"}} {running}')
     lines += family_rows
     family(
@@ -99,7 +94,7 @@ def render(
     )
     lines += [
         f'vpn_server_repairs_total{{server="{_label(row.name)}"}} '
-        f"{accountant.repairs.get(row.name, 0)}"
+        f"{rounds.restarts.repairs.get(row.name, 0)}"
         for row in servers
     ]
     for direction, index in (("upload", 0), ("download", 1)):
@@ -111,40 +106,15 @@ def render(
         )
         lines += [
             f'vpn_server_{direction}_bytes_total{{server="{_label(row.name)}"}} '
-            f"{accountant.server_bytes.get(row.id, [0, 0])[index]}"
+            f"{rounds.traffic.server_bytes.get(row.id, [0, 0])[index]}"
             for row in servers
         ]
     family(
         "vpn_users_online", "gauge", "Users who moved bytes through each server in the last poll."
     )
+    online = rounds.traffic.online
     lines += [
-        f'vpn_users_online{{server="{_label(row.name)}"}} {len(accountant.online.get(row.id, ()))}'
+        f'vpn_users_online{{server="{_label(row.name)}"}} {len(online.get(row.id, ()))}'
         for row in servers
     ]
     return "\n".join(lines) + "\n"
-
-
-async def serve_metrics(host: str, port: int, page: Callable[[], Awaitable[str]]) -> asyncio.Server:
-    """A tiny HTTP server: GET /metrics → the page; anything else → 404."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)).strip():
-                pass  # headers
-            parts = request.decode("latin-1").split()
-            if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
-                body = (await page()).encode()
-                head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-            else:
-                body = b"not found\n"
-                head = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-            writer.write(f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-            writer.write(body)
-            await writer.drain()
-        except Exception as exc:  # a bad scrape must never take the service down
-            log.warning("metrics request failed: %s", exc)
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, host, port)

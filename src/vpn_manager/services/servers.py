@@ -43,7 +43,8 @@ from vpn_manager.runtimes.base import (
     Runtime,
 )
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.services import containers, spool, subnets
+from vpn_manager.services import containers, subnets
+from vpn_manager.services import pending_readings as spool
 from vpn_manager.services.containers import DOCKER
 from vpn_manager.services.locks import no_interrupt, server_turn, turn_taken
 from vpn_manager.storage import Database

@@ -113,21 +113,12 @@ class DashboardView(View):
             self.reload()
 
     async def _snapshot(self) -> Snapshot:
-        from vpn_manager.storage import accounting as store
-
         backend = self.vpn.backend
         now = backend.clock()
         servers = await backend.servers.all()
         counts = await backend.users.counts()
         users = await backend.users.list()
-        hour0 = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
-        async with backend.db.reading() as session:  # what `vpn stats` reads
-            rows = await store.history(session, hour0, None)
-        hourly = [0] * 24
-        for hour, _user, _server, up, down in rows:
-            index = int((hour - hour0).total_seconds() // 3600)
-            if 0 <= index < 24:
-                hourly[index] += up + down
+        hourly = await backend.history.last_day(now)  # what `vpn stats` reads
         return Snapshot(servers, counts, users, hourly)
 
     async def read(self) -> None:

@@ -4,7 +4,6 @@ save, filter by this, clear."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
@@ -17,14 +16,12 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from vpn_manager.errors import VpnError
 from vpn_manager.fsutil import atomic_write
-from vpn_manager.runtimes.native import tail
+from vpn_manager.services.logfiles import log_files, read_log
 from vpn_manager.tui.widgets import ContextMenu, MenuItem, MenuTable, View
 
 if TYPE_CHECKING:
     from vpn_manager.tui.app import VpnApp
 
-TAIL_LINES = 2000
-MAX_READ = 4 * 1024 * 1024  # after a clear: at most this much of what was written since
 FOLLOW_S = 1.0
 LEVELS = ("debug", "info", "warning", "error")
 # Level words as the engines write them: sing-box "INFO", Xray "[Warning]", wireguard-go
@@ -57,20 +54,6 @@ def topic_of(line: str) -> str:
     rest = rest.lstrip(" ]:")
     head, sep, _ = rest.partition(": ")
     return (head if sep and head else rest).strip()
-
-
-def read_lines(path: Path, since: int | None) -> list[str]:
-    """The end of a log file, or (after a clear) what was written after byte `since`."""
-    if since is None:
-        return tail(path, TAIL_LINES)
-    try:
-        with path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(since, size - MAX_READ) if size >= since else 0)
-            data = handle.read()
-    except FileNotFoundError:
-        return []
-    return data.decode("utf-8", "replace").splitlines()
 
 
 class ExportDialog(ModalScreen[Path | None]):
@@ -173,12 +156,7 @@ class LogsView(View):
 
     # -- sources and lines ---------------------------------------------------------------------
     def sources(self) -> dict[str, Path]:
-        logs_dir = self.vpn.backend.paths.logs_dir
-        try:
-            files = sorted(p for p in logs_dir.iterdir() if p.suffix == ".log" and p.is_file())
-        except OSError:
-            return {}
-        return {p.stem: p for p in files}
+        return log_files(self.vpn.backend.paths.logs_dir)
 
     def source(self) -> str | None:
         value = self.query_one("#log-source", Select).value
@@ -212,7 +190,7 @@ class LogsView(View):
         if path is None:
             self.lines, self._log_size = [], None
         else:
-            self.lines = read_lines(path, self.cleared.get(path.stem))
+            self.lines = read_log(path, self.cleared.get(path.stem))
             self._log_size = path.stat().st_size if path.exists() else None
         self.apply_filter()
 

@@ -1,9 +1,10 @@
-"""Counters read just before an engine stops or reloads, kept until the next poll counts them.
+"""Pending readings: counters read just before an engine stops or reloads, kept until the next
+poll counts them.
 
 A restart starts an engine's counters from zero and a sing-box reload forgets its connection
 list, so whatever moved since the last poll would be lost. Before either, ServerService reads the
 counters once more and appends them here (`run/NAME.settle.json`); the next poll counts them
-before the live ones, then deletes the file. Counting a spooled reading twice adds nothing: it
+before the live ones, then deletes the file. Counting a kept reading twice adds nothing: it
 is compared with the baseline it already set. Writers and the poll share the poll lock, held over
 the stop or reload itself, so no poll reads between the last reading and the reset.
 """
@@ -39,7 +40,7 @@ def keep(run_dir: Path, server: str, epoch: str, counters: list[Counter]) -> Non
 
 
 def pending(run_dir: Path, server: str) -> list[tuple[str, list[Counter]]] | None:
-    """The readings not yet counted, oldest first; None when there is no spool file (a damaged
+    """The readings not yet counted, oldest first; None when there is no file (a damaged
     one gives [], so that done() removes it)."""
     readings = _read(_file(run_dir, server))
     if readings is None:
@@ -53,7 +54,7 @@ def pending(run_dir: Path, server: str) -> list[tuple[str, list[Counter]]] | Non
 
 
 def remove_temps(run_dir: Path) -> None:
-    """Remove the temp files of spool writes killed half-way (call with the poll lock held)."""
+    """Remove the temp files of writes here killed half-way (call with the poll lock held)."""
     for item in run_dir.glob(".*.settle.json.*.tmp"):
         item.unlink(missing_ok=True)
 

@@ -1,11 +1,11 @@
-"""The last readings kept before an engine resets (services/spool.py)."""
+"""The last readings kept before an engine resets (services/pending_readings.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from vpn_manager.engines.base import Counter
-from vpn_manager.services import spool
+from vpn_manager.services import pending_readings as spool
 
 
 def test_readings_are_kept_in_order_until_counted(tmp_path: Path) -> None:
