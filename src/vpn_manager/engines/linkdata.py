@@ -6,7 +6,10 @@ never write link text and never import that package."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from vpn_manager.engines.base import Client, ServerSpec
 
 # How a link is written: one format a module in vpn_manager.links.
 Format = Literal[
@@ -72,3 +75,28 @@ class LinkData:
     tls: Tls | None = None
     reality: Reality | None = None
     tunnel: Tunnel | None = None
+
+    @classmethod
+    def of(
+        cls,
+        format: Format,
+        spec: ServerSpec,
+        client: Client,
+        *,
+        credential: Credential | None = None,
+        tls: Tls | None = None,
+        reality: Reality | None = None,
+        tunnel: Tunnel | None = None,
+    ) -> LinkData:
+        """`client`'s way into the server of `spec`, at the address put in links."""
+        return cls(
+            format=format,
+            server=spec.name,
+            name=client.name,
+            host=spec.host,
+            port=spec.port,
+            credential=credential or Credential(),
+            tls=tls,
+            reality=reality,
+            tunnel=tunnel,
+        )

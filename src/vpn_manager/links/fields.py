@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
+from vpn_manager.engines.linkdata import LinkData
+
 # uTLS fingerprints that both Xray and sing-box know, so a link works in either client.
 Fingerprint = Literal[
     "chrome",
@@ -128,6 +130,23 @@ SpiderX = Annotated[str | None, AfterValidator(_check_spider_x)]
 LinkName = Annotated[str, AfterValidator(_check_name)]
 Secret = Annotated[str, AfterValidator(_check_secret)]
 ProxyCredential = Annotated[str, AfterValidator(_check_proxy_credential)]
+
+
+def endpoint(data: LinkData) -> dict[str, Any]:
+    """The fields of every link model: where the server is and what the client calls it."""
+    return {"host": data.host, "port": data.port, "name": data.name}
+
+
+def tls_endpoint(data: LinkData) -> dict[str, Any]:
+    """`endpoint`, and the server's TLS name and whether clients can check its certificate."""
+    if data.tls is None:
+        raise ValueError(f"{data.server}: a {data.format} link needs the server's TLS")
+    return {**endpoint(data), "sni": data.tls.server_name, "insecure": data.tls.insecure}
+
+
+def singbox_server(kind: str, host: str, port: int) -> dict[str, Any]:
+    """How every sing-box client outbound starts: its type, the tag "proxy" and the server."""
+    return {"type": kind, "tag": OUTBOUND_TAG, "server": host, "server_port": port}
 
 
 def singbox_tls(sni: str | None, insecure: bool) -> dict[str, Any]:

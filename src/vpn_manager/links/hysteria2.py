@@ -29,7 +29,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
-from vpn_manager.links.fields import OUTBOUND_TAG, Host, LinkName, Port, Secret, ServerName
+from vpn_manager.links.fields import (
+    Host,
+    LinkName,
+    Port,
+    Secret,
+    ServerName,
+    singbox_server,
+    tls_endpoint,
+)
 from vpn_manager.links.fields import singbox_tls as _tls
 
 KIND = uri.Kind("Hysteria 2", ("hysteria2", "hy2"), "hysteria2://PASSWORD@HOST:PORT/?sni=…#NAME")
@@ -71,11 +79,8 @@ class Hysteria2Link(BaseModel):
             params["insecure"] = "1"
         if self.pin_sha256 is not None:
             params["pinSHA256"] = self.pin_sha256
-        return (
-            f"hysteria2://{uri.escape(self.password, _USERINFO_SAFE)}"
-            f"@{uri.authority(self.host, self.port)}/?{uri.query(params)}"
-            f"#{uri.fragment(self.name)}"
-        )
+        password = uri.escape(self.password, _USERINFO_SAFE)
+        return uri.build("hysteria2", password, self.host, self.port, params, self.name, slash=True)
 
     @classmethod
     def parse(cls, text: str) -> Hysteria2Link:
@@ -100,23 +105,14 @@ class Hysteria2Link(BaseModel):
 
     def singbox_outbound(self) -> dict[str, Any]:  # pin_sha256 cannot be used: see above
         return {
-            "type": "hysteria2",
-            "tag": OUTBOUND_TAG,
-            "server": self.host,
-            "server_port": self.port,
+            **singbox_server("hysteria2", self.host, self.port),
             "password": self.password,
             "tls": _tls(self.sni, self.insecure),
         }
 
 
 def from_data(data: LinkData) -> Hysteria2Link:
-    assert data.tls is not None, "a Hysteria 2 server has TLS"
-    return Hysteria2Link(
-        password=data.credential.password,
-        host=data.host,
-        port=data.port,
-        sni=data.tls.server_name,
-        insecure=data.tls.insecure,
-        pin_sha256=data.tls.cert_sha256,
-        name=data.name,
+    pin = data.tls.cert_sha256 if data.tls else None
+    return Hysteria2Link.model_validate(
+        {"password": data.credential.password, "pin_sha256": pin, **tls_endpoint(data)}
     )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
-from vpn_manager.links.fields import OUTBOUND_TAG, Host, LinkName, Port, ProxyCredential
+from vpn_manager.links.fields import Host, LinkName, Port, ProxyCredential, endpoint, singbox_server
 
 ProxyScheme = Literal["http", "socks5"]
 KIND = uri.Kind("proxy", ("http", "socks5", "socks5h"), "socks5://USER:PASSWORD@HOST:PORT")
@@ -43,10 +43,8 @@ class ProxyLink(BaseModel):
         return username
 
     def to_uri(self) -> str:
-        return (
-            f"{self.scheme}://{uri.escape(self.username)}:{uri.escape(self.password)}"
-            f"@{uri.authority(self.host, self.port)}"
-        )
+        userinfo = f"{uri.escape(self.username)}:{uri.escape(self.password)}"
+        return uri.build(self.scheme, userinfo, self.host, self.port)
 
     @classmethod
     def parse(cls, text: str, name: str | None = None) -> ProxyLink:
@@ -58,14 +56,9 @@ class ProxyLink(BaseModel):
                 "A proxy link has only user, password, host and port: no ?… and no #….",
                 hint=KIND.hint,
             )
-        user, separator, password = uri.need_userinfo(parts, KIND, "user and password").partition(
-            ":"
+        user, password = uri.user_and_password(
+            parts, KIND, "user and password", "SCHEME://USER:PASSWORD@HOST:PORT"
         )
-        if not separator or not password:
-            raise InvalidInput(
-                "The proxy link has no password: expected SCHEME://USER:PASSWORD@HOST:PORT.",
-                hint=KIND.hint,
-            )
         return uri.validated(
             cls,
             KIND,
@@ -78,12 +71,8 @@ class ProxyLink(BaseModel):
         )
 
     def singbox_outbound(self) -> dict[str, Any]:
-        proxy: dict[str, Any] = {
-            "type": "http" if self.scheme == "http" else "socks",
-            "tag": OUTBOUND_TAG,
-            "server": self.host,
-            "server_port": self.port,
-        }
+        kind = "http" if self.scheme == "http" else "socks"
+        proxy = singbox_server(kind, self.host, self.port)
         if self.scheme == "socks5":
             proxy["version"] = "5"
         return {**proxy, "username": self.username, "password": self.password}
@@ -95,8 +84,6 @@ def from_data(data: LinkData) -> ProxyLink:
             "scheme": data.format,
             "username": data.credential.username,
             "password": data.credential.password,
-            "host": data.host,
-            "port": data.port,
-            "name": data.name,
+            **endpoint(data),
         }
     )

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
-from vpn_manager.links.fields import OUTBOUND_TAG, Host, LinkName, Port, Secret
+from vpn_manager.links.fields import Host, LinkName, Port, Secret, endpoint, singbox_server
 
 # Shadowsocks 2022 methods (SIP022) and the size of their keys in bytes.
 SS2022_KEY_BYTES = {
@@ -87,7 +87,7 @@ class ShadowsocksLink(BaseModel):
         else:
             raw = f"{self.method}:{self.password}".encode()
             userinfo = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-        return f"ss://{userinfo}@{uri.authority(self.host, self.port)}#{uri.fragment(self.name)}"
+        return uri.build("ss", userinfo, self.host, self.port, name=self.name)
 
     @classmethod
     def parse(cls, text: str) -> ShadowsocksLink:
@@ -115,10 +115,7 @@ class ShadowsocksLink(BaseModel):
 
     def singbox_outbound(self) -> dict[str, Any]:
         return {
-            "type": "shadowsocks",
-            "tag": OUTBOUND_TAG,
-            "server": self.host,
-            "server_port": self.port,
+            **singbox_server("shadowsocks", self.host, self.port),
             "method": self.method,
             "password": self.password,
         }
@@ -126,13 +123,7 @@ class ShadowsocksLink(BaseModel):
 
 def from_data(data: LinkData) -> ShadowsocksLink:
     return ShadowsocksLink.model_validate(
-        {
-            "method": data.credential.method,
-            "password": data.credential.password,
-            "host": data.host,
-            "port": data.port,
-            "name": data.name,
-        }
+        {"method": data.credential.method, "password": data.credential.password, **endpoint(data)}
     )
 
 

@@ -16,7 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
-from vpn_manager.links.fields import OUTBOUND_TAG, Host, LinkName, Port, Secret, ServerName
+from vpn_manager.links.fields import (
+    Host,
+    LinkName,
+    Port,
+    Secret,
+    ServerName,
+    singbox_server,
+    tls_endpoint,
+)
 from vpn_manager.links.fields import singbox_tls as _tls
 
 KIND = uri.Kind(
@@ -40,9 +48,8 @@ class TrojanLink(BaseModel):
         params = {"security": "tls", "sni": self.sni, "type": "tcp"}
         if self.insecure:
             params["allowInsecure"] = "1"
-        return (
-            f"trojan://{uri.escape(self.password)}@{uri.authority(self.host, self.port)}"
-            f"?{uri.query(params)}#{uri.fragment(self.name)}"
+        return uri.build(
+            "trojan", uri.escape(self.password), self.host, self.port, params, self.name
         )
 
     @classmethod
@@ -68,22 +75,11 @@ class TrojanLink(BaseModel):
 
     def singbox_outbound(self) -> dict[str, Any]:
         return {
-            "type": "trojan",
-            "tag": OUTBOUND_TAG,
-            "server": self.host,
-            "server_port": self.port,
+            **singbox_server("trojan", self.host, self.port),
             "password": self.password,
             "tls": _tls(self.sni, self.insecure),
         }
 
 
 def from_data(data: LinkData) -> TrojanLink:
-    assert data.tls is not None, "a Trojan server has TLS"
-    return TrojanLink(
-        password=data.credential.password,
-        host=data.host,
-        port=data.port,
-        sni=data.tls.server_name,
-        insecure=data.tls.insecure,
-        name=data.name,
-    )
+    return TrojanLink.model_validate({"password": data.credential.password, **tls_endpoint(data)})

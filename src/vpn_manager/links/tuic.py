@@ -15,16 +15,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from vpn_manager.engines.linkdata import LinkData
-from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
 from vpn_manager.links.fields import (
-    OUTBOUND_TAG,
     Host,
     LinkName,
     Port,
     Secret,
     ServerName,
     UserId,
+    singbox_server,
+    tls_endpoint,
 )
 from vpn_manager.links.fields import singbox_tls as _tls
 
@@ -69,11 +69,8 @@ class TuicLink(BaseModel):
         }
         if self.insecure:
             params["allow_insecure"] = "1"
-        return (
-            f"tuic://{self.uuid}:{uri.escape(self.password)}"
-            f"@{uri.authority(self.host, self.port)}?{uri.query(params)}"
-            f"#{uri.fragment(self.name)}"
-        )
+        userinfo = f"{self.uuid}:{uri.escape(self.password)}"
+        return uri.build("tuic", userinfo, self.host, self.port, params, self.name)
 
     @classmethod
     def parse(cls, text: str) -> TuicLink:
@@ -87,14 +84,9 @@ class TuicLink(BaseModel):
             if key in params:
                 data[key] = params.pop(key)
         uri.no_more(params, KIND)
-        user, separator, password = uri.need_userinfo(parts, KIND, "UUID and password").partition(
-            ":"
+        user, password = uri.user_and_password(
+            parts, KIND, "UUID and password", "tuic://UUID:PASSWORD@HOST:PORT…"
         )
-        if not separator or not password:
-            raise InvalidInput(
-                "The TUIC link has no password: expected tuic://UUID:PASSWORD@HOST:PORT….",
-                hint=KIND.hint,
-            )
         return uri.validated(
             cls,
             KIND,
@@ -108,10 +100,7 @@ class TuicLink(BaseModel):
 
     def singbox_outbound(self) -> dict[str, Any]:
         return {
-            "type": "tuic",
-            "tag": OUTBOUND_TAG,
-            "server": self.host,
-            "server_port": self.port,
+            **singbox_server("tuic", self.host, self.port),
             "uuid": self.uuid,
             "password": self.password,
             "congestion_control": self.congestion_control,
@@ -121,13 +110,7 @@ class TuicLink(BaseModel):
 
 
 def from_data(data: LinkData) -> TuicLink:
-    assert data.tls is not None, "a TUIC server has TLS"
-    return TuicLink(
-        uuid=data.credential.uuid,
-        password=data.credential.password,
-        host=data.host,
-        port=data.port,
-        sni=data.tls.server_name,
-        insecure=data.tls.insecure,
-        name=data.name,
+    credential = data.credential
+    return TuicLink.model_validate(
+        {"uuid": credential.uuid, "password": credential.password, **tls_endpoint(data)}
     )

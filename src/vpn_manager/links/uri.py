@@ -147,11 +147,22 @@ def need_userinfo(parts: Parts, kind: Kind, what: str) -> str:
     return parts.userinfo
 
 
-def no_more(params: dict[str, str], kind: Kind) -> None:
+def user_and_password(parts: Parts, kind: Kind, what: str, expected: str) -> tuple[str, str]:
+    """USER:PASSWORD from the user info, both still percent-encoded."""
+    user, separator, password = need_userinfo(parts, kind, what).partition(":")
+    if not separator or not password:
+        raise InvalidInput(
+            f"The {kind.name} link has no password: expected {expected}.", hint=kind.hint
+        )
+    return user, password
+
+
+def no_more(params: dict[str, str], kind: Kind, hint: str | None = None) -> None:
+    """Refuse the parameters left: the link says something we cannot honour."""
     if params:
         raise InvalidInput(
             f"{kind.name} link: unsupported parameter(s) {', '.join(sorted(params))}.",
-            hint=kind.hint,
+            hint=hint or kind.hint,
         )
 
 
@@ -181,16 +192,20 @@ def sni(params: dict[str, str], host: str, kind: Kind) -> str:
     )
 
 
-def transport_is_tcp(params: dict[str, str], kind: Kind) -> None:
+def transport_is_tcp(
+    params: dict[str, str], kind: Kind, *, only: str = "tcp", header_note: str = ""
+) -> None:
+    """Raw TCP (`type=tcp`, or `raw`, Xray's newer name for it) with `headerType=none`, or no
+    such parameters; `only` and `header_note` word the refusal."""
     transport = params.pop("type", "tcp")
     if transport not in ("tcp", "raw"):
         raise InvalidInput(
-            f"{kind.name} link: the transport type={transport} is not supported; only tcp is.",
+            f"{kind.name} link: the transport type={transport} is not supported; only {only} is.",
             hint=kind.hint,
         )
     header = params.pop("headerType", "none")
     if header != "none":
-        raise InvalidInput(f"{kind.name} link: headerType={header} is not supported.")
+        raise InvalidInput(f"{kind.name} link: headerType={header} is not supported{header_note}.")
 
 
 def b64decode(text: str, *, urlsafe: bool) -> bytes | None:
@@ -232,6 +247,25 @@ def validated(
 
 
 # --- writing --------------------------------------------------------------------------------
+
+
+def build(
+    scheme: str,
+    userinfo: str,
+    host: str,
+    port: int,
+    params: dict[str, str] | None = None,
+    name: str | None = None,
+    *,
+    slash: bool = False,
+) -> str:
+    """scheme://userinfo@host:port[/][?params][#name]; `userinfo` is written as given."""
+    text = f"{scheme}://{userinfo}@{authority(host, port)}{'/' if slash else ''}"
+    if params is not None:
+        text += f"?{query(params)}"
+    if name is not None:
+        text += f"#{fragment(name)}"
+    return text
 
 
 def authority(host: str, port: int) -> str:

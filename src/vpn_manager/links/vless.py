@@ -46,6 +46,8 @@ from vpn_manager.links.fields import (
     ShortId,
     SpiderX,
     UserId,
+    endpoint,
+    singbox_server,
 )
 
 PARAMETER_ORDER = ("encryption", "security", "sni", "fp", "pbk", "sid", "type", "flow", "spx")
@@ -70,7 +72,6 @@ _FIELDS = {  # model field -> how the link writes it, for error messages
     "name": "name (#…)",
 }
 _SHOWN = frozenset(_FIELDS) - {"uuid"}
-_TRANSPORTS = {"tcp": "tcp", "raw": "tcp"}
 
 
 class VlessRealityLink(BaseModel):
@@ -105,10 +106,7 @@ class VlessRealityLink(BaseModel):
             params["flow"] = self.flow
         if self.spider_x is not None:
             params["spx"] = self.spider_x
-        return (
-            f"vless://{uri.escape(self.uuid)}@{uri.authority(self.host, self.port)}"
-            f"?{uri.query(params)}#{uri.fragment(self.name)}"
-        )
+        return uri.build("vless", uri.escape(self.uuid), self.host, self.port, params, self.name)
 
     @classmethod
     def parse(cls, text: str) -> VlessRealityLink:
@@ -156,10 +154,7 @@ class VlessRealityLink(BaseModel):
 
     def singbox_outbound(self) -> dict[str, Any]:
         return {
-            "type": "vless",
-            "tag": OUTBOUND_TAG,
-            "server": self.host,
-            "server_port": self.port,
+            **singbox_server("vless", self.host, self.port),
             "uuid": self.uuid,
             "flow": self.flow,
             "tls": {
@@ -182,13 +177,11 @@ def from_data(data: LinkData) -> VlessRealityLink:
     return VlessRealityLink.model_validate(
         {
             "uuid": data.credential.uuid,
-            "host": data.host,
-            "port": data.port,
             "sni": reality.server_name,
             "public_key": reality.public_key,
             "short_id": reality.short_id,
             "fingerprint": reality.fingerprint,
-            "name": data.name,
+            **endpoint(data),
         }
     )
 
@@ -208,22 +201,14 @@ def _link_data(params: dict[str, str]) -> dict[str, Any]:
             f"VLESS link: encryption={encryption} is not supported; only encryption=none is.",
             hint="VLESS encryption is not used with REALITY here.",
         )
-    transport = params.pop("type", "tcp")
-    if transport not in _TRANSPORTS:
-        raise InvalidInput(
-            f"VLESS link: the transport type={transport} is not supported; only type=tcp is.",
-            hint=KIND.hint,
-        )
-    header = params.pop("headerType", "none")
-    if header != "none":
-        raise InvalidInput(f"VLESS link: headerType={header} is not supported; only none is.")
+    uri.transport_is_tcp(params, KIND, only="type=tcp", header_note="; only none is")
     for required in ("sni", "fp", "pbk"):
         if not params.get(required):
             raise InvalidInput(
                 f"VLESS link: the REALITY parameter {required!r} is missing.", hint=KIND.hint
             )
     data: dict[str, Any] = {
-        "transport": _TRANSPORTS[transport],
+        "transport": "tcp",
         "sni": params.pop("sni"),
         "fingerprint": params.pop("fp"),
         "public_key": params.pop("pbk"),
@@ -232,9 +217,9 @@ def _link_data(params: dict[str, str]) -> dict[str, Any]:
     }
     if "spx" in params:
         data["spider_x"] = params.pop("spx") or None  # an empty spx means the default, "/"
-    if params:
-        raise InvalidInput(
-            f"VLESS link: unsupported parameter(s) {', '.join(sorted(params))}.",
-            hint=f"The parameters understood are: {', '.join([*PARAMETER_ORDER, 'headerType'])}.",
-        )
+    uri.no_more(
+        params,
+        KIND,
+        hint=f"The parameters understood are: {', '.join([*PARAMETER_ORDER, 'headerType'])}.",
+    )
     return data

@@ -19,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
-from vpn_manager.links.fields import OUTBOUND_TAG, Host, LinkName, Port, ServerName, UserId
+from vpn_manager.links.fields import (
+    Host,
+    LinkName,
+    Port,
+    ServerName,
+    UserId,
+    singbox_server,
+    tls_endpoint,
+)
 from vpn_manager.links.fields import singbox_tls as _tls
 
 KIND = uri.Kind("VMess", ("vmess",), "vmess://BASE64-OF-V2RAYN-JSON")
@@ -92,10 +100,7 @@ class VmessLink(BaseModel):
 
     def singbox_outbound(self) -> dict[str, Any]:
         outbound = {
-            "type": "vmess",
-            "tag": OUTBOUND_TAG,
-            "server": self.host,
-            "server_port": self.port,
+            **singbox_server("vmess", self.host, self.port),
             "uuid": self.uuid,
             "security": "auto",
             "alter_id": 0,
@@ -106,16 +111,8 @@ class VmessLink(BaseModel):
 
 
 def from_data(data: LinkData) -> VmessLink:
-    assert data.tls is not None, "our VMess servers have TLS"
-    return VmessLink(
-        uuid=data.credential.uuid,
-        host=data.host,
-        port=data.port,
-        sni=data.tls.server_name,
-        tls=True,
-        insecure=data.tls.insecure,
-        name=data.name,
-    )
+    """Our VMess servers have TLS."""
+    return VmessLink.model_validate({"uuid": data.credential.uuid, **tls_endpoint(data)})
 
 
 def _data(document: dict[str, Any]) -> dict[str, Any]:

@@ -281,12 +281,7 @@ class SingBoxEngine:
 
     def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
         secret, settings, protocol = client.secret, spec.settings, spec.protocol
-        where: dict[str, Any] = {
-            "server": spec.name,
-            "name": client.name,
-            "host": spec.host,
-            "port": spec.port,
-        }
+        link_format = _FORMATS[protocol]
         if protocol == "shadowsocks":
             method = settings["method"]
             # A multi-user 2022 server takes SERVER_PSK:USER_PSK from each client (SIP022).
@@ -294,24 +289,29 @@ class SingBoxEngine:
             if keys.is_2022(method):
                 password = f"{spec.secret['psk']}:{password}"
             credential = Credential(method=method, password=password)
-            return LinkData(format="shadowsocks", credential=credential, **where)
+            return LinkData.of(link_format, spec, client, credential=credential)
         if protocol in PROXY_PROTOCOLS:
             credential = Credential(username=client.name, password=secret["password"])
-            proxy: Format = "socks5" if protocol == "socks5" else "http"
-            return LinkData(format=proxy, credential=credential, **where)
+            return LinkData.of(link_format, spec, client, credential=credential)
         tls = settings["tls"]
         # A self-signed certificate cannot be checked against a CA: Hysteria 2 links pin it by
         # its SHA-256; the Trojan, TUIC and VMess formats have no pin, so they say insecure.
         insecure = bool(tls.get("self_signed"))
-        return LinkData(
-            format=_FORMATS[protocol],
+        return LinkData.of(
+            link_format,
+            spec,
+            client,
             credential=Credential(uuid=secret.get("uuid", ""), password=secret.get("password", "")),
             tls=Tls(tls["server_name"], insecure, tls["cert_sha256"] if insecure else None),
-            **where,
         )
 
 
+# How a user's link of each protocol is written (a `mixed` proxy's as an HTTP one).
 _FORMATS: dict[str, Format] = {
+    "shadowsocks": "shadowsocks",
+    "http": "http",
+    "mixed": "http",
+    "socks5": "socks5",
     "trojan": "trojan",
     "hysteria2": "hysteria2",
     "tuic": "tuic",

@@ -81,12 +81,10 @@ def render(spec: ServerSpec, clients: list[Client]) -> str:
 def link_data(spec: ServerSpec, client: Client) -> LinkData:
     """What the `.conf` a user imports says (vpn_manager.links writes it)."""
     settings, secret = spec.settings, client.secret
-    return LinkData(
-        format="wireguard",
-        server=spec.name,
-        name=client.name,
-        host=spec.host,
-        port=spec.port,
+    return LinkData.of(
+        "wireguard",
+        spec,
+        client,
         tunnel=Tunnel(
             private_key=secret["private_key"],
             addresses=peer_addresses(secret),

@@ -242,12 +242,10 @@ class XrayEngine:
 
     def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
         settings = spec.settings
-        return LinkData(
-            format="vless",
-            server=spec.name,
-            name=client.name,
-            host=spec.host,
-            port=spec.port,
+        return LinkData.of(
+            "vless",
+            spec,
+            client,
             credential=Credential(uuid=client.secret["uuid"]),
             reality=Reality(
                 server_name=settings["sni"],
