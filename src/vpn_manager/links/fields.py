@@ -1,6 +1,8 @@
-"""The values links are made of, checked once for every format: hosts, ports, server names,
-UUIDs, names, passwords. Values are normalised when a link is made: UUIDs, short ids and DNS
-names to lower case, an IPv6 address to its compressed form without brackets."""
+"""What every link format shares: the values links are made of, checked once (hosts, ports,
+server names, UUIDs, names, passwords), the fields a model takes from an engine's `LinkData`
+(`endpoint`, `tls_endpoint`) and the start of a sing-box client outbound. Values are normalised
+when a link is made: UUIDs, short ids and DNS names to lower case, an IPv6 address to its
+compressed form without brackets."""
 
 from __future__ import annotations
 

@@ -36,9 +36,9 @@ from vpn_manager.links.fields import (
     Secret,
     ServerName,
     singbox_server,
+    singbox_tls,
     tls_endpoint,
 )
-from vpn_manager.links.fields import singbox_tls as _tls
 
 KIND = uri.Kind("Hysteria 2", ("hysteria2", "hy2"), "hysteria2://PASSWORD@HOST:PORT/?sni=…#NAME")
 # RFC 3986 sub-delims and ':': what a URI's user info may hold unescaped.
@@ -107,7 +107,7 @@ class Hysteria2Link(BaseModel):
         return {
             **singbox_server("hysteria2", self.host, self.port),
             "password": self.password,
-            "tls": _tls(self.sni, self.insecure),
+            "tls": singbox_tls(self.sni, self.insecure),
         }
 
 

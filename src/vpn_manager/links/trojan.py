@@ -23,9 +23,9 @@ from vpn_manager.links.fields import (
     Secret,
     ServerName,
     singbox_server,
+    singbox_tls,
     tls_endpoint,
 )
-from vpn_manager.links.fields import singbox_tls as _tls
 
 KIND = uri.Kind(
     "Trojan", ("trojan",), "trojan://PASSWORD@HOST:PORT?security=tls&sni=…&type=tcp#NAME"
@@ -77,7 +77,7 @@ class TrojanLink(BaseModel):
         return {
             **singbox_server("trojan", self.host, self.port),
             "password": self.password,
-            "tls": _tls(self.sni, self.insecure),
+            "tls": singbox_tls(self.sni, self.insecure),
         }
 
 

@@ -24,9 +24,9 @@ from vpn_manager.links.fields import (
     ServerName,
     UserId,
     singbox_server,
+    singbox_tls,
     tls_endpoint,
 )
-from vpn_manager.links.fields import singbox_tls as _tls
 
 CongestionControl = Literal["bbr", "cubic", "new_reno"]
 UdpRelayMode = Literal["native", "quic"]
@@ -105,7 +105,7 @@ class TuicLink(BaseModel):
             "password": self.password,
             "congestion_control": self.congestion_control,
             "udp_relay_mode": self.udp_relay_mode,
-            "tls": {**_tls(self.sni, self.insecure), "alpn": self.alpn.split(",")},
+            "tls": {**singbox_tls(self.sni, self.insecure), "alpn": self.alpn.split(",")},
         }
 
 

@@ -26,9 +26,9 @@ from vpn_manager.links.fields import (
     ServerName,
     UserId,
     singbox_server,
+    singbox_tls,
     tls_endpoint,
 )
-from vpn_manager.links.fields import singbox_tls as _tls
 
 KIND = uri.Kind("VMess", ("vmess",), "vmess://BASE64-OF-V2RAYN-JSON")
 _KEYS = ("v", "ps", "add", "port", "id", "aid", "scy", "net", "type", "host", "path")
@@ -106,7 +106,7 @@ class VmessLink(BaseModel):
             "alter_id": 0,
         }
         if self.tls:
-            outbound["tls"] = _tls(self.sni, self.insecure)
+            outbound["tls"] = singbox_tls(self.sni, self.insecure)
         return outbound
 
 
