@@ -559,9 +559,8 @@ def install_shadowsocks(bench: Bench, home: Path) -> None:
 @contextmanager
 def ss_client(bench: Bench, home: Path, user: str) -> Iterator[int]:
     """A sing-box client made from `user`'s printed link; yields its local SOCKS5 port."""
-    from vpn_manager.delivery.share import parse_link
-    from vpn_manager.delivery.singbox_clients import singbox_client_config
     from vpn_manager.engines.singbox.engine import binary
+    from vpn_manager.links import parse_link, singbox_client_config
 
     _, link = bench.run(
         [str(bench.vpn), "user", "link", user, "--server", SERVER], home, capture=True

@@ -24,16 +24,15 @@ from urllib.parse import quote
 import pytest
 from pydantic import ValidationError
 
-from vpn_manager.delivery import (
+from vpn_manager.delivery import qr_png, qr_text
+from vpn_manager.delivery.qr import QUIET_ZONE, TEXT_CHARACTERS
+from vpn_manager.errors import InvalidInput
+from vpn_manager.links import (
     PARAMETER_ORDER,
     VlessRealityLink,
-    qr_png,
-    qr_text,
     singbox_client_config,
     xray_client_config,
 )
-from vpn_manager.delivery.qr import QUIET_ZONE, TEXT_CHARACTERS
-from vpn_manager.errors import InvalidInput
 
 GOLDEN = Path(__file__).parent / "golden" / "delivery"
 ZBAR_MISSING = (

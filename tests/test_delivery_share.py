@@ -34,21 +34,21 @@ import pytest
 from pydantic import ValidationError
 
 from tests.e2e.net import end_process, serving
-from vpn_manager.delivery import clients
-from vpn_manager.delivery.links import VlessRealityLink
 from vpn_manager.delivery.qr import qr_png
-from vpn_manager.delivery.share import (
+from vpn_manager.errors import InvalidInput
+from vpn_manager.links import (
     Hysteria2Link,
     ProxyLink,
     ShadowsocksLink,
     ShareLink,
     TrojanLink,
     TuicLink,
+    VlessRealityLink,
     VmessLink,
+    clients,
     parse_link,
+    singbox_client_config,
 )
-from vpn_manager.delivery.singbox_clients import singbox_client_config
-from vpn_manager.errors import InvalidInput
 
 GOLDEN = Path(__file__).parent / "golden" / "delivery" / "share"
 SINGBOX_MISSING = (

@@ -12,6 +12,7 @@ from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.engines.wireguard.engine import WireGuardEngine
 from vpn_manager.errors import EngineError, InvalidInput
+from vpn_manager.links import share_link
 
 SETTINGS = {
     "interface": "wgabc123",
@@ -71,7 +72,7 @@ def test_server_config_and_client_conf() -> None:
     assert "AllowedIPs = 10.13.13.2/32, fd13::2/128" in text
     assert "# user-3" in text
     assert "alice" not in text
-    conf = config.client_conf(server, alice)
+    conf = share_link(WireGuardEngine().link_data(server, alice))
     assert conf.splitlines() == [
         "[Interface]",
         f"PrivateKey = {alice.secret['private_key']}",

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.net import end_process, free_port, http_backend, tls13_site
-from vpn_manager.delivery.clients import xray_client_config
-from vpn_manager.delivery.links import VlessRealityLink
+from vpn_manager.links import VlessRealityLink, xray_client_config
 
 SNI = "reality.test"
 VPN = Path(sys.executable).parent / "vpn"
@@ -216,9 +215,8 @@ def curl_fails(socks: int, url: str) -> bool:
 def singbox_client(link: str, workdir: Path, source: str | None = None) -> Iterator[int]:
     """A real sing-box client configured only from `link`; yields its local mixed (SOCKS/HTTP)
     port. `source`: the loopback address it connects to the server from (another "device")."""
-    from vpn_manager.delivery.share import parse_link
-    from vpn_manager.delivery.singbox_clients import singbox_client_config
     from vpn_manager.engines.singbox.engine import binary
+    from vpn_manager.links import parse_link, singbox_client_config
 
     port = free_port()
     config = singbox_client_config(parse_link(link), port)
@@ -242,7 +240,7 @@ def singbox_client(link: str, workdir: Path, source: str | None = None) -> Itera
 @contextmanager
 def ss_local(link: str) -> Iterator[int]:
     """Debian's shadowsocks-libev client, given only the method and password of an ss:// link."""
-    from vpn_manager.delivery.share import ShadowsocksLink
+    from vpn_manager.links import ShadowsocksLink
 
     if shutil.which("ss-local") is None:
         pytest.fail("ss-local is missing: install shadowsocks-libev (scripts/setup --dev does)")

@@ -614,42 +614,16 @@ def client_config(
     ] = 1080,
 ) -> None:
     """Print a ready client config for a user on a server (a local SOCKS/HTTP proxy)."""
-    import json
+    from vpn_manager.links.clients import check_client
+    from vpn_manager.links.clients import client_config as config_of
 
-    from vpn_manager.delivery.clients import xray_client_config
-    from vpn_manager.delivery.links import VlessRealityLink
-    from vpn_manager.delivery.share import ProxyLink, parse_link
-    from vpn_manager.delivery.singbox_clients import singbox_client_config
-    from vpn_manager.errors import InvalidInput
-
-    if client not in ("xray", "sing-box"):
-        raise InvalidInput(
-            f"Unknown client {client!r}.", hint="Use --client xray or --client sing-box."
-        )
+    check_client(client)
     context = app_context(ctx)
     access = context.servers(lambda s: s.access(name, server))[0]
-    if access.protocol == "wireguard":
-        sys.stdout.write(access.link)  # the client .conf is the config
-        return
-    parsed = parse_link(access.link)
-    if isinstance(parsed, ProxyLink):
-        raise InvalidInput(
-            "A proxy needs no client program: use the link as the proxy address.",
-            hint=f"Use the link as the proxy address: vpn user link {name} --server {server}",
-        )
-    if client == "xray":
-        if not isinstance(parsed, VlessRealityLink):
-            raise InvalidInput(
-                f"--client xray is offered for vless-reality servers; {server} is "
-                f"{access.protocol}.",
-                hint="Use --client sing-box.",
-            )
-        config = xray_client_config(parsed, socks_port)
-    else:
-        config = singbox_client_config(parsed, socks_port)
+    text = config_of(access.data, client, socks_port)
     if access.note:
         context.output().note(access.note)
-    sys.stdout.write(json.dumps(config, indent=2) + "\n")
+    sys.stdout.write(text)
 
 
 @app.command("reset-usage")

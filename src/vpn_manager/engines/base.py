@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from vpn_manager.engines.linkdata import LinkData
     from vpn_manager.models.server import ServerCreate
 
 
@@ -214,6 +215,6 @@ class Engine(Protocol):
         return how many were closed."""
         ...
 
-    def link(self, spec: ServerSpec, client: Client) -> str:
-        """The share link a client app imports."""
+    def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
+        """What the client's link needs (vpn_manager.links writes it as a link or a config)."""
         ...

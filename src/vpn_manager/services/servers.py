@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     # service never does (see services/daemon.py).
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from vpn_manager.engines.linkdata import LinkData
     from vpn_manager.models.server import Server, ServerCreate, ServerStatus
     from vpn_manager.runtimes.docker import DockerRuntime
     from vpn_manager.storage.orm import ServerRow
@@ -84,11 +85,13 @@ class Applied:
 
 @dataclass(frozen=True)
 class Access:
-    """How one user reaches one server."""
+    """How one user reaches one server: the link, and the typed data it is written from (for
+    client configs: vpn_manager.links.client_config)."""
 
     server: str
     protocol: str
     link: str
+    data: LinkData = field(repr=False)
     note: str = ""
 
 
@@ -150,22 +153,6 @@ def owners(clients: list[Client]) -> dict[str, Client]:
     owner = {c.email: c for c in clients} | {c.name: c for c in clients}
     owner |= {c.secret["public_key"]: c for c in clients if "public_key" in c.secret}
     return owner
-
-
-def _trust_note(protocol: str, settings: dict[str, object]) -> str:
-    """Say plainly how clients trust a self-signed certificate."""
-    tls = settings.get("tls")
-    if not isinstance(tls, dict) or not tls.get("self_signed"):
-        return ""
-    if protocol == "hysteria2":
-        return (
-            "self-signed certificate: the link pins it (pinSHA256) for clients that check pins "
-            "and says insecure=1 for those that cannot (sing-box among them)."
-        )
-    return (
-        "self-signed certificate: this link format cannot pin it, so it tells clients not to "
-        "verify the certificate (insecure). Use --cert/--key with a real certificate to avoid it."
-    )
 
 
 def utcnow() -> datetime:
@@ -1169,6 +1156,7 @@ class ServerService:
     async def access(self, user_name: str, server: str | None = None) -> list[Access]:
         """A user's ways in: for each server they hold credentials on (or the one named), the
         share link and what a client needs."""
+        from vpn_manager.links import share_link, trust_note
         from vpn_manager.storage import servers as repo
         from vpn_manager.storage import users as user_repo
 
@@ -1190,14 +1178,15 @@ class ServerService:
                 )
             out = []
             for row, secret in rows:
-                engine = engine_for(row.protocol)
                 client = Client(user_id, user_name, dict(secret))
+                data = engine_for(row.protocol).link_data(repo.spec_of(row), client)
                 out.append(
                     Access(
                         server=row.name,
                         protocol=row.protocol,
-                        link=engine.link(repo.spec_of(row), client),
-                        note=_trust_note(row.protocol, row.settings),
+                        link=share_link(data),
+                        data=data,
+                        note=trust_note(data),
                     )
                 )
             return out

@@ -27,6 +27,7 @@ from vpn_manager.engines.base import (
     ServerSpec,
     Session,
 )
+from vpn_manager.engines.linkdata import Credential, Format, LinkData, Tls
 from vpn_manager.engines.ports import connect_address, port_open
 from vpn_manager.engines.singbox import PROXY_PROTOCOLS, QUIC_PROTOCOLS, TLS_PROTOCOLS, config, tls
 from vpn_manager.engines.singbox import secrets as keys
@@ -278,10 +279,44 @@ class SingBoxEngine:
         api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
         return await api.close_users({user}, ips)
 
-    def link(self, spec: ServerSpec, client: Client) -> str:
-        from vpn_manager.engines.singbox.links import link_for
+    def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
+        secret, settings, protocol = client.secret, spec.settings, spec.protocol
+        link_format = _FORMATS[protocol]
+        if protocol == "shadowsocks":
+            method = settings["method"]
+            # A multi-user 2022 server takes SERVER_PSK:USER_PSK from each client (SIP022).
+            password = secret["password"]
+            if keys.is_2022(method):
+                password = f"{spec.secret['psk']}:{password}"
+            credential = Credential(method=method, password=password)
+            return LinkData.of(link_format, spec, client, credential=credential)
+        if protocol in PROXY_PROTOCOLS:
+            credential = Credential(username=client.name, password=secret["password"])
+            return LinkData.of(link_format, spec, client, credential=credential)
+        tls = settings["tls"]
+        # A self-signed certificate cannot be checked against a CA: Hysteria 2 links pin it by
+        # its SHA-256; the Trojan, TUIC and VMess formats have no pin, so they say insecure.
+        insecure = bool(tls.get("self_signed"))
+        return LinkData.of(
+            link_format,
+            spec,
+            client,
+            credential=Credential(uuid=secret.get("uuid", ""), password=secret.get("password", "")),
+            tls=Tls(tls["server_name"], insecure, tls["cert_sha256"] if insecure else None),
+        )
 
-        return link_for(spec, client)
+
+# How a user's link of each protocol is written (a `mixed` proxy's as an HTTP one).
+_FORMATS: dict[str, Format] = {
+    "shadowsocks": "shadowsocks",
+    "http": "http",
+    "mixed": "http",
+    "socks5": "socks5",
+    "trojan": "trojan",
+    "hysteria2": "hysteria2",
+    "tuic": "tuic",
+    "vmess": "vmess",
+}
 
 
 def _ssm(spec: ServerSpec) -> SsmApi:

@@ -1,5 +1,5 @@
 """What a WireGuard server is made of, as text: the `wg setconf` file for the interface and the
-client `.conf` each user imports. Pure functions of the server and its peers."""
+data of the client `.conf` each user imports. Pure functions of the server and its peers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vpn_manager.engines.base import Client, ServerSpec
+from vpn_manager.engines.linkdata import LinkData, Tunnel
 from vpn_manager.errors import InvalidInput
 
 
@@ -45,11 +46,16 @@ def next_addresses(settings: dict[str, Any], taken: Iterable[dict[str, Any]]) ->
     return out
 
 
-def peer_ips(secret: dict[str, Any]) -> str:
+def peer_addresses(secret: dict[str, Any]) -> tuple[str, ...]:
+    """A peer's addresses with their prefix: 10.13.13.2/32[, fd13::2/128]."""
     ips = [f"{secret['address']}/32"]
     if secret.get("address6"):
         ips.append(f"{secret['address6']}/128")
-    return ", ".join(ips)
+    return tuple(ips)
+
+
+def peer_ips(secret: dict[str, Any]) -> str:
+    return ", ".join(peer_addresses(secret))
 
 
 def render(spec: ServerSpec, clients: list[Client]) -> str:
@@ -72,28 +78,21 @@ def render(spec: ServerSpec, clients: list[Client]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def client_conf(spec: ServerSpec, client: Client) -> str:
-    """The `.conf` a user imports (the WireGuard apps scan the same text as a QR code)."""
+def link_data(spec: ServerSpec, client: Client) -> LinkData:
+    """What the `.conf` a user imports says (vpn_manager.links writes it)."""
     settings, secret = spec.settings, client.secret
-    addresses = [f"{secret['address']}/32"]
-    if secret.get("address6"):
-        addresses.append(f"{secret['address6']}/128")
-    host = f"[{spec.host}]" if ":" in spec.host else spec.host
-    lines = [
-        "[Interface]",
-        f"PrivateKey = {secret['private_key']}",
-        f"Address = {', '.join(addresses)}",
-    ]
-    if settings.get("dns"):
-        lines.append(f"DNS = {settings['dns']}")
-    lines += [
-        f"MTU = {settings['mtu']}",
-        "",
-        "[Peer]",
-        f"PublicKey = {settings['public_key']}",
-        f"PresharedKey = {secret['preshared_key']}",
-        f"Endpoint = {host}:{spec.port}",
-        f"AllowedIPs = {settings['client_allowed_ips']}",
-        f"PersistentKeepalive = {settings['keepalive']}",
-    ]
-    return "\n".join(lines) + "\n"
+    return LinkData.of(
+        "wireguard",
+        spec,
+        client,
+        tunnel=Tunnel(
+            private_key=secret["private_key"],
+            addresses=peer_addresses(secret),
+            dns=settings.get("dns") or "",
+            mtu=settings["mtu"],
+            server_public_key=settings["public_key"],
+            preshared_key=secret["preshared_key"],
+            allowed_ips=settings["client_allowed_ips"],
+            keepalive=settings["keepalive"],
+        ),
+    )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
+from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.proc import HOST, Commands
@@ -257,8 +258,8 @@ class WireGuardEngine:
     async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
         return 0  # never asked: sessions() reports nothing to cut
 
-    def link(self, spec: ServerSpec, client: Client) -> str:
-        return config.client_conf(spec, client)
+    def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
+        return config.link_data(spec, client)
 
 
 def _key32(value: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Session
+from vpn_manager.engines.linkdata import Credential, LinkData, Reality
 from vpn_manager.engines.ports import connect_address, free_port, port_open
 from vpn_manager.engines.xray import config, keys
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
@@ -23,7 +24,6 @@ from vpn_manager.fsutil import atomic_write
 from vpn_manager.proc import die_with_parent
 
 if TYPE_CHECKING:
-    from vpn_manager.delivery.links import VlessRealityLink
     from vpn_manager.engines.xray.api import XrayApi
     from vpn_manager.models.server import ServerCreate
 
@@ -240,19 +240,17 @@ class XrayEngine:
 
         return await cut_sessions(spec, [user], files.access_log, ips)
 
-    def link(self, spec: ServerSpec, client: Client) -> str:
-        return self.link_model(spec, client).to_uri()
-
-    def link_model(self, spec: ServerSpec, client: Client) -> VlessRealityLink:
-        from vpn_manager.delivery.links import VlessRealityLink
-
-        return VlessRealityLink(
-            uuid=client.secret["uuid"],
-            host=spec.host,
-            port=spec.port,
-            sni=spec.settings["sni"],
-            public_key=spec.settings["public_key"],
-            short_id=spec.settings["short_ids"][0],
-            fingerprint=spec.settings.get("fingerprint", "chrome"),
-            name=client.name,
+    def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
+        settings = spec.settings
+        return LinkData.of(
+            "vless",
+            spec,
+            client,
+            credential=Credential(uuid=client.secret["uuid"]),
+            reality=Reality(
+                server_name=settings["sni"],
+                public_key=settings["public_key"],
+                short_id=settings["short_ids"][0],
+                fingerprint=settings.get("fingerprint", "chrome"),
+            ),
         )

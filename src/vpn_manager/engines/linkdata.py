@@ -1,0 +1,102 @@
+"""What a user's link needs, as an engine describes it (`Engine.link_data`): the server's address,
+the user's credential, the TLS or REALITY parameters, a WireGuard tunnel. Scheme-independent:
+the link package (`vpn_manager.links`) writes it as a share link or a client config; engines
+never write link text and never import that package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from vpn_manager.engines.base import Client, ServerSpec
+
+# How a link is written: one format a module in vpn_manager.links.
+Format = Literal[
+    "vless", "shadowsocks", "trojan", "hysteria2", "tuic", "vmess", "http", "socks5", "wireguard"
+]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """The user's secret on the server, whichever parts the format takes."""
+
+    uuid: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)  # for a 2022 multi-user server: SERVER:USER
+    username: str = ""
+    method: str = ""  # the Shadowsocks cipher
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The server's TLS, as a client checks it."""
+
+    server_name: str
+    # A self-signed certificate: a client cannot check it against a CA.
+    insecure: bool = False
+    # SHA-256 of the whole certificate (DER) in hex, for the formats that can pin it.
+    cert_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Reality:
+    """The REALITY parameters a client presents (Xray's VLESS+REALITY)."""
+
+    server_name: str  # the target's name the client presents
+    public_key: str  # the server's x25519 public key
+    short_id: str
+    fingerprint: str = "chrome"  # the uTLS fingerprint
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A WireGuard peer's side of the tunnel: what its client `.conf` says."""
+
+    private_key: str = field(repr=False)
+    addresses: tuple[str, ...]  # with their prefix: 10.13.13.2/32, fd13::2/128
+    dns: str
+    mtu: int
+    server_public_key: str
+    preshared_key: str = field(repr=False)
+    allowed_ips: str
+    keepalive: int
+
+
+@dataclass(frozen=True)
+class LinkData:
+    """One user's way into one server, before it is written as a link."""
+
+    format: Format
+    server: str  # the server's name (for messages)
+    name: str  # the user's name: what the client app shows
+    host: str  # the address put in links
+    port: int
+    credential: Credential = field(default_factory=Credential)
+    tls: Tls | None = None
+    reality: Reality | None = None
+    tunnel: Tunnel | None = None
+
+    @classmethod
+    def of(
+        cls,
+        format: Format,
+        spec: ServerSpec,
+        client: Client,
+        *,
+        credential: Credential | None = None,
+        tls: Tls | None = None,
+        reality: Reality | None = None,
+        tunnel: Tunnel | None = None,
+    ) -> LinkData:
+        """`client`'s way into the server of `spec`, at the address put in links."""
+        return cls(
+            format=format,
+            server=spec.name,
+            name=client.name,
+            host=spec.host,
+            port=spec.port,
+            credential=credential or Credential(),
+            tls=tls,
+            reality=reality,
+            tunnel=tunnel,
+        )

@@ -1,0 +1,129 @@
+"""The typed way in: each engine describes a user's link (`Engine.link_data`), and the links
+package writes it: `share_link` gives the same text as the link models the tests of
+test_delivery.py and test_delivery_share.py check against their golden files, and
+`client_config` the config `vpn user config` prints (or refuses)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.test_delivery import EXAMPLE as VLESS_EXAMPLE
+from tests.test_delivery_share import EXAMPLES, HOST, PIN, PSK16, UPSK16, UUID
+from vpn_manager.engines.base import Client, ServerSpec
+from vpn_manager.engines.linkdata import LinkData
+from vpn_manager.engines.registry import engine_for
+from vpn_manager.errors import InvalidInput
+from vpn_manager.links import (
+    VlessRealityLink,
+    client_config,
+    link_of,
+    parse_link,
+    share_link,
+    singbox_client_config,
+    trust_note,
+    xray_client_config,
+)
+
+SELF_SIGNED = {"server_name": HOST, "self_signed": True, "cert_sha256": PIN}
+SIGNED = {"server_name": HOST, "cert_sha256": PIN}
+# protocol -> (server settings, server secret, the user's secret, port, the example it must give)
+SERVERS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], int, str]] = {
+    "ss-aead": (
+        {"method": "chacha20-ietf-poly1305"},
+        {},
+        {"password": "Gs8V1kq2-Hc_x9ZtYb0LrA3N"},
+        8388,
+        "shadowsocks",
+    ),
+    "ss-2022": (
+        {"method": "2022-blake3-aes-128-gcm"},
+        {"psk": PSK16},
+        {"password": UPSK16},
+        8388,
+        "shadowsocks",
+    ),
+    "trojan": ({"tls": SELF_SIGNED}, {}, {"password": "tR0jan-Pass_word1"}, 443, "trojan"),
+    "hysteria2": ({"tls": SELF_SIGNED}, {}, {"password": "Hy2-Pass_word1"}, 443, "hysteria2"),
+    "tuic": ({"tls": SIGNED}, {}, {"uuid": UUID, "password": "Tuic-Pass_word1"}, 443, "tuic"),
+    "vmess": ({"tls": SIGNED}, {}, {"uuid": UUID}, 443, "vmess"),
+    "http": ({}, {}, {"password": "Http-Pass_word1"}, 3128, "mixed"),
+    "socks5": ({}, {}, {"password": "Socks-Pass_word1"}, 1080, "socks5"),
+}
+
+
+def data_of(kind: str) -> LinkData:
+    settings, server_secret, secret, port, protocol = SERVERS[kind]
+    spec = ServerSpec("edge", protocol, "0.0.0.0", port, HOST, settings, server_secret)
+    return engine_for(protocol).link_data(spec, Client(7, "alice", secret))
+
+
+def vless_data() -> LinkData:
+    settings = {
+        "sni": VLESS_EXAMPLE.sni,
+        "public_key": VLESS_EXAMPLE.public_key,
+        "short_ids": [VLESS_EXAMPLE.short_id, "ab"],
+    }
+    spec = ServerSpec("edge", "vless-reality", "0.0.0.0", 443, VLESS_EXAMPLE.host, settings, {})
+    return engine_for("vless-reality").link_data(spec, Client(7, "alice", {"uuid": UUID}))
+
+
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_an_engines_description_gives_the_golden_link(kind: str) -> None:
+    data = data_of(kind)
+    assert share_link(data) == EXAMPLES[kind].to_uri()
+    assert parse_link(share_link(data)).to_uri() == share_link(data)
+
+
+def test_the_xray_description_gives_the_vless_link() -> None:
+    # The example has a spider path the engine does not set; everything else is the same.
+    expected = VLESS_EXAMPLE.model_copy(update={"spider_x": None})
+    assert link_of(vless_data()) == expected
+    assert share_link(vless_data()) == expected.to_uri()
+
+
+def test_client_config_is_the_configs_of_the_link() -> None:
+    data = vless_data()
+    link = link_of(data)
+    assert isinstance(link, VlessRealityLink)
+    assert json.loads(client_config(data, "xray", 2080)) == xray_client_config(link, 2080)
+    assert json.loads(client_config(data, "sing-box", 2080)) == singbox_client_config(link, 2080)
+    trojan = data_of("trojan")
+    assert json.loads(client_config(trojan, "sing-box")) == singbox_client_config(
+        link_of(trojan), 1080
+    )
+    assert client_config(data).endswith("}\n")
+
+
+def test_client_config_refuses_what_it_cannot_give() -> None:
+    with pytest.raises(InvalidInput, match="Unknown client 'curl'") as caught:
+        client_config(vless_data(), "curl")
+    assert caught.value.hint == "Use --client xray or --client sing-box."
+    with pytest.raises(InvalidInput, match="A proxy needs no client program") as caught:
+        client_config(data_of("http"), "sing-box")
+    assert caught.value.hint == (
+        "Use the link as the proxy address: vpn user link alice --server edge"
+    )
+    with pytest.raises(
+        InvalidInput, match="--client xray is offered for vless-reality servers; edge is trojan"
+    ):
+        client_config(data_of("trojan"), "xray")
+
+
+def test_a_wireguard_config_is_its_conf_for_any_client() -> None:
+    from tests.test_wireguard_config import spec
+
+    server = spec()
+    engine = engine_for("wireguard")
+    data = engine.link_data(server, Client(3, "alice", engine.new_credential(server)))
+    conf = share_link(data)
+    assert conf.startswith("[Interface]\nPrivateKey = ")
+    assert client_config(data, "xray") == client_config(data, "sing-box") == conf
+
+
+def test_the_trust_note_follows_the_certificate() -> None:
+    assert "pins it (pinSHA256)" in trust_note(data_of("hysteria2"))
+    assert "cannot pin it" in trust_note(data_of("trojan"))
+    assert trust_note(data_of("tuic")) == trust_note(vless_data()) == ""
