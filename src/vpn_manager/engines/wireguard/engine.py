@@ -200,7 +200,7 @@ class WireGuardEngine:
             [self.tool("wg"), "setconf", interface, "/dev/stdin"],
             input=config.render(spec, clients),
         )
-        if self.run.local:  # a container gets forwarding from its sysctls (runtimes/images.py)
+        if self.run.local:  # a container gets forwarding from its sysctls (runtimes/docker/images.py)
             _forwarding(settings)
         await self.run([self.tool("nft"), "-f", "-"], input=_rules(spec))
 
