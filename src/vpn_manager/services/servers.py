@@ -1381,8 +1381,8 @@ class ServerService:
             self.applied.append(Applied(spec.name, "live"))
             return
         if not runtime.reloads_in_place():
-            # A new container from the new config, with the same validate → probe → roll back
-            # as any restart.
+            # Nothing to signal (a container): started again from the new config, with the same
+            # validate → probe → roll back as any restart.
             await self._apply_restart(engine, spec, clients)
             self.applied.append(Applied(spec.name, "recreated"))
             return
