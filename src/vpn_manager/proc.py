@@ -98,7 +98,7 @@ def run_sync(argv: list[str], *, timeout: float = 10.0, check: bool = True) -> C
 
 class Commands(Protocol):
     """Where an engine runs its helper commands (WireGuard's `ip`, `wg`, `nft`): on this machine
-    (HOST) or inside the server's container (runtimes/dockerexec.py). Same contract as run();
+    (HOST) or inside the server's container (runtimes/docker/exec.py). Same contract as run();
     `local` says whether they act on this machine's network namespace and /proc."""
 
     local: bool

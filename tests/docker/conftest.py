@@ -20,7 +20,7 @@ import pytest
 
 from tests.e2e.conftest import Server, Vpn
 from tests.e2e.net import end_process, free_port, http_backend, serving
-from vpn_manager.runtimes.docker import LABEL_HOME, network_name
+from vpn_manager.runtimes.docker.options import LABEL_HOME, network_name
 
 if TYPE_CHECKING:
     from docker import DockerClient

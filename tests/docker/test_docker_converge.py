@@ -19,7 +19,7 @@ from tests.e2e.conftest import curl_via, link_of, singbox_client
 from tests.e2e.net import BACKEND_PAGE, free_port
 from tests.e2e.test_accounting import serve_in_background
 from tests.e2e.test_crash import _engine_and_database, accepting, killed_at, leftovers, timed
-from vpn_manager.runtimes.docker import LABEL_HOME, LABEL_SERVER, network_name
+from vpn_manager.runtimes.docker.options import LABEL_HOME, LABEL_SERVER, network_name
 
 PAGE = BACKEND_PAGE.decode()
 # Kills per operation: fewer than the native crash test's, each round makes a container.

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from vpn_manager.engines.base import ServerSpec
+from vpn_manager.engines.base import Engine, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import InvalidInput
-from vpn_manager.runtimes.docker import (
-    _timestamp,
-    _usage,
+from vpn_manager.runtimes.base import ContainerLaunch
+from vpn_manager.runtimes.docker.hosts import is_remote
+from vpn_manager.runtimes.docker.options import (
     compose_service,
     container_name,
     create_options,
-    is_remote,
     labels,
     network_name,
 )
+from vpn_manager.runtimes.docker.views import timestamp, usage
 from vpn_manager.services.servers import ServerService
 from vpn_manager.settings import DockerSettings, Paths
 from vpn_manager.storage import Database
@@ -32,6 +32,13 @@ def service(tmp_path: Path) -> ServerService:
     paths = Paths.from_env({}, home=tmp_path)
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'vpn.db'}")  # never opened here
     return ServerService(db, paths, docker=DockerSettings())
+
+
+def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -> ContainerLaunch:
+    """The container a Docker server is launched in."""
+    found = servers._launch(engine, spec).container
+    assert found is not None
+    return found
 
 
 def spec(protocol: str, runtime: str = "docker", listen: str = "127.0.0.1") -> ServerSpec:
@@ -76,7 +83,7 @@ def test_inside_a_container_the_engine_listens_everywhere_and_logs_to_its_output
 )
 def test_published_ports(tmp_path: Path, protocol: str, protos: set[str]) -> None:
     servers = service(tmp_path)
-    launch = servers._container_launch(engine_for(protocol), spec(protocol))
+    launch = container_launch(servers, engine_for(protocol), spec(protocol))
     main = {p.proto for p in launch.ports if p.host_port == 8388}
     assert main == protos
     control = [p for p in launch.ports if p.host_port != 8388]
@@ -106,7 +113,7 @@ def test_wireguard_container(tmp_path: Path) -> None:
     forwarding need; the UDP port only; the health check is `wg show`; the default image is
     the docker.images.wireguard setting."""
     servers = service(tmp_path)
-    launch = servers._container_launch(engine_for("wireguard"), wireguard_spec())
+    launch = container_launch(servers, engine_for("wireguard"), wireguard_spec())
     assert launch.image == DockerSettings().images.wireguard
     assert (launch.binary, launch.args) == ("wireguard-go", ["-f", "wgabc123"])
     assert [(p.host_ip, p.host_port, p.proto) for p in launch.ports] == [("0.0.0.0", 51820, "udp")]
@@ -114,7 +121,7 @@ def test_wireguard_container(tmp_path: Path) -> None:
     assert launch.cap_add == ["NET_ADMIN"]
     assert launch.devices == ["/dev/net/tun"]
     assert launch.sysctls == {"net.ipv4.ip_forward": "1"}
-    v6 = servers._container_launch(engine_for("wireguard"), wireguard_spec("fd20::/64"))
+    v6 = container_launch(servers, engine_for("wireguard"), wireguard_spec("fd20::/64"))
     assert v6.sysctls["net.ipv6.conf.all.forwarding"] == "1"
     home = str(tmp_path / "data")
     tags = labels("wg", "wireguard-go", home)
@@ -126,7 +133,7 @@ def test_wireguard_container(tmp_path: Path) -> None:
     assert options["sysctls"] == compose["sysctls"] == {"net.ipv4.ip_forward": "1"}
     assert options["healthcheck"]["test"] == compose["healthcheck"]["test"]
     # Other engines ask for none of it.
-    plain = servers._container_launch(engine_for("shadowsocks"), spec("shadowsocks"))
+    plain = container_launch(servers, engine_for("shadowsocks"), spec("shadowsocks"))
     assert not {"cap_add", "devices", "sysctls"} & set(create_options("x", plain, {}, "n"))
 
 
@@ -134,7 +141,7 @@ def test_wireguard_commands_run_where_the_server_runs(tmp_path: Path) -> None:
     """One engine, one seam: natively its helpers run here, in Docker in the container."""
     from vpn_manager.engines.wireguard.engine import WireGuardEngine
     from vpn_manager.proc import HOST
-    from vpn_manager.runtimes.dockerexec import ContainerCommands
+    from vpn_manager.runtimes.docker.exec import ContainerCommands
 
     servers = service(tmp_path)
     docker = servers.engine(wireguard_spec())
@@ -149,7 +156,7 @@ def test_wireguard_commands_run_where_the_server_runs(tmp_path: Path) -> None:
 
 def test_container_and_compose_options_agree(tmp_path: Path) -> None:
     servers = service(tmp_path)
-    launch = servers._container_launch(engine_for("shadowsocks"), spec("shadowsocks"))
+    launch = container_launch(servers, engine_for("shadowsocks"), spec("shadowsocks"))
     home = str(tmp_path / "data")
     name = container_name("edge", home)
     assert name.startswith("vpn-edge-")
@@ -180,7 +187,7 @@ def test_usage_from_a_stats_sample() -> None:
         "memory_stats": {"usage": 10_000, "limit": 1_000_000, "stats": {"inactive_file": 4_000}},
         "networks": {"eth0": {"rx_bytes": 5, "tx_bytes": 7}, "eth1": {"rx_bytes": 1}},
     }
-    assert _usage(sample) == {
+    assert usage(sample) == {
         "cpu_percent": 40.0,  # 2 ms of 10 ms on 2 cores
         "memory_bytes": 6_000,
         "memory_limit_bytes": 1_000_000,
@@ -190,11 +197,11 @@ def test_usage_from_a_stats_sample() -> None:
 
 
 def test_docker_times() -> None:
-    parsed = _timestamp("2026-11-26T03:24:22.948345621Z")
+    parsed = timestamp("2026-11-26T03:24:22.948345621Z")
     assert parsed is not None
     assert parsed.isoformat() == "2026-11-26T03:24:22.948345+00:00"
-    assert _timestamp("0001-01-01T00:00:00Z") is None
-    assert _timestamp(None) is None
+    assert timestamp("0001-01-01T00:00:00Z") is None
+    assert timestamp(None) is None
 
 
 @pytest.mark.parametrize(
@@ -264,7 +271,7 @@ async def test_xray_in_a_container_listens_everywhere_and_is_valid(tmp_path: Pat
     assert data["routing"]["rules"] == [{"inboundTag": ["api-in"], "outboundTag": "api"}]
     assert data["log"]["access"] == "/dev/stdout"
     assert data["log"]["error"] == "/dev/stderr"
-    launch = servers._container_launch(engine, xray)
+    launch = container_launch(servers, engine, xray)
     assert launch.control_dir == control
     assert [p.container_port for p in launch.ports] == [8443]
     options = create_options("c", launch, {}, "n")

@@ -21,8 +21,8 @@ from tests.e2e.conftest import Server, curl_fails, curl_via, link_of, singbox_cl
 from tests.e2e.net import BACKEND_PAGE, free_port
 from tests.e2e.other_user import callers, singbox_services
 from vpn_manager.engines import guard
-from vpn_manager.runtimes.docker import LABEL_HOME
-from vpn_manager.runtimes.ssh import Tunnel
+from vpn_manager.runtimes.docker.options import LABEL_HOME
+from vpn_manager.runtimes.docker.ssh import Tunnel
 from vpn_manager.settings import DockerSshSettings, Paths
 
 if TYPE_CHECKING:

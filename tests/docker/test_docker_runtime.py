@@ -20,7 +20,7 @@ import yaml
 from tests.docker.conftest import DockerVpn, backend_on, tcp_to_docker_socket
 from tests.e2e.conftest import VPN, curl_fails, curl_via, link_of, singbox_client
 from tests.e2e.net import BACKEND_PAGE, Stream, free_port
-from vpn_manager.runtimes.docker import LABEL_ENGINE, LABEL_HOME, LABEL_SERVER
+from vpn_manager.runtimes.docker.options import LABEL_ENGINE, LABEL_HOME, LABEL_SERVER
 
 PAGE = BACKEND_PAGE.decode()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vpn_manager.errors import InvalidInput
-from vpn_manager.runtimes.ssh import MAX_SOCKET_PATH, SshTarget, Tunnel
+from vpn_manager.runtimes.docker.ssh import MAX_SOCKET_PATH, SshTarget, Tunnel
 from vpn_manager.settings import DockerSshSettings
 
 

@@ -1,14 +1,20 @@
-"""The runtime contract: start, stop and inspect one engine process for one server."""
+"""The runtime contract: where and how one server's engine runs (a native process of ours, a
+Docker container), apart from what the engine is. The service asks its runtime to place the
+server (how the engine sees it there), launch it, put its files there, reach its control APIs,
+tell its state, logs and stats, stop it, and whether it is still what was launched; it never asks
+which runtime it has."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from vpn_manager.engines.base import Engine, Files, ServerSpec
+    from vpn_manager.proc import Commands
     from vpn_manager.settings import DockerSshSettings
 
 
@@ -98,10 +104,58 @@ class ProcessState:
         return f"{self.pid}@{self.started_at.timestamp() if self.started_at else 0:.0f}"
 
 
-class Runtime(Protocol):
-    """Where engines run. Implementations: runtimes.native.NativeRuntime,
-    runtimes.docker.DockerRuntime."""
+@dataclass(frozen=True)
+class ServerFiles:
+    """Where one server's files are on this machine: its rendered config and log files, its keys
+    directory, and its private control directory (0700, for unix-socket control APIs), found only
+    when asked (a home deep in the file system gets one on a short path, made then)."""
 
+    files: Files
+    keys_dir: Path
+    control: Callable[[], Path]
+
+
+class Runtime(Protocol):
+    """Where engines run. Implementations: runtimes.native.NativeRuntime and
+    runtimes.docker.runtime.DockerRuntime (one per Docker engine). Chosen for a server by
+    runtimes.choice.Runtimes.runtime_of, the one place that knows which is which."""
+
+    # -- placing and launching -----------------------------------------------------------------
+    def is_remote(self) -> bool:
+        """Whether the engine runs on another machine (decided from the address alone)."""
+        ...
+
+    def placement(self, engine: str, image: str | None) -> dict[str, str | None]:
+        """A new server's `image` and `docker_host` columns (None natively); reaches the runtime
+        now, so that a bad place fails before anything is made, and remembers it."""
+        ...
+
+    def address(self) -> str | None:
+        """The other machine's address, where clients connect (None on this machine)."""
+        ...
+
+    def commands(self, server: str) -> Commands | None:
+        """Where the engine's helper commands run (None: on this machine)."""
+        ...
+
+    def placed(self, spec: ServerSpec, where: ServerFiles) -> tuple[ServerSpec, Files]:
+        """The server and its files as the engine sees them where it runs (what is rendered)."""
+        ...
+
+    def launch(self, engine: Engine, spec: ServerSpec, where: ServerFiles) -> Launch:
+        """What start() runs for the server."""
+        ...
+
+    async def put_files(self, server: str, where: ServerFiles) -> None:
+        """After the rendered files changed without a new start: put them where the running
+        engine reads them again (a remote container's copy); nothing where it reads ours."""
+        ...
+
+    async def reach(self, spec: ServerSpec, where: ServerFiles) -> ServerSpec:
+        """The server as this machine reaches its control APIs and its port."""
+        ...
+
+    # -- running -------------------------------------------------------------------------------
     async def start(self, launch: Launch) -> int:
         """Start the server's engine unless it runs already; return its pid. Never two."""
         ...
@@ -112,14 +166,49 @@ class Runtime(Protocol):
 
     def state(self, server: str) -> ProcessState: ...
 
-    def logs(self, server: str, lines: int = 100) -> list[str]: ...
+    def exited(self, server: str) -> int | None:
+        """The exit code of an engine that has ended (natively: one this process started)."""
+        ...
 
-    def follow(self, server: str, lines: int = 10) -> Iterator[str]:
+    def logs(self, server: str, lines: int = 100, also: Sequence[Path] = ()) -> list[str]:
+        """The end of the engine's output; `also`: the log files the engine writes itself,
+        read where it writes them (a container logs to its output instead)."""
+        ...
+
+    def follow(self, server: str, lines: int = 10, also: Sequence[Path] = ()) -> Iterator[str]:
         """The last `lines` log lines, then new ones as they come (until the caller stops)."""
         ...
 
-    def exited(self, server: str) -> int | None:
-        """The exit code of an engine this process started and that has ended, else None."""
+    def stats(self, server: str) -> dict[str, Any] | None:
+        """The container's summary and resource use (models.server.ContainerInfo); None
+        natively or without a container. Blocks for a second sample."""
+        ...
+
+    # -- staying in line -----------------------------------------------------------------------
+    def reloads_in_place(self) -> bool:
+        """Whether a config change can be applied by signalling the running engine (else it
+        is started again from the new config)."""
+        ...
+
+    def cuts_sessions(self, engine: str) -> bool:
+        """Whether removed users' open connections can be cut without a restart."""
+        ...
+
+    def epoch(self, server: str, state: ProcessState | None = None) -> str:
+        """Which start of the engine runs now, recorded with what it was started with, so that a
+        restart behind our back (by Docker's restart policy, by hand) is seen; "" where nothing
+        but us restarts it."""
+        ...
+
+    def remade_because(
+        self, engine: Engine, spec: ServerSpec, where: ServerFiles, state: ProcessState
+    ) -> str | None:
+        """Why the running engine's instance must be made again (not what launch() makes now),
+        or None."""
+        ...
+
+    def forget(self) -> None:
+        """Let go of what the runtime keeps for this home's servers once none is left there."""
         ...
 
 
@@ -137,5 +226,6 @@ class DockerDefaults(Protocol):
         ...
 
     def image(self, setting: str) -> str:
-        """The image for one engine, by its setting's name (runtimes.images.EngineImage.setting)."""
+        """The image for one engine, by its setting's name
+        (runtimes.docker.images.EngineImage.setting)."""
         ...

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vpn_manager.errors import EngineError
 from vpn_manager.fsutil import held
 from vpn_manager.paths import entry
-from vpn_manager.runtimes.base import Launch, ProcessState
+from vpn_manager.runtimes.base import Launch, ProcessState, ServerFiles
 from vpn_manager.runtimes.launch import ALREADY_RUNNING
+
+if TYPE_CHECKING:
+    from vpn_manager.engines.base import Engine, Files, ServerSpec
+    from vpn_manager.proc import Commands
 
 
 class NativeRuntime:
@@ -133,11 +139,64 @@ class NativeRuntime:
         if child is not None:
             child.poll()
 
-    def logs(self, server: str, lines: int = 100) -> list[str]:
-        return tail(self.log_file(server), lines)
+    def logs(self, server: str, lines: int = 100, also: Sequence[Path] = ()) -> list[str]:
+        out = tail(self.log_file(server), lines)
+        for path in also:
+            out += tail(path, lines)
+        return out[-lines:] if also else out
 
-    def follow(self, server: str, lines: int = 10) -> Iterator[str]:
-        return follow_files([self.log_file(server)], lines)
+    def follow(self, server: str, lines: int = 10, also: Sequence[Path] = ()) -> Iterator[str]:
+        return follow_files([self.log_file(server), *also], lines)
+
+    def stats(self, server: str) -> dict[str, Any] | None:
+        return None
+
+    # -- the rest of the contract: a process of ours on this machine ---------------------------
+    def is_remote(self) -> bool:
+        return False
+
+    def placement(self, engine: str, image: str | None) -> dict[str, str | None]:
+        return {"image": None, "docker_host": None}
+
+    def address(self) -> str | None:
+        return None
+
+    def commands(self, server: str) -> Commands | None:
+        return None
+
+    def placed(self, spec: ServerSpec, where: ServerFiles) -> tuple[ServerSpec, Files]:
+        """The server as it is, with its private control directory (for unix-socket APIs)."""
+        return dataclasses.replace(spec, control_dir=str(where.control())), where.files
+
+    def launch(self, engine: Engine, spec: ServerSpec, where: ServerFiles) -> Launch:
+        return Launch(
+            server=spec.name,
+            argv=engine.argv(spec, where.files.config),
+            log_file=self.log_file(spec.name),
+        )
+
+    async def put_files(self, server: str, where: ServerFiles) -> None:
+        return None  # the engine reads our files
+
+    async def reach(self, spec: ServerSpec, where: ServerFiles) -> ServerSpec:
+        return self.placed(spec, where)[0]
+
+    def reloads_in_place(self) -> bool:
+        return True  # a signal to its pid (Engine.reload)
+
+    def cuts_sessions(self, engine: str) -> bool:
+        return True  # the engine's API, or `ss -K` in this machine's network namespace
+
+    def epoch(self, server: str, state: ProcessState | None = None) -> str:
+        return ""  # nothing restarts it but us
+
+    def remade_because(
+        self, engine: Engine, spec: ServerSpec, where: ServerFiles, state: ProcessState
+    ) -> str | None:
+        return None
+
+    def forget(self) -> None:
+        return None
 
 
 def tail(path: Path, lines: int) -> list[str]:

@@ -35,28 +35,21 @@ from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, Vp
 from vpn_manager.fsutil import atomic_write, remove_temps
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol, RuntimeKind
 from vpn_manager.paths import Paths, entry
-from vpn_manager.runtimes.base import (
-    ContainerLaunch,
-    DockerDefaults,
-    Launch,
-    ProcessState,
-    Runtime,
-)
+from vpn_manager.runtimes.base import DockerDefaults, Launch, ProcessState, Runtime, ServerFiles
+from vpn_manager.runtimes.choice import Runtimes
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.services import containers, subnets
-from vpn_manager.services import pending_readings as spool
-from vpn_manager.services.containers import DOCKER
+from vpn_manager.services import pending_readings, subnets
 from vpn_manager.services.locks import no_interrupt, server_turn, turn_taken
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
     # The input and output models are built where a command needs them: the long-running
-    # service never does (see services/daemon.py).
+    # service never does (see daemon/main.py).
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from vpn_manager.engines.linkdata import LinkData
     from vpn_manager.models.server import Server, ServerCreate, ServerStatus
-    from vpn_manager.runtimes.docker import DockerRuntime
+    from vpn_manager.runtimes.docker.runtime import DockerRuntime
     from vpn_manager.storage.orm import ServerRow
 
 HEALTH_DEADLINE = 10.0
@@ -243,54 +236,34 @@ class ServerService:
 
             docker = DockerSettings()
         self.docker_settings = docker
-        self._dockers: dict[str | None, DockerRuntime] = {}
+        self.runtimes = Runtimes(
+            self.runtime, str(paths.data_dir), paths.logs_dir, paths.run_dir, docker
+        )
         self.applied: list[Applied] = []  # what user changes did, for the front end to tell
 
     # -- runtimes ------------------------------------------------------------------------------
     def docker(self, host: str | None = None) -> DockerRuntime:
         """The Docker runtime for one engine (None: settings' docker.host, else the default);
         the SDK is imported and the engine reached only now."""
-        host = host or self.docker_settings.host
-        if host not in self._dockers:
-            from vpn_manager.runtimes.docker import DockerRuntime
-
-            self._dockers[host] = DockerRuntime(
-                str(self.paths.data_dir),
-                self.paths.logs_dir,
-                host,
-                run_dir=self.paths.run_dir,
-                ssh=lambda: self.docker_settings.ssh,  # only for a remote engine
-            )
-        return self._dockers[host]
-
-    def on_remote_engine(self, spec: ServerSpec) -> bool:
-        """Whether the server runs on another machine's Docker engine (decided from its host
-        alone, without reaching it)."""
-        if spec.runtime != DOCKER:
-            return False
-        from vpn_manager.runtimes.docker import base_url_of, is_remote
-
-        try:
-            return is_remote(base_url_of(spec.docker_host or self.docker_settings.host))
-        except VpnError:
-            return False
-
-    async def reach(self, spec: ServerSpec) -> ServerSpec:
-        """The server as this machine reaches its engine's APIs and port (the same spec unless
-        it runs on a remote Docker engine: see services/containers.py)."""
-        return await containers.reached(self, spec)
+        return self.runtimes.docker(host)
 
     def runtime_of(self, spec: ServerSpec) -> Runtime:
-        if spec.runtime == DOCKER:
-            return self.docker(spec.docker_host)
-        return self.runtime
+        return self.runtimes.runtime_of(spec)
+
+    def on_remote_engine(self, spec: ServerSpec) -> bool:
+        """Whether the server runs on another machine (decided from its address alone, without
+        reaching it)."""
+        return self.runtime_of(spec).is_remote()
+
+    async def reach(self, spec: ServerSpec) -> ServerSpec:
+        """The server as this machine reaches its engine's APIs and port (the same spec with
+        its private control directory, unless it runs on a remote Docker engine)."""
+        return await self.runtime_of(spec).reach(spec, self.where(spec.name))
 
     def engine(self, spec: ServerSpec) -> Engine:
         """The server's engine, running its helper commands (WireGuard's `ip`, `wg`, `nft`)
         where the server runs: on this machine, or inside its container."""
-        if spec.runtime == DOCKER:
-            return engine_for(spec.protocol, self.docker(spec.docker_host).commands(spec.name))
-        return engine_for(spec.protocol)
+        return engine_for(spec.protocol, self.runtime_of(spec).commands(spec.name))
 
     def state_of(self, row: ServerRow) -> ProcessState:
         """Is a server's engine running, wherever it runs (for the service and metrics)."""
@@ -306,11 +279,12 @@ class ServerService:
             return False
 
     def placed(self, spec: ServerSpec) -> tuple[ServerSpec, Files]:
-        """The server as its engine sees it where it runs (see services/containers.py)."""
-        return containers.placed(self, spec)
+        """The server as its engine sees it where it runs (Runtime.placed)."""
+        return self.runtime_of(spec).placed(spec, self.where(spec.name))
 
-    def _container_launch(self, engine: Engine, spec: ServerSpec) -> ContainerLaunch:
-        return containers.container_launch(self, engine, spec)
+    def where(self, name: str) -> ServerFiles:
+        """Where a server's files are, for its runtime."""
+        return ServerFiles(self.files(name), self.keys_dir(name), lambda: self.control_dir(name))
 
     # -- files ---------------------------------------------------------------------------------
     def keys_dir(self, name: str) -> Path:
@@ -353,9 +327,7 @@ class ServerService:
         """Note what the engine was (re)started or reloaded with, for converge() to compare; for
         a container also which start of it that was (a container restarted behind our back, by
         hand or by Docker, has lost what its start set up outside the config)."""
-        epoch = ""
-        if spec.runtime == DOCKER:
-            epoch = (state or self.runtime_of(spec).state(spec.name)).epoch
+        epoch = self.runtime_of(spec).epoch(spec.name, state)
         atomic_write(self._applied_file(spec.name), f"{digest(basis)}\n{epoch}\n")
 
     def _applied(self, name: str) -> tuple[str, str] | None:
@@ -370,19 +342,7 @@ class ServerService:
         self._applied_file(name).unlink(missing_ok=True)
 
     def _launch(self, engine: Engine, spec: ServerSpec) -> Launch:
-        if spec.runtime == DOCKER:
-            container = self._container_launch(engine, spec)
-            return Launch(
-                server=spec.name,
-                argv=[container.binary, *container.args],
-                log_file=self.runtime.log_file(spec.name),
-                container=container,
-            )
-        return Launch(
-            server=spec.name,
-            argv=engine.argv(spec, self.files(spec.name).config),
-            log_file=self.runtime.log_file(spec.name),
-        )
+        return self.runtime_of(spec).launch(engine, spec, self.where(spec.name))
 
     # -- reading -------------------------------------------------------------------------------
     async def all(self) -> list[Server]:
@@ -427,10 +387,8 @@ class ServerService:
             if health.healthy:  # an engine that does not answer is not asked for its users
                 warnings = await self._out_of_step(engine, spec, state, reached, clients)
             warnings += await self.control_warnings(spec)
-        container = None
-        if spec.runtime == DOCKER:
-            info = await asyncio.to_thread(self.docker(spec.docker_host).inspect, name)
-            container = ContainerInfo.model_validate(info) if info else None
+        info = await asyncio.to_thread(runtime.stats, name)
+        container = ContainerInfo.model_validate(info) if info else None
         return ServerStatus(
             name=name,
             desired=desired,
@@ -462,7 +420,7 @@ class ServerService:
         fix = "`vpn serve --once` (or a running `vpn serve`) fixes it, or "
         fix += f"`vpn server restart {spec.name}`"
         found = []
-        remade = containers.remade_because(self, engine, spec, state)
+        remade = self.runtime_of(spec).remade_because(engine, spec, self.where(spec.name), state)
         if remade is not None:
             found.append(f"It is out of step: {remade}. {fix}.")
         if engine.live_users(spec):
@@ -503,29 +461,21 @@ class ServerService:
         """The end of a server's logs wherever it runs: natively as logs() reads them; under
         Docker the container's output (after that of the containers it had before)."""
         spec = await self._spec(name)
-        if spec.runtime == DOCKER:
-            return await asyncio.to_thread(self.docker(spec.docker_host).logs, name, lines)
-        return self.logs(name, lines)
+        files = self.files(name)
+        also = [files.error_log, files.access_log]
+        return await asyncio.to_thread(self.runtime_of(spec).logs, name, lines, also)
 
     def logs(self, name: str, lines: int = 100) -> list[str]:
         """The end of a native server's logs: the engine's output and its log files (for a
         Docker server only the output of its removed containers: use read_logs)."""
         files = self.files(name)
-        out = self.runtime.logs(name, lines)
-        from vpn_manager.runtimes.native import tail
-
-        return (out + tail(files.error_log, lines) + tail(files.access_log, lines))[-lines:]
+        return self.runtime.logs(name, lines, [files.error_log, files.access_log])
 
     async def follow(self, name: str, lines: int = 10) -> Iterator[str]:
         """The end of a server's logs, then new lines as they come (a blocking iterator)."""
         spec = await self._spec(name)
-        if spec.runtime == DOCKER:
-            return self.docker(spec.docker_host).follow(name, lines)
-        from vpn_manager.runtimes.native import follow_files
-
         files = self.files(name)
-        paths = [self.runtime.log_file(name), files.error_log, files.access_log]
-        return follow_files(paths, lines)
+        return self.runtime_of(spec).follow(name, lines, [files.error_log, files.access_log])
 
     async def _spec(self, name: str) -> ServerSpec:
         from vpn_manager.storage import servers as repo
@@ -534,12 +484,31 @@ class ServerService:
             return repo.spec_of(await repo.server_row(session, name))
 
     async def reconcile(self) -> list[str]:
-        """Docker servers and containers out of step, each with its fix (see containers.py)."""
-        return await containers.reconcile(self)
+        """Docker servers and containers out of step, one sentence each with the fix:
+        containers labelled as this home's but owned by no server, servers whose container is
+        gone, has stopped while they should run, is off its network or was made for another
+        launch, and Docker engines that cannot be reached (runtimes/docker/census.py)."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.reading() as session:
+            rows = [row for row, _ in await repo.list_servers(session)]
+        specs = [repo.spec_of(row) for row in rows]
+        wanted = {row.name for row in rows if row.desired == DesiredState.RUNNING.value}
+
+        def remade(spec: ServerSpec, state: ProcessState) -> str | None:
+            runtime = self.runtime_of(spec)
+            return runtime.remade_because(self.engine(spec), spec, self.where(spec.name), state)
+
+        return await self.runtimes.out_of_step(specs, wanted, remade)
 
     async def export_compose(self) -> str:
-        """A docker-compose.yml for this home's Docker servers (see containers.py)."""
-        return await containers.export_compose(self)
+        """A docker-compose.yml that runs this home's Docker servers as the runtime does: same
+        images, commands, labels, ports, read-only mounts, health checks and network."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.db.reading() as session:
+            specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
+        return self.runtimes.export_compose(specs, lambda s: engine_for(s.protocol), self.where)
 
     # -- bringing engines back in line with the database ---------------------------------------
     async def converge(self, name: str) -> list[str]:
@@ -574,14 +543,16 @@ class ServerService:
         if not self._runs(spec, basis, state):
             await self._apply_restart(engine, spec, clients)
             return [*fixed, "restarted it: its engine ran another config than the database's"]
-        remade = containers.remade_because(self, engine, spec, state)
+        runtime = self.runtime_of(spec)
+        remade = runtime.remade_because(engine, spec, self.where(name), state)
         if remade is not None:
             await self._apply_restart(engine, spec, clients)
             return [*fixed, f"made its container again: {remade}"]
         recorded = self._applied(name)
-        if spec.runtime == DOCKER and recorded is not None and not recorded[1]:
+        epoch = runtime.epoch(name, state)  # "" where nothing but us restarts the engine
+        if epoch and recorded is not None and not recorded[1]:
             self._record_applied(spec, basis, state)  # recorded by an earlier version
-        elif spec.runtime == DOCKER and recorded is not None and recorded[1] != state.epoch:
+        elif epoch and recorded is not None and recorded[1] != epoch:
             # Restarted behind our back (`docker restart`, its restart policy, a reboot): what
             # its start set up outside the config (live users, a WireGuard interface's address
             # and NAT) is gone. Set it up again; users are compared one by one below as well.
@@ -590,7 +561,7 @@ class ServerService:
             self._record_applied(spec, basis, state)
             fixed.append("set up again what its start sets up: its container was restarted")
         if self._rewrite(engine, spec, clients):
-            await containers.copy_in(self, spec)
+            await runtime.put_files(name, self.where(name))
             fixed.append("rewrote its config from the database")
         if not engine.live_users(spec):
             return fixed
@@ -692,10 +663,41 @@ class ServerService:
                 if (self.paths.rendered_dir / name).is_dir() or self.keys_dir(name).is_dir():
                     found.append(f"removed the files of a server that does not exist ({name})")
                 self._forget_files(name)
-        containers.tidy_hosts(self)
-        if containers.hosts_used(self) or any(spec.runtime == DOCKER for spec in specs):
-            found += await containers.remove_strays(self, list(specs))
+        self.runtimes.tidy()
+        if self.runtimes.ever_used() or self.runtimes.used(specs):
+            found += await self._remove_strays(list(specs))
         return found
+
+    async def _remove_strays(self, specs: list[ServerSpec]) -> list[str]:
+        """Remove this home's containers that no server owns (a server's row lost, an install
+        killed at the wrong moment), on every Docker engine the home has used; then forget an
+        engine where nothing of this home is left (its network goes too). A server whose turn
+        someone holds is being made or removed right now: its container is left alone."""
+        from vpn_manager.storage import servers as repo
+
+        seen, _ = await self.runtimes.census(specs)
+        used = self.runtimes.used(specs)
+        removed = []
+        for place in seen:
+            for server, container in sorted(place.strays.items()):
+                if turn_taken(self.paths.run_dir, server):
+                    continue
+                async with self.turn(server):
+                    async with self.db.reading() as session:
+                        if await repo.name_taken(session, server):
+                            spec = repo.spec_of(await repo.server_row(session, server))
+                            if self.runtimes.key_of(spec) == place.key:
+                                continue  # made since the census
+                    await asyncio.to_thread(place.runtime.discard, container)
+                del place.found[server]
+                removed.append(
+                    f"removed container {container} of this home that no server owns "
+                    f"(on {place.shown})"
+                )
+            if not place.found and place.key not in used:
+                await asyncio.to_thread(place.runtime.forget)
+                self.runtimes.forget_engine(place.key)
+        return removed
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def install(self, create: ServerCreate) -> Server:
@@ -718,12 +720,15 @@ class ServerService:
                 raise Conflict(
                     f"Port {create.port} is already used by server {taken[create.port]}."
                 )
-            placement = self._placement(engine, create)
+            runtime = self.runtimes.of(create.runtime, create.docker_host)
+            # A Docker engine is reached now, so that a bad host or an engine without an image
+            # fails before anything is made.
+            placement = runtime.placement(engine.name, create.image)
             if placement["docker_host"] is None or placement["docker_host"].startswith("unix://"):
                 check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
             host = create.host
-            if host is None and create.runtime is RuntimeKind.DOCKER:
-                host = self._remote_address(placement)
+            if host is None:  # on a remote Docker engine: clients connect to that host
+                host = runtime.address()
             create = create.model_copy(update={"host": host or default_host(create.listen)})
             inserted: ServerSpec | None = None
             try:
@@ -765,30 +770,9 @@ class ServerService:
                 with contextlib.suppress(NotFound):
                     await repo.delete_server(session, await repo.server_row(session, name))
         self._forget_files(name)
-        if inserted is not None and inserted.runtime == DOCKER:
+        if inserted is not None:
             with contextlib.suppress(VpnError):  # the network, if it was made for this server only
-                await asyncio.to_thread(self.docker(inserted.docker_host).forget)
-
-    def _placement(self, engine: Engine, create: ServerCreate) -> dict[str, str | None]:
-        """Where a new server runs: for Docker the image (from --image, else the engine's
-        default in settings) and the Docker engine, which is reached now so that a bad host or
-        an engine without an image fails before anything is made."""
-        if create.runtime is not RuntimeKind.DOCKER:
-            return {"image": None, "docker_host": None}
-        from vpn_manager.runtimes.images import image_facts
-
-        facts = image_facts(engine.name)
-        host = create.docker_host or self.docker_settings.host
-        self.docker(host).client  # noqa: B018 -- connects, or says why it cannot
-        containers.remember_host(self, host)  # before any container of it can exist
-        image = create.image or self.docker_settings.image(facts.setting)
-        return {"image": image, "docker_host": host}
-
-    def _remote_address(self, placement: dict[str, str | None]) -> str | None:
-        """For a server on a remote Docker engine: the remote host's address (what clients
-        connect to unless --host says otherwise); None on this machine."""
-        runtime = self.docker(placement["docker_host"])
-        return runtime.address() if runtime.remote else None
+                await asyncio.to_thread(self.runtime_of(inserted).forget)
 
     async def start(self, name: str) -> ServerStatus:
         await self._set_desired(name, DesiredState.RUNNING, restart=False)
@@ -819,9 +803,9 @@ class ServerService:
     @asynccontextmanager
     async def _last_reading(self, engine: Engine, spec: ServerSpec) -> AsyncIterator[None]:
         """Around a stop or reload (which resets the engine's counters): read them once more
-        for the next poll to count (see spool.py); a failed read only loses what it would have
-        added since the last poll."""
-        async with spool.poll_lock(self.paths.run_dir):
+        for the next poll to count (see pending_readings.py); a failed read only loses what it
+        would have added since the last poll."""
+        async with pending_readings.poll_lock(self.paths.run_dir):
             state = self.runtime_of(spec).state(spec.name)
             if state.running:
                 try:
@@ -829,7 +813,7 @@ class ServerService:
                 except VpnError as exc:
                     log.warning("last reading of %s failed: %s", spec.name, exc.message)
                 else:
-                    spool.keep(self.paths.run_dir, spec.name, state.epoch, counters)
+                    pending_readings.keep(self.paths.run_dir, spec.name, state.epoch, counters)
             yield
 
     async def remove(self, name: str) -> None:
@@ -847,8 +831,7 @@ class ServerService:
             async with self.db.session() as session:
                 await repo.delete_server(session, await repo.server_row(session, name))
             self._forget_files(name)
-        if spec.runtime == DOCKER:
-            await asyncio.to_thread(self.docker(spec.docker_host).forget)
+        await asyncio.to_thread(self.runtime_of(spec).forget)
 
     async def rotate_keys(self, name: str) -> Server:
         """New REALITY keys and short ids: every user's link changes."""
@@ -1101,7 +1084,7 @@ class ServerService:
         shutil.rmtree(files.config.parent, ignore_errors=True)
         shutil.rmtree(keys_dir, ignore_errors=True)
         shutil.rmtree(self.control_dir(name), ignore_errors=True)
-        spool.done(self.paths.run_dir, name)  # a last reading of a server that is gone
+        pending_readings.done(self.paths.run_dir, name)  # a last reading of a server that is gone
         self._forget_applied(name)
 
     # -- users on servers ----------------------------------------------------------------------
@@ -1368,10 +1351,11 @@ class ServerService:
             self._write_config(engine, spec, clients)
             self.applied.append(Applied(spec.name, "saved"))
             return
-        if engine.live_users(spec) and self._cuts_sessions(engine, spec, removed):
+        runtime = self.runtime_of(spec)
+        if engine.live_users(spec) and (not removed or runtime.cuts_sessions(engine.name)):
             self._write_config(engine, spec, clients)
             try:
-                await containers.copy_in(self, spec)  # a remote container's copy of the file
+                await runtime.put_files(spec.name, self.where(spec.name))
                 reached = await self.reach(spec)
                 if added:
                     await engine.add_clients(reached, added)
@@ -1381,28 +1365,18 @@ class ServerService:
                 if previous is not None:
                     atomic_write(files.config, previous)
                     with contextlib.suppress(VpnError):
-                        await containers.copy_in(self, spec)
+                        await runtime.put_files(spec.name, self.where(spec.name))
                 raise
             self.applied.append(Applied(spec.name, "live"))
             return
-        if spec.runtime == DOCKER:
-            # No SIGHUP into a container from here: a new container from the new config, with
-            # the same validate → probe → roll back as any restart.
+        if not runtime.reloads_in_place():
+            # Nothing to signal (a container): started again from the new config, with the same
+            # validate → probe → roll back as any restart.
             await self._apply_restart(engine, spec, clients)
             self.applied.append(Applied(spec.name, "recreated"))
             return
         await self._reload(engine, spec, clients, previous)
         self.applied.append(Applied(spec.name, "reloaded"))
-
-    def _cuts_sessions(self, engine: Engine, spec: ServerSpec, removed: list[Client]) -> bool:
-        """Can removing these users cut their open connections without a restart? Natively
-        yes (the engine's API or `ss -K`); in a container only through the engine's API, since
-        `ss -K` on the host does not reach the container's network namespace."""
-        if spec.runtime != DOCKER or not removed:
-            return True
-        from vpn_manager.runtimes.images import image_facts
-
-        return image_facts(engine.name).cuts_sessions
 
     async def _reload(
         self, engine: Engine, spec: ServerSpec, clients: list[Client], previous: str | None
@@ -1425,7 +1399,7 @@ class ServerService:
             raise EngineError(f"{exc.message} The change was rolled back.", hint=exc.hint) from None
 
     async def _signal_reload(self, engine: Engine, spec: ServerSpec) -> None:
-        state = self.runtime.state(spec.name)
+        state = self.runtime_of(spec).state(spec.name)
         if not state.running or state.pid is None:
             raise EngineError(f"{spec.name} stopped running.", hint=f"vpn server start {spec.name}")
         async with self._last_reading(engine, spec):

@@ -201,7 +201,8 @@ class WireGuardEngine:
             [self.tool("wg"), "setconf", interface, "/dev/stdin"],
             input=config.render(spec, clients),
         )
-        if self.run.local:  # a container gets forwarding from its sysctls (runtimes/images.py)
+        # A container gets forwarding from its sysctls (runtimes/docker/images.py).
+        if self.run.local:
             _forwarding(settings)
         await self.run([self.tool("nft"), "-f", "-"], input=_rules(spec))
 

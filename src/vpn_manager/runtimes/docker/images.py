@@ -71,7 +71,7 @@ IMAGES: dict[str, EngineImage] = {
     ),
     # wireguard-go in the foreground is the container's main process: the container lives as
     # long as the interface does. The engine configures it with `ip`, `wg` and `nft` run inside
-    # the container (runtimes/dockerexec.py), so the image needs all four on its PATH.
+    # the container (runtimes/docker/exec.py), so the image needs all four on its PATH.
     "wireguard-go": EngineImage(
         binary="wireguard-go",
         args=lambda config, settings: ["-f", settings["interface"]],

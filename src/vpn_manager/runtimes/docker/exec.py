@@ -16,7 +16,7 @@ from vpn_manager.errors import EngineError
 from vpn_manager.proc import Completed, failed
 
 if TYPE_CHECKING:
-    from vpn_manager.runtimes.docker import DockerRuntime
+    from vpn_manager.runtimes.docker.containers import Containers
 
 log = logging.getLogger("vpn_manager.proc")
 
@@ -26,7 +26,7 @@ class ContainerCommands:
 
     local = False
 
-    def __init__(self, runtime: DockerRuntime, server: str) -> None:
+    def __init__(self, runtime: Containers, server: str) -> None:
         self.runtime = runtime
         self.server = server
 
@@ -58,7 +58,7 @@ class ContainerCommands:
                 out, err = _with_input(api, created["Id"], input.encode())
             code = api.exec_inspect(created["Id"])["ExitCode"]
         except (DockerException, OSError) as exc:  # OSError: the exec's own socket broke
-            from vpn_manager.runtimes.docker import _reason
+            from vpn_manager.runtimes.docker.hosts import _reason
 
             raise EngineError(
                 f"Cannot run `{shlex.join(argv)}` in container {name}: {_reason(exc)}.",
