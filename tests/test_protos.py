@@ -152,3 +152,25 @@ def test_generated_modules_are_up_to_date_with_their_protos(root: str) -> None:
         generated = (folder / f"{name}_pb2.py").read_text()
         assert f"# source: {name}.proto\n" in generated
 
+
+# -- sing-box's messages give and read the bytes the hand-written encoder did ----------------------
+# Recorded from that encoder (engines/protowire.py, before the generated messages replaced it).
+EVENTS = (  # a first ConnectionEvents: c1 open, c2 closed, then an update event without connection
+    b"\n=\x12\x02c1\x1a7\n\x02c1\x12\x05ss-in2\x0f127.0.0.1:50000R\x06user-1`\xa8\x92\xdf\xae\xa14"
+    b"\x80\x01\xac\x02\x88\x01\x80\x80\x80\x80\x80 \n<\x08\x02\x12\x02c2\x1a4\n\x02c2\x12\x05ss-in2"
+    b"\x0b[::1]:40000R\x06user-2`\xf0\xfa\xde\xae\xa14h\xf8\xa1\xdf\xae\xa14\x80\x01\n\x88\x01\x14"
+    b"\n\n\x08\x01\x12\x02c1 \x05(\x06\x10\x01"
+)
+
+
+def test_singbox_requests_are_the_recorded_bytes() -> None:
+    assert subscribe_request(1_000_000_000) == b"\x08\x80\x94\xeb\xdc\x03"
+    assert close_request("c2") == b"\n\x02c2"
+
+
+def test_singbox_connection_events_are_read_as_before() -> None:
+    assert parse_events(EVENTS) == [
+        Connection("c1", "user-1", False, 300, 2**40, "127.0.0.1:50000", 1795662793000),
+        Connection("c2", "user-2", True, 10, 20, "[::1]:40000", 1795662790000),
+    ]
+    assert parse_events(b"") == []
