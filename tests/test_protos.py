@@ -138,19 +138,37 @@ def test_singbox_messages_match_the_installed_singbox() -> None:
     compare(singbox_binary(), SINGBOX, SINGBOX_USED)
 
 
+def _without_json_names(message: descriptor_pb2.DescriptorProto) -> None:
+    for field in message.field:
+        field.ClearField("json_name")
+    for nested in message.nested_type:
+        _without_json_names(nested)
+
+
 @pytest.mark.parametrize("root", ["xray", "singbox"])
-def test_generated_modules_are_up_to_date_with_their_protos(root: str) -> None:
-    """Every vendored .proto file has its generated module next to it, and no module is left
-    without its .proto (scripts/gen-protos makes both)."""
+def test_generated_modules_match_their_protos(root: str, tmp_path: Path) -> None:
+    """Every vendored .proto file has its generated module and stub next to it, and the module
+    holds what protoc makes of the file now (scripts/gen-protos was run after the last change)."""
+    from grpc_tools import protoc  # a dev dependency, as scripts/gen-protos needs it
+
     folder = Path(__file__).parents[1] / "src" / "vpn_manager" / "engines" / root / "proto"
-    protos = {str(p.relative_to(folder))[: -len(".proto")] for p in folder.rglob("*.proto")}
-    modules = {str(p.relative_to(folder))[: -len("_pb2.py")] for p in folder.rglob("*_pb2.py")}
-    stubs = {str(p.relative_to(folder))[: -len("_pb2.pyi")] for p in folder.rglob("*_pb2.pyi")}
+    protos = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.proto"))
+    modules = sorted(str(p.relative_to(folder)) for p in folder.rglob("*_pb2.py"))
+    stubs = sorted(str(p.relative_to(folder)) for p in folder.rglob("*_pb2.pyi"))
     assert protos
-    assert protos == modules == stubs
-    for name in protos:
-        generated = (folder / f"{name}_pb2.py").read_text()
-        assert f"# source: {name}.proto\n" in generated
+    assert [p.replace(".proto", "_pb2.py") for p in protos] == modules
+    assert [p.replace(".proto", "_pb2.pyi") for p in protos] == stubs
+    well_known = Path(protoc.__file__).parent / "_proto"
+    out = tmp_path / "protos.pb"
+    argv = ["protoc", f"-I{folder}", f"-I{well_known}", f"--descriptor_set_out={out}", *protos]
+    assert protoc.main(argv) == 0
+    package = f"vpn_manager.engines.{root}.proto."
+    for compiled in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file:
+        for message in compiled.message_type:
+            _without_json_names(message)  # protoc leaves them out of the Python modules
+        name = package + compiled.name.removesuffix(".proto").replace("/", ".") + "_pb2"
+        ours: FileDescriptor = importlib.import_module(name).DESCRIPTOR
+        assert descriptor_pb2.FileDescriptorProto.FromString(ours.serialized_pb) == compiled
 
 
 # -- sing-box's messages give and read the bytes the hand-written encoder did ----------------------
