@@ -15,7 +15,7 @@ import pytest
 import vpn_manager
 
 FRONT_ENDS = ["typer", "click", "rich", "textual", "fastapi"]
-HEAVY = ["typer", "click", "rich", "sqlalchemy", "pydantic"]
+HEAVY = ["typer", "click", "rich", "sqlalchemy", "pydantic", "google"]  # google: protobuf
 # Not core: the front ends (the CLI and TUI packages), and `python -m vpn_manager`, which runs
 # the CLI when imported.
 FRONT_END_MODULES = ("vpn_manager.cli", "vpn_manager.tui", "vpn_manager.__main__")
@@ -90,3 +90,21 @@ def test_version_loads_nothing_heavy() -> None:
         f"vpn-manager {vpn_manager.__version__}\n[]\n",
         "",
     )
+
+
+def test_protobuf_loads_only_for_an_engine_api() -> None:
+    """`vpn --help` and the engine modules (loaded to render, link or install a server) leave
+    protobuf out: only the API modules' messages load it, when an engine's API is called."""
+    code = (
+        "import contextlib, sys; sys.argv = ['vpn', '--help']\n"
+        "from vpn_manager.cli.entry import main\n"
+        "with contextlib.redirect_stdout(None), contextlib.suppress(SystemExit):\n"
+        "    main()\n"
+        "import vpn_manager.engines.singbox.engine, vpn_manager.engines.xray.engine\n"
+        "print('google.protobuf' in sys.modules)\n"
+        "from vpn_manager.engines.singbox.api import subscribe_request\n"
+        "subscribe_request(1)\n"
+        "print('google.protobuf' in sys.modules)\n"
+    )
+    result = python(code)
+    assert (result.returncode, result.stdout.split()) == (0, ["False", "True"]), result.stderr

@@ -13,8 +13,9 @@ from tests.e2e.conftest import Vpn, install, install_singbox
 from tests.e2e.net import free_port
 from tests.e2e.other_user import callers, singbox_services, xray_api_addresses
 from vpn_manager.engines import guard
-from vpn_manager.engines.xray import wire
+from vpn_manager.engines.xray.api import add_vless_user, remove_user
 from vpn_manager.engines.xray.config import FLOW, INBOUND_TAG
+from vpn_manager.engines.xray.proto.app.stats.command.command_pb2 import QueryStatsRequest
 
 HANDLER = "/xray.app.proxyman.command.HandlerService/"
 STATS = "/xray.app.stats.command.StatsService/"
@@ -46,15 +47,16 @@ def test_xray_api_refuses_other_local_users(need_root: None, vpn: Vpn, reality_s
     vpn.ok("user", "add", "alice", "--server", server.name)
     addresses = xray_api_addresses(rendered(vpn, server.name))
     assert addresses, "no API address in the rendered config"
-    rogue = wire.add_vless_user(INBOUND_TAG, "rogue", str(uuid.uuid4()), FLOW)
+    rogue = add_vless_user(INBOUND_TAG, "rogue", str(uuid.uuid4()), FLOW).SerializeToString()
     attempts = [
         (HANDLER + "AlterInbound", rogue),
-        (HANDLER + "AlterInbound", wire.remove_user(INBOUND_TAG, "user-1")),
-        (STATS + "QueryStats", wire.query_stats("")),
+        (HANDLER + "AlterInbound", remove_user(INBOUND_TAG, "user-1").SerializeToString()),
+        (STATS + "QueryStats", QueryStatsRequest(pattern="").SerializeToString()),
     ]
     with callers() as (nobody, us):
         for address in addresses:
-            ours = us.grpc(address, STATS + "QueryStats", wire.query_stats("user>>>"))
+            ours_query = QueryStatsRequest(pattern="user>>>").SerializeToString()
+            ours = us.grpc(address, STATS + "QueryStats", ours_query)
             assert ours.get("grpc-status") == "0", (address, ours)
             for path, body in attempts:
                 theirs = nobody.grpc(address, path, body)

@@ -1,6 +1,7 @@
 """A small gRPC client for the engines' local control APIs: HTTP/2 over cleartext TCP or a unix
 socket (prior knowledge, as Xray's and sing-box's API listeners speak it), one call at a time per
-connection, messages already encoded (protowire.py).
+connection, messages already encoded (by the protobuf modules generated from the engines' .proto
+files, engines/*/proto).
 
 Why not grpcio: its import alone costs the long-running service about 20 MB of memory, a third of
 its budget, for a handful of unary calls and one server stream on 127.0.0.1. The HTTP/2 framing

@@ -2,13 +2,10 @@
 per-user traffic from the connection list (open and closed connections, with the user each one
 authenticated as) and closing a user's open connections.
 
-Messages (field numbers read from the service's own reflection data): SubscribeConnectionsRequest
-{int64 interval = 1}; ConnectionEvents {repeated ConnectionEvent events = 1; bool reset = 2};
-ConnectionEvent {type = 1; string id = 2; Connection connection = 3; int64 uplinkDelta = 4;
-int64 downlinkDelta = 5; int64 closedAt = 6}; Connection {string id = 1; string inbound = 2;
-string source = 6; string user = 10; int64 createdAt = 12; int64 closedAt = 13;
-int64 uplinkTotal = 16; int64 downlinkTotal = 17; …};
-CloseConnectionRequest {string id = 1}.
+The messages are generated from sing-box's daemon/started_service.proto (singbox/proto, see its
+README) and sent over our small HTTP/2 client (grpcwire.py). The engine module imports this one
+for every sing-box server, so protobuf is imported in the three functions below that build and
+read messages, on the first call: commands that only render or link a server never load it.
 """
 
 from __future__ import annotations
@@ -17,11 +14,9 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from vpn_manager.engines.base import Counter
 from vpn_manager.engines.grpcwire import Channel, GrpcError
-from vpn_manager.engines.protowire import fields, int64, signed64, string
 from vpn_manager.errors import EngineError
 
 SERVICE = "/daemon.StartedService/"
@@ -46,29 +41,42 @@ class Connection:
         return self.source.rpartition(":")[0].strip("[]")
 
 
-def _connection(data: bytes) -> Connection:
-    values: dict[int, Any] = dict(fields(data))
-    text = {k: v.decode() for k, v in values.items() if isinstance(v, bytes)}
-    return Connection(
-        id=text.get(1, ""),
-        user=text.get(10, ""),
-        closed=bool(values.get(13)),
-        uplink=signed64(values.get(16, 0)),
-        downlink=signed64(values.get(17, 0)),
-        source=text.get(6, ""),
-        created_ms=signed64(values.get(12, 0)),
-    )
+# -- the messages (protobuf is imported here, see above) ---------------------------------------
+def subscribe_request(interval_ns: int) -> bytes:
+    """A SubscribeConnectionsRequest: updates every `interval_ns` (closes come at once)."""
+    from vpn_manager.engines.singbox.proto.daemon import started_service_pb2 as daemon
+
+    return daemon.SubscribeConnectionsRequest(interval=interval_ns).SerializeToString()
+
+
+def close_request(conn_id: str) -> bytes:
+    """A CloseConnectionRequest for one connection."""
+    from vpn_manager.engines.singbox.proto.daemon import started_service_pb2 as daemon
+
+    return daemon.CloseConnectionRequest(id=conn_id).SerializeToString()
 
 
 def parse_events(data: bytes) -> list[Connection]:
-    """The connections in one ConnectionEvents message (the first one is the full snapshot)."""
+    """The connections in one ConnectionEvents message (the first one is the full snapshot);
+    events without a connection (updates that carry only deltas) are left out."""
+    from vpn_manager.engines.singbox.proto.daemon import started_service_pb2 as daemon
+
     found = []
-    for field, event in fields(data):
-        if field != 1 or not isinstance(event, bytes):
+    for event in daemon.ConnectionEvents.FromString(data).events:
+        if not event.HasField("connection"):
             continue
-        for sub, value in fields(event):
-            if sub == 3 and isinstance(value, bytes):
-                found.append(_connection(value))
+        c = event.connection
+        found.append(
+            Connection(
+                id=c.id,
+                user=c.user,
+                closed=bool(c.closedAt),
+                uplink=c.uplinkTotal,
+                downlink=c.downlinkTotal,
+                source=c.source,
+                created_ms=c.createdAt,
+            )
+        )
     return found
 
 
@@ -93,7 +101,7 @@ class SingBoxApi:
     async def ping(self) -> tuple[bool, str]:
         async with self._channel() as channel:
             try:
-                await channel.unary(SERVICE + "GetStartedAt", b"")
+                await channel.unary(SERVICE + "GetStartedAt", b"")  # google.protobuf.Empty
             except GrpcError as exc:
                 return False, self._error("GetStartedAt", exc).message
         return True, "answering"
@@ -103,7 +111,7 @@ class SingBoxApi:
         async with self._channel() as channel:
             try:
                 first = await channel.first(
-                    SERVICE + "SubscribeConnections", int64(1, 1_000_000_000)
+                    SERVICE + "SubscribeConnections", subscribe_request(1_000_000_000)
                 )
             except GrpcError as exc:
                 raise self._error("SubscribeConnections", exc) from None
@@ -120,7 +128,7 @@ class SingBoxApi:
         async with self._channel() as channel:
             for conn_id in doomed:
                 try:
-                    await channel.unary(SERVICE + "CloseConnection", string(1, conn_id))
+                    await channel.unary(SERVICE + "CloseConnection", close_request(conn_id))
                 except GrpcError as exc:
                     raise self._error("CloseConnection", exc) from None
         return len(doomed)
@@ -157,7 +165,7 @@ class ConnectionFollower:
         return [Counter(f"conn:{c.id}", c.user, c.uplink, c.downlink) for c in closed.values()]
 
     async def _run(self) -> None:
-        request = int64(1, UPDATE_INTERVAL_NS)
+        request = subscribe_request(UPDATE_INTERVAL_NS)
         while True:
             try:
                 async with self.api._channel() as channel:

@@ -1,13 +1,24 @@
 """Xray's gRPC API (HandlerService, StatsService) on the server's private unix socket (or, where
-it cannot have one, its 127.0.0.1 port)."""
+it cannot have one, its 127.0.0.1 port).
+
+The messages are generated from Xray's .proto files (xray/proto, see its README) and sent over our
+small HTTP/2 client (grpcwire.py). They load protobuf, so this module is imported only where an
+Xray API is called (engine.py's `_api`): no other command pays for it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf.message import Message
+
 from vpn_manager.engines.grpcwire import Channel, GrpcError
-from vpn_manager.engines.xray import wire
+from vpn_manager.engines.xray.proto.app.proxyman.command import command_pb2 as handler
+from vpn_manager.engines.xray.proto.app.stats.command import command_pb2 as stats
+from vpn_manager.engines.xray.proto.common.protocol.user_pb2 import User
+from vpn_manager.engines.xray.proto.common.serial.typed_message_pb2 import TypedMessage
+from vpn_manager.engines.xray.proto.proxy.vless.account_pb2 import Account
 from vpn_manager.errors import EngineError
 
 HANDLER = "/xray.app.proxyman.command.HandlerService/"
@@ -28,9 +39,9 @@ class XrayApi:
     async def __aexit__(self, *exc: object) -> None:
         await self._channel.close()
 
-    async def _call(self, method: str, request: bytes) -> bytes:
+    async def _call(self, method: str, request: Message) -> bytes:
         try:
-            return await self._channel.unary(method, request)
+            return await self._channel.unary(method, request.SerializeToString())
         except GrpcError as exc:
             raise EngineError(
                 f"Xray's API at {self.address} answered {method.rsplit('/', 1)[-1]} with "
@@ -39,7 +50,7 @@ class XrayApi:
 
     async def ping(self) -> tuple[bool, str]:
         try:
-            await self._call(STATS + "GetSysStats", b"")
+            await self._call(STATS + "GetSysStats", stats.SysStatsRequest())
         except EngineError as exc:
             return False, exc.message
         return True, "answering"
@@ -67,39 +78,46 @@ class XrayApi:
     async def _add(self, tag: str, client: dict[str, Any]) -> None:
         await self._call(
             HANDLER + "AlterInbound",
-            wire.add_vless_user(
+            add_vless_user(
                 tag, client["email"], client["id"], client.get("flow", ""), client["level"]
             ),
         )
 
+    async def _inbound_users(self, tag: str) -> list[User]:
+        """The inbound's users now (a request without an email asks for all of them)."""
+        request = handler.GetInboundUserRequest(tag=tag)
+        reply = await self._call(HANDLER + "GetInboundUsers", request)
+        return list(handler.GetInboundUserResponse.FromString(reply).users)
+
     async def users(self, tag: str) -> set[str]:
         """The emails of the inbound's users now."""
-        return wire.parse_inbound_users(
-            await self._call(HANDLER + "GetInboundUsers", wire.inbound_users(tag))
-        )
+        return {user.email for user in await self._inbound_users(tag)}
 
     async def user_keys(self, tag: str) -> dict[str, str]:
-        """email → key (the account's uuid) of the inbound's users now."""
-        return wire.parse_inbound_user_keys(
-            await self._call(HANDLER + "GetInboundUsers", wire.inbound_users(tag))
-        )
+        """email → key (the id, a uuid, of each user's VLESS account) of the inbound's users now."""
+        return {
+            user.email: Account.FromString(user.account.value).id
+            for user in await self._inbound_users(tag)
+        }
 
     async def remove_users(self, tag: str, emails: Sequence[str]) -> None:
         for email in emails:
             try:
-                await self._call(HANDLER + "AlterInbound", wire.remove_user(tag, email))
+                await self._call(HANDLER + "AlterInbound", remove_user(tag, email))
             except EngineError as exc:
                 if "not found" not in exc.message.lower():
                     raise  # a user the engine no longer has is already where we want it
 
     async def stats(self, pattern: str = "") -> dict[str, int]:
         """Counters by name, read without resetting them."""
-        return wire.parse_stats(await self._call(STATS + "QueryStats", wire.query_stats(pattern)))
+        reply = await self._call(STATS + "QueryStats", stats.QueryStatsRequest(pattern=pattern))
+        return counters(reply)
 
     async def online(self) -> dict[str, dict[str, int]]:
         """email → {client IP: Unix seconds} for users with open connections (needs the policy
         `statsUserOnline`; Xray leaves 127.0.0.1 out of these lists)."""
-        return wire.parse_users_stats(await self._call(STATS + "GetUsersStats", b""))
+        reply = await self._call(STATS + "GetUsersStats", stats.GetUsersStatsRequest())
+        return online_users(reply)
 
     async def user_traffic(self) -> dict[str, tuple[int, int]]:
         """email → (uplink, downlink) bytes since the engine started."""
@@ -110,3 +128,36 @@ class XrayApi:
                 pair = traffic.setdefault(parts[1], [0, 0])
                 pair[0 if parts[3] == "uplink" else 1] = value
         return {email: (up, down) for email, (up, down) in traffic.items()}
+
+
+# -- the messages that are more than one constructor ----------------------------------------
+def typed(message: Message) -> TypedMessage:
+    """A xray.common.serial.TypedMessage: the message's full name and its bytes."""
+    return TypedMessage(type=message.DESCRIPTOR.full_name, value=message.SerializeToString())
+
+
+def add_vless_user(
+    tag: str, email: str, uuid: str, flow: str, level: int = 0
+) -> handler.AlterInboundRequest:
+    user = User(level=level, email=email, account=typed(Account(id=uuid, flow=flow)))
+    operation = typed(handler.AddUserOperation(user=user))
+    return handler.AlterInboundRequest(tag=tag, operation=operation)
+
+
+def remove_user(tag: str, email: str) -> handler.AlterInboundRequest:
+    operation = typed(handler.RemoveUserOperation(email=email))
+    return handler.AlterInboundRequest(tag=tag, operation=operation)
+
+
+def counters(reply: bytes) -> dict[str, int]:
+    """A QueryStatsResponse: counter name → value."""
+    return {stat.name: stat.value for stat in stats.QueryStatsResponse.FromString(reply).stat}
+
+
+def online_users(reply: bytes) -> dict[str, dict[str, int]]:
+    """A GetUsersStatsResponse: email → {ip: Unix seconds} of the users with an IP online."""
+    return {
+        user.email: {entry.ip: entry.last_seen for entry in user.ips}
+        for user in stats.GetUsersStatsResponse.FromString(reply).users
+        if user.email and user.ips
+    }
