@@ -293,6 +293,8 @@ def clock() -> FixedClock:
     return FixedClock()
 
 
+pytest_plugins = ["tests.ordering"]
+
 # -- the fast lane -------------------------------------------------------------------------------
 # `scripts/test --fast` (pytest --fast): everything that needs no engine, no Docker, no root and no
 # PostgreSQL server, for a quick loop while working. CI runs the whole suite.

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -70,11 +71,28 @@ def vpn(tmp_path: Path) -> Iterator[Vpn]:
     try:
         yield runner
     finally:
-        listed = runner("--format", "json", "server", "list")
-        if listed.code == 0:
-            for server in json.loads(listed.stdout):
-                runner("server", "stop", server["name"])
-        end_home_processes(runner.home)  # what vpn could not stop (its database was gone)
+        for name in _stopped_through_vpn(runner):
+            runner("server", "stop", name)
+        end_home_processes(runner.home)  # engines, and what vpn could not stop
+
+
+def _stopped_through_vpn(runner: Vpn) -> list[str]:
+    """The servers a test's end must stop with `vpn server stop`: those whose stop undoes
+    something outside the engine's process (WireGuard's interface and nftables table). The
+    others' engines are simply ended, which saves two commands (about 2 s) per test. Read from
+    the home's SQLite database; on any other database, every server, as `vpn` lists them."""
+    database = runner.home / "data" / "vpn.db"
+    if "VPN_DATABASE__URL" not in runner.env:
+        if not database.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            try:
+                rows = db.execute("SELECT name FROM servers WHERE protocol = 'wireguard'")
+                return [name for (name,) in rows]
+            except sqlite3.Error:
+                pass  # no schema yet, or busy: ask vpn
+    listed = runner("--format", "json", "server", "list")
+    return [server["name"] for server in json.loads(listed.stdout)] if listed.code == 0 else []
 
 
 def end_home_processes(home: Path) -> None:

@@ -158,15 +158,16 @@ def test_second_peer_live_and_disable_cuts_at_once(tmp_path: Path) -> None:
                 # bytes) plus WireGuard's own 32 bytes (header and tag) and padding to 16. With
                 # full ~1368-byte segments (MTU 1420) that is about 6 %; on a busy machine TCP sends
                 # smaller segments and retransmits, which WireGuard counts too (seen: up to 21 %).
-                # Add the handshake, keepalives and the page above. At least the payload, at most
-                # 30 % more: double counting, or counting another peer, would break either bound.
+                # Add the handshake, keepalives and the page above (seen: 31 % in all on a machine
+                # with a load of 7 on 2 cores). At least the payload, at most 60 % more: double
+                # counting, or counting another peer, would break either bound.
                 body = fetch(bob_ns, url + "/bytes/1000000")
                 assert len(body) == 1_000_000
                 rows = vpn.json("server", "usage", "wg")
                 assert isinstance(rows, list)
                 usage = {r["name"]: r for r in rows}
                 sent = usage["bob"]["download_bytes"]
-                assert 1_000_000 <= sent <= 1_300_000, sent
+                assert 1_000_000 <= sent <= 1_600_000, sent
                 assert usage["bob"]["upload_bytes"] > 0
                 # One poll of the service puts the same bytes in bob's totals.
                 vpn.ok("serve", "--once")
