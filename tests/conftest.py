@@ -295,35 +295,36 @@ def clock() -> FixedClock:
 
 pytest_plugins = ["tests.ordering"]
 
-# -- the fast lane -------------------------------------------------------------------------------
-# `scripts/test --fast` (pytest --fast): everything that needs no engine, no Docker, no root and no
-# PostgreSQL server, for a quick loop while working. CI runs the whole suite.
-_ENGINE_TESTS = ("tests/e2e/", "tests/docker/", "tests/tui/test_servers.py")
+# -- markers: what a test needs beyond Python (applied here by folder and fixture) -------------
+# e2e: real engines and the real `vpn` (tests/e2e, and the TUI tests that install real servers);
+# docker: a running Docker engine (tests/docker); root: network namespaces, nftables, `ss -K` or
+# another user; postgres: a real PostgreSQL server. `scripts/test --fast` leaves out all four
+# (-m "not e2e and not docker and not root and not postgres"); `scripts/test` runs everything.
+_FOLDER_MARKS = {
+    "tests/e2e/": "e2e",
+    "tests/tui/test_servers.py": "e2e",
+    "tests/docker/": "docker",
+}
+_FIXTURE_MARKS = {
+    "need_root": "root",  # tests/e2e/conftest.py
+    "_root_and_tools": "root",  # the network-namespace tests (tests/e2e/netns.py)
+    "_root_and_clean": "root",  # tests/test_bans.py: the host's nftables
+    "wireguard_image": "root",  # tests/docker/test_docker_wireguard.py: clients in namespaces
+    "busybox_image": "root",
+    "postgres_url": "postgres",
+    "postgres_db_url": "postgres",
+    "own_postgres": "postgres",
+}
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--fast",
-        action="store_true",
-        help="skip the tests that start engines or Docker containers, need root or PostgreSQL",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        where = item.nodeid.replace("\\", "/")
-        if where.startswith(_ENGINE_TESTS):
-            item.add_marker(pytest.mark.engines)
-    if not config.getoption("--fast"):
-        return
-    kept: list[pytest.Item] = []
-    dropped: list[pytest.Item] = []
-    for item in items:
-        slow = item.get_closest_marker("engines") or item.get_closest_marker("postgres")
-        (dropped if slow else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+def pytest_itemcollected(item: pytest.Item) -> None:
+    where = item.nodeid.replace("\\", "/")
+    marks = {mark for folder, mark in _FOLDER_MARKS.items() if where.startswith(folder)}
+    fixtures = getattr(item, "fixturenames", ())
+    marks |= {mark for fixture, mark in _FIXTURE_MARKS.items() if fixture in fixtures}
+    for mark in sorted(marks):
+        if item.get_closest_marker(mark) is None:
+            item.add_marker(mark)
 
 
 # -- the CLI in a home of the test's own (tests/e2e has its own `vpn`: real processes) ----------

@@ -3,7 +3,7 @@
 The link and both client configs of one fixed example are compared whole with the golden files in
 tests/golden/delivery/. After a deliberate change, regenerate them and review the diff:
 
-    UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_delivery.py
+    VPN_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_delivery.py
 
 The QR tests decode the codes with `zbarimg` (Debian package zbar-tools); without it they fail.
 """
@@ -11,7 +11,6 @@ The QR tests decode the codes with `zbarimg` (Debian package zbar-tools); withou
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import struct
@@ -24,6 +23,7 @@ from urllib.parse import quote
 import pytest
 from pydantic import ValidationError
 
+from tests.golden_files import GOLDEN_DIR, assert_golden
 from vpn_manager.delivery import qr_png, qr_text
 from vpn_manager.delivery.qr import QUIET_ZONE, TEXT_CHARACTERS
 from vpn_manager.errors import InvalidInput
@@ -34,7 +34,7 @@ from vpn_manager.links import (
     xray_client_config,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "delivery"
+GOLDEN = GOLDEN_DIR / "delivery"
 ZBAR_MISSING = (
     "zbarimg is missing: the QR tests decode codes with it. Install zbar-tools "
     "(apt-get install -y --no-install-recommends zbar-tools)."
@@ -57,15 +57,6 @@ SOCKS_PORT = 10808
 def link(**changes: Any) -> VlessRealityLink:
     """The example with some fields changed, validated."""
     return VlessRealityLink.model_validate({**EXAMPLE.model_dump(), **changes})
-
-
-def assert_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.is_file(), f"{path} is missing; create it with UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
 
 
 def as_json(config: dict[str, Any]) -> str:
@@ -97,15 +88,17 @@ def scan(image: Path) -> str:
 
 
 def test_golden_uri() -> None:
-    assert_golden("example.uri", EXAMPLE.to_uri() + "\n")
+    assert_golden(GOLDEN / "example.uri", EXAMPLE.to_uri() + "\n")
 
 
 def test_golden_xray_client() -> None:
-    assert_golden("example.xray.json", as_json(xray_client_config(EXAMPLE, SOCKS_PORT)))
+    assert_golden(GOLDEN / "example.xray.json", as_json(xray_client_config(EXAMPLE, SOCKS_PORT)))
 
 
 def test_golden_singbox_client() -> None:
-    assert_golden("example.sing-box.json", as_json(singbox_client_config(EXAMPLE, SOCKS_PORT)))
+    assert_golden(
+        GOLDEN / "example.sing-box.json", as_json(singbox_client_config(EXAMPLE, SOCKS_PORT))
+    )
 
 
 def test_golden_uri_parses_to_the_example() -> None:

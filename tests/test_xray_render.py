@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.golden_files import GOLDEN_DIR, assert_golden
 from vpn_manager.engines.base import Client, Files, ServerSpec
 from vpn_manager.engines.xray import api, keys
 from vpn_manager.engines.xray.config import render_text
@@ -21,7 +21,7 @@ from vpn_manager.engines.xray.proto.app.stats.command import command_pb2 as stat
 from vpn_manager.engines.xray.proto.proxy.vless.account_pb2 import Account
 from vpn_manager.errors import EngineError
 
-GOLDEN = Path(__file__).parent / "golden" / "xray"
+GOLDEN = GOLDEN_DIR / "xray"
 PRIVATE = "4FntWLkKlvSV44OGaN0WmHJeH5r5B1XTdNUUp5yKfHU"
 
 
@@ -56,9 +56,7 @@ FILES = Files(Path("/state/rendered/edge/config.json"), Path("/logs/a.log"), Pat
 def test_server_config_matches_golden(allow_private: bool) -> None:
     text = render_text(spec(allow_private), CLIENTS, FILES)
     golden = GOLDEN / f"server-{'allow-private' if allow_private else 'default'}.json"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.write_text(text)
-    assert text == golden.read_text()
+    assert_golden(golden, text)
     data = json.loads(text)
     clients = data["inbounds"][0]["settings"]["clients"]
     assert [c["email"] for c in clients] == ["user-1", "user-7"]  # names never reach the engine

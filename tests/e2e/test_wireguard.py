@@ -33,7 +33,7 @@ PORT = 51820
 
 
 @pytest.fixture(autouse=True)
-def _tools() -> None:
+def _root_and_tools() -> None:
     require_root_and_tools()
 
 

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from vpn_manager.engines.linkdata import LinkData
     from vpn_manager.models.server import Server, ServerCreate, ServerStatus
+    from vpn_manager.proc import Commands
     from vpn_manager.runtimes.docker.runtime import DockerRuntime
     from vpn_manager.storage.orm import ServerRow
 
@@ -226,6 +227,8 @@ class ServerService:
         clock: Callable[[], datetime] = utcnow,
         runtime: NativeRuntime | None = None,
         docker: DockerDefaults | None = None,
+        engines: Callable[[str, Commands | None], Engine] = engine_for,
+        runtimes: Runtimes | None = None,
     ) -> None:
         self.db = db
         self.paths = paths
@@ -236,7 +239,10 @@ class ServerService:
 
             docker = DockerSettings()
         self.docker_settings = docker
-        self.runtimes = Runtimes(
+        # `engines` (protocol → engine) and `runtimes` (which runtime a server has): the real
+        # ones unless a test hands in its own.
+        self.engine_for = engines
+        self.runtimes = runtimes or Runtimes(
             self.runtime, str(paths.data_dir), paths.logs_dir, paths.run_dir, docker
         )
         self.applied: list[Applied] = []  # what user changes did, for the front end to tell
@@ -263,7 +269,7 @@ class ServerService:
     def engine(self, spec: ServerSpec) -> Engine:
         """The server's engine, running its helper commands (WireGuard's `ip`, `wg`, `nft`)
         where the server runs: on this machine, or inside its container."""
-        return engine_for(spec.protocol, self.runtime_of(spec).commands(spec.name))
+        return self.engine_for(spec.protocol, self.runtime_of(spec).commands(spec.name))
 
     def state_of(self, row: ServerRow) -> ProcessState:
         """Is a server's engine running, wherever it runs (for the service and metrics)."""
@@ -508,7 +514,9 @@ class ServerService:
 
         async with self.db.reading() as session:
             specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
-        return self.runtimes.export_compose(specs, lambda s: engine_for(s.protocol), self.where)
+        return self.runtimes.export_compose(
+            specs, lambda s: self.engine_for(s.protocol, None), self.where
+        )
 
     # -- bringing engines back in line with the database ---------------------------------------
     async def converge(self, name: str) -> list[str]:
@@ -706,7 +714,7 @@ class ServerService:
         if this process dies after the commit, the service starts the server on its next round."""
         from vpn_manager.storage import servers as repo
 
-        engine = engine_for(create.protocol)
+        engine = self.engine_for(create.protocol, None)
         async with self.turn(create.name):
             async with self.db.reading() as session:
                 if await repo.name_taken(session, create.name):
@@ -837,7 +845,7 @@ class ServerService:
         """New REALITY keys and short ids: every user's link changes."""
 
         def change(before: ServerSpec) -> dict[str, object]:
-            settings, secret = engine_for(before.protocol).rotate_keys(before)
+            settings, secret = self.engine_for(before.protocol, None).rotate_keys(before)
             return {"settings": settings, "secret": secret}
 
         await self._reconfigure(name, change)
@@ -1162,7 +1170,7 @@ class ServerService:
             out = []
             for row, secret in rows:
                 client = Client(user_id, user_name, dict(secret))
-                data = engine_for(row.protocol).link_data(repo.spec_of(row), client)
+                data = self.engine_for(row.protocol, None).link_data(repo.spec_of(row), client)
                 out.append(
                     Access(
                         server=row.name,
