@@ -17,7 +17,7 @@ from vpn_manager.errors import VpnError
 from vpn_manager.settings import Paths, Settings
 from vpn_manager.tui.backend import Backend, Clock, utcnow
 from vpn_manager.tui.dashboard import DashboardView
-from vpn_manager.tui.shell import Failed
+from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.state import DARK, LIGHT, load_theme, save_theme
 from vpn_manager.tui.widgets import ErrorDialog, HelpScreen, View
 
@@ -179,3 +179,7 @@ class VpnApp(App[None]):
         """Say how user changes reached each server, as the CLI does after `vpn user …`."""
         for note in self.backend.applied():
             self.notify(note, timeout=4)
+
+
+if TYPE_CHECKING:
+    _: type[Shell] = VpnApp  # mypy checks that the app offers what its views expect of it
