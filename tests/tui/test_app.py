@@ -120,7 +120,7 @@ async def test_failures_become_a_notification_or_a_dialog(home: Paths) -> None:
     import pytest
 
     from vpn_manager.errors import NotFound
-    from vpn_manager.tui.app import Failed
+    from vpn_manager.tui.shell import Failed
     from vpn_manager.tui.widgets import ErrorDialog
 
     async def not_found() -> None:

@@ -3,8 +3,11 @@ become exit codes."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -81,8 +84,6 @@ def _invoked(args: list[str]) -> str | None:
 def mount(args: list[str]) -> None:
     """Load the named group or command for real; the others only as their help line. Shell
     completion (which needs the whole tree) loads everything."""
-    import importlib
-
     everything = any(key.startswith("_VPN_COMPLETE") for key in os.environ)
     wanted = _invoked(args)
     for name, (module, text) in GROUPS.items():
@@ -182,7 +183,6 @@ def _quiet_threads() -> None:
     """A worker thread's uncaught error is one sentence, not a traceback; one that only found
     the event loop closed (a database driver's thread finishing after Ctrl-C ended the loop)
     says nothing, since "Interrupted." already says what happened."""
-    import threading
 
     def hook(args: threading.ExceptHookArgs) -> None:
         error = args.exc_value
@@ -194,8 +194,6 @@ def _quiet_threads() -> None:
 
 
 def _traceback() -> None:
-    import traceback
-
     traceback.print_exc()
 
 

@@ -9,6 +9,8 @@ import typer
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
 
+# Heavy imports wait for the command that uses them: the settings module (pydantic) in show.
+
 app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from vpn_manager.services.users import UserService
     from vpn_manager.settings import Paths, Settings
 
+# Heavy imports wait for their first use, so `vpn --help` loads none of them: the settings
+# (pydantic) in paths and settings, the services (SQLAlchemy) and asyncio in services and run.
+
 T = TypeVar("T")
 
 

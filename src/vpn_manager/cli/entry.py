@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import sys
 
+from vpn_manager import __version__
+
 
 def main() -> None:
     args = sys.argv[1:]
     if args in (["--version"], ["-V"]):
-        from vpn_manager import __version__
-
         sys.stdout.write(f"vpn-manager {__version__}\n")
         return
     # pydantic looks for plugins in every installed distribution's metadata on first use (~10 ms);

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from vpn_manager.cli.context import app_context
+from vpn_manager.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from vpn_manager.models import User
+
+# Heavy imports wait for the command that uses them: rich, for the live table.
 
 app = typer.Typer(help="Watch the servers live.", no_args_is_help=True)
 
@@ -27,8 +31,6 @@ def traffic(
 ) -> None:
     """Per-user upload/download rates and totals, refreshed until Ctrl-C. Each refresh reads the
     engines (the same counting `vpn serve` does, so nothing is counted twice)."""
-    import asyncio
-
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
@@ -69,8 +71,6 @@ def traffic(
 
 def _row(user: User, before: dict[str, tuple[int, int, float]], now: float) -> dict[str, str]:
     """One user's line; rates from the totals seen at the previous refresh."""
-    from vpn_manager.units import format_rate, format_size
-
     up0, down0, then = before.get(user.name, (user.upload_bytes, user.download_bytes, now))
     before[user.name] = (user.upload_bytes, user.download_bytes, now)
     span = now - then

@@ -11,6 +11,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+# Heavy imports wait for the first json or yaml output (`vpn --help` loads neither): yaml and
+# pydantic-core, in data.
+
 Column = tuple[str, str]  # (key in the record, header)
 FORMATS = ("table", "json", "yaml", "plain")
 

@@ -6,9 +6,15 @@ from typing import Annotated
 
 import typer
 
-from vpn_manager.cli import servers as servers_cli
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
+from vpn_manager.cli.servers import lifecycle
+from vpn_manager.cli.servers.args import AllowPrivate, HostOpt, Listen
+from vpn_manager.cli.servers.display import emit_servers
+from vpn_manager.cli.servers.install import install_fields
+from vpn_manager.errors import InvalidInput
+
+# Heavy imports wait for the command that uses them: the models (pydantic) in list.
 
 app = typer.Typer(
     help="HTTP, SOCKS5 and mixed proxies with a password per user.", no_args_is_help=True
@@ -21,23 +27,21 @@ def add(
     kind: Annotated[str, typer.Argument(metavar="KIND", help="http, socks5 or mixed (both).")],
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="A name for the proxy.")],
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="The port to listen on.")],
-    listen: servers_cli.Listen = "0.0.0.0",
-    host: servers_cli.HostOpt = None,
+    listen: Listen = "0.0.0.0",
+    host: HostOpt = None,
     allow_anonymous: Annotated[
         bool,
         typer.Option(
             "--allow-anonymous", help="Serve clients without a password too (off by default)."
         ),
     ] = False,
-    allow_private: servers_cli.AllowPrivate = False,
+    allow_private: AllowPrivate = False,
     output_format: FormatOption = None,
 ) -> None:
     """Add a proxy and start it. Each user granted on it gets their own password."""
-    from vpn_manager.errors import InvalidInput
-
     if kind not in ("http", "socks5", "mixed"):
         raise InvalidInput(f"Unknown proxy kind {kind!r}.", hint="Use http, socks5 or mixed.")
-    servers_cli.install_fields(
+    install_fields(
         ctx,
         {
             "name": name,
@@ -59,8 +63,8 @@ def list_proxies(ctx: typer.Context, output_format: FormatOption = None) -> None
 
     context = app_context(ctx)
     proxies = [s for s in context.servers(lambda s: s.all()) if s.protocol in PROXY_PROTOCOLS]
-    servers_cli.emit_servers(context.output(output_format), proxies, "No proxies yet.")
+    emit_servers(context.output(output_format), proxies, "No proxies yet.")
 
 
 for command in ("status", "start", "stop", "restart", "logs", "remove"):
-    app.command(command)(getattr(servers_cli, command))
+    app.command(command)(getattr(lifecycle, command))

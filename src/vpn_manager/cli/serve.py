@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from typing import Annotated
 
@@ -9,6 +11,9 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
+
+# Heavy imports wait for the command that uses them: the service process (vpn_manager.daemon)
+# and the services (SQLAlchemy).
 
 
 def serve(
@@ -42,9 +47,6 @@ def serve(
     (cutting their open connections) and cuts the devices of users over their device limit,
     re-enabling users when a period resets or a limit is raised. Commands keep working while
     it runs; it picks up their changes."""
-    import asyncio
-    import os
-
     from vpn_manager.daemon import main as daemon
     from vpn_manager.services.root import ServiceConfig
 

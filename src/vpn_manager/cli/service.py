@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,10 +14,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vpn_manager.cli.context import app_context
-from vpn_manager.errors import ConfigError
+from vpn_manager.errors import ConfigError, EngineError
+from vpn_manager.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from vpn_manager.settings import Paths
+
+# Heavy imports wait for the function that uses them: the settings module (pydantic) in
+# service_environment.
 
 app = typer.Typer(help="Run `vpn serve` as a system service.", no_args_is_help=True)
 
@@ -119,11 +124,6 @@ def install(
     print_only: Annotated[bool, typer.Option("--print", help="Only print the unit.")] = False,
 ) -> None:
     """Write a systemd unit for `vpn serve` and enable it (or print it without systemd)."""
-    import subprocess
-
-    from vpn_manager.errors import EngineError
-    from vpn_manager.fsutil import atomic_write
-
     context = app_context(ctx)
     vpn = (
         str(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).name == "vpn" else shutil.which("vpn")

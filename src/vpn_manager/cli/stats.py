@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Annotated
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vpn_manager.cli.context import app_context
+from vpn_manager.errors import InvalidInput
 
 if TYPE_CHECKING:
     from vpn_manager.services.root import Services
@@ -17,8 +20,6 @@ if TYPE_CHECKING:
 def _moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | None:
     """A date (midnight in the configured zone), an ISO date-time, or a span back from now
     ("24h", "7d")."""
-    from vpn_manager.errors import InvalidInput
-
     if text is None:
         return None
     value = text.strip()
@@ -57,11 +58,6 @@ def stats(
     ] = None,
 ) -> None:
     """Export hourly traffic per user and server (kept for 90 days)."""
-    import csv
-    import json
-
-    from vpn_manager.errors import InvalidInput
-
     context = app_context(ctx)
     fmt = output_format or context.overrides.get("output.format") or "table"
     if fmt not in ("table", "json", "csv", "plain", "yaml"):

@@ -3,9 +3,11 @@ and the one place where errors become notifications or dialogs instead of crashe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 from collections.abc import Awaitable
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -15,8 +17,12 @@ from vpn_manager.errors import VpnError
 from vpn_manager.settings import Paths, Settings
 from vpn_manager.tui.backend import Backend, Clock, utcnow
 from vpn_manager.tui.dashboard import DashboardView
+from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.state import DARK, LIGHT, load_theme, save_theme
 from vpn_manager.tui.widgets import ErrorDialog, HelpScreen, View
+
+if TYPE_CHECKING:
+    from vpn_manager.tui.logs import LogsView
 
 T = TypeVar("T")
 QUIT_WAIT_S = 15.0
@@ -27,10 +33,14 @@ SCREENS = {
     "logs": "Logs",
     "settings": "Settings",
 }
-
-
-class Failed(Exception):
-    """Raised by VpnApp.attempt after the failure was shown; callers just stop."""
+# The view of every screen but the dashboard: (module, class), imported when the screen is first
+# shown, so the first frame waits for none of them (the start-up budget of `vpn tui`).
+VIEWS = {
+    "users": ("vpn_manager.tui.users", "UsersView"),
+    "servers": ("vpn_manager.tui.servers", "ServersView"),
+    "logs": ("vpn_manager.tui.logs", "LogsView"),
+    "settings": ("vpn_manager.tui.settings_view", "SettingsView"),
+}
 
 
 class VpnApp(App[None]):
@@ -79,21 +89,9 @@ class VpnApp(App[None]):
         self.reload_active()
 
     def make_view(self, tab: str) -> View:
-        if tab == "users":
-            from vpn_manager.tui.users import UsersView
-
-            return UsersView()
-        if tab == "servers":
-            from vpn_manager.tui.servers import ServersView
-
-            return ServersView()
-        if tab == "logs":
-            from vpn_manager.tui.logs import LogsView
-
-            return LogsView()
-        from vpn_manager.tui.settings_view import SettingsView
-
-        return SettingsView()
+        module, name = VIEWS[tab]
+        view: View = getattr(importlib.import_module(module), name)()
+        return view
 
     async def view(self, tab: str) -> View:
         """The view of a screen, built and mounted the first time it is needed (it reads its data
@@ -112,8 +110,6 @@ class VpnApp(App[None]):
     async def action_quit(self) -> None:
         """Let running work end first (up to QUIT_WAIT_S): cancelling a task in the middle of a
         database call or an install leaves cleanup noise or half-done work behind."""
-        import asyncio
-
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.workers.wait_for_complete(), QUIT_WAIT_S)
         self.exit()
@@ -145,12 +141,9 @@ class VpnApp(App[None]):
 
     async def show_logs(self, source: str) -> None:
         """The Logs screen with one server's log (from the servers' menu)."""
-        from vpn_manager.tui.logs import LogsView
-
         self.action_show("logs")
-        view = await self.view("logs")
-        if isinstance(view, LogsView):
-            view.show_source(source)
+        view = cast("LogsView", await self.view("logs"))
+        view.show_source(source)
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK
@@ -186,3 +179,7 @@ class VpnApp(App[None]):
         """Say how user changes reached each server, as the CLI does after `vpn user …`."""
         for note in self.backend.applied():
             self.notify(note, timeout=4)
+
+
+if TYPE_CHECKING:
+    _: type[Shell] = VpnApp  # mypy checks that the app offers what its views expect of it

@@ -14,12 +14,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Sparkline, Static
 
 from vpn_manager.models import User, UserStatus
+from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import View
 from vpn_manager.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from vpn_manager.models.server import Server
-    from vpn_manager.tui.app import VpnApp
 
 MIN_REFRESH_S = 2.0
 RATE_WINDOW_S = 3600.0  # the live chart keeps the last hour of samples
@@ -82,8 +82,8 @@ class DashboardView(View):
         self._times: deque[float] = deque()
 
     @property
-    def vpn(self) -> VpnApp:
-        return cast("VpnApp", self.app)
+    def vpn(self) -> Shell:
+        return cast("Shell", self.app)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="top"):
@@ -122,8 +122,6 @@ class DashboardView(View):
         return Snapshot(servers, counts, users, hourly)
 
     async def read(self) -> None:
-        from vpn_manager.tui.app import Failed
-
         try:
             snap = await self.vpn.attempt(self._snapshot(), "Reading the dashboard")
         except Failed:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,10 +17,8 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch
 from vpn_manager.errors import VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.services.logfiles import log_files, read_log
+from vpn_manager.tui.shell import Shell
 from vpn_manager.tui.widgets import ContextMenu, MenuItem, MenuTable, View
-
-if TYPE_CHECKING:
-    from vpn_manager.tui.app import VpnApp
 
 FOLLOW_S = 1.0
 LEVELS = ("debug", "info", "warning", "error")
@@ -130,8 +128,8 @@ class LogsView(View):
         self._log_size: int | None = None
 
     @property
-    def vpn(self) -> VpnApp:
-        return cast("VpnApp", self.app)
+    def vpn(self) -> Shell:
+        return cast("Shell", self.app)
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="bar"):
@@ -182,7 +180,7 @@ class LogsView(View):
             self.query_one("#log-source", Select).value = name
             self.read_source()
         else:
-            self.vpn.notify(f"{name} has written no log yet.", severity="warning")
+            self.app.notify(f"{name} has written no log yet.", severity="warning")
 
     def read_source(self) -> None:
         name = self.source()

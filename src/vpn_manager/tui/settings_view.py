@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from pydantic import ValidationError
 from textual.app import ComposeResult
@@ -20,10 +20,8 @@ from textual.widgets import Button, Input, Label, Static
 from vpn_manager.errors import VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.settings import Settings, effective_settings, load_settings, read_config_file
+from vpn_manager.tui.shell import Shell
 from vpn_manager.tui.widgets import View
-
-if TYPE_CHECKING:
-    from vpn_manager.tui.app import VpnApp
 
 # Dotted key → what it means. The order is the form's.
 EDITABLE = {
@@ -104,8 +102,8 @@ class SettingsView(View):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "save", "Save")]
 
     @property
-    def vpn(self) -> VpnApp:
-        return cast("VpnApp", self.app)
+    def vpn(self) -> Shell:
+        return cast("Shell", self.app)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():

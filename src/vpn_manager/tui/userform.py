@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from pydantic import ValidationError
 from textual.app import ComposeResult
@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserUpdate
+from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import start
 from vpn_manager.units import (
     MOST_DAYS,
@@ -26,9 +27,6 @@ from vpn_manager.units import (
     parse_reset_period,
     parse_size,
 )
-
-if TYPE_CHECKING:
-    from vpn_manager.tui.app import VpnApp
 
 # (field, label, placeholder): the form's inputs, in order.
 FIELDS = [
@@ -109,8 +107,8 @@ class UserForm(ModalScreen[User | None]):
         self._saving = False
 
     @property
-    def vpn(self) -> VpnApp:
-        return cast("VpnApp", self.app)
+    def vpn(self) -> Shell:
+        return cast("Shell", self.app)
 
     def compose(self) -> ComposeResult:
         values = initial_values(self.user, self.vpn.backend.settings.zone)
@@ -225,8 +223,6 @@ class UserForm(ModalScreen[User | None]):
             self._saving = False
 
     async def _save_once(self) -> None:
-        from vpn_manager.tui.app import Failed
-
         built = self.build()
         if isinstance(built, dict):
             self.show_errors(built)

@@ -12,14 +12,16 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
+from vpn_manager.delivery.qr import qr_text
+from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.models import User, UserFilter, UserStatus
+from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.userform import UserForm, last_day
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
 from vpn_manager.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from vpn_manager.services.servers import Access
-    from vpn_manager.tui.app import VpnApp
 
 # A table of every user would take seconds to build with tens of thousands of them; the first
 # ROW_LIMIT in the chosen order are shown, and search or the status filter narrow the rest.
@@ -85,8 +87,8 @@ class UsersView(View):
         self.reverse = False
 
     @property
-    def vpn(self) -> VpnApp:
-        return cast("VpnApp", self.app)
+    def vpn(self) -> Shell:
+        return cast("Shell", self.app)
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="bar"):
@@ -104,8 +106,6 @@ class UsersView(View):
         yield Static("", id="users-status")
 
     async def read(self) -> None:
-        from vpn_manager.tui.app import Failed
-
         search = self.query_one("#user-search", Input).value.strip() or None
         status = self.query_one("#user-status-filter", Select).value
         where = UserFilter(
@@ -231,8 +231,6 @@ class UsersView(View):
         self.run_worker(work, group="user-change", exit_on_error=False)
 
     async def _set_status(self, name: str, enable: bool) -> None:
-        from vpn_manager.tui.app import Failed
-
         users = self.vpn.backend.users
         try:
             if enable:
@@ -246,8 +244,6 @@ class UsersView(View):
         self.reload()
 
     async def _delete(self, name: str) -> None:
-        from vpn_manager.tui.app import Failed
-
         try:
             await self.vpn.attempt(self.vpn.backend.users.delete([name]), "Deleting")
         except Failed:
@@ -333,8 +329,8 @@ class UserDetail(ModalScreen[None]):
         self.accesses: list[Access] = []
 
     @property
-    def vpn(self) -> VpnApp:
-        return cast("VpnApp", self.app)
+    def vpn(self) -> Shell:
+        return cast("Shell", self.app)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail") as box:
@@ -347,9 +343,6 @@ class UserDetail(ModalScreen[None]):
         start(self, self._links)
 
     async def _links(self) -> None:
-        from vpn_manager.delivery.qr import qr_text
-        from vpn_manager.errors import NotFound, VpnError
-
         title = self.query_one("#links-title", Static)
         try:
             self.accesses = await self.vpn.backend.servers.access(self.user.name)

@@ -15,7 +15,7 @@ from textual.geometry import Offset
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Label, OptionList, Static
+from textual.widgets import Button, DataTable, Label, OptionList, Static, TabbedContent
 from textual.widgets.option_list import Option
 
 
@@ -65,8 +65,6 @@ class View(Widget):
             self.reload()
 
     def is_showing(self) -> bool:
-        from textual.widgets import TabbedContent
-
         pane = self.app.query_one(TabbedContent).active_pane
         return pane is not None and self in pane.query(View)
 

@@ -1,0 +1,114 @@
+"""`vpn user grant|revoke|link|config`: a user's access to servers, and what their client
+needs to use it (share links, QR codes, ready client configs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vpn_manager.cli.context import app_context
+from vpn_manager.cli.options import FormatOption
+from vpn_manager.cli.users.args import Name, ServerArg
+from vpn_manager.delivery.qr import qr_png, qr_text
+from vpn_manager.errors import InvalidInput
+
+# Heavy imports wait for the command that uses them: the client configs (vpn_manager.links,
+# pydantic) in config.
+
+
+def grant(
+    ctx: typer.Context,
+    name: Name,
+    server: ServerArg,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password", metavar="PASSWORD", help="Proxies: the user's password (else generated)."
+        ),
+    ] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Give a user access to a server (credentials made once; applied live)."""
+    context = app_context(ctx)
+    added = context.servers(lambda s: s.grant([name], server, password))
+    context.output(output_format).result(
+        {"name": name, "server": server, "granted": bool(added)},
+        f"{name} can now use {server}: vpn user link {name} --server {server}"
+        if added
+        else f"{name} already had access to {server}.",
+    )
+
+
+def revoke(
+    ctx: typer.Context, name: Name, server: ServerArg, output_format: FormatOption = None
+) -> None:
+    """Take a user's access to a server away; their open connections are cut."""
+    context = app_context(ctx)
+    context.servers(lambda s: s.revoke([name], server))
+    context.output(output_format).result(
+        {"name": name, "server": server, "revoked": True},
+        f"{name} no longer has access to {server}.",
+    )
+
+
+def link(
+    ctx: typer.Context,
+    name: Name,
+    server: Annotated[
+        str | None, typer.Option("--server", metavar="SERVER", help="Only this server's link.")
+    ] = None,
+    qr: Annotated[bool, typer.Option("--qr", help="Also draw a QR code in the terminal.")] = False,
+    png: Annotated[
+        Path | None,
+        typer.Option("--png", metavar="FILE", help="Write the QR code as a PNG (0600)."),
+    ] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Print a user's share link(s) — what client apps import — and QR codes."""
+    context = app_context(ctx)
+    out = context.output(output_format)
+    accesses = context.servers(lambda s: s.access(name, server))
+    if png is not None and len(accesses) != 1:
+        raise InvalidInput(
+            f"{name} is on {len(accesses)} servers; a PNG holds one link.", hint="Add --server."
+        )
+    if png is not None:
+        qr_png(accesses[0].link, png)
+        out.note(f"Wrote the QR code to {png}.")
+    if out.structured:
+        out.data([{"server": a.server, "protocol": a.protocol, "link": a.link} for a in accesses])
+        return
+    for access in accesses:
+        if access.note:
+            out.note(f"{access.server}: {access.note}")
+        if qr:
+            out.out.write(qr_text(access.link) + "\n")
+        out.out.write(access.link.rstrip("\n") + "\n")
+
+
+def client_config(
+    ctx: typer.Context,
+    name: Name,
+    server: Annotated[str, typer.Option("--server", metavar="SERVER", help="The server.")],
+    client: Annotated[
+        str, typer.Option("--client", metavar="xray|sing-box", help="Which client program.")
+    ] = "xray",
+    socks_port: Annotated[
+        int,
+        typer.Option("--socks-port", metavar="PORT", help="The local proxy port the client opens."),
+    ] = 1080,
+) -> None:
+    """Print a ready client config for a user on a server (a local SOCKS/HTTP proxy)."""
+    from vpn_manager.links.clients import check_client
+    from vpn_manager.links.clients import client_config as config_of
+
+    check_client(client)
+    context = app_context(ctx)
+    access = context.servers(lambda s: s.access(name, server))[0]
+    text = config_of(access.data, client, socks_port)
+    if access.note:
+        context.output().note(access.note)
+    sys.stdout.write(text)

@@ -1,0 +1,106 @@
+"""The arguments and options that several `vpn user …` commands share, and the limit flags turned
+into model fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from vpn_manager.cli.context import AppContext, app_context
+from vpn_manager.errors import InvalidInput
+from vpn_manager.units import MOST_DAYS, parse_count, parse_expiry, parse_reset_period, parse_size
+
+
+def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    try:
+        users = app_context(ctx).users(lambda s: s.list())
+    except Exception:  # completion must never print errors into the user's prompt
+        return []
+    return [u.name for u in users if u.name.startswith(incomplete)]
+
+
+Names = Annotated[
+    list[str],
+    typer.Argument(help="One or more user names.", metavar="NAME", autocompletion=_complete_names),
+]
+Name = Annotated[
+    str, typer.Argument(help="The user's name.", metavar="NAME", autocompletion=_complete_names)
+]
+Email = Annotated[str | None, typer.Option("--email", metavar="EMAIL", help="Contact e-mail.")]
+Note = Annotated[str | None, typer.Option("--note", metavar="TEXT", help="Free text for yourself.")]
+Quota = Annotated[
+    str | None,
+    typer.Option(
+        "--quota",
+        metavar="SIZE",
+        help="Data quota per reset period: 50GB, 500MiB, 1.5TB; 0 = unlimited.",
+    ),
+]
+Expires = Annotated[
+    str | None,
+    typer.Option(
+        "--expires",
+        metavar="WHEN",
+        help="Last day (2027-01-31), a span from now (30d, 2w, 12h), or never; not in the past, "
+        "and 2099-12-31 at the latest.",
+    ),
+]
+Reset = Annotated[
+    str | None,
+    typer.Option(
+        "--reset",
+        metavar="PERIOD",
+        help="When the used data resets: never, daily, weekly, monthly or Nd (N: 1 to 9999).",
+    ),
+]
+Devices = Annotated[
+    str | None,
+    typer.Option("--devices", metavar="N", help="Devices (client IPs) at once; 0 = unlimited."),
+]
+FirstUseDays = Annotated[
+    str | None,
+    typer.Option(
+        "--first-use-days",
+        metavar="N",
+        help="Expire N days after the first connection (0: off; at most 36500); --expires wins "
+        "if both.",
+    ),
+]
+Speed = Annotated[
+    str | None,
+    typer.Option("--speed", metavar="RATE", hidden=True, help="Refused: not enforced yet."),
+]
+ServerArg = Annotated[str, typer.Argument(metavar="SERVER", help="The server's name.")]
+
+
+def limits(
+    context: AppContext,
+    quota: str | None,
+    expires: str | None,
+    reset: str | None,
+    devices: str | None,
+    speed: str | None,
+    first_use_days: str | None = None,
+) -> dict[str, Any]:
+    """Turn the limit flags that were given into model fields (None = flag not given)."""
+    fields: dict[str, Any] = {}
+    if quota is not None:
+        fields["quota_bytes"] = parse_size(quota)
+    if expires is not None:
+        fields["expires_at"] = parse_expiry(
+            expires, now=datetime.now(UTC), zone=context.settings.zone
+        )
+    if reset is not None:
+        fields["reset_period"] = parse_reset_period(reset)
+    if devices is not None:
+        fields["device_limit"] = parse_count(devices, "device limit")
+    if first_use_days is not None:
+        fields["expire_after_days"] = parse_count(first_use_days, "number of days", MOST_DAYS)
+    if speed is not None:
+        raise InvalidInput(
+            "Speed limits are not enforced yet, so --speed is refused rather than stored.",
+            hint="Leave --speed out; the user's traffic is not limited in speed.",
+        )
+    return fields

@@ -1,0 +1,218 @@
+"""`vpn user add|list|show|update|enable|disable|delete|rotate-token|reset-usage`: the user
+records and their limits."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from vpn_manager.cli.context import app_context
+from vpn_manager.cli.options import FormatOption
+from vpn_manager.cli.users.args import (
+    Devices,
+    Email,
+    Expires,
+    FirstUseDays,
+    Name,
+    Names,
+    Note,
+    Quota,
+    Reset,
+    Speed,
+    limits,
+)
+from vpn_manager.cli.users.display import emit_users, progress_bar, row, show_text
+from vpn_manager.errors import Cancelled, InvalidInput
+
+# Heavy imports wait for the commands that use them: the models (pydantic) in add, list and
+# update.
+
+
+def add(
+    ctx: typer.Context,
+    names: Names,
+    email: Email = None,
+    note: Note = None,
+    quota: Quota = None,
+    expires: Expires = None,
+    reset: Reset = None,
+    devices: Devices = None,
+    speed: Speed = None,
+    first_use_days: FirstUseDays = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create them disabled.")] = False,
+    server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--server",
+            metavar="SERVER",
+            help="Also give them access to this server (repeatable); applied live.",
+        ),
+    ] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Create one or more users (all or none)."""
+    from vpn_manager.models import UserCreate, UserStatus, validated
+
+    context = app_context(ctx)
+    out = context.output(output_format)
+    if email and len(names) > 1:
+        raise InvalidInput("--email can only be given when adding one user.")
+    common = limits(context, quota, expires, reset, devices, speed, first_use_days)
+    common.update(email=email, note=note)
+    if disabled:
+        common["status"] = UserStatus.DISABLED
+    creates = [validated(UserCreate, {"name": name, **common}) for name in names]
+    servers = server or []
+    with progress_bar(len(creates), "Adding users") as progress:
+        users = context.users(lambda s: s.add(creates, progress, servers=servers))
+    emit_users(out, users, context.settings.zone)
+    if out.format == "table":
+        out.note(f"Created {len(users)} user{'s' if len(users) != 1 else ''}.")
+        if servers and len(users) == 1:
+            out.note(f"Their link: vpn user link {users[0].name}")
+
+
+def list_users(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help="Only users in this state: active, disabled, expired, over-quota.",
+        ),
+    ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search", "-s", metavar="TEXT", help="Only names, e-mails or notes containing this."
+        ),
+    ] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """List users."""
+    from vpn_manager.models import UserFilter, validated
+
+    context = app_context(ctx)
+    out = context.output(output_format)
+    where = validated(UserFilter, {"status": status, "search": search})
+    users = context.users(lambda s: s.list(where))
+    empty = (
+        "No users match." if status or search else "No users yet. Add one with `vpn user add NAME`."
+    )
+    emit_users(out, users, context.settings.zone, empty=empty)
+
+
+def show(
+    ctx: typer.Context,
+    name: Name,
+    secrets: Annotated[
+        bool, typer.Option("--secrets", help="Include the subscription token.")
+    ] = False,
+    output_format: FormatOption = None,
+) -> None:
+    """Show one user: limits, usage and servers."""
+    context = app_context(ctx)
+    user = context.users(lambda s: s.get(name))
+    data = row(user)
+    if secrets:
+        data["subscription_token"] = user.subscription_token.get_secret_value()
+    context.output(output_format).record(data, show_text(context.settings.zone))
+
+
+def update(
+    ctx: typer.Context,
+    name: Name,
+    new_name: Annotated[
+        str | None, typer.Option("--name", metavar="NEW", help="Rename the user.")
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="EMAIL", help="Contact e-mail; '' clears it.")
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", metavar="TEXT", help="Free text; '' clears it.")
+    ] = None,
+    quota: Quota = None,
+    expires: Expires = None,
+    reset: Reset = None,
+    devices: Devices = None,
+    speed: Speed = None,
+    first_use_days: FirstUseDays = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Change a user's details or limits; only the options given change."""
+    from vpn_manager.models import UserUpdate, validated
+
+    context = app_context(ctx)
+    fields = limits(context, quota, expires, reset, devices, speed, first_use_days)
+    if new_name is not None:
+        fields["new_name"] = new_name
+    if email is not None:
+        fields["email"] = email or None
+    if note is not None:
+        fields["note"] = note or None
+    change = validated(UserUpdate, fields)
+    user = context.users(lambda s: s.update(name, change))
+    context.output(output_format).record(row(user), show_text(context.settings.zone))
+
+
+def _set_status(ctx: typer.Context, names: list[str], enable: bool, fmt: FormatOption) -> None:
+    context = app_context(ctx)
+    out = context.output(fmt)
+    if enable:
+        count = context.users(lambda s: s.enable(names))
+    else:
+        count = context.users(lambda s: s.disable(names))
+    verb = "enabled" if enable else "disabled"
+    out.result({verb: names}, f"{verb.capitalize()} {count} user{'s' if count != 1 else ''}.")
+
+
+def enable(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:
+    """Let users connect again."""
+    _set_status(ctx, names, True, output_format)
+
+
+def disable(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:
+    """Stop users from connecting (their data and credentials are kept)."""
+    _set_status(ctx, names, False, output_format)
+
+
+def delete(
+    ctx: typer.Context,
+    names: Names,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output_format: FormatOption = None,
+) -> None:
+    """Delete users and their credentials on every server."""
+    context = app_context(ctx)
+    out = context.output(output_format)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                "Refusing to delete users without confirmation.", hint="Add --yes to confirm."
+            )
+        shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
+        if not typer.confirm(f"Delete {len(names)} user(s): {shown}?"):
+            raise Cancelled("Nothing was deleted.")
+    count = context.users(lambda s: s.delete(names))
+    out.result({"deleted": names}, f"Deleted {count} user{'s' if count != 1 else ''}.")
+
+
+def rotate_token(ctx: typer.Context, name: Name, output_format: FormatOption = None) -> None:
+    """Give a user a new subscription token; the old one stops working."""
+    context = app_context(ctx)
+    user = context.users(lambda s: s.rotate_token(name))
+    token = user.subscription_token.get_secret_value()
+    context.output(output_format).result({"name": user.name, "subscription_token": token}, token)
+
+
+def reset_usage(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:
+    """Start a new quota period now: period usage back to zero (lifetime totals are kept), and
+    users who were over quota can connect again."""
+    context = app_context(ctx)
+    context.run(lambda services: services.limits.reset_usage(names))
+    context.output(output_format).result(
+        {"reset": names}, f"Reset the usage of {len(names)} user{'s' if len(names) != 1 else ''}."
+    )
