@@ -26,6 +26,7 @@ from datetime import datetime
 
 from vpn_manager.paths import Paths
 from vpn_manager.runtimes.base import DockerDefaults
+from vpn_manager.runtimes.choice import Runtimes
 from vpn_manager.runtimes.native import NativeRuntime
 from vpn_manager.services.servers.access import Access, Pending, ServerUsers, pending_of
 from vpn_manager.services.servers.apply import Applied, Apply
@@ -69,11 +70,17 @@ class ServerService(ServerContext):
         runtime: NativeRuntime | None = None,
         docker: DockerDefaults | None = None,
     ) -> None:
-        super().__init__(db, paths, clock, runtime, docker)
+        runtime = runtime or NativeRuntime(paths.run_dir, paths.logs_dir)
+        if docker is None:  # the built-in defaults (the service always passes its own)
+            from vpn_manager.settings import DockerSettings
+
+            docker = DockerSettings()
+        runtimes = Runtimes(runtime, str(paths.data_dir), paths.logs_dir, paths.run_dir, docker)
+        super().__init__(db, paths, clock, runtime, docker, runtimes)
         apply = Apply(self)
         convergence = Convergence(self, apply)
         lifecycle = Lifecycle(self, apply)
-        catalog = Catalog(self, apply, convergence)
+        catalog = Catalog(self, apply, lifecycle, convergence)
         users = ServerUsers(self, apply, convergence)
         self.render = apply.render  # a server's config as it would be written now
 

@@ -22,6 +22,7 @@ from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
+from vpn_manager.services.servers.lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from vpn_manager.models.server import Server, ServerCreate
@@ -75,9 +76,12 @@ def default_host(listen: str) -> str:
 class Catalog:
     """Installs, lists, changes and removes servers."""
 
-    def __init__(self, ctx: ServerContext, apply: Apply, convergence: Convergence) -> None:
+    def __init__(
+        self, ctx: ServerContext, apply: Apply, lifecycle: Lifecycle, convergence: Convergence
+    ) -> None:
         self.ctx = ctx
         self.apply = apply
+        self.lifecycle = lifecycle
         self.convergence = convergence
 
     async def all(self) -> list[Server]:
@@ -194,13 +198,7 @@ class Catalog:
         from vpn_manager.storage import servers as repo
 
         async with self.ctx.turn(name):
-            async with self.ctx.db.session() as session:
-                row = await repo.server_row(session, name)
-                await repo.set_server(
-                    session, row, self.ctx.now(), desired=DesiredState.STOPPED.value
-                )
-                spec = repo.spec_of(row)
-            await self.apply.stop(self.ctx.engine(spec), spec)
+            _, spec = await self.lifecycle.stop_in_turn(name)
             async with self.ctx.db.session() as session:
                 await repo.delete_server(session, await repo.server_row(session, name))
             self.ctx.forget_files(name)

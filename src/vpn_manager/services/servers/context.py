@@ -10,6 +10,7 @@ import hashlib
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,30 +86,17 @@ def short_control_root() -> Path:
     return root
 
 
+@dataclass(eq=False, repr=False)
 class ServerContext:
     """A home's servers as the parts of the service reach them: database, paths, runtimes."""
 
-    def __init__(
-        self,
-        db: Database,
-        paths: Paths,
-        clock: Callable[[], datetime] = utcnow,
-        runtime: NativeRuntime | None = None,
-        docker: DockerDefaults | None = None,
-    ) -> None:
-        self.db = db
-        self.paths = paths
-        self.now = clock
-        self.runtime = runtime or NativeRuntime(paths.run_dir, paths.logs_dir)
-        if docker is None:  # the built-in defaults (the service always passes its own)
-            from vpn_manager.settings import DockerSettings
-
-            docker = DockerSettings()
-        self.docker_settings = docker
-        self.runtimes = Runtimes(
-            self.runtime, str(paths.data_dir), paths.logs_dir, paths.run_dir, docker
-        )
-        self.applied: list[Applied] = []  # what user changes did, for the front end to tell
+    db: Database
+    paths: Paths
+    now: Callable[[], datetime]
+    runtime: NativeRuntime
+    docker_settings: DockerDefaults
+    runtimes: Runtimes
+    applied: list[Applied] = field(default_factory=list)  # what user changes did, to tell
 
     # -- runtimes ------------------------------------------------------------------------------
     def docker(self, host: str | None = None) -> DockerRuntime:

@@ -159,16 +159,20 @@ class Lifecycle:
         return await self.status(name)
 
     async def stop(self, name: str) -> bool:
+        async with self.ctx.turn(name):
+            stopped, _ = await self.stop_in_turn(name)
+        return stopped
+
+    async def stop_in_turn(self, name: str) -> tuple[bool, ServerSpec]:
+        """stop() with the server's turn already held: meant to be stopped (committed), then its
+        engine stopped. Returns whether the engine was running, and the server."""
         from vpn_manager.storage import servers as repo
 
-        async with self.ctx.turn(name):
-            async with self.ctx.db.session() as session:
-                row = await repo.server_row(session, name)
-                await repo.set_server(
-                    session, row, self.ctx.now(), desired=DesiredState.STOPPED.value
-                )
-                spec = repo.spec_of(row)
-            return await self.apply.stop(self.ctx.engine(spec), spec)
+        async with self.ctx.db.session() as session:
+            row = await repo.server_row(session, name)
+            await repo.set_server(session, row, self.ctx.now(), desired=DesiredState.STOPPED.value)
+            spec = repo.spec_of(row)
+        return await self.apply.stop(self.ctx.engine(spec), spec), spec
 
     async def _set_desired(self, name: str, desired: DesiredState, *, restart: bool) -> None:
         from vpn_manager.storage import servers as repo
