@@ -36,7 +36,7 @@ def service(tmp_path: Path) -> ServerService:
 
 def container_launch(servers: ServerService, engine: Engine, spec: ServerSpec) -> ContainerLaunch:
     """The container a Docker server is launched in."""
-    found = servers._launch(engine, spec).container
+    found = servers.launch(engine, spec).container
     assert found is not None
     return found
 
@@ -63,17 +63,17 @@ def test_inside_a_container_the_engine_listens_everywhere_and_logs_to_its_output
     tmp_path: Path,
 ) -> None:
     servers = service(tmp_path)
-    rendered = json.loads(servers._render(engine_for("shadowsocks"), spec("shadowsocks"), []))
+    rendered = json.loads(servers.render(engine_for("shadowsocks"), spec("shadowsocks"), []))
     assert rendered["inbounds"][0]["listen"] == "0.0.0.0"
     assert {s["listen"] for s in rendered["services"]} == {"0.0.0.0"}
     assert rendered["log"]["output"] == "/dev/stderr"
     native = json.loads(
-        servers._render(engine_for("shadowsocks"), spec("shadowsocks", runtime="native"), [])
+        servers.render(engine_for("shadowsocks"), spec("shadowsocks", runtime="native"), [])
     )
     assert native["inbounds"][0]["listen"] == "127.0.0.1"
     assert {s["listen"] for s in native["services"]} == {"127.0.0.1"}
     assert native["log"]["output"].endswith("edge.error.log")
-    v6 = json.loads(servers._render(engine_for("mixed"), spec("mixed", listen="::1"), []))
+    v6 = json.loads(servers.render(engine_for("mixed"), spec("mixed", listen="::1"), []))
     assert v6["inbounds"][0]["listen"] == "::"
 
 
@@ -260,7 +260,7 @@ async def test_xray_in_a_container_listens_everywhere_and_is_valid(tmp_path: Pat
         runtime="docker",
         image="ghcr.io/xtls/xray-core:latest",
     )
-    text = servers._render(engine, xray, [])
+    text = servers.render(engine, xray, [])
     data = json.loads(text)
     assert data["inbounds"][0]["listen"] == "0.0.0.0"
     # The API is a unix socket in the server's private directory, mounted read-write; no TCP

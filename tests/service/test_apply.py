@@ -22,9 +22,9 @@ from vpn_manager.errors import EngineError
 from vpn_manager.models import UserCreate
 from vpn_manager.models.server import ServerCreate
 from vpn_manager.proc import Commands
-from vpn_manager.services import servers as servers_module
 from vpn_manager.services.root import DockerPlain
 from vpn_manager.services.servers import Applied, ServerService
+from vpn_manager.services.servers import apply as apply_module
 from vpn_manager.services.users import UserService
 from vpn_manager.settings import Paths
 from vpn_manager.storage import Database
@@ -141,7 +141,7 @@ async def test_a_refused_config_changes_nothing(world: World) -> None:
 async def test_a_failed_probe_brings_the_old_config_back_running(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(servers_module, "HEALTH_DEADLINE", 0.3)
+    monkeypatch.setattr(apply_module, "HEALTH_DEADLINE", 0.3)
     old_port = await world.install()
     await add_users(world, "alice")
     await world.servers.grant(["alice"], NAME)

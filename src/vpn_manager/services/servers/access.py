@@ -1,0 +1,311 @@
+"""Users on servers: grant and revoke credentials, bring user changes to the engines after the
+database committed them (live where the engine can, undone if that fails), and each user's ways
+in (share links and what a client needs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from vpn_manager.engines.base import Client
+from vpn_manager.errors import NotFound, VpnError
+from vpn_manager.services.locks import no_interrupt
+from vpn_manager.services.servers.apply import Apply
+from vpn_manager.services.servers.context import ServerContext
+from vpn_manager.services.servers.convergence import Convergence
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from vpn_manager.engines.linkdata import LinkData
+
+T = TypeVar("T")
+
+log = logging.getLogger("vpn_manager.servers")
+
+
+@dataclass(frozen=True)
+class Access:
+    """How one user reaches one server: the link, and the typed data it is written from (for
+    client configs: vpn_manager.links.client_config)."""
+
+    server: str
+    protocol: str
+    link: str
+    data: LinkData = field(repr=False)
+    note: str = ""
+
+
+@dataclass
+class Pending:
+    """A committed user change one server has still to get: engine identities (Client.email)
+    added and removed there."""
+
+    added: dict[str, Client] = field(default_factory=dict)
+    removed: dict[str, Client] = field(default_factory=dict)
+
+    def note(self, before: list[Client], after: list[Client]) -> None:
+        old = {c.email: c for c in before}
+        new = {c.email: c for c in after}
+        for email, client in new.items():
+            if email not in old:
+                self.removed.pop(email, None)
+                self.added[email] = client
+        for email, client in old.items():
+            if email not in new:
+                self.added.pop(email, None)
+                self.removed[email] = client
+
+    def reversed(self) -> Pending:
+        return Pending(added=dict(self.removed), removed=dict(self.added))
+
+
+def pending_of(session: AsyncSession) -> dict[int, Pending]:
+    """The changes a transaction made to servers' users, by server id (kept on the session)."""
+    pending: dict[int, Pending] = session.info.setdefault("vpn_pending", {})
+    return pending
+
+
+class ServerUsers:
+    """Puts users on servers and takes them off, in the database and in the running engines."""
+
+    def __init__(self, ctx: ServerContext, apply: Apply, convergence: Convergence) -> None:
+        self.ctx = ctx
+        self.apply = apply
+        self.convergence = convergence
+
+    async def grant(
+        self, user_names: Sequence[str], server: str, password: str | None = None
+    ) -> list[str]:
+        """Give users credentials on a server; applied live when it runs. Returns who was new."""
+        from vpn_manager.storage import servers as repo
+
+        async def work(session: AsyncSession) -> list[str]:
+            return await self.grant_in(session, user_names, server, password)
+
+        async def undo(session: AsyncSession, added: list[str]) -> None:
+            from vpn_manager.storage import users as user_repo
+
+            row = await repo.server_row(session, server)
+            for user_id in (await user_repo.ids_for(session, added)).values():
+                await repo.remove_credential(session, user_id, row.id)
+
+        return await self.commit_then_apply(work, undo)
+
+    async def grant_in(
+        self,
+        session: AsyncSession,
+        user_names: Sequence[str],
+        server: str,
+        password: str | None = None,
+    ) -> list[str]:
+        """grant() inside the caller's transaction (so `vpn user add --server` is all or none);
+        the engine gets the new users when the caller settles (commit_then_apply)."""
+        from vpn_manager.storage import servers as repo
+        from vpn_manager.storage import users as user_repo
+
+        row = await repo.server_row(session, server)
+        spec = repo.spec_of(row)
+        engine = self.ctx.engine(spec)
+        ids = await user_repo.ids_for(session, user_names)
+        holders = await repo.holders(session, row.id, list(ids.values()))
+        added = [name for name in user_names if ids[name] not in holders]
+        taken = [c.secret for c, _ in await repo.clients_and_status(session, row.id)]
+        grants = []
+        for name in added:
+            credential = engine.new_credential(spec, password, taken)
+            taken.append(credential)
+            grants.append((ids[name], credential))
+        await repo.add_credentials(session, row, grants, self.ctx.now())
+        # The active ones among the new (read back: no one else's credentials twice).
+        fresh = await repo.clients(session, row.id, user_ids=[user_id for user_id, _ in grants])
+        pending_of(session).setdefault(row.id, Pending()).note([], fresh)
+        return added
+
+    async def access(self, user_name: str, server: str | None = None) -> list[Access]:
+        """A user's ways in: for each server they hold credentials on (or the one named), the
+        share link and what a client needs."""
+        from vpn_manager.links import share_link, trust_note
+        from vpn_manager.storage import servers as repo
+        from vpn_manager.storage import users as user_repo
+
+        async with self.ctx.db.reading() as session:
+            user_id = (await user_repo.ids_for(session, [user_name]))[user_name]
+            rows = await repo.servers_of_user(session, user_id)
+            if server is not None:
+                rows = [(r, s) for r, s in rows if r.name == server]
+                if not rows:
+                    await repo.server_row(session, server)  # NotFound if no such server
+                    raise NotFound(
+                        f"User {user_name!r} is not on server {server!r}.",
+                        hint=f"Grant it first: vpn user grant {user_name} {server}",
+                    )
+            if not rows:
+                raise NotFound(
+                    f"User {user_name!r} has no server yet.",
+                    hint=f"Grant one: vpn user grant {user_name} SERVER",
+                )
+            out = []
+            for row, secret in rows:
+                client = Client(user_id, user_name, dict(secret))
+                data = self.ctx.engine_for(row.protocol, None).link_data(repo.spec_of(row), client)
+                out.append(
+                    Access(
+                        server=row.name,
+                        protocol=row.protocol,
+                        link=share_link(data),
+                        data=data,
+                        note=trust_note(data),
+                    )
+                )
+            return out
+
+    async def revoke(self, user_names: Sequence[str], server: str) -> None:
+        from vpn_manager.storage import servers as repo
+        from vpn_manager.storage import users as user_repo
+
+        async def work(session: AsyncSession) -> list[tuple[int, dict[str, object]]]:
+            row = await repo.server_row(session, server)
+            ids = await user_repo.ids_for(session, user_names)
+            everyone = await repo.clients_and_status(session, row.id)
+            before = [c for c, active in everyone if active]
+            kept = {c.user_id: c.secret for c, _ in everyone}
+            holders = await repo.holders(session, row.id, list(ids.values()))
+            for name in user_names:
+                if ids[name] not in holders:
+                    raise NotFound(
+                        f"User {name!r} is not on server {server!r}.",
+                        hint=f"See `vpn user show {name}`.",
+                    )
+                await repo.remove_credential(session, ids[name], row.id)
+            after = await repo.clients(session, row.id)
+            pending_of(session).setdefault(row.id, Pending()).note(before, after)
+            return [(ids[name], kept[ids[name]]) for name in user_names]
+
+        async def undo(session: AsyncSession, removed: list[tuple[int, dict[str, object]]]) -> None:
+            await repo.add_credentials(
+                session, await repo.server_row(session, server), removed, self.ctx.now()
+            )
+
+        await self.commit_then_apply(work, undo)
+
+    async def clients_before(
+        self, session: AsyncSession, user_ids: Sequence[int]
+    ) -> dict[int, list[Client]]:
+        """Before a change to these users: each of their servers with its active clients."""
+        from vpn_manager.storage import servers as repo
+
+        server_ids = await repo.server_ids_of_users(session, user_ids)
+        return {sid: await repo.clients(session, sid) for sid in server_ids}
+
+    async def resync(self, session: AsyncSession, before: dict[int, list[Client]]) -> None:
+        """After users changed (status, deletion): note what each affected server must add and
+        remove; the engines get it when the caller settles (commit_then_apply, settle)."""
+        from vpn_manager.storage import servers as repo
+
+        for row in await repo.servers_by_id(session, list(before)):
+            after = await repo.clients(session, row.id)
+            pending_of(session).setdefault(row.id, Pending()).note(before[row.id], after)
+
+    async def commit_then_apply(
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        undo: Callable[[AsyncSession, T], Awaitable[None]] | None = None,
+    ) -> T:
+        """A user change: `work` writes it in one short transaction, which is committed before
+        any engine is touched (the database is never held across engine calls); then each
+        server it touched is brought in line (settle). If that fails or is interrupted (Ctrl-C),
+        `undo` writes the change back in a new transaction and the servers are brought in line
+        again, so nothing is left half-applied. Without `undo` (a deletion), the change stands and
+        the error says the engine still has to catch up; the service does it on its next round.
+        If this process dies half-way, the service's next round finishes or removes what the
+        engines got (converge)."""
+        async with self.ctx.db.session() as session:
+            result = await work(session)
+            pending = pending_of(session)
+        if not pending:
+            return result
+        try:
+            await self.settle(pending)
+        except BaseException as exc:
+            if undo is None:
+                if isinstance(exc, VpnError):
+                    raise type(exc)(
+                        f"{exc.message} The change is saved; `vpn serve` brings the engine in "
+                        "line on its next round.",
+                        hint=exc.hint,
+                    ) from None
+                raise
+            told = len(self.ctx.applied)
+            with no_interrupt():
+                try:
+                    async with self.ctx.db.session() as session:
+                        await undo(session, result)
+                except VpnError as failed:  # the database went away since the commit
+                    raise type(failed)(
+                        f"{failed.message} The change is saved (it could not be undone); `vpn "
+                        "serve` brings the engines in line on its next round.",
+                        hint=failed.hint,
+                    ) from None
+                try:
+                    await self.settle({sid: p.reversed() for sid, p in pending.items()})
+                    # A push still in flight when the change was interrupted may land after
+                    # that: compare each engine's users with the database once more.
+                    await self._converge_ids(list(pending))
+                except VpnError as again:
+                    log.error("undoing an interrupted change failed: %s", again.message)
+            del self.ctx.applied[told:]
+            raise
+        return result
+
+    async def _converge_ids(self, server_ids: list[int]) -> None:
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.db.reading() as session:
+            names = [row.name for row in await repo.servers_by_id(session, server_ids)]
+        for name in names:
+            await self.convergence.converge(name)
+
+    async def settle(
+        self, pending: dict[int, Pending], *, keep_going: bool = False
+    ) -> dict[str, str]:
+        """Bring each server in `pending` in line with the database, one at a time, each in its
+        turn: the config rendered from the users the database has now, and the engine given
+        the added users that are still there and rid of the removed ones that are still gone.
+        The first failure is raised, or with `keep_going` (the service) logged and returned
+        (server → why) while the other servers go on."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.db.reading() as session:
+            names = {row.id: row.name for row in await repo.servers_by_id(session, list(pending))}
+        failed: dict[str, str] = {}
+        for server_id, change in sorted(pending.items()):
+            if server_id not in names:
+                continue  # removed since
+            try:
+                await self._settle_one(server_id, names[server_id], change)
+            except VpnError as exc:
+                if not keep_going:
+                    raise
+                failed[names[server_id]] = exc.message
+                log.error("bringing %s in line failed: %s", names[server_id], exc.message)
+        return failed
+
+    async def _settle_one(self, server_id: int, name: str, change: Pending) -> None:
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.turn(name):
+            async with self.ctx.db.reading() as session:
+                rows = await repo.servers_by_id(session, [server_id])
+                if not rows:
+                    return
+                row = rows[0]
+                clients = await repo.clients(session, row.id)
+            spec = repo.spec_of(row)
+            now = {c.email for c in clients}
+            added = [c for c in clients if c.email in change.added]
+            removed = [c for email, c in change.removed.items() if email not in now]
+            await self.apply.live(self.ctx.engine(spec), spec, row.desired, clients, added, removed)

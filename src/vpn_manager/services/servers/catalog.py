@@ -1,0 +1,282 @@
+"""The servers a home has: install them (keys, row, first start), list and read them, change
+their settings or keys (a validated restart, rolled back on failure), remove them, and write the
+docker-compose.yml that runs its Docker servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vpn_manager.engines.base import ServerSpec
+from vpn_manager.engines.ports import free_port
+from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
+from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol
+from vpn_manager.services import subnets
+from vpn_manager.services.locks import no_interrupt
+from vpn_manager.services.servers.apply import Apply
+from vpn_manager.services.servers.context import ServerContext
+from vpn_manager.services.servers.convergence import Convergence
+from vpn_manager.services.servers.lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    from vpn_manager.models.server import Server, ServerCreate
+    from vpn_manager.storage.orm import ServerRow
+
+
+def check_port_free(listen: str, port: int, udp: bool = False) -> None:
+    """Bind the port the way the engines do: a TCP listener sets SO_REUSEADDR, so connections
+    left in TIME-WAIT by a server just removed do not hold the port."""
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+        if not udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((listen, port))
+            if not udp:
+                sock.listen()  # with SO_REUSEADDR only listen() finds another listener
+        except PermissionError:
+            raise InvalidInput(
+                f"Port {port} needs root (ports below 1024 are privileged).",
+                hint="Run as root, or pick a port of 1024 or more.",
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidInput(
+                    f"{listen} is not an address of this machine, so nothing can listen on it.",
+                    hint="Give --listen one of this machine's addresses (see `ip addr`), or "
+                    "0.0.0.0 for all of them.",
+                ) from None
+            raise Conflict(
+                f"Port {port} on {listen} is taken by another program: {exc.strerror}.",
+                hint="Pick another --port, or stop what holds it (see `ss -ltnp`).",
+            ) from None
+
+
+def default_host(listen: str) -> str:
+    """The address clients use when --host is not given: the listen address if it is specific,
+    else the source address of this machine's default route (found by connecting a UDP socket,
+    which sends no packet)."""
+    if listen not in ("0.0.0.0", "::"):
+        return listen
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
+            address: str = sock.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+    return address
+
+
+class Catalog:
+    """Installs, lists, changes and removes servers."""
+
+    def __init__(
+        self, ctx: ServerContext, apply: Apply, lifecycle: Lifecycle, convergence: Convergence
+    ) -> None:
+        self.ctx = ctx
+        self.apply = apply
+        self.lifecycle = lifecycle
+        self.convergence = convergence
+
+    async def all(self) -> list[Server]:
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.db.reading() as session:
+            rows = await repo.list_servers(session)
+        return [self._observed(row, repo.read_model(row, n)) for row, n in rows]
+
+    def _observed(self, row: ServerRow, server: Server) -> Server:
+        """The read model with whether its engine runs (not, if its Docker engine is unreachable:
+        reconcile() says so)."""
+        return server.model_copy(update={"running": self.ctx.is_running(row)})
+
+    async def get(self, name: str) -> Server:
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.db.reading() as session:
+            row = await repo.server_row(session, name)
+            counts = {r.id: n for r, n in await repo.list_servers(session)}
+            return self._observed(row, repo.read_model(row, counts.get(row.id, 0)))
+
+    async def export_compose(self) -> str:
+        """A docker-compose.yml that runs this home's Docker servers as the runtime does: same
+        images, commands, labels, ports, read-only mounts, health checks and network."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.db.reading() as session:
+            specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
+        return self.ctx.runtimes.export_compose(
+            specs, lambda s: self.ctx.engine_for(s.protocol, None), self.ctx.where
+        )
+
+    async def install(self, create: ServerCreate) -> Server:
+        """Make the server's keys, commit its row, then start it (validated, probed). If the start
+        fails or is interrupted, the engine is stopped and the row and files are removed again;
+        if this process dies after the commit, the service starts the server on its next round."""
+        from vpn_manager.storage import servers as repo
+
+        engine = self.ctx.engine_for(create.protocol, None)
+        async with self.ctx.turn(create.name):
+            async with self.ctx.db.reading() as session:
+                if await repo.name_taken(session, create.name):
+                    raise Conflict(
+                        f"A server named {create.name!r} already exists.",
+                        hint="Pick another --name.",
+                    )
+                taken = await repo.ports_in_use(session)
+                await subnets.refuse_overlap(session, create)
+            if create.port in taken:
+                raise Conflict(
+                    f"Port {create.port} is already used by server {taken[create.port]}."
+                )
+            runtime = self.ctx.runtimes.of(create.runtime, create.docker_host)
+            # A Docker engine is reached now, so that a bad host or an engine without an image
+            # fails before anything is made.
+            placement = runtime.placement(engine.name, create.image)
+            if placement["docker_host"] is None or placement["docker_host"].startswith("unix://"):
+                check_port_free(create.listen, create.port, udp=create.protocol in UDP_PROTOCOLS)
+            host = create.host
+            if host is None:  # on a remote Docker engine: clients connect to that host
+                host = runtime.address()
+            create = create.model_copy(update={"host": host or default_host(create.listen)})
+            inserted: ServerSpec | None = None
+            try:
+                keys_dir = self.ctx.keys_dir(create.name)
+                keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                settings, secret = engine.new_server(create, free_port, keys_dir)
+                values = {
+                    "name": create.name,
+                    "protocol": create.protocol.value,
+                    "engine": engine.name,
+                    "runtime": create.runtime.value,
+                    **placement,
+                    "listen": create.listen,
+                    "port": create.port,
+                    "host": create.host,
+                    "desired": DesiredState.RUNNING.value,
+                    "settings": settings,
+                    "secret": secret,
+                }
+                async with self.ctx.db.session() as session:
+                    if await repo.name_taken(session, create.name):
+                        raise Conflict(f"A server named {create.name!r} was just made elsewhere.")
+                    inserted = repo.spec_of(
+                        await repo.insert_server(session, values, self.ctx.now())
+                    )
+                await self.apply.restart(self.ctx.engine(inserted), inserted, [])
+            except BaseException:
+                with no_interrupt():
+                    await self._undo_install(create.name, inserted)
+                raise
+        return await self.get(create.name)
+
+    async def _undo_install(self, name: str, inserted: ServerSpec | None) -> None:
+        """After a failed or interrupted install: no engine, no row, no files are left."""
+        from vpn_manager.storage import servers as repo
+
+        if inserted is not None:
+            with contextlib.suppress(VpnError):
+                await self.apply.stop(self.ctx.engine(inserted), inserted)
+            async with self.ctx.db.session() as session:
+                with contextlib.suppress(NotFound):
+                    await repo.delete_server(session, await repo.server_row(session, name))
+        self.ctx.forget_files(name)
+        if inserted is not None:
+            with contextlib.suppress(VpnError):  # the network, if it was made for this server only
+                await asyncio.to_thread(self.ctx.runtime_of(inserted).forget)
+
+    async def remove(self, name: str) -> None:
+        """Stopped first (and that committed), then the row and the files: a remove killed
+        half-way leaves a stopped server that `vpn server remove` finishes, never one that the
+        service would start again."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.turn(name):
+            _, spec = await self.lifecycle.stop_in_turn(name)
+            async with self.ctx.db.session() as session:
+                await repo.delete_server(session, await repo.server_row(session, name))
+            self.ctx.forget_files(name)
+        await asyncio.to_thread(self.ctx.runtime_of(spec).forget)
+
+    async def rotate_keys(self, name: str) -> Server:
+        """New REALITY keys and short ids: every user's link changes."""
+
+        def change(before: ServerSpec) -> dict[str, object]:
+            settings, secret = self.ctx.engine_for(before.protocol, None).rotate_keys(before)
+            return {"settings": settings, "secret": secret}
+
+        await self._reconfigure(name, change)
+        return await self.get(name)
+
+    async def update(
+        self,
+        name: str,
+        *,
+        port: int | None = None,
+        sni: str | None = None,
+        dest: str | None = None,
+        host: str | None = None,
+    ) -> Server:
+        """Change a server's settings: validated, applied with a restart, rolled back on failure."""
+        from vpn_manager.models import validated
+        from vpn_manager.models.server import ServerChange
+
+        update = validated(ServerChange, {"port": port, "sni": sni, "dest": dest, "host": host})
+
+        def change(before: ServerSpec) -> dict[str, object]:
+            settings = dict(before.settings)
+            if update.sni is not None or update.dest is not None:
+                if before.protocol != Protocol.VLESS_REALITY.value:
+                    raise InvalidInput("--sni and --dest apply to vless-reality servers.")
+                settings.update(
+                    {k: v for k, v in (("sni", update.sni), ("dest", update.dest)) if v}
+                )
+            changes: dict[str, object] = {"settings": settings}
+            if update.port is not None:
+                changes["port"] = update.port
+            if update.host is not None:
+                changes["host"] = update.host
+            return changes
+
+        await self._reconfigure(name, change)
+        return await self.get(name)
+
+    async def _reconfigure(
+        self, name: str, change: Callable[[ServerSpec], dict[str, object]]
+    ) -> None:
+        """A settings change: committed, then a validated restart if the server should run
+        (otherwise only the re-rendered config, for its next start). If the restart fails the
+        engine is back on its last good config and the row is put back; if this process dies
+        half-way, the service's next round restarts the engine on what the database says."""
+        from vpn_manager.storage import servers as repo
+
+        async with self.ctx.turn(name):
+            async with self.ctx.db.session() as session:
+                row = await repo.server_row(session, name)
+                before = repo.spec_of(row)
+                await repo.set_server(session, row, self.ctx.now(), **change(before))
+                spec = repo.spec_of(row)
+                clients = await repo.clients(session, row.id)
+                desired = row.desired
+            engine = self.ctx.engine(spec)
+            try:
+                if desired == DesiredState.RUNNING.value:
+                    await self.apply.restart(engine, spec, clients, before)
+                else:
+                    self.apply.write_config(engine, spec, clients)
+            except BaseException as exc:
+                with no_interrupt():
+                    async with self.ctx.db.session() as session:
+                        row = await repo.server_row(session, name)
+                        old = {"port": before.port, "host": before.host}
+                        old |= {"settings": before.settings, "secret": before.secret}
+                        await repo.set_server(session, row, self.ctx.now(), **old)
+                    # Interrupted (not refused): the engine was not rolled back.
+                    if not isinstance(exc, EngineError):
+                        await self.convergence.converge_in_turn(name)
+                raise
