@@ -7,17 +7,17 @@ import pytest
 
 # Node-id prefixes, longest first (`pytest --durations=30` tells when this list is stale).
 SLOWEST = (
-    "tests/e2e/test_crash.py::test_kill_during_a_batch",
-    "tests/docker/test_docker_converge.py::test_kill_during_a_docker_install",
-    "tests/e2e/test_crash.py::test_kill_during_server_install",
-    "tests/e2e/test_shadowsocks_users.py::test_concurrent_changes_on_one_server_all_succeed",
     "tests/e2e/test_reliability.py::test_a_hung_engine_is_restarted",
-    "tests/e2e/test_crash.py",
-    "tests/docker/test_docker_runtime.py::test_docker_hosts_and_defaults",
-    "tests/docker/test_docker_wireguard.py",
+    "tests/docker/test_docker_runtime.py::test_a_dead_container_is_seen_and_brought_back",
     "tests/e2e/test_database_outage.py",
+    "tests/docker/test_docker_wireguard.py",
+    "tests/e2e/test_crash.py",
+    "tests/docker/test_docker_converge.py::test_kill_during",
+    "tests/docker/test_docker_remote.py",
+    "tests/e2e/test_accounting.py",
+    "tests/e2e/test_shadowsocks_users.py::test_concurrent_changes_on_one_server_all_succeed",
+    "tests/docker/test_docker_runtime.py::test_docker_hosts_and_defaults",
     "tests/e2e/test_postgres_outage.py",
-    "tests/e2e/test_reliability.py::test_concurrent_adds_beside_the_service",
 )
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -198,16 +197,14 @@ def forget_host(run_dir: Path, key: str) -> None:
 
 
 def tidy_hosts(run_dir: Path) -> None:
-    """Remove what a docker-hosts.json write killed half-way left."""
+    """Remove what a docker-hosts.json write killed half-way left (in the writers' turn, so
+    that no write is half-way now)."""
     if _hosts_file(run_dir).parent.is_dir():
         with _hosts_turn(run_dir):
-            pass
+            remove_temps(_hosts_file(run_dir))
 
 
-@contextlib.contextmanager
-def _hosts_turn(run_dir: Path) -> Iterator[None]:
-    """The turn for changing docker-hosts.json (two commands placing servers on two engines
-    at once must not drop one), in which a temp file of a writer killed half-way is removed."""
-    with exclusive_briefly(run_dir / "turns" / "docker-hosts"):
-        remove_temps(_hosts_file(run_dir))
-        yield
+def _hosts_turn(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """The turn for changing docker-hosts.json: two commands placing servers on two engines
+    at once must not drop one."""
+    return exclusive_briefly(run_dir / "turns" / "docker-hosts")
