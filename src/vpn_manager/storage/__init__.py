@@ -2,8 +2,8 @@
 
 Importing this package is cheap. SQLAlchemy loads with the first transaction (Database.open), or
 with the first use of a query module: `users`, `servers` and `accounting` build SQLAlchemy
-statements, so the package hands them out on first use, the one lazy import of this layer.
-Code above it imports the package (`from vpn_manager import storage`) and writes
+statements, so this package hands them out on first use (`__getattr__` below). Code above storage
+imports the package at its top (`from vpn_manager import storage`) and writes
 `storage.users.list_users(...)`: a user listing the sqlite3 fast path serves (sqlite_read.py),
 and `vpn --help`, never load SQLAlchemy.
 """
