@@ -8,8 +8,7 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
-
-# Heavy imports wait for the command that uses them: the settings module (pydantic) in show.
+from vpn_manager.settings import effective_settings
 
 app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 
@@ -31,8 +30,6 @@ def show(
     ] = False,
 ) -> None:
     """Print the effective settings (flags > environment > file > defaults), secrets masked."""
-    from vpn_manager.settings import effective_settings
-
     context = app_context(ctx)
     data = effective_settings(context.settings, defaults=defaults)
     out = context.output(output_format)

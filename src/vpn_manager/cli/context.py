@@ -4,7 +4,7 @@ service call against the database."""
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,10 +19,18 @@ if TYPE_CHECKING:
     from vpn_manager.services.users import UserService
     from vpn_manager.settings import Paths, Settings
 
-# Heavy imports wait for their first use, so `vpn --help` loads none of them: the settings
-# (pydantic) in paths and settings, the services (SQLAlchemy) and asyncio in services and run.
+    LoadSettings = Callable[[Paths, Mapping[str, Any]], Settings]
 
 T = TypeVar("T")
+
+
+def _core() -> tuple[type[Paths], LoadSettings, type[Services]]:
+    """The settings (pydantic) and the services, imported on first use: `vpn --help` loads
+    this module and must load neither. This module's one lazy import (asyncio waits in `run`)."""
+    from vpn_manager.services.root import Services
+    from vpn_manager.settings import Paths, load_settings
+
+    return Paths, load_settings, Services
 
 
 @dataclass
@@ -37,16 +45,14 @@ class AppContext:
     @property
     def paths(self) -> Paths:
         if self._paths is None:
-            from vpn_manager.settings import Paths
-
-            self._paths = Paths.from_env(os.environ, home=self.home, config_file=self.config_file)
+            paths, _, _ = _core()
+            self._paths = paths.from_env(os.environ, home=self.home, config_file=self.config_file)
         return self._paths
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from vpn_manager.settings import load_settings
-
+            _, load_settings, _ = _core()
             self._settings = load_settings(self.paths, self.overrides)
         return self._settings
 
@@ -56,9 +62,8 @@ class AppContext:
 
     def services(self) -> Services:
         """The services of one command over one database (services/root.py)."""
-        from vpn_manager.services.root import Services
-
-        return Services.from_settings(self.settings, self.paths)
+        _, _, services = _core()
+        return services.from_settings(self.settings, self.paths)
 
     def run(self, work: Callable[[Services], Awaitable[T]]) -> T:
         """Open the database, run `work` with the services, close the database, then say how

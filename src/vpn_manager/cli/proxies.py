@@ -13,8 +13,7 @@ from vpn_manager.cli.servers.args import AllowPrivate, HostOpt, Listen
 from vpn_manager.cli.servers.display import emit_servers
 from vpn_manager.cli.servers.install import install_fields
 from vpn_manager.errors import InvalidInput
-
-# Heavy imports wait for the command that uses them: the models (pydantic) in list.
+from vpn_manager.models.server import PROXY_PROTOCOLS
 
 app = typer.Typer(
     help="HTTP, SOCKS5 and mixed proxies with a password per user.", no_args_is_help=True
@@ -59,8 +58,6 @@ def add(
 @app.command("list")
 def list_proxies(ctx: typer.Context, output_format: FormatOption = None) -> None:
     """List proxies."""
-    from vpn_manager.models.server import PROXY_PROTOCOLS
-
     context = app_context(ctx)
     proxies = [s for s in context.servers(lambda s: s.all()) if s.protocol in PROXY_PROTOCOLS]
     emit_servers(context.output(output_format), proxies, "No proxies yet.")

@@ -11,9 +11,8 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
-
-# Heavy imports wait for the command that uses them: the service process (vpn_manager.daemon)
-# and the services (SQLAlchemy).
+from vpn_manager.daemon import main as daemon
+from vpn_manager.services.root import ServiceConfig
 
 
 def serve(
@@ -47,9 +46,6 @@ def serve(
     (cutting their open connections) and cuts the devices of users over their device limit,
     re-enabling users when a period resets or a limit is raised. Commands keep working while
     it runs; it picks up their changes."""
-    from vpn_manager.daemon import main as daemon
-    from vpn_manager.services.root import ServiceConfig
-
     context = app_context(ctx)
     settings = context.settings
     pause = interval or settings.service.poll_interval_s

@@ -9,19 +9,14 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.errors import ConfigError, EngineError
 from vpn_manager.fsutil import atomic_write
-
-if TYPE_CHECKING:
-    from vpn_manager.settings import Paths
-
-# Heavy imports wait for the function that uses them: the settings module (pydantic) in
-# service_environment.
+from vpn_manager.settings import Paths, setting_variables
 
 app = typer.Typer(help="Run `vpn serve` as a system service.", no_args_is_help=True)
 
@@ -65,8 +60,6 @@ def service_environment(
     """What the service needs to see the home and settings this command sees: the paths for the
     unit (VPN_HOME, else the XDG directories pinned; VPN_CONFIG if it is not the default), and
     every setting variable (the database URL and its password among them) for the 0600 file."""
-    from vpn_manager.settings import setting_variables
-
     unit: dict[str, str] = {}
     if home is not None or env.get("VPN_HOME"):
         unit["VPN_HOME"] = str(paths.config_dir.parent)

@@ -13,12 +13,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
 
+from vpn_manager.daemon.metrics_http import serve_metrics
 from vpn_manager.errors import VpnError
 from vpn_manager.paths import Paths
+from vpn_manager.services.metrics import MetricsPage
 from vpn_manager.services.root import ServiceConfig, Services
 
 log = logging.getLogger("vpn_manager.serve")
@@ -42,9 +45,6 @@ async def serve(
     rounds = services.rounds(follow=not once)
     metrics = None
     if metrics_port and not once:
-        from vpn_manager.daemon.metrics_http import serve_metrics
-        from vpn_manager.services.metrics import MetricsPage
-
         try:
             metrics = await serve_metrics("127.0.0.1", metrics_port, MetricsPage(rounds))
             log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
@@ -81,8 +81,6 @@ def setup_logging(debug: bool) -> None:
 def read_config(fd: int | None, paths: Paths) -> ServiceConfig:
     """The config `vpn serve` wrote into the pipe `fd`; without one (the module run by hand),
     the settings are loaded here, pydantic and all."""
-    import os
-
     if fd is None:
         from vpn_manager.settings import load_settings
 
@@ -94,8 +92,6 @@ def read_config(fd: int | None, paths: Paths) -> ServiceConfig:
 def main(argv: list[str] | None = None) -> int:
     """`python -m vpn_manager.daemon.main`: what `vpn serve` execs into. Paths come from the
     environment (VPN_HOME, VPN_CONFIG, XDG_*), as for every command."""
-    import os
-
     parser = argparse.ArgumentParser(prog="vpn serve")
     parser.add_argument("--interval", type=float, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)

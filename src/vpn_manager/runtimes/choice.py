@@ -1,7 +1,7 @@
 """The runtimes of one home, and the one place that picks a server's: the native runtime, and a
-Docker runtime per Docker engine (made, and the `docker` SDK imported, only when a server on it
-is touched). Also what this home keeps across Docker engines: the census of its containers, the
-engines it has used, and the Compose export."""
+Docker runtime per Docker engine (made only when a server on it is touched; runtimes/docker
+imports the `docker` SDK when an engine is first reached). Also what this home keeps across
+Docker engines: the census of its containers, the engines it has used, and the Compose export."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 from vpn_manager.kinds import RuntimeKind
 from vpn_manager.runtimes.base import DockerDefaults, ProcessState, Runtime, ServerFiles
+from vpn_manager.runtimes.docker import census
+from vpn_manager.runtimes.docker.hosts import forget_host, hosts_used, tidy_hosts
+from vpn_manager.runtimes.docker.options import compose_service, labels
+from vpn_manager.runtimes.docker.runtime import DockerRuntime
 from vpn_manager.runtimes.native import NativeRuntime
 
 if TYPE_CHECKING:
     from vpn_manager.engines.base import Engine, ServerSpec
-    from vpn_manager.runtimes.docker.census import Census
-    from vpn_manager.runtimes.docker.runtime import DockerRuntime
 
 
 class Runtimes:
@@ -52,8 +54,6 @@ class Runtimes:
         the SDK is imported and the engine reached only when it is used."""
         host = host or self.docker_settings.host
         if host not in self._dockers:
-            from vpn_manager.runtimes.docker.runtime import DockerRuntime
-
             self._dockers[host] = DockerRuntime(
                 self.home,
                 self.logs_dir,
@@ -74,8 +74,6 @@ class Runtimes:
     # -- this home across Docker engines -------------------------------------------------------
     def tidy(self) -> None:
         """Remove what a docker-hosts.json write killed half-way left."""
-        from vpn_manager.runtimes.docker.hosts import tidy_hosts
-
         tidy_hosts(self.run_dir)
 
     def used(self, specs: Collection[ServerSpec]) -> set[str]:
@@ -84,22 +82,16 @@ class Runtimes:
 
     def ever_used(self) -> bool:
         """Whether this home has made containers on any Docker engine."""
-        from vpn_manager.runtimes.docker.hosts import hosts_used
-
         return bool(hosts_used(self.run_dir))
 
-    async def census(self, specs: Collection[ServerSpec]) -> tuple[list[Census], list[str]]:
+    async def census(self, specs: Collection[ServerSpec]) -> tuple[list[census.Census], list[str]]:
         """This home's containers on every Docker engine it uses or has used, each with whether
         a server owns it, and the engines that cannot be reached (see docker/census.py)."""
-        from vpn_manager.runtimes.docker.census import census
-
         owners = {spec.name: key for spec in specs if (key := self.key_of(spec)) is not None}
-        return await census(self.docker, self.run_dir, owners)
+        return await census.census(self.docker, self.run_dir, owners)
 
     def forget_engine(self, key: str) -> None:
         """Forget a Docker engine where nothing of this home is left."""
-        from vpn_manager.runtimes.docker.hosts import forget_host
-
         forget_host(self.run_dir, key)
 
     async def out_of_step(
@@ -109,10 +101,8 @@ class Runtimes:
         remade: Callable[[ServerSpec, ProcessState], str | None],
     ) -> list[str]:
         """Docker servers and containers out of step, each with its fix (docker/census.py)."""
-        from vpn_manager.runtimes.docker.census import out_of_step
-
         seen, unreachable = await self.census(specs)
-        return out_of_step(seen, unreachable, specs, self.key_of, wanted, remade)
+        return census.out_of_step(seen, unreachable, specs, self.key_of, wanted, remade)
 
     def export_compose(
         self,
@@ -123,9 +113,6 @@ class Runtimes:
         """A docker-compose.yml that runs this home's servers on this machine's Docker engine as
         the runtime does: same images, commands, labels, ports, read-only mounts, health checks
         and network (a remote engine's containers mount nothing of this machine's)."""
-        from vpn_manager.runtimes.docker.census import compose
-        from vpn_manager.runtimes.docker.options import compose_service, labels
-
         services: dict[str, object] = {}
         for spec in specs:
             if self.key_of(spec) is None:
@@ -139,4 +126,4 @@ class Runtimes:
             services[spec.name] = compose_service(
                 name, launch, labels(spec.name, engine.name, self.home)
             )
-        return compose(self.home, services)
+        return census.compose(self.home, services)

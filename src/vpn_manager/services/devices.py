@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from vpn_manager import storage
+from vpn_manager.engines import bans
 from vpn_manager.errors import VpnError
 from vpn_manager.services.servers import ServerService, owners
 
@@ -25,15 +27,13 @@ class Devices:
     async def limit_devices(self, ban_seconds: int = 60) -> dict[str, list[str]]:
         """Cut the devices of users connected from more client IPs than their device limit;
         returns user → the IPs cut. The IPs seen first stay connected."""
-        from vpn_manager.engines import bans
-        from vpn_manager.storage import accounting as store
-        from vpn_manager.storage import servers as repo
-
         async with self.db.reading() as session:
-            limits = await store.device_limits(session)
-            rows = [r for r, _ in await repo.list_servers(session)]
+            limits = await storage.accounting.device_limits(session)
+            rows = [r for r, _ in await storage.servers.list_servers(session)]
             running = [r for r in rows if self.servers.is_running(r)]
-            owner_of = {r.id: owners(await repo.identities(session, r.id)) for r in running}
+            owner_of = {
+                r.id: owners(await storage.servers.identities(session, r.id)) for r in running
+            }
         if bans.available():
             await self._lift_bans(limits, {r.port for r in running})
         if not limits:
@@ -42,7 +42,7 @@ class Devices:
         found: dict[int, list[tuple[str, str, str]]] = defaultdict(list)  # server, identity, ip
         specs = {}
         for row in running:
-            spec = specs[row.name] = repo.spec_of(row)
+            spec = specs[row.name] = storage.servers.spec_of(row)
             try:
                 reached = await self.servers.reach(spec)
                 sessions = await self.servers.engine(reached).sessions(reached)
@@ -93,8 +93,6 @@ class Devices:
     async def _lift_bans(self, limits: dict[int, tuple[str, int]], ports: set[int]) -> None:
         """End bans early that no longer stand: their user's limit was raised or removed (or
         the user is gone or no longer active), or no running server has that port."""
-        from vpn_manager.engines import bans
-
         stale = []
         for item in await bans.listed():
             owner = item.user_limit(self.servers.paths.home_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from vpn_manager import storage
 from vpn_manager.storage import Database
 
 HourRow = tuple[datetime, str, str, int, int]  # hour, user, server, bytes up, bytes down
@@ -17,10 +18,8 @@ class UsageHistory:
     async def hours(self, since: datetime | None, until: datetime | None) -> list[HourRow]:
         """Traffic per hour, user and server from `since` (inclusive) to `until` (exclusive),
         oldest first."""
-        from vpn_manager.storage import accounting as store
-
         async with self.db.reading() as session:
-            return await store.history(session, since, until)
+            return await storage.accounting.history(session, since, until)
 
     async def last_day(self, now: datetime) -> list[int]:
         """Bytes per hour over all users and servers, the last 24 hours up to `now`, oldest

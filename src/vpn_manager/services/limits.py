@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
+from vpn_manager import storage
 from vpn_manager.kinds import UserStatus
 from vpn_manager.services.periods import days_after, period_start
 from vpn_manager.services.servers import Pending, ServerService, pending_of, utcnow
@@ -41,13 +42,11 @@ class Limits:
 
     async def enforce(self) -> EnforceReport:
         """Apply periods, quotas and expiry dates; returns who changed."""
-        from vpn_manager.storage import accounting as store
-
         report = EnforceReport()
         now = self.clock()
         pending: dict[int, Pending] = {}
         async with self.db.session() as session:
-            users = await store.limit_view(session)
+            users = await storage.accounting.limit_view(session)
             targets: dict[int, UserStatus] = {}
             for user in users:
                 start = period_start(
@@ -59,12 +58,12 @@ class Limits:
                 ):
                     if user.period_started_at is not None and used:
                         report.reset.append(user.name)
-                    await store.start_period(session, user.id, start)
+                    await storage.accounting.start_period(session, user.id, start)
                     used = 0
                 expires_at = user.expires_at
                 if expires_at is None and user.expire_after_days and user.first_used_at:
                     expires_at = days_after(user.first_used_at, user.expire_after_days)
-                    await store.set_expiry(session, user.id, expires_at)
+                    await storage.accounting.set_expiry(session, user.id, expires_at)
                 over = user.quota_bytes is not None and used >= user.quota_bytes
                 expired = expires_at is not None and expires_at <= now
                 status = UserStatus(user.status)
@@ -80,7 +79,7 @@ class Limits:
                 return report
             names = {u.id: u.name for u in users}
             before = await self.servers.clients_before(session, list(targets))
-            await store.set_statuses(session, targets, now)
+            await storage.accounting.set_statuses(session, targets, now)
             await self.servers.resync(session, before)
             pending = pending_of(session)
             for user_id, status in targets.items():
@@ -94,11 +93,8 @@ class Limits:
 
     async def reset_usage(self, names: list[str]) -> None:
         """Start a new period for these users now (and let over-quota ones back in)."""
-        from vpn_manager.storage import accounting as store
-        from vpn_manager.storage import users as user_repo
-
         async with self.db.session() as session:
-            ids = await user_repo.ids_for(session, names)
+            ids = await storage.users.ids_for(session, names)
             for user_id in ids.values():
-                await store.start_period(session, user_id, self.clock())
+                await storage.accounting.start_period(session, user_id, self.clock())
         await self.enforce()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vpn_manager import storage
 from vpn_manager.errors import VpnError
 from vpn_manager.services.rounds import Rounds
 
@@ -29,15 +30,12 @@ class MetricsPage:
         self.servers: list[ServerRow] = []
 
     async def __call__(self) -> str:
-        from vpn_manager.storage import accounting as store
-        from vpn_manager.storage import servers as server_repo
-
         readable = self.rounds.database_error is None
         if readable:
             try:
                 async with self.rounds.db.reading() as session:  # plain rows, no models
-                    self.users = list(await store.user_totals(session))
-                    self.servers = [row for row, _ in await server_repo.list_servers(session)]
+                    self.users = list(await storage.accounting.user_totals(session))
+                    self.servers = [row for row, _ in await storage.servers.list_servers(session)]
             except VpnError:
                 readable = False
         return render(self.rounds, self.users, self.servers, readable)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from vpn_manager import storage
 from vpn_manager.errors import VpnError
 from vpn_manager.kinds import DesiredState
 from vpn_manager.services.servers import ServerService, utcnow
@@ -43,13 +44,11 @@ class Restarts:
     async def restart_crashed(self) -> list[str]:
         """Start servers that should run but do not (crashed, killed, machine rebooted), with an
         exponential backoff per server. Returns the ones started."""
-        from vpn_manager.storage import servers as repo
-
         now = self.clock()
         started = []
         backoff = self.backoff
         async with self.db.reading() as session:
-            rows = [r for r, _ in await repo.list_servers(session)]
+            rows = [r for r, _ in await storage.servers.list_servers(session)]
         running_rows = []
         for row in rows:
             try:
@@ -86,10 +85,8 @@ class Restarts:
         (hung, or SIGSTOPped) is restarted; engines and files of this home that no server owns
         are removed. Returns what was fixed, per server; a server that fails is logged and the
         others go on."""
-        from vpn_manager.storage import servers as repo
-
         async with self.db.reading() as session:
-            rows = [r for r, _ in await repo.list_servers(session)]
+            rows = [r for r, _ in await storage.servers.list_servers(session)]
         fixed: dict[str, list[str]] = {}
         for row in rows:
             try:
@@ -107,7 +104,9 @@ class Restarts:
                 fixed[row.name] = done
                 self.repairs[row.name] += len(done)
         try:
-            orphans = await self.servers.stop_orphans([repo.spec_of(row) for row in rows])
+            orphans = await self.servers.stop_orphans(
+                [storage.servers.spec_of(row) for row in rows]
+            )
         except VpnError as exc:
             log.error("looking for engines no server owns failed: %s", exc.message)
         else:
@@ -119,12 +118,10 @@ class Restarts:
 
     async def _hung(self, row: ServerRow) -> bool:
         """Probe a running server; True once it failed HUNG_ROUNDS probes in a row."""
-        from vpn_manager.storage import servers as repo
-
         if row.desired != DesiredState.RUNNING.value or not self.servers.is_running(row):
             self.unanswered.pop(row.name, None)
             return False
-        spec = repo.spec_of(row)
+        spec = storage.servers.spec_of(row)
         try:
             health = await asyncio.wait_for(
                 self.servers.engine(spec).probe(await self.servers.reach(spec)), PROBE_TIMEOUT

@@ -3,8 +3,11 @@ services) from the settings. The CLI (cli/context.py), the TUI (tui/backend.py),
 process (daemon/main.py) and `vpn monitor` each build one Services here.
 
 The service process gets its settings as a ServiceConfig (plain values through a pipe) and never
-loads pydantic; nothing here imports it at run time. The services themselves are imported when
-first used, so that `vpn --help` and list reads stay light.
+loads pydantic; nothing here imports it at run time. Each service is built when first used, and
+none loads SQLAlchemy before its first query (storage/__init__.py). The services that reach
+servers (servers, limits, traffic, rounds) bring the engines and runtimes, some 35 modules: they
+are imported in their accessors below, the one lazy block of this module, so that commands that
+reach no server (`vpn user list|add`, the TUI's first screen) never load them.
 """
 
 from __future__ import annotations
@@ -16,16 +19,16 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.paths import Paths
+from vpn_manager.services.history import UsageHistory
+from vpn_manager.services.users import UserService
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
     from vpn_manager.runtimes.base import DockerDefaults
-    from vpn_manager.services.history import UsageHistory
     from vpn_manager.services.limits import Limits
     from vpn_manager.services.rounds import Rounds
     from vpn_manager.services.servers import Applied, ServerService
     from vpn_manager.services.traffic import Traffic
-    from vpn_manager.services.users import UserService
     from vpn_manager.settings import DockerSshSettings, Settings
 
 Clock = Callable[[], datetime]
@@ -156,6 +159,15 @@ class Services:
         )
 
     @property
+    def users(self) -> UserService:
+        return UserService(self.db, clock=self.clock, servers=lambda: self.servers)
+
+    @property
+    def history(self) -> UsageHistory:
+        return UsageHistory(self.db)
+
+    # The services that reach servers, imported on first use (see the module's docstring).
+    @property
     def servers(self) -> ServerService:
         if self._servers is None:
             from vpn_manager.services.servers import ServerService
@@ -164,22 +176,10 @@ class Services:
         return self._servers
 
     @property
-    def users(self) -> UserService:
-        from vpn_manager.services.users import UserService
-
-        return UserService(self.db, clock=self.clock, servers=lambda: self.servers)
-
-    @property
     def limits(self) -> Limits:
         from vpn_manager.services.limits import Limits
 
         return Limits(self.servers, self.clock, self.zone)
-
-    @property
-    def history(self) -> UsageHistory:
-        from vpn_manager.services.history import UsageHistory
-
-        return UsageHistory(self.db)
 
     def traffic(self) -> Traffic:
         """Counting on its own (`vpn monitor traffic`), without following engines' events."""

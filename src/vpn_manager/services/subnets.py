@@ -7,6 +7,8 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
+from vpn_manager import storage
+from vpn_manager.engines.wireguard.engine import DEFAULTS
 from vpn_manager.errors import Conflict
 from vpn_manager.kinds import Protocol
 
@@ -21,11 +23,8 @@ async def refuse_overlap(session: AsyncSession, create: ServerCreate) -> None:
     (the default one when --subnet is not given) or --subnet6 overlaps another's."""
     if create.protocol is not Protocol.WIREGUARD:
         return
-    from vpn_manager.engines.wireguard.engine import DEFAULTS
-    from vpn_manager.storage import servers as repo
-
     wanted = [create.subnet or str(DEFAULTS["subnet"]), create.subnet6]
-    for row, _ in await repo.list_servers(session):
+    for row, _ in await storage.servers.list_servers(session):
         if row.protocol != Protocol.WIREGUARD.value:
             continue
         for option, mine, theirs in (

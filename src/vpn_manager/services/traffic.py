@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from vpn_manager import storage
 from vpn_manager.engines.base import Counter, Engine, Follower, ServerSpec
 from vpn_manager.errors import VpnError
 from vpn_manager.services import pending_readings
@@ -73,13 +74,11 @@ class Traffic:
             return await self._poll()
 
     async def _poll(self) -> PollReport:
-        from vpn_manager.storage import servers as repo
-
         report = PollReport()
         polled: set[int] = set()
         started = time.perf_counter()
         async with self.db.reading() as session:
-            rows = [r for r, _ in await repo.list_servers(session)]
+            rows = [r for r, _ in await storage.servers.list_servers(session)]
         run_dir = self.servers.paths.run_dir
         pending_readings.remove_temps(run_dir)
         for row in rows:
@@ -89,7 +88,7 @@ class Traffic:
                 for epoch, kept in readings:
                     report.counted_bytes += await self._count(row.id, epoch, kept)
                 pending_readings.done(run_dir, row.name)
-            spec = repo.spec_of(row)
+            spec = storage.servers.spec_of(row)
             try:
                 state = self.servers.state_of(row)
                 if not state.running:
@@ -151,21 +150,18 @@ class Traffic:
 
     async def prune_history(self, keep_days: int = HISTORY_DAYS) -> int:
         """Drop hourly history older than `keep_days`."""
-        from vpn_manager.storage import accounting as store
-
         async with self.db.session() as session:
-            pruned = await store.prune_hourly(session, self.clock() - timedelta(days=keep_days))
+            pruned = await storage.accounting.prune_hourly(
+                session, self.clock() - timedelta(days=keep_days)
+            )
         self.pruned_at = time.monotonic()
         return pruned
 
     async def _count(self, server_id: int, epoch: str, counters: list[Counter]) -> int:
-        from vpn_manager.storage import accounting as store
-        from vpn_manager.storage import servers as repo
-
         now = self.clock()
         async with self.db.session() as session:
-            owner = owners(await repo.identities(session, server_id))
-            baselines = await store.baselines(session, server_id)
+            owner = owners(await storage.servers.identities(session, server_id))
+            baselines = await storage.accounting.baselines(session, server_id)
             grown: dict[int, list[int]] = defaultdict(lambda: [0, 0])
             fresh: dict[str, tuple[int, int]] = {}
             for counter in counters:
@@ -185,9 +181,11 @@ class Traffic:
                     total = grown[client.user_id]
                     total[0] += counter.up - before[0]
                     total[1] += counter.down - before[1]
-            await store.save_baselines(session, server_id, epoch, fresh, baselines, now)
+            await storage.accounting.save_baselines(
+                session, server_id, epoch, fresh, baselines, now
+            )
             deltas = {uid: (up, down) for uid, (up, down) in grown.items() if up or down}
-            await store.add_usage(session, server_id, deltas, now)
+            await storage.accounting.add_usage(session, server_id, deltas, now)
             self.online[server_id] = set(deltas)
             total = self.server_bytes[server_id]
             total[0] += sum(up for up, _ in deltas.values())

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
+from vpn_manager import storage
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
 from vpn_manager.models.user import (
@@ -30,7 +31,6 @@ from vpn_manager.models.user import (
     UserName,
 )
 from vpn_manager.services.users import UserService, reject_repeats
-from vpn_manager.storage import users as repo
 from vpn_manager.units import (
     LAST_DAY,
     parse_count,
@@ -334,14 +334,14 @@ async def import_users(
 ) -> ImportPlan:
     plan = ImportPlan(dry_run=dry_run)
     async with service.db.session() as session:
-        existing = await repo.existing_names(session, [r.name for r in records])
+        existing = await storage.users.existing_names(session, [r.name for r in records])
         if existing and on_existing is OnExisting.FAIL:
             raise InvalidInput(
                 f"{len(existing)} of these users already exist (first: {sorted(existing)[0]!r}).",
                 hint="Use --on-existing skip or update.",
             )
         new = [r for r in records if r.name not in existing]
-        owners = await repo.token_owners(
+        owners = await storage.users.token_owners(
             session, [r.subscription_token for r in new if r.subscription_token]
         )
         for record in new:
@@ -359,12 +359,12 @@ async def import_users(
             return plan
         now = service.clock()
         if new:
-            await repo.insert_users(
+            await storage.users.insert_users(
                 session, [r.create() for r in new], now, extras=[r.extras() for r in new]
             )
         by_name = {r.name: r for r in records}
         for name in plan.update:
             record = by_name[name]
             changes = record.update().changes() | {"status": record.status}
-            await repo.update_user(session, name, changes, now)
+            await storage.users.update_user(session, name, changes, now)
     return plan

@@ -1,7 +1,8 @@
 """User management: the one place the CLI and the TUI go to for anything about users.
 
-The SQLAlchemy queries (storage.users) are imported inside each method, not at the top: a listing
-that the sqlite3 fast path serves then never pays for loading SQLAlchemy (storage/sqlite_read.py).
+The SQLAlchemy queries (storage.users) load on their first use (the storage package hands them
+out): a listing that the sqlite3 fast path serves never pays for loading SQLAlchemy
+(storage/sqlite_read.py).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vpn_manager import storage
 from vpn_manager.errors import InvalidInput
-from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
+from vpn_manager.kinds import UserStatus
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from vpn_manager.engines.base import Client
+    from vpn_manager.models import User, UserCreate, UserFilter, UserUpdate
     from vpn_manager.services.servers import ServerService
 
 Clock = Callable[[], datetime]
@@ -57,19 +60,21 @@ class UserService:
         """Create users, all or none; with `servers`, also give them credentials there, applied
         live on running servers once the users are committed. If that fails or is interrupted,
         the users are deleted again and taken off the servers (ServerService.commit_then_apply)."""
-        from vpn_manager.storage import users as repo
-
         names = [c.name for c in creates]
         reject_repeats(names)
         if not servers:
             async with self.db.session() as session:
-                return await repo.insert_users(session, creates, self.clock(), progress, extras)
+                return await storage.users.insert_users(
+                    session, creates, self.clock(), progress, extras
+                )
         fleet = self.servers
         if fleet is None:
             raise InvalidInput("Servers are not available here.")  # pragma: no cover
 
         async def work(session: AsyncSession) -> list[User]:
-            users = await repo.insert_users(session, creates, self.clock(), progress, extras)
+            users = await storage.users.insert_users(
+                session, creates, self.clock(), progress, extras
+            )
             for server in servers:
                 await fleet.grant_in(session, names, server)
             # New users hold credentials on exactly these servers.
@@ -77,7 +82,7 @@ class UserService:
             return [user.model_copy(update={"servers": where}) for user in users]
 
         async def undo(session: AsyncSession, _users: list[User]) -> None:
-            await repo.delete_users(session, names)
+            await storage.users.delete_users(session, names)
 
         return await fleet.commit_then_apply(work, undo)
 
@@ -85,48 +90,38 @@ class UserService:
         fast = self.db.read_users(where)
         if fast is not None:
             return fast
-        from vpn_manager.storage import users as repo
-
         async with self.db.reading() as session:
-            return await repo.list_users(session, where)
+            return await storage.users.list_users(session, where)
 
     async def get(self, name: str) -> User:
-        from vpn_manager.storage import users as repo
-
         async with self.db.reading() as session:
-            return await repo.get_user(session, name)
+            return await storage.users.get_user(session, name)
 
     async def counts(self) -> dict[str, int]:
-        from vpn_manager.storage import users as repo
-
         async with self.db.reading() as session:
-            return await repo.count_by_status(session)
+            return await storage.users.count_by_status(session)
 
     async def update(self, name: str, change: UserUpdate) -> User:
-        from vpn_manager.storage import users as repo
-
         changes = change.changes()
         if not changes:
             raise InvalidInput("Nothing to change.", hint="See `vpn user update --help`.")
         async with self.db.session() as session:
-            return await repo.update_user(session, name, changes, self.clock())
+            return await storage.users.update_user(session, name, changes, self.clock())
 
     async def set_status(self, names: Sequence[str], status: UserStatus) -> int:
         """Change users' status; on their running servers, disabled users are removed live and
         their open connections cut, enabled ones added back."""
-        from vpn_manager.storage import users as repo
-
         reject_repeats(names)
         servers = self.servers
         if servers is None:
             async with self.db.session() as session:
-                return await repo.set_status(session, names, status, self.clock())
+                return await storage.users.set_status(session, names, status, self.clock())
         fleet = servers
 
         async def work(session: AsyncSession) -> tuple[int, dict[str, UserStatus]]:
-            was = await repo.statuses(session, names)
+            was = await storage.users.statuses(session, names)
             before = await self._servers_before(session, names)
-            count = await repo.set_status(session, names, status, self.clock())
+            count = await storage.users.set_status(session, names, status, self.clock())
             await fleet.resync(session, before)
             return count, was
 
@@ -135,7 +130,7 @@ class UserService:
             for name, previous in done[1].items():
                 by_status.setdefault(previous, []).append(name)
             for previous, group in by_status.items():
-                await repo.set_status(session, group, previous, self.clock())
+                await storage.users.set_status(session, group, previous, self.clock())
 
         count, _ = await fleet.commit_then_apply(work, undo)
         return count
@@ -147,18 +142,16 @@ class UserService:
         return await self.set_status(names, UserStatus.DISABLED)
 
     async def delete(self, names: Sequence[str]) -> int:
-        from vpn_manager.storage import users as repo
-
         reject_repeats(names)
         servers = self.servers
         if servers is None:
             async with self.db.session() as session:
-                return await repo.delete_users(session, names)
+                return await storage.users.delete_users(session, names)
         fleet = servers
 
         async def work(session: AsyncSession) -> int:
             before = await self._servers_before(session, names)
-            count = await repo.delete_users(session, names)
+            count = await storage.users.delete_users(session, names)
             await fleet.resync(session, before)
             return count
 
@@ -167,21 +160,17 @@ class UserService:
     async def _servers_before(
         self, session: AsyncSession, names: Sequence[str]
     ) -> dict[int, Clients]:
-        from vpn_manager.storage import users as repo
-
         servers = self.servers
         if servers is None:
             return {}
-        ids = await repo.ids_for(session, names)
+        ids = await storage.users.ids_for(session, names)
         return await servers.clients_before(session, list(ids.values()))
 
     async def rotate_token(self, name: str) -> User:
         """Give the user a new subscription token; the old one stops working at once."""
-        from vpn_manager.storage import users as repo
-
         async with self.db.session() as session:
-            return await repo.update_user(
-                session, name, {"subscription_token": repo.new_token()}, self.clock()
+            return await storage.users.update_user(
+                session, name, {"subscription_token": storage.users.new_token()}, self.clock()
             )
 
 

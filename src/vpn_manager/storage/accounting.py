@@ -11,7 +11,13 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpn_manager.kinds import UserStatus
-from vpn_manager.storage.orm import UsageBaselineRow, UsageHourlyRow, UserRow, UTCDateTime
+from vpn_manager.storage.orm import (
+    ServerRow,
+    UsageBaselineRow,
+    UsageHourlyRow,
+    UserRow,
+    UTCDateTime,
+)
 
 # Core tables for the executemany UPDATEs (ORM bulk updates want primary keys in the parameters).
 USERS = cast(Table, UserRow.__table__)
@@ -214,8 +220,6 @@ async def history(
     session: AsyncSession, since: datetime | None, until: datetime | None
 ) -> list[tuple[datetime, str, str, int, int]]:
     """(hour, user, server, up, down) rows, oldest first."""
-    from vpn_manager.storage.orm import ServerRow
-
     query = (
         select(
             UsageHourlyRow.hour,

@@ -1,16 +1,16 @@
 """The database handle. Light on purpose: SQLAlchemy (slow to import) is loaded on the first
-transaction, and SQLite reads that need no transaction use the standard library's sqlite3."""
+transaction, and SQLite reads that need no transaction use the standard library's sqlite3; the
+two imports below that wait for their first use are this module's only ones."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vpn_manager.errors import StorageError
 from vpn_manager.paths import Paths, mask_url
+from vpn_manager.storage.sqlite_file import sqlite_path
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -37,7 +37,7 @@ class Database:
         connect_timeout_s: float = 5.0,
     ) -> None:
         self.url = url
-        self.sqlite_file = sqlite_file if sqlite_file is not None else _sqlite_file(url)
+        self.sqlite_file = sqlite_file if sqlite_file is not None else sqlite_path(url)
         self.busy_timeout_ms = busy_timeout_ms
         self.connect_timeout_s = connect_timeout_s
         self._backend: SqlBackend | None = None
@@ -114,33 +114,3 @@ class Database:
         from vpn_manager.storage.sqlite_read import read_users
 
         return read_users(self.sqlite_file, where, self.busy_timeout_ms)
-
-
-def read_only_query(file: Path) -> str | None:
-    """For an existing SQLite file that this process cannot write (a read-only home, directory
-    or mount): the URI query that opens it read-only, so that read commands still work. None
-    for a file we can write, or may create."""
-    try:
-        if file.stat().st_size == 0:
-            return None
-    except OSError:
-        return None
-    if os.access(file, os.W_OK) and os.access(file.parent, os.W_OK):
-        return None
-    # Without a -wal file there is nothing to replay: immutable, so that SQLite does not try to
-    # create the -shm file next to the database. With one, it is read (through -shm) as it is.
-    if file.with_name(file.name + "-wal").exists():
-        return "mode=ro"
-    return "mode=ro&immutable=1"
-
-
-def _sqlite_file(url: str) -> Path | None:
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if not path or path.startswith(":memory:"):
-        raise StorageError(
-            "An in-memory SQLite database would lose everything when the command ends.",
-            hint="Give a file: sqlite:////absolute/path/vpn.db",
-        )
-    return Path(path).absolute()

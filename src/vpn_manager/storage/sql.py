@@ -19,8 +19,8 @@ from sqlalchemy.pool import NullPool
 
 from vpn_manager.dburl import postgres_target
 from vpn_manager.errors import ConfigError, StorageError, VpnError
-from vpn_manager.storage.db import read_only_query
 from vpn_manager.storage.revision import SCHEMA_HEAD
+from vpn_manager.storage.sqlite_file import read_only_query
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

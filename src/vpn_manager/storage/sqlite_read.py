@@ -20,8 +20,8 @@ from pydantic import TypeAdapter
 
 from vpn_manager.models import User, UserFilter
 from vpn_manager.models.user import like_pattern
-from vpn_manager.storage.db import read_only_query
 from vpn_manager.storage.revision import SCHEMA_HEAD
+from vpn_manager.storage.sqlite_file import read_only_query
 
 # Every field of the read model is a column of `users`, except the servers gathered separately.
 _COLUMNS = tuple(name for name in User.model_fields if name != "servers")

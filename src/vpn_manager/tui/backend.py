@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from vpn_manager.services.root import Services
 from vpn_manager.settings import Paths, Settings
 
 if TYPE_CHECKING:
     from vpn_manager.services.history import UsageHistory
-    from vpn_manager.services.root import Services
     from vpn_manager.services.servers import ServerService
     from vpn_manager.services.users import UserService
 
@@ -36,8 +36,6 @@ class Backend:
     @property
     def services(self) -> Services:
         if self._services is None:
-            from vpn_manager.services.root import Services
-
             self._services = Services.from_settings(self.settings, self.paths, self.clock)
         return self._services
 

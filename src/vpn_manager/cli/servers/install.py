@@ -12,14 +12,11 @@ from vpn_manager.cli.options import FormatOption
 from vpn_manager.cli.servers.args import AllowPrivate, HostOpt, Listen, ServerName
 from vpn_manager.cli.servers.display import show, warn
 from vpn_manager.errors import InvalidInput
-
-# Heavy imports wait for the function that uses them: the models (pydantic) in install_fields.
+from vpn_manager.models import validated
+from vpn_manager.models.server import ServerCreate
 
 
 def install_fields(ctx: typer.Context, fields: dict[str, Any], fmt: FormatOption) -> None:
-    from vpn_manager.models import validated
-    from vpn_manager.models.server import ServerCreate
-
     create = validated(ServerCreate, {k: v for k, v in fields.items() if v is not None})
     context = app_context(ctx)
     server = context.servers(lambda s: s.install(create))

@@ -15,8 +15,9 @@ from vpn_manager.cli.users.args import Name, ServerArg
 from vpn_manager.delivery.qr import qr_png, qr_text
 from vpn_manager.errors import InvalidInput
 
-# Heavy imports wait for the command that uses them: the client configs (vpn_manager.links,
-# pydantic) in config.
+# The client configs (vpn_manager.links: some 20 ms of pydantic models, which `vpn user list|add`
+# should not pay for) are imported by the command that uses them, `config`: this module's one
+# lazy import.
 
 
 def grant(
@@ -102,13 +103,12 @@ def client_config(
     ] = 1080,
 ) -> None:
     """Print a ready client config for a user on a server (a local SOCKS/HTTP proxy)."""
-    from vpn_manager.links.clients import check_client
-    from vpn_manager.links.clients import client_config as config_of
+    from vpn_manager.links import clients
 
-    check_client(client)
+    clients.check_client(client)
     context = app_context(ctx)
     access = context.servers(lambda s: s.access(name, server))[0]
-    text = config_of(access.data, client, socks_port)
+    text = clients.client_config(access.data, client, socks_port)
     if access.note:
         context.output().note(access.note)
     sys.stdout.write(text)

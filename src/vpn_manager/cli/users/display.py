@@ -9,14 +9,14 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from vpn_manager.models import User
 from vpn_manager.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from vpn_manager.cli.output import Output
-    from vpn_manager.models import User
 
-# Heavy imports wait for the functions that use them: pydantic with the models (`rows`) and rich
-# (`progress_bar`, only when a person watches a long batch).
+# Heavy imports wait for the functions that use them: pydantic's TypeAdapter (`rows`, for scripts)
+# and rich (`progress_bar`, only when a person watches a long batch).
 
 LIST_COLUMNS = [
     ("name", "NAME"),
@@ -35,8 +35,6 @@ def row(user: User) -> dict[str, Any]:
 
 def rows(users: list[User]) -> list[dict[str, Any]]:
     from pydantic import TypeAdapter
-
-    from vpn_manager.models import User
 
     adapter = TypeAdapter(list[User])
     return adapter.dump_python(users, mode="json", exclude={"__all__": {"subscription_token"}})  # type: ignore[no-any-return]

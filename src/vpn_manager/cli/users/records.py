@@ -25,9 +25,7 @@ from vpn_manager.cli.users.args import (
 )
 from vpn_manager.cli.users.display import emit_users, progress_bar, row, show_text
 from vpn_manager.errors import Cancelled, InvalidInput
-
-# Heavy imports wait for the commands that use them: the models (pydantic) in add, list and
-# update.
+from vpn_manager.models import UserCreate, UserFilter, UserStatus, UserUpdate, validated
 
 
 def add(
@@ -53,8 +51,6 @@ def add(
     output_format: FormatOption = None,
 ) -> None:
     """Create one or more users (all or none)."""
-    from vpn_manager.models import UserCreate, UserStatus, validated
-
     context = app_context(ctx)
     out = context.output(output_format)
     if email and len(names) > 1:
@@ -93,8 +89,6 @@ def list_users(
     output_format: FormatOption = None,
 ) -> None:
     """List users."""
-    from vpn_manager.models import UserFilter, validated
-
     context = app_context(ctx)
     out = context.output(output_format)
     where = validated(UserFilter, {"status": status, "search": search})
@@ -143,8 +137,6 @@ def update(
     output_format: FormatOption = None,
 ) -> None:
     """Change a user's details or limits; only the options given change."""
-    from vpn_manager.models import UserUpdate, validated
-
     context = app_context(ctx)
     fields = limits(context, quota, expires, reset, devices, speed, first_use_days)
     if new_name is not None:

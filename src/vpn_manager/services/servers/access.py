@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from vpn_manager import storage
 from vpn_manager.engines.base import Client
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.services.locks import no_interrupt
@@ -81,17 +82,14 @@ class ServerUsers:
         self, user_names: Sequence[str], server: str, password: str | None = None
     ) -> list[str]:
         """Give users credentials on a server; applied live when it runs. Returns who was new."""
-        from vpn_manager.storage import servers as repo
 
         async def work(session: AsyncSession) -> list[str]:
             return await self.grant_in(session, user_names, server, password)
 
         async def undo(session: AsyncSession, added: list[str]) -> None:
-            from vpn_manager.storage import users as user_repo
-
-            row = await repo.server_row(session, server)
-            for user_id in (await user_repo.ids_for(session, added)).values():
-                await repo.remove_credential(session, user_id, row.id)
+            row = await storage.servers.server_row(session, server)
+            for user_id in (await storage.users.ids_for(session, added)).values():
+                await storage.servers.remove_credential(session, user_id, row.id)
 
         return await self.commit_then_apply(work, undo)
 
@@ -104,24 +102,23 @@ class ServerUsers:
     ) -> list[str]:
         """grant() inside the caller's transaction (so `vpn user add --server` is all or none);
         the engine gets the new users when the caller settles (commit_then_apply)."""
-        from vpn_manager.storage import servers as repo
-        from vpn_manager.storage import users as user_repo
-
-        row = await repo.server_row(session, server)
-        spec = repo.spec_of(row)
+        row = await storage.servers.server_row(session, server)
+        spec = storage.servers.spec_of(row)
         engine = self.ctx.engine(spec)
-        ids = await user_repo.ids_for(session, user_names)
-        holders = await repo.holders(session, row.id, list(ids.values()))
+        ids = await storage.users.ids_for(session, user_names)
+        holders = await storage.servers.holders(session, row.id, list(ids.values()))
         added = [name for name in user_names if ids[name] not in holders]
-        taken = [c.secret for c, _ in await repo.clients_and_status(session, row.id)]
+        taken = [c.secret for c, _ in await storage.servers.clients_and_status(session, row.id)]
         grants = []
         for name in added:
             credential = engine.new_credential(spec, password, taken)
             taken.append(credential)
             grants.append((ids[name], credential))
-        await repo.add_credentials(session, row, grants, self.ctx.now())
+        await storage.servers.add_credentials(session, row, grants, self.ctx.now())
         # The active ones among the new (read back: no one else's credentials twice).
-        fresh = await repo.clients(session, row.id, user_ids=[user_id for user_id, _ in grants])
+        fresh = await storage.servers.clients(
+            session, row.id, user_ids=[user_id for user_id, _ in grants]
+        )
         pending_of(session).setdefault(row.id, Pending()).note([], fresh)
         return added
 
@@ -129,16 +126,14 @@ class ServerUsers:
         """A user's ways in: for each server they hold credentials on (or the one named), the
         share link and what a client needs."""
         from vpn_manager.links import share_link, trust_note
-        from vpn_manager.storage import servers as repo
-        from vpn_manager.storage import users as user_repo
 
         async with self.ctx.db.reading() as session:
-            user_id = (await user_repo.ids_for(session, [user_name]))[user_name]
-            rows = await repo.servers_of_user(session, user_id)
+            user_id = (await storage.users.ids_for(session, [user_name]))[user_name]
+            rows = await storage.servers.servers_of_user(session, user_id)
             if server is not None:
                 rows = [(r, s) for r, s in rows if r.name == server]
                 if not rows:
-                    await repo.server_row(session, server)  # NotFound if no such server
+                    await storage.servers.server_row(session, server)  # NotFound if no such server
                     raise NotFound(
                         f"User {user_name!r} is not on server {server!r}.",
                         hint=f"Grant it first: vpn user grant {user_name} {server}",
@@ -151,7 +146,9 @@ class ServerUsers:
             out = []
             for row, secret in rows:
                 client = Client(user_id, user_name, dict(secret))
-                data = self.ctx.engine_for(row.protocol, None).link_data(repo.spec_of(row), client)
+                data = self.ctx.engine_for(row.protocol, None).link_data(
+                    storage.servers.spec_of(row), client
+                )
                 out.append(
                     Access(
                         server=row.name,
@@ -164,30 +161,27 @@ class ServerUsers:
             return out
 
     async def revoke(self, user_names: Sequence[str], server: str) -> None:
-        from vpn_manager.storage import servers as repo
-        from vpn_manager.storage import users as user_repo
-
         async def work(session: AsyncSession) -> list[tuple[int, dict[str, object]]]:
-            row = await repo.server_row(session, server)
-            ids = await user_repo.ids_for(session, user_names)
-            everyone = await repo.clients_and_status(session, row.id)
+            row = await storage.servers.server_row(session, server)
+            ids = await storage.users.ids_for(session, user_names)
+            everyone = await storage.servers.clients_and_status(session, row.id)
             before = [c for c, active in everyone if active]
             kept = {c.user_id: c.secret for c, _ in everyone}
-            holders = await repo.holders(session, row.id, list(ids.values()))
+            holders = await storage.servers.holders(session, row.id, list(ids.values()))
             for name in user_names:
                 if ids[name] not in holders:
                     raise NotFound(
                         f"User {name!r} is not on server {server!r}.",
                         hint=f"See `vpn user show {name}`.",
                     )
-                await repo.remove_credential(session, ids[name], row.id)
-            after = await repo.clients(session, row.id)
+                await storage.servers.remove_credential(session, ids[name], row.id)
+            after = await storage.servers.clients(session, row.id)
             pending_of(session).setdefault(row.id, Pending()).note(before, after)
             return [(ids[name], kept[ids[name]]) for name in user_names]
 
         async def undo(session: AsyncSession, removed: list[tuple[int, dict[str, object]]]) -> None:
-            await repo.add_credentials(
-                session, await repo.server_row(session, server), removed, self.ctx.now()
+            await storage.servers.add_credentials(
+                session, await storage.servers.server_row(session, server), removed, self.ctx.now()
             )
 
         await self.commit_then_apply(work, undo)
@@ -196,18 +190,14 @@ class ServerUsers:
         self, session: AsyncSession, user_ids: Sequence[int]
     ) -> dict[int, list[Client]]:
         """Before a change to these users: each of their servers with its active clients."""
-        from vpn_manager.storage import servers as repo
-
-        server_ids = await repo.server_ids_of_users(session, user_ids)
-        return {sid: await repo.clients(session, sid) for sid in server_ids}
+        server_ids = await storage.servers.server_ids_of_users(session, user_ids)
+        return {sid: await storage.servers.clients(session, sid) for sid in server_ids}
 
     async def resync(self, session: AsyncSession, before: dict[int, list[Client]]) -> None:
         """After users changed (status, deletion): note what each affected server must add and
         remove; the engines get it when the caller settles (commit_then_apply, settle)."""
-        from vpn_manager.storage import servers as repo
-
-        for row in await repo.servers_by_id(session, list(before)):
-            after = await repo.clients(session, row.id)
+        for row in await storage.servers.servers_by_id(session, list(before)):
+            after = await storage.servers.clients(session, row.id)
             pending_of(session).setdefault(row.id, Pending()).note(before[row.id], after)
 
     async def commit_then_apply(
@@ -262,10 +252,8 @@ class ServerUsers:
         return result
 
     async def _converge_ids(self, server_ids: list[int]) -> None:
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
-            names = [row.name for row in await repo.servers_by_id(session, server_ids)]
+            names = [row.name for row in await storage.servers.servers_by_id(session, server_ids)]
         for name in names:
             await self.convergence.converge(name)
 
@@ -277,10 +265,11 @@ class ServerUsers:
         the added users that are still there and rid of the removed ones that are still gone.
         The first failure is raised, or with `keep_going` (the service) logged and returned
         (server → why) while the other servers go on."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
-            names = {row.id: row.name for row in await repo.servers_by_id(session, list(pending))}
+            names = {
+                row.id: row.name
+                for row in await storage.servers.servers_by_id(session, list(pending))
+            }
         failed: dict[str, str] = {}
         for server_id, change in sorted(pending.items()):
             if server_id not in names:
@@ -295,16 +284,14 @@ class ServerUsers:
         return failed
 
     async def _settle_one(self, server_id: int, name: str, change: Pending) -> None:
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.turn(name):
             async with self.ctx.db.reading() as session:
-                rows = await repo.servers_by_id(session, [server_id])
+                rows = await storage.servers.servers_by_id(session, [server_id])
                 if not rows:
                     return
                 row = rows[0]
-                clients = await repo.clients(session, row.id)
-            spec = repo.spec_of(row)
+                clients = await storage.servers.clients(session, row.id)
+            spec = storage.servers.spec_of(row)
             now = {c.email for c in clients}
             added = [c for c in clients if c.email in change.added]
             removed = [c for email, c in change.removed.items() if email not in now]

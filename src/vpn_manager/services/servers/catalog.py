@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from vpn_manager import storage
 from vpn_manager.engines.base import ServerSpec
 from vpn_manager.engines.ports import free_port
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
@@ -84,11 +85,9 @@ class Catalog:
         self.convergence = convergence
 
     async def all(self) -> list[Server]:
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
-            rows = await repo.list_servers(session)
-        return [self._observed(row, repo.read_model(row, n)) for row, n in rows]
+            rows = await storage.servers.list_servers(session)
+        return [self._observed(row, storage.servers.read_model(row, n)) for row, n in rows]
 
     def _observed(self, row: ServerRow, server: Server) -> Server:
         """The read model with whether its engine runs (not, if its Docker engine is unreachable:
@@ -96,20 +95,19 @@ class Catalog:
         return server.model_copy(update={"running": self.ctx.is_running(row)})
 
     async def get(self, name: str) -> Server:
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
-            row = await repo.server_row(session, name)
-            counts = {r.id: n for r, n in await repo.list_servers(session)}
-            return self._observed(row, repo.read_model(row, counts.get(row.id, 0)))
+            row = await storage.servers.server_row(session, name)
+            counts = {r.id: n for r, n in await storage.servers.list_servers(session)}
+            return self._observed(row, storage.servers.read_model(row, counts.get(row.id, 0)))
 
     async def export_compose(self) -> str:
         """A docker-compose.yml that runs this home's Docker servers as the runtime does: same
         images, commands, labels, ports, read-only mounts, health checks and network."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
-            specs = [repo.spec_of(row) for row, _ in await repo.list_servers(session)]
+            specs = [
+                storage.servers.spec_of(row)
+                for row, _ in await storage.servers.list_servers(session)
+            ]
         return self.ctx.runtimes.export_compose(
             specs, lambda s: self.ctx.engine_for(s.protocol, None), self.ctx.where
         )
@@ -118,17 +116,15 @@ class Catalog:
         """Make the server's keys, commit its row, then start it (validated, probed). If the start
         fails or is interrupted, the engine is stopped and the row and files are removed again;
         if this process dies after the commit, the service starts the server on its next round."""
-        from vpn_manager.storage import servers as repo
-
         engine = self.ctx.engine_for(create.protocol, None)
         async with self.ctx.turn(create.name):
             async with self.ctx.db.reading() as session:
-                if await repo.name_taken(session, create.name):
+                if await storage.servers.name_taken(session, create.name):
                     raise Conflict(
                         f"A server named {create.name!r} already exists.",
                         hint="Pick another --name.",
                     )
-                taken = await repo.ports_in_use(session)
+                taken = await storage.servers.ports_in_use(session)
                 await subnets.refuse_overlap(session, create)
             if create.port in taken:
                 raise Conflict(
@@ -163,10 +159,10 @@ class Catalog:
                     "secret": secret,
                 }
                 async with self.ctx.db.session() as session:
-                    if await repo.name_taken(session, create.name):
+                    if await storage.servers.name_taken(session, create.name):
                         raise Conflict(f"A server named {create.name!r} was just made elsewhere.")
-                    inserted = repo.spec_of(
-                        await repo.insert_server(session, values, self.ctx.now())
+                    inserted = storage.servers.spec_of(
+                        await storage.servers.insert_server(session, values, self.ctx.now())
                     )
                 await self.apply.restart(self.ctx.engine(inserted), inserted, [])
             except BaseException:
@@ -177,14 +173,14 @@ class Catalog:
 
     async def _undo_install(self, name: str, inserted: ServerSpec | None) -> None:
         """After a failed or interrupted install: no engine, no row, no files are left."""
-        from vpn_manager.storage import servers as repo
-
         if inserted is not None:
             with contextlib.suppress(VpnError):
                 await self.apply.stop(self.ctx.engine(inserted), inserted)
             async with self.ctx.db.session() as session:
                 with contextlib.suppress(NotFound):
-                    await repo.delete_server(session, await repo.server_row(session, name))
+                    await storage.servers.delete_server(
+                        session, await storage.servers.server_row(session, name)
+                    )
         self.ctx.forget_files(name)
         if inserted is not None:
             with contextlib.suppress(VpnError):  # the network, if it was made for this server only
@@ -194,12 +190,12 @@ class Catalog:
         """Stopped first (and that committed), then the row and the files: a remove killed
         half-way leaves a stopped server that `vpn server remove` finishes, never one that the
         service would start again."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.turn(name):
             _, spec = await self.lifecycle.stop_in_turn(name)
             async with self.ctx.db.session() as session:
-                await repo.delete_server(session, await repo.server_row(session, name))
+                await storage.servers.delete_server(
+                    session, await storage.servers.server_row(session, name)
+                )
             self.ctx.forget_files(name)
         await asyncio.to_thread(self.ctx.runtime_of(spec).forget)
 
@@ -253,15 +249,13 @@ class Catalog:
         (otherwise only the re-rendered config, for its next start). If the restart fails the
         engine is back on its last good config and the row is put back; if this process dies
         half-way, the service's next round restarts the engine on what the database says."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.turn(name):
             async with self.ctx.db.session() as session:
-                row = await repo.server_row(session, name)
-                before = repo.spec_of(row)
-                await repo.set_server(session, row, self.ctx.now(), **change(before))
-                spec = repo.spec_of(row)
-                clients = await repo.clients(session, row.id)
+                row = await storage.servers.server_row(session, name)
+                before = storage.servers.spec_of(row)
+                await storage.servers.set_server(session, row, self.ctx.now(), **change(before))
+                spec = storage.servers.spec_of(row)
+                clients = await storage.servers.clients(session, row.id)
                 desired = row.desired
             engine = self.ctx.engine(spec)
             try:
@@ -272,10 +266,10 @@ class Catalog:
             except BaseException as exc:
                 with no_interrupt():
                     async with self.ctx.db.session() as session:
-                        row = await repo.server_row(session, name)
+                        row = await storage.servers.server_row(session, name)
                         old = {"port": before.port, "host": before.host}
                         old |= {"settings": before.settings, "secret": before.secret}
-                        await repo.set_server(session, row, self.ctx.now(), **old)
+                        await storage.servers.set_server(session, row, self.ctx.now(), **old)
                     # Interrupted (not refused): the engine was not rolled back.
                     if not isinstance(exc, EngineError):
                         await self.convergence.converge_in_turn(name)

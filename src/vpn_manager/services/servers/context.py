@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vpn_manager import storage
 from vpn_manager.engines.base import Client, Engine, Files, ServerSpec
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import EngineError, InvalidInput, VpnError
@@ -128,9 +129,7 @@ class ServerContext:
 
     def state_of(self, row: ServerRow) -> ProcessState:
         """Is a server's engine running, wherever it runs (for the service and metrics)."""
-        from vpn_manager.storage import servers as repo
-
-        return self.runtime_of(repo.spec_of(row)).state(row.name)
+        return self.runtime_of(storage.servers.spec_of(row)).state(row.name)
 
     def is_running(self, row: ServerRow) -> bool:
         """state_of(row).running, with a Docker engine that cannot be reached counted as not."""
@@ -185,10 +184,8 @@ class ServerContext:
         return self.runtime_of(spec).launch(engine, spec, self.where(spec.name))
 
     async def spec(self, name: str) -> ServerSpec:
-        from vpn_manager.storage import servers as repo
-
         async with self.db.reading() as session:
-            return repo.spec_of(await repo.server_row(session, name))
+            return storage.servers.spec_of(await storage.servers.server_row(session, name))
 
     def forget_files(self, name: str) -> None:
         try:

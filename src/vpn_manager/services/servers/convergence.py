@@ -10,6 +10,7 @@ import contextlib
 import shutil
 from collections.abc import Sequence
 
+from vpn_manager import storage
 from vpn_manager.engines.base import Client, Engine, ServerSpec
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.fsutil import atomic_write, remove_temps
@@ -38,11 +39,9 @@ class Convergence:
         containers labelled as this home's but owned by no server, servers whose container is
         gone, has stopped while they should run, is off its network or was made for another
         launch, and Docker engines that cannot be reached (runtimes/docker/census.py)."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
-            rows = [row for row, _ in await repo.list_servers(session)]
-        specs = [repo.spec_of(row) for row in rows]
+            rows = [row for row, _ in await storage.servers.list_servers(session)]
+        specs = [storage.servers.spec_of(row) for row in rows]
         wanted = {row.name for row in rows if row.desired == DesiredState.RUNNING.value}
 
         def remade(spec: ServerSpec, state: ProcessState) -> str | None:
@@ -62,15 +61,13 @@ class Convergence:
 
     async def converge_in_turn(self, name: str) -> list[str]:
         """converge() with the server's turn already held."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
             try:
-                row = await repo.server_row(session, name)
+                row = await storage.servers.server_row(session, name)
             except NotFound:
                 return []
-            clients = await repo.clients(session, row.id)
-        spec = repo.spec_of(row)
+            clients = await storage.servers.clients(session, row.id)
+        spec = storage.servers.spec_of(row)
         engine = self.ctx.engine(spec)
         fixed = self._sweep(name)
         state = self.ctx.runtime_of(spec).state(name)
@@ -163,8 +160,6 @@ class Convergence:
         server owns are removed on every Docker engine the home has used, and files of servers
         that are not in the database are removed. Servers whose turn someone holds are left
         alone: they are being made or removed right now."""
-        from vpn_manager.storage import servers as repo
-
         known = {spec.name for spec in specs}
 
         run_dir = self.ctx.paths.run_dir
@@ -178,7 +173,7 @@ class Convergence:
                 continue
             async with self.ctx.turn(name):
                 async with self.ctx.db.reading() as session:
-                    if await repo.name_taken(session, name):
+                    if await storage.servers.name_taken(session, name):
                         continue  # made since the list was read
                 if (run_dir / f"{name}.pid").exists() and self.ctx.runtime.state(name).running:
                     with contextlib.suppress(VpnError):
@@ -200,8 +195,6 @@ class Convergence:
         killed at the wrong moment), on every Docker engine the home has used; then forget an
         engine where nothing of this home is left (its network goes too). A server whose turn
         someone holds is being made or removed right now: its container is left alone."""
-        from vpn_manager.storage import servers as repo
-
         seen, _ = await self.ctx.runtimes.census(specs)
         used = self.ctx.runtimes.used(specs)
         removed = []
@@ -211,8 +204,10 @@ class Convergence:
                     continue
                 async with self.ctx.turn(server):
                     async with self.ctx.db.reading() as session:
-                        if await repo.name_taken(session, server):
-                            spec = repo.spec_of(await repo.server_row(session, server))
+                        if await storage.servers.name_taken(session, server):
+                            spec = storage.servers.spec_of(
+                                await storage.servers.server_row(session, server)
+                            )
                             if self.ctx.runtimes.key_of(spec) == place.key:
                                 continue  # made since the census
                     await asyncio.to_thread(place.runtime.discard, container)

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from vpn_manager import storage
 from vpn_manager.engines import guard
 from vpn_manager.engines.base import Client, Engine, ServerSpec
 from vpn_manager.errors import EngineError, VpnError
@@ -36,13 +37,12 @@ class Lifecycle:
 
     async def status(self, name: str) -> ServerStatus:
         from vpn_manager.models.server import ContainerInfo, ServerStatus
-        from vpn_manager.storage import servers as repo
 
         async with self.ctx.db.reading() as session:
-            row = await repo.server_row(session, name)
-            spec = repo.spec_of(row)
+            row = await storage.servers.server_row(session, name)
+            spec = storage.servers.spec_of(row)
             desired = DesiredState(row.desired)
-            clients = await repo.clients(session, row.id)
+            clients = await storage.servers.clients(session, row.id)
         runtime = self.ctx.runtime_of(spec)
         state = runtime.state(name)
         engine = self.ctx.engine(spec)
@@ -112,12 +112,10 @@ class Lifecycle:
     async def usage(self, name: str) -> dict[str, tuple[int, int]]:
         """Per-user (upload, download) bytes as the running engine counts them now (since its
         start). Keys are user names; counters of users no longer known are left out."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.reading() as session:
-            row = await repo.server_row(session, name)
-            spec = repo.spec_of(row)
-            clients = await repo.identities(session, row.id)
+            row = await storage.servers.server_row(session, name)
+            spec = storage.servers.spec_of(row)
+            clients = await storage.servers.identities(session, row.id)
         if not self.ctx.runtime_of(spec).state(name).running:
             raise EngineError(f"{name} is not running.", hint=f"vpn server start {name}")
         counters = await self.ctx.engine(spec).counters(await self.ctx.reach(spec))
@@ -166,24 +164,24 @@ class Lifecycle:
     async def stop_in_turn(self, name: str) -> tuple[bool, ServerSpec]:
         """stop() with the server's turn already held: meant to be stopped (committed), then its
         engine stopped. Returns whether the engine was running, and the server."""
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.db.session() as session:
-            row = await repo.server_row(session, name)
-            await repo.set_server(session, row, self.ctx.now(), desired=DesiredState.STOPPED.value)
-            spec = repo.spec_of(row)
+            row = await storage.servers.server_row(session, name)
+            await storage.servers.set_server(
+                session, row, self.ctx.now(), desired=DesiredState.STOPPED.value
+            )
+            spec = storage.servers.spec_of(row)
         return await self.apply.stop(self.ctx.engine(spec), spec), spec
 
     async def _set_desired(self, name: str, desired: DesiredState, *, restart: bool) -> None:
-        from vpn_manager.storage import servers as repo
-
         async with self.ctx.turn(name):
             async with self.ctx.db.session() as session:
-                row = await repo.server_row(session, name)
+                row = await storage.servers.server_row(session, name)
                 was = row.desired
-                await repo.set_server(session, row, self.ctx.now(), desired=desired.value)
-                spec = repo.spec_of(row)
-                clients = await repo.clients(session, row.id)
+                await storage.servers.set_server(
+                    session, row, self.ctx.now(), desired=desired.value
+                )
+                spec = storage.servers.spec_of(row)
+                clients = await storage.servers.clients(session, row.id)
             if not (restart or not self.ctx.runtime_of(spec).state(name).running):
                 return
             try:
@@ -191,8 +189,8 @@ class Lifecycle:
             except BaseException:
                 with no_interrupt():
                     async with self.ctx.db.session() as session:
-                        row = await repo.server_row(session, name)
-                        await repo.set_server(session, row, self.ctx.now(), desired=was)
+                        row = await storage.servers.server_row(session, name)
+                        await storage.servers.set_server(session, row, self.ctx.now(), desired=was)
                 raise
 
     async def guard_running(self, rows: Sequence[ServerRow]) -> list[str]:
@@ -200,12 +198,10 @@ class Lifecycle:
         reboot brought a container back before us, the ruleset was flushed). Returns the names
         of the servers whose table was made; one nft call when none is missing, none when no
         server has TCP control ports."""
-        from vpn_manager.storage import servers as repo
-
         home = str(self.ctx.paths.data_dir)
         wanted = {}
         for row in rows:
-            spec = repo.spec_of(row)
+            spec = storage.servers.spec_of(row)
             if not self.ctx.on_remote_engine(spec):  # tunnel ends: guarded when reached
                 ports = self.ctx.engine(spec).control_ports(self.ctx.placed(spec)[0])
                 if ports:
