@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vpn_manager.paths import Paths
 from vpn_manager.services.history import UsageHistory
+from vpn_manager.services.tokens import TokenSeal
 from vpn_manager.services.users import UserService
 from vpn_manager.storage import Database
 
@@ -160,7 +161,12 @@ class Services:
 
     @property
     def users(self) -> UserService:
-        return UserService(self.db, clock=self.clock, servers=lambda: self.servers)
+        return UserService(
+            self.db,
+            clock=self.clock,
+            servers=lambda: self.servers,
+            seal=TokenSeal(self.paths.subscription_key),
+        )
 
     @property
     def history(self) -> UsageHistory:
