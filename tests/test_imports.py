@@ -61,6 +61,7 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.services.root", "vpn_manager.services.limits"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.traffic"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.rounds"): "as services.servers",
+    ("vpn_manager.services.root", "vpn_manager.services.subscriptions"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.daemon.main", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.services.servers", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,

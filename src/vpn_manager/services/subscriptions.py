@@ -1,18 +1,24 @@
-"""What a user's subscription serves: who a token belongs to (`Subscriber`, with their ways
-into each server) and the documents made of it: the profile in the format their app reads,
-Outline's JSON per Shadowsocks server, a config file per server, the usage header. The HTTP
-side is `vpn_manager.web`; this is the part that knows links.
+"""What a user's subscription serves: who a token belongs to (`Subscriptions.find`, giving a
+`Subscriber` with their ways into each server) and the documents made of it: the profile in the
+format their app reads, Outline's JSON per Shadowsocks server, a config file per server, the
+usage header. The HTTP side is `vpn_manager.web`; this is the part that knows links.
+
+A token is looked up by its SHA-256 only (services/tokens.py): the database never sees it, and
+an unknown token costs one indexed read, the same as a known one.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+from vpn_manager import storage
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import NotFound
+from vpn_manager.kinds import UserStatus
 from vpn_manager.links import client_config, share_link
 from vpn_manager.links.profiles import (
     base64_list,
@@ -21,6 +27,11 @@ from vpn_manager.links.profiles import (
     singbox_profile,
     userinfo,
 )
+from vpn_manager.services import tokens
+
+if TYPE_CHECKING:
+    from vpn_manager.services.servers import ServerService
+    from vpn_manager.storage import Database
 
 PROFILES = ("links", "sing-box", "clash")
 
@@ -98,3 +109,33 @@ class Subscriber:
         if way is None:
             raise NotFound(f"No server {server!r} in this subscription.")
         return way
+
+
+class Subscriptions:
+    """Finds the subscriber of a token: the user, and (if they may connect) their ways in."""
+
+    def __init__(self, db: Database, servers: Callable[[], ServerService]) -> None:
+        self.db = db
+        self._servers = servers
+
+    async def find(self, token: str) -> Subscriber | None:
+        async with self.db.reading() as session:
+            user = await storage.users.user_by_subscription(session, tokens.digest(token))
+        if user is None:
+            return None
+        ways: list[Way] = []
+        if user.status is UserStatus.ACTIVE and user.servers:
+            try:
+                accesses = await self._servers().access(user.name)
+            except NotFound:  # renamed or removed since: as if the token were unknown
+                return None
+            ways = [Way(a.server, a.protocol, a.data) for a in accesses]
+        return Subscriber(
+            name=user.name,
+            status=user.status.value,
+            upload=user.period_upload_bytes,
+            download=user.period_download_bytes,
+            quota=user.quota_bytes,
+            expires=user.expires_at,
+            ways=ways,
+        )
