@@ -36,7 +36,7 @@ HTML = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
         ("sing-box 1.14.4", Format.SINGBOX),
         ("SFA/1.11.0 (Android 14)", Format.SINGBOX),
         ("SFI/1.11.0 (iOS 17.5)", Format.SINGBOX),
-        ("HiddifyNext/2.5.7 (android) like ClashMeta v2ray sing-box", Format.CLASH),
+        ("HiddifyNext/2.5.7 (android) like ClashMeta v2ray sing-box", Format.SINGBOX),
         ("Hiddify/2.0", Format.SINGBOX),
         ("clash-verge/v2.0.3", Format.CLASH),
         ("ClashX Pro/1.118", Format.CLASH),

@@ -5,9 +5,9 @@ process (daemon/main.py) and `vpn monitor` each build one Services here.
 The service process gets its settings as a ServiceConfig (plain values through a pipe) and never
 loads pydantic; nothing here imports it at run time. Each service is built when first used, and
 none loads SQLAlchemy before its first query (storage/__init__.py). The services that reach
-servers (servers, limits, traffic, rounds, subscriptions) bring the engines and runtimes, some 35 modules: they
-are imported in their accessors below, the one lazy block of this module, so that commands that
-reach no server (`vpn user list|add`, the TUI's first screen) never load them.
+servers (servers, limits, traffic, rounds, subscriptions) bring the engines and runtimes, some
+35 modules: they are imported in their accessors below, the one lazy block of this module, so
+that commands that reach no server (`vpn user list|add`, the TUI's first screen) never load them.
 """
 
 from __future__ import annotations

@@ -3,12 +3,16 @@ other path the same plain 404 (nothing tells what else the server is)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
 from vpn_manager.web.subscriptions import NOT_FOUND, Lookup, WebConfig, router
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -18,8 +22,12 @@ SECURITY_HEADERS = {
 }
 
 
-def subscription_app(lookup: Lookup, config: WebConfig) -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+def subscription_app(
+    lookup: Lookup, config: WebConfig, lifespan: Lifespan | None = None
+) -> FastAPI:
+    """`lifespan`: opens what `lookup` uses (the services) in the server's event loop, and
+    closes it when the server stops."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.include_router(router(lookup, config))
 
     @app.exception_handler(HTTPException)

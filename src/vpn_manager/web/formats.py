@@ -9,7 +9,7 @@ User-Agent, else (a browser) the user's page, else the base64 list every app rea
   Streisand, NekoBox, NekoRay, Happ, V2Box, and any app not named above;
 - the user's page, `?format=html`: a browser (Accept: text/html).
 
-The User-Agent is matched case-insensitively, first row first (Clash Verge before Verge).
+The User-Agent is matched case-insensitively, in the order of `USER_AGENTS`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ ALIASES: dict[str, Format] = {
 }
 # (User-Agent fragment, lower case) → format, in the order they are tried.
 USER_AGENTS: tuple[tuple[str, Format], ...] = (
+    ("hiddify", Format.SINGBOX),  # sing-box inside, though its User-Agent names ClashMeta too
     ("clash", Format.CLASH),  # Clash, Clash Verge, Clash Meta, ClashX, Clash Nyanpasu
     ("mihomo", Format.CLASH),
     ("flclash", Format.CLASH),
@@ -49,7 +50,6 @@ USER_AGENTS: tuple[tuple[str, Format], ...] = (
     ("sfi/", Format.SINGBOX),
     ("sfm/", Format.SINGBOX),
     ("sft/", Format.SINGBOX),
-    ("hiddify", Format.SINGBOX),
     ("karing", Format.SINGBOX),
 )
 MEDIA_TYPES: dict[Format, str] = {

@@ -72,7 +72,7 @@ def serve(
         server_header=False,
         proxy_headers=False,
         log_config=None,
-        lifespan="off",
+        lifespan="on",
         timeout_keep_alive=30,
         timeout_graceful_shutdown=5,
     )
