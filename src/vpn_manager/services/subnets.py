@@ -21,10 +21,10 @@ async def refuse_overlap(session: AsyncSession, create: ServerCreate) -> None:
     (the default one when --subnet is not given) or --subnet6 overlaps another's."""
     if create.protocol is not Protocol.WIREGUARD:
         return
-    from vpn_manager.engines.wireguard.engine import DEFAULTS
+    from vpn_manager.engines.wireguard.engine import DEFAULT_SUBNET
     from vpn_manager.storage import servers as repo
 
-    wanted = [create.subnet or str(DEFAULTS["subnet"]), create.subnet6]
+    wanted = [create.subnet or DEFAULT_SUBNET, create.subnet6]
     for row, _ in await repo.list_servers(session):
         if row.protocol != Protocol.WIREGUARD.value:
             continue
