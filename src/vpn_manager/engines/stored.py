@@ -166,14 +166,13 @@ def _parse(kind: Any, value: Any, name: str, model: type[Stored], server: str) -
         return kind.of_dict(value, server)
     if kind is int and isinstance(value, str) and value.isdigit():
         return int(value)  # a port kept as text by a hand edit
-    if kind is object or (
-        isinstance(kind, type) and isinstance(value, kind) and not (kind is int and value is True)
-    ):
+    bool_as_int = kind is int and isinstance(value, bool)  # JSON true is not a port
+    if isinstance(kind, type) and isinstance(value, kind) and not bool_as_int:
         return value
     raise StorageError(
         # The value is not shown: it may be a key.
-        f"The stored {model.WHAT}{_of(server)} have a {type(value).__name__} as {name!r}, "
-        f"not a {getattr(kind, '__name__', kind)}.",
+        f"The stored {model.WHAT}{_of(server)} have {name!r} of type {type(value).__name__}; "
+        f"it must be {getattr(kind, '__name__', kind)}.",
         hint="The database was changed by hand or by another tool; install the server again.",
     )
 

@@ -66,7 +66,7 @@ class SingBoxSecret(Secret):
 class SingBoxCredential(Secret):
     """A user's credential: the parts the protocol's credential shape has (protocols.py)."""
 
-    WHAT: ClassVar[str] = "credential"
+    WHAT: ClassVar[str] = "credentials"
 
     password: str | None = None
     uuid: str | None = None

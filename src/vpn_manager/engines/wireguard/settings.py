@@ -56,7 +56,7 @@ class Peer(Secret):
     """A user's peer: its keys and its addresses in the tunnel (stored with it, never derived
     again)."""
 
-    WHAT: ClassVar[str] = "credential"
+    WHAT: ClassVar[str] = "credentials"
 
     private_key: str
     public_key: str

@@ -42,7 +42,7 @@ class XraySecret(Secret):
 
 @dataclass(frozen=True, repr=False)
 class XrayCredential(Secret):
-    WHAT: ClassVar[str] = "credential"
+    WHAT: ClassVar[str] = "credentials"
 
     uuid: str  # the user's VLESS id
 
