@@ -124,10 +124,9 @@ class SingBoxEngine:
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         row = protocol_row(spec.protocol)
         settings, secret = SingBoxSettings.of(spec), SingBoxSecret.of(spec)
-        if row.managed and keys.is_2022(keys.check_method(settings.method)):
-            secret = dataclasses.replace(
-                secret, psk=keys.new_key(keys.check_method(settings.method))
-            )
+        method = keys.check_method(settings.method) if row.managed else ""
+        if keys.is_2022(method):
+            secret = dataclasses.replace(secret, psk=keys.new_key(method))
         elif row.tls and settings.certificate.self_signed:
             cert = settings.certificate
             tls.make_self_signed(Path(cert.cert_file).parent, cert.server_name)

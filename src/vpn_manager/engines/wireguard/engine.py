@@ -89,7 +89,7 @@ class WireGuardEngine:
             for tool in ("wireguard-go", "wg", "ip", "nft"):
                 _tool(tool)
         private, public = keys.key_pair()
-        defaults = WireGuardSettings
+        defaults = WireGuardSettings  # its fields' defaults are a new server's
         settings = WireGuardSettings(
             # Interface names are at most 15 characters: a short random one, kept.
             interface=f"wg{secrets.token_hex(3)}",
