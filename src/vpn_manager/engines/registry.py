@@ -1,5 +1,9 @@
 """The one place engines are chosen: a table, protocol → the engine that serves it and the typed
-model of what the database keeps as its servers' settings."""
+model of what the database keeps as its servers' settings.
+
+The engine modules are imported when an engine is first made (the factories below), not with
+this table: storage reads control ports through it, and `vpn serve` with no server of an engine
+stays without that engine's code (its idle memory is budgeted: bench/run.py, serve-rss)."""
 
 from __future__ import annotations
 
@@ -7,13 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from vpn_manager.engines.base import Engine, ServerSpec
-from vpn_manager.engines.singbox.engine import SingBoxEngine
 from vpn_manager.engines.singbox.protocols import PROTOCOLS as SINGBOX_PROTOCOLS
 from vpn_manager.engines.singbox.settings import SingBoxSettings
 from vpn_manager.engines.stored import Stored
-from vpn_manager.engines.wireguard.engine import WireGuardEngine
 from vpn_manager.engines.wireguard.settings import WireGuardSettings
-from vpn_manager.engines.xray.engine import XrayEngine
 from vpn_manager.engines.xray.settings import XraySettings
 from vpn_manager.errors import InvalidInput
 from vpn_manager.kinds import Protocol
@@ -29,9 +30,27 @@ class Registered:
     settings: type[Stored]
 
 
-_XRAY = Registered(lambda commands: XrayEngine(), XraySettings)
-_SINGBOX = Registered(lambda commands: SingBoxEngine(), SingBoxSettings)
-_WIREGUARD = Registered(WireGuardEngine, WireGuardSettings)
+def _xray(commands: Commands) -> Engine:
+    from vpn_manager.engines.xray.engine import XrayEngine
+
+    return XrayEngine()
+
+
+def _singbox(commands: Commands) -> Engine:
+    from vpn_manager.engines.singbox.engine import SingBoxEngine
+
+    return SingBoxEngine()
+
+
+def _wireguard(commands: Commands) -> Engine:
+    from vpn_manager.engines.wireguard.engine import WireGuardEngine
+
+    return WireGuardEngine(commands)
+
+
+_XRAY = Registered(_xray, XraySettings)
+_SINGBOX = Registered(_singbox, SingBoxSettings)
+_WIREGUARD = Registered(_wireguard, WireGuardSettings)
 
 ENGINES: dict[Protocol, Registered] = {
     Protocol.VLESS_REALITY: _XRAY,

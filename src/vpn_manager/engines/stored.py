@@ -24,11 +24,14 @@ _ABSENT = object()
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One field of a model as parsed: its name, type and default (_ABSENT: required)."""
+    """One field of a model as parsed: its name, type and default (_ABSENT: required), and the
+    exact types a stored value may have to be taken as it is (the common case, checked first:
+    a server's users are parsed one by one when its config is rendered)."""
 
     name: str
     kind: Any
     default: Any
+    exact: tuple[type, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,17 +57,27 @@ class Stored:
         required key is missing or a value has the wrong type."""
         values: dict[str, Any] = {}
         for spec in _fields(cls):
-            if spec.name in data:
-                values[spec.name] = _parse(spec.kind, data[spec.name], spec.name, cls, server)
-            elif spec.default is _ABSENT:
-                raise StorageError(
-                    f"The stored {cls.WHAT}{_of(server)} lack {spec.name!r}.",
-                    hint="The database was changed by hand or by another tool; "
-                    "install the server again.",
-                )
-        known = {spec.name for spec in _fields(cls)}
-        extra = {key: value for key, value in data.items() if key not in known}
-        return cls(**values, extra=extra, given=frozenset(values))
+            value = data.get(spec.name, _ABSENT)
+            if value is _ABSENT:
+                if spec.default is _ABSENT:
+                    raise StorageError(
+                        f"The stored {cls.WHAT}{_of(server)} lack {spec.name!r}.",
+                        hint="The database was changed by hand or by another tool; "
+                        "install the server again.",
+                    )
+            elif type(value) in spec.exact:
+                values[spec.name] = value
+            else:
+                values[spec.name] = _parse(spec.kind, value, spec.name, cls, server)
+        extra = {}
+        if len(values) < len(data):
+            extra = {key: value for key, value in data.items() if key not in values}
+        # What __init__ would do, without its per-field object.__setattr__ (three times the
+        # cost, for each of 10,000 users of a rendered config): the fields are checked above
+        # and their defaults are immutable (_read_fields).
+        model = object.__new__(cls)
+        model.__dict__.update(_defaults(cls), **values, extra=extra, given=frozenset(values))
+        return model
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form, with the keys this model does not know. Of a parsed model: every
@@ -118,6 +131,7 @@ class Secret(Stored):
 
 
 _FIELDS: dict[type[Stored], tuple[Field, ...]] = {}
+_DEFAULTS: dict[type[Stored], dict[str, Any]] = {}
 
 
 def _fields(cls: type[Stored]) -> tuple[Field, ...]:
@@ -127,20 +141,32 @@ def _fields(cls: type[Stored]) -> tuple[Field, ...]:
     return _FIELDS[cls]
 
 
+def _defaults(cls: type[Stored]) -> dict[str, Any]:
+    """The model's fields that have a default, with it."""
+    if cls not in _DEFAULTS:
+        _DEFAULTS[cls] = {f.name: f.default for f in _fields(cls) if f.default is not _ABSENT}
+    return _DEFAULTS[cls]
+
+
 def _read_fields(cls: type[Stored]) -> tuple[Field, ...]:
     hints = typing.get_type_hints(cls)
     found = []
     for item in dataclasses.fields(cls):
         if item.name in ("extra", "given"):
             continue
-        default = item.default
-        if item.default_factory is not dataclasses.MISSING:
-            default = item.default_factory()
-        found.append(
-            Field(
-                item.name, hints[item.name], _ABSENT if default is dataclasses.MISSING else default
-            )
-        )
+        # A default is shared by every model parsed (of_dict): only immutable ones.
+        assert item.default_factory is dataclasses.MISSING, f"{cls.__name__}.{item.name}"
+        assert isinstance(item.default, str | int | bool | tuple | type(None)) or (
+            item.default is dataclasses.MISSING
+        ), f"{cls.__name__}.{item.name}"
+        kind = hints[item.name]
+        if typing.get_origin(kind) in (types.UnionType, typing.Union):
+            exact = typing.get_args(kind)
+        else:
+            exact = (kind,)
+        simple = tuple(t for t in exact if t in (str, int, bool, type(None)))
+        default: Any = _ABSENT if item.default is dataclasses.MISSING else item.default
+        found.append(Field(item.name, kind, default, simple))
     return tuple(found)
 
 

@@ -95,7 +95,9 @@ def user_entry(row: SingBoxProtocol, client: Client) -> dict[str, Any]:
         entry["uuid"] = credential.uuid
     if "password" in row.credential:
         entry["password"] = credential.password
-    return entry | dict(row.user_fields)
+    if row.user_fields:
+        entry.update(row.user_fields)
+    return entry
 
 
 SSM_ENDPOINT = "/"  # ssm-api's path for the inbound (its `servers` key and the cache's)
