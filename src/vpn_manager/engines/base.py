@@ -43,7 +43,8 @@ class ServerSpec:
 
 @dataclass(frozen=True)
 class Client:
-    """One user's credentials on one server, as the engine sees them."""
+    """One user's credentials on one server, as the engine sees them. `secret` is what the
+    database keeps (JSON); each engine reads it through its credential model."""
 
     user_id: int
     name: str
