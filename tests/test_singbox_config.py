@@ -24,8 +24,9 @@ import pytest
 
 from tests.golden_files import GOLDEN_DIR, assert_golden
 from vpn_manager.engines.base import Client, Files, ServerSpec
-from vpn_manager.engines.singbox import PROTOCOLS, PROXY_PROTOCOLS, check_protocol, secrets, tls
+from vpn_manager.engines.singbox import secrets, tls
 from vpn_manager.engines.singbox.config import render, render_text, ssm_cache, ssm_users
+from vpn_manager.engines.singbox.protocols import PROTOCOLS, PROXY_PROTOCOLS, check_protocol
 from vpn_manager.errors import InvalidInput
 
 GOLDEN = GOLDEN_DIR / "singbox"

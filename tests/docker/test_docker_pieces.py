@@ -95,7 +95,12 @@ def test_published_ports(tmp_path: Path, protocol: str, protos: set[str]) -> Non
 
 
 def wireguard_spec(subnet6: str | None = None) -> ServerSpec:
-    settings = {"interface": "wgabc123", "subnet": "10.13.13.0/24", "subnet6": subnet6}
+    settings = {
+        "interface": "wgabc123",
+        "subnet": "10.13.13.0/24",
+        "subnet6": subnet6,
+        "public_key": "x" * 43 + "=",
+    }
     return ServerSpec(
         name="wg",
         protocol="wireguard",

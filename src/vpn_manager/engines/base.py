@@ -5,16 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from vpn_manager.engines.linkdata import LinkData
 
 if TYPE_CHECKING:
-    from vpn_manager.engines.linkdata import LinkData
     from vpn_manager.models.server import ServerCreate
+
+# What a server's clients connect over (the ports a container publishes).
+Transport = Literal["tcp", "udp"]
 
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """Everything an engine needs about one server, secrets included. Never printed."""
+    """Everything an engine needs about one server, secrets included. Never printed.
+    `settings` and `secret` are what the database keeps, as it keeps them (JSON); each engine
+    reads them through its typed models (engines/*/settings.py)."""
 
     name: str
     protocol: str
@@ -37,7 +43,8 @@ class ServerSpec:
 
 @dataclass(frozen=True)
 class Client:
-    """One user's credentials on one server, as the engine sees them."""
+    """One user's credentials on one server, as the engine sees them. `secret` is what the
+    database keeps (JSON); each engine reads it through its credential model."""
 
     user_id: int
     name: str
@@ -148,6 +155,10 @@ class Engine(Protocol):
         """The TCP ports of the engine's control APIs on `control_listen` (an API on a unix socket
         in `control_dir` is not listed): the service keeps them to our own uid (engines/guard.py)
         and the Docker runtime publishes them on the host's 127.0.0.1."""
+        ...
+
+    def transports(self, spec: ServerSpec) -> tuple[Transport, ...]:
+        """What the server's clients connect over: the server's port is published for these."""
         ...
 
     def live_users(self, spec: ServerSpec) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpn_manager.engines.base import Client, ServerSpec
+from vpn_manager.engines.registry import control_ports_of
 from vpn_manager.errors import Conflict, NotFound
 from vpn_manager.kinds import UserStatus
 from vpn_manager.storage.orm import ServerRow, UserCredentialRow, UserRow
@@ -70,12 +71,12 @@ async def name_taken(session: AsyncSession, name: str) -> bool:
 
 
 async def ports_in_use(session: AsyncSession) -> dict[int, str]:
-    """Ports our servers hold (their own and their API ports), to refuse clashes early."""
+    """Ports our servers hold (their own and their control APIs'), to refuse clashes early."""
     ports: dict[int, str] = {}
     for row in (await session.execute(select(ServerRow))).scalars():
         ports[row.port] = row.name
-        if "api_port" in row.settings:
-            ports[int(row.settings["api_port"])] = f"{row.name} (API)"
+        for port in control_ports_of(row.protocol, row.settings):
+            ports[port] = f"{row.name} (API)"
     return ports
 
 
