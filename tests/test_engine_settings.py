@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vpn_manager.engines.base import Client, Files, ServerSpec
+from vpn_manager.engines.base import Files
 from vpn_manager.engines.registry import ENGINES, control_ports_of, engine_for, settings_of
 from vpn_manager.engines.singbox.protocols import PROTOCOLS, ROWS, protocol_row
 from vpn_manager.engines.singbox.settings import SingBoxCredential, SingBoxSecret, SingBoxSettings
@@ -21,6 +21,7 @@ from vpn_manager.errors import InvalidInput, StorageError
 from vpn_manager.kinds import PROXY_PROTOCOLS, TLS_PROTOCOLS, UDP_PROTOCOLS, Protocol
 from vpn_manager.runtimes.base import ServerFiles
 from vpn_manager.runtimes.docker.runtime import DockerRuntime
+from vpn_manager.specs import Client, ServerSpec
 
 XRAY = {
     "sni": "www.example.com",

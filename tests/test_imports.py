@@ -50,9 +50,6 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.cli.tui", "vpn_manager.tui.app"): (
         "Textual: shell completion loads every command module"
     ),
-    ("vpn_manager.cli.users.access", "vpn_manager.links.clients"): (
-        "the client configs' pydantic models, some 20 ms off every `vpn user` command"
-    ),
     ("vpn_manager.cli.users.transfer", "vpn_manager.services.transfer"): (
         "the export/import file models (pydantic), some 7 ms off every `vpn user` command"
     ),
@@ -65,6 +62,13 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.services.root", "vpn_manager.services.traffic"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.rounds"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
+    **{
+        ("vpn_manager.runtimes.choice", f"vpn_manager.runtimes.docker.{module}"): (
+            "the Docker runtime's ten modules, some 30 ms and their memory, off a home of "
+            "native servers (and off vpn serve over one)"
+        )
+        for module in ("census", "hosts", "options", "runtime")
+    },
     ("vpn_manager.daemon.main", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.services.servers", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.services.servers.access", "vpn_manager.links"): _PYDANTIC_OFF_THE_SERVICE,

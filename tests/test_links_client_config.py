@@ -12,7 +12,6 @@ import pytest
 
 from tests.test_delivery import EXAMPLE as VLESS_EXAMPLE
 from tests.test_delivery_share import EXAMPLES, HOST, PIN, PSK16, UPSK16, UUID
-from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import InvalidInput
@@ -26,6 +25,7 @@ from vpn_manager.links import (
     trust_note,
     xray_client_config,
 )
+from vpn_manager.specs import Client, ServerSpec
 
 FILES = {"cert_file": "/keys/cert.pem", "key_file": "/keys/key.pem"}
 SELF_SIGNED = {"server_name": HOST, "self_signed": True, "cert_sha256": PIN, **FILES}

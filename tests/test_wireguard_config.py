@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.engines.wireguard.engine import WireGuardEngine
 from vpn_manager.engines.wireguard.settings import WireGuardSettings
 from vpn_manager.errors import EngineError, InvalidInput
 from vpn_manager.links import share_link
+from vpn_manager.specs import Client, ServerSpec
 
 SETTINGS = {
     "interface": "wgabc123",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vpn_manager.engines.base import Engine, ServerSpec
+from vpn_manager.engines.base import Engine
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import InvalidInput
 from vpn_manager.runtimes.base import ContainerLaunch
@@ -25,6 +25,7 @@ from vpn_manager.runtimes.docker.options import (
 from vpn_manager.runtimes.docker.views import timestamp, usage
 from vpn_manager.services.servers import ServerService
 from vpn_manager.settings import DockerSettings, Paths
+from vpn_manager.specs import ServerSpec
 from vpn_manager.storage import Database
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from vpn_manager.engines.base import Engine, ServerSpec
+from vpn_manager.engines.base import Engine
 from vpn_manager.engines.singbox.protocols import PROTOCOLS as SINGBOX_PROTOCOLS
 from vpn_manager.engines.singbox.settings import SingBoxSettings
 from vpn_manager.engines.stored import Stored
@@ -19,6 +19,7 @@ from vpn_manager.engines.xray.settings import XraySettings
 from vpn_manager.errors import InvalidInput
 from vpn_manager.kinds import Protocol
 from vpn_manager.proc import HOST, Commands
+from vpn_manager.specs import ServerSpec
 
 
 @dataclass(frozen=True)

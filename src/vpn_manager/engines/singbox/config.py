@@ -76,10 +76,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpn_manager.engines.base import Client, Files, ServerSpec
+from vpn_manager.engines.base import Files
 from vpn_manager.engines.singbox.protocols import SingBoxProtocol, protocol_row
 from vpn_manager.engines.singbox.secrets import check_method, is_2022
 from vpn_manager.engines.singbox.settings import SingBoxCredential, SingBoxSecret, SingBoxSettings
+from vpn_manager.specs import Client, ServerSpec
 
 INBOUND_TAG = "in"
 OUTBOUND_TAG = "direct"

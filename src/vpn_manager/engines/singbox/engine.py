@@ -19,16 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import (
-    Client,
-    Counter,
-    Files,
-    Follower,
-    Health,
-    ServerSpec,
-    Session,
-    Transport,
-)
+from vpn_manager.engines.base import Counter, Files, Follower, Health, Session, Transport
 from vpn_manager.engines.linkdata import Credential, LinkData, Tls
 from vpn_manager.engines.ports import connect_address, port_open
 from vpn_manager.engines.singbox import config, tls
@@ -46,6 +37,7 @@ from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import is_ip
 from vpn_manager.proc import run
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.models.server import ServerCreate

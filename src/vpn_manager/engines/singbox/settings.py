@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.engines.stored import Secret, Stored
+from vpn_manager.specs import Client, ServerSpec
 
 
 @dataclass(frozen=True)

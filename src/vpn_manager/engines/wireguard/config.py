@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.engines.linkdata import LinkData, Tunnel
 from vpn_manager.engines.wireguard.settings import (
     Network,
@@ -15,6 +14,7 @@ from vpn_manager.engines.wireguard.settings import (
     WireGuardSettings,
 )
 from vpn_manager.errors import InvalidInput
+from vpn_manager.specs import Client, ServerSpec
 
 # The stored names of a peer's address in each of the server's networks (Peer).
 ADDRESS_KEYS = ("address", "address6")

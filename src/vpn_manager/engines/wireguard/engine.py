@@ -24,13 +24,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Transport
+from vpn_manager.engines.base import Counter, Files, Health, Transport
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.engines.wireguard.settings import Peer, WireGuardSecret, WireGuardSettings
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.kinds import RuntimeKind
 from vpn_manager.proc import HOST, Commands
+from vpn_manager.specs import Client, ServerSpec
 
 # A new server's subnet and DNS unless it is given others (the rest: WireGuardSettings').
 DEFAULT_SUBNET = "10.13.13.0/24"

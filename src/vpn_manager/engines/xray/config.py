@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpn_manager.engines.base import Client, Files, ServerSpec
+from vpn_manager.engines.base import Files
 from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
 from vpn_manager.errors import EngineError
+from vpn_manager.specs import Client, ServerSpec
 
 INBOUND_TAG = "vless-in"
 API_INBOUND_TAG = "api-in"

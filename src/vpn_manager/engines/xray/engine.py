@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Session, Transport
+from vpn_manager.engines.base import Counter, Files, Health, Session, Transport
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality
 from vpn_manager.engines.ports import connect_address, free_port, port_open
 from vpn_manager.engines.xray import config, keys
@@ -26,6 +26,7 @@ from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySe
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.proc import die_with_parent
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.engines.xray.api import XrayApi

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from vpn_manager.errors import EngineError, InvalidInput
 from vpn_manager.fsutil import atomic_write, exclusive_briefly, remove_temps
+from vpn_manager.runtimes.base import DOCKER_HOSTS_FILE
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -167,7 +168,7 @@ def _context_host(name: str) -> str:
 
 
 def _hosts_file(run_dir: Path) -> Path:
-    return run_dir / "docker-hosts.json"
+    return run_dir / DOCKER_HOSTS_FILE
 
 
 def hosts_used(run_dir: Path) -> set[str]:

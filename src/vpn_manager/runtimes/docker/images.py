@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vpn_manager.engines.base import ServerSpec
 from vpn_manager.engines.singbox.settings import SingBoxSettings
 from vpn_manager.engines.wireguard.settings import WireGuardSettings
 from vpn_manager.errors import InvalidInput
+from vpn_manager.specs import ServerSpec
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines import guard
-from vpn_manager.engines.base import Engine, Files, ServerSpec
+from vpn_manager.engines.base import Engine, Files
 from vpn_manager.engines.registry import engine_for, settings_of
 from vpn_manager.errors import VpnError
 from vpn_manager.runtimes.base import (
@@ -30,6 +30,7 @@ from vpn_manager.runtimes.docker.hosts import base_url_of, remember_host
 from vpn_manager.runtimes.docker.hosts import is_remote as remote_url
 from vpn_manager.runtimes.docker.images import image_facts
 from vpn_manager.runtimes.docker.options import launch_digest
+from vpn_manager.specs import ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.settings import DockerSshSettings
