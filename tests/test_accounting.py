@@ -209,7 +209,7 @@ async def test_a_follower_lives_as_long_as_its_engine_process_and_address(
 ) -> None:
     from typing import Any, cast
 
-    from vpn_manager.engines.base import ServerSpec
+    from vpn_manager.specs import ServerSpec
 
     _, rounds, _, _, server_id = world
     traffic = rounds.traffic

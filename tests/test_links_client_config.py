@@ -12,7 +12,6 @@ import pytest
 
 from tests.test_delivery import EXAMPLE as VLESS_EXAMPLE
 from tests.test_delivery_share import EXAMPLES, HOST, PIN, PSK16, UPSK16, UUID
-from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import InvalidInput
@@ -26,9 +25,11 @@ from vpn_manager.links import (
     trust_note,
     xray_client_config,
 )
+from vpn_manager.specs import Client, ServerSpec
 
-SELF_SIGNED = {"server_name": HOST, "self_signed": True, "cert_sha256": PIN}
-SIGNED = {"server_name": HOST, "cert_sha256": PIN}
+FILES = {"cert_file": "/keys/cert.pem", "key_file": "/keys/key.pem"}
+SELF_SIGNED = {"server_name": HOST, "self_signed": True, "cert_sha256": PIN, **FILES}
+SIGNED = {"server_name": HOST, "cert_sha256": PIN, **FILES}
 # protocol -> (server settings, server secret, the user's secret, port, the example it must give)
 SERVERS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], int, str]] = {
     "ss-aead": (
@@ -56,6 +57,9 @@ SERVERS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], int, st
 
 def data_of(kind: str) -> LinkData:
     settings, server_secret, secret, port, protocol = SERVERS[kind]
+    # What every sing-box server also has: its api service.
+    settings = {"api_port": 10085, **settings}
+    server_secret = {"api_secret": "api-token", **server_secret}
     spec = ServerSpec("edge", protocol, "0.0.0.0", port, HOST, settings, server_secret)
     return engine_for(protocol).link_data(spec, Client(7, "alice", secret))
 
@@ -65,6 +69,8 @@ def vless_data() -> LinkData:
         "sni": VLESS_EXAMPLE.sni,
         "public_key": VLESS_EXAMPLE.public_key,
         "short_ids": [VLESS_EXAMPLE.short_id, "ab"],
+        "dest": f"{VLESS_EXAMPLE.sni}:443",
+        "api_port": 10085,
     }
     spec = ServerSpec("edge", "vless-reality", "0.0.0.0", 443, VLESS_EXAMPLE.host, settings, {})
     return engine_for("vless-reality").link_data(spec, Client(7, "alice", {"uuid": UUID}))

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.engines.wireguard.engine import WireGuardEngine
+from vpn_manager.engines.wireguard.settings import WireGuardSettings
 from vpn_manager.errors import EngineError, InvalidInput
 from vpn_manager.links import share_link
+from vpn_manager.specs import Client, ServerSpec
 
 SETTINGS = {
     "interface": "wgabc123",
@@ -39,16 +40,16 @@ def spec() -> ServerSpec:
 
 
 def test_addresses_are_the_lowest_free_and_never_the_servers() -> None:
-    first = config.next_addresses(SETTINGS, [])
+    first = config.next_addresses(WireGuardSettings.of_dict(SETTINGS), [])
     assert first == {"address": "10.13.13.2", "address6": "fd13::2"}
-    second = config.next_addresses(SETTINGS, [first])
+    second = config.next_addresses(WireGuardSettings.of_dict(SETTINGS), [first])
     assert second == {"address": "10.13.13.3", "address6": "fd13::3"}
     # A revoked peer's address is free again; one still assigned never is.
-    third = config.next_addresses(SETTINGS, [second])
+    third = config.next_addresses(WireGuardSettings.of_dict(SETTINGS), [second])
     assert third == first
     taken = [{"address": f"10.13.13.{i}", "address6": f"fd13::{i}"} for i in range(2, 7)]
     with pytest.raises(InvalidInput, match="no free address"):
-        config.next_addresses(SETTINGS, taken)
+        config.next_addresses(WireGuardSettings.of_dict(SETTINGS), taken)
 
 
 def test_credentials_get_keys_and_stable_addresses() -> None:

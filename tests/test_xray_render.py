@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.golden_files import GOLDEN_DIR, assert_golden
-from vpn_manager.engines.base import Client, Files, ServerSpec
+from vpn_manager.engines.base import Files
 from vpn_manager.engines.xray import api, keys
 from vpn_manager.engines.xray.config import render_text
 from vpn_manager.engines.xray.engine import XrayEngine
@@ -20,6 +20,7 @@ from vpn_manager.engines.xray.proto.app.proxyman.command import command_pb2 as h
 from vpn_manager.engines.xray.proto.app.stats.command import command_pb2 as stats
 from vpn_manager.engines.xray.proto.proxy.vless.account_pb2 import Account
 from vpn_manager.errors import EngineError
+from vpn_manager.specs import Client, ServerSpec
 
 GOLDEN = GOLDEN_DIR / "xray"
 PRIVATE = "4FntWLkKlvSV44OGaN0WmHJeH5r5B1XTdNUUp5yKfHU"

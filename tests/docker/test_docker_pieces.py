@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vpn_manager.engines.base import Engine, ServerSpec
+from vpn_manager.engines.base import Engine
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import InvalidInput
 from vpn_manager.runtimes.base import ContainerLaunch
@@ -25,6 +25,7 @@ from vpn_manager.runtimes.docker.options import (
 from vpn_manager.runtimes.docker.views import timestamp, usage
 from vpn_manager.services.servers import ServerService
 from vpn_manager.settings import DockerSettings, Paths
+from vpn_manager.specs import ServerSpec
 from vpn_manager.storage import Database
 
 
@@ -95,7 +96,12 @@ def test_published_ports(tmp_path: Path, protocol: str, protos: set[str]) -> Non
 
 
 def wireguard_spec(subnet6: str | None = None) -> ServerSpec:
-    settings = {"interface": "wgabc123", "subnet": "10.13.13.0/24", "subnet6": subnet6}
+    settings = {
+        "interface": "wgabc123",
+        "subnet": "10.13.13.0/24",
+        "subnet6": subnet6,
+        "public_key": "x" * 43 + "=",
+    }
     return ServerSpec(
         name="wg",
         protocol="wireguard",

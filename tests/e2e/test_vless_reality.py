@@ -26,11 +26,12 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.net import BACKEND_PAGE, TARGET_PAGE, Stream, free_port, tls_get
 from tests.e2e.other_user import xray_api_addresses
-from vpn_manager.engines.base import Files, ServerSpec
+from vpn_manager.engines.base import Files
 from vpn_manager.engines.xray.api import XrayApi
 from vpn_manager.engines.xray.engine import XrayEngine
 from vpn_manager.errors import EngineError
 from vpn_manager.links import VlessRealityLink, xray_client_config
+from vpn_manager.specs import ServerSpec
 
 pytestmark = pytest.mark.usefixtures("need_root")
 

@@ -24,12 +24,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Follower, Health, ServerSpec, Session
+from vpn_manager.engines.base import Counter, Files, Follower, Health, Session, Transport
 from vpn_manager.engines.linkdata import Credential, LinkData
 from vpn_manager.errors import EngineError
 from vpn_manager.runtimes.base import Launch, ProcessState, Runtime, ServerFiles
 from vpn_manager.runtimes.choice import Runtimes
 from vpn_manager.runtimes.native import NativeRuntime
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.engines.base import Engine
@@ -220,6 +221,9 @@ class FakeEngine:
 
     def control_ports(self, spec: ServerSpec) -> list[int]:
         return []
+
+    def transports(self, spec: ServerSpec) -> tuple[Transport, ...]:
+        return ("tcp",)
 
     def live_users(self, spec: ServerSpec) -> bool:
         return self.live

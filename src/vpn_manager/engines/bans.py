@@ -15,6 +15,7 @@ that home can lift it early when that limit is raised or removed.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shutil
 from collections.abc import Iterable
@@ -85,8 +86,6 @@ async def listed() -> list[Ban]:
     done = await run(["nft", "-j", "list", "table", "inet", TABLE], check=False)
     if done.returncode != 0:
         return []
-    import json
-
     found = []
     for item in json.loads(done.stdout).get("nftables", []):
         for element in item.get("set", {}).get("elem", []) or []:

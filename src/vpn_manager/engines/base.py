@@ -3,52 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from vpn_manager.engines.linkdata import LinkData
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
-    from vpn_manager.engines.linkdata import LinkData
     from vpn_manager.models.server import ServerCreate
 
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """Everything an engine needs about one server, secrets included. Never printed."""
-
-    name: str
-    protocol: str
-    listen: str
-    port: int
-    host: str
-    settings: dict[str, Any]
-    secret: dict[str, Any] = field(repr=False)
-    # Where the engine runs (see runtimes/): engines only read `control_listen`, the address
-    # their TCP control APIs bind to (loopback natively; every address inside a container, whose
-    # API ports the Docker runtime publishes on the host's loopback only), and `control_dir`, a
-    # private directory of ours (0700) where an engine that can serves its control API on a unix
-    # socket instead (empty: it cannot be given one, e.g. on a remote Docker engine).
-    runtime: str = "native"
-    image: str | None = None
-    docker_host: str | None = None
-    control_listen: str = "127.0.0.1"
-    control_dir: str = ""
-
-
-@dataclass(frozen=True)
-class Client:
-    """One user's credentials on one server, as the engine sees them."""
-
-    user_id: int
-    name: str
-    secret: dict[str, Any] = field(repr=False)
-    # For a user an engine has and the database does not (to remove it): the engine's own name.
-    alias: str = ""
-
-    @property
-    def email(self) -> str:
-        """The engine-side identity: stable across renames and free of secrets (it is logged)."""
-        return self.alias or f"user-{self.user_id}"
+# What a server's clients connect over (the ports a container publishes).
+Transport = Literal["tcp", "udp"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +114,10 @@ class Engine(Protocol):
         """The TCP ports of the engine's control APIs on `control_listen` (an API on a unix socket
         in `control_dir` is not listed): the service keeps them to our own uid (engines/guard.py)
         and the Docker runtime publishes them on the host's 127.0.0.1."""
+        ...
+
+    def transports(self, spec: ServerSpec) -> tuple[Transport, ...]:
+        """What the server's clients connect over: the server's port is published for these."""
         ...
 
     def live_users(self, spec: ServerSpec) -> bool:

@@ -6,10 +6,7 @@ never write link text and never import that package."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from vpn_manager.engines.base import Client, ServerSpec
+from typing import Literal, Protocol
 
 # How a link is written: one format a module in vpn_manager.links.
 Format = Literal[
@@ -62,6 +59,24 @@ class Tunnel:
     keepalive: int
 
 
+class _Server(Protocol):
+    """What a link takes from a server (engines.base.ServerSpec)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+
+class _User(Protocol):
+    """What a link takes from a user (engines.base.Client)."""
+
+    @property
+    def name(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class LinkData:
     """One user's way into one server, before it is written as a link."""
@@ -80,8 +95,8 @@ class LinkData:
     def of(
         cls,
         format: Format,
-        spec: ServerSpec,
-        client: Client,
+        spec: _Server,
+        client: _User,
         *,
         credential: Credential | None = None,
         tls: Tls | None = None,

@@ -15,6 +15,7 @@ or storage. QR codes of links are in `vpn_manager.delivery`.
 """
 
 from vpn_manager.links.clients import (
+    check_client,
     client_config,
     singbox_client_config,
     xray_client_config,
@@ -46,6 +47,7 @@ __all__ = [
     "TuicLink",
     "VlessRealityLink",
     "VmessLink",
+    "check_client",
     "client_config",
     "link_of",
     "parse_link",

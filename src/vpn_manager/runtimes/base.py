@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from vpn_manager.engines.base import Engine, Files, ServerSpec
+    from vpn_manager.engines.base import Engine, Files
     from vpn_manager.proc import Commands
     from vpn_manager.settings import DockerSshSettings
+    from vpn_manager.specs import ServerSpec
+
+# Where a home notes the Docker engines it has made containers on (runtimes/docker/hosts.py), in
+# its run directory: no such file (nor a temp file of one) means it never used Docker.
+DOCKER_HOSTS_FILE = "docker-hosts.json"
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from vpn_manager.runtimes.base import Launch, ProcessState, ServerFiles
 from vpn_manager.runtimes.launch import ALREADY_RUNNING
 
 if TYPE_CHECKING:
-    from vpn_manager.engines.base import Engine, Files, ServerSpec
+    from vpn_manager.engines.base import Engine, Files
     from vpn_manager.proc import Commands
+    from vpn_manager.specs import ServerSpec
 
 
 class NativeRuntime:

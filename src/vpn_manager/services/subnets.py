@@ -8,7 +8,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
-from vpn_manager.engines.wireguard.engine import DEFAULTS
+from vpn_manager.engines.wireguard.engine import DEFAULT_SUBNET
 from vpn_manager.errors import Conflict
 from vpn_manager.kinds import Protocol
 
@@ -23,7 +23,7 @@ async def refuse_overlap(session: AsyncSession, create: ServerCreate) -> None:
     (the default one when --subnet is not given) or --subnet6 overlaps another's."""
     if create.protocol is not Protocol.WIREGUARD:
         return
-    wanted = [create.subnet or str(DEFAULTS["subnet"]), create.subnet6]
+    wanted = [create.subnet or DEFAULT_SUBNET, create.subnet6]
     for row, _ in await storage.servers.list_servers(session):
         if row.protocol != Protocol.WIREGUARD.value:
             continue

@@ -21,10 +21,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
-from vpn_manager.engines.base import Counter, Engine, Follower, ServerSpec
+from vpn_manager.engines.base import Counter, Engine, Follower
 from vpn_manager.errors import VpnError
 from vpn_manager.services import pending_readings
 from vpn_manager.services.servers import ServerService, owners, utcnow
+from vpn_manager.specs import ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.storage import Database

@@ -22,9 +22,9 @@ from vpn_manager.storage import Database
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from vpn_manager.engines.base import Client
     from vpn_manager.models import User, UserCreate, UserFilter, UserUpdate
     from vpn_manager.services.servers import ServerService
+    from vpn_manager.specs import Client
 
 Clock = Callable[[], datetime]
 Clients = list["Client"]  # (a method named `list` shadows the builtin inside the class)

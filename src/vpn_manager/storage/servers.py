@@ -3,16 +3,16 @@ session."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpn_manager.engines.base import Client, ServerSpec
 from vpn_manager.errors import Conflict, NotFound
 from vpn_manager.kinds import UserStatus
+from vpn_manager.specs import Client, ServerSpec
 from vpn_manager.storage.orm import ServerRow, UserCredentialRow, UserRow
 
 if TYPE_CHECKING:
@@ -69,13 +69,16 @@ async def name_taken(session: AsyncSession, name: str) -> bool:
     return found.scalar() is not None
 
 
-async def ports_in_use(session: AsyncSession) -> dict[int, str]:
-    """Ports our servers hold (their own and their API ports), to refuse clashes early."""
+async def ports_in_use(
+    session: AsyncSession, control_ports: Callable[[str, dict[str, Any]], Iterable[int]]
+) -> dict[int, str]:
+    """Ports our servers hold (their own, and their control APIs' as `control_ports` reads them
+    from a protocol and its stored settings), to refuse clashes early."""
     ports: dict[int, str] = {}
     for row in (await session.execute(select(ServerRow))).scalars():
         ports[row.port] = row.name
-        if "api_port" in row.settings:
-            ports[int(row.settings["api_port"])] = f"{row.name} (API)"
+        for port in control_ports(row.protocol, row.settings):
+            ports[port] = f"{row.name} (API)"
     return ports
 
 

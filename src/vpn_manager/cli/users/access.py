@@ -16,10 +16,6 @@ from vpn_manager.delivery.qr import qr_png, qr_text
 from vpn_manager.errors import InvalidInput
 from vpn_manager.web.urls import base_url, subscription_url
 
-# The client configs (vpn_manager.links: some 20 ms of pydantic models, which `vpn user list|add`
-# should not pay for) are imported by the command that uses them, `config`: this module's one
-# lazy import.
-
 
 def grant(
     ctx: typer.Context,
@@ -120,14 +116,10 @@ def client_config(
     ] = 1080,
 ) -> None:
     """Print a ready client config for a user on a server (a local SOCKS/HTTP proxy)."""
-    from vpn_manager.links import clients
-
-    clients.check_client(client)
     context = app_context(ctx)
-    access = context.servers(lambda s: s.access(name, server))[0]
-    text = clients.client_config(access.data, client, socks_port)
-    if access.note:
-        context.output().note(access.note)
+    text, note = context.servers(lambda s: s.client_config(name, server, client, socks_port))
+    if note:
+        context.output().note(note)
     sys.stdout.write(text)
 
 

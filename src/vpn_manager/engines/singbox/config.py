@@ -76,30 +76,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpn_manager.engines.base import Client, Files, ServerSpec
-from vpn_manager.engines.singbox import (
-    INBOUND_TYPES,
-    PROXY_PROTOCOLS,
-    QUIC_PROTOCOLS,
-    TLS_PROTOCOLS,
-    check_protocol,
-)
+from vpn_manager.engines.base import Files
+from vpn_manager.engines.singbox.protocols import SingBoxProtocol, protocol_row
 from vpn_manager.engines.singbox.secrets import check_method, is_2022
+from vpn_manager.engines.singbox.settings import SingBoxCredential, SingBoxSecret, SingBoxSettings
+from vpn_manager.specs import Client, ServerSpec
 
 INBOUND_TAG = "in"
 OUTBOUND_TAG = "direct"
 
 
-def user_entry(protocol: str, client: Client) -> dict[str, Any]:
-    """One user as the inbound lists it."""
-    secret = client.secret
-    if protocol in PROXY_PROTOCOLS:
-        return {"username": client.name, "password": secret["password"]}
-    if protocol == "vmess":
-        return {"name": client.email, "uuid": secret["uuid"], "alterId": 0}
-    if protocol == "tuic":
-        return {"name": client.email, "uuid": secret["uuid"], "password": secret["password"]}
-    return {"name": client.email, "password": secret["password"]}
+def user_entry(row: SingBoxProtocol, client: Client) -> dict[str, Any]:
+    """One user as the inbound lists it, in the protocol's credential shape."""
+    credential = SingBoxCredential.of(client)
+    if row.proxy:
+        return {"username": client.name, "password": credential.password}
+    entry: dict[str, Any] = {"name": client.email}
+    if "uuid" in row.credential:
+        entry["uuid"] = credential.uuid
+    if "password" in row.credential:
+        entry["password"] = credential.password
+    if row.user_fields:
+        entry.update(row.user_fields)
+    return entry
 
 
 SSM_ENDPOINT = "/"  # ssm-api's path for the inbound (its `servers` key and the cache's)
@@ -109,32 +108,35 @@ SSM_CACHE = "ssm-cache.json"  # ssm-api's cache_path: SSM_USERS copied before ea
 
 def ssm_users(clients: list[Client]) -> list[dict[str, str]]:
     """The bodies of `POST /server/v1/users` that give a started Shadowsocks server its users."""
-    return [{"username": c.email, "uPSK": c.secret["password"]} for c in clients]
+    return [{"username": c.email, "uPSK": _password(c)} for c in clients]
+
+
+def _password(client: Client) -> str:
+    """A managed server's user's password (its key for the cipher)."""
+    return SingBoxCredential.of(client).password or ""
 
 
 def uses_ssm_cache(spec: ServerSpec) -> bool:
     """Does this server start with its users from ssm-api's cache file?"""
-    return spec.protocol == "shadowsocks" and spec.runtime == "native"
+    return protocol_row(spec.protocol).managed and spec.runtime == "native"
 
 
 def ssm_cache(clients: list[Client]) -> str:
     """ssm-api's cache file holding exactly these users and no traffic (every counter from zero,
     as accounting expects of a new engine process)."""
-    from pydantic_core import to_json
-
-    users = {c.email: c.secret["password"] for c in sorted(clients, key=lambda c: c.email)}
-    return to_json({"endpoints": {SSM_ENDPOINT: {"users": users}}}, indent=2).decode() + "\n"
+    users = {c.email: _password(c) for c in sorted(clients, key=lambda c: c.email)}
+    return _json({"endpoints": {SSM_ENDPOINT: {"users": users}}})
 
 
-def _tls(spec: ServerSpec) -> dict[str, Any]:
-    tls = spec.settings["tls"]
+def _tls(row: SingBoxProtocol, settings: SingBoxSettings) -> dict[str, Any]:
+    tls = settings.certificate
     # No server_name: a server does not use it (it goes into links, for clients).
     block: dict[str, Any] = {
         "enabled": True,
-        "certificate_path": str(tls["cert_file"]),
-        "key_path": str(tls["key_file"]),
+        "certificate_path": tls.cert_file,
+        "key_path": tls.key_file,
     }
-    if spec.protocol in QUIC_PROTOCOLS:
+    if row.quic:
         # TUIC needs the same ALPN on both sides ("tls: no application protocol" otherwise);
         # Hysteria2 uses h3 whatever is set. Clients send "alpn": ["h3"].
         block["alpn"] = ["h3"]
@@ -142,40 +144,37 @@ def _tls(spec: ServerSpec) -> dict[str, Any]:
 
 
 def inbound(spec: ServerSpec, clients: list[Client]) -> dict[str, Any]:
-    protocol = check_protocol(spec.protocol)
-    settings = spec.settings
+    row = protocol_row(spec.protocol)
+    settings = SingBoxSettings.of(spec)
     entry: dict[str, Any] = {
-        "type": INBOUND_TYPES[protocol],
+        "type": row.inbound,
         "tag": INBOUND_TAG,
         "listen": spec.listen,
         "listen_port": spec.port,
     }
-    if protocol == "shadowsocks":
-        method = check_method(settings.get("method"))
+    if row.managed:
+        method = check_method(settings.method)
         entry["method"] = method
         if is_2022(method):
-            entry["password"] = spec.secret["psk"]
+            entry["password"] = SingBoxSecret.of(spec).psk
         entry["managed"] = True
         return entry
-    if protocol in PROXY_PROTOCOLS:
-        if not settings.get("allow_anonymous"):
-            entry["users"] = [user_entry(protocol, c) for c in clients]
+    if row.proxy:
+        if not settings.allow_anonymous:
+            entry["users"] = [user_entry(row, c) for c in clients]
         return entry
-    entry["users"] = [user_entry(protocol, c) for c in clients]
-    if protocol in TLS_PROTOCOLS:
-        entry["tls"] = _tls(spec)
+    entry["users"] = [user_entry(row, c) for c in clients]
+    if row.tls:
+        entry["tls"] = _tls(row, settings)
     return entry
 
 
 def route(spec: ServerSpec, clients: list[Client]) -> dict[str, Any]:
+    settings = SingBoxSettings.of(spec)
     rules: list[dict[str, Any]] = []
-    if (
-        spec.protocol in PROXY_PROTOCOLS
-        and not spec.settings.get("allow_anonymous")
-        and not clients
-    ):
+    if protocol_row(spec.protocol).proxy and not settings.allow_anonymous and not clients:
         rules.append({"inbound": [INBOUND_TAG], "action": "reject"})
-    if not spec.settings.get("allow_private"):
+    if not settings.allow_private:
         # Resolve names first, so that one pointing at a private address is refused too.
         rules.append({"action": "resolve"})
         rules.append({"ip_is_private": True, "action": "reject"})
@@ -183,23 +182,23 @@ def route(spec: ServerSpec, clients: list[Client]) -> dict[str, Any]:
 
 
 def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, Any]:
-    settings = spec.settings
+    settings = SingBoxSettings.of(spec)
     services: list[dict[str, Any]] = [
         {
             "type": "api",
             "tag": "api",
             "listen": spec.control_listen,
-            "listen_port": settings["api_port"],
-            "secret": spec.secret["api_secret"],
+            "listen_port": settings.api_port,
+            "secret": SingBoxSecret.of(spec).api_secret,
         }
     ]
-    if spec.protocol == "shadowsocks":
+    if protocol_row(spec.protocol).managed:
         services.append(
             {
                 "type": "ssm-api",
                 "tag": "ssm-api",
                 "listen": spec.control_listen,
-                "listen_port": settings["ssm_port"],
+                "listen_port": settings.ssm_port,
                 "servers": {SSM_ENDPOINT: INBOUND_TAG},
             }
         )
@@ -219,7 +218,13 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
 
 
 def render_text(spec: ServerSpec, clients: list[Client], files: Files) -> str:
-    """Indented for people to read and diff; encoded by pydantic-core (fast for many users)."""
+    """Indented for people to read and diff."""
+    return _json(render(spec, clients, files))
+
+
+def _json(data: dict[str, Any]) -> str:
+    """Indented JSON, encoded by pydantic-core (fast for many users; imported here, when a file
+    is written, so that the long-running service does not load it for nothing)."""
     from pydantic_core import to_json
 
-    return to_json(render(spec, clients, files), indent=2).decode() + "\n"
+    return to_json(data, indent=2).decode() + "\n"

@@ -10,6 +10,7 @@ connections (the CLI says so)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -18,25 +19,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import (
-    Client,
-    Counter,
-    Files,
-    Follower,
-    Health,
-    ServerSpec,
-    Session,
-)
-from vpn_manager.engines.linkdata import Credential, Format, LinkData, Tls
+from vpn_manager.engines.base import Counter, Files, Follower, Health, Session, Transport
+from vpn_manager.engines.linkdata import Credential, LinkData, Tls
 from vpn_manager.engines.ports import connect_address, port_open
-from vpn_manager.engines.singbox import PROXY_PROTOCOLS, QUIC_PROTOCOLS, TLS_PROTOCOLS, config, tls
+from vpn_manager.engines.singbox import config, tls
 from vpn_manager.engines.singbox import secrets as keys
 from vpn_manager.engines.singbox.api import ConnectionFollower, SingBoxApi
+from vpn_manager.engines.singbox.protocols import protocol_row
+from vpn_manager.engines.singbox.settings import (
+    Certificate,
+    SingBoxCredential,
+    SingBoxSecret,
+    SingBoxSettings,
+)
 from vpn_manager.engines.singbox.ssm import SsmApi
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import is_ip
 from vpn_manager.proc import run
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.models.server import ServerCreate
@@ -64,28 +65,27 @@ class SingBoxEngine:
     def new_server(
         self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        protocol = create.protocol.value
-        method = keys.check_method(create.method) if protocol == "shadowsocks" else None
-        secret = keys.server_secret(protocol, method)
-        settings: dict[str, Any] = {"api_port": ports(), "allow_private": create.allow_private}
-        if protocol == "shadowsocks":
-            assert method is not None
-            settings["method"] = method
-            settings["ssm_port"] = ports()
+        row = protocol_row(create.protocol.value)
+        settings = SingBoxSettings(api_port=ports(), allow_private=create.allow_private)
+        psk = None
+        if row.managed:
+            method = keys.check_method(create.method)
+            settings = dataclasses.replace(settings, method=method, ssm_port=ports())
             if create.password is not None:
                 if not keys.is_2022(method):
                     raise InvalidInput(
                         f"{method} servers have no server key; --password applies to 2022 ciphers."
                     )
                 keys.check_password(method, create.password)
-                secret["psk"] = create.password
-        if protocol in TLS_PROTOCOLS:
-            settings["tls"] = self._certificate(create, keys_dir)
-        if protocol in PROXY_PROTOCOLS:
-            settings["allow_anonymous"] = create.allow_anonymous
-        return settings, secret
+                psk = create.password
+        if row.tls:
+            settings = dataclasses.replace(settings, tls=self._certificate(create, keys_dir))
+        if row.proxy:
+            settings = dataclasses.replace(settings, allow_anonymous=create.allow_anonymous)
+        secret = keys.server_secret(row.name, settings.method, psk)
+        return settings.to_dict(), secret
 
-    def _certificate(self, create: ServerCreate, keys_dir: Path) -> dict[str, Any]:
+    def _certificate(self, create: ServerCreate, keys_dir: Path) -> Certificate:
         server_name = create.sni or (
             create.host if create.host and not is_ip(create.host) else None
         )
@@ -105,34 +105,31 @@ class SingBoxEngine:
         else:
             kept_cert, kept_key = tls.make_self_signed(keys_dir, server_name)
             self_signed = True
-        return {
-            "server_name": server_name,
-            "cert_file": str(kept_cert),
-            "key_file": str(kept_key),
-            "self_signed": self_signed,
-            "cert_sha256": tls.cert_sha256(kept_cert),
-        }
+        return Certificate(
+            server_name=server_name,
+            cert_file=str(kept_cert),
+            key_file=str(kept_key),
+            self_signed=self_signed,
+            cert_sha256=tls.cert_sha256(kept_cert),
+        )
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-        settings, secret = dict(spec.settings), dict(spec.secret)
-        if spec.protocol == "shadowsocks" and keys.is_2022(settings["method"]):
-            secret["psk"] = keys.new_key(settings["method"])
-        elif spec.protocol in TLS_PROTOCOLS and settings["tls"].get("self_signed"):
-            cert_dir = Path(settings["tls"]["cert_file"]).parent
-            tls.make_self_signed(cert_dir, settings["tls"]["server_name"])
-            settings["tls"] = dict(
-                settings["tls"], cert_sha256=tls.cert_sha256(Path(settings["tls"]["cert_file"]))
-            )
+        row = protocol_row(spec.protocol)
+        settings, secret = SingBoxSettings.of(spec), SingBoxSecret.of(spec)
+        method = keys.check_method(settings.method) if row.managed else ""
+        if keys.is_2022(method):
+            secret = dataclasses.replace(secret, psk=keys.new_key(method))
+        elif row.tls and settings.certificate.self_signed:
+            cert = settings.certificate
+            tls.make_self_signed(Path(cert.cert_file).parent, cert.server_name)
+            cert = dataclasses.replace(cert, cert_sha256=tls.cert_sha256(Path(cert.cert_file)))
+            settings = dataclasses.replace(settings, tls=cert)
         else:
             raise InvalidInput(
                 f"A {spec.protocol} server has no server key to rotate"
-                + (
-                    " (its certificate is yours: replace it instead)."
-                    if spec.protocol in TLS_PROTOCOLS
-                    else "."
-                )
+                + (" (its certificate is yours: replace it instead)." if row.tls else ".")
             )
-        return settings, secret
+        return settings.to_dict(), secret.to_dict()
 
     def new_credential(
         self,
@@ -140,30 +137,29 @@ class SingBoxEngine:
         password: str | None = None,
         taken: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        credential = keys.client_secret(spec.protocol, spec.settings.get("method"))
+        row = protocol_row(spec.protocol)
         if password is not None:
-            if spec.protocol not in PROXY_PROTOCOLS:
+            if not row.proxy:
                 raise InvalidInput(
                     f"{spec.protocol} users get generated credentials; --password is for proxies."
                 )
             if not password.strip():
                 raise InvalidInput("A proxy password cannot be empty.")
-            if ":" in password and spec.protocol in ("http", "mixed"):
+            if ":" in password and row.basic_auth:
                 raise InvalidInput("A proxy password for HTTP cannot contain ':'.")
-            credential["password"] = password
-        return credential
+        return keys.client_secret(row.name, SingBoxSettings.of(spec).method, password)
 
     def control_ports(self, spec: ServerSpec) -> list[int]:
         """The api service's port, and ssm-api's for Shadowsocks: sing-box 1.14 listens on TCP
         only (a service's `listen` must be an IP address: "/path" and "unix:/path" are refused
         by `sing-box check`), and ssm-api has no authentication at all."""
-        ports = [int(spec.settings["api_port"])]
-        if spec.protocol == "shadowsocks":
-            ports.append(int(spec.settings["ssm_port"]))
-        return ports
+        return SingBoxSettings.of(spec).control_ports()
+
+    def transports(self, spec: ServerSpec) -> tuple[Transport, ...]:
+        return protocol_row(spec.protocol).transports
 
     def live_users(self, spec: ServerSpec) -> bool:
-        return spec.protocol == "shadowsocks"  # ssm-api; the others reload
+        return protocol_row(spec.protocol).managed  # ssm-api; the others reload
 
     # -- running -------------------------------------------------------------------------------
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
@@ -197,9 +193,8 @@ class SingBoxEngine:
             )
 
     async def probe(self, spec: ServerSpec) -> Health:
-        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
-        api_ok, why = await api.ping()
-        if spec.protocol in QUIC_PROTOCOLS:
+        api_ok, why = await _api(spec).ping()
+        if protocol_row(spec.protocol).quic:
             port_ok = api_ok  # UDP: a TCP connect proves nothing; the process answering must do
         else:
             port_ok = await asyncio.to_thread(port_open, connect_address(spec.listen), spec.port)
@@ -214,7 +209,7 @@ class SingBoxEngine:
         """A Shadowsocks server's users: natively loaded from the cache file at start (this
         only checks them, one GET), in a container pushed now; either way ssm-api ends up with
         exactly these."""
-        if spec.protocol == "shadowsocks":
+        if protocol_row(spec.protocol).managed:
             await _ssm(spec).sync(config.ssm_users(clients))
 
     async def reload(self, spec: ServerSpec, pid: int) -> None:
@@ -226,7 +221,7 @@ class SingBoxEngine:
 
     async def users(self, spec: ServerSpec) -> set[str] | None:
         """Shadowsocks: ssm-api's user list. The others have their users in the config."""
-        if spec.protocol != "shadowsocks":
+        if not protocol_row(spec.protocol).managed:
             return None
         return set(await _ssm(spec).users())
 
@@ -235,8 +230,7 @@ class SingBoxEngine:
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
         await _ssm(spec).remove([c.email for c in clients])
-        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
-        return await api.close_users({c.email for c in clients})
+        return await _api(spec).close_users({c.email for c in clients})
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Shadowsocks: ssm-api's per-user counters (since start). Others: one counter per
@@ -244,30 +238,26 @@ class SingBoxEngine:
         forgotten by sing-box (it keeps only the last few closed ones; a reload forgets all)
         never make a total go backwards. The service adds the closed ones it followed between
         polls (follower())."""
-        if spec.protocol == "shadowsocks":
+        if protocol_row(spec.protocol).managed:
             traffic = await _ssm(spec).traffic()
             return [Counter(user, user, up, down) for user, (up, down) in traffic.items()]
-        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
         return [
             Counter(f"conn:{c.id}", c.user, c.uplink, c.downlink)
-            for c in await api.connections()
+            for c in await _api(spec).connections()
             if c.user
         ]
 
     def follower(self, spec: ServerSpec) -> Follower | None:
         """Not for Shadowsocks, whose ssm-api counters are per user and miss nothing."""
-        if spec.protocol == "shadowsocks":
+        if protocol_row(spec.protocol).managed:
             return None
-        return ConnectionFollower(
-            SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
-        )
+        return ConnectionFollower(_api(spec))
 
     async def sessions(self, spec: ServerSpec) -> list[Session]:
         """From the api service's connection list: every open connection names its user and
         client address (Shadowsocks' managed inbound included)."""
-        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
         first: dict[tuple[str, str], float] = {}
-        for conn in await api.connections():
+        for conn in await _api(spec).connections():
             if conn.closed or not conn.user or not conn.client_ip:
                 continue
             key = (conn.user, conn.client_ip)
@@ -276,49 +266,42 @@ class SingBoxEngine:
         return [Session(user, ip, since) for (user, ip), since in first.items()]
 
     async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
-        api = SingBoxApi(int(spec.settings["api_port"]), spec.secret["api_secret"])
-        return await api.close_users({user}, ips)
+        return await _api(spec).close_users({user}, ips)
 
     def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
-        secret, settings, protocol = client.secret, spec.settings, spec.protocol
-        link_format = _FORMATS[protocol]
-        if protocol == "shadowsocks":
-            method = settings["method"]
+        row = protocol_row(spec.protocol)
+        secret, settings = SingBoxCredential.of(client), SingBoxSettings.of(spec)
+        password = secret.password or ""
+        if row.managed:
+            method = keys.check_method(settings.method)
             # A multi-user 2022 server takes SERVER_PSK:USER_PSK from each client (SIP022).
-            password = secret["password"]
             if keys.is_2022(method):
-                password = f"{spec.secret['psk']}:{password}"
+                password = f"{SingBoxSecret.of(spec).psk}:{password}"
             credential = Credential(method=method, password=password)
-            return LinkData.of(link_format, spec, client, credential=credential)
-        if protocol in PROXY_PROTOCOLS:
-            credential = Credential(username=client.name, password=secret["password"])
-            return LinkData.of(link_format, spec, client, credential=credential)
-        tls = settings["tls"]
+            return LinkData.of(row.link, spec, client, credential=credential)
+        if row.proxy:
+            credential = Credential(username=client.name, password=password)
+            return LinkData.of(row.link, spec, client, credential=credential)
+        tls = settings.certificate
         # A self-signed certificate cannot be checked against a CA: Hysteria 2 links pin it by
         # its SHA-256; the Trojan, TUIC and VMess formats have no pin, so they say insecure.
-        insecure = bool(tls.get("self_signed"))
+        insecure = tls.self_signed
         return LinkData.of(
-            link_format,
+            row.link,
             spec,
             client,
-            credential=Credential(uuid=secret.get("uuid", ""), password=secret.get("password", "")),
-            tls=Tls(tls["server_name"], insecure, tls["cert_sha256"] if insecure else None),
+            credential=Credential(uuid=secret.uuid or "", password=password),
+            tls=Tls(tls.server_name, insecure, tls.cert_sha256 if insecure else None),
         )
 
 
-# How a user's link of each protocol is written (a `mixed` proxy's as an HTTP one).
-_FORMATS: dict[str, Format] = {
-    "shadowsocks": "shadowsocks",
-    "http": "http",
-    "mixed": "http",
-    "socks5": "socks5",
-    "trojan": "trojan",
-    "hysteria2": "hysteria2",
-    "tuic": "tuic",
-    "vmess": "vmess",
-}
+def _api(spec: ServerSpec) -> SingBoxApi:
+    """The server's api service (gRPC, with its bearer token)."""
+    return SingBoxApi(SingBoxSettings.of(spec).api_port, SingBoxSecret.of(spec).api_secret)
 
 
 def _ssm(spec: ServerSpec) -> SsmApi:
     """ssm-api of a Shadowsocks server; batches are held where the cipher allows (ssm.py)."""
-    return SsmApi(int(spec.settings["ssm_port"]), hold=keys.is_2022(spec.settings["method"]))
+    settings = SingBoxSettings.of(spec)
+    assert settings.ssm_port is not None, "a managed server without ssm-api"
+    return SsmApi(settings.ssm_port, hold=keys.is_2022(keys.check_method(settings.method)))

@@ -5,11 +5,12 @@ Server secrets (`server_secret`):
 - Shadowsocks 2022 methods also `psk`, the server key: base64 of the method's key size
   (16 bytes for 2022-blake3-aes-128-gcm, 32 for 2022-blake3-aes-256-gcm).
 
-User secrets (`client_secret`):
-- shadowsocks: `password` — a 2022 user key (base64, the method's key size; the client's
-  password is then `SERVER_PSK:USER_PSK`), or a random URL-safe string for the older AEAD methods;
-- trojan, hysteria2: `password`; tuic: `uuid` and `password`; vmess: `uuid`;
-- http, socks5, mixed: `password` (the username is the user's name).
+User secrets (`client_secret`), as the protocol's credential shape says (protocols.py):
+- a managed (Shadowsocks) server's users: `password` — a 2022 user key (base64, the method's key
+  size; the client's password is then `SERVER_PSK:USER_PSK`), or a random URL-safe string for
+  the older AEAD methods;
+- otherwise a random `password` and/or a random `uuid` (the proxies' username is the user's
+  name, not a secret).
 
 Random passwords are 24 URL-safe characters (144 bits), safe in links without escaping.
 """
@@ -22,7 +23,8 @@ import uuid
 from secrets import token_bytes, token_urlsafe
 from typing import Any
 
-from vpn_manager.engines.singbox import check_protocol
+from vpn_manager.engines.singbox.protocols import protocol_row
+from vpn_manager.engines.singbox.settings import SingBoxCredential, SingBoxSecret
 from vpn_manager.errors import InvalidInput
 
 SS_DEFAULT_METHOD = "2022-blake3-aes-128-gcm"
@@ -102,24 +104,27 @@ def check_password(method: str, password: str) -> None:
         )
 
 
-def server_secret(protocol: str, method: str | None) -> dict[str, Any]:
-    """A new server's private values. `method` matters to shadowsocks only."""
-    secret: dict[str, Any] = {"api_secret": token_urlsafe(32)}
-    if check_protocol(protocol) == "shadowsocks":
+def server_secret(protocol: str, method: str | None, psk: str | None = None) -> dict[str, Any]:
+    """A new server's private values, as stored. `method` matters to managed (Shadowsocks)
+    servers only; `psk`: the server key the user chose for a 2022 one (checked by the caller)."""
+    key = None
+    if protocol_row(protocol).managed:
         method = check_method(method)
         if is_2022(method):
-            secret["psk"] = new_key(method)
-    return secret
+            key = psk or new_key(method)
+    return SingBoxSecret(api_secret=token_urlsafe(32), psk=key).to_dict()
 
 
-def client_secret(protocol: str, method: str | None) -> dict[str, Any]:
-    """A new user's credentials on a server. `method` matters to shadowsocks only."""
-    protocol = check_protocol(protocol)
-    if protocol == "shadowsocks":
+def client_secret(protocol: str, method: str | None, password: str | None = None) -> dict[str, Any]:
+    """A new user's credentials on a server, as stored. `method` matters to managed
+    (Shadowsocks) servers only; `password`: the user's own (checked by the caller) instead of a
+    random one."""
+    row = protocol_row(protocol)
+    if row.managed:
         method = check_method(method)
-        return {"password": new_key(method) if is_2022(method) else random_password()}
-    if protocol == "tuic":
-        return {"uuid": str(uuid.uuid4()), "password": random_password()}
-    if protocol == "vmess":
-        return {"uuid": str(uuid.uuid4())}
-    return {"password": random_password()}  # trojan, hysteria2, http, socks5, mixed
+        password = password or (new_key(method) if is_2022(method) else random_password())
+        return SingBoxCredential(password=password).to_dict()
+    return SingBoxCredential(
+        password=None if row.credential == "uuid" else password or random_password(),
+        uuid=str(uuid.uuid4()) if "uuid" in row.credential else None,
+    ).to_dict()

@@ -14,6 +14,8 @@ forwarding and NAT all live in the container's network namespace)."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import ipaddress
 import os
 import secrets
@@ -22,19 +24,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec
+from vpn_manager.engines.base import Counter, Files, Health, Transport
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.wireguard import config, keys
+from vpn_manager.engines.wireguard.settings import Peer, WireGuardSecret, WireGuardSettings
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
+from vpn_manager.kinds import RuntimeKind
 from vpn_manager.proc import HOST, Commands
+from vpn_manager.specs import Client, ServerSpec
 
-DEFAULTS = {
-    "subnet": "10.13.13.0/24",
-    "dns": "1.1.1.1",
-    "mtu": 1420,
-    "client_allowed_ips": "0.0.0.0/0, ::/0",
-    "keepalive": 25,
-}
+# A new server's subnet and DNS unless it is given others (the rest: WireGuardSettings').
+DEFAULT_SUBNET = "10.13.13.0/24"
+DEFAULT_DNS = "1.1.1.1"
 PRIVATE_V4 = "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 127.0.0.0/8"
 CAP_NET_ADMIN = 12
 
@@ -84,30 +85,31 @@ class WireGuardEngine:
     def new_server(
         self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        from vpn_manager.kinds import RuntimeKind
-
         if create.runtime is not RuntimeKind.DOCKER:  # a container has its own tools and caps
             require_net_admin()
             for tool in ("wireguard-go", "wg", "ip", "nft"):
                 _tool(tool)
         private, public = keys.key_pair()
-        settings: dict[str, Any] = {
+        defaults = WireGuardSettings  # its fields' defaults are a new server's
+        settings = WireGuardSettings(
             # Interface names are at most 15 characters: a short random one, kept.
-            "interface": f"wg{secrets.token_hex(3)}",
-            "subnet": create.subnet or DEFAULTS["subnet"],
-            "subnet6": create.subnet6,
-            "dns": create.dns or DEFAULTS["dns"],
-            "mtu": create.mtu or DEFAULTS["mtu"],
-            "client_allowed_ips": create.client_allowed_ips or DEFAULTS["client_allowed_ips"],
-            "keepalive": DEFAULTS["keepalive"],
-            "public_key": public,
-            "allow_private": create.allow_private,
-        }
-        return settings, {"private_key": private}
+            interface=f"wg{secrets.token_hex(3)}",
+            subnet=create.subnet or DEFAULT_SUBNET,
+            subnet6=create.subnet6,
+            dns=create.dns or DEFAULT_DNS,
+            mtu=create.mtu or defaults.mtu,
+            client_allowed_ips=create.client_allowed_ips or defaults.client_allowed_ips,
+            keepalive=defaults.keepalive,
+            public_key=public,
+            allow_private=create.allow_private,
+        )
+        return settings.to_dict(), WireGuardSecret(private_key=private).to_dict()
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         private, public = keys.key_pair()
-        return dict(spec.settings, public_key=public), dict(spec.secret, private_key=private)
+        settings = dataclasses.replace(WireGuardSettings.of(spec), public_key=public)
+        secret = dataclasses.replace(WireGuardSecret.of(spec), private_key=private)
+        return settings.to_dict(), secret.to_dict()
 
     def new_credential(
         self,
@@ -118,15 +120,16 @@ class WireGuardEngine:
         if password is not None:
             raise InvalidInput("WireGuard peers get generated keys; --password does not apply.")
         private, public = keys.key_pair()
-        return {
-            "private_key": private,
-            "public_key": public,
-            "preshared_key": keys.preshared_key(),
-            **config.next_addresses(spec.settings, taken),
-        }
+        peer = {"private_key": private, "public_key": public, "preshared_key": keys.preshared_key()}
+        return Peer.of_dict(
+            peer | config.next_addresses(WireGuardSettings.of(spec), taken)
+        ).to_dict()
 
     def control_ports(self, spec: ServerSpec) -> list[int]:
         return []  # `wg` talks to wireguard-go's UAPI unix socket in /var/run/wireguard: no TCP
+
+    def transports(self, spec: ServerSpec) -> tuple[Transport, ...]:
+        return ("udp",)
 
     def live_users(self, spec: ServerSpec) -> bool:
         return True  # `wg set`
@@ -138,7 +141,7 @@ class WireGuardEngine:
         return  # the config is all it reads
 
     def argv(self, spec: ServerSpec, config_file: Path) -> list[str]:
-        return [_tool("wireguard-go"), "-f", spec.settings["interface"]]
+        return [_tool("wireguard-go"), "-f", WireGuardSettings.of(spec).interface]
 
     async def validate(self, text: str, scratch: Path) -> None:
         """Our own check of the `wg setconf` text (wg has no dry run): sections, keys that decode
@@ -169,7 +172,7 @@ class WireGuardEngine:
                 ) from None
 
     async def probe(self, spec: ServerSpec) -> Health:
-        interface = spec.settings["interface"]
+        interface = WireGuardSettings.of(spec).interface
         link = await self.run([self.tool("ip"), "link", "show", "dev", interface], check=False)
         if link.returncode != 0:
             return Health(False, False, f"interface {interface} does not exist")
@@ -190,13 +193,13 @@ class WireGuardEngine:
         return Health(True, answering, detail)
 
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
-        settings = spec.settings
-        interface = settings["interface"]
+        settings = WireGuardSettings.of(spec)
+        interface = settings.interface
         ip = self.tool("ip")
-        for network in config.networks(settings):
+        for network in settings.networks():
             address = f"{config.server_address(network)}/{network.prefixlen}"
             await self.run([ip, "address", "replace", address, "dev", interface])
-        await self.run([ip, "link", "set", "dev", interface, "mtu", str(settings["mtu"]), "up"])
+        await self.run([ip, "link", "set", "dev", interface, "mtu", str(settings.mtu), "up"])
         await self.run(
             [self.tool("wg"), "setconf", interface, "/dev/stdin"],
             input=config.render(spec, clients),
@@ -216,7 +219,7 @@ class WireGuardEngine:
 
     async def users(self, spec: ServerSpec) -> set[str]:
         """The interface's peers, by public key."""
-        done = await self.run([self.tool("wg"), "show", spec.settings["interface"], "peers"])
+        done = await self.run([self.tool("wg"), "show", _interface(spec), "peers"])
         return {line.strip() for line in done.stdout.splitlines() if line.strip()}
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
@@ -225,22 +228,21 @@ class WireGuardEngine:
         peers = config.render(spec, clients).split("\n\n", 1)
         if len(peers) == 2:
             await self.run(
-                [self.tool("wg"), "addconf", spec.settings["interface"], "/dev/stdin"],
+                [self.tool("wg"), "addconf", _interface(spec), "/dev/stdin"],
                 input="[Interface]\n\n" + peers[1],
             )
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
-        interface = spec.settings["interface"]
+        interface = _interface(spec)
         for client in clients:
-            await self.run(
-                [self.tool("wg"), "set", interface, "peer", client.secret["public_key"], "remove"]
-            )
+            public_key = Peer.of(client).public_key
+            await self.run([self.tool("wg"), "set", interface, "peer", public_key, "remove"])
         return len(clients)
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Per peer from `wg show dump`: rx (what the peer sent: its upload) and tx (its download).
         A peer removed and added again starts from zero."""
-        done = await self.run([self.tool("wg"), "show", spec.settings["interface"], "dump"])
+        done = await self.run([self.tool("wg"), "show", _interface(spec), "dump"])
         found = []
         for line in done.stdout.splitlines()[1:]:  # the first line is the interface
             fields = line.split("\t")
@@ -264,26 +266,29 @@ class WireGuardEngine:
 
 
 def _key32(value: str) -> None:
-    import base64
-
     if len(base64.b64decode(value, validate=True)) != 32:
         raise ValueError("a key is 32 bytes")
 
 
+def _interface(spec: ServerSpec) -> str:
+    return WireGuardSettings.of(spec).interface
+
+
 def _table(spec: ServerSpec) -> str:
-    return f"vpnmanager_{spec.settings['interface']}"
+    return f"vpnmanager_{_interface(spec)}"
 
 
 def _rules(spec: ServerSpec) -> str:
     """The server's own nftables table: forward its peers' traffic (not to private networks
     unless allowed) and masquerade it on the way out."""
-    interface = spec.settings["interface"]
-    subnets = config.networks(spec.settings)
+    settings = WireGuardSettings.of(spec)
+    interface = settings.interface
+    subnets = settings.networks()
     v4 = [str(n) for n in subnets if n.version == 4]
     v6 = [str(n) for n in subnets if n.version == 6]
     block = (
         ""
-        if spec.settings.get("allow_private")
+        if settings.allow_private
         else (f'        iifname "{interface}" ip daddr {{ {PRIVATE_V4} }} drop\n')
     )
     masquerade = "".join(
@@ -307,10 +312,10 @@ def _rules(spec: ServerSpec) -> str:
     )
 
 
-def _forwarding(settings: dict[str, Any]) -> None:
+def _forwarding(settings: WireGuardSettings) -> None:
     """Let the kernel route between the tunnel and the world."""
     paths = [Path("/proc/sys/net/ipv4/ip_forward")]
-    if settings.get("subnet6"):
+    if settings.subnet6:
         paths.append(Path("/proc/sys/net/ipv6/conf/all/forwarding"))
     for path in paths:
         try:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpn_manager.engines.base import Client, Files, ServerSpec
+from vpn_manager.engines.base import Files
+from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
+from vpn_manager.errors import EngineError
+from vpn_manager.specs import Client, ServerSpec
 
 INBOUND_TAG = "vless-in"
 API_INBOUND_TAG = "api-in"
@@ -20,7 +23,7 @@ PRIVATE_NETWORKS = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/1
 
 
 def client_entry(client: Client) -> dict[str, Any]:
-    return {"id": client.secret["uuid"], "flow": FLOW, "email": client.email, "level": 0}
+    return {"id": XrayCredential.of(client).uuid, "flow": FLOW, "email": client.email, "level": 0}
 
 
 def api_socket(spec: ServerSpec) -> str | None:
@@ -42,11 +45,9 @@ def api_blocks(spec: ServerSpec, socket: str | None) -> dict[str, Any]:
     than ours, so there the directory alone keeps other users out (mode 0666)."""
     services = ["HandlerService", "StatsService"]
     if socket is None:
-        listen = f"{spec.control_listen}:{spec.settings['api_port']}"
+        listen = f"{spec.control_listen}:{XraySettings.of(spec).api_port}"
         return {"api": {"tag": "api", "listen": listen, "services": services}}
     if len(socket.encode()) > MAX_SOCKET_PATH:
-        from vpn_manager.errors import EngineError
-
         raise EngineError(
             f"The API socket path {socket} is longer than a unix socket allows (107 bytes).",
             hint="Use a shorter VPN_HOME (or XDG_STATE_HOME).",
@@ -65,10 +66,10 @@ def api_blocks(spec: ServerSpec, socket: str | None) -> dict[str, Any]:
 
 
 def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, Any]:
-    settings, secret = spec.settings, spec.secret
+    settings, secret = XraySettings.of(spec), XraySecret.of(spec)
     api = api_blocks(spec, api_socket(spec))
     freedom: dict[str, Any] = {"protocol": "freedom", "tag": "direct"}
-    if settings.get("allow_private"):
+    if settings.allow_private:
         # Xray refuses private and loopback destinations by default; a server that must reach
         # them (a test bed, a LAN gateway) says so at install.
         freedom["settings"] = {"finalRules": [{"action": "allow", "ip": PRIVATE_NETWORKS}]}
@@ -102,11 +103,11 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
                     "security": "reality",
                     "realitySettings": {
                         "show": False,
-                        "target": settings["dest"],
+                        "target": settings.dest,
                         "xver": 0,
-                        "serverNames": [settings["sni"]],
-                        "privateKey": secret["private_key"],
-                        "shortIds": settings["short_ids"],
+                        "serverNames": [settings.sni],
+                        "privateKey": secret.private_key,
+                        "shortIds": list(settings.short_ids),
                     },
                 },
                 # Sniff names for routing only: connecting to a sniffed name instead of the
@@ -122,7 +123,8 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
 
 def render_text(spec: ServerSpec, clients: list[Client], files: Files) -> str:
     """Indented for people to read and diff; encoded by pydantic-core (the standard library's
-    encoder falls back to pure Python when indenting, 20 times slower for 10,000 users)."""
+    encoder falls back to pure Python when indenting, 20 times slower for 10,000 users; imported
+    here, when a file is written, so that the long-running service does not load it)."""
     from pydantic_core import to_json
 
     return to_json(render(spec, clients, files), indent=2).decode() + "\n"

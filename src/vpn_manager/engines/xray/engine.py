@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import importlib.util
 import json
 import shutil
 import sys
@@ -15,13 +17,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Client, Counter, Files, Health, ServerSpec, Session
+from vpn_manager.engines.base import Counter, Files, Health, Session, Transport
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality
 from vpn_manager.engines.ports import connect_address, free_port, port_open
 from vpn_manager.engines.xray import config, keys
+from vpn_manager.engines.xray.sessions import cut_sessions
+from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.proc import die_with_parent
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.engines.xray.api import XrayApi
@@ -39,8 +44,6 @@ def _check_installed() -> None:
     if _xray_binary():
         return
     try:
-        import importlib.util
-
         found = importlib.util.find_spec("xray") is not None
     except (ImportError, ValueError):
         found = False
@@ -54,13 +57,14 @@ def _check_installed() -> None:
 def _api(spec: ServerSpec) -> XrayApi:
     """The server's API: on its unix socket where it has one, else on its 127.0.0.1 port (also
     while no socket is there: an engine started before vpn-manager used sockets still listens
-    on TCP until it is restarted)."""
+    on TCP until it is restarted). The API module loads protobuf: imported here, when an API
+    is called."""
     from vpn_manager.engines.xray.api import XrayApi
 
     socket = config.api_socket(spec)
     if socket is not None and not Path(socket).exists():
         socket = None
-    return XrayApi(int(spec.settings["api_port"]), unix=socket)
+    return XrayApi(XraySettings.of(spec).api_port, unix=socket)
 
 
 class XrayEngine:
@@ -69,22 +73,26 @@ class XrayEngine:
     def new_server(
         self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert create.sni is not None, "a VLESS+REALITY server is given its --sni"
         private, public = keys.new_key_pair()
-        settings = {
-            "sni": create.sni,
-            "dest": create.dest or f"{create.sni}:443",
-            "public_key": public,
-            "short_ids": keys.new_short_ids(),
-            "fingerprint": "chrome",
-            "api_port": ports(),
-            "allow_private": create.allow_private,
-        }
-        return settings, {"private_key": private}
+        settings = XraySettings(
+            sni=create.sni,
+            dest=create.dest or f"{create.sni}:443",
+            public_key=public,
+            short_ids=tuple(keys.new_short_ids()),
+            fingerprint="chrome",
+            api_port=ports(),
+            allow_private=create.allow_private,
+        )
+        return settings.to_dict(), XraySecret(private_key=private).to_dict()
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         private, public = keys.new_key_pair()
-        settings = dict(spec.settings, public_key=public, short_ids=keys.new_short_ids())
-        return settings, dict(spec.secret, private_key=private)
+        settings = dataclasses.replace(
+            XraySettings.of(spec), public_key=public, short_ids=tuple(keys.new_short_ids())
+        )
+        secret = dataclasses.replace(XraySecret.of(spec), private_key=private)
+        return settings.to_dict(), secret.to_dict()
 
     def new_credential(
         self,
@@ -94,10 +102,13 @@ class XrayEngine:
     ) -> dict[str, Any]:
         if password is not None:
             raise InvalidInput("VLESS users get a generated id; --password does not apply.")
-        return {"uuid": str(uuid.uuid4())}
+        return XrayCredential(uuid=str(uuid.uuid4())).to_dict()
 
     def control_ports(self, spec: ServerSpec) -> list[int]:
-        return [] if config.api_socket(spec) else [int(spec.settings["api_port"])]
+        return [] if config.api_socket(spec) else XraySettings.of(spec).control_ports()
+
+    def transports(self, spec: ServerSpec) -> tuple[Transport, ...]:
+        return ("tcp",)
 
     def live_users(self, spec: ServerSpec) -> bool:
         return True  # HandlerService
@@ -209,8 +220,6 @@ class XrayEngine:
             await api.add_users(config.INBOUND_TAG, [config.client_entry(c) for c in clients])
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
-        from vpn_manager.engines.xray.sessions import cut_sessions
-
         async with _api(spec) as api:
             await api.remove_users(config.INBOUND_TAG, [c.email for c in clients])
         return await cut_sessions(spec, [c.email for c in clients], files.access_log)
@@ -236,21 +245,19 @@ class XrayEngine:
         ]
 
     async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
-        from vpn_manager.engines.xray.sessions import cut_sessions
-
         return await cut_sessions(spec, [user], files.access_log, ips)
 
     def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
-        settings = spec.settings
+        settings = XraySettings.of(spec)
         return LinkData.of(
             "vless",
             spec,
             client,
-            credential=Credential(uuid=client.secret["uuid"]),
+            credential=Credential(uuid=XrayCredential.of(client).uuid),
             reality=Reality(
-                server_name=settings["sni"],
-                public_key=settings["public_key"],
-                short_id=settings["short_ids"][0],
-                fingerprint=settings.get("fingerprint", "chrome"),
+                server_name=settings.sni,
+                public_key=settings.public_key,
+                short_id=settings.short_ids[0],
+                fingerprint=settings.fingerprint,
             ),
         )

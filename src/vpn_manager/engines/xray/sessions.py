@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from vpn_manager.engines.base import ServerSpec
 from vpn_manager.errors import EngineError
 from vpn_manager.proc import run
+from vpn_manager.specs import ServerSpec
 
 _SCAN_BYTES = 8 * 1024 * 1024  # the end of the access log that is searched for live sessions
 _LINE = re.compile(

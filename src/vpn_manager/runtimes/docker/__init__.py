@@ -22,9 +22,10 @@ logs are kept first in the native log file, so `vpn server logs` still has them.
 SDK is imported only in this package, and only when a Docker server is touched.
 
 Modules: runtime.py (the Runtime contract for servers in containers), containers.py (this
-home's containers on one engine through the Engine API), views.py (a container's state and
-stats), hosts.py (which engine a host names, connecting to it, the engines this home has used),
-ssh.py (the tunnel to a remote engine), options.py (names, labels, container options, Compose
-services), exec.py (commands run in a container), images.py (what each engine's image needs),
-census.py (this home's containers on every engine and who owns them).
+home's containers on one engine through the Engine API), logs.py (a container's logs, kept and
+followed), network.py (the home's network), views.py (a container's state and stats), hosts.py
+(which engine a host names, connecting to it, the engines this home has used), ssh.py (the
+tunnel to a remote engine), options.py (names, labels, container options, Compose services),
+exec.py (commands run in a container), images.py (what each engine's image needs), census.py
+(this home's containers on every engine and who owns them).
 """

@@ -18,8 +18,8 @@ from vpn_manager.runtimes.docker.options import RESTART_POLICY, network_name
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from vpn_manager.engines.base import ServerSpec
     from vpn_manager.runtimes.docker.runtime import DockerRuntime
+    from vpn_manager.specs import ServerSpec
 
 
 @dataclasses.dataclass

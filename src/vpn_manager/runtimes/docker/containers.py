@@ -1,12 +1,12 @@
 """This home's containers on one Docker engine, through the Engine API: make, start, stop and
-remove one server's container, its state, logs and stats, files copied in and control ports
-reached on a remote engine, and the home's network."""
+remove one server's container, its state, logs (logs.py) and stats, files copied in, control
+ports reached and commands run (exec.py) on a remote engine, and the home's network
+(network.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,13 +14,10 @@ from typing import TYPE_CHECKING, Any
 from vpn_manager.errors import EngineError
 from vpn_manager.paths import entry
 from vpn_manager.runtimes.base import Launch, ProcessState
-from vpn_manager.runtimes.docker.hosts import (
-    _reason,
-    base_url_of,
-    connect,
-    describe_host,
-    is_remote,
-)
+from vpn_manager.runtimes.docker.exec import ContainerCommands
+from vpn_manager.runtimes.docker.hosts import base_url_of, connect, describe_host, is_remote, reason
+from vpn_manager.runtimes.docker.logs import follow_lines, keep_logs, last_lines
+from vpn_manager.runtimes.docker.network import gateway, home_network, remove_network
 from vpn_manager.runtimes.docker.options import (
     LABEL_HOME,
     LABEL_LAUNCH,
@@ -33,14 +30,11 @@ from vpn_manager.runtimes.docker.options import (
     tarball,
 )
 from vpn_manager.runtimes.docker.views import state_of, summary
-from vpn_manager.runtimes.native import tail
 
 if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
-    from docker.models.networks import Network
 
-    from vpn_manager.runtimes.docker.exec import ContainerCommands
     from vpn_manager.runtimes.docker.ssh import Tunnel
     from vpn_manager.settings import DockerSshSettings
 
@@ -77,6 +71,8 @@ class Containers:
         if self._client is None:
             base_url = base_url_of(self.host)
             if self.tunnel is None and is_remote(base_url, describe_host(self.host)):
+                # The tunnel's module and its settings load pydantic, which the long-running
+                # service needs only for a remote engine.
                 from vpn_manager.runtimes.docker.ssh import Tunnel
                 from vpn_manager.settings import DockerSshSettings
 
@@ -116,7 +112,7 @@ class Containers:
         (the EngineError every request raises then, host and all), not wrapped again."""
         if isinstance(exc, EngineError):
             return exc
-        return EngineError(f"{what}: {_reason(exc)}.", hint="See `docker info` and `docker ps -a`.")
+        return EngineError(f"{what}: {reason(exc)}.", hint="See `docker info` and `docker ps -a`.")
 
     # -- the container ----------------------------------------------------------------
     def state(self, server: str) -> ProcessState:
@@ -146,10 +142,10 @@ class Containers:
         if existing is not None and existing.status == "running":
             return int(existing.attrs["State"]["Pid"])
         if existing is not None:
-            self._keep_logs(launch.server, existing)
+            keep_logs(self.log_file(launch.server), existing)
             existing.remove(force=True)
         self._ensure_image(launch.container.image)
-        network = self._network()
+        network = home_network(self.client, self.home)
         options = create_options(
             self.container_name(launch.server),
             launch.container,
@@ -172,7 +168,7 @@ class Containers:
                 with contextlib.suppress(APIError):
                     container.remove(force=True)
             raise EngineError(
-                f"Docker could not start the container for {launch.server}: {_reason(exc)}.",
+                f"Docker could not start the container for {launch.server}: {reason(exc)}.",
                 hint="A published port may be taken: see `ss -ltnup`, or pick another --port.",
             ) from None
         return int(container.attrs["State"]["Pid"] or 0)
@@ -192,24 +188,9 @@ class Containers:
         except DockerException as exc:
             raise EngineError(
                 f"The image {image} is not on the Docker host and pulling it failed: "
-                f"{_reason(exc)}.",
+                f"{reason(exc)}.",
                 hint="Pull or build it there (`docker pull …`), or give another --image.",
             ) from None
-
-    def _network(self) -> Network:
-        """This home's bridge network, made on first use; containers on it cannot reach each
-        other (icc off), only the host and the outside."""
-        name = network_name(self.home)
-        found = self.client.networks.list(names=[name])
-        exact = [n for n in found if n.name == name]
-        if exact:
-            return exact[0]
-        return self.client.networks.create(
-            name,
-            driver="bridge",
-            labels={LABEL_HOME: self.home},
-            options={"com.docker.network.bridge.enable_icc": "false"},
-        )
 
     async def stop(self, server: str, timeout: float = 5.0) -> bool:
         return await asyncio.to_thread(self._stop, server, timeout)
@@ -223,7 +204,7 @@ class Containers:
         was_running = container.status in ("running", "restarting")
         try:
             container.stop(timeout=max(1, round(timeout)))
-            self._keep_logs(server, container)
+            keep_logs(self.log_file(server), container)
             container.remove(force=True)
         except NotFound:
             pass
@@ -231,32 +212,10 @@ class Containers:
             raise self._error(f"Docker could not remove the container of {server}", exc) from None
         return was_running
 
-    def _keep_logs(self, server: str, container: Container) -> None:
-        """Append a container's logs to the server's log file before the container goes."""
-        from docker.errors import APIError
-
-        try:
-            data: bytes = container.logs(stdout=True, stderr=True, timestamps=False)
-        except APIError:
-            return
-        if data:
-            self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.log_file(server), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                os.write(fd, data if data.endswith(b"\n") else data + b"\n")
-            finally:
-                os.close(fd)
-
     def logs(self, server: str, lines: int = 100, also: Sequence[Path] = ()) -> list[str]:
         """The kept logs of its removed containers, then its container's output (`also`:
         nothing is written there in a container)."""
-        kept = tail(self.log_file(server), lines)
-        container = self._container(server)
-        if container is None:
-            return kept
-        data: bytes = container.logs(stdout=True, stderr=True, tail=max(lines, 1))
-        live = data.decode("utf-8", "replace").splitlines()
-        return (kept + live)[-lines:] if lines else []
+        return last_lines(self.log_file(server), self._container(server), lines)
 
     def follow(self, server: str, lines: int = 10, also: Sequence[Path] = ()) -> Iterator[str]:
         container = self._container(server)
@@ -265,14 +224,7 @@ class Containers:
                 f"{server} has no container, so there are no logs to follow.",
                 hint=f"Start it: vpn server start {server}",
             )
-        stream = container.logs(
-            stdout=True, stderr=True, stream=True, follow=True, tail=max(lines, 0)
-        )
-        pending = b""
-        for chunk in stream:
-            *complete, pending = (pending + chunk).split(b"\n")
-            for line in complete:
-                yield line.decode("utf-8", "replace")
+        yield from follow_lines(container, lines)
 
     # -- remote engines ------------------------------------------------------------------------
     def copy_in(self, server: str, directories: list[Path]) -> None:
@@ -329,9 +281,7 @@ class Containers:
 
     def commands(self, server: str) -> ContainerCommands:
         """Run an engine's helper commands inside this server's container (Docker exec)."""
-        from vpn_manager.runtimes.docker.exec import ContainerCommands
-
-        return ContainerCommands(self, server)
+        return ContainerCommands(lambda: self.client, self.container_name(server), server)
 
     # -- Docker-only views ---------------------------------------------------------------------
     def inspect(self, server: str, with_stats: bool = True) -> dict[str, Any] | None:
@@ -383,19 +333,9 @@ class Containers:
 
     def forget(self) -> None:
         """Remove this home's network once no container uses it (after the last server goes)."""
-        from docker.errors import APIError, NotFound
-
-        if self.containers():
-            return
-        for network in self.client.networks.list(names=[network_name(self.home)]):
-            if network.attrs.get("Labels", {}).get(LABEL_HOME) == self.home:
-                with contextlib.suppress(APIError, NotFound):
-                    network.remove()
+        if not self.containers():
+            remove_network(self.client, self.home)
 
     def gateway(self) -> str | None:
         """The host's address on this home's network (what a container reaches the host by)."""
-        for network in self.client.networks.list(names=[network_name(self.home)]):
-            for pool in network.attrs.get("IPAM", {}).get("Config") or []:
-                if pool.get("Gateway"):
-                    return str(pool["Gateway"])
-        return None
+        return gateway(self.client, self.home)

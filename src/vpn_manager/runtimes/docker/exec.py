@@ -10,24 +10,29 @@ import asyncio
 import logging
 import shlex
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.errors import EngineError
 from vpn_manager.proc import Completed, failed
+from vpn_manager.runtimes.docker.hosts import reason
 
 if TYPE_CHECKING:
-    from vpn_manager.runtimes.docker.containers import Containers
+    from docker import DockerClient
 
 log = logging.getLogger("vpn_manager.proc")
 
 
 class ContainerCommands:
-    """Runs commands in the container of one server (proc.Commands)."""
+    """Runs commands in the container of one server (proc.Commands). `client`: the engine's
+    SDK client, connected when asked (runtimes/docker/containers.py); `container`: the
+    container's name."""
 
     local = False
 
-    def __init__(self, runtime: Containers, server: str) -> None:
-        self.runtime = runtime
+    def __init__(self, client: Callable[[], DockerClient], container: str, server: str) -> None:
+        self.client = client
+        self.container = container
         self.server = server
 
     async def __call__(
@@ -38,7 +43,7 @@ class ContainerCommands:
         check: bool = True,
         input: str | None = None,
     ) -> Completed:
-        name = self.runtime.container_name(self.server)
+        name = self.container
         log.debug("run in %s: %s", name, shlex.join(argv))
         # A deadline passed is an error; the SDK call it abandons ends with its own timeout.
         done = await asyncio.wait_for(asyncio.to_thread(self._exec, name, argv, input), timeout)
@@ -49,7 +54,7 @@ class ContainerCommands:
     def _exec(self, name: str, argv: list[str], input: str | None) -> Completed:
         from docker.errors import DockerException
 
-        api = self.runtime.client.api
+        api = self.client().api
         try:
             created = api.exec_create(name, argv, stdin=input is not None, stdout=True, stderr=True)
             if input is None:
@@ -58,10 +63,8 @@ class ContainerCommands:
                 out, err = _with_input(api, created["Id"], input.encode())
             code = api.exec_inspect(created["Id"])["ExitCode"]
         except (DockerException, OSError) as exc:  # OSError: the exec's own socket broke
-            from vpn_manager.runtimes.docker.hosts import _reason
-
             raise EngineError(
-                f"Cannot run `{shlex.join(argv)}` in container {name}: {_reason(exc)}.",
+                f"Cannot run `{shlex.join(argv)}` in container {name}: {reason(exc)}.",
                 hint=f"Is it running? See `vpn server status {self.server}`.",
             ) from None
         return Completed(

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from vpn_manager.errors import EngineError, InvalidInput
 from vpn_manager.fsutil import atomic_write, exclusive_briefly, remove_temps
+from vpn_manager.runtimes.base import DOCKER_HOSTS_FILE
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -26,7 +27,7 @@ def describe_host(host: str | None) -> str:
     return host or os.environ.get("DOCKER_HOST") or "the local socket"
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """The root cause of a Docker SDK error in a few words (its own messages nest whole reprs)."""
     seen: BaseException | None = exc
     while seen is not None:
@@ -94,7 +95,7 @@ def connect(host: str | None, tunnel: Tunnel | None = None) -> DockerClient:
         client.ping()
     except DockerException as exc:
         raise EngineError(
-            f"Cannot reach the Docker engine at {where}: {_reason(exc)}.",
+            f"Cannot reach the Docker engine at {where}: {reason(exc)}.",
             hint="Is Docker running, and may this user use it? Check `docker info`, or give "
             "another --docker-host (unix://…, tcp://127.0.0.1:PORT, ssh://user@host or a "
             "context).",
@@ -167,7 +168,7 @@ def _context_host(name: str) -> str:
 
 
 def _hosts_file(run_dir: Path) -> Path:
-    return run_dir / "docker-hosts.json"
+    return run_dir / DOCKER_HOSTS_FILE
 
 
 def hosts_used(run_dir: Path) -> set[str]:

@@ -7,16 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from vpn_manager.engines.singbox.settings import SingBoxSettings
+from vpn_manager.engines.wireguard.settings import WireGuardSettings
 from vpn_manager.errors import InvalidInput
+from vpn_manager.specs import ServerSpec
 
 
 @dataclass(frozen=True)
 class EngineImage:
-    """`binary`: the engine's program on the image's PATH; `args`: how it runs a config file;
-    `health`: arguments to `binary` that succeed only while the engine answers (None: the image
-    has no way to check, it is distroless or scratch); `setting`: the field of
+    """`binary`: the engine's program on the image's PATH; `args`: how it runs a server's
+    config file; `health`: arguments to `binary` that succeed only while the engine answers
+    (None: the image has no way to check, it is distroless or scratch); `setting`: the field of
     settings.DockerImages with the default image; `cuts_sessions`: whether the engine can cut a
     removed user's open connections through its API (else the container is recreated, because
     `ss -K` on the host does not reach sockets in a container's network namespace);
@@ -27,28 +29,28 @@ class EngineImage:
     directory, which is then mounted read-write (Xray)."""
 
     binary: str
-    args: Callable[[Path, dict[str, Any]], list[str]]
-    health: Callable[[dict[str, Any]], list[str] | None]
+    args: Callable[[Path, ServerSpec], list[str]]
+    health: Callable[[ServerSpec], list[str] | None]
     setting: str
     cuts_sessions: bool
     health_binary: str | None = None
     cap_add: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
-    sysctls: Callable[[dict[str, Any]], dict[str, str]] = field(default=lambda settings: {})
+    sysctls: Callable[[ServerSpec], dict[str, str]] = field(default=lambda spec: {})
     control_socket: bool = False
 
 
-def _singbox_health(settings: dict[str, Any]) -> list[str]:
+def _singbox_health(spec: ServerSpec) -> list[str]:
     # sing-box's own HTTP client against its api service inside the container: any HTTP answer
     # (the gRPC server says 404 to a plain GET) exits 0, a refused connection exits 1.
-    return ["tools", "fetch", f"http://127.0.0.1:{settings['api_port']}/"]
+    return ["tools", "fetch", f"http://127.0.0.1:{SingBoxSettings.of(spec).api_port}/"]
 
 
-def _wireguard_sysctls(settings: dict[str, Any]) -> dict[str, str]:
+def _wireguard_sysctls(spec: ServerSpec) -> dict[str, str]:
     # Forwarding between the tunnel and the container's network (its own namespace; /proc/sys
     # is read-only inside a container, so Docker sets it at creation).
     found = {"net.ipv4.ip_forward": "1"}
-    if settings.get("subnet6"):
+    if WireGuardSettings.of(spec).subnet6:
         found |= {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.all.forwarding": "1"}
     return found
 
@@ -56,15 +58,15 @@ def _wireguard_sysctls(settings: dict[str, Any]) -> dict[str, str]:
 IMAGES: dict[str, EngineImage] = {
     "sing-box": EngineImage(
         binary="sing-box",
-        args=lambda config, settings: ["run", "-c", str(config), "--disable-color"],
+        args=lambda config, spec: ["run", "-c", str(config), "--disable-color"],
         health=_singbox_health,
         setting="sing_box",
         cuts_sessions=True,
     ),
     "xray": EngineImage(
         binary="xray",
-        args=lambda config, settings: ["run", "-c", str(config)],
-        health=lambda settings: None,  # the official image is distroless: no tool to probe with
+        args=lambda config, spec: ["run", "-c", str(config)],
+        health=lambda spec: None,  # the official image is distroless: no tool to probe with
         setting="xray",
         cuts_sessions=False,
         control_socket=True,
@@ -74,8 +76,8 @@ IMAGES: dict[str, EngineImage] = {
     # the container (runtimes/docker/exec.py), so the image needs all four on its PATH.
     "wireguard-go": EngineImage(
         binary="wireguard-go",
-        args=lambda config, settings: ["-f", settings["interface"]],
-        health=lambda settings: ["show", settings["interface"], "listen-port"],
+        args=lambda config, spec: ["-f", WireGuardSettings.of(spec).interface],
+        health=lambda spec: ["show", WireGuardSettings.of(spec).interface, "listen-port"],
         health_binary="wg",
         setting="wireguard",
         cuts_sessions=True,  # `wg set … remove`: a removed peer has no session left

@@ -5,6 +5,10 @@ container on a remote engine."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +39,6 @@ def launch_digest(launch: ContainerLaunch) -> str:
     """A digest of everything a container is made with (image, command, published ports,
     mounts, privileges, health check): kept as the container's label, so a container made for
     another launch than the server's (another port, image or config path) is seen as such."""
-    import hashlib
-    import json
-
     text = json.dumps(dataclasses.asdict(launch), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -150,9 +151,6 @@ def _bracketed(address: str) -> str:
 def tarball(directories: list[Path]) -> bytes:
     """These directories and the files in them (not below) as a tar archive of their absolute
     paths, with their modes and owners (secrets stay 0600), for put_archive into "/"."""
-    import io
-    import tarfile
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for directory in directories:

@@ -11,13 +11,12 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines import guard
-from vpn_manager.engines.base import Engine, Files, ServerSpec
-from vpn_manager.engines.registry import engine_for
+from vpn_manager.engines.base import Engine, Files
+from vpn_manager.engines.registry import engine_for, settings_of
 from vpn_manager.errors import VpnError
-from vpn_manager.kinds import UDP_PROTOCOLS, Protocol
 from vpn_manager.runtimes.base import (
     ContainerLaunch,
     DockerDefaults,
@@ -31,6 +30,7 @@ from vpn_manager.runtimes.docker.hosts import base_url_of, remember_host
 from vpn_manager.runtimes.docker.hosts import is_remote as remote_url
 from vpn_manager.runtimes.docker.images import image_facts
 from vpn_manager.runtimes.docker.options import launch_digest
+from vpn_manager.specs import ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.settings import DockerSshSettings
@@ -72,6 +72,7 @@ class DockerRuntime(Containers):
 
     def _default_image(self, setting: str) -> str:
         if self.defaults is None:
+            # vpn_manager.settings loads pydantic, which the long-running service never needs.
             from vpn_manager.settings import DockerSettings
 
             return DockerSettings().image(setting)
@@ -113,14 +114,10 @@ class DockerRuntime(Containers):
         needs, every control port on 127.0.0.1 only), the directories to mount read-only, and
         the health check."""
         facts = image_facts(engine.name)
-        protocol = Protocol(spec.protocol)
-        if protocol in UDP_PROTOCOLS:
-            protos: tuple[Literal["tcp", "udp"], ...] = ("udp",)
-        elif protocol is Protocol.SHADOWSOCKS:
-            protos = ("tcp", "udp")
-        else:
-            protos = ("tcp",)
-        ports = [PublishedPort(spec.listen, spec.port, spec.port, proto) for proto in protos]
+        ports = [
+            PublishedPort(spec.listen, spec.port, spec.port, proto)
+            for proto in engine.transports(spec)
+        ]
         inside, _ = self.placed(spec, where)
         ports += [
             PublishedPort("127.0.0.1", port, port, control=True)
@@ -130,17 +127,17 @@ class DockerRuntime(Containers):
             image=spec.image or self._default_image(facts.setting),
             engine=engine.name,
             binary=facts.binary,
-            args=facts.args(where.files.config, spec.settings),
+            args=facts.args(where.files.config, spec),
             ports=ports,
             mounts=directories(where),
             control_dir=Path(inside.control_dir)
             if facts.control_socket and inside.control_dir
             else None,
-            health=facts.health(spec.settings),
+            health=facts.health(spec),
             health_binary=facts.health_binary,
             cap_add=list(facts.cap_add),
             devices=list(facts.devices),
-            sysctls=facts.sysctls(spec.settings),
+            sysctls=facts.sysctls(spec),
         )
 
     async def put_files(self, server: str, where: ServerFiles) -> None:
@@ -168,16 +165,13 @@ class DockerRuntime(Containers):
         self.client  # noqa: B018 -- connects: whether the engine is remote is known then
         if not self.remote:
             return self._private(spec, where)
-        ports = [v for k, v in spec.settings.items() if k.endswith("_port") and isinstance(v, int)]
-        local = self.tunnelled(spec.name, ports)
-        settings = {
-            k: local[v] if k.endswith("_port") and isinstance(v, int) else v
-            for k, v in spec.settings.items()
-        }
+        settings = settings_of(spec)  # its model declares the control ports
+        local = self.tunnelled(spec.name, settings.control_ports())
+        moved = settings.with_control_ports(local).to_dict()
         listen = spec.listen
         if listen in ("0.0.0.0", "::"):
             listen = self.address() or listen
-        return dataclasses.replace(spec, settings=settings, listen=listen)
+        return dataclasses.replace(spec, settings=moved, listen=listen)
 
     # -- running -------------------------------------------------------------------------------
     def stats(self, server: str) -> dict[str, Any] | None:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from vpn_manager import storage
-from vpn_manager.engines.base import Client
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
+from vpn_manager.specs import Client
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -159,6 +159,18 @@ class ServerUsers:
                     )
                 )
             return out
+
+    async def client_config(
+        self, user_name: str, server: str, client: str, socks_port: int
+    ) -> tuple[str, str]:
+        """A ready config for `client` (xray, sing-box) that opens a local proxy on
+        `socks_port` through the user's way into `server`, and how it trusts the server's
+        certificate ("" when nothing needs saying)."""
+        from vpn_manager.links import check_client, client_config
+
+        check_client(client)  # before anything is read
+        access = (await self.access(user_name, server))[0]
+        return client_config(access.data, client, socks_port), access.note
 
     async def revoke(self, user_names: Sequence[str], server: str) -> None:
         async def work(session: AsyncSession) -> list[tuple[int, dict[str, object]]]:

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vpn_manager.engines import guard
-from vpn_manager.engines.base import Client, Engine, Health, ServerSpec
+from vpn_manager.engines.base import Engine, Health
 from vpn_manager.errors import EngineError, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import DesiredState
 from vpn_manager.runtimes.base import ProcessState
 from vpn_manager.services import pending_readings
 from vpn_manager.services.servers.context import ServerContext
+from vpn_manager.specs import Client, ServerSpec
 
 HEALTH_DEADLINE = 10.0
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
-from vpn_manager.engines.base import ServerSpec
 from vpn_manager.engines.ports import free_port
+from vpn_manager.engines.registry import control_ports_of
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol
 from vpn_manager.services import subnets
@@ -23,6 +23,7 @@ from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
 from vpn_manager.services.servers.lifecycle import Lifecycle
+from vpn_manager.specs import ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.models.server import Server, ServerCreate
@@ -124,7 +125,7 @@ class Catalog:
                         f"A server named {create.name!r} already exists.",
                         hint="Pick another --name.",
                     )
-                taken = await storage.servers.ports_in_use(session)
+                taken = await storage.servers.ports_in_use(session, control_ports_of)
                 await subnets.refuse_overlap(session, create)
             if create.port in taken:
                 raise Conflict(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
-from vpn_manager.engines.base import Client, Engine, Files, ServerSpec
+from vpn_manager.engines.base import Engine, Files
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import EngineError, InvalidInput, VpnError
 from vpn_manager.paths import Paths, entry
@@ -25,6 +25,7 @@ from vpn_manager.runtimes.choice import Runtimes
 from vpn_manager.runtimes.native import NativeRuntime
 from vpn_manager.services import pending_readings
 from vpn_manager.services.locks import server_turn
+from vpn_manager.specs import Client, ServerSpec
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:

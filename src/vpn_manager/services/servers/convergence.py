@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Sequence
 
 from vpn_manager import storage
-from vpn_manager.engines.base import Client, Engine, ServerSpec
+from vpn_manager.engines.base import Engine
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.fsutil import atomic_write, remove_temps
 from vpn_manager.kinds import DesiredState
@@ -25,6 +25,7 @@ from vpn_manager.services.servers.context import (
     count_users,
     engine_identity,
 )
+from vpn_manager.specs import Client, ServerSpec
 
 
 class Convergence:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from vpn_manager import storage
 from vpn_manager.engines import guard
-from vpn_manager.engines.base import Client, Engine, ServerSpec
+from vpn_manager.engines.base import Engine
 from vpn_manager.errors import EngineError, VpnError
 from vpn_manager.kinds import DesiredState, RuntimeKind
 from vpn_manager.runtimes.base import ProcessState
@@ -22,6 +22,7 @@ from vpn_manager.services.servers.context import (
     engine_identity,
     owners,
 )
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.models.server import ServerStatus
