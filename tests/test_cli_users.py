@@ -826,6 +826,7 @@ def test_help_lists_the_commands(cli: Cli) -> None:
         "serve",
         "stats",
         "tui",
+        "web",
     }
 
 

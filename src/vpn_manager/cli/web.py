@@ -40,8 +40,10 @@ def web(
         typer.Option("--key", metavar="FILE", help="… and its private key (web.key_file)."),
     ] = None,
 ) -> None:
-    """Serve each user's subscription URL: their servers in the format their app reads, and
-    their page in a browser. Runs until Ctrl-C or SIGTERM. See the README's Subscriptions."""
+    """Serve each user's subscription URL: their servers for their app, their page in a browser.
+
+    Each app gets the format it reads (base64 links, sing-box, Clash/Mihomo); a browser gets the
+    user's page. Runs until Ctrl-C or SIGTERM; see the README's Subscriptions."""
     from vpn_manager.web.app import subscription_app
     from vpn_manager.web.subscriptions import WebConfig
 

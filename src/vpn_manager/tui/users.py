@@ -13,13 +13,13 @@ from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from vpn_manager.delivery.qr import qr_text
-from vpn_manager.web.urls import base_url, subscription_url
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.models import User, UserFilter, UserStatus
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.userform import UserForm, last_day
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
 from vpn_manager.units import format_rate, format_size
+from vpn_manager.web.urls import base_url, subscription_url
 
 if TYPE_CHECKING:
     from vpn_manager.services.servers import Access
