@@ -43,6 +43,14 @@ docker.ssh.identity_file     -
 docker.ssh.known_hosts_file  -
 docker.ssh.persist_s         60
 docker.ssh.remote_socket     /var/run/docker.sock
+web.listen                   127.0.0.1
+web.port                     2096
+web.public_url               -
+web.path_prefix              -
+web.cert_file                -
+web.key_file                 -
+web.trusted_proxies          -
+web.title                    VPN
 timezone                     UTC
 log_level                    info
 import_max_mb                256

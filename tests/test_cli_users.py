@@ -34,7 +34,7 @@ from tests.cli_helpers import (
 )
 from vpn_manager import __version__
 
-TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 VOLATILE = ("created_at", "updated_at")
 EXPORT_FIELDS = [
     "name",
@@ -826,6 +826,7 @@ def test_help_lists_the_commands(cli: Cli) -> None:
         "serve",
         "stats",
         "tui",
+        "web",
     }
 
 

@@ -50,6 +50,10 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.cli.tui", "vpn_manager.tui.app"): (
         "Textual: shell completion loads every command module"
     ),
+    ("vpn_manager.cli.web", "vpn_manager.web.app"): (
+        "FastAPI (some 250 ms): shell completion loads every command module"
+    ),
+    ("vpn_manager.cli.web", "vpn_manager.web.subscriptions"): "FastAPI, as web.app",
     ("vpn_manager.cli.users.transfer", "vpn_manager.services.transfer"): (
         "the export/import file models (pydantic), some 7 ms off every `vpn user` command"
     ),
@@ -61,6 +65,7 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.services.root", "vpn_manager.services.limits"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.traffic"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.rounds"): "as services.servers",
+    ("vpn_manager.services.root", "vpn_manager.services.subscriptions"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     **{
         ("vpn_manager.runtimes.choice", f"vpn_manager.runtimes.docker.{module}"): (

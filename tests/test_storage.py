@@ -21,8 +21,10 @@ from sqlalchemy.engine import Connection
 
 from tests.cli_helpers import stopped_server_row
 from tests.conftest import DbUrlFactory, FixedClock, open_database, sqlite_file_of
-from vpn_manager.errors import Conflict, InvalidInput, NotFound, StorageError
+from vpn_manager import storage
+from vpn_manager.errors import ConfigError, Conflict, InvalidInput, NotFound, StorageError
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
+from vpn_manager.services.tokens import TokenSeal, digest
 from vpn_manager.services.users import UserService
 from vpn_manager.settings import DatabaseSettings, Paths, Settings
 from vpn_manager.storage import SCHEMA_HEAD, Database, migrate
@@ -49,11 +51,8 @@ def _users() -> list[UserCreate]:
 
 
 def _snapshot(users: list[User]) -> list[dict[str, Any]]:
-    """Everything about each user, the subscription token included, for equality checks."""
-    return [
-        user.model_dump() | {"subscription_token": user.subscription_token.get_secret_value()}
-        for user in users
-    ]
+    """Everything about each user, for equality checks."""
+    return [user.model_dump() for user in users]
 
 
 def _names(users: list[User]) -> list[str]:
@@ -265,7 +264,6 @@ async def test_add_get_and_list(database: Database, clock: FixedClock) -> None:
     assert alice.created_at == alice.updated_at == clock.now
     assert alice.created_at.tzinfo is not None
     assert (alice.upload_bytes, alice.download_bytes, alice.servers) == (0, 0, [])
-    assert len(alice.subscription_token.get_secret_value()) >= 32
 
     bob = await service.get("bob")
     assert (bob.note, bob.expires_at, bob.quota_bytes, bob.reset_period) == (
@@ -278,8 +276,6 @@ async def test_add_get_and_list(database: Database, clock: FixedClock) -> None:
 
     listed = await service.list()
     assert _snapshot(listed) == _snapshot(added)
-    tokens = {user.subscription_token.get_secret_value() for user in listed}
-    assert len(tokens) == 4
 
 
 _FILTERS: list[tuple[UserFilter, list[str]]] = [
@@ -307,12 +303,13 @@ async def test_list_filters(database: Database, clock: FixedClock) -> None:
 
 
 async def test_update_renames_changes_and_clears_fields(
-    database: Database, clock: FixedClock
+    database: Database, clock: FixedClock, tmp_path: Path
 ) -> None:
-    service = UserService(database, clock=clock)
+    service = UserService(database, clock=clock, seal=TokenSeal(tmp_path / "subscription.key"))
     await service.add(_users())
     created = clock.now
-    before = await service.get("alice")
+    await service.get("alice")
+    token = await service.subscription_token("alice")
     later = clock.advance(60)
 
     changed = await service.update(
@@ -328,7 +325,7 @@ async def test_update_renames_changes_and_clears_fields(
     assert changed.email == "alice@example.com"  # untouched fields stay
     assert changed.created_at == created
     assert changed.updated_at == later
-    assert changed.subscription_token == before.subscription_token
+    assert await service.subscription_token("alicia") == token
     with pytest.raises(NotFound):
         await service.get("alice")
     assert await service.get("alicia") == changed
@@ -398,20 +395,48 @@ async def test_delete(database: Database, clock: FixedClock) -> None:
     assert left == 0
 
 
-async def test_rotate_token_gives_a_new_token(database: Database, clock: FixedClock) -> None:
-    service = UserService(database, clock=clock)
+async def test_subscription_tokens_are_made_once_and_rotated(
+    database: Database, clock: FixedClock, tmp_path: Path
+) -> None:
+    service = UserService(database, clock=clock, seal=TokenSeal(tmp_path / "subscription.key"))
     await service.add(_users())
     before = await service.get("bob")
+    token = await service.subscription_token("bob")
+    assert len(token) == 43
+    assert await service.subscription_token("bob") == token  # kept, not made again
+    assert await service.subscription_token("alice") != token
+    async with database.reading() as session:
+        found = await storage.users.user_by_subscription(session, digest(token))
+        stored = (await session.execute(text("SELECT subscription_sealed FROM users"))).all()
+    assert found is not None
+    assert found.name == "bob"
+    assert all(token not in str(row) for row in stored)  # only sealed, never in the clear
     later = clock.advance(1)
     rotated = await service.rotate_token("bob")
-    token = rotated.subscription_token.get_secret_value()
-    assert token != before.subscription_token.get_secret_value()
-    assert len(token) >= 32
-    assert rotated.updated_at == later
-    assert (await service.get("bob")).subscription_token.get_secret_value() == token
-    assert rotated.model_dump(exclude={"subscription_token", "updated_at"}) == before.model_dump(
-        exclude={"subscription_token", "updated_at"}
-    )
+    assert rotated != token
+    assert await service.subscription_token("bob") == rotated
+    async with database.reading() as session:
+        assert await storage.users.user_by_subscription(session, digest(token)) is None
+        assert await storage.users.user_by_subscription(session, digest(rotated)) is not None
+    after = await service.get("bob")
+    assert after.updated_at == later
+    assert after.model_dump(exclude={"updated_at"}) == before.model_dump(exclude={"updated_at"})
+    with pytest.raises(NotFound):
+        await service.rotate_token("nobody")
+    with pytest.raises(NotFound):
+        await service.subscription_token("nobody")
+
+
+async def test_another_homes_key_cannot_print_a_token(
+    database: Database, clock: FixedClock, tmp_path: Path
+) -> None:
+    here = UserService(database, clock=clock, seal=TokenSeal(tmp_path / "a.key"))
+    await here.add([UserCreate(name="alice")])
+    await here.subscription_token("alice")
+    there = UserService(database, clock=clock, seal=TokenSeal(tmp_path / "b.key"))
+    with pytest.raises(ConfigError, match="cannot open alice's token"):
+        await there.subscription_token("alice")
+    assert len(await there.rotate_token("alice")) == 43
 
 
 async def test_a_batch_with_an_existing_name_writes_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import DbUrlFactory, FixedClock, open_database
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserStatus
+from vpn_manager.services.tokens import TokenSeal
 from vpn_manager.services.transfer import (
     FIELDS,
     FileFormat,
@@ -52,37 +54,61 @@ _TRAFFIC = [
 ]
 
 
+_KEY: list[Path] = []  # this test's home key (subscription tokens are sealed with it)
+
+
+@pytest.fixture(autouse=True)
+def _home_key(tmp_path: Path) -> Iterator[None]:
+    _KEY.append(tmp_path / "subscription.key")
+    yield
+    _KEY.pop()
+
+
+def _service(db: Database, clock: FixedClock | None = None) -> UserService:
+    return UserService(db, clock=clock or FixedClock(), seal=TokenSeal(_KEY[-1]))
+
+
 async def _seed(db: Database, clock: FixedClock) -> list[User]:
-    service = UserService(db, clock=clock)
+    """Four users with traffic, each with a subscription token."""
+    service = _service(db, clock)
     await service.add(_users(), extras=_TRAFFIC)
+    for user in _users():
+        await service.subscription_token(user.name)
     return await service.list()
 
 
-def _exported_fields(users: list[User], *, token: bool = True) -> list[dict[str, Any]]:
-    """Every field an export carries, as Python values."""
-    fields = set(FIELDS) - ({"subscription_token"} if not token else set())
+async def _tokens(db: Database, users: list[User]) -> dict[str, str]:
+    return await _service(db).tokens_of([u.name for u in users])
+
+
+def _exported_fields(
+    users: list[User], tokens: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every field an export carries, as Python values (the token with `tokens`)."""
+    fields = set(FIELDS) - {"subscription_token"}
     return [
         user.model_dump(include=fields)
-        | ({"subscription_token": user.subscription_token.get_secret_value()} if token else {})
+        | ({"subscription_token": tokens.get(user.name)} if tokens is not None else {})
         for user in users
     ]
 
 
-def _everything(users: list[User]) -> list[dict[str, Any]]:
-    return [
-        user.model_dump() | {"subscription_token": user.subscription_token.get_secret_value()}
-        for user in users
-    ]
+async def _everything(service: UserService) -> list[dict[str, Any]]:
+    users = await service.list()
+    tokens = await service.tokens_of([u.name for u in users])
+    return [user.model_dump() | {"token": tokens.get(user.name)} for user in users]
 
 
-def _write(path: Path, users: list[User], fmt: FileFormat, *, secrets: bool = True) -> Path:
-    path.write_text(dump(export_records(users, secrets=secrets), fmt), encoding="utf-8")
+def _write(
+    path: Path, users: list[User], fmt: FileFormat, tokens: dict[str, str] | None = None
+) -> Path:
+    path.write_text(dump(export_records(users, tokens), fmt), encoding="utf-8")
     return path
 
 
 async def _list(url: str) -> list[User]:
     async with open_database(url) as db:
-        return await UserService(db).list()
+        return await _service(db).list()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -94,19 +120,23 @@ async def test_export_import_round_trips_every_field(
     fmt: FileFormat,
 ) -> None:
     originals = await _seed(database, clock)
-    path = _write(tmp_path / f"users.{fmt}", originals, fmt)
+    tokens = await _tokens(database, originals)
+    path = _write(tmp_path / f"users.{fmt}", originals, fmt, tokens)
     records = parse_file(path)
     assert [record.name for record in records] == ["alice", "bob", "carol.x_1-2", "dave"]
 
     target_url = await make_db_url()
     import_clock = FixedClock(datetime(2027, 3, 1, tzinfo=UTC))
     async with open_database(target_url) as target:
-        plan = await import_users(UserService(target, clock=import_clock), records)
+        plan = await import_users(_service(target, import_clock), records)
     assert plan.create == ["alice", "bob", "carol.x_1-2", "dave"]
     assert (plan.update, plan.skip, plan.dry_run) == ([], [], False)
 
     imported = await _list(target_url)
-    assert _exported_fields(imported) == _exported_fields(originals)
+    async with open_database(target_url) as target:
+        kept = await _tokens(target, imported)
+    assert _exported_fields(imported, kept) == _exported_fields(originals, tokens)
+    assert len(kept) == 4
     assert all(user.updated_at == import_clock.now for user in imported)
 
 
@@ -119,20 +149,22 @@ async def test_export_without_secrets_leaves_tokens_out(
     fmt: FileFormat,
 ) -> None:
     originals = await _seed(database, clock)
-    path = _write(tmp_path / f"users.{fmt}", originals, fmt, secrets=False)
+    tokens = await _tokens(database, originals)
+    path = _write(tmp_path / f"users.{fmt}", originals, fmt)
     text = path.read_text(encoding="utf-8")
-    for user in originals:
-        assert user.subscription_token.get_secret_value() not in text
+    for token in tokens.values():
+        assert token not in text
 
     target_url = await make_db_url()
     async with open_database(target_url) as target:
-        await import_users(UserService(target, clock=clock), parse_file(path))
+        await import_users(_service(target, clock), parse_file(path))
     imported = await _list(target_url)
-    assert _exported_fields(imported, token=False) == _exported_fields(originals, token=False)
-    old_tokens = {user.subscription_token.get_secret_value() for user in originals}
-    new_tokens = {user.subscription_token.get_secret_value() for user in imported}
+    assert _exported_fields(imported) == _exported_fields(originals)
+    async with open_database(target_url) as target:
+        assert await _tokens(target, imported) == {}  # made when first asked for
+        new_tokens = {await _service(target).subscription_token(u.name) for u in imported}
     assert len(new_tokens) == 4
-    assert not old_tokens & new_tokens
+    assert not set(tokens.values()) & new_tokens
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -143,17 +175,17 @@ async def test_importing_the_same_file_twice_changes_nothing(
     clock: FixedClock,
     fmt: FileFormat,
 ) -> None:
-    path = _write(tmp_path / f"users.{fmt}", await _seed(database, clock), fmt, secrets=False)
+    path = _write(tmp_path / f"users.{fmt}", await _seed(database, clock), fmt)
     target_url = await make_db_url()
     async with open_database(target_url) as target:
-        service = UserService(target, clock=clock)
+        service = _service(target, clock)
         await import_users(service, parse_file(path))
-        after_first = _everything(await service.list())
+        after_first = await _everything(service)
         clock.advance(3600)
         plan = await import_users(service, parse_file(path))
         assert plan.skip == ["alice", "bob", "carol.x_1-2", "dave"]
         assert (plan.create, plan.update) == ([], [])
-        assert _everything(await service.list()) == after_first
+        assert await _everything(service) == after_first
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -165,21 +197,21 @@ async def test_dry_run_writes_nothing(
     fmt: FileFormat,
 ) -> None:
     originals = await _seed(database, clock)
-    path = _write(tmp_path / f"users.{fmt}", originals, fmt)
+    path = _write(tmp_path / f"users.{fmt}", originals, fmt, await _tokens(database, originals))
     records = parse_file(path)
 
     target_url = await make_db_url()
     async with open_database(target_url) as target:
-        plan = await import_users(UserService(target, clock=clock), records, dry_run=True)
+        plan = await import_users(_service(target, clock), records, dry_run=True)
     assert plan.dry_run
     assert plan.create == ["alice", "bob", "carol.x_1-2", "dave"]
     assert await _list(target_url) == []
 
     # Against a database that already has some of them: the plan says what would happen.
     async with open_database(target_url) as target:
-        service = UserService(target, clock=clock)
+        service = _service(target, clock)
         await import_users(service, [record for record in records if record.name != "bob"])
-        before = _everything(await service.list())
+        before = await _everything(service)
         clock.advance(60)
         plan = await import_users(service, records, dry_run=True, on_existing=OnExisting.UPDATE)
         assert (plan.create, plan.update, plan.skip) == (
@@ -187,14 +219,14 @@ async def test_dry_run_writes_nothing(
             ["alice", "carol.x_1-2", "dave"],
             [],
         )
-        assert _everything(await service.list()) == before
+        assert await _everything(service) == before
 
 
 async def test_on_existing_update_changes_fields(
     database: Database, tmp_path: Path, clock: FixedClock
 ) -> None:
     originals = await _seed(database, clock)
-    records = export_records(originals, secrets=False)
+    records = export_records(originals)
     alice, bob = records[0], records[1]
     alice |= {"email": "a@new.example", "note": None, "quota_bytes": 7_000, "status": "disabled"}
     alice |= {"expires_at": None, "reset_period": "weekly"}
@@ -203,7 +235,7 @@ async def test_on_existing_update_changes_fields(
     path.write_text(dump([alice, bob, records[2]], "json"), encoding="utf-8")
 
     later = clock.advance(60)
-    service = UserService(database, clock=clock)
+    service = _service(database, clock)
     plan = await import_users(service, parse_file(path), on_existing=OnExisting.UPDATE)
     assert (plan.create, plan.update, plan.skip) == ([], ["alice", "bob", "carol.x_1-2"], [])
 
@@ -221,7 +253,7 @@ async def test_on_existing_update_changes_fields(
         old_alice.upload_bytes,
         old_alice.download_bytes,
     )
-    assert new_alice.subscription_token == old_alice.subscription_token
+    assert (await _tokens(database, [new_alice])) == (await _tokens(database, [old_alice]))
 
     new_bob = await service.get("bob")
     assert (new_bob.device_limit, new_bob.status) == (9, UserStatus.ACTIVE)
@@ -231,14 +263,17 @@ async def test_on_existing_update_changes_fields(
 async def test_on_existing_fail_writes_nothing(
     database: Database, make_db_url: DbUrlFactory, tmp_path: Path, clock: FixedClock
 ) -> None:
-    records = parse_file(_write(tmp_path / "users.json", await _seed(database, clock), "json"))
+    seeded = await _seed(database, clock)
+    records = parse_file(
+        _write(tmp_path / "users.json", seeded, "json", await _tokens(database, seeded))
+    )
     async with open_database(await make_db_url()) as target:
-        service = UserService(target, clock=clock)
+        service = _service(target, clock)
         await import_users(service, [record for record in records if record.name != "dave"])
-        before = _everything(await service.list())
+        before = await _everything(service)
         with pytest.raises(InvalidInput, match="already exist"):
             await import_users(service, records, on_existing=OnExisting.FAIL)
-        assert _everything(await service.list()) == before  # dave was not created
+        assert await _everything(service) == before  # dave was not created
 
 
 _GOOD = {"name": "good", "status": "active", "quota_bytes": "1GB", "expires_at": "2027-01-31"}
@@ -302,17 +337,17 @@ async def test_a_file_with_a_bad_record_writes_nothing(
     """The import as `vpn user import` runs it: read the file, then write; one bad record among
     new users and changes to existing ones leaves the database as it was."""
     originals = await _seed(database, clock)
-    records = export_records(originals, secrets=False)
+    records = export_records(originals)
     records[0]["note"] = "changed"
     records.append(records[1] | {"name": "newcomer"})
     records.append(records[1] | {"name": "broken", "quota_bytes": "12XB"})
     path = tmp_path / f"users.{fmt}"
     path.write_text(dump(records, fmt), encoding="utf-8")
-    service = UserService(database, clock=clock)
-    before = _everything(await service.list())
+    service = _service(database, clock)
+    before = await _everything(service)
     with pytest.raises(InvalidInput, match="12XB"):
         await import_users(service, parse_file(path), on_existing=OnExisting.UPDATE)
-    assert _everything(await service.list()) == before
+    assert await _everything(service) == before
 
 
 def test_csv_with_an_unknown_column_is_refused(tmp_path: Path) -> None:
@@ -345,7 +380,7 @@ async def test_blank_values_mean_defaults(
     record: dict[str, Any] = dict.fromkeys(FIELDS) | {"name": "plain"}
     path = tmp_path / f"blank.{fmt}"
     path.write_text(dump([record], fmt), encoding="utf-8")
-    service = UserService(database, clock=clock)
+    service = _service(database, clock)
     await import_users(service, parse_file(path))
     plain = await service.get("plain")
     assert plain.status is UserStatus.ACTIVE
@@ -367,7 +402,7 @@ async def test_csv_accepts_human_units(
         encoding="utf-8",
     )
     records = parse_file(path)
-    service = UserService(database, clock=clock)
+    service = _service(database, clock)
     await import_users(service, records)
 
     alice, bob, carol = await service.list()
@@ -403,7 +438,7 @@ async def test_created_at_date_is_that_day(
     """A date alone means the start of that day for created_at (only an expiry runs through it)."""
     path = tmp_path / "users.csv"
     path.write_text("name,created_at,expires_at\nalice,2026-01-15,2026-01-15\n", encoding="utf-8")
-    service = UserService(database, clock=clock)
+    service = _service(database, clock)
     await import_users(service, parse_file(path))
     alice = await service.get("alice")
     assert alice.expires_at == datetime(2026, 1, 16, tzinfo=UTC)

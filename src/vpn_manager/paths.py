@@ -67,6 +67,11 @@ class Paths:
         return self.data_dir / "keys"
 
     @property
+    def subscription_key(self) -> Path:
+        """The key subscription tokens are sealed with (services/tokens.py)."""
+        return self.data_dir / "subscription.key"
+
+    @property
     def rendered_dir(self) -> Path:
         return self.state_dir / "rendered"
 

@@ -7,6 +7,7 @@ TOML config file (`$VPN_CONFIG`, else `config.toml` in the config directory), bu
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -32,6 +33,7 @@ __all__ = [
     "Paths",
     "ServiceSettings",
     "Settings",
+    "WebSettings",
     "effective_settings",
     "load_settings",
     "mask_url",
@@ -152,6 +154,61 @@ class DockerSettings(BaseModel):
         return str(getattr(self.images, setting))
 
 
+class WebSettings(BaseModel):
+    """`vpn web`: where users' apps fetch their subscription URL (on loopback unless chosen)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field(
+        default="127.0.0.1",
+        description="Where subscriptions are served (0.0.0.0 or :: to serve them publicly).",
+    )
+    port: int = Field(default=2096, ge=1, le=65535, description="The subscription port.")
+    public_url: str | None = Field(
+        default=None,
+        description="The address users' apps fetch, https://HOST[:PORT][/PREFIX] (empty: the "
+        "address each request came to).",
+    )
+    path_prefix: str = Field(
+        default="", description="A path before /sub/TOKEN, e.g. /vpn behind a reverse proxy."
+    )
+    cert_file: str | None = Field(default=None, description="TLS certificate (PEM) for HTTPS.")
+    key_file: str | None = Field(default=None, description="Its private key (PEM).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed.",
+    )
+    title: str = Field(default="VPN", max_length=60, description="The name users' apps show.")
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+            raise ValueError("use a path such as /vpn (letters, digits, . _ ~ -)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("use http(s)://HOST[:PORT][/PREFIX]")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an address or network") from None
+        return value
+
+
 class Settings(BaseModel):
     """The effective settings. Built once in the entry point (load_settings) and passed down;
     `Settings()` alone is the built-in defaults."""
@@ -165,6 +222,7 @@ class Settings(BaseModel):
         default="native", description="Where `vpn server install` runs new servers."
     )
     docker: DockerSettings = DockerSettings()
+    web: WebSettings = WebSettings()
     timezone: str = Field(
         default="UTC", description="Zone for dates typed without one and for calendar resets."
     )

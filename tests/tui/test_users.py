@@ -199,6 +199,11 @@ async def test_view_shows_limits_and_says_when_there_is_no_link(home: Paths) -> 
         assert "0B of 1GB this period (0%)" in text
         assert "devices     2" in text
         assert "User 'alice' has no server yet." in text
+        subscription = str(app.screen.query_one("#subscription", Static).content)
+        assert subscription.startswith(
+            "Subscription (vpn web serves it): http://127.0.0.1:2096/sub/"
+        )
+        assert "Subscription (vpn web serves it):" in text
 
 
 async def test_many_users_show_the_first_thousand_and_search_finds_the_rest(home: Paths) -> None:

@@ -53,6 +53,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "tui",
         "Open the full-screen terminal UI: dashboard, users, servers, logs and settings.",
     ),
+    "web": (
+        "vpn_manager.cli.web",
+        "web",
+        "Serve each user's subscription URL: their servers for their app, their page in a browser.",
+    ),
 }
 INTERRUPTED = 130  # the exit code of Ctrl-C (128 + SIGINT), as shells report it
 _OPTIONS_WITH_VALUES = {"--format", "-f", "--home", "--config"}

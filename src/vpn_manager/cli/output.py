@@ -106,7 +106,7 @@ def _pad(column: Sequence[str]) -> list[str]:
 
 
 def _cell(_key: str, value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"

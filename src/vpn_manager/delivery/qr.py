@@ -11,6 +11,8 @@ instead would give a light-on-dark code with a black "quiet zone" there, which m
 On a light terminal the code shows inverted (light on dark); most current scanners still read it,
 and the PNG is there for the rest. No colours or escape codes, so the text can be piped and saved.
 
+Web page: `qr_svg` draws the dark modules as one SVG path on white (with the quiet zone).
+
 PNG: `qr_png` draws black modules on white through pypng (no Pillow), `scale` pixels a module,
 and writes the file atomically with mode 0600: a share link is a credential.
 
@@ -69,6 +71,27 @@ def qr_png(data: str, path: Path, *, scale: int = 8) -> None:
     buffer = io.BytesIO()
     image.save(buffer)
     atomic_write(path, buffer.getvalue(), mode=0o600)
+
+
+def qr_svg(data: str, *, title: str = "") -> str:
+    """The QR code of `data` as an inline SVG element: one path of the dark modules on a white
+    square, quiet zone included, scaling to whatever width the page gives it."""
+    rows = _modules(data)
+    size = len(rows)
+    path = "".join(
+        f"M{x} {y}h1v1h-1z" for y, row in enumerate(rows) for x, dark in enumerate(row) if dark
+    )
+    label = f"<title>{_xml_text(title)}</title>" if title else ""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
+        f'shape-rendering="crispEdges" role="img">{label}'
+        f'<rect width="{size}" height="{size}" fill="#fff"/>'
+        f'<path d="{path}" fill="#000"/></svg>'
+    )
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _modules(data: str) -> list[list[bool]]:

@@ -154,3 +154,8 @@ def singbox_server(kind: str, host: str, port: int) -> dict[str, Any]:
 def singbox_tls(sni: str | None, insecure: bool) -> dict[str, Any]:
     """A sing-box outbound's `tls` for a server with a certificate (not REALITY)."""
     return {"enabled": True, "server_name": sni, "insecure": insecure}
+
+
+def clash_server(kind: str, name: str, host: str, port: int) -> dict[str, Any]:
+    """How every Clash/Mihomo proxy starts: its name (unique in a profile), type and server."""
+    return {"name": name, "type": kind, "server": host, "port": port}

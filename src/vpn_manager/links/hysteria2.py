@@ -35,6 +35,7 @@ from vpn_manager.links.fields import (
     Port,
     Secret,
     ServerName,
+    clash_server,
     singbox_server,
     singbox_tls,
     tls_endpoint,
@@ -109,6 +110,17 @@ class Hysteria2Link(BaseModel):
             "password": self.password,
             "tls": singbox_tls(self.sni, self.insecure),
         }
+
+    def clash_proxy(self, name: str) -> dict[str, Any]:
+        proxy = {
+            **clash_server("hysteria2", name, self.host, self.port),
+            "password": self.password,
+            "sni": self.sni,
+            "skip-cert-verify": self.insecure,
+        }
+        if self.pin_sha256 is not None:  # Mihomo pins a certificate by its SHA-256
+            proxy["fingerprint"] = self.pin_sha256
+        return proxy
 
 
 def from_data(data: LinkData) -> Hysteria2Link:

@@ -16,7 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
-from vpn_manager.links.fields import Host, LinkName, Port, ProxyCredential, endpoint, singbox_server
+from vpn_manager.links.fields import (
+    Host,
+    LinkName,
+    Port,
+    ProxyCredential,
+    clash_server,
+    endpoint,
+    singbox_server,
+)
 
 ProxyScheme = Literal["http", "socks5"]
 KIND = uri.Kind("proxy", ("http", "socks5", "socks5h"), "socks5://USER:PASSWORD@HOST:PORT")
@@ -75,6 +83,12 @@ class ProxyLink(BaseModel):
         proxy = singbox_server(kind, self.host, self.port)
         if self.scheme == "socks5":
             proxy["version"] = "5"
+        return {**proxy, "username": self.username, "password": self.password}
+
+    def clash_proxy(self, name: str) -> dict[str, Any]:
+        proxy = clash_server(self.scheme, name, self.host, self.port)
+        if self.scheme == "socks5":
+            proxy["udp"] = True
         return {**proxy, "username": self.username, "password": self.password}
 
 

@@ -27,7 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
-from vpn_manager.links.fields import Host, LinkName, Port, Secret, endpoint, singbox_server
+from vpn_manager.links.fields import (
+    Host,
+    LinkName,
+    Port,
+    Secret,
+    clash_server,
+    endpoint,
+    singbox_server,
+)
 
 # Shadowsocks 2022 methods (SIP022) and the size of their keys in bytes.
 SS2022_KEY_BYTES = {
@@ -118,6 +126,23 @@ class ShadowsocksLink(BaseModel):
             **singbox_server("shadowsocks", self.host, self.port),
             "method": self.method,
             "password": self.password,
+        }
+
+    def clash_proxy(self, name: str) -> dict[str, Any]:
+        return {
+            **clash_server("ss", name, self.host, self.port),
+            "cipher": self.method,
+            "password": self.password,
+            "udp": True,
+        }
+
+    def outline_config(self) -> dict[str, Any]:
+        """The JSON an Outline client reads from a dynamic access key (`ssconf://`)."""
+        return {
+            "server": self.host,
+            "server_port": self.port,
+            "password": self.password,
+            "method": self.method,
         }
 
 

@@ -22,6 +22,7 @@ from vpn_manager.links.fields import (
     Port,
     Secret,
     ServerName,
+    clash_server,
     singbox_server,
     singbox_tls,
     tls_endpoint,
@@ -78,6 +79,15 @@ class TrojanLink(BaseModel):
             **singbox_server("trojan", self.host, self.port),
             "password": self.password,
             "tls": singbox_tls(self.sni, self.insecure),
+        }
+
+    def clash_proxy(self, name: str) -> dict[str, Any]:
+        return {
+            **clash_server("trojan", name, self.host, self.port),
+            "password": self.password,
+            "sni": self.sni,
+            "skip-cert-verify": self.insecure,
+            "udp": True,
         }
 
 

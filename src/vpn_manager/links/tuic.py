@@ -23,6 +23,7 @@ from vpn_manager.links.fields import (
     Secret,
     ServerName,
     UserId,
+    clash_server,
     singbox_server,
     singbox_tls,
     tls_endpoint,
@@ -106,6 +107,19 @@ class TuicLink(BaseModel):
             "congestion_control": self.congestion_control,
             "udp_relay_mode": self.udp_relay_mode,
             "tls": {**singbox_tls(self.sni, self.insecure), "alpn": self.alpn.split(",")},
+        }
+
+    def clash_proxy(self, name: str) -> dict[str, Any]:
+        return {
+            **clash_server("tuic", name, self.host, self.port),
+            "uuid": self.uuid,
+            "password": self.password,
+            "sni": self.sni,
+            "skip-cert-verify": self.insecure,
+            "alpn": self.alpn.split(","),
+            "congestion-controller": self.congestion_control,
+            "udp-relay-mode": self.udp_relay_mode,
+            "udp": True,
         }
 
 

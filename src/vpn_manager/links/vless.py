@@ -46,6 +46,7 @@ from vpn_manager.links.fields import (
     ShortId,
     SpiderX,
     UserId,
+    clash_server,
     endpoint,
     singbox_server,
 )
@@ -167,6 +168,19 @@ class VlessRealityLink(BaseModel):
                     "short_id": self.short_id,
                 },
             },
+        }
+
+    def clash_proxy(self, name: str) -> dict[str, Any]:
+        return {
+            **clash_server("vless", name, self.host, self.port),
+            "uuid": self.uuid,
+            "network": "tcp",
+            "tls": True,
+            "udp": True,
+            "flow": self.flow,
+            "servername": self.sni,
+            "reality-opts": {"public-key": self.public_key, "short-id": self.short_id},
+            "client-fingerprint": self.fingerprint,
         }
 
 

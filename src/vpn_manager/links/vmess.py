@@ -25,6 +25,7 @@ from vpn_manager.links.fields import (
     Port,
     ServerName,
     UserId,
+    clash_server,
     singbox_server,
     singbox_tls,
     tls_endpoint,
@@ -108,6 +109,20 @@ class VmessLink(BaseModel):
         if self.tls:
             outbound["tls"] = singbox_tls(self.sni, self.insecure)
         return outbound
+
+    def clash_proxy(self, name: str) -> dict[str, Any]:
+        proxy = {
+            **clash_server("vmess", name, self.host, self.port),
+            "uuid": self.uuid,
+            "alterId": 0,
+            "cipher": "auto",
+            "udp": True,
+            "network": "tcp",
+            "tls": self.tls,
+        }
+        if self.tls:
+            proxy |= {"servername": self.sni, "skip-cert-verify": self.insecure}
+        return proxy
 
 
 def from_data(data: LinkData) -> VmessLink:

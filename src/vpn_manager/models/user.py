@@ -4,7 +4,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, computed_field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from vpn_manager.kinds import UserStatus
 from vpn_manager.units import EXPIRY_CAP, LARGEST, LAST_DAY, MOST_DAYS
@@ -205,7 +205,6 @@ class User(BaseModel):
     period_started_at: datetime | None = None
     first_used_at: datetime | None = None
     expire_after_days: int | None = None
-    subscription_token: SecretStr
     servers: list[str] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]

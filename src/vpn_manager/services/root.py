@@ -5,9 +5,9 @@ process (daemon/main.py) and `vpn monitor` each build one Services here.
 The service process gets its settings as a ServiceConfig (plain values through a pipe) and never
 loads pydantic; nothing here imports it at run time. Each service is built when first used, and
 none loads SQLAlchemy before its first query (storage/__init__.py). The services that reach
-servers (servers, limits, traffic, rounds) bring the engines and runtimes, some 35 modules: they
-are imported in their accessors below, the one lazy block of this module, so that commands that
-reach no server (`vpn user list|add`, the TUI's first screen) never load them.
+servers (servers, limits, traffic, rounds, subscriptions) bring the engines and runtimes, some
+35 modules: they are imported in their accessors below, the one lazy block of this module, so
+that commands that reach no server (`vpn user list|add`, the TUI's first screen) never load them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vpn_manager.paths import Paths
 from vpn_manager.services.history import UsageHistory
+from vpn_manager.services.tokens import TokenSeal
 from vpn_manager.services.users import UserService
 from vpn_manager.storage import Database
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from vpn_manager.services.limits import Limits
     from vpn_manager.services.rounds import Rounds
     from vpn_manager.services.servers import Applied, ServerService
+    from vpn_manager.services.subscriptions import Subscriptions
     from vpn_manager.services.traffic import Traffic
     from vpn_manager.settings import DockerSshSettings, Settings
 
@@ -160,7 +162,18 @@ class Services:
 
     @property
     def users(self) -> UserService:
-        return UserService(self.db, clock=self.clock, servers=lambda: self.servers)
+        return UserService(
+            self.db,
+            clock=self.clock,
+            servers=lambda: self.servers,
+            seal=TokenSeal(self.paths.subscription_key),
+        )
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        from vpn_manager.services.subscriptions import Subscriptions
+
+        return Subscriptions(self.db, lambda: self.servers)
 
     @property
     def history(self) -> UsageHistory:

@@ -30,6 +30,7 @@ from vpn_manager.models.user import (
     SpeedLimit,
     UserName,
 )
+from vpn_manager.services import tokens
 from vpn_manager.services.users import UserService, reject_repeats
 from vpn_manager.units import (
     LAST_DAY,
@@ -164,13 +165,15 @@ class ImportPlan(BaseModel):
     skip: list[str] = Field(default_factory=list)
 
 
-def export_records(users: Sequence[User], *, secrets: bool = False) -> list[dict[str, Any]]:
+def export_records(
+    users: Sequence[User], tokens: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The users as export records; `tokens` (name → subscription token) only when secrets are
+    asked for (UserService.tokens_of)."""
     records = []
     for user in users:
         record = user.model_dump(mode="json", include=set(FIELDS))
-        record["subscription_token"] = (
-            user.subscription_token.get_secret_value() if secrets else None
-        )
+        record["subscription_token"] = (tokens or {}).get(user.name)
         records.append({field: record.get(field) for field in FIELDS})
     return records
 
@@ -341,14 +344,13 @@ async def import_users(
                 hint="Use --on-existing skip or update.",
             )
         new = [r for r in records if r.name not in existing]
-        owners = await storage.users.token_owners(
-            session, [r.subscription_token for r in new if r.subscription_token]
-        )
+        digests = {r.name: tokens.digest(r.subscription_token) for r in new if r.subscription_token}
+        owners = await storage.users.token_owners(session, list(digests.values()))
         for record in new:
-            if record.subscription_token in owners:
+            if digests.get(record.name) in owners:
                 raise InvalidInput(
                     f"{record.name!r} has the subscription_token of the existing user "
-                    f"{owners[record.subscription_token]!r}.",
+                    f"{owners[digests[record.name]]!r}.",
                     hint="Each user needs a token of their own; leave it empty for a new one.",
                 )
         plan.create = [r.name for r in new]
@@ -359,9 +361,13 @@ async def import_users(
             return plan
         now = service.clock()
         if new:
-            await storage.users.insert_users(
-                session, [r.create() for r in new], now, extras=[r.extras() for r in new]
-            )
+            extras = [r.extras() for r in new]
+            for extra in extras:
+                token = extra.pop("subscription_token", None)
+                if token:
+                    extra["subscription_hash"] = tokens.digest(token)
+                    extra["subscription_sealed"] = service.sealed(token)
+            await storage.users.insert_users(session, [r.create() for r in new], now, extras=extras)
         by_name = {r.name: r for r in records}
         for name in plan.update:
             record = by_name[name]

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager import storage
-from vpn_manager.errors import InvalidInput
+from vpn_manager.errors import ConfigError, InvalidInput
 from vpn_manager.kinds import UserStatus
+from vpn_manager.services import tokens
+from vpn_manager.services.tokens import TokenSeal
 from vpn_manager.storage import Database
 
 if TYPE_CHECKING:
@@ -41,10 +43,12 @@ class UserService:
         db: Database,
         clock: Clock = utcnow,
         servers: Callable[[], ServerService] | None = None,
+        seal: TokenSeal | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self._servers = servers  # built only by changes that reach servers
+        self.seal = seal  # subscription tokens are sealed with it (services/tokens.py)
 
     @property
     def servers(self) -> ServerService | None:
@@ -166,12 +170,67 @@ class UserService:
         ids = await storage.users.ids_for(session, names)
         return await servers.clients_before(session, list(ids.values()))
 
-    async def rotate_token(self, name: str) -> User:
-        """Give the user a new subscription token; the old one stops working at once."""
+    async def rotate_token(self, name: str) -> str:
+        """Give the user a new subscription token and return it; the old one stops working at
+        once (its URL gets the same 404 as a token that never was)."""
+        token = tokens.new_token()
         async with self.db.session() as session:
-            return await storage.users.update_user(
-                session, name, {"subscription_token": storage.users.new_token()}, self.clock()
+            user_id, _ = await storage.users.subscription_of(session, name)  # NotFound first
+            seal = self._the_seal()
+            await storage.users.set_subscription(
+                session, user_id, tokens.digest(token), seal.seal(token), self.clock()
             )
+        return token
+
+    async def subscription_token(self, name: str) -> str:
+        """The user's subscription token, made the first time it is asked for (of two commands
+        asking at once, both get the one made first)."""
+        async with self.db.session() as session:
+            user_id, sealed = await storage.users.subscription_of(session, name)  # NotFound first
+            seal = self._the_seal()
+            if sealed is None:
+                token = tokens.new_token()
+                if await storage.users.set_first_subscription(
+                    session, user_id, tokens.digest(token), seal.seal(token)
+                ):
+                    return token
+                _, sealed = await storage.users.subscription_of(session, name)
+        opened = seal.open(sealed) if sealed else None
+        if opened is None:
+            raise ConfigError(
+                f"This home's subscription key cannot open {name}'s token (was the database "
+                "moved here from another home?).",
+                hint=f"Copy subscription.key from that home, or make a new URL: "
+                f"vpn user rotate-token {name}",
+            )
+        return opened
+
+    async def tokens_of(self, names: Sequence[str]) -> dict[str, str]:
+        """The subscription tokens of those of `names` that have one (for an export with
+        secrets); ConfigError if this home's key cannot open one."""
+        seal = self._the_seal()
+        async with self.db.reading() as session:
+            sealed = await storage.users.sealed_tokens(session, names)
+        found = {}
+        for name, value in sealed.items():
+            token = seal.open(value)
+            if token is None:
+                raise ConfigError(
+                    f"This home's subscription key cannot open {name}'s token.",
+                    hint=f"Copy subscription.key from the home it was made in, or make a new "
+                    f"one: vpn user rotate-token {name}",
+                )
+            found[name] = token
+        return found
+
+    def sealed(self, token: str) -> str:
+        """`token` sealed with this home's key (what the database keeps beside its hash)."""
+        return self._the_seal().seal(token)
+
+    def _the_seal(self) -> TokenSeal:
+        if self.seal is None:
+            raise InvalidInput("Subscription tokens are not available here.")  # pragma: no cover
+        return self.seal
 
 
 def reject_repeats(names: Sequence[str]) -> None:

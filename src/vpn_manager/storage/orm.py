@@ -75,7 +75,10 @@ class UserRow(Base):
     speed_limit_bps: Mapped[int | None] = mapped_column(BigInteger)
     upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     download_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    subscription_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # The subscription token's SHA-256 (hex) and the token sealed with the home's key
+    # (services/tokens.py); both empty until the user's URL is first asked for.
+    subscription_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    subscription_sealed: Mapped[str | None] = mapped_column(String(128))
     period_upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     period_download_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     period_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -17,12 +16,10 @@ from vpn_manager.models.user import like_pattern
 from vpn_manager.storage.orm import UserCredentialRow, UserRow
 
 _CHUNK = 500  # rows per statement: well under every backend's bound-parameter limit
-_USER_COLUMNS = [c for c in UserRow.__table__.columns if c.key != "id"]
-
-
-def new_token() -> str:
-    """An unguessable subscription token (192 bits, URL-safe)."""
-    return secrets.token_urlsafe(24)
+# A user's columns as the read model has them: not the id, not the subscription token's hash
+# and sealed copy (those only through subscription_of and user_by_subscription).
+_HIDDEN = ("subscription_hash", "subscription_sealed")
+_USER_COLUMNS = [c for c in UserRow.__table__.columns if c.key != "id" and c.key not in _HIDDEN]
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -38,17 +35,83 @@ async def existing_names(session: AsyncSession, names: Sequence[str]) -> set[str
     return found
 
 
-async def token_owners(session: AsyncSession, tokens: Sequence[str]) -> dict[str, str]:
-    """Which of these subscription tokens users hold already: token → user name."""
+async def token_owners(session: AsyncSession, hashes: Sequence[str]) -> dict[str, str]:
+    """Which of these subscription token hashes users hold already: hash → user name."""
     found: dict[str, str] = {}
-    for chunk in _chunks(tokens):
+    for chunk in _chunks(hashes):
         result = await session.execute(
-            select(UserRow.subscription_token, UserRow.name).where(
-                UserRow.subscription_token.in_(chunk)
+            select(UserRow.subscription_hash, UserRow.name).where(
+                UserRow.subscription_hash.in_(chunk)
             )
         )
-        found.update((token, name) for token, name in result.all())
+        found.update((digest, name) for digest, name in result.all() if digest is not None)
     return found
+
+
+async def subscription_of(session: AsyncSession, name: str) -> tuple[int, str | None]:
+    """A user's id and sealed subscription token (None: none made yet); NotFound if no user."""
+    row = (
+        await session.execute(
+            select(UserRow.id, UserRow.subscription_sealed).where(UserRow.name == name)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"There is no user named {name!r}.", hint="See `vpn user list`.")
+    return row[0], row[1]
+
+
+async def sealed_tokens(session: AsyncSession, names: Sequence[str]) -> dict[str, str]:
+    """The sealed subscription tokens of those of `names` that have one: name → sealed."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(names):
+        result = await session.execute(
+            select(UserRow.name, UserRow.subscription_sealed).where(
+                UserRow.name.in_(chunk), UserRow.subscription_sealed.is_not(None)
+            )
+        )
+        found.update((name, sealed) for name, sealed in result.all() if sealed is not None)
+    return found
+
+
+async def set_subscription(
+    session: AsyncSession, user_id: int, digest: str, sealed: str, now: datetime
+) -> None:
+    """Give a user a new subscription token (its hash and sealed copy): the old one is gone."""
+    await session.execute(
+        update(UserRow)
+        .where(UserRow.id == user_id)
+        .values(subscription_hash=digest, subscription_sealed=sealed, updated_at=now)
+    )
+
+
+async def set_first_subscription(
+    session: AsyncSession, user_id: int, digest: str, sealed: str
+) -> bool:
+    """Give a user their first subscription token, unless another command just did: whether
+    this one was kept."""
+    result = await session.execute(
+        update(UserRow)
+        .where(UserRow.id == user_id, UserRow.subscription_sealed.is_(None))
+        .values(subscription_hash=digest, subscription_sealed=sealed)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def user_by_subscription(session: AsyncSession, digest: str) -> User | None:
+    """The user whose subscription token has this SHA-256, if any."""
+    row = (
+        (
+            await session.execute(
+                select(UserRow.id, *_USER_COLUMNS).where(UserRow.subscription_hash == digest)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    servers = await _servers_by_user(session, [row["id"]])
+    return _to_user(row, servers.get(row["id"], []))
 
 
 async def insert_users(
@@ -76,7 +139,6 @@ async def insert_users(
             "updated_at": now,
             "upload_bytes": 0,
             "download_bytes": 0,
-            "subscription_token": new_token(),
         }
         if extras:
             row.update({key: value for key, value in extras[index].items() if value is not None})
@@ -85,7 +147,7 @@ async def insert_users(
         await session.execute(insert(UserRow), list(chunk))
         if progress:
             progress(len(chunk))
-    return [User.model_validate(row) for row in rows]
+    return [User.model_validate({k: v for k, v in row.items() if k not in _HIDDEN}) for row in rows]
 
 
 def _filtered(query: Select[Any], where: UserFilter | None) -> Select[Any]:

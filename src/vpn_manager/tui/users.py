@@ -19,6 +19,7 @@ from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.userform import UserForm, last_day
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
 from vpn_manager.units import format_rate, format_size
+from vpn_manager.web.urls import base_url, subscription_url
 
 if TYPE_CHECKING:
     from vpn_manager.services.servers import Access
@@ -304,8 +305,8 @@ def limits_text(user: User, zone: Any) -> str:
 
 
 class UserDetail(ModalScreen[None]):
-    """Usage, limits, and every link of one user with its QR code (`vpn user show` and
-    `vpn user link --qr` on one screen)."""
+    """Usage, limits, the subscription URL, and every link of one user with its QR code
+    (`vpn user show`, `vpn user link --subscription` and `vpn user link --qr` on one screen)."""
 
     DEFAULT_CSS = """
     UserDetail { align: center middle; }
@@ -336,13 +337,33 @@ class UserDetail(ModalScreen[None]):
         with VerticalScroll(id="detail") as box:
             box.border_title = self.user.name
             yield Static(limits_text(self.user, self.vpn.backend.settings.zone), markup=False)
+            yield Static("Subscription: loading …", id="subscription", classes="link", markup=False)
             yield Static("Links: loading …", id="links-title", classes="server")
             yield Button("Close", id="close")
 
     def on_mount(self) -> None:
         start(self, self._links)
 
+    async def _subscription(self) -> None:
+        """The user's subscription URL (served by `vpn web`): every server, in their app."""
+        line = self.query_one("#subscription", Static)
+        web = self.vpn.backend.settings.web
+        try:
+            base = base_url(
+                public_url=web.public_url,
+                listen=web.listen,
+                port=web.port,
+                prefix=web.path_prefix,
+                tls=bool(web.cert_file),
+            )
+            token = await self.vpn.backend.users.subscription_token(self.user.name)
+        except VpnError as exc:
+            line.update(f"Subscription: {exc.message}")
+            return
+        line.update(f"Subscription (vpn web serves it): {subscription_url(base, token)}")
+
     async def _links(self) -> None:
+        await self._subscription()
         title = self.query_one("#links-title", Static)
         try:
             self.accesses = await self.vpn.backend.servers.access(self.user.name)

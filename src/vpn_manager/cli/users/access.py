@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from vpn_manager.cli.context import app_context
+from vpn_manager.cli.context import AppContext, app_context
 from vpn_manager.cli.options import FormatOption
 from vpn_manager.cli.users.args import Name, ServerArg
 from vpn_manager.delivery.qr import qr_png, qr_text
 from vpn_manager.errors import InvalidInput
+from vpn_manager.web.urls import base_url, subscription_url
 
 
 def grant(
@@ -62,11 +63,27 @@ def link(
         Path | None,
         typer.Option("--png", metavar="FILE", help="Write the QR code as a PNG (0600)."),
     ] = None,
+    subscription: Annotated[
+        bool,
+        typer.Option(
+            "--subscription",
+            help="Print the user's subscription URL instead: every server, kept up to date by "
+            "their app (served by `vpn web`).",
+        ),
+    ] = False,
     output_format: FormatOption = None,
 ) -> None:
     """Print a user's share link(s) — what client apps import — and QR codes."""
     context = app_context(ctx)
     out = context.output(output_format)
+    if subscription:
+        if server is not None:
+            raise InvalidInput(
+                "A subscription holds every server of the user; --server does not apply.",
+                hint=f"vpn user link {name} --subscription",
+            )
+        _subscription(context, name, qr=qr, png=png, output_format=output_format)
+        return
     accesses = context.servers(lambda s: s.access(name, server))
     if png is not None and len(accesses) != 1:
         raise InvalidInput(
@@ -104,3 +121,27 @@ def client_config(
     if note:
         context.output().note(note)
     sys.stdout.write(text)
+
+
+def _subscription(
+    context: AppContext, name: str, *, qr: bool, png: Path | None, output_format: FormatOption
+) -> None:
+    web = context.settings.web
+    base = base_url(
+        public_url=web.public_url,
+        listen=web.listen,
+        port=web.port,
+        prefix=web.path_prefix,
+        tls=bool(web.cert_file),
+    )
+    url = subscription_url(base, context.users(lambda s: s.subscription_token(name)))
+    out = context.output(output_format)
+    if png is not None:
+        qr_png(url, png)
+        out.note(f"Wrote the QR code to {png}.")
+    if out.structured:
+        out.data({"name": name, "subscription_url": url})
+        return
+    if qr:
+        out.out.write(qr_text(url) + "\n")
+    out.out.write(url + "\n")

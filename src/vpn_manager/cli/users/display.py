@@ -29,15 +29,15 @@ LIST_COLUMNS = [
 
 
 def row(user: User) -> dict[str, Any]:
-    """A user as scripts see it (json/yaml): everything but the subscription token."""
-    return user.model_dump(mode="json", exclude={"subscription_token"})
+    """A user as scripts see it (json/yaml); the subscription token is not part of a user."""
+    return user.model_dump(mode="json")
 
 
 def rows(users: list[User]) -> list[dict[str, Any]]:
     from pydantic import TypeAdapter
 
     adapter = TypeAdapter(list[User])
-    return adapter.dump_python(users, mode="json", exclude={"__all__": {"subscription_token"}})  # type: ignore[no-any-return]
+    return adapter.dump_python(users, mode="json")  # type: ignore[no-any-return]
 
 
 def _last_day(moment: datetime, zone: tzinfo) -> str:

@@ -112,7 +112,7 @@ def show(
     user = context.users(lambda s: s.get(name))
     data = row(user)
     if secrets:
-        data["subscription_token"] = user.subscription_token.get_secret_value()
+        data["subscription_token"] = context.users(lambda s: s.subscription_token(name))
     context.output(output_format).record(data, show_text(context.settings.zone))
 
 
@@ -195,9 +195,8 @@ def delete(
 def rotate_token(ctx: typer.Context, name: Name, output_format: FormatOption = None) -> None:
     """Give a user a new subscription token; the old one stops working."""
     context = app_context(ctx)
-    user = context.users(lambda s: s.rotate_token(name))
-    token = user.subscription_token.get_secret_value()
-    context.output(output_format).result({"name": user.name, "subscription_token": token}, token)
+    token = context.users(lambda s: s.rotate_token(name))
+    context.output(output_format).result({"name": name, "subscription_token": token}, token)
 
 
 def reset_usage(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:

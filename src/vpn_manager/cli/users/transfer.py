@@ -50,7 +50,8 @@ def export(
     if fmt not in ("json", "csv"):
         raise InvalidInput(f"Cannot export as {fmt!r}.", hint="Use --format json or --format csv.")
     users = context.users(lambda s: s.list())
-    text = dump(export_records(users, secrets=secrets), "csv" if fmt == "csv" else "json")
+    tokens = context.users(lambda s: s.tokens_of([u.name for u in users])) if secrets else None
+    text = dump(export_records(users, tokens), "csv" if fmt == "csv" else "json")
     if file is None:
         sys.stdout.write(text)
         return

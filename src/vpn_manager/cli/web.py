@@ -1,0 +1,85 @@
+"""`vpn web`: the subscription server, in the foreground (for systemd or a container)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vpn_manager.cli.context import app_context
+from vpn_manager.errors import InvalidInput
+from vpn_manager.web import server
+from vpn_manager.web.urls import base_url
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from vpn_manager.services.root import Services
+    from vpn_manager.services.subscriptions import Subscriber
+
+
+def web(
+    ctx: typer.Context,
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", metavar="ADDRESS", help="Listen here (web.listen)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", metavar="PORT", min=1, max=65535, help="On this port (web.port)."),
+    ] = None,
+    cert: Annotated[
+        str | None,
+        typer.Option("--cert", metavar="FILE", help="HTTPS with this certificate (web.cert_file)."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", metavar="FILE", help="… and its private key (web.key_file)."),
+    ] = None,
+) -> None:
+    """Serve each user's subscription URL: their servers for their app, their page in a browser.
+
+    Each app gets the format it reads (base64 links, sing-box, Clash/Mihomo); a browser gets the
+    user's page. Runs until Ctrl-C or SIGTERM; see the README's Subscriptions."""
+    from vpn_manager.web.app import subscription_app
+    from vpn_manager.web.subscriptions import WebConfig
+
+    context = app_context(ctx)
+    settings = context.settings.web
+    host = listen if listen is not None else settings.listen
+    port = port if port is not None else settings.port
+    cert_file = cert if cert is not None else settings.cert_file
+    key_file = key if key is not None else settings.key_file
+    server.check_tls(cert_file, key_file)
+    config = WebConfig(
+        prefix=settings.path_prefix,
+        public_url=settings.public_url,
+        trusted_proxies=settings.trusted_proxies,
+        title=settings.title,
+    )
+    opened: list[Services] = []
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        opened.append(context.services())
+        try:
+            yield
+        finally:
+            await opened.pop().close()
+
+    async def lookup(token: str) -> Subscriber | None:
+        return await opened[0].subscriptions.find(token)
+
+    app = subscription_app(lookup, config, lifespan=lifespan)
+    sock = server.bind(host, port)
+    tls = bool(cert_file)
+    try:
+        where = base_url(public_url=None, listen=host, port=port, prefix=config.prefix, tls=tls)
+    except InvalidInput:  # a wildcard address: say what it listens on
+        where = f"{'https' if tls else 'http'}://{host}:{port}{config.prefix}"
+    sys.stderr.write(f"Serving subscriptions on {where}/sub/TOKEN (Ctrl-C stops).\n")
+    sys.stderr.flush()
+    server.serve(app, sock, cert_file=cert_file, key_file=key_file)

@@ -1,0 +1,179 @@
+"""Subscriptions: all of one user's servers in one document, in the format their app reads.
+
+- `base64_list(datas)`: base64 of the share links, one a line (v2rayN/v2rayNG, Shadowrocket,
+  Streisand, NekoBox, Hiddify). WireGuard peers are left out: their apps import the `.conf`.
+- `singbox_profile(datas)`: a complete sing-box client (1.12 or newer): a TUN inbound that takes
+  the whole device and a mixed (SOCKS/HTTP) inbound on loopback, one outbound per server (a
+  WireGuard peer is an endpoint), `FASTEST` (urltest) picking the quickest and `CHOSEN`
+  (selector, FASTEST by default) letting the user pick; private addresses go direct.
+- `clash_profile(datas)`: Clash/Mihomo YAML with the same shape: `proxies`, a url-test and a
+  select group, `rules`.
+- `outline_config(data)`: the JSON behind an Outline dynamic access key (`ssconf://`).
+- `userinfo(...)`: the `Subscription-Userinfo` header value apps show as usage and expiry.
+
+Each server appears under its own name (server names are unique in a home), so an app lists
+the user's servers apart; the groups' names hold a space, which no server name can.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from vpn_manager.engines.linkdata import LinkData
+from vpn_manager.links import wireguard
+from vpn_manager.links.formats import link_of
+from vpn_manager.links.shadowsocks import ShadowsocksLink
+
+FASTEST = "Fastest server"
+CHOSEN = "Chosen server"
+DIRECT = "No VPN"
+PROBE_URL = "https://www.gstatic.com/generate_204"  # what url-test groups time
+PROBE_SECONDS = 180
+# Addresses that never go through the VPN: the device's own networks.
+PRIVATE_NETS = (
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+)
+# Names Clash reserves for its built-in policies: a server named so gets a suffix there.
+_CLASH_RESERVED = {"DIRECT", "REJECT", "REJECT-DROP", "PASS", "COMPATIBLE", "GLOBAL"}
+TUN_ADDRESSES = ("172.19.0.1/30", "fdfe:dcba:9876::1/126")
+
+
+def base64_list(datas: Sequence[LinkData]) -> str:
+    """The share links (every format but WireGuard's), one a line, as standard base64."""
+    lines = [link_of(d).to_uri() for d in datas if d.format != "wireguard"]
+    return base64.b64encode("\n".join(lines).encode()).decode()
+
+
+def singbox_profile(
+    datas: Sequence[LinkData], *, tun: bool = True, mixed_port: int = 2080
+) -> dict[str, Any]:
+    """A sing-box client config holding every server of `datas`, each under its server's name.
+    `tun=False` leaves the TUN inbound out (the mixed proxy only, e.g. on a desktop)."""
+    if not datas:
+        raise ValueError("a profile needs at least one server")
+    outbounds: list[dict[str, Any]] = []
+    endpoints: list[dict[str, Any]] = []
+    for data in datas:
+        if data.format == "wireguard":
+            endpoints.append(wireguard.singbox_endpoint(data, data.server))
+        else:
+            outbounds.append({**link_of(data).singbox_outbound(), "tag": data.server})
+    tags = [d.server for d in datas]
+    inbounds: list[dict[str, Any]] = []
+    if tun:
+        inbounds.append(
+            {
+                "type": "tun",
+                "tag": "tun-in",
+                "address": list(TUN_ADDRESSES),
+                "auto_route": True,
+                "strict_route": True,
+                "stack": "mixed",
+            }
+        )
+    inbounds.append(
+        {"type": "mixed", "tag": "mixed-in", "listen": "127.0.0.1", "listen_port": mixed_port}
+    )
+    profile: dict[str, Any] = {
+        "log": {"level": "warn"},
+        "dns": {
+            "servers": [
+                {"type": "tls", "tag": "remote", "server": "1.1.1.1", "detour": CHOSEN},
+                {"type": "local", "tag": "local"},
+            ],
+            "final": "remote",
+        },
+        "inbounds": inbounds,
+        "outbounds": [
+            {"type": "selector", "tag": CHOSEN, "outbounds": [FASTEST, *tags], "default": FASTEST},
+            {
+                "type": "urltest",
+                "tag": FASTEST,
+                "outbounds": tags,
+                "url": PROBE_URL,
+                "interval": f"{PROBE_SECONDS}s",
+            },
+            *outbounds,
+            {"type": "direct", "tag": DIRECT},
+        ],
+        "route": {
+            "rules": [
+                {"action": "sniff"},
+                {"protocol": "dns", "action": "hijack-dns"},
+                {"ip_is_private": True, "outbound": DIRECT},
+            ],
+            "final": CHOSEN,
+            "auto_detect_interface": True,
+            "default_domain_resolver": "local",
+        },
+    }
+    if endpoints:
+        profile["endpoints"] = endpoints
+    return profile
+
+
+def clash_profile(datas: Sequence[LinkData], *, mixed_port: int = 7890) -> str:
+    """A Clash/Mihomo config (YAML) holding every server of `datas`."""
+    if not datas:
+        raise ValueError("a profile needs at least one server")
+    proxies: list[dict[str, Any]] = []
+    for data in datas:
+        name = data.server if data.server.upper() not in _CLASH_RESERVED else f"{data.server} "
+        if data.format == "wireguard":
+            proxies.append(wireguard.clash_proxy(data, name))
+        else:
+            proxies.append(link_of(data).clash_proxy(name))
+    names = [p["name"] for p in proxies]
+    profile = {
+        "mixed-port": mixed_port,
+        "allow-lan": False,
+        "mode": "rule",
+        "log-level": "warning",
+        "ipv6": True,
+        "proxies": proxies,
+        "proxy-groups": [
+            {"name": CHOSEN, "type": "select", "proxies": [FASTEST, *names]},
+            {
+                "name": FASTEST,
+                "type": "url-test",
+                "proxies": names,
+                "url": PROBE_URL,
+                "interval": PROBE_SECONDS,
+            },
+        ],
+        "rules": [
+            *(
+                f"{'IP-CIDR6' if ':' in net else 'IP-CIDR'},{net},DIRECT,no-resolve"
+                for net in PRIVATE_NETS
+            ),
+            f"MATCH,{CHOSEN}",
+        ],
+    }
+    text: str = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
+    return text
+
+
+def outline_config(data: LinkData) -> dict[str, Any]:
+    """The Outline client's JSON for a Shadowsocks server (a dynamic access key's target)."""
+    link = link_of(data)
+    if not isinstance(link, ShadowsocksLink):
+        raise ValueError(f"{data.server} is not a Shadowsocks server")
+    return link.outline_config()
+
+
+def userinfo(upload: int, download: int, total: int | None, expire: int | None) -> str:
+    """`Subscription-Userinfo`: bytes sent and received this period, the period's quota
+    (0: none) and the expiry as a Unix time (0: never)."""
+    return f"upload={upload}; download={download}; total={total or 0}; expire={expire or 0}"

@@ -1,0 +1,27 @@
+"""The subscription URL a user is given: `public_url` (web.public_url) when set, else the address
+`vpn web` listens on, which must then be one a client can reach (not a wildcard)."""
+
+from __future__ import annotations
+
+from vpn_manager.errors import InvalidInput
+
+WILDCARDS = ("0.0.0.0", "::", "[::]", "")
+
+
+def base_url(*, public_url: str | None, listen: str, port: int, prefix: str, tls: bool) -> str:
+    """Where `vpn web`'s routes start, as users' apps reach it (no trailing slash)."""
+    if public_url:
+        return public_url.rstrip("/")
+    if listen in WILDCARDS:
+        raise InvalidInput(
+            f"vpn web listens on every address ({listen or '*'}), so the URL users get needs "
+            "the name or address they reach it at.",
+            hint="Set it: public_url under [web] in config.toml, or VPN_WEB__PUBLIC_URL="
+            "https://vpn.example.com:2096.",
+        )
+    host = f"[{listen}]" if ":" in listen else listen
+    return f"{'https' if tls else 'http'}://{host}:{port}{prefix}"
+
+
+def subscription_url(base: str, token: str) -> str:
+    return f"{base}/sub/{token}"
