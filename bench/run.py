@@ -45,7 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_S = 900.0
 """A command that runs longer than this is a failure, not a slow measurement."""
 
-Unit = Literal["ms", "s", "MB"]
+Unit = Literal["ms", "s", "MB", "req/s"]
 Backend = Literal["sqlite", "postgres"]
 
 
@@ -285,6 +285,20 @@ class UnderMB:
 
 
 @dataclass(frozen=True)
+class AtLeast:
+    """The median must be at least `limit` (for a rate: rows with unit "req/s")."""
+
+    limit: float
+    requires: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f">= {self.limit:g} req/s"
+
+    def judge(self, median_s: float, results: Mapping[str, RowResult]) -> Verdict:
+        return Verdict(median_s >= self.limit)
+
+
+@dataclass(frozen=True)
 class WithinFactor:
     """The median must be at most `factor` times the median of another row."""
 
@@ -456,6 +470,72 @@ print(int(status.split("VmRSS:")[1].split()[0]) / 1024)
 """
 
 
+# `vpn web` under load: started on a free loopback port over the row's home, then for
+# argv[3] seconds argv[4] keep-alive HTTP/1.1 connections on 127.0.0.1 fetch the subscriptions
+# of the tokens in the home's tokens.json (round robin, as v2rayNG asks: the base64 links), one
+# request after another on each; every response must be 200. Prints requests a second and the
+# 99th percentile latency. argv[2] "rss" instead measures the process after a second of that
+# load and a second of rest (RSS in MB).
+WEB_LOAD = """
+import asyncio, json, os, socket, subprocess, sys, time
+vpn, mode, seconds, connections = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+tokens = json.loads(open(os.path.join(os.environ["VPN_HOME"], "tokens.json")).read())
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+web = subprocess.Popen([vpn, "web", "--port", str(port)], stderr=subprocess.DEVNULL)
+deadline = time.monotonic() + 30
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline or web.poll() is not None:
+            sys.exit("vpn web did not start")
+        time.sleep(0.05)
+
+async def client(index, until, latencies):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    n = index
+    while time.monotonic() < until:
+        token = tokens[n % len(tokens)]
+        n += connections
+        start = time.perf_counter()
+        request = f"GET /sub/{token} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+        writer.write((request + "User-Agent: v2rayNG/1.9\\r\\n\\r\\n").encode())
+        head = await reader.readuntil(b"\\r\\n\\r\\n")
+        status = head.split(b" ", 2)[1]
+        if status != b"200":
+            raise SystemExit(f"status {status.decode()}")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\\r\\n")[0])
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - start)
+    writer.close()
+
+async def load(duration):
+    latencies = []
+    until = time.monotonic() + duration
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i, until, latencies) for i in range(connections)))
+    return latencies, time.perf_counter() - started
+
+try:
+    asyncio.run(load(min(1.0, seconds)))  # warm: imports, caches, the first connections
+    if mode == "rss":
+        time.sleep(1)
+        status = open(f"/proc/{web.pid}/status").read()
+        print(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+    else:
+        latencies, elapsed = asyncio.run(load(seconds))
+        latencies.sort()
+        p99 = latencies[int(len(latencies) * 0.99) - 1]
+        print(json.dumps({"rps": len(latencies) / elapsed, "p99_s": p99}))
+finally:
+    web.terminate()
+    web.wait(10)
+"""
+
+
 # `vpn tui` as the console script runs it (entry point → Typer → the app), with Textual's
 # headless driver; the app reports when its first frame is ready (Textual's Ready event, sent
 # after the first screen is composed and painted), then quits. The time counts from just before
@@ -482,6 +562,28 @@ main()
 
 def first_line_seconds(out: str) -> float:
     return float(out.split(maxsplit=1)[0])
+
+
+SUBSCRIBERS = 20  # users whose subscriptions the load fetches, round robin
+
+
+def home_for_subscriptions(bench: Bench, home: Path) -> None:
+    """The N users on one running server, and the subscription tokens of the first
+    SUBSCRIBERS of them (made through `vpn user link --subscription`) in tokens.json."""
+    home_with_server_and_users(bench, home)
+    tokens = []
+    for name in bench.user_names()[:SUBSCRIBERS]:
+        _, out = bench.run(
+            [str(bench.vpn), "--format", "json", "user", "link", name, "--subscription"],
+            home,
+            capture=True,
+        )
+        tokens.append(json.loads(out)["subscription_url"].rsplit("/", 1)[1])
+    (home / "tokens.json").write_text(json.dumps(tokens))
+
+
+def web_load(mode: str) -> Command:
+    return lambda b, _: [str(b.python), "-c", WEB_LOAD, str(b.vpn), mode, "3", "16"]
 
 
 def stop_servers(bench: Bench, home: Path) -> None:
@@ -855,6 +957,35 @@ ROWS: list[Row] = [
         cleanup=close_keeper_then_stop,
     ),
     Row(
+        "sub-rps",
+        "vpn web: subscriptions a second ({users} users, 16 connections)",
+        web_load("load"),
+        target=AtLeast(500),
+        setup=home_for_subscriptions,
+        measure=lambda out: float(json.loads(out)["rps"]),
+        unit="req/s",
+        cleanup=stop_servers,
+    ),
+    Row(
+        "sub-p99",
+        "vpn web: 99th percentile latency under that load",
+        web_load("load"),
+        target=Under(0.050),
+        setup=home_for_subscriptions,
+        measure=lambda out: float(json.loads(out)["p99_s"]),
+        cleanup=stop_servers,
+    ),
+    Row(
+        "web-rss",
+        "vpn web memory (RSS, after a second of load)",
+        web_load("rss"),
+        target=UnderMB(80),
+        setup=home_for_subscriptions,
+        measure=float,
+        unit="MB",
+        cleanup=stop_servers,
+    ),
+    Row(
         "ss-restart",
         "vpn server restart (Shadowsocks, {users} users)",
         vpn("server", "restart", SERVER),
@@ -1068,6 +1199,8 @@ def header(info: Mapping[str, Any], runs: int, users: int) -> list[str]:
 def fmt_time(seconds: float, unit: Unit) -> str:
     if unit == "MB":
         return f"{seconds:.1f} MB"  # a memory row's values are megabytes, not seconds
+    if unit == "req/s":
+        return f"{seconds:.0f} req/s"  # a rate row's values are requests a second
     return f"{seconds:.2f} s" if unit == "s" else f"{seconds * 1000:.1f} ms"
 
 
