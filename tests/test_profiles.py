@@ -4,15 +4,13 @@ list, sing-box profile or Clash/Mihomo profile; Outline's dynamic key JSON; the 
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.test_delivery_share import PIN, PSK16, UPSK16, UUID, singbox
+from tests.test_delivery_share import PIN, PSK16, UPSK16, UUID, singbox_check
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality, Tls, Tunnel
 from vpn_manager.links import link_of, parse_link, share_link
 from vpn_manager.links.profiles import (
@@ -88,16 +86,7 @@ def test_the_singbox_profile_passes_singbox_check(tun: bool, tmp_path: Path) -> 
     profile it checks leaves the REALITY server out (its outbound is checked below)."""
     servers = [d for d in SERVERS if d.format != "vless"]
     profile = singbox_profile(servers, tun=tun)
-    path = tmp_path / "profile.json"
-    path.write_text(json.dumps(profile))
-    done = subprocess.run(
-        [singbox(), "check", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"sing-box check refused the profile: {done.stderr}"
+    singbox_check(profile, tmp_path)
     names = [d.server for d in servers]
     tags = [o["tag"] for o in profile["outbounds"]] + [e["tag"] for e in profile["endpoints"]]
     assert set(names) <= set(tags)

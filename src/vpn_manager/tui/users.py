@@ -19,7 +19,7 @@ from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.userform import UserForm, last_day
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
 from vpn_manager.units import format_rate, format_size
-from vpn_manager.web.urls import base_url, subscription_url
+from vpn_manager.web.urls import settings_base_url, subscription_url
 
 if TYPE_CHECKING:
     from vpn_manager.services.servers import Access
@@ -347,15 +347,8 @@ class UserDetail(ModalScreen[None]):
     async def _subscription(self) -> None:
         """The user's subscription URL (served by `vpn web`): every server, in their app."""
         line = self.query_one("#subscription", Static)
-        web = self.vpn.backend.settings.web
         try:
-            base = base_url(
-                public_url=web.public_url,
-                listen=web.listen,
-                port=web.port,
-                prefix=web.path_prefix,
-                tls=bool(web.cert_file),
-            )
+            base = settings_base_url(self.vpn.backend.settings.web)
             token = await self.vpn.backend.users.subscription_token(self.user.name)
         except VpnError as exc:
             line.update(f"Subscription: {exc.message}")

@@ -108,14 +108,20 @@ def router(lookup: Lookup, config: WebConfig) -> APIRouter:
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
         return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
-    @routes.get("/{token}/outline/{server}")
-    async def outline(request: Request, token: str, server: str) -> Response:
+    async def active(request: Request, token: str) -> tuple[Subscriber, dict[str, str]] | Response:
+        """The subscriber of `token` and their headers, or the response that refuses them."""
         found = await subscriber(request, token)
         if isinstance(found, Response):
             return found
         headers = profile_headers(found, config, subscription_url(request, config, token))
-        if not found.active:
-            return refused(found, headers)
+        return (found, headers) if found.active else refused(found, headers)
+
+    @routes.get("/{token}/outline/{server}")
+    async def outline(request: Request, token: str, server: str) -> Response:
+        got = await active(request, token)
+        if isinstance(got, Response):
+            return got
+        found, headers = got
         try:
             body = found.outline(server)
         except NotFound:
@@ -124,12 +130,10 @@ def router(lookup: Lookup, config: WebConfig) -> APIRouter:
 
     @routes.get("/{token}/config/{server}")
     async def config_file(request: Request, token: str, server: str) -> Response:
-        found = await subscriber(request, token)
-        if isinstance(found, Response):
-            return found
-        headers = profile_headers(found, config, subscription_url(request, config, token))
-        if not found.active:
-            return refused(found, headers)
+        got = await active(request, token)
+        if isinstance(got, Response):
+            return got
+        found, headers = got
         try:
             file = found.config_file(server)
         except NotFound:

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vpn_manager.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from vpn_manager.settings import WebSettings
 
 WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 
@@ -21,6 +26,17 @@ def base_url(*, public_url: str | None, listen: str, port: int, prefix: str, tls
         )
     host = f"[{listen}]" if ":" in listen else listen
     return f"{'https' if tls else 'http'}://{host}:{port}{prefix}"
+
+
+def settings_base_url(web: WebSettings) -> str:
+    """`base_url` as the [web] settings give it."""
+    return base_url(
+        public_url=web.public_url,
+        listen=web.listen,
+        port=web.port,
+        prefix=web.path_prefix,
+        tls=bool(web.cert_file),
+    )
 
 
 def subscription_url(base: str, token: str) -> str:

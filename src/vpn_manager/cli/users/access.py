@@ -14,7 +14,7 @@ from vpn_manager.cli.options import FormatOption
 from vpn_manager.cli.users.args import Name, ServerArg
 from vpn_manager.delivery.qr import qr_png, qr_text
 from vpn_manager.errors import InvalidInput
-from vpn_manager.web.urls import base_url, subscription_url
+from vpn_manager.web.urls import settings_base_url, subscription_url
 
 
 def grant(
@@ -126,14 +126,7 @@ def client_config(
 def _subscription(
     context: AppContext, name: str, *, qr: bool, png: Path | None, output_format: FormatOption
 ) -> None:
-    web = context.settings.web
-    base = base_url(
-        public_url=web.public_url,
-        listen=web.listen,
-        port=web.port,
-        prefix=web.path_prefix,
-        tls=bool(web.cert_file),
-    )
+    base = settings_base_url(context.settings.web)
     url = subscription_url(base, context.users(lambda s: s.subscription_token(name)))
     out = context.output(output_format)
     if png is not None:
