@@ -409,7 +409,7 @@ async def test_subscription_tokens_are_made_once_and_rotated(
         found = await storage.users.user_by_subscription(session, digest(token))
         stored = (await session.execute(text("SELECT subscription_sealed FROM users"))).all()
     assert found is not None
-    assert found.name == "bob"
+    assert found[1].name == "bob"
     assert all(token not in str(row) for row in stored)  # only sealed, never in the clear
     later = clock.advance(1)
     rotated = await service.rotate_token("bob")

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vpn_manager.cli.context import app_context
-from vpn_manager.errors import InvalidInput
 from vpn_manager.web import server
-from vpn_manager.web.urls import base_url
+from vpn_manager.web.urls import listen_url
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -75,11 +74,7 @@ def web(
 
     app = subscription_app(lookup, config, lifespan=lifespan)
     sock = server.bind(host, port)
-    tls = bool(cert_file)
-    try:
-        where = base_url(public_url=None, listen=host, port=port, prefix=config.prefix, tls=tls)
-    except InvalidInput:  # a wildcard address: say what it listens on
-        where = f"{'https' if tls else 'http'}://{host}:{port}{config.prefix}"
+    where = listen_url(host, port, config.prefix, tls=bool(cert_file))
     sys.stderr.write(f"Serving subscriptions on {where}/sub/TOKEN (Ctrl-C stops).\n")
     sys.stderr.flush()
     server.serve(app, sock, cert_file=cert_file, key_file=key_file)

@@ -120,16 +120,13 @@ class Subscriptions:
 
     async def find(self, token: str) -> Subscriber | None:
         async with self.db.reading() as session:
-            user = await storage.users.user_by_subscription(session, tokens.digest(token))
-        if user is None:
+            found = await storage.users.user_by_subscription(session, tokens.digest(token))
+        if found is None:
             return None
+        user_id, user = found
         ways: list[Way] = []
         if user.status is UserStatus.ACTIVE and user.servers:
-            try:
-                accesses = await self._servers().access(user.name)
-            except NotFound:  # renamed or removed since: as if the token were unknown
-                return None
-            ways = [Way(a.server, a.protocol, a.data) for a in accesses]
+            ways = [Way(*way) for way in await self._servers().ways(user_id, user.name)]
         return Subscriber(
             name=user.name,
             status=user.status.value,

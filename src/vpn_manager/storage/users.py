@@ -97,8 +97,8 @@ async def set_first_subscription(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def user_by_subscription(session: AsyncSession, digest: str) -> User | None:
-    """The user whose subscription token has this SHA-256, if any."""
+async def user_by_subscription(session: AsyncSession, digest: str) -> tuple[int, User] | None:
+    """The user whose subscription token has this SHA-256, with their id, if any."""
     row = (
         (
             await session.execute(
@@ -111,7 +111,7 @@ async def user_by_subscription(session: AsyncSession, digest: str) -> User | Non
     if row is None:
         return None
     servers = await _servers_by_user(session, [row["id"]])
-    return _to_user(row, servers.get(row["id"], []))
+    return row["id"], _to_user(row, servers.get(row["id"], []))
 
 
 async def insert_users(

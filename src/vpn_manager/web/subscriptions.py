@@ -31,7 +31,9 @@ from vpn_manager.web import page as user_page
 from vpn_manager.web.apps import APPS
 from vpn_manager.web.formats import FILE_SUFFIXES, MEDIA_TYPES, Format, choose
 from vpn_manager.web.ratelimit import FailureLimiter
+from vpn_manager.web.urls import subscription_url
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A token is URL-safe base64; anything else is not looked up at all.
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 UPDATE_HOURS = 12  # how often apps refresh (Profile-Update-Interval)
@@ -53,13 +55,19 @@ class WebConfig:
     trusted_proxies: Sequence[str] = ()
     title: str = "VPN"
     failures: FailureLimiter = field(default_factory=FailureLimiter)
+    _networks: tuple[IPNetwork, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._networks = tuple(
+            ipaddress.ip_network(net, strict=False) for net in self.trusted_proxies
+        )
 
     def trusts(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.trusted_proxies)
+        return any(ip in net for net in self._networks)
 
 
 def router(lookup: Lookup, config: WebConfig) -> APIRouter:
@@ -93,7 +101,7 @@ def router(lookup: Lookup, config: WebConfig) -> APIRouter:
             )
         except InvalidInput as exc:
             return PlainTextResponse(f"{exc.message}\n", status_code=400)
-        url = subscription_url(request, config, token)
+        url = url_of(request, config, token)
         headers = profile_headers(found, config, url)
         if fmt is Format.PAGE:
             return Response(
@@ -113,7 +121,7 @@ def router(lookup: Lookup, config: WebConfig) -> APIRouter:
         found = await subscriber(request, token)
         if isinstance(found, Response):
             return found
-        headers = profile_headers(found, config, subscription_url(request, config, token))
+        headers = profile_headers(found, config, url_of(request, config, token))
         return (found, headers) if found.active else refused(found, headers)
 
     @routes.get("/{token}/outline/{server}")
@@ -161,8 +169,6 @@ def profile_headers(found: Subscriber, config: WebConfig, url: str) -> dict[str,
         "Profile-Title": "base64:" + base64.b64encode(title.encode()).decode(),
         "Profile-Web-Page-Url": url,
         "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
     }
 
 
@@ -204,12 +210,14 @@ def client_address(request: Request, config: WebConfig) -> str:
     return hops[0] if hops else peer
 
 
-def subscription_url(request: Request, config: WebConfig, token: str) -> str:
+def url_of(request: Request, config: WebConfig, token: str) -> str:
+    """The subscription URL of `token` as its app reaches it: `public_url`, else the address the
+    request came to (its scheme as a trusted proxy says)."""
     if config.public_url:
-        return f"{config.public_url.rstrip('/')}/sub/{token}"
+        return subscription_url(config.public_url.rstrip("/"), token)
     scheme = request.url.scheme
     peer = request.client.host if request.client else ""
     if config.trusts(peer):
         scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip() or scheme
     host = request.headers.get("host") or request.url.netloc
-    return f"{scheme}://{host}{config.prefix}/sub/{token}"
+    return subscription_url(f"{scheme}://{host}{config.prefix}", token)

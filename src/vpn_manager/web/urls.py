@@ -24,7 +24,12 @@ def base_url(*, public_url: str | None, listen: str, port: int, prefix: str, tls
             hint="Set it: public_url under [web] in config.toml, or VPN_WEB__PUBLIC_URL="
             "https://vpn.example.com:2096.",
         )
-    host = f"[{listen}]" if ":" in listen else listen
+    return listen_url(listen, port, prefix, tls=tls)
+
+
+def listen_url(listen: str, port: int, prefix: str, *, tls: bool) -> str:
+    """The address `vpn web` listens on, as a URL (a wildcard address as it is)."""
+    host = f"[{listen.strip('[]')}]" if ":" in listen else listen
     return f"{'https' if tls else 'http'}://{host}:{port}{prefix}"
 
 

@@ -122,6 +122,7 @@ class ServerService(ServerContext):
         self.grant = users.grant
         self.grant_in = users.grant_in
         self.access = users.access
+        self.ways = users.ways
         self.client_config = users.client_config
         self.revoke = users.revoke
         self.clients_before = users.clients_before

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpn_manager import storage
 from vpn_manager.errors import NotFound, VpnError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from vpn_manager.engines.linkdata import LinkData
+    from vpn_manager.storage.orm import ServerRow
 
 T = TypeVar("T")
 
@@ -145,10 +146,7 @@ class ServerUsers:
                 )
             out = []
             for row, secret in rows:
-                client = Client(user_id, user_name, dict(secret))
-                data = self.ctx.engine_for(row.protocol, None).link_data(
-                    storage.servers.spec_of(row), client
-                )
+                data = self._link_data(row, secret, user_id, user_name)
                 out.append(
                     Access(
                         server=row.name,
@@ -159,6 +157,24 @@ class ServerUsers:
                     )
                 )
             return out
+
+    async def ways(self, user_id: int, user_name: str) -> list[tuple[str, str, LinkData]]:
+        """A user's ways in as (server, protocol, what its link is written from), by the user's
+        id: for a subscription, which writes the links in the format asked for."""
+        async with self.ctx.db.reading() as session:
+            rows = await storage.servers.servers_of_user(session, user_id)
+        return [
+            (row.name, row.protocol, self._link_data(row, secret, user_id, user_name))
+            for row, secret in rows
+        ]
+
+    def _link_data(
+        self, row: ServerRow, secret: dict[str, Any], user_id: int, user_name: str
+    ) -> LinkData:
+        client = Client(user_id, user_name, dict(secret))
+        return self.ctx.engine_for(row.protocol, None).link_data(
+            storage.servers.spec_of(row), client
+        )
 
     async def client_config(
         self, user_name: str, server: str, client: str, socks_port: int
