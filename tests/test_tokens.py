@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import random
+import signal
+import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import Cli, database_file
 from vpn_manager.errors import ConfigError
 from vpn_manager.services.tokens import TokenSeal, digest, new_token
 
@@ -63,3 +71,50 @@ def test_processes_making_the_key_at_once_agree(tmp_path: Path) -> None:
         worker.join(30)
     sealed = [out.get(timeout=5) for _ in workers]
     assert all(TokenSeal(key).open(s) == "token" for s in sealed)
+
+
+def test_a_killed_makers_temp_file_is_swept_once_stale(tmp_path: Path) -> None:
+    key = tmp_path / "subscription.key"
+    TokenSeal(key).seal("token")
+    stale = tmp_path / ".subscription.key.0123abcd.tmp"
+    fresh = tmp_path / ".subscription.key.4567cdef.tmp"  # a live maker's, a moment ago
+    for temp in (stale, fresh):
+        temp.write_bytes(b"k" * 32)
+    old = time.time() - 120
+    os.utime(stale, (old, old))
+    TokenSeal(key).seal("token")  # a new process reads the key
+    assert not stale.exists()
+    assert fresh.exists()
+    assert key.exists()
+
+
+def test_kill_9_while_minting_a_url_leaves_one_that_works(tmp_path: Path) -> None:
+    """`vpn user link --subscription` killed at any moment: the next one prints a URL whose
+    token the database knows, and the key file and the sealed copy agree."""
+    cli = Cli(tmp_path)
+    assert cli("user", "add", "alice").code == 0
+    # from before the imports end to after the mint (a quiet machine prints in about 0.4 s)
+    delays = [random.Random(seed).uniform(0.05, 0.8) for seed in range(6)]
+    for delay in delays:
+        # a new token each time, so each kill lands in a mint
+        assert cli("user", "rotate-token", "alice").code == 0
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpn_manager", "user", "link", "alice", "--subscription"],
+            env=cli.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        again = cli("user", "link", "alice", "--subscription")
+        assert again.code == 0, again.stderr
+        token = again.stdout.strip().rsplit("/", 1)[-1]
+        with sqlite3.connect(database_file(cli.home)) as db:
+            hashed, sealed = db.execute(
+                "SELECT subscription_hash, subscription_sealed FROM users WHERE name = 'alice'"
+            ).fetchone()
+        assert hashed == digest(token)
+        assert TokenSeal(cli.home / "data" / "subscription.key").open(sealed) == token
+        assert cli("user", "link", "alice", "--subscription").stdout.strip().endswith(token)

@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -26,20 +27,28 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
         ) from None
 
 
-def remove_temps(path: Path) -> int:
+def remove_temps(path: Path, older_than: float | None = None) -> int:
     """Remove the temp files atomic_write left beside `path` when its writer was killed between
     making one and renaming it (`.NAME.XXXXXXXX.tmp`). Call only while holding whatever turn
-    that file's writers hold, so that none of them is half-way. Returns how many it removed."""
+    that file's writers hold, so that none of them is half-way, or give `older_than` (seconds):
+    then only files untouched that long go, which no live writer still holds. Returns how many
+    it removed."""
     prefix = f".{path.name}."
     removed = 0
     try:
         found = list(path.parent.iterdir())
     except OSError:
         return 0
+    now = time.time()
     for item in found:
         middle = item.name[len(prefix) : -len(".tmp")]
         if item.name.startswith(prefix) and item.name.endswith(".tmp") and len(middle) == 8:
-            item.unlink(missing_ok=True)
+            try:
+                if older_than is not None and now - item.stat().st_mtime < older_than:
+                    continue
+                item.unlink()
+            except OSError:
+                continue
             removed += 1
     return removed
 

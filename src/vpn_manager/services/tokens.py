@@ -7,7 +7,8 @@ that `vpn user link --subscription` can print the URL again. The database alone 
 PostgreSQL reader) gives no working URL away.
 
 The key is `subscription.key` in the data directory: 32 random bytes, mode 0600, made on first
-need (two processes making it at once agree on one). A database moved to another home without
+need (two processes making it at once agree on one; a maker killed half-way leaves a temp file
+that the next reader of the key removes once it is a minute old). A database moved to another home without
 that file keeps every user's URL working in `vpn web` (it needs only the hashes); printing one
 there says to rotate it.
 """
@@ -21,10 +22,12 @@ import secrets
 from pathlib import Path
 
 from vpn_manager.errors import ConfigError, FileError
+from vpn_manager.fsutil import remove_temps
 
 TOKEN_BYTES = 32
 KEY_BYTES = 32
 NONCE_BYTES = 12
+STALE_TEMP_SECONDS = 60  # a key maker's temp file this old was left by a killed one
 _CONTEXT = b"vpn-manager subscription token v1"  # AES-GCM's associated data
 
 
@@ -80,6 +83,7 @@ class TokenSeal:
                 f"{self.key_file} is not a subscription key ({len(key)} bytes, not {KEY_BYTES}).",
                 hint="Move it away; a new key is made, and every user needs vpn user rotate-token.",
             )
+        remove_temps(self.key_file, older_than=STALE_TEMP_SECONDS)
         return key
 
     def _make(self) -> bytes:
@@ -87,6 +91,7 @@ class TokenSeal:
         the other reads what that one wrote."""
         self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = secrets.token_bytes(KEY_BYTES)
+        # named as remove_temps finds it: .subscription.key.XXXXXXXX.tmp
         temp = self.key_file.with_name(f".{self.key_file.name}.{secrets.token_hex(4)}.tmp")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
