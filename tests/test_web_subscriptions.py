@@ -113,7 +113,7 @@ def test_a_user_who_cannot_connect_gets_no_config(status: str) -> None:
     page = app.get(f"/sub/{TOKEN}", headers=BROWSER)
     assert f"Status: {status.replace('-', ' ')}" in page.text
     assert "<svg" not in page.text
-    for path in ("outline/ss", "config/wg"):
+    for path in ("outline/ss", "config/wg", "wireguard/wg"):
         assert app.get(f"/sub/{TOKEN}/{path}").status_code == 403
 
 
@@ -129,6 +129,10 @@ def test_outline_key_and_config_downloads() -> None:
     trojan = app.get(f"/sub/{TOKEN}/config/trojan")
     assert trojan.json()["outbounds"][0]["type"] == "trojan"
     assert app.get(f"/sub/{TOKEN}/config/nosuch").status_code == 404
+    conf = app.get(f"/sub/{TOKEN}/wireguard/wg")
+    assert conf.text == wg.text
+    assert "alice-wg.conf" in conf.headers["content-disposition"]
+    assert app.get(f"/sub/{TOKEN}/wireguard/trojan").status_code == 404  # not WireGuard
 
 
 def test_the_prefix_and_a_trusted_proxy() -> None:

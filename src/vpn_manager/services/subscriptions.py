@@ -95,6 +95,13 @@ class Subscriber:
             raise NotFound(f"{server} is not a Shadowsocks server.")
         return json.dumps(outline_config(way.data))
 
+    def wireguard(self, server: str) -> str:
+        """The `.conf` of one WireGuard server of the user's."""
+        way = self._way(server)
+        if way.data.format != "wireguard":
+            raise NotFound(f"{server} is not a WireGuard server.")
+        return share_link(way.data)
+
     def config_file(self, server: str) -> ConfigFile:
         """One server's file: a WireGuard `.conf`, a proxy's URI, else a sing-box client."""
         way = self._way(server)

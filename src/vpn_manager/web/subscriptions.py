@@ -4,6 +4,7 @@ a browser, an Outline dynamic access key per Shadowsocks server and a config per
     GET {prefix}/sub/{token}                   the profile (format: ?format= or the User-Agent)
     GET {prefix}/sub/{token}/outline/{server}  Outline's JSON (`ssconf://` points here)
     GET {prefix}/sub/{token}/config/{server}   one server's config file (WireGuard: its .conf)
+    GET {prefix}/sub/{token}/wireguard/{server} a WireGuard server's .conf (404 for other kinds)
 
 An unknown token and a malformed one get the same 404, and every failed lookup counts against
 the client's address (`ratelimit`): past the limit the address gets 429 until the window
@@ -149,6 +150,20 @@ def router(lookup: Lookup, config: WebConfig) -> APIRouter:
         filename = f"{found.name}-{server}{file.suffix}"
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
         return Response(file.text, media_type=file.media_type, headers=headers)
+
+    @routes.get("/{token}/wireguard/{server}")
+    async def wireguard(request: Request, token: str, server: str) -> Response:
+        got = await active(request, token)
+        if isinstance(got, Response):
+            return got
+        found, headers = got
+        try:
+            body = found.wireguard(server)
+        except NotFound:
+            return PlainTextResponse(NOT_FOUND, status_code=404)
+        filename = f"{found.name}-{server}.conf"
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+        return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
 
     return routes
 
