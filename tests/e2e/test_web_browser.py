@@ -21,7 +21,7 @@ import pytest
 
 from tests.e2e.browser import Browser, Picture, View, chromium, picture
 from tests.e2e.conftest import Vpn, install, install_singbox
-from tests.e2e.test_web import fetch, subscription_of, web_server
+from tests.e2e.test_web import fetch, web_server
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 VIEWS = (
@@ -108,14 +108,17 @@ def record_usage(vpn: Vpn) -> None:
     asyncio.run(add())
 
 
-def add_alice(vpn: Vpn) -> None:
-    """alice, on every server, with a 5GB quota, an expiry and USAGE this period."""
+def add_alice(vpn: Vpn) -> str:
+    """alice, on every server, with a 5GB quota, an expiry and USAGE this period; returns her
+    subscription token."""
     granted = [arg for server in SERVERS for arg in ("--server", server)]
     vpn.ok("user", "add", "alice", *granted, "--quota", "5GB", "--expires", "2031-01-31")
     record_usage(vpn)
     shown = vpn.json("user", "show", "alice")
     assert isinstance(shown, dict)
     assert shown["period_upload_bytes"] + shown["period_download_bytes"] == 1_234_567_890
+    url = vpn.ok("user", "link", "alice", "--subscription").stdout.strip()
+    return url.rsplit("/sub/", 1)[1]
 
 
 def decoded_qr_codes(screenshot: Path) -> set[str]:
@@ -192,20 +195,21 @@ def test_the_page_in_chromium_as_phone_and_desktop_light_and_dark(
         with ThreadPoolExecutor() as pool:  # alice is added while `vpn web` starts
             added = pool.submit(add_alice, vpn)
             with web_server(vpn) as port:
-                added.result()
-                url = subscription_of(vpn, "alice", port)
+                url = f"http://127.0.0.1:{port}/sub/{added.result()}"
                 links = set(base64.b64decode(fetch(url).body).decode().split("\n"))
                 assert len(links) == len(SERVERS)
-                seen = [look(browser, url, view) for view in VIEWS]
+                seen, checked = [], []
+                for view in VIEWS:  # each screenshot is checked while the next view renders
+                    seen.append(look(browser, url, view))
+                    checked.append(pool.submit(check_screenshot, seen[-1], links))
                 dom = browser.dom()  # the last view's: what `chromium --dump-dom` prints
+                pictures = {
+                    one.view: done.result() for one, done in zip(seen, checked, strict=True)
+                }
 
     for one in seen:
         print(f"screenshot {one.view.name}: {one.screenshot}")
         record_property(f"screenshot-{one.view.name}", str(one.screenshot))
-    with ThreadPoolExecutor() as pool:  # zbarimg runs while the next PNG decodes
-        pictures = dict(
-            zip(VIEWS, pool.map(lambda one: check_screenshot(one, links), seen), strict=True)
-        )
     for one in seen:
         check_layout(one)
     for size in ("phone", "desktop"):
