@@ -65,9 +65,9 @@ WEB = Unit(
     # Started after the service when both start (at boot): it does not need it to serve.
     after=f"network-online.target {SERVE.name}",
     service=(
-        "# `vpn web` answers HTTP and uses the database; it starts no engine and needs no\n"
-        "# privilege. What is taken away here needs no mount namespace, so the unit starts in\n"
-        "# containers too (LXC); files are reached as the service reaches them.\n"
+        "# `vpn web` answers HTTP and uses the database; it starts no engine. What it never\n"
+        "# needs is taken away, by means that need no mount namespace (so the unit starts in\n"
+        "# containers such as LXC too); it reads and writes files as the service does.\n"
         "NoNewPrivileges=yes\n"
         "UMask=0077\n"
         "RestrictSUIDSGID=yes\n"
