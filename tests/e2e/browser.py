@@ -151,6 +151,7 @@ class Browser:
             tab=True,
             features=[{"name": "prefers-color-scheme", "value": scheme}],
         )
+        self._events.clear()  # so that the load awaited below is this one's
         navigated = self.call("Page.navigate", tab=True, url=url)
         if "errorText" in navigated:
             raise BrowserError(f"chromium could not load {url}: {navigated['errorText']}")
