@@ -149,6 +149,24 @@ def test_a_user_who_cannot_connect_gets_no_link(status: str) -> None:
     assert URL not in html
 
 
+def test_each_text_area_has_rows_for_its_whole_text_on_a_phone() -> None:
+    """Where the browser cannot size a text area to its text (tests/e2e/test_web_browser.py
+    checks one that can), its rows hold the text at a phone's 40 characters a line."""
+    link = "vless://" + "x" * 150 + "@h:1#alice"  # 168 characters: 5 lines
+    conf = "[Interface]\nPrivateKey = " + "k" * 44 + "\nAddress = 10.0.0.2/32\n"
+    entries = [
+        ServerEntry("long", "vless-reality", link, qr_svg("a"), "/d/1"),
+        ServerEntry("wg", "wireguard", conf, qr_svg("b"), "/d/2"),
+    ]
+    html = render(page(servers=entries))
+    areas = re.findall(r'<textarea readonly rows="(\d+)" aria-label="([^"]+)"', html)
+    assert {label: int(rows) for rows, label in areas} == {
+        "Subscription URL": 2,
+        "Link for long": 5,
+        "Link for wg": 4,
+    }
+
+
 def test_the_page_escapes_what_it_shows() -> None:
     html = render(page(user="a<b>", quota=None, expires=None))
     assert "a&lt;b&gt;" in html

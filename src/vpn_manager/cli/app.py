@@ -29,7 +29,7 @@ GROUPS: dict[str, tuple[str, str]] = {
         "HTTP, SOCKS5 and mixed proxies with a password per user.",
     ),
     "monitor": ("vpn_manager.cli.monitor", "Watch the servers live."),
-    "service": ("vpn_manager.cli.service", "Run `vpn serve` as a system service."),
+    "service": ("vpn_manager.cli.service", "Run `vpn serve` or `vpn web` as a system service."),
     "config": ("vpn_manager.cli.config", "Show the effective settings."),
 }
 COMMANDS: dict[str, tuple[str, str, str]] = {

@@ -17,6 +17,7 @@ from html import escape
 from vpn_manager.units import format_size
 
 ACTIVE = "active"
+PHONE_COLUMNS = 40  # characters of a text area's line on a phone (monospace .8rem, 390px wide)
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,16 @@ class UserPage:
 
 CSS = """
 :root { color-scheme: light dark; --fg: #1b1f24; --bg: #f6f7f9; --card: #fff; --muted: #5b6470;
-  --accent: #2563eb; --bad: #b42318; --bar: #dde3ea; }
+  --accent: #2563eb; --on-accent: #fff; --bad: #b42318; --bar: #dde3ea; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6e8eb; --bg: #0f1216; --card: #181c22;
-  --muted: #9aa4b0; --accent: #60a5fa; --bad: #f97066; --bar: #2a313a; } }
+  --muted: #9aa4b0; --accent: #60a5fa; --on-accent: #0f1216; --bad: #f97066; --bar: #2a313a; } }
 * { box-sizing: border-box; }
 body { margin: 0; font: 16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
   color: var(--fg); background: var(--bg); }
 main { max-width: 46rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.5rem; margin: .5rem 0 1rem; }
 h2 { font-size: 1.15rem; margin: 0 0 .5rem; }
+h1, h2 { overflow-wrap: anywhere; }
 section { background: var(--card); border-radius: .75rem; padding: 1rem; margin: 0 0 1rem;
   box-shadow: 0 1px 2px rgb(0 0 0 / .08); }
 .status { font-weight: 600; }
@@ -70,12 +72,12 @@ section { background: var(--card); border-radius: .75rem; padding: 1rem; margin:
 .bar.full > span { background: var(--bad); }
 textarea { width: 100%; font: .8rem/1.3 ui-monospace, monospace; color: var(--fg);
   background: var(--bg); border: 1px solid var(--bar); border-radius: .4rem; padding: .5rem;
-  resize: vertical; }
+  resize: vertical; word-break: break-all; field-sizing: content; }
 .qr { max-width: 16rem; margin: .5rem auto; }
 .qr svg { width: 100%; height: auto; display: block; border-radius: .4rem; }
 .apps { display: flex; flex-wrap: wrap; gap: .5rem; }
 a.button { display: inline-block; padding: .5rem .8rem; border-radius: .5rem;
-  background: var(--accent); color: #fff; text-decoration: none; font-weight: 600; }
+  background: var(--accent); color: var(--on-accent); text-decoration: none; font-weight: 600; }
 a { color: var(--accent); }
 """
 
@@ -136,18 +138,24 @@ def _subscription(page: UserPage) -> str:
         "<p>Tap your app to import every server at once; it keeps them up to date.</p>"
         f'<div class="apps">{buttons}</div>'
         '<p class="muted">Or paste this subscription URL into the app:</p>'
-        f'<textarea readonly rows="2" aria-label="Subscription URL">'
+        f'<textarea readonly rows="{_rows(page.subscription_url)}" aria-label="Subscription URL">'
         f"{escape(page.subscription_url)}</textarea></section>"
     )
 
 
 def _server(entry: ServerEntry) -> str:
-    rows = min(max(entry.link.count("\n") + 1, 2), 14)
     return (
         f'<section class="server"><h2>{escape(entry.name)} '
         f'<span class="muted">{escape(entry.protocol)}</span></h2>'
         f'<div class="qr">{entry.qr_svg}</div>'
-        f'<textarea readonly rows="{rows}" aria-label="Link for {escape(entry.name)}">'
-        f"{escape(entry.link)}</textarea>"
+        f'<textarea readonly rows="{_rows(entry.link)}" '
+        f'aria-label="Link for {escape(entry.name)}">{escape(entry.link)}</textarea>'
         f'<p><a href="{escape(entry.download)}" download>Download the config</a></p></section>'
     )
+
+
+def _rows(text: str) -> int:
+    """Rows enough for `text` at a phone's width, where the browser cannot size a text area to
+    its content (CSS field-sizing; Chromium can): a link wraps at any character."""
+    lines = text.rstrip("\n").split("\n")
+    return min(max(sum(-(-len(line) // PHONE_COLUMNS) or 1 for line in lines), 2), 14)
