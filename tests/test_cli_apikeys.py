@@ -314,3 +314,46 @@ def test_create_killed_at_any_moment_leaves_a_consistent_database(cli: Cli) -> N
             again = cli("api-key", "create", name, "--scope", "read")
         assert again.code == 0, again
         assert authenticate(cli.home, again.stdout.strip()) == name
+
+
+def test_ctrl_c_during_create_exits_130(cli: Cli) -> None:
+    """Ctrl-C while `create` waits for the database: "Interrupted.", 130, no key made."""
+    assert cli("api-key", "list").code == 0
+    db = database_file(cli.home)
+    with closing(sqlite3.connect(db, isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")  # another writer: create waits for its turn
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpn_manager", "api-key", "create", "ci", "--scope", "read"],
+            env=cli.env({"VPN_DATABASE__BUSY_TIMEOUT_MS": "20000"}),
+            cwd=cli.tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not _has_open(proc.pid, db):  # past start-up: it has the database open
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "create never opened the database"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        holder.execute("ROLLBACK")
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert err.strip() == "Interrupted.", err
+    assert table_rows(db, "api_keys") == []
+
+
+def _has_open(pid: int, file: Path) -> bool:
+    """Whether process `pid` has `file` open."""
+    try:
+        return any(os.readlink(fd) == str(file) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process is gone, or a descriptor closed while listed
+        return False
