@@ -205,6 +205,7 @@ def test_audit_lists_the_cli_changes_newest_first(vpn: InProcessCli) -> None:
         (["--limit", "0"], 3, "Show at least one audit entry, not 0."),
         (["--limit", "-1"], 3, "Show at least one audit entry, not -1."),
         (["--since", "yesterday"], 3, "'yesterday' is not a date."),
+        (["--since", "\u00b2d"], 3, "is not a date."),
         (["--since", "9" * 30 + "d"], 3, "reaches back more than 36500 days"),
         (["--since", "0001-01-01T00:00+05:00"], 3, "is not a date"),
     ],
@@ -231,7 +232,11 @@ def test_audit_limit_not_a_number_is_a_usage_error(vpn: InProcessCli) -> None:
         (["ci", "--scope", "admin"], 3, "'admin' is not an API key scope."),
         (["ci", "--scope", "read", "--expires", "9" * 40 + "d"], 3, "2099-12-31 or before"),
         (["ci", "--scope", "read", "--expires", "2100-01-01"], 3, "2099-12-31 or before"),
-        (["ci", "--scope", "read", "--expires", "2020-01-01"], 3, "is in the past"),
+        (
+            ["ci", "--scope", "read", "--expires", "2020-01-01"],
+            3,
+            "'2020-01-01' is in the past: the key would expire at once.",
+        ),
         (["ci", "--scope", "read", "--expires", "0d"], 3, "would expire at once"),
         (["ci", "--scope", "read", "--expires", "soon"], 3, "'soon' is not a date."),
     ],
@@ -241,11 +246,11 @@ def test_create_refusals(vpn: InProcessCli, args: list[str], code: int, message:
     assert table_rows(database_file(vpn.home), "api_keys") == []
 
 
-def test_create_without_a_scope_is_a_usage_error(vpn: InProcessCli) -> None:
-    result = vpn("api-key", "create", "ci")
-    assert result.code == 2, result
-    assert "--scope" in result.stderr
-    assert table_rows(database_file(vpn.home), "api_keys") == []
+def test_create_without_a_scope_makes_a_read_key(vpn: InProcessCli) -> None:
+    secret = create(vpn, "ci")
+    [key] = ok(vpn("api-key", "list", "--format", "json")).json()
+    assert (key["name"], key["scope"]) == ("ci", "read")
+    assert authenticate(vpn.home, secret) == "ci"
 
 
 def test_revoke_unknown(vpn: InProcessCli) -> None:
