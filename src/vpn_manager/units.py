@@ -140,12 +140,12 @@ def parse_reset_period(text: str) -> str:
 
 
 def parse_expiry(
-    text: str, *, now: datetime, zone: tzinfo = UTC, past: bool = False
+    text: str, *, now: datetime, zone: tzinfo = UTC, past: bool = False, what: str = "the user"
 ) -> datetime | None:
     """Parse an expiry: a date (the account works through that whole day in `zone`), an ISO
     date-time, a span from now ("30d", "2w", "12h"), or "never". Returns an aware UTC datetime,
     at the latest the end of LAST_DAY in `zone`; one before `now` only if `past` (an import of
-    users who have expired)."""
+    users who have expired). `what` names what expires, in the refusal of a past moment."""
     value = text.strip()
     if value.lower() in {"never", "none", ""}:
         return None
@@ -174,7 +174,7 @@ def parse_expiry(
         if day > LAST_DAY:
             raise too_late
         moment = datetime.combine(day + timedelta(days=1), time(), zone)
-        return _not_past(moment, text, now, past).astimezone(UTC)
+        return _not_past(moment, text, now, past, what).astimezone(UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -186,13 +186,13 @@ def parse_expiry(
         moment = moment.replace(tzinfo=zone)
     if moment.date() > LAST_DAY or moment > latest:
         raise too_late
-    return _not_past(moment, text, now, past).astimezone(UTC)
+    return _not_past(moment, text, now, past, what).astimezone(UTC)
 
 
-def _not_past(moment: datetime, text: str, now: datetime, past: bool) -> datetime:
+def _not_past(moment: datetime, text: str, now: datetime, past: bool, what: str) -> datetime:
     if not past and moment <= now:
         raise InvalidInput(
-            f"{text!r} is in the past: the user would expire at once.",
+            f"{text!r} is in the past: {what} would expire at once.",
             hint="Give a later date, a span such as 30d, or never.",
         )
     return moment
@@ -214,3 +214,32 @@ def parse_count(text: str, what: str, most: int = 2**31 - 1) -> int | None:
             hint="Give a smaller number, or 0 for none.",
         )
     return int(digits) or None
+
+
+def parse_moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | None:
+    """A moment to look from (`vpn stats --since`, `vpn audit --since`): a date (midnight in
+    `zone`), an ISO date-time (in `zone` unless it has an offset), or a span back from now
+    ("24h", "7d", at most MOST_DAYS days). Returns an aware UTC datetime."""
+    if text is None:
+        return None
+    value = text.strip()
+    if value[:-1].isascii() and value[:-1].isdigit() and value[-1:] in ("h", "d"):
+        digits = value[:-1].lstrip("0") or "0"
+        hours = (
+            int(digits) * (24 if value[-1] == "d" else 1) if len(digits) <= _MOST_DIGITS else None
+        )
+        if hours is None or hours > MOST_DAYS * 24:
+            raise InvalidInput(
+                f"{text!r} reaches back more than {MOST_DAYS} days.",
+                hint="Give a shorter span, or a date.",
+            )
+        return now - timedelta(hours=hours)
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), zone).astimezone(UTC)
+        moment = datetime.fromisoformat(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 moved across midnight UTC
+        raise InvalidInput(
+            f"{text!r} is not a date.", hint="Write 2027-01-31, 2027-01-31T12:00, 24h or 7d."
+        ) from None
