@@ -148,6 +148,30 @@ def test_ctrl_c_exits_130_without_a_traceback(
     assert err.strip() == "Interrupted.", err
 
 
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2, 0.3])
+def test_ctrl_c_while_the_cli_starts_exits_130_without_a_traceback(
+    tmp_path: Path, delay: float
+) -> None:
+    """Ctrl-C during the imports, before the app's own handler is in place. A signal that lands
+    before Python's own handler exists ends the process by the signal (no output at all)."""
+    starting = subprocess.Popen(
+        [sys.executable, "-m", "vpn_manager", "user", "list"],
+        env=Cli(tmp_path).env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(delay)
+    starting.send_signal(signal.SIGINT)
+    _out, err = starting.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    if starting.returncode != -signal.SIGINT:
+        assert starting.returncode in (130, 0), err  # 0: it had already finished
+        if starting.returncode == 130:
+            assert err.strip() == "Interrupted.", err
+
+
 def test_the_tui_exit_code_is_kept(vpn: InProcessCli, monkeypatch: pytest.MonkeyPatch) -> None:
     """Textual shows what crashed and sets return_code; `vpn tui` must exit with it."""
     from vpn_manager.tui.app import VpnApp

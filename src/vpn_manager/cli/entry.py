@@ -17,8 +17,11 @@ def main() -> None:
     # pydantic looks for plugins in every installed distribution's metadata on first use (~10 ms);
     # we use none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from vpn_manager.cli.app import run
-
+    try:
+        from vpn_manager.cli.app import run
+    except KeyboardInterrupt:  # Ctrl-C before the app's own handler is in place
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(130)
     sys.exit(run(args))
 
 
