@@ -43,7 +43,7 @@ def like_pattern(search: str) -> str:
     return f"%{escaped}%"
 
 
-def _check_name(value: str) -> str:
+def check_name(value: str) -> str:
     """A name that is also a safe file name: server names become directories (paths.entry)."""
     if not NAME_PATTERN.fullmatch(value):
         raise ValueError("use 1 to 64 letters, digits, '-', '_' or '.'")
@@ -92,7 +92,7 @@ def _check_reset(value: str) -> str:
     return value
 
 
-UserName = Annotated[str, AfterValidator(_check_name)]
+UserName = Annotated[str, AfterValidator(check_name)]
 Email = Annotated[str | None, AfterValidator(_check_email)]
 ResetPeriod = Annotated[str, AfterValidator(_check_reset)]
 Note = Annotated[str | None, Field(max_length=1000), AfterValidator(_check_note)]

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.paths import Paths
+from vpn_manager.services.apikeys import ApiKeyService
+from vpn_manager.services.audit import AuditLog
 from vpn_manager.services.history import UsageHistory
 from vpn_manager.services.tokens import TokenSeal
 from vpn_manager.services.users import UserService
@@ -132,6 +134,7 @@ class Services:
         self.device_ban_s = device_ban_s
         self.clock = clock
         self._servers: ServerService | None = None
+        self._api_keys: ApiKeyService | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, paths: Paths, clock: Clock = utcnow) -> Services:
@@ -178,6 +181,17 @@ class Services:
     @property
     def history(self) -> UsageHistory:
         return UsageHistory(self.db)
+
+    @property
+    def api_keys(self) -> ApiKeyService:
+        """One for the object's life: it remembers which keys' last use it noted this minute."""
+        if self._api_keys is None:
+            self._api_keys = ApiKeyService(self.db, clock=self.clock)
+        return self._api_keys
+
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.db, clock=self.clock)
 
     # The services that reach servers, imported on first use (see the module's docstring).
     @property

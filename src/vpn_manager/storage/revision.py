@@ -5,4 +5,4 @@ head, so the fast paths that compare against it (and import Alembic only when th
 cannot drift.
 """
 
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
