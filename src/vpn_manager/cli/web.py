@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from vpn_manager.services.apikeys import ApiKey
     from vpn_manager.services.root import Services
     from vpn_manager.services.subscriptions import Subscriber
+    from vpn_manager.web.app import ASGIApp
+    from vpn_manager.web.subscriptions import WebConfig
 
 
 def web(
@@ -64,10 +66,8 @@ def web(
     Each app gets the format it reads (base64 links, sing-box, Clash/Mihomo); a browser gets the
     user's page. The API (/api/v1, docs at /api/docs) takes API keys. Runs until Ctrl-C or
     SIGTERM; see the README's Subscriptions and REST API."""
-    from vpn_manager.web.api.access import Api
-    from vpn_manager.web.api.app import api_app
     from vpn_manager.web.app import Listener, Listeners, subscription_app
-    from vpn_manager.web.subscriptions import WebConfig, client_address
+    from vpn_manager.web.subscriptions import WebConfig
 
     context = app_context(ctx)
     settings = context.settings.web
@@ -100,35 +100,10 @@ def web(
     async def lookup(token: str) -> Subscriber | None:
         return await opened[0].subscriptions.find(token)
 
-    async def authenticate(secret: str) -> ApiKey | None:
-        return await opened[0].api_keys.authenticate(secret)
-
-    async def record(actor: str, action: str, target: str, result: str) -> None:
-        await opened[0].audit.record(actor, action, target, result)
-
-    def address(request: Request) -> str:
-        return client_address(request, config)
-
     listeners = [Listener(host, port, subscription_app(lookup, config))]
     if with_api:
-        try:
-            users_url: str | None = base_url(
-                public_url=settings.public_url,
-                listen=host,
-                port=port,
-                prefix=settings.path_prefix,
-                tls=tls,
-            )
-        except InvalidInput:  # a wildcard address and no public_url: the API says null
-            users_url = None
-        api = Api(
-            services=lambda: opened[0],
-            authenticate=authenticate,
-            record=record,
-            address=address,
-            base_url=users_url,
-        )
-        listeners.append(Listener(api_host, api_port, api_app(api)))
+        users_url = _users_url(settings.public_url, host, port, settings.path_prefix, tls)
+        listeners.append(Listener(api_host, api_port, _api(opened, config, users_url)))
     socks = [server.bind(host, port)]
     try:
         if with_api:
@@ -139,15 +114,54 @@ def web(
     where = listen_url(host, port, config.prefix, tls=tls)
     sys.stderr.write(f"Serving subscriptions on {where}/sub/TOKEN (Ctrl-C stops).\n")
     if with_api:
-        api_where = listen_url(api_host, api_port, "", tls=tls)
-        sys.stderr.write(f"Serving the REST API on {api_where}/api/v1 (docs: /api/docs).\n")
-        if not _loopback(api_host):
-            sys.stderr.write(
-                f"Warning: the API listens on {api_host}, so it is reachable from the network; "
-                "API keys are its only protection (--api-listen 127.0.0.1 keeps it local).\n"
-            )
+        _announce_api(api_host, api_port, tls)
     sys.stderr.flush()
     server.serve(Listeners(listeners, lifespan), socks, cert_file=cert_file, key_file=key_file)
+
+
+def _api(opened: list[Services], config: WebConfig, users_url: str | None) -> ASGIApp:
+    """The API's app over the services the lifespan opens (`opened[0]`)."""
+    from vpn_manager.web.api.access import Api
+    from vpn_manager.web.api.app import api_app
+    from vpn_manager.web.subscriptions import client_address
+
+    async def authenticate(secret: str) -> ApiKey | None:
+        return await opened[0].api_keys.authenticate(secret)
+
+    async def record(actor: str, action: str, target: str, result: str) -> None:
+        await opened[0].audit.record(actor, action, target, result)
+
+    def address(request: Request) -> str:
+        return client_address(request, config)
+
+    return api_app(
+        Api(
+            services=lambda: opened[0],
+            authenticate=authenticate,
+            record=record,
+            address=address,
+            base_url=users_url,
+        )
+    )
+
+
+def _users_url(public_url: str | None, host: str, port: int, prefix: str, tls: bool) -> str | None:
+    """Where users' apps reach their subscriptions, for the URLs the API returns; None when
+    vpn web listens on every address and public_url is not set."""
+    try:
+        return base_url(public_url=public_url, listen=host, port=port, prefix=prefix, tls=tls)
+    except InvalidInput:
+        return None
+
+
+def _announce_api(host: str, port: int, tls: bool) -> None:
+    where = listen_url(host, port, "", tls=tls)
+    sys.stderr.write(f"Serving the REST API on {where}/api/v1 (docs: {where}/api/docs).\n")
+    if not _loopback(host):
+        sys.stderr.write(
+            f"Warning: the API listens on {host}, so it is reachable from the network; API "
+            "keys are its only protection (--api-listen 127.0.0.1 keeps it local).\n"
+        )
 
 
 def _loopback(host: str) -> bool:

@@ -8,16 +8,34 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpn_manager.models import User, UserCreate
+from vpn_manager.models import User, UserCreate, UserUpdate
+from vpn_manager.models.server import ServerCreate
 from vpn_manager.models.user import PlainText, UserName
+
+# The request bodies are the CLI's input models, built at once: FastAPI's body fields over a
+# model whose schema build is deferred make pydantic warn on stderr.
+BUILT = ConfigDict(extra="forbid", defer_build=False)
 
 
 class UserCreateIn(UserCreate):
     """A new user, with the servers to give them access to at once (applied live)."""
 
+    model_config = BUILT
     servers: list[UserName] = Field(
         default_factory=list, description="Servers the user gets access to (applied live)."
     )
+
+
+class UserUpdateIn(UserUpdate):
+    """A partial change: only the fields sent change; null clears email, note and limits."""
+
+    model_config = BUILT
+
+
+class ServerCreateIn(ServerCreate):
+    """What `vpn server install` takes."""
+
+    model_config = BUILT
 
 
 class GrantIn(BaseModel):

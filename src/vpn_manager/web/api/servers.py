@@ -19,9 +19,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
-from vpn_manager.models.server import Server, ServerCreate, ServerStatus
+from vpn_manager.models.server import Server, ServerStatus
 from vpn_manager.web.api.access import Api, dependencies
-from vpn_manager.web.api.models import AuditOut, Done, HourOut, ServerUsage, Stats, Stopped
+from vpn_manager.web.api.models import (
+    AuditOut,
+    Done,
+    HourOut,
+    ServerCreateIn,
+    ServerUsage,
+    Stats,
+    Stopped,
+)
 
 Moment = Annotated[AwareDatetime | None, Query(description="An ISO time with its zone.")]
 
@@ -36,7 +44,7 @@ def router(api: Api, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
         return await api.services().servers.all()
 
     @servers.post("", status_code=201, dependencies=[write])
-    async def server_install(request: Request, body: ServerCreate) -> Server:
+    async def server_install(request: Request, body: ServerCreateIn) -> Server:
         """Install a server and start it: validated by its engine, probed, undone on failure."""
         server, _ = await api.change(request, body.name, lambda s: s.servers.install(body))
         return server

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
-from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
+from vpn_manager.models import User, UserCreate, UserFilter, UserStatus
 from vpn_manager.web.api.access import Api, dependencies
 from vpn_manager.web.api.models import (
     Done,
@@ -36,6 +36,7 @@ from vpn_manager.web.api.models import (
     TokenOut,
     UserChanged,
     UserCreateIn,
+    UserUpdateIn,
     UserUsage,
 )
 from vpn_manager.web.urls import subscription_url
@@ -79,7 +80,7 @@ def router(api: Api, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
         return await api.services().users.get(name)
 
     @users.patch("/{name}", dependencies=[write])
-    async def user_update(request: Request, name: str, body: UserUpdate) -> UserChanged:
+    async def user_update(request: Request, name: str, body: UserUpdateIn) -> UserChanged:
         """Change a user's details or limits; only the fields sent change (null clears)."""
         user, applied = await api.change(request, name, lambda s: s.users.update(name, body))
         return UserChanged(user=user, applied=applied)
