@@ -69,6 +69,7 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.services.root", "vpn_manager.services.rounds"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.subscriptions"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
+    ("vpn_manager.services.apikeys", "vpn_manager.models.user"): _PYDANTIC_OFF_THE_SERVICE,
     **{
         ("vpn_manager.runtimes.choice", f"vpn_manager.runtimes.docker.{module}"): (
             "the Docker runtime's ten modules, some 30 ms and their memory, off a home of "

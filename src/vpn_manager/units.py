@@ -214,3 +214,32 @@ def parse_count(text: str, what: str, most: int = 2**31 - 1) -> int | None:
             hint="Give a smaller number, or 0 for none.",
         )
     return int(digits) or None
+
+
+def parse_moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | None:
+    """A moment to look from (`vpn stats --since`, `vpn audit --since`): a date (midnight in
+    `zone`), an ISO date-time (in `zone` unless it has an offset), or a span back from now
+    ("24h", "7d", at most MOST_DAYS days). Returns an aware UTC datetime."""
+    if text is None:
+        return None
+    value = text.strip()
+    if value[:-1].isascii() and value[:-1].isdigit() and value[-1:] in ("h", "d"):
+        digits = value[:-1].lstrip("0") or "0"
+        hours = (
+            int(digits) * (24 if value[-1] == "d" else 1) if len(digits) <= _MOST_DIGITS else None
+        )
+        if hours is None or hours > MOST_DAYS * 24:
+            raise InvalidInput(
+                f"{text!r} reaches back more than {MOST_DAYS} days.",
+                hint="Give a shorter span, or a date.",
+            )
+        return now - timedelta(hours=hours)
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), zone).astimezone(UTC)
+        moment = datetime.fromisoformat(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 moved across midnight UTC
+        raise InvalidInput(
+            f"{text!r} is not a date.", hint="Write 2027-01-31, 2027-01-31T12:00, 24h or 7d."
+        ) from None

@@ -31,6 +31,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "monitor": ("vpn_manager.cli.monitor", "Watch the servers live."),
     "service": ("vpn_manager.cli.service", "Run `vpn serve` as a system service."),
     "config": ("vpn_manager.cli.config", "Show the effective settings."),
+    "api-key": ("vpn_manager.cli.apikeys", "Make, list and revoke the keys of vpn web's REST API."),
 }
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "locate": (
@@ -47,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "vpn_manager.cli.stats",
         "stats",
         "Export hourly traffic per user and server (kept for 90 days).",
+    ),
+    "audit": (
+        "vpn_manager.cli.audit",
+        "audit",
+        "Show who changed what through the REST API, newest first.",
     ),
     "tui": (
         "vpn_manager.cli.tui",

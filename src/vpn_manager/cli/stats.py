@@ -5,42 +5,17 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.errors import InvalidInput
+from vpn_manager.units import parse_moment
 
 if TYPE_CHECKING:
     from vpn_manager.services.root import Services
-
-
-def _moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | None:
-    """A date (midnight in the configured zone), an ISO date-time, or a span back from now
-    ("24h", "7d")."""
-    if text is None:
-        return None
-    value = text.strip()
-    if value[:-1].isdigit() and value[-1:] in ("h", "d"):
-        span = (
-            timedelta(hours=int(value[:-1]))
-            if value[-1] == "h"
-            else timedelta(days=int(value[:-1]))
-        )
-        return now - span
-    try:
-        if len(value) == 10:
-            return datetime.combine(datetime.fromisoformat(value).date(), time(), zone).astimezone(
-                UTC
-            )
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(
-            f"{text!r} is not a date.", hint="Write 2027-01-31, 2027-01-31T12:00, 24h or 7d."
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
 
 
 def stats(
@@ -64,7 +39,7 @@ def stats(
         raise InvalidInput(f"Cannot show stats as {fmt!r}.", hint="Use table, json or csv.")
     zone = context.settings.zone
     now = datetime.now(UTC)
-    start, end = _moment(since, zone, now), _moment(until, zone, now)
+    start, end = parse_moment(since, zone, now), parse_moment(until, zone, now)
 
     async def read(services: Services) -> list[tuple[datetime, str, str, int, int]]:
         return await services.history.hours(start, end)

@@ -164,7 +164,7 @@ class ApiKeyService:
             row = await storage.apikeys.key_named(session, name)
         if row is None:
             raise NotFound(
-                f"There is no API key named {name[:80]!r}.", hint="See vpn api-key list."
+                f"There is no API key named {name[:80]!r}.", hint="See `vpn api-key list`."
             )
         return _to_key(row, now)
 
@@ -184,7 +184,7 @@ class ApiKeyService:
             row = await storage.apikeys.key_named(session, name)
             if row is None:
                 raise NotFound(
-                    f"There is no API key named {name[:80]!r}.", hint="See vpn api-key list."
+                    f"There is no API key named {name[:80]!r}.", hint="See `vpn api-key list`."
                 )
             revoked = row.revoked_at is None and await storage.apikeys.revoke_key(
                 session, row.id, now

@@ -1,5 +1,8 @@
 """Export users to JSON or CSV and import them back: validate everything first, then write it all
-in one transaction, so a bad file changes nothing. Importing the same file twice changes nothing."""
+in one transaction, so a bad file changes nothing. Importing the same file twice changes nothing.
+
+API keys (services/apikeys.py) and the audit log are never exported: a key belongs to the
+installation it was made on (only its hash is kept, so it could not be carried anyway)."""
 
 from __future__ import annotations
 
