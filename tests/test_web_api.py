@@ -355,10 +355,18 @@ def test_docs_load_from_this_server_only(client: TestClient) -> None:
         assert url.startswith("/api/docs/static/")
         assert client.get(url).status_code == 200, url
     start = client.get("/api/docs/static/start.js").text
-    assert '"/api/openapi.json"' in start
+    assert '"/api/docs/openapi.json"' in start
     schema = client.get("/api/openapi.json").json()
-    assert schema["openapi"].startswith("3.")
+    assert schema["openapi"].startswith("3.1")
     assert "/api/v1/users/{name}/rotate-token" in schema["paths"]
+    # What swagger-ui 4 reads: the same document in OpenAPI 3.0.
+    older = client.get("/api/docs/openapi.json").json()
+    assert older["openapi"] == "3.0.3"
+    assert older["paths"].keys() == schema["paths"].keys()
+    text = json.dumps(older)
+    assert '"type": "null"' not in text
+    assert '"const"' not in text
+    assert '"nullable": true' in text
     # The subscription listener keeps its own, stricter policy and serves none of this.
     other = client.get(f"{SUBS}/api/docs")
     assert other.status_code == 404
@@ -494,3 +502,36 @@ def test_vpn_web_without_the_api_and_with_a_public_one(vpn: InProcessCli, tmp_pa
     assert refused.code == 3
     assert "the port is taken" in refused.stderr
     assert "--api-port" in refused.stderr
+
+
+def test_the_docs_document_in_openapi_30() -> None:
+    from vpn_manager.web.api.docs import openapi_30
+
+    document = {
+        "openapi": "3.1.0",
+        "components": {
+            "schemas": {
+                "A": {
+                    "properties": {
+                        "email": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                        "user": {"anyOf": [{"$ref": "#/components/schemas/B"}, {"type": "null"}]},
+                        "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                        "kind": {"const": "read"},
+                        "count": {"type": "integer", "exclusiveMinimum": 0},
+                        "note": {"type": "string", "examples": ["hello"]},
+                    }
+                }
+            }
+        },
+    }
+    properties = openapi_30(document)["components"]["schemas"]["A"]["properties"]
+    assert properties == {
+        "email": {"type": "string", "nullable": True},
+        "user": {"allOf": [{"$ref": "#/components/schemas/B"}], "nullable": True},
+        "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        "kind": {"enum": ["read"]},
+        "count": {"type": "integer", "minimum": 0, "exclusiveMinimum": True},
+        "note": {"type": "string", "example": "hello"},
+    }
+    assert openapi_30(document)["openapi"] == "3.0.3"
+    assert document["openapi"] == "3.1.0"  # the original is left as it was
