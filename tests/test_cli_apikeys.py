@@ -205,6 +205,7 @@ def test_audit_lists_the_cli_changes_newest_first(vpn: InProcessCli) -> None:
         (["--limit", "0"], 3, "Show at least one audit entry, not 0."),
         (["--limit", "-1"], 3, "Show at least one audit entry, not -1."),
         (["--since", "yesterday"], 3, "'yesterday' is not a date."),
+        (["--since", "\u00b2d"], 3, "is not a date."),
         (["--since", "9" * 30 + "d"], 3, "reaches back more than 36500 days"),
         (["--since", "0001-01-01T00:00+05:00"], 3, "is not a date"),
     ],
@@ -231,7 +232,11 @@ def test_audit_limit_not_a_number_is_a_usage_error(vpn: InProcessCli) -> None:
         (["ci", "--scope", "admin"], 3, "'admin' is not an API key scope."),
         (["ci", "--scope", "read", "--expires", "9" * 40 + "d"], 3, "2099-12-31 or before"),
         (["ci", "--scope", "read", "--expires", "2100-01-01"], 3, "2099-12-31 or before"),
-        (["ci", "--scope", "read", "--expires", "2020-01-01"], 3, "is in the past"),
+        (
+            ["ci", "--scope", "read", "--expires", "2020-01-01"],
+            3,
+            "'2020-01-01' is in the past: the key would expire at once.",
+        ),
         (["ci", "--scope", "read", "--expires", "0d"], 3, "would expire at once"),
         (["ci", "--scope", "read", "--expires", "soon"], 3, "'soon' is not a date."),
     ],
@@ -241,11 +246,11 @@ def test_create_refusals(vpn: InProcessCli, args: list[str], code: int, message:
     assert table_rows(database_file(vpn.home), "api_keys") == []
 
 
-def test_create_without_a_scope_is_a_usage_error(vpn: InProcessCli) -> None:
-    result = vpn("api-key", "create", "ci")
-    assert result.code == 2, result
-    assert "--scope" in result.stderr
-    assert table_rows(database_file(vpn.home), "api_keys") == []
+def test_create_without_a_scope_makes_a_read_key(vpn: InProcessCli) -> None:
+    secret = create(vpn, "ci")
+    [key] = ok(vpn("api-key", "list", "--format", "json")).json()
+    assert (key["name"], key["scope"]) == ("ci", "read")
+    assert authenticate(vpn.home, secret) == "ci"
 
 
 def test_revoke_unknown(vpn: InProcessCli) -> None:
@@ -314,3 +319,46 @@ def test_create_killed_at_any_moment_leaves_a_consistent_database(cli: Cli) -> N
             again = cli("api-key", "create", name, "--scope", "read")
         assert again.code == 0, again
         assert authenticate(cli.home, again.stdout.strip()) == name
+
+
+def test_ctrl_c_during_create_exits_130(cli: Cli) -> None:
+    """Ctrl-C while `create` waits for the database: "Interrupted.", 130, no key made."""
+    assert cli("api-key", "list").code == 0
+    db = database_file(cli.home)
+    with closing(sqlite3.connect(db, isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")  # another writer: create waits for its turn
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpn_manager", "api-key", "create", "ci", "--scope", "read"],
+            env=cli.env({"VPN_DATABASE__BUSY_TIMEOUT_MS": "20000"}),
+            cwd=cli.tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not _has_open(proc.pid, db):  # past start-up: it has the database open
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "create never opened the database"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        holder.execute("ROLLBACK")
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert err.strip() == "Interrupted.", err
+    assert table_rows(db, "api_keys") == []
+
+
+def _has_open(pid: int, file: Path) -> bool:
+    """Whether process `pid` has `file` open."""
+    try:
+        return any(os.readlink(fd) == str(file) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process is gone, or a descriptor closed while listed
+        return False

@@ -822,6 +822,8 @@ def test_help_lists_the_commands(cli: Cli) -> None:
         "monitor",
         "service",
         "config",
+        "api-key",
+        "audit",
         "locate",
         "serve",
         "stats",

@@ -140,12 +140,12 @@ def parse_reset_period(text: str) -> str:
 
 
 def parse_expiry(
-    text: str, *, now: datetime, zone: tzinfo = UTC, past: bool = False
+    text: str, *, now: datetime, zone: tzinfo = UTC, past: bool = False, what: str = "the user"
 ) -> datetime | None:
     """Parse an expiry: a date (the account works through that whole day in `zone`), an ISO
     date-time, a span from now ("30d", "2w", "12h"), or "never". Returns an aware UTC datetime,
     at the latest the end of LAST_DAY in `zone`; one before `now` only if `past` (an import of
-    users who have expired)."""
+    users who have expired). `what` names what expires, in the refusal of a past moment."""
     value = text.strip()
     if value.lower() in {"never", "none", ""}:
         return None
@@ -174,7 +174,7 @@ def parse_expiry(
         if day > LAST_DAY:
             raise too_late
         moment = datetime.combine(day + timedelta(days=1), time(), zone)
-        return _not_past(moment, text, now, past).astimezone(UTC)
+        return _not_past(moment, text, now, past, what).astimezone(UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -186,13 +186,13 @@ def parse_expiry(
         moment = moment.replace(tzinfo=zone)
     if moment.date() > LAST_DAY or moment > latest:
         raise too_late
-    return _not_past(moment, text, now, past).astimezone(UTC)
+    return _not_past(moment, text, now, past, what).astimezone(UTC)
 
 
-def _not_past(moment: datetime, text: str, now: datetime, past: bool) -> datetime:
+def _not_past(moment: datetime, text: str, now: datetime, past: bool, what: str) -> datetime:
     if not past and moment <= now:
         raise InvalidInput(
-            f"{text!r} is in the past: the user would expire at once.",
+            f"{text!r} is in the past: {what} would expire at once.",
             hint="Give a later date, a span such as 30d, or never.",
         )
     return moment

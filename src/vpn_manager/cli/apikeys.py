@@ -103,9 +103,9 @@ def create(
         typer.Option(
             "--scope",
             metavar="read|write",
-            help="read: look only; write: also change users and servers.",
+            help="read (the default): look only; write: also change users and servers.",
         ),
-    ],
+    ] = "read",
     expires: Annotated[
         str | None,
         typer.Option(
@@ -121,7 +121,7 @@ def create(
     context = app_context(ctx)
     out = context.output(output_format)
     expires_at = (
-        parse_expiry(expires, now=datetime.now(UTC), zone=context.settings.zone)
+        parse_expiry(expires, now=datetime.now(UTC), zone=context.settings.zone, what="the key")
         if expires is not None
         else None
     )
