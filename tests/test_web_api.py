@@ -266,6 +266,10 @@ def test_errors_are_json_with_the_statuses_of_the_table(
     assert "body.quota_bytes" in is_error(
         client.post("/api/v1/users", headers=write, json={"name": "x", "quota_bytes": -1}), 422
     )
+    for field in ("new_name", "reset_period"):  # found by the fuzzer: these have no "none"
+        assert f"{field} cannot be null" in is_error(
+            client.patch("/api/v1/users/alice", headers=write, json={field: None}), 422
+        )
     assert "Nothing to change" in is_error(
         client.patch("/api/v1/users/alice", headers=write, json={}), 400
     )
@@ -309,7 +313,9 @@ def test_the_audit_log_has_every_change_and_its_result(
     only = client.get("/api/v1/audit?actor=nobody", headers=write).json()
     assert only == []
     assert len(client.get("/api/v1/audit?limit=2", headers=write).json()) == 2
-    assert "api.limit" not in is_error(client.get("/api/v1/audit?limit=0", headers=write), 422)
+    assert is_error(client.get("/api/v1/audit?limit=0", headers=write), 422).startswith(
+        "Invalid query.limit"
+    )
 
 
 def test_an_unexpected_failure_is_a_bare_500(vpn: InProcessCli, keys: dict[str, str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpn_manager.models import User, UserCreate, UserUpdate
 from vpn_manager.models.server import ServerCreate
@@ -30,6 +30,13 @@ class UserUpdateIn(UserUpdate):
     """A partial change: only the fields sent change; null clears email, note and limits."""
 
     model_config = BUILT
+
+    @model_validator(mode="after")
+    def _not_null(self) -> UserUpdateIn:
+        for field in ("new_name", "reset_period"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null (leave it out to keep it)")
+        return self
 
 
 class ServerCreateIn(ServerCreate):
