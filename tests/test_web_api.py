@@ -541,3 +541,65 @@ def test_the_docs_document_in_openapi_30() -> None:
     }
     assert openapi_30(document)["openapi"] == "3.0.3"
     assert document["openapi"] == "3.1.0"  # the original is left as it was
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_tls_covers_both_listeners(vpn: InProcessCli, tmp_path: Path) -> None:
+    import ssl
+
+    assert vpn("user", "list").code == 0
+    cert_file, key_file = self_signed(tmp_path)
+    sub_port, api_port = free_port(), free_port()
+    process = start_web(
+        tmp_path,
+        *("--port", str(sub_port), "--api-port", str(api_port)),
+        *("--cert", str(cert_file), "--key", str(key_file)),
+    )
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    try:
+        wait_for(api_port, process)
+        for port, path, status in ((api_port, "/api/v1/users", 401), (sub_port, "/sub/x", 404)):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}{path}", timeout=10, context=unverified
+                )
+            assert refused.value.code == status
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP: no answer
+            urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v1/users", timeout=10)
+    finally:
+        err = stop(process)
+    assert f"Serving the REST API on https://127.0.0.1:{api_port}/api/v1" in err

@@ -54,6 +54,7 @@ def api_app(api: Api) -> FastAPI:
         "(`vpn api-key create NAME --scope read|write`). Errors are JSON "
         '`{"error": sentence, "hint": hint or null}`.',
         openapi_url="/api/openapi.json",
+        generate_unique_id_function=lambda route: route.name,  # operationId: user_add, …
         docs_url=None,
         redoc_url=None,
     )
