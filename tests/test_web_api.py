@@ -276,6 +276,16 @@ def test_errors_are_json_with_the_statuses_of_the_table(
     assert "no server named 'nowhere'" in is_error(
         client.post("/api/v1/users/alice/grant", headers=write, json={"server": "nowhere"}), 404
     )
+    refused = is_error(
+        client.post(
+            "/api/v1/users/alice/grant",
+            headers=write,
+            json={"server": "edge", "password": "hunter2\x1b[2J"},
+        ),
+        422,
+    )
+    assert refused.startswith("Invalid body.password: ")
+    assert "hunter2" not in refused  # a password is never echoed (nor written to the audit)
     is_error(client.get("/api/v1/servers/nowhere/status", headers=write), 404)
     is_error(client.get("/api/v1/no/such/path", headers=write), 404)
     is_error(client.get("/nothing"), 404)

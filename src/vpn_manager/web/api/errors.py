@@ -81,10 +81,16 @@ def validation_sentence(exc: RequestValidationError) -> str:
     where = ".".join(str(part) for part in first.get("loc", ())) or "request"
     reason = str(first.get("msg", "is not valid")).removeprefix("Value error, ")
     value = first.get("input")
-    shown = f" {value!r}" if isinstance(value, str | int) and len(str(value)) <= 80 else ""
+    secret = any(word in where for word in SECRET_FIELDS)  # never echoed, nor audited
+    shown = (
+        f" {value!r}"
+        if isinstance(value, str | int) and len(str(value)) <= 80 and not secret
+        else ""
+    )
     return f"Invalid {where}{shown}: {reason}."
 
 
+SECRET_FIELDS = ("password", "key", "token", "secret")
 HTTP_SENTENCES = {
     404: "Not found.",
     405: "This path does not take that method.",
