@@ -613,3 +613,20 @@ def test_tls_covers_both_listeners(vpn: InProcessCli, tmp_path: Path) -> None:
     finally:
         err = stop(process)
     assert f"Serving the REST API on https://127.0.0.1:{api_port}/api/v1" in err
+
+
+def test_the_api_app_is_built_on_its_first_request() -> None:
+    from vpn_manager.web.app import OnFirstRequest
+
+    built: list[int] = []
+
+    def build() -> Any:
+        built.append(1)
+        return subscription_app(lambda _token: asyncio.sleep(0, None), WebConfig())
+
+    app = OnFirstRequest(build)
+    assert built == []
+    with TestClient(Listeners([Listener("testserver", 80, app)])) as client:
+        assert client.get("/sub/x").status_code == 404
+        assert client.get("/sub/y").status_code == 404
+    assert built == [1]

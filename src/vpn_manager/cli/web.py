@@ -66,7 +66,7 @@ def web(
     Each app gets the format it reads (base64 links, sing-box, Clash/Mihomo); a browser gets the
     user's page. The API (/api/v1, docs at /api/docs) takes API keys. Runs until Ctrl-C or
     SIGTERM; see the README's Subscriptions and REST API."""
-    from vpn_manager.web.app import Listener, Listeners, subscription_app
+    from vpn_manager.web.app import Listener, Listeners, OnFirstRequest, subscription_app
     from vpn_manager.web.subscriptions import WebConfig
 
     context = app_context(ctx)
@@ -103,7 +103,8 @@ def web(
     listeners = [Listener(host, port, subscription_app(lookup, config))]
     if with_api:
         users_url = _users_url(settings.public_url, host, port, settings.path_prefix, tls)
-        listeners.append(Listener(api_host, api_port, _api(opened, config, users_url)))
+        api = OnFirstRequest(lambda: _api(opened, config, users_url))
+        listeners.append(Listener(api_host, api_port, api))
     socks = [server.bind(host, port)]
     try:
         if with_api:

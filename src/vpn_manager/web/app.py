@@ -74,6 +74,20 @@ def _same(bound: str, host: str) -> bool:
     return host == bound or host.removeprefix("::ffff:") == bound
 
 
+class OnFirstRequest:
+    """An app built when its first request comes: the REST API's routes and models (some 3 MB)
+    stay out of a `vpn web` whose API nobody calls (web-rss in bench/run.py)."""
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self.build = build
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = self.build()  # no await before this: built once
+        await self._app(scope, receive, send)
+
+
 class Listeners:
     """One ASGI app for one uvicorn server with several sockets: each connection goes to the
     app of the listener it came in on (scope["server"], the local address it reached), so the
