@@ -119,6 +119,7 @@ async def test_a_name_is_held_until_its_key_is_revoked(
     clock.advance(2 * 86400)  # expired keys hold their name too: revoke them to reuse it
     with pytest.raises(Conflict) as refused:
         await keys.create("ci", "write", None)
+    assert refused.value.message == "An API key named 'ci' exists already (expired)."
     assert refused.value.hint == "Pick another name, or revoke it first: vpn api-key revoke ci"
     await keys.revoke("ci")
     _, second_secret = await keys.create("ci", "write", None)

@@ -14,9 +14,9 @@ from vpn_manager.errors import Conflict
 from vpn_manager.storage.orm import ApiKeyRow, AuditRow
 
 
-def _taken(name: str) -> Conflict:
+def _taken(name: str, expired: bool = False) -> Conflict:
     return Conflict(
-        f"An API key named {name!r} exists already.",
+        f"An API key named {name!r} exists already{' (expired)' if expired else ''}.",
         hint=f"Pick another name, or revoke it first: vpn api-key revoke {name}",
     )
 
@@ -29,13 +29,17 @@ async def insert_key(
     created_at: datetime,
     expires_at: datetime | None,
 ) -> ApiKeyRow:
-    """Add a key; Conflict if a key not revoked has this name (looked for first, and held by the
-    partial unique index against another process adding it at the same moment)."""
-    found = await session.execute(
-        select(ApiKeyRow.id).where(ApiKeyRow.name == name, ApiKeyRow.revoked_at.is_(None))
-    )
-    if found.first() is not None:
-        raise _taken(name)
+    """Add a key; Conflict if a key not revoked has this name, expired or not (looked for first,
+    and held by the partial unique index against another process adding it at once)."""
+    found = (
+        await session.execute(
+            select(ApiKeyRow.expires_at).where(
+                ApiKeyRow.name == name, ApiKeyRow.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    if found is not None:
+        raise _taken(name, expired=found[0] is not None and found[0] <= created_at)
     row = ApiKeyRow(
         name=name,
         key_hash=key_hash,
