@@ -51,6 +51,9 @@ web.cert_file                -
 web.key_file                 -
 web.trusted_proxies          -
 web.title                    VPN
+api.enabled                  yes
+api.listen                   127.0.0.1
+api.port                     2097
 timezone                     UTC
 log_level                    info
 import_max_mb                256

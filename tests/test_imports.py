@@ -54,6 +54,8 @@ LAZY: dict[tuple[str, str], str] = {
         "FastAPI (some 250 ms): shell completion loads every command module"
     ),
     ("vpn_manager.cli.web", "vpn_manager.web.subscriptions"): "FastAPI, as web.app",
+    ("vpn_manager.cli.web", "vpn_manager.web.api.access"): "FastAPI, as web.app",
+    ("vpn_manager.cli.web", "vpn_manager.web.api.app"): "FastAPI, as web.app",
     ("vpn_manager.cli.users.transfer", "vpn_manager.services.transfer"): (
         "the export/import file models (pydantic), some 7 ms off every `vpn user` command"
     ),

@@ -25,6 +25,7 @@ from vpn_manager.paths import Paths, mask_url
 
 # Paths and mask_url are defined in vpn_manager.paths (no pydantic) and offered here too.
 __all__ = [
+    "ApiSettings",
     "DatabaseSettings",
     "DockerImages",
     "DockerSettings",
@@ -209,6 +210,20 @@ class WebSettings(BaseModel):
         return value
 
 
+class ApiSettings(BaseModel):
+    """`vpn web`'s REST API: its own listener, on loopback unless chosen (API keys are its only
+    protection)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Serve the REST API beside subscriptions.")
+    listen: str = Field(
+        default="127.0.0.1",
+        description="Where the API listens (another address makes it reachable from the network).",
+    )
+    port: int = Field(default=2097, ge=1, le=65535, description="The API's port.")
+
+
 class Settings(BaseModel):
     """The effective settings. Built once in the entry point (load_settings) and passed down;
     `Settings()` alone is the built-in defaults."""
@@ -223,6 +238,7 @@ class Settings(BaseModel):
     )
     docker: DockerSettings = DockerSettings()
     web: WebSettings = WebSettings()
+    api: ApiSettings = ApiSettings()
     timezone: str = Field(
         default="UTC", description="Zone for dates typed without one and for calendar resets."
     )

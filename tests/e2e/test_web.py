@@ -63,9 +63,12 @@ def fetch(url: str, *, agent: str = V2RAYNG, accept: str = "*/*") -> Fetched:
 @contextmanager
 def web_server(vpn: Vpn) -> Iterator[int]:
     """`vpn web` on a free loopback port (web.port, so `vpn user link --subscription` prints
-    URLs to it), stopped with SIGTERM at the end."""
+    URLs to it) and its API on another (api.port, unless the test chose one), stopped with
+    SIGTERM at the end."""
     port = free_port()
     vpn.env["VPN_WEB__PORT"] = str(port)
+    # The REST API's listener on a free port too: tests run side by side.
+    vpn.env.setdefault("VPN_API__PORT", str(free_port()))
     process = subprocess.Popen(
         [str(VPN), "web"],
         env=vpn.env,

@@ -62,7 +62,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "web": (
         "vpn_manager.cli.web",
         "web",
-        "Serve each user's subscription URL: their servers for their app, their page in a browser.",
+        "Serve each user's subscription URL, and the REST API on its own address.",
     ),
 }
 INTERRUPTED = 130  # the exit code of Ctrl-C (128 + SIGINT), as shells report it

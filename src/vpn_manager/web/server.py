@@ -1,6 +1,7 @@
-"""Running an ASGI app on one listener with uvicorn: the socket is bound here, so a taken port
-or a missing certificate is one sentence, not a traceback; access logs are off (a request path
-holds a user's token) and the server does not name itself."""
+"""Running an ASGI app with uvicorn on one or more listening sockets (the subscriptions' and the
+API's: web.app.Listeners tells them apart): the sockets are bound here, so a taken port or a
+missing certificate is one sentence, not a traceback; access logs are off (a request path holds a
+user's token) and the server does not name itself."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any
 from vpn_manager.errors import ConfigError, InvalidInput
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (IPv6 too); InvalidInput if it cannot be had."""
+def bind(host: str, port: int, setting: str = "web") -> socket.socket:
+    """A listening TCP socket on host:port (IPv6 too); InvalidInput if it cannot be had.
+    `setting`: the settings section the address comes from, for the hint."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -29,9 +31,10 @@ def bind(host: str, port: int) -> socket.socket:
         raise InvalidInput(
             f"Cannot listen on {host}:{port}: "
             + ("the port is taken." if taken else f"{exc.strerror or exc}."),
-            hint="Choose another with --port (or the web.port setting)."
+            hint=f"Choose another with {'--api-port' if setting == 'api' else '--port'} "
+            f"(or the {setting}.port setting)."
             if taken
-            else "Check the address (web.listen): it must be one of this machine's.",
+            else f"Check the address ({setting}.listen): it must be one of this machine's.",
         ) from None
     sock.set_inheritable(True)
     return sock
@@ -59,9 +62,13 @@ def check_tls(cert_file: str | None, key_file: str | None) -> None:
 
 
 def serve(
-    app: Any, sock: socket.socket, *, cert_file: str | None = None, key_file: str | None = None
+    app: Any,
+    socks: list[socket.socket],
+    *,
+    cert_file: str | None = None,
+    key_file: str | None = None,
 ) -> None:
-    """Serve `app` on `sock` until SIGINT or SIGTERM (then KeyboardInterrupt for SIGINT)."""
+    """Serve `app` on `socks` until SIGINT or SIGTERM (then KeyboardInterrupt for SIGINT)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -76,4 +83,4 @@ def serve(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=socks)

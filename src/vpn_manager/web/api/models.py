@@ -1,0 +1,152 @@
+"""The API's request and response bodies. Users and servers are the services' own read models
+(models.User, models.server.Server, ServerStatus), which hold no secret; the only secrets any
+response carries are where the route's point is one: a user's links and a rotated token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vpn_manager.models import User, UserCreate, UserUpdate
+from vpn_manager.models.server import ServerCreate
+from vpn_manager.models.user import PlainText, UserName
+
+# The request bodies are the CLI's input models, built at once: FastAPI's body fields over a
+# model whose schema build is deferred make pydantic warn on stderr.
+BUILT = ConfigDict(extra="forbid", defer_build=False)
+
+
+class UserCreateIn(UserCreate):
+    """A new user, with the servers to give them access to at once (applied live)."""
+
+    model_config = BUILT
+    servers: list[UserName] = Field(
+        default_factory=list, description="Servers the user gets access to (applied live)."
+    )
+
+
+class UserUpdateIn(UserUpdate):
+    """A partial change: only the fields sent change; null clears email, note and limits."""
+
+    model_config = BUILT
+
+    @model_validator(mode="after")
+    def _not_null(self) -> UserUpdateIn:
+        for field in ("new_name", "reset_period"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null (leave it out to keep it)")
+        return self
+
+
+class ServerCreateIn(ServerCreate):
+    """What `vpn server install` takes."""
+
+    model_config = BUILT
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    server: UserName
+    password: PlainText | None = Field(
+        default=None, max_length=256, description="Proxies: the user's password (else generated)."
+    )
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    server: UserName
+
+
+class UserChanged(BaseModel):
+    """A user after a change, and how the change reached each of their servers."""
+
+    user: User
+    applied: list[str] = Field(description="One line per server: how the change reached it.")
+
+
+class Done(BaseModel):
+    """A change that returns nothing else: what it touched and how it reached each server."""
+
+    name: str
+    done: str = Field(description="What was done, as a sentence.")
+    applied: list[str] = Field(default_factory=list)
+
+
+class Granted(BaseModel):
+    name: str
+    server: str
+    granted: bool = Field(description="False when the user already had access.")
+    applied: list[str] = Field(default_factory=list)
+
+
+class LinkOut(BaseModel):
+    server: str
+    protocol: str
+    link: str = Field(description="The share link a client app imports (holds credentials).")
+    note: str = Field(description="How the client trusts the server, when that needs saying.")
+
+
+class LinksOut(BaseModel):
+    name: str
+    subscription_url: str | None = Field(
+        description="Every server of the user, kept up to date by their app (null when the "
+        "API does not know the address users reach `vpn web` at: set web.public_url)."
+    )
+    links: list[LinkOut]
+
+
+class TokenOut(BaseModel):
+    name: str
+    subscription_token: str
+    subscription_url: str | None
+
+
+class HourOut(BaseModel):
+    hour: datetime
+    user: str
+    server: str
+    upload_bytes: int
+    download_bytes: int
+
+
+class UserUsage(BaseModel):
+    name: str
+    upload_bytes: int
+    download_bytes: int
+    used_bytes: int
+    period_upload_bytes: int
+    period_download_bytes: int
+    period_started_at: datetime | None
+    quota_bytes: int | None
+    hours: list[HourOut] = Field(description="Hourly traffic in the asked time, per server.")
+
+
+class ServerUsage(BaseModel):
+    name: str = Field(description="The user's name.")
+    upload_bytes: int
+    download_bytes: int
+
+
+class Stopped(BaseModel):
+    name: str
+    stopped: bool = Field(description="False when it was not running.")
+
+
+class Stats(BaseModel):
+    users: dict[str, int] = Field(description="How many users are in each status.")
+    servers: int
+    running: int
+    hours: list[HourOut]
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    result: str
