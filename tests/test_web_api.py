@@ -123,14 +123,18 @@ def is_error(response: Any, status: int) -> str:
     return str(body["error"])
 
 
-def api_routes(app: Any) -> list[tuple[str, str]]:
-    """Every (method, path) of /api/v1, from the route table of the API's app."""
+def api_routes(app: Any) -> list[tuple[str, str, str]]:
+    """Every (method, path, scope) of /api/v1, from the route table of the API's app; the scope
+    is the key check the route declares ("read", "write", or "" for none)."""
     api = next(listener.app for listener in app.listeners if listener.port == 2097)
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
     for route in iter_route_contexts(api.routes):  # included routers, flattened
         path = route.path or ""
-        if isinstance(route.original_route, APIRoute) and path.startswith("/api/v1"):
-            found.extend((method, path) for method in sorted(route.methods or ()))
+        original = route.original_route
+        if isinstance(original, APIRoute) and path.startswith("/api/v1"):
+            checks = {d.call.__name__ for d in original.dependant.dependencies if d.call}
+            scope = "write" if "write_key" in checks else "read" if "read_key" in checks else ""
+            found.extend((method, path, scope) for method in sorted(route.methods or ()))
     return found
 
 
@@ -142,21 +146,24 @@ def test_every_route_refuses_no_key_a_bad_key_and_a_read_key_on_changes(
     with TestClient(listeners(failures=roomy), base_url=API) as client:
         routes = api_routes(client.app)
         assert len(routes) >= 20
-        assert ("POST", "/api/v1/users") in routes
+        assert ("POST", "/api/v1/users", "write") in routes
+        # credentials are for write keys only, and every change needs one
+        assert ("GET", "/api/v1/users/{name}/links", "write") in routes
+        assert all(scope == "write" for method, _, scope in routes if method != "GET")
         writes = 0
-        for method, template in routes:
+        for method, template, scope in routes:
             path = template.replace("{name}", "alice")
             body: dict[str, Any] | None = {} if method in ("POST", "PATCH", "PUT") else None
             for headers in ({}, auth(UNKNOWN_KEY), {"X-API-Key": "not-a-key"}):
                 refused = client.request(method, path, headers=headers, json=body)
                 is_error(refused, 401)
                 assert refused.headers["www-authenticate"] == "Bearer"
-            if method != "GET":
-                writes += 1
+            if scope == "write":
                 sentence = is_error(
                     client.request(method, path, headers=auth(keys["read"]), json=body), 403
                 )
                 assert "grafana" in sentence
+                writes += method != "GET"  # a refused read is not a change: not audited
         assert writes >= 12
         # The refused changes are in the audit log, with the read key's name.
         entries = client.get("/api/v1/audit?limit=1000", headers=auth(keys["read"])).json()
@@ -231,7 +238,8 @@ def test_users_changed_by_the_api_are_the_clis_users(
 def test_tokens_and_links(client: TestClient, keys: dict[str, str], vpn: InProcessCli) -> None:
     write = auth(keys["write"])
     assert client.post("/api/v1/users", headers=write, json={"name": "alice"}).status_code == 201
-    links = client.get("/api/v1/users/alice/links", headers=auth(keys["read"])).json()
+    is_error(client.get("/api/v1/users/alice/links", headers=auth(keys["read"])), 403)
+    links = client.get("/api/v1/users/alice/links", headers=write).json()
     assert links["links"] == []
     assert links["subscription_url"].startswith("http://127.0.0.1:2096/sub/")
     rotated = client.post("/api/v1/users/alice/rotate-token", headers=write).json()
@@ -481,7 +489,7 @@ def test_vpn_web_serves_the_api_on_its_own_socket(
             404,
             "Not found.\n",
         )
-        status, body = http(f"{base}/users/alice/links", keys["read"])
+        status, body = http(f"{base}/users/alice/links", keys["write"])
         assert body["subscription_url"].startswith(f"http://127.0.0.1:{sub_port}/sub/")
     finally:
         err = stop(process)

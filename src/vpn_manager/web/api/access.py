@@ -107,10 +107,9 @@ class Api:
             )
         request.state.actor = key.name
         if not key.allows(scope):
+            what = "see credentials" if request.method in SAFE_METHODS else "make changes"
             raise Refused(
-                403,
-                f"The key {key.name!r} may not make changes.",
-                "Use a key made with --scope write.",
+                403, f"The key {key.name!r} may not {what}.", "Use a key made with --scope write."
             )
         return key
 

@@ -9,7 +9,7 @@ POST   /users/{name}/enable        let them connect again
 POST   /users/{name}/disable       stop them (open connections cut)
 POST   /users/{name}/grant         access to a server ({"server": …})
 POST   /users/{name}/revoke        access taken away ({"server": …})
-GET    /users/{name}/links         share links and the subscription URL (secrets)
+GET    /users/{name}/links         share links and the subscription URL (credentials: a write key)
 GET    /users/{name}/usage         totals, the period's usage and hourly history
 POST   /users/{name}/reset-usage   a new quota period now
 POST   /users/{name}/rotate-token  a new subscription URL (the old one stops working)
@@ -141,10 +141,11 @@ def access(api: Api, users: APIRouter) -> None:
             name=name, done=f"{name} no longer has access to {body.server}.", applied=applied
         )
 
-    @users.get("/{name}/links", dependencies=[read])
+    @users.get("/{name}/links", dependencies=[write])
     async def user_links(name: str, server: str | None = None) -> LinksOut:
         """A user's share links (what client apps import; they hold credentials), one per
-        server or the one named, and their subscription URL."""
+        server or the one named, and their subscription URL. Credentials: a write key only,
+        so that a key made to look (a dashboard's) hands out no way in."""
         services = api.services()
         user = await services.users.get(name)  # NotFound first
         links: list[LinkOut] = []
