@@ -8,9 +8,9 @@ PostgreSQL reader) gives no working URL away.
 
 The key is `subscription.key` in the data directory: 32 random bytes, mode 0600, made on first
 need (two processes making it at once agree on one; a maker killed half-way leaves a temp file
-that the next reader of the key removes once it is a minute old). A database moved to another home without
-that file keeps every user's URL working in `vpn web` (it needs only the hashes); printing one
-there says to rotate it.
+that the next reader of the key removes once it is a minute old). A database moved to another
+home without that file keeps every user's URL working in `vpn web` (it needs only the hashes);
+printing one there says to rotate it.
 """
 
 from __future__ import annotations
