@@ -19,10 +19,12 @@ def main() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         from vpn_manager.cli.app import run
-    except KeyboardInterrupt:  # Ctrl-C before the app's own handler is in place
+
+        code = run(args)
+    except KeyboardInterrupt:  # Ctrl-C outside the command's own handler (importing, mounting)
         sys.stderr.write("Interrupted.\n")
         sys.exit(130)
-    sys.exit(run(args))
+    sys.exit(code)
 
 
 if __name__ == "__main__":
