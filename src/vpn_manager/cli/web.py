@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from vpn_manager.services.root import Services
-    from vpn_manager.services.subscriptions import Subscriber
+    from vpn_manager.services.subscriptions import Subscriber, Subscriptions
 
 
 def web(
@@ -59,18 +59,21 @@ def web(
         trusted_proxies=settings.trusted_proxies,
         title=settings.title,
     )
-    opened: list[Services] = []
+    opened: list[tuple[Services, Subscriptions]] = []
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        opened.append(context.services())
+        services = context.services()
+        opened.append((services, services.subscriptions))  # one, for its cache
         try:
             yield
         finally:
-            await opened.pop().close()
+            services, subscriptions = opened.pop()
+            subscriptions.close()
+            await services.close()
 
     async def lookup(token: str) -> Subscriber | None:
-        return await opened[0].subscriptions.find(token)
+        return await opened[0][1].find(token)
 
     app = subscription_app(lookup, config, lifespan=lifespan)
     sock = server.bind(host, port)

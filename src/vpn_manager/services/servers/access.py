@@ -158,11 +158,13 @@ class ServerUsers:
                 )
             return out
 
-    async def ways(self, user_id: int, user_name: str) -> list[tuple[str, str, LinkData]]:
+    async def ways(
+        self, session: AsyncSession, user_id: int, user_name: str
+    ) -> list[tuple[str, str, LinkData]]:
         """A user's ways in as (server, protocol, what its link is written from), by the user's
-        id: for a subscription, which writes the links in the format asked for."""
-        async with self.ctx.db.reading() as session:
-            rows = await storage.servers.servers_of_user(session, user_id)
+        id, read in the caller's session: for a subscription, which writes the links in the
+        format asked for."""
+        rows = await storage.servers.servers_of_user(session, user_id)
         return [
             (row.name, row.protocol, self._link_data(row, secret, user_id, user_name))
             for row, secret in rows
