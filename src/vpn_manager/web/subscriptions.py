@@ -63,6 +63,8 @@ class WebConfig:
         )
 
     def trusts(self, address: str) -> bool:
+        if not self._networks:
+            return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
