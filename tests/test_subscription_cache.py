@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import update
 
 from tests.conftest import FixedClock, open_database
+from vpn_manager import storage
 from vpn_manager.engines.base import Engine
 from vpn_manager.engines.linkdata import Credential, LinkData
 from vpn_manager.engines.ports import free_port
@@ -30,13 +31,14 @@ from vpn_manager.services.limits import Limits
 from vpn_manager.services.root import DockerPlain
 from vpn_manager.services.servers import ServerService
 from vpn_manager.services.subscriptions import Subscriber, Subscriptions
-from vpn_manager.services.tokens import TokenSeal
+from vpn_manager.services.tokens import TokenSeal, digest
 from vpn_manager.services.users import UserService
 from vpn_manager.settings import Paths
 from vpn_manager.specs import Client, ServerSpec
 from vpn_manager.storage import Database
 from vpn_manager.storage.changes import CommitMarks
 from vpn_manager.storage.orm import UserRow
+from vpn_manager.storage.sqlite_subscriptions import SubscriptionFile, Unanswered
 
 from .service.fakes import FakeEngine, FakeRuntime, FakeRuntimes
 
@@ -68,7 +70,25 @@ class World:
     async def alice(self, token: str) -> Subscriber:
         found = await self.find(token)
         assert found is not None
+        await self.same_on_both_paths(token)
         return found
+
+    async def same_on_both_paths(self, token: str) -> None:
+        """On SQLite, the sqlite3 reader and SQLAlchemy give the same record, field by field."""
+        if self.db.sqlite_file is None:
+            return
+        file = SubscriptionFile(self.db.sqlite_file)
+        try:
+            fast = file.read(digest(token))
+        finally:
+            file.close()
+        async with self.db.reading() as session:
+            slow = await storage.users.subscription_record(session, digest(token))
+        assert fast is not None
+        assert slow is not None
+        for name in ("user_id", "name", "status", "upload", "download", "quota", "expires"):
+            assert getattr(fast, name) == getattr(slow, name), name
+        assert fast.servers == slow.servers
 
 
 @pytest.fixture
@@ -219,3 +239,20 @@ async def test_a_database_file_replaced_under_its_name_is_a_change(tmp_path: Pat
         assert await marks.current() != first
     finally:
         marks.close()
+
+
+async def test_a_schema_the_reader_does_not_know_goes_through_sqlalchemy(world: World) -> None:
+    file = sqlite_only(world)
+    token = await world.users.subscription_token("alice")
+    with closing(sqlite3.connect(file)) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'elsewhere'")
+        conn.commit()
+    reader = SubscriptionFile(file)
+    try:
+        with pytest.raises(Unanswered):
+            reader.read(digest(token))
+    finally:
+        reader.close()
+    found = await world.find(token)  # SQLAlchemy reads it
+    assert found is not None
+    assert [way.server for way in found.ways] == list(SERVERS)

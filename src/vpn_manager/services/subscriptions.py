@@ -37,6 +37,11 @@ from vpn_manager.links.profiles import (
 )
 from vpn_manager.services import tokens
 from vpn_manager.storage.changes import CommitMarks
+from vpn_manager.storage.sqlite_subscriptions import (
+    SubscriptionFile,
+    SubscriptionRecord,
+    Unanswered,
+)
 
 if TYPE_CHECKING:
     from vpn_manager.services.servers import ServerService
@@ -140,6 +145,7 @@ class Subscriptions:
         self.db = db
         self._servers = servers
         self._marks = CommitMarks(db)
+        self._file = SubscriptionFile(db.sqlite_file) if db.sqlite_file else None
         self._mark: Hashable = object()  # what the database was when the kept ones were read
         self._kept: OrderedDict[str, Subscriber] = OrderedDict()
         self.cache_size = cache_size
@@ -170,24 +176,32 @@ class Subscriptions:
     def close(self) -> None:
         self._kept.clear()
         self._marks.close()
+        if self._file is not None:
+            self._file.close()
 
     async def _read(self, digest: str) -> Subscriber | None:
-        """The user and their ways in, in one read transaction."""
-        async with self.db.reading() as session:
-            found = await storage.users.user_by_subscription(session, digest)
-            if found is None:
-                return None
-            user_id, user = found
-            ways: list[Way] = []
-            if user.status is UserStatus.ACTIVE and user.servers:
-                found_ways = await self._servers().ways(session, user_id, user.name)
-                ways = [Way(*way) for way in found_ways]
+        """The user and their ways in: from the SQLite file with sqlite3, else (PostgreSQL, or
+        when that cannot answer) through SQLAlchemy, in one read transaction either way."""
+        record: SubscriptionRecord | None
+        try:
+            if self._file is None:
+                raise Unanswered("not SQLite")
+            record = self._file.read(digest)
+        except Unanswered:
+            async with self.db.reading() as session:
+                record = await storage.users.subscription_record(session, digest)
+        if record is None:
+            return None
+        ways: list[Way] = []
+        if record.status == UserStatus.ACTIVE.value and record.servers:
+            found = self._servers().ways(record.servers, record.user_id, record.name)
+            ways = [Way(*way) for way in found]
         return Subscriber(
-            name=user.name,
-            status=user.status.value,
-            upload=user.period_upload_bytes,
-            download=user.period_download_bytes,
-            quota=user.quota_bytes,
-            expires=user.expires_at,
+            name=record.name,
+            status=record.status,
+            upload=record.upload,
+            download=record.download,
+            quota=record.quota,
+            expires=record.expires,
             ways=ways,
         )
