@@ -4,7 +4,8 @@ format their app reads, Outline's JSON per Shadowsocks server, a config file per
 usage header. The HTTP side is `vpn_manager.web`; this is the part that knows links.
 
 A token is looked up by its SHA-256 only (services/tokens.py): the database never sees it, and
-an unknown token costs one indexed read, the same as a known one read for the first time.
+an unknown token costs the same indexed read of the users as a known one. On SQLite the read is
+sqlite3's (storage/sqlite_subscriptions.py), so `vpn web` never loads SQLAlchemy.
 
 `vpn web` asks for the same few subscriptions again and again (every app refreshes on its own), so
 `Subscriptions` keeps the subscribers it found, with the documents made for them, by the hash:
