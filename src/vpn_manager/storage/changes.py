@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from vpn_manager.errors import StorageError
-from vpn_manager.storage.sqlite_file import read_only_query
 
 if TYPE_CHECKING:
     from vpn_manager.storage.db import Database
@@ -60,9 +59,10 @@ class CommitMarks:
             self.close()  # another file under the name (or the first): watch that one
         try:
             if self._conn is None:
-                query = read_only_query(file) or "mode=ro"
+                # Never `immutable` (as a one-off read of a file this process cannot write
+                # may be): the point is to see other connections' commits.
                 self._conn = sqlite3.connect(
-                    f"file:{quote(str(file))}?{query}",
+                    f"file:{quote(str(file))}?mode=ro",
                     uri=True,
                     timeout=self.db.busy_timeout_ms / 1000,
                     isolation_level=None,

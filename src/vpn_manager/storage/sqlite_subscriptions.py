@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 from vpn_manager.specs import ServerSpec
 from vpn_manager.storage.revision import SCHEMA_HEAD
-from vpn_manager.storage.sqlite_file import read_only_query
 from vpn_manager.storage.sqlite_read import utc
 
 
@@ -94,9 +93,8 @@ class SubscriptionFile:
         identity = (stat.st_dev, stat.st_ino)
         if self._conn is None or identity != self._identity:
             self.close()
-            query = read_only_query(self.file) or "mode=ro"
             self._conn = sqlite3.connect(
-                f"file:{quote(str(self.file))}?{query}",
+                f"file:{quote(str(self.file))}?mode=ro",  # never `immutable`: others write it
                 uri=True,
                 timeout=_WAIT_S,
                 isolation_level=None,
