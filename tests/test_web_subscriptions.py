@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from tests.test_profiles import SERVERS
 from vpn_manager.links import share_link
 from vpn_manager.services.subscriptions import Subscriber, Way
+from vpn_manager.web.app import SECURITY_HEADERS, subscription_app
 from vpn_manager.web.ratelimit import FailureLimiter
 from vpn_manager.web.subscriptions import WebConfig, router
 
@@ -151,3 +152,22 @@ def test_the_public_url_is_what_links_carry() -> None:
     app = client(public_url="https://sub.example.com:8443/x/")
     response = app.get(f"/sub/{TOKEN}", headers=BROWSER)
     assert f"https://sub.example.com:8443/x/sub/{TOKEN}" in response.text
+
+
+def test_every_response_of_the_app_has_the_security_headers() -> None:
+    async def lookup(token: str) -> Subscriber | None:
+        return ALICE if token == TOKEN else None
+
+    app = subscription_app(lookup, WebConfig())
+    with TestClient(app) as http:
+        responses = [
+            http.get(f"/sub/{TOKEN}", headers={"user-agent": "v2rayNG/1.9"}),
+            http.get(f"/sub/{TOKEN}", headers=BROWSER),
+            http.get("/sub/" + "B" * 43),
+            http.get("/anything/else"),
+        ]
+    assert [r.status_code for r in responses] == [200, 200, 404, 404]
+    for response in responses:
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers[name] == value
+        assert response.headers.get_list("server") == ["vpn-manager"]

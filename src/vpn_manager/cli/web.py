@@ -19,11 +19,11 @@ from vpn_manager.web.urls import base_url, listen_url
 
 if TYPE_CHECKING:
     from fastapi import Request
+    from starlette.types import ASGIApp
 
     from vpn_manager.services.apikeys import ApiKey
     from vpn_manager.services.root import Services
-    from vpn_manager.services.subscriptions import Subscriber
-    from vpn_manager.web.app import ASGIApp
+    from vpn_manager.services.subscriptions import Subscriber, Subscriptions
     from vpn_manager.web.subscriptions import WebConfig
 
 
@@ -87,18 +87,21 @@ def web(
         trusted_proxies=settings.trusted_proxies,
         title=settings.title,
     )
-    opened: list[Services] = []
+    opened: list[tuple[Services, Subscriptions]] = []
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        opened.append(context.services())
+        services = context.services()
+        opened.append((services, services.subscriptions))  # one, for its cache
         try:
             yield
         finally:
-            await opened.pop().close()
+            services, subscriptions = opened.pop()
+            subscriptions.close()
+            await services.close()
 
     async def lookup(token: str) -> Subscriber | None:
-        return await opened[0].subscriptions.find(token)
+        return await opened[0][1].find(token)
 
     listeners = [Listener(host, port, subscription_app(lookup, config))]
     if with_api:
@@ -120,24 +123,26 @@ def web(
     server.serve(Listeners(listeners, lifespan), socks, cert_file=cert_file, key_file=key_file)
 
 
-def _api(opened: list[Services], config: WebConfig, users_url: str | None) -> ASGIApp:
-    """The API's app over the services the lifespan opens (`opened[0]`)."""
+def _api(
+    opened: list[tuple[Services, Subscriptions]], config: WebConfig, users_url: str | None
+) -> ASGIApp:
+    """The API's app over the services the lifespan opens (`opened[0][0]`)."""
     from vpn_manager.web.api.access import Api
     from vpn_manager.web.api.app import api_app
     from vpn_manager.web.subscriptions import client_address
 
     async def authenticate(secret: str) -> ApiKey | None:
-        return await opened[0].api_keys.authenticate(secret)
+        return await opened[0][0].api_keys.authenticate(secret)
 
     async def record(actor: str, action: str, target: str, result: str) -> None:
-        await opened[0].audit.record(actor, action, target, result)
+        await opened[0][0].audit.record(actor, action, target, result)
 
     def address(request: Request) -> str:
         return client_address(request, config)
 
     return api_app(
         Api(
-            services=lambda: opened[0],
+            services=lambda: opened[0][0],
             authenticate=authenticate,
             record=record,
             address=address,

@@ -14,6 +14,8 @@ from vpn_manager.errors import Conflict, NotFound
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus
 from vpn_manager.models.user import like_pattern
 from vpn_manager.storage.orm import UserCredentialRow, UserRow
+from vpn_manager.storage.servers import servers_of_user, spec_of
+from vpn_manager.storage.sqlite_subscriptions import SubscriptionRecord
 
 _CHUNK = 500  # rows per statement: well under every backend's bound-parameter limit
 # A user's columns as the read model has them: not the id, not the subscription token's hash
@@ -112,6 +114,30 @@ async def user_by_subscription(session: AsyncSession, digest: str) -> tuple[int,
         return None
     servers = await _servers_by_user(session, [row["id"]])
     return row["id"], _to_user(row, servers.get(row["id"], []))
+
+
+async def subscription_record(session: AsyncSession, digest: str) -> SubscriptionRecord | None:
+    """What a subscription reads, for the token with this SHA-256 (None: no user has it); the
+    same as SubscriptionFile.read gives from a SQLite file."""
+    row = (
+        await session.execute(
+            select(
+                UserRow.id,
+                UserRow.name,
+                UserRow.status,
+                UserRow.period_upload_bytes,
+                UserRow.period_download_bytes,
+                UserRow.quota_bytes,
+                UserRow.expires_at,
+            ).where(UserRow.subscription_hash == digest)
+        )
+    ).first()
+    if row is None:
+        return None
+    user_id, name, status, upload, download, quota, expires = row
+    found = await servers_of_user(session, user_id)
+    servers = [(spec_of(server), secret) for server, secret in found]
+    return SubscriptionRecord(user_id, name, status, upload, download, quota, expires, servers)
 
 
 async def insert_users(

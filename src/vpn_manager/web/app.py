@@ -5,23 +5,19 @@ web/api) and runs the one lifespan both share."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vpn_manager.web.subscriptions import NOT_FOUND, Lookup, WebConfig, router
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WILDCARDS = ("0.0.0.0", "::", "")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -46,14 +42,7 @@ def subscription_app(
             return PlainTextResponse(NOT_FOUND, status_code=404)
         return PlainTextResponse(f"{exc.detail}\n", status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers["Server"] = "vpn-manager"
-        return response
-
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -138,3 +127,27 @@ class Listeners:
                 await context.__aexit__(None, None, None)
         finally:
             await send({"type": "lifespan.shutdown.complete"})
+
+
+class SecurityHeaders:
+    """Every response gets SECURITY_HEADERS (unless it set its own) and `Server: vpn-manager`.
+    Plain ASGI: Starlette's @app.middleware("http") runs each request in a task of its own with
+    streams between them, which cost more than all else a subscription from the cache needs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                headers["Server"] = "vpn-manager"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -16,13 +16,12 @@ from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
-from vpn_manager.specs import Client
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from vpn_manager.engines.linkdata import LinkData
-    from vpn_manager.storage.orm import ServerRow
 
 T = TypeVar("T")
 
@@ -146,7 +145,7 @@ class ServerUsers:
                 )
             out = []
             for row, secret in rows:
-                data = self._link_data(row, secret, user_id, user_name)
+                data = self._link_data(storage.servers.spec_of(row), secret, user_id, user_name)
                 out.append(
                     Access(
                         server=row.name,
@@ -158,23 +157,22 @@ class ServerUsers:
                 )
             return out
 
-    async def ways(self, user_id: int, user_name: str) -> list[tuple[str, str, LinkData]]:
-        """A user's ways in as (server, protocol, what its link is written from), by the user's
-        id: for a subscription, which writes the links in the format asked for."""
-        async with self.ctx.db.reading() as session:
-            rows = await storage.servers.servers_of_user(session, user_id)
+    def ways(
+        self, servers: Sequence[tuple[ServerSpec, dict[str, Any]]], user_id: int, user_name: str
+    ) -> list[tuple[str, str, LinkData]]:
+        """A user's ways in as (server, protocol, what its link is written from), from the
+        servers they hold credentials on and those credentials (as storage reads them for a
+        subscription, which writes the links in the format asked for)."""
         return [
-            (row.name, row.protocol, self._link_data(row, secret, user_id, user_name))
-            for row, secret in rows
+            (spec.name, spec.protocol, self._link_data(spec, secret, user_id, user_name))
+            for spec, secret in servers
         ]
 
     def _link_data(
-        self, row: ServerRow, secret: dict[str, Any], user_id: int, user_name: str
+        self, spec: ServerSpec, secret: dict[str, Any], user_id: int, user_name: str
     ) -> LinkData:
         client = Client(user_id, user_name, dict(secret))
-        return self.ctx.engine_for(row.protocol, None).link_data(
-            storage.servers.spec_of(row), client
-        )
+        return self.ctx.engine_for(spec.protocol, None).link_data(spec, client)
 
     async def client_config(
         self, user_name: str, server: str, client: str, socks_port: int
