@@ -406,18 +406,18 @@ async def test_subscription_tokens_are_made_once_and_rotated(
     assert await service.subscription_token("bob") == token  # kept, not made again
     assert await service.subscription_token("alice") != token
     async with database.reading() as session:
-        found = await storage.users.user_by_subscription(session, digest(token))
+        found = await storage.users.subscription_record(session, digest(token))
         stored = (await session.execute(text("SELECT subscription_sealed FROM users"))).all()
     assert found is not None
-    assert found[1].name == "bob"
+    assert found.name == "bob"
     assert all(token not in str(row) for row in stored)  # only sealed, never in the clear
     later = clock.advance(1)
     rotated = await service.rotate_token("bob")
     assert rotated != token
     assert await service.subscription_token("bob") == rotated
     async with database.reading() as session:
-        assert await storage.users.user_by_subscription(session, digest(token)) is None
-        assert await storage.users.user_by_subscription(session, digest(rotated)) is not None
+        assert await storage.users.subscription_record(session, digest(token)) is None
+        assert await storage.users.subscription_record(session, digest(rotated)) is not None
     after = await service.get("bob")
     assert after.updated_at == later
     assert after.model_dump(exclude={"updated_at"}) == before.model_dump(exclude={"updated_at"})

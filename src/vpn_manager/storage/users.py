@@ -19,7 +19,7 @@ from vpn_manager.storage.sqlite_subscriptions import SubscriptionRecord
 
 _CHUNK = 500  # rows per statement: well under every backend's bound-parameter limit
 # A user's columns as the read model has them: not the id, not the subscription token's hash
-# and sealed copy (those only through subscription_of and user_by_subscription).
+# and sealed copy (those only through subscription_of and subscription_record).
 _HIDDEN = ("subscription_hash", "subscription_sealed")
 _USER_COLUMNS = [c for c in UserRow.__table__.columns if c.key != "id" and c.key not in _HIDDEN]
 
@@ -97,23 +97,6 @@ async def set_first_subscription(
         .values(subscription_hash=digest, subscription_sealed=sealed)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def user_by_subscription(session: AsyncSession, digest: str) -> tuple[int, User] | None:
-    """The user whose subscription token has this SHA-256, with their id, if any."""
-    row = (
-        (
-            await session.execute(
-                select(UserRow.id, *_USER_COLUMNS).where(UserRow.subscription_hash == digest)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return None
-    servers = await _servers_by_user(session, [row["id"]])
-    return row["id"], _to_user(row, servers.get(row["id"], []))
 
 
 async def subscription_record(session: AsyncSession, digest: str) -> SubscriptionRecord | None:
