@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import closing
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +93,19 @@ class World:
 
 @pytest.fixture
 async def world(db_url: str, tmp_path: Path, clock: FixedClock) -> AsyncIterator[World]:
+    async with made_world(db_url, tmp_path, clock) as made:
+        yield made
+
+
+@pytest.fixture
+async def sqlite_world(tmp_path: Path, clock: FixedClock) -> AsyncIterator[World]:
+    """A world on SQLite only, for what only a file has (another process, its schema)."""
+    async with made_world("sqlite", tmp_path, clock) as made:
+        yield made
+
+
+@asynccontextmanager
+async def made_world(db_url: str, tmp_path: Path, clock: FixedClock) -> AsyncIterator[World]:
     paths = Paths.from_env({}, home=tmp_path / "home")
     runtime = FakeRuntime(paths.logs_dir)
     engine = KeyedEngine(runtime)
@@ -209,14 +222,14 @@ async def test_at_most_cache_size_are_kept_and_no_unknown_token(world: World) ->
     assert await world.find(alice) is not first  # bob's lookup pushed alice out
 
 
-def sqlite_only(world: World) -> Path:
-    if world.db.sqlite_file is None:
-        pytest.skip("SQLite's file")
+def sqlite_file(world: World) -> Path:
+    assert world.db.sqlite_file is not None
     return world.db.sqlite_file
 
 
-async def test_another_process_committing_is_seen(world: World) -> None:
-    file = sqlite_only(world)
+async def test_another_process_committing_is_seen(sqlite_world: World) -> None:
+    world = sqlite_world
+    file = sqlite_file(world)
     token = await world.users.subscription_token("alice")
     await world.alice(token)
     write = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
@@ -241,8 +254,11 @@ async def test_a_database_file_replaced_under_its_name_is_a_change(tmp_path: Pat
         marks.close()
 
 
-async def test_a_schema_the_reader_does_not_know_goes_through_sqlalchemy(world: World) -> None:
-    file = sqlite_only(world)
+async def test_a_schema_the_reader_does_not_know_goes_through_sqlalchemy(
+    sqlite_world: World,
+) -> None:
+    world = sqlite_world
+    file = sqlite_file(world)
     token = await world.users.subscription_token("alice")
     with closing(sqlite3.connect(file)) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'elsewhere'")
