@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from tests.cli_helpers import InProcessCli, isolated_env, vpn_script
 from vpn_manager.cli.context import AppContext
+from vpn_manager.engines.singbox.tls import make_self_signed
 from vpn_manager.errors import ConfigError, EngineMissing, InvalidInput, VpnError
 from vpn_manager.services.root import Services
 from vpn_manager.web.api.access import Api
@@ -561,44 +562,11 @@ def test_the_docs_document_in_openapi_30() -> None:
     assert document["openapi"] == "3.1.0"  # the original is left as it was
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_tls_covers_both_listeners(vpn: InProcessCli, tmp_path: Path) -> None:
     import ssl
 
     assert vpn("user", "list").code == 0
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file = make_self_signed(tmp_path, "127.0.0.1")
     sub_port, api_port = free_port(), free_port()
     process = start_web(
         tmp_path,
