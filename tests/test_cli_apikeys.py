@@ -26,18 +26,6 @@ ME = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
 KEY_FIELDS = {"name", "scope", "state", "created_at", "expires_at", "last_used_at", "revoked_at"}
 
 
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> InProcessCli:
-    return InProcessCli(tmp_path, monkeypatch, capsys)
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
-
-
 def ok(result: Result) -> Result:
     assert result.code == 0, result
     assert "Traceback" not in result.output, result
