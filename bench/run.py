@@ -3,7 +3,8 @@
 Every row runs a command as a subprocess of this interpreter's venv, with VPN_HOME (and HOME and the
 XDG directories) pointed into a temporary directory that this script creates and deletes. Each row
 gets one untimed warm-up run, then --runs timed runs; wall clock is measured with
-time.perf_counter() around subprocess.run(). A row passes when its median meets its target.
+time.perf_counter() around subprocess.run() (api-user-add instead times one request of its own
+to a running `vpn web`). A row passes when its median meets its target.
 
 Usage, from the repository root:
 
