@@ -3,7 +3,8 @@
 Every row runs a command as a subprocess of this interpreter's venv, with VPN_HOME (and HOME and the
 XDG directories) pointed into a temporary directory that this script creates and deletes. Each row
 gets one untimed warm-up run, then --runs timed runs; wall clock is measured with
-time.perf_counter() around subprocess.run(). A row passes when its median meets its target.
+time.perf_counter() around subprocess.run() (api-user-add instead times one request of its own
+to a running `vpn web`). A row passes when its median meets its target.
 
 Usage, from the repository root:
 
@@ -17,6 +18,7 @@ needs a fresh home, and how many users the home must hold after the warm-up.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -93,6 +95,13 @@ class Bench:
     _backend: int | None = None
     keepers: dict[Path, Keeper] = field(default_factory=dict)
     """Per home: a client connection held open across the timed runs (Shadowsocks rows)."""
+    apis: dict[Path, ApiClient] = field(default_factory=dict)
+    """Per home: a running `vpn web` and a connection to its API (the api-user-add row)."""
+
+    def stop_web(self) -> None:
+        """Stop every `vpn web` still running (a row stopped by an error leaves one)."""
+        while self.apis:
+            self.apis.popitem()[1].stop()
 
     def backend(self) -> int:
         """The port of the bench's HTTP backend on 127.0.0.1 (started on first use)."""
@@ -329,6 +338,9 @@ Setup = Callable[[Bench, Path], None]
 """Prepares a VPN_HOME directory (already created, empty) before the row's runs."""
 Command = Callable[[Bench, int], list[str]]
 """The argv for run number i: 0 is the warm-up, 1..runs are timed."""
+Timed = Callable[[Bench, Path, int], float]
+"""Work the bench does and times itself, in this process, for run number i in a home: its
+seconds (for what is not a command, such as one request on a connection held open)."""
 
 
 def empty_home(bench: Bench, home: Path) -> None:
@@ -604,6 +616,128 @@ def same_engine_then_stop(bench: Bench, home: Path) -> None:
         )
 
 
+# The REST API's user creation: `vpn web` over a home whose running server holds the N users,
+# and one kept-alive HTTP/1.1 connection to its API, made and timed by the bench itself.
+
+API_KEY_NAME = "bench"
+
+
+@dataclass
+class ApiClient:
+    """A running `vpn web` (the console script) and one kept-alive connection to its API."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    """Its stderr (shown when it dies)."""
+    connection: http.client.HTTPConnection
+    key: str
+    created: int = 0
+    """Users the timed POSTs created (the warm-up's too)."""
+
+    def died(self) -> str:
+        tail = self.log.read_text(encoding="utf-8", errors="replace")[-2000:].rstrip()
+        return f"`vpn web` exited with status {self.process.returncode}" + (
+            f"; its stderr:\n{tail}" if tail else ""
+        )
+
+    def stop(self) -> None:
+        self.connection.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def home_for_api(bench: Bench, home: Path) -> None:
+    """The N users on one running server (as user-add-server), a write key, and `vpn web` on
+    free loopback ports (subscriptions and API), with a connection to the API held open."""
+    home_with_server_and_users(bench, home)
+    _, out = bench.run(
+        [str(bench.vpn), "api-key", "create", API_KEY_NAME, "--scope", "write"], home, capture=True
+    )
+    key = out.strip()
+    if not key:
+        raise BenchError("`vpn api-key create` printed no key")
+    port = free_port()
+    log = home.parent / f"web-{port}.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                str(bench.vpn),
+                "web",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(free_port()),
+                "--api-listen",
+                "127.0.0.1",
+                "--api-port",
+                str(port),
+            ],
+            env=bench.env(home),
+            cwd=bench.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    client = ApiClient(process, log, http.client.HTTPConnection("127.0.0.1", port, timeout=30), key)
+    bench.apis[home] = client
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if process.poll() is not None:
+                raise BenchError(client.died()) from None
+            if time.monotonic() > deadline:
+                raise BenchError("`vpn web` did not listen on its API port within 30 s") from None
+            time.sleep(0.05)
+    client.connection.connect()
+
+
+def post_user(bench: Bench, home: Path, run: int) -> float:
+    """One POST /api/v1/users (a new name, granted the running server) on the kept-alive
+    connection; its seconds, from just before the request is sent to the end of the answer.
+    The answer must be 201 with the server applied live, over the same connection."""
+    client = bench.apis[home]
+    name = f"api{run:05d}"
+    body = json.dumps({"name": name, "servers": [SERVER]})
+    headers = {"Authorization": f"Bearer {client.key}", "Content-Type": "application/json"}
+    sock = client.connection.sock
+    try:
+        start = time.perf_counter()
+        client.connection.request("POST", "/api/v1/users", body, headers)
+        response = client.connection.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - start
+    except (OSError, http.client.HTTPException) as exc:
+        problem = client.died() if client.process.poll() is not None else str(exc)
+        raise BenchError(f"POST /api/v1/users ({name}) failed: {problem}") from None
+    if response.status != 201:
+        text = data.decode("utf-8", "replace")[:500]
+        raise BenchError(f"POST /api/v1/users ({name}) answered {response.status}: {text}")
+    client.created += 1
+    applied = json.loads(data).get("applied")
+    if applied != [f"{SERVER}: applied live."]:
+        raise BenchError(f"POST /api/v1/users ({name}) was not applied live: {applied!r}")
+    if sock is None or response.will_close or client.connection.sock is not sock:
+        raise BenchError("the API did not keep the connection alive (the row times one)")
+    return elapsed
+
+
+def stop_web_then_check(bench: Bench, home: Path) -> None:
+    """Stop `vpn web`; every user the POSTs created is in the database, and the engine that
+    served before them is still the one serving (live, never restarted)."""
+    client = bench.apis.pop(home)
+    client.stop()
+    bench.expect_users(home, bench.users + client.created)
+    same_engine_then_stop(bench, home)
+
+
 # Shadowsocks rows: the server's real users, proven by a real sing-box client fetching a page
 # from the bench's own HTTP backend through the server (all on 127.0.0.1).
 
@@ -819,7 +953,8 @@ class Row:
     """Short and stable: for --only and the JSON output."""
     label: str
     """What the table shows; `{users}` becomes the user count."""
-    command: Command
+    command: Command | None
+    """None for a row that times its own work (`timed`)."""
     target: Target | None = None
     setup: Setup = empty_home
     fresh_home: bool = False
@@ -839,6 +974,12 @@ class Row:
     """The command uses the database: measured on SQLite and again on PostgreSQL."""
     own_network: bool = False
     """Runs in the bench's network namespace: PostgreSQL is reached over its unix socket."""
+    timed: Timed | None = None
+    """Instead of a command: what to time, done by the bench itself (`command` is None)."""
+
+    def __post_init__(self) -> None:
+        if (self.command is None) == (self.timed is None):
+            raise ValueError(f"row {self.id}: give either a command or `timed`, not both")
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -986,6 +1127,16 @@ ROWS: list[Row] = [
         cleanup=stop_servers,
     ),
     Row(
+        "api-user-add",
+        "REST API: POST /api/v1/users, live apply (running, {users} users)",
+        None,
+        target=Under(0.015),
+        setup=home_for_api,
+        expect_users=lambda b: b.users + 1,
+        cleanup=stop_web_then_check,
+        timed=post_user,
+    ),
+    Row(
         "ss-restart",
         "vpn server restart (Shadowsocks, {users} users)",
         vpn("server", "restart", SERVER),
@@ -1061,9 +1212,13 @@ def measure(
         if home is None:
             home = new_home(f"{row.id}-{run}")
             row.setup(bench, home)
-        elapsed, out = bench.run(row.command(bench, run), home, capture=row.measure is not None)
-        if row.measure is not None:
-            elapsed = row.measure(out)
+        if row.timed is not None:
+            elapsed = row.timed(bench, home, run)
+        else:
+            assert row.command is not None  # Row.__post_init__: one or the other
+            elapsed, out = bench.run(row.command(bench, run), home, capture=row.measure is not None)
+            if row.measure is not None:
+                elapsed = row.measure(out)
         if row.check is not None:
             row.check(bench, home)
         if run == 0:
@@ -1315,16 +1470,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = Bench(
                 python=python, vpn=vpn_script, users=args.users, root=Path(tmp), postgres=postgres
             )
-            info = machine_info(bench)
-            results: dict[str, RowResult] = {}
-            for number, row in enumerate(rows, 1):
-                progress(f"[{number}/{len(rows)}] {row.title(args.users)}\n")
-                result = results[row.id] = measure(bench, row, args.runs, results)
-                progress(f" median {fmt_time(result.median_s, row.unit)}\n")
-                if row.database and postgres is not None:
-                    progress("  on PostgreSQL:\n")
-                    result.postgres = measure(bench, row, args.runs, results, "postgres")
-                    progress(f" median {fmt_time(result.postgres.median_s, row.unit)}\n")
+            try:
+                info = machine_info(bench)
+                results: dict[str, RowResult] = {}
+                for number, row in enumerate(rows, 1):
+                    progress(f"[{number}/{len(rows)}] {row.title(args.users)}\n")
+                    result = results[row.id] = measure(bench, row, args.runs, results)
+                    progress(f" median {fmt_time(result.median_s, row.unit)}\n")
+                    if row.database and postgres is not None:
+                        progress("  on PostgreSQL:\n")
+                        result.postgres = measure(bench, row, args.runs, results, "postgres")
+                        progress(f" median {fmt_time(result.postgres.median_s, row.unit)}\n")
+            finally:
+                bench.stop_web()  # a row stopped by an error leaves none running
     except CommandFailed as exc:
         progress("\n")
         sys.stderr.write(f"bench: {exc}\n")
