@@ -317,7 +317,7 @@ def test_ctrl_c_during_create_exits_130(cli: Cli) -> None:
         holder.execute("BEGIN IMMEDIATE")  # another writer: create waits for its turn
         proc = subprocess.Popen(
             [sys.executable, "-m", "vpn_manager", "api-key", "create", "ci", "--scope", "read"],
-            env=cli.env({"VPN_DATABASE__BUSY_TIMEOUT_MS": "20000"}),
+            env=cli.env({"VPN_DATABASE__BUSY_TIMEOUT_MS": "5000"}),
             cwd=cli.tmp_path,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
