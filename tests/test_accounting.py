@@ -282,3 +282,26 @@ def test_days_after_and_long_periods_are_clamped() -> None:
     now = datetime(2027, 1, 1, tzinfo=UTC)
     assert period_start("99999d", now, UTC, start) == start
     assert period_start("0d", now, UTC, start - timedelta(days=3)) == start
+
+
+async def test_the_hourly_history_of_one_user(
+    world: tuple[Database, Rounds, UserService, Clock, int],
+) -> None:
+    from vpn_manager.services.history import UsageHistory
+    from vpn_manager.storage import accounting
+    from vpn_manager.storage import users as user_repo
+
+    db, _rounds, users, clock, server = world
+    await users.add([UserCreate(name="alice"), UserCreate(name="bob")])
+    async with db.session() as session:
+        ids = await user_repo.ids_for(session, ["alice", "bob"])
+        deltas = {ids["alice"]: (1, 2), ids["bob"]: (30, 40)}
+        await accounting.add_usage(session, server, deltas, clock())
+    history = UsageHistory(db)
+    hour = clock().replace(minute=0, second=0, microsecond=0)
+    assert await history.hours(None, None) == [
+        (hour, "alice", "s", 1, 2),
+        (hour, "bob", "s", 30, 40),
+    ]
+    assert await history.hours(None, None, user="bob") == [(hour, "bob", "s", 30, 40)]
+    assert await history.hours(None, None, user="nobody") == []

@@ -15,11 +15,13 @@ class UsageHistory:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def hours(self, since: datetime | None, until: datetime | None) -> list[HourRow]:
+    async def hours(
+        self, since: datetime | None, until: datetime | None, user: str | None = None
+    ) -> list[HourRow]:
         """Traffic per hour, user and server from `since` (inclusive) to `until` (exclusive),
-        oldest first."""
+        oldest first; only `user`'s when given."""
         async with self.db.reading() as session:
-            return await storage.accounting.history(session, since, until)
+            return await storage.accounting.history(session, since, until, user)
 
     async def last_day(self, now: datetime) -> list[int]:
         """Bytes per hour over all users and servers, the last 24 hours up to `now`, oldest

@@ -217,9 +217,12 @@ async def prune_hourly(session: AsyncSession, before: datetime) -> int:
 
 
 async def history(
-    session: AsyncSession, since: datetime | None, until: datetime | None
+    session: AsyncSession,
+    since: datetime | None,
+    until: datetime | None,
+    user: str | None = None,
 ) -> list[tuple[datetime, str, str, int, int]]:
-    """(hour, user, server, up, down) rows, oldest first."""
+    """(hour, user, server, up, down) rows, oldest first; only `user`'s when given."""
     query = (
         select(
             UsageHourlyRow.hour,
@@ -236,6 +239,8 @@ async def history(
         query = query.where(UsageHourlyRow.hour >= since)
     if until is not None:
         query = query.where(UsageHourlyRow.hour < until)
+    if user is not None:
+        query = query.where(UserRow.name == user)
     return [tuple(row) for row in (await session.execute(query)).all()]  # type: ignore[misc]
 
 

@@ -167,8 +167,7 @@ def access(api: Api, users: APIRouter) -> None:
         start = since or datetime.now(UTC) - timedelta(days=7)
         hours = [
             HourOut(hour=h, user=u, server=s, upload_bytes=up, download_bytes=down)
-            for h, u, s, up, down in await services.history.hours(start, None)
-            if u == name
+            for h, u, s, up, down in await services.history.hours(start, None, user=name)
         ]
         return UserUsage(
             name=name,
