@@ -54,6 +54,7 @@ web.title                    VPN
 api.enabled                  yes
 api.listen                   127.0.0.1
 api.port                     2097
+links.label                  {user}@{server}
 timezone                     UTC
 log_level                    info
 import_max_mb                256
@@ -278,6 +279,11 @@ def test_invalid_toml_in_a_real_process(cli: Cli) -> None:
         ('[database]\nbusy_timeout_ms = "soon"\n', "database.busy_timeout_ms", 2, "integer"),
         ('timezone = "Mars/Olympus"\n', "timezone", 1, "unknown time zone 'Mars/Olympus'"),
         ('[database]\nurl = "mysql://u@h/db"\n', "database.url", 2, "postgresql"),
+        ('[links]\nlabel = "{user}"\n', "links.label", 2, "must hold {server}"),
+        ('[links]\nlabel = "{user}@{host}"\n', "links.label", 2, "not {host}"),
+        ('[links]\nlabel = "{server!r}"\n', "links.label", 2, "without a format"),
+        ('[links]\nlabel = "{server"\n', "links.label", 2, "a lone '{' or '}'"),
+        ('[links]\nlabel = ""\n', "links.label", 2, "use 1 to 64 characters"),
     ],
 )
 def test_invalid_value_in_config_file(
@@ -312,6 +318,7 @@ def test_unknown_key_in_config_file(vpn: InProcessCli, text: str, key: str, line
         ("VPN_DATABASE__CONNECT_TIMEOUT_S", "0", "greater than"),
         ("VPN_TIMEZONE", "Mars/Olympus", "unknown time zone"),
         ("VPN_LOG_LEVEL", "loud", "Input should be"),
+        ("VPN_LINKS__LABEL", "{0}@{server}", "not {0}"),
     ],
 )
 def test_invalid_environment_value(

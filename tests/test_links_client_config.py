@@ -110,7 +110,7 @@ def test_client_config_refuses_what_it_cannot_give() -> None:
     with pytest.raises(InvalidInput, match="A proxy needs no client program") as caught:
         client_config(data_of("http"), "sing-box")
     assert caught.value.hint == (
-        "Use the link as the proxy address: vpn user link alice --server edge"
+        "Use the link as the proxy address: vpn user link USER --server edge"
     )
     with pytest.raises(
         InvalidInput, match="--client xray is offered for vless-reality servers; edge is trojan"

@@ -4,6 +4,7 @@ list, sing-box profile or Clash/Mihomo profile; Outline's dynamic key JSON; the 
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 
 from tests.test_delivery_share import PIN, PSK16, UPSK16, UUID, singbox_check
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality, Tls, Tunnel
+from vpn_manager.labels import link_label
 from vpn_manager.links import link_of, parse_link, share_link
 from vpn_manager.links.profiles import (
     CHOSEN,
@@ -31,7 +33,9 @@ TLS = Tls(server_name=HOST, insecure=True, cert_sha256=PIN)
 
 
 def data(format: Any, server: str, port: int, **parts: Any) -> LinkData:
-    return LinkData(format=format, server=server, name="alice", host=HOST, port=port, **parts)
+    """alice's way into `server`, labelled as the service labels it (vpn_manager.labels)."""
+    name = link_label("alice", server)
+    return LinkData(format=format, server=server, name=name, host=HOST, port=port, **parts)
 
 
 SERVERS = [
@@ -87,7 +91,8 @@ def test_the_singbox_profile_passes_singbox_check(tun: bool, tmp_path: Path) -> 
     servers = [d for d in SERVERS if d.format != "vless"]
     profile = singbox_profile(servers, tun=tun)
     singbox_check(profile, tmp_path)
-    names = [d.server for d in servers]
+    names = [d.name for d in servers]
+    assert names[0] == "alice@ss"
     tags = [o["tag"] for o in profile["outbounds"]] + [e["tag"] for e in profile["endpoints"]]
     assert set(names) <= set(tags)
     chosen = next(o for o in profile["outbounds"] if o["tag"] == CHOSEN)
@@ -98,8 +103,8 @@ def test_the_singbox_profile_passes_singbox_check(tun: bool, tmp_path: Path) -> 
 
 def test_the_reality_server_is_its_link_outbound_under_its_name() -> None:
     profile = singbox_profile(SERVERS)
-    reality = next(o for o in profile["outbounds"] if o["tag"] == "reality")
-    assert reality == {**link_of(SERVERS[0]).singbox_outbound(), "tag": "reality"}
+    reality = next(o for o in profile["outbounds"] if o["tag"] == "alice@reality")
+    assert reality == {**link_of(SERVERS[0]).singbox_outbound(), "tag": "alice@reality"}
     assert reality["tls"]["reality"]["public_key"] == PUBLIC_KEY
 
 
@@ -170,7 +175,7 @@ CLASH_SCHEMA: dict[str, tuple[set[str], dict[str, type]]] = {
 def test_the_clash_profile_matches_mihomos_documented_fields() -> None:
     profile = yaml.safe_load(clash_profile(SERVERS))
     proxies = profile["proxies"]
-    assert [p["name"] for p in proxies] == [d.server for d in SERVERS]
+    assert [p["name"] for p in proxies] == [d.name for d in SERVERS]
     for proxy in proxies:
         required, allowed = CLASH_SCHEMA[proxy["type"]]
         assert required | {"name", "type", "server", "port"} <= proxy.keys(), proxy["name"]
@@ -188,10 +193,18 @@ def test_the_clash_profile_matches_mihomos_documented_fields() -> None:
     assert all(rule.split(",")[-1] in {"DIRECT", "no-resolve", CHOSEN} for rule in profile["rules"])
 
 
-def test_a_server_named_like_a_clash_policy_is_renamed_there() -> None:
-    direct = data("http", "DIRECT", 3128, credential=Credential(username="a", password="b"))
-    profile = yaml.safe_load(clash_profile([direct]))
-    assert profile["proxies"][0]["name"] != "DIRECT"
+def test_a_label_named_like_a_clash_policy_or_a_group_is_renamed_there() -> None:
+    """With links.label = "{server}", a server's label can be a name Clash keeps for itself
+    (in any case), or a group's; labels alike are told apart too."""
+    credential = Credential(username="a", password="b")
+    labelled = [
+        replace(data("http", server, 3128, credential=credential), name=server)
+        for server in ("direct", FASTEST, "edge", "edge")
+    ]
+    names = [p["name"] for p in yaml.safe_load(clash_profile(labelled))["proxies"]]
+    assert names == ["direct ", f"{FASTEST} ", "edge", "edge "]
+    tags = [o["tag"] for o in singbox_profile(labelled)["outbounds"]]
+    assert tags[2:-1] == ["direct", f"{FASTEST} ", "edge", "edge "]
 
 
 def test_outline_config_is_the_shadowsocks_server() -> None:

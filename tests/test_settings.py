@@ -224,6 +224,7 @@ def test_effective_settings_masks_and_defaults(
             "title": "VPN",
         },
         "api": {"enabled": True, "listen": "127.0.0.1", "port": 2097},
+        "links": {"label": "{user}@{server}"},
         "timezone": "UTC",
         "log_level": "info",
         "import_max_mb": 256,

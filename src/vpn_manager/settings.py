@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vpn_manager.dburl import postgres_target
 from vpn_manager.errors import ConfigError
+from vpn_manager.labels import DEFAULT_TEMPLATE, check_template
 from vpn_manager.paths import Paths, mask_url
 
 # Paths and mask_url are defined in vpn_manager.paths (no pydantic) and offered here too.
@@ -29,6 +30,7 @@ __all__ = [
     "DatabaseSettings",
     "DockerImages",
     "DockerSettings",
+    "LinkSettings",
     "OutputFormat",
     "OutputSettings",
     "Paths",
@@ -224,6 +226,23 @@ class ApiSettings(BaseModel):
     port: int = Field(default=2097, ge=1, le=65535, description="The API's port.")
 
 
+class LinkSettings(BaseModel):
+    """How links name themselves in client apps (vpn_manager.labels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(
+        default=DEFAULT_TEMPLATE,
+        description="What an app shows for a link, from {user} and {server} (it must hold "
+        "{server}, so that a user's servers differ).",
+    )
+
+    @field_validator("label")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        return check_template(value)
+
+
 class Settings(BaseModel):
     """The effective settings. Built once in the entry point (load_settings) and passed down;
     `Settings()` alone is the built-in defaults."""
@@ -239,6 +258,7 @@ class Settings(BaseModel):
     docker: DockerSettings = DockerSettings()
     web: WebSettings = WebSettings()
     api: ApiSettings = ApiSettings()
+    links: LinkSettings = LinkSettings()
     timezone: str = Field(
         default="UTC", description="Zone for dates typed without one and for calendar resets."
     )

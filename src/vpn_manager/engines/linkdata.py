@@ -83,7 +83,7 @@ class LinkData:
 
     format: Format
     server: str  # the server's name (for messages)
-    name: str  # the user's name: what the client app shows
+    name: str  # what the client app shows: the user's name, labelled USER@SERVER by the service
     host: str  # the address put in links
     port: int
     credential: Credential = field(default_factory=Credential)

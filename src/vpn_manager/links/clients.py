@@ -50,8 +50,7 @@ def client_config(
     if isinstance(link, ProxyLink):
         raise InvalidInput(
             "A proxy needs no client program: use the link as the proxy address.",
-            hint=f"Use the link as the proxy address: vpn user link {data.name} --server "
-            f"{data.server}",
+            hint=f"Use the link as the proxy address: vpn user link USER --server {data.server}",
         )
     if client == "xray":
         if not isinstance(link, VlessRealityLink):

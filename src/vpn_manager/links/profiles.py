@@ -11,8 +11,9 @@
 - `outline_config(data)`: the JSON behind an Outline dynamic access key (`ssconf://`).
 - `userinfo(...)`: the `Subscription-Userinfo` header value apps show as usage and expiry.
 
-Each server appears under its own name (server names are unique in a home), so an app lists
-the user's servers apart; the groups' names hold a space, which no server name can.
+Each server appears under its link's label (USER@SERVER, or the `links.label` template, which
+always names the server), so an app lists the user's servers apart, as in their share links. A
+label that is a group's name or one of Clash's own gets a space added (`_names`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ PRIVATE_NETS = (
     "fe80::/10",
     "::1/128",
 )
-# Names Clash reserves for its built-in policies: a server named so gets a suffix there.
+# Names Clash reserves for its built-in policies (in any case): a label so gets a suffix there.
 _CLASH_RESERVED = {"DIRECT", "REJECT", "REJECT-DROP", "PASS", "COMPATIBLE", "GLOBAL"}
+_GROUPS = {FASTEST, CHOSEN, DIRECT}
 TUN_ADDRESSES = ("172.19.0.1/30", "fdfe:dcba:9876::1/126")
 
 
@@ -65,12 +67,12 @@ def singbox_profile(
         raise ValueError("a profile needs at least one server")
     outbounds: list[dict[str, Any]] = []
     endpoints: list[dict[str, Any]] = []
-    for data in datas:
+    tags = _names(datas, _GROUPS)
+    for data, tag in zip(datas, tags, strict=True):
         if data.format == "wireguard":
-            endpoints.append(wireguard.singbox_endpoint(data, data.server))
+            endpoints.append(wireguard.singbox_endpoint(data, tag))
         else:
-            outbounds.append({**link_of(data).singbox_outbound(), "tag": data.server})
-    tags = [d.server for d in datas]
+            outbounds.append({**link_of(data).singbox_outbound(), "tag": tag})
     inbounds: list[dict[str, Any]] = []
     if tun:
         inbounds.append(
@@ -129,8 +131,7 @@ def clash_profile(datas: Sequence[LinkData], *, mixed_port: int = 7890) -> str:
     if not datas:
         raise ValueError("a profile needs at least one server")
     proxies: list[dict[str, Any]] = []
-    for data in datas:
-        name = data.server if data.server.upper() not in _CLASH_RESERVED else f"{data.server} "
+    for data, name in zip(datas, _names(datas, _GROUPS | _CLASH_RESERVED), strict=True):
         if data.format == "wireguard":
             proxies.append(wireguard.clash_proxy(data, name))
         else:
@@ -163,6 +164,20 @@ def clash_profile(datas: Sequence[LinkData], *, mixed_port: int = 7890) -> str:
     }
     text: str = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
     return text
+
+
+def _names(datas: Sequence[LinkData], taken: set[str]) -> list[str]:
+    """Each server's name in a profile: its link's label, with spaces added where it would be
+    a group's name, a reserved one (compared in upper case) or one given before."""
+    names: list[str] = []
+    used = {name.upper() for name in taken}
+    for data in datas:
+        name = data.name
+        while name.upper() in used:
+            name += " "
+        used.add(name.upper())
+        names.append(name)
+    return names
 
 
 def outline_config(data: LinkData) -> dict[str, Any]:

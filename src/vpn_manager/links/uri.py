@@ -2,9 +2,10 @@
 
     scheme://[userinfo@]host:port[/][?query][#fragment]
 
-Writing: an IPv6 host in brackets, every parameter value and the fragment (the user's name)
-percent-encoded with `quote(value, safe="")`, parameters in the order given, so the same link is
-the same text every time. Reading: `split()` checks the scheme and the shape and decodes the
+Writing: an IPv6 host in brackets, every parameter value percent-encoded with
+`quote(value, safe="")`, the fragment (the link's label, USER@SERVER) too but for the `@` a
+fragment may hold as it is (RFC 3986), parameters in the order given, so the same link is the
+same text every time. Reading: `split()` checks the scheme and the shape and decodes the
 parts; the helpers below take parameters out of `params` one by one, and `no_more()` refuses
 what is left: a parameter silently dropped could change what the link means. Every problem is
 an `InvalidInput` that names the format (`Kind`) and shows what its links look like.
@@ -282,4 +283,5 @@ def escape(value: str, safe: str = "") -> str:
 
 
 def fragment(name: str) -> str:
-    return escape(name)
+    """The link's label as a fragment: `@` stays readable (USER@SERVER), the rest is escaped."""
+    return escape(name, safe="@")

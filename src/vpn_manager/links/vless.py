@@ -9,7 +9,8 @@ that v2rayN, v2rayNG, Hiddify, NekoBox, Streisand and others import:
 `to_uri()` writes the parameters always in that order (`PARAMETER_ORDER`), so the same link is
 the same text every time; `flow` is left out when the link has no flow, `spx` when it has no
 spider path. Every value is percent-encoded with `quote(value, safe="")` (so `/` in `spx` becomes
-`%2F`), the fragment (the user's name) too; an IPv6 host is written in brackets.
+`%2F`), the fragment (the link's label, USER@SERVER) too but for its `@`; an IPv6 host is written
+in brackets.
 
 `VlessRealityLink.parse()` reads such a link back, with the parameters in any order, and
 `parse(link.to_uri()) == link` for every link. It accepts only what the model can say: VLESS
@@ -90,7 +91,7 @@ class VlessRealityLink(BaseModel):
     flow: Flow = "xtls-rprx-vision"
     transport: Literal["tcp"] = "tcp"  # `type`
     spider_x: SpiderX = None  # `spx`: the path a client crawls the target with; None means "/"
-    name: LinkName  # the fragment: what the client shows, the user's name
+    name: LinkName  # the fragment: what the client shows, the link's label (USER@SERVER)
 
     def to_uri(self) -> str:
         """The share link, parameters in `PARAMETER_ORDER`, every value percent-encoded."""

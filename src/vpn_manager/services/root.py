@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from vpn_manager.labels import DEFAULT_TEMPLATE
 from vpn_manager.paths import Paths
 from vpn_manager.services.apikeys import ApiKeyService
 from vpn_manager.services.audit import AuditLog
@@ -126,6 +127,7 @@ class Services:
         zone: tzinfo = UTC,
         device_ban_s: int = 60,
         clock: Clock = utcnow,
+        link_label: str = DEFAULT_TEMPLATE,
     ) -> None:
         self.paths = paths
         self.db = db
@@ -133,6 +135,7 @@ class Services:
         self.zone = zone
         self.device_ban_s = device_ban_s
         self.clock = clock
+        self.link_label = link_label  # the settings' links.label: how links name themselves
         self._servers: ServerService | None = None
         self._api_keys: ApiKeyService | None = None
 
@@ -146,6 +149,7 @@ class Services:
             zone=settings.zone,
             device_ban_s=settings.service.device_ban_s,
             clock=clock,
+            link_label=settings.links.label,
         )
 
     @classmethod
@@ -199,7 +203,13 @@ class Services:
         if self._servers is None:
             from vpn_manager.services.servers import ServerService
 
-            self._servers = ServerService(self.db, self.paths, clock=self.clock, docker=self.docker)
+            self._servers = ServerService(
+                self.db,
+                self.paths,
+                clock=self.clock,
+                docker=self.docker,
+                link_label=self.link_label,
+            )
         return self._servers
 
     @property

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from vpn_manager.engines.base import Engine
 from vpn_manager.engines.registry import engine_for
+from vpn_manager.labels import DEFAULT_TEMPLATE
 from vpn_manager.paths import Paths
 from vpn_manager.runtimes.base import DockerDefaults
 from vpn_manager.runtimes.choice import Runtimes
@@ -77,6 +78,7 @@ class ServerService(ServerContext):
         docker: DockerDefaults | None = None,
         engines: Callable[[str, Commands | None], Engine] = engine_for,
         runtimes: Runtimes | None = None,
+        link_label: str = DEFAULT_TEMPLATE,
     ) -> None:
         runtime = runtime or NativeRuntime(paths.run_dir, paths.logs_dir)
         if docker is None:  # the built-in defaults (the service always passes its own)
@@ -88,7 +90,9 @@ class ServerService(ServerContext):
         runtimes = runtimes or Runtimes(
             runtime, str(paths.data_dir), paths.logs_dir, paths.run_dir, docker
         )
-        super().__init__(db, paths, clock, runtime, docker, runtimes, engine_for=engines)
+        super().__init__(
+            db, paths, clock, runtime, docker, runtimes, engine_for=engines, link_label=link_label
+        )
         apply = Apply(self)
         convergence = Convergence(self, apply)
         lifecycle = Lifecycle(self, apply)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpn_manager import storage
 from vpn_manager.errors import NotFound, VpnError
+from vpn_manager.labels import link_label
 from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
@@ -171,8 +172,11 @@ class ServerUsers:
     def _link_data(
         self, spec: ServerSpec, secret: dict[str, Any], user_id: int, user_name: str
     ) -> LinkData:
+        """What the user's link to the server is written from, named with its label (USER@SERVER
+        or the settings' links.label) for the client app to show."""
         client = Client(user_id, user_name, dict(secret))
-        return self.ctx.engine_for(spec.protocol, None).link_data(spec, client)
+        data = self.ctx.engine_for(spec.protocol, None).link_data(spec, client)
+        return replace(data, name=link_label(user_name, spec.name, self.ctx.link_label))
 
     async def client_config(
         self, user_name: str, server: str, client: str, socks_port: int

@@ -19,6 +19,7 @@ from vpn_manager import storage
 from vpn_manager.engines.base import Engine, Files
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import EngineError, InvalidInput, VpnError
+from vpn_manager.labels import DEFAULT_TEMPLATE
 from vpn_manager.paths import Paths, entry
 from vpn_manager.runtimes.base import DockerDefaults, Launch, ProcessState, Runtime, ServerFiles
 from vpn_manager.runtimes.choice import Runtimes
@@ -103,6 +104,8 @@ class ServerContext:
     # protocol -> engine (its helper commands run where given): the real ones unless a test
     # hands in its own
     engine_for: Callable[[str, Commands | None], Engine] = engine_for
+    # How links name themselves in client apps (the settings' links.label, vpn_manager.labels).
+    link_label: str = DEFAULT_TEMPLATE
 
     # -- runtimes ------------------------------------------------------------------------------
     def docker(self, host: str | None = None) -> DockerRuntime:
