@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,19 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from vpn_manager.errors import FileError
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a pipe (FIFO)",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular one is, for a message: "a directory", "a device"…"""
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:

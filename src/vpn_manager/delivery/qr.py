@@ -13,8 +13,9 @@ and the PNG is there for the rest. No colours or escape codes, so the text can b
 
 Web page: `qr_svg` draws the dark modules as one SVG path on white (with the quiet zone).
 
-PNG: `qr_png` draws black modules on white through pypng (no Pillow), `scale` pixels a module,
-and writes the file atomically with mode 0600: a share link is a credential.
+PNG: `png_bytes` draws black modules on white through pypng (no Pillow), `scale` pixels a
+module; `qr_png` writes them atomically with mode 0600 (delivery.files): a share link is a
+credential.
 
 `qrcode` is imported inside the functions, so importing this module costs nothing.
 """
@@ -25,8 +26,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from vpn_manager.delivery.files import write_private
 from vpn_manager.errors import InvalidInput
-from vpn_manager.fsutil import atomic_write
 
 QUIET_ZONE = 4  # modules of light border on each side (the QR standard's minimum)
 MAX_SCALE = 64
@@ -58,7 +59,15 @@ def qr_text(data: str) -> str:
 
 
 def qr_png(data: str, path: Path, *, scale: int = 8) -> None:
-    """Write the QR code of `data` to `path` as a PNG, `scale` pixels a module, mode 0600."""
+    """Write the QR code of `data` to `path` as a PNG, `scale` pixels a module, mode 0600
+    (refused if `path` is a directory or a special file: delivery.files)."""
+    png = png_bytes(data, scale=scale)
+    write_private(path, png, hint="Give a PNG file name, or a directory for several codes.")
+
+
+def png_bytes(data: str, *, scale: int = 8) -> bytes:
+    """The QR code of `data` as a PNG, `scale` pixels a module (made before any file is
+    written, so that a code too big for one writes nothing)."""
     if not 1 <= scale <= MAX_SCALE:
         raise InvalidInput(
             f"The QR code scale {scale} is out of range.",
@@ -70,7 +79,7 @@ def qr_png(data: str, path: Path, *, scale: int = 8) -> None:
     image = code.make_image(image_factory=PyPNGImage)
     buffer = io.BytesIO()
     image.save(buffer)
-    atomic_write(path, buffer.getvalue(), mode=0o600)
+    return buffer.getvalue()
 
 
 def qr_svg(data: str, *, title: str = "") -> str:

@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from vpn_manager import storage
 from vpn_manager.errors import InvalidInput
+from vpn_manager.fsutil import kind_of
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
 from vpn_manager.models.user import (
     BIGINT_MAX,
@@ -228,15 +229,6 @@ def parse_file(
     return records
 
 
-_KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a pipe (FIFO)",
-    stat.S_IFCHR: "a device",
-    stat.S_IFBLK: "a device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
 def read_text(path: Path, max_bytes: int) -> str:
     """The text of a regular file of at most `max_bytes`: a device (/dev/zero), a FIFO or a
     directory is refused before it is opened, and a file is never read past the limit."""
@@ -265,9 +257,8 @@ def read_text(path: Path, max_bytes: int) -> str:
 
 def _regular(path: Path, info: os.stat_result, max_bytes: int) -> None:
     if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
         raise InvalidInput(
-            f"{path} is {kind}, not a file.",
+            f"{path} is {kind_of(info.st_mode)}, not a file.",
             hint="Give a JSON or CSV file as written by `vpn user export`.",
         )
     if info.st_size > max_bytes:
