@@ -50,7 +50,7 @@ def test_client_from_printed_link_fetches_a_page(
     vpn.ok("user", "add", "alice", "--server", server.name)
     link = link_of(vpn, "alice", server.name)
     assert link.startswith("vless://")
-    assert link.endswith("#alice")
+    assert link.endswith(f"#alice@{server.name}")  # the label: the app tells servers apart
     with xray_client(link, tmp_path / "alice") as socks:
         assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
         assert curl_via(socks, f"http://127.0.0.1:{backend}/bytes/200000") == "x" * 200_000

@@ -162,15 +162,15 @@ def test_the_singbox_profile_runs_in_a_real_singbox(
     assert json.loads(by_agent.body)["outbounds"] == json.loads(got.body)["outbounds"]
     profile = json.loads(got.body)
     tags = {o["tag"] for o in profile["outbounds"]}
-    assert set(servers) <= tags
-    for tag in ("trojan", "ss"):
+    assert {f"alice@{server}" for server in servers} <= tags  # each under its link's label
+    for tag in ("alice@trojan", "alice@ss"):
         mixed = free_port()
         without_reality = runnable(profile, tag, mixed)
         without_reality["outbounds"] = [
             o for o in without_reality["outbounds"] if o.get("type") != "vless"
         ]
         for group in without_reality["outbounds"][:2]:
-            group["outbounds"] = [t for t in group["outbounds"] if t != "reality"]
+            group["outbounds"] = [t for t in group["outbounds"] if t != "alice@reality"]
         path = tmp_path / f"profile-{tag}.json"
         path.write_text(json.dumps(without_reality))
         process = subprocess.Popen(
@@ -194,7 +194,7 @@ def test_clash_headers_and_page(vpn: Vpn, servers: list[str]) -> None:
         outline = fetch(f"{url}/outline/ss")
         not_ss = fetch(f"{url}/outline/trojan")
     proxies = yaml.safe_load(clash.body)["proxies"]
-    assert sorted(p["name"] for p in proxies) == sorted(servers)
+    assert sorted(p["name"] for p in proxies) == sorted(f"alice@{s}" for s in servers)
     shown = vpn.json("user", "show", "alice")
     assert isinstance(shown, dict)
     expire = int(datetime.fromisoformat(shown["expires_at"]).timestamp())
