@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import update
 
 from tests.conftest import FixedClock, open_database
@@ -145,6 +146,11 @@ async def test_a_subscriber_is_kept_while_nothing_changes(world: World) -> None:
     token = await world.users.subscription_token("alice")
     first = await world.alice(token)
     assert [way.server for way in first.ways] == list(SERVERS)
+    # Each way is labelled for the app, as in the user's links: USER@SERVER.
+    assert [way.data.name for way in first.ways] == [f"alice@{s}" for s in SERVERS]
+    assert [p["name"] for p in yaml.safe_load(first.profile("clash"))["proxies"]] == [
+        f"alice@{s}" for s in SERVERS
+    ]
     assert await world.find(token) is first  # kept: not read again
     assert first.profile("links") is first.profile("links")  # and its documents made once
 
