@@ -19,7 +19,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Counter, Files, Follower, Health, Session, Transport
+from vpn_manager.engines.base import (
+    Changed,
+    Counter,
+    Files,
+    Follower,
+    Health,
+    Session,
+    Transport,
+)
+from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Tls
 from vpn_manager.engines.ports import connect_address, port_open
 from vpn_manager.engines.singbox import config, tls
@@ -40,7 +49,7 @@ from vpn_manager.proc import run
 from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
-    from vpn_manager.models.server import ServerCreate
+    from vpn_manager.models.server import ServerChange, ServerCreate
 
 
 def binary() -> str:
@@ -69,7 +78,11 @@ class SingBoxEngine:
         settings = SingBoxSettings(api_port=ports(), allow_private=create.allow_private)
         psk = None
         if row.managed:
-            method = keys.check_method(create.method)
+            if create.outline:
+                method = keys.check_outline_method(create.method)
+                settings = dataclasses.replace(settings, outline=True)
+            else:
+                method = keys.check_method(create.method)
             settings = dataclasses.replace(settings, method=method, ssm_port=ports())
             if create.password is not None:
                 if not keys.is_2022(method):
@@ -85,6 +98,63 @@ class SingBoxEngine:
         secret = keys.server_secret(row.name, settings.method, psk)
         return settings.to_dict(), secret
 
+    def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
+        """The Shadowsocks method (a new server key, and new user keys where the old ones do
+        not fit it), the certificate (--cert/--key), and --allow-private."""
+        row = protocol_row(spec.protocol)
+        own = (("method",) if row.managed else ()) + (("cert_file", "key_file") if row.tls else ())
+        refuse_others(change, spec.protocol, own)
+        settings, secret = SingBoxSettings.of(spec), SingBoxSecret.of(spec)
+        remake = False
+        if change.method is not None:
+            old = keys.check_method(settings.method)
+            new = (
+                keys.check_outline_method(change.method)
+                if settings.outline
+                else keys.check_method(change.method)
+            )
+            remake = not keys.same_keys(old, new)
+            if remake:  # a 2022 server key of the new size, or none for an AEAD method
+                secret = dataclasses.replace(
+                    secret, psk=keys.new_key(new) if keys.is_2022(new) else None
+                )
+            settings = dataclasses.replace(settings, method=new)
+        if change.cert_file is not None and change.key_file is not None:
+            cert = self._own_certificate(
+                Path(change.cert_file), Path(change.key_file), keys_dir, unique=True
+            )
+            server_name = settings.certificate.server_name
+            settings = dataclasses.replace(
+                settings, tls=dataclasses.replace(cert, server_name=server_name)
+            )
+        if change.allow_private is not None:
+            settings = dataclasses.replace(settings, allow_private=change.allow_private)
+        return Changed(settings.to_dict(), secret.to_dict(), remake)
+
+    def advice(self, spec: ServerSpec) -> list[str]:
+        return []
+
+    def _own_certificate(
+        self, cert: Path, key: Path, keys_dir: Path, *, unique: bool = False
+    ) -> Certificate:
+        """A certificate of the user's, checked and kept in the server's keys directory (the
+        key 0600). `unique`: under names of its own (its hash), so that the files in use stay
+        as they are until a change holds (sing-box reloads when its files change)."""
+        tls.check_pair(cert, key)
+        sha256 = tls.cert_sha256(cert)
+        suffix = f"-{sha256[:12]}" if unique else ""
+        kept_cert = keys_dir / tls.CERT_NAME.replace(".pem", f"{suffix}.pem")
+        kept_key = keys_dir / tls.KEY_NAME.replace(".pem", f"{suffix}.pem")
+        atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
+        atomic_write(kept_key, key.read_bytes())
+        return Certificate(
+            server_name="",
+            cert_file=str(kept_cert),
+            key_file=str(kept_key),
+            self_signed=False,
+            cert_sha256=sha256,
+        )
+
     def _certificate(self, create: ServerCreate, keys_dir: Path) -> Certificate:
         server_name = create.sni or (
             create.host if create.host and not is_ip(create.host) else None
@@ -96,20 +166,14 @@ class SingBoxEngine:
                 "or --host with a DNS name.",
             )
         if create.cert_file and create.key_file:
-            cert, key = Path(create.cert_file), Path(create.key_file)
-            tls.check_pair(cert, key)
-            kept_cert, kept_key = keys_dir / tls.CERT_NAME, keys_dir / tls.KEY_NAME
-            atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
-            atomic_write(kept_key, key.read_bytes())
-            self_signed = False
-        else:
-            kept_cert, kept_key = tls.make_self_signed(keys_dir, server_name)
-            self_signed = True
+            own = self._own_certificate(Path(create.cert_file), Path(create.key_file), keys_dir)
+            return dataclasses.replace(own, server_name=server_name)
+        kept_cert, kept_key = tls.make_self_signed(keys_dir, server_name)
         return Certificate(
             server_name=server_name,
             cert_file=str(kept_cert),
             key_file=str(kept_key),
-            self_signed=self_signed,
+            self_signed=True,
             cert_sha256=tls.cert_sha256(kept_cert),
         )
 

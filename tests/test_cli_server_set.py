@@ -1,0 +1,362 @@
+"""`vpn server set` and `vpn server rotate-keys` (issue 17): what install could set can be changed
+through the same transaction, a change that gives every user a new link asks first (refused off
+a terminal without --yes, exit 10), the users whose links changed are named, and every refusal
+leaves the database and the rendered files as they were. Servers here are real sing-box
+processes on 127.0.0.1 (and a stopped WireGuard server), in an isolated home, on real SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_helpers import InProcessCli, Result, database_file, error_line, table_rows
+from vpn_manager.engines.singbox import tls
+from vpn_manager.engines.singbox.secrets import SS_METHODS
+
+
+@pytest.fixture
+def vpn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[InProcessCli]:
+    runner = InProcessCli(tmp_path, monkeypatch, capsys)
+    try:
+        yield runner
+    finally:  # no engine outlives its test
+        listed = runner("--format", "json", "server", "list")
+        if listed.code == 0:
+            for server in listed.json():
+                runner("server", "remove", server["name"], "--yes")
+        for pid_file in (runner.home / "state" / "run").glob("*.pid"):
+            pid = int(pid_file.read_text().strip() or 0)
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if pid and cmdline.exists() and str(runner.home).encode() in cmdline.read_bytes():
+                os.kill(pid, signal.SIGKILL)
+
+
+def ok(result: Result) -> Result:
+    assert result.code == 0, result
+    return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def install(vpn: InProcessCli, protocol: str, name: str, *options: str) -> Result:
+    port = str(free_port())
+    return vpn(
+        "server", "install", protocol, "--name", name, "--port", port, "--listen", "127.0.0.1",
+        *options,
+    )  # fmt: skip
+
+
+def state(vpn: InProcessCli) -> dict[str, Any]:
+    """Everything a refused change must leave alone: the servers' and credentials' rows, and
+    every rendered and kept file (names and bytes)."""
+    db = database_file(vpn.home)
+    files = {}
+    for top in (vpn.home / "state" / "rendered", vpn.home / "data" / "keys"):
+        for path in sorted(top.rglob("*")):
+            if path.is_file():
+                files[str(path.relative_to(vpn.home))] = path.read_bytes()
+    return {
+        "servers": table_rows(db, "servers"),
+        "credentials": table_rows(db, "user_credentials"),
+        "files": files,
+    }
+
+
+def server(vpn: InProcessCli, name: str) -> dict[str, Any]:
+    found = [s for s in ok(vpn("--format", "json", "server", "list")).json() if s["name"] == name]
+    assert len(found) == 1
+    return dict(found[0])
+
+
+def link(vpn: InProcessCli, user: str, name: str) -> str:
+    return ok(vpn("user", "link", user, "--server", name)).stdout.strip()
+
+
+# -- confirmation ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["server", "rotate-keys", "ss"],
+        ["server", "set", "ss", "--port", "PORT"],
+        ["server", "set", "ss", "--method", "2022-blake3-aes-256-gcm"],
+    ],
+)
+def test_a_change_of_every_link_is_refused_off_a_terminal_without_yes(
+    vpn: InProcessCli, args: list[str]
+) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(vpn("user", "add", "alice", "--server", "ss"))
+    before, alice = state(vpn), link(vpn, "alice", "ss")
+    args = [str(free_port()) if a == "PORT" else a for a in args]
+    message = error_line(vpn(*args), 10)
+    assert message == "Refusing to change every user's link on ss without confirmation."
+    assert state(vpn) == before
+    assert link(vpn, "alice", "ss") == alice
+
+
+def test_rotate_keys_with_yes_names_the_users_whose_links_changed(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(vpn("user", "add", "alice", "bob", "--server", "ss"))
+    old = {user: link(vpn, user, "ss") for user in ("alice", "bob")}
+    result = ok(vpn("server", "rotate-keys", "ss", "--yes"))
+    assert "The link to ss changed for 2 users: alice, bob." in result.stderr
+    for user in ("alice", "bob"):
+        assert link(vpn, user, "ss") != old[user]
+    assert ok(vpn("--format", "json", "server", "status", "ss")).json()["healthy"]
+
+
+def test_a_server_without_users_is_changed_without_asking(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    port = free_port()
+    result = ok(vpn("server", "set", "ss", "--port", str(port)))
+    assert "No user's link to ss changed." in result.stderr
+    assert server(vpn, "ss")["port"] == port
+
+
+# -- ports -------------------------------------------------------------------------------------
+def test_a_port_of_another_of_our_servers_is_refused_naming_it(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(install(vpn, "shadowsocks", "other"))
+    ok(vpn("user", "add", "alice", "--server", "ss"))
+    taken = server(vpn, "other")["port"]
+    before = state(vpn)
+    message = error_line(vpn("server", "set", "ss", "--port", str(taken), "--yes"), 5)
+    assert message == f"Port {taken} is already used by server other."
+    assert state(vpn) == before
+    message = error_line(install(vpn, "shadowsocks", "third", "--port", str(taken)), 5)
+    assert message == f"Port {taken} is already used by server other."
+    assert state(vpn) == before
+
+
+def test_a_new_port_moves_the_server_and_every_link(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(vpn("user", "add", "alice", "--server", "ss"))
+    port = free_port()
+    result = ok(vpn("server", "set", "ss", "--port", str(port), "--yes"))
+    assert "The link to ss changed for 1 user: alice." in result.stderr
+    assert f":{port}" in link(vpn, "alice", "ss")
+    assert ok(vpn("--format", "json", "server", "status", "ss")).json()["healthy"]
+
+
+# -- Shadowsocks: the method and Outline -------------------------------------------------------
+def test_method_help_lists_exactly_the_accepted_methods(vpn: InProcessCli) -> None:
+    import re
+
+    for command in (["server", "install"], ["server", "set"]):
+        text = " ".join(ok(vpn(*command, "--help")).stdout.split())
+        listed = re.findall(r"(?:2022-blake3-)?(?:aes-\d+-gcm|chacha20[\w-]*)", text)
+        assert sorted(set(listed)) == sorted(SS_METHODS), (command, listed)
+
+
+def test_an_outline_server_gets_a_cipher_outline_imports(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ol", "--outline"))
+    settings = server(vpn, "ol")["settings"]
+    assert (settings["method"], settings["outline"]) == ("chacha20-ietf-poly1305", True)
+    ok(vpn("user", "add", "alice", "--server", "ol"))
+    shared = link(vpn, "alice", "ol")
+    assert _userinfo(shared).startswith("chacha20-ietf-poly1305:")
+    ok(install(vpn, "shadowsocks", "ol2", "--outline", "--method", "aes-256-gcm"))
+    assert server(vpn, "ol2")["settings"]["method"] == "aes-256-gcm"
+
+
+def test_outline_with_a_2022_cipher_is_refused(vpn: InProcessCli) -> None:
+    before = state(vpn)
+    result = install(vpn, "shadowsocks", "ol", "--outline", "--method", "2022-blake3-aes-128-gcm")
+    assert error_line(result, 3) == (
+        "Outline's apps cannot use 2022-blake3-aes-128-gcm: they speak chacha20-ietf-poly1305, "
+        "aes-256-gcm, aes-128-gcm only."
+    )
+    assert state(vpn) == before
+    message = error_line(install(vpn, "trojan", "tj", "--sni", "a.example", "--outline"), 3)
+    assert "--outline applies to shadowsocks only" in message
+
+
+def test_an_outline_server_keeps_a_cipher_outline_imports(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ol", "--outline"))
+    ok(vpn("user", "add", "alice", "--server", "ol"))
+    before = state(vpn)
+    result = vpn("server", "set", "ol", "--method", "2022-blake3-aes-128-gcm", "--yes")
+    assert error_line(result, 3).startswith("Outline's apps cannot use 2022-blake3-aes-128-gcm")
+    assert state(vpn) == before
+
+
+@pytest.mark.parametrize(
+    ("start", "new", "new_keys"),
+    [
+        ("2022-blake3-aes-128-gcm", "aes-256-gcm", True),
+        ("aes-256-gcm", "chacha20-ietf-poly1305", False),
+        ("2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm", True),
+    ],
+)
+def test_a_new_method_gives_users_keys_that_fit_it(
+    vpn: InProcessCli, start: str, new: str, new_keys: bool
+) -> None:
+    ok(install(vpn, "shadowsocks", "ss", "--method", start))
+    ok(vpn("user", "add", "alice", "bob", "--server", "ss"))
+    old = table_rows(database_file(vpn.home), "user_credentials")
+    result = ok(vpn("server", "set", "ss", "--method", new, "--yes"))
+    assert "The link to ss changed for 2 users: alice, bob." in result.stderr
+    assert server(vpn, "ss")["settings"]["method"] == new
+    now = table_rows(database_file(vpn.home), "user_credentials")
+    assert (now != old) == new_keys
+    for user in ("alice", "bob"):
+        shared = link(vpn, user, "ss")
+        assert new in shared or new in _userinfo(shared)
+    assert ok(vpn("--format", "json", "server", "status", "ss")).json()["healthy"]
+
+
+def _userinfo(link: str) -> str:
+    """The decoded METHOD:PASSWORD of a base64 SIP002 link."""
+    import base64
+
+    encoded = link.removeprefix("ss://").split("@", 1)[0]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+
+
+# -- what applies to which protocol ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dns", "9.9.9.9"], "--dns does not apply to shadowsocks servers."),
+        (["--sni", "a.example"], "--sni does not apply to shadowsocks servers."),
+        (["--cert", "c.pem", "--key", "k.pem"], "--cert does not apply to shadowsocks servers."),
+        (["--cert", "c.pem"], "give both --cert and --key, or neither"),
+        (["--method", "rc4-md5"], "The Shadowsocks method 'rc4-md5' is not supported."),
+    ],
+)
+def test_a_setting_the_protocol_lacks_is_refused(
+    vpn: InProcessCli, args: list[str], message: str
+) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(vpn("user", "add", "alice", "--server", "ss"))
+    before = state(vpn)
+    assert message in error_line(vpn("server", "set", "ss", *args, "--yes"), 3)
+    assert state(vpn) == before
+
+
+def test_nothing_to_change(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    assert error_line(vpn("server", "set", "ss"), 3) == "Nothing to change."
+
+
+def test_allow_private_is_set_and_unset(vpn: InProcessCli) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(vpn("user", "add", "alice", "--server", "ss"))
+    result = ok(vpn("server", "set", "ss", "--allow-private"))
+    assert "No user's link to ss changed." in result.stderr
+    config = vpn.home / "state" / "rendered" / "ss" / "config.json"
+    allowed = config.read_text()
+    assert server(vpn, "ss")["settings"]["allow_private"] is True
+    ok(vpn("server", "set", "ss", "--no-allow-private"))
+    assert server(vpn, "ss")["settings"]["allow_private"] is False
+    assert config.read_text() != allowed  # the rule that keeps users off private networks
+
+
+def test_a_certificate_of_ones_own_replaces_the_self_signed_one(
+    vpn: InProcessCli, tmp_path: Path
+) -> None:
+    ok(install(vpn, "trojan", "tj", "--sni", "vpn.example.org"))
+    ok(vpn("user", "add", "alice", "--server", "tj"))
+    insecure = link(vpn, "alice", "tj")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    cert, key = tls.make_self_signed(mine, "vpn.example.org")
+    kept = server(vpn, "tj")["settings"]["tls"]["cert_file"]
+    kept_bytes = Path(kept).read_bytes()
+    result = ok(vpn("server", "set", "tj", "--cert", str(cert), "--key", str(key)))
+    assert "The link to tj changed for 1 user: alice." in result.stderr
+    settings = server(vpn, "tj")["settings"]["tls"]
+    assert settings["self_signed"] is False
+    assert Path(settings["cert_file"]).read_bytes() == cert.read_bytes()
+    assert Path(kept).read_bytes() == kept_bytes  # the old pair stays until the change held
+    assert link(vpn, "alice", "tj") != insecure
+    assert ok(vpn("--format", "json", "server", "status", "tj")).json()["healthy"]
+
+
+def test_a_bad_certificate_changes_nothing(vpn: InProcessCli, tmp_path: Path) -> None:
+    ok(install(vpn, "trojan", "tj", "--sni", "vpn.example.org"))
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    before = state(vpn)
+    result = vpn("server", "set", "tj", "--cert", str(bad), "--key", str(bad))
+    assert error_line(result, 3)
+    assert state(vpn) == before
+
+
+# -- WireGuard ---------------------------------------------------------------------------------
+def add_stopped_wireguard(vpn: InProcessCli, name: str) -> None:
+    """A stopped WireGuard server with real keys, as install leaves one (written directly: a
+    real one would make a network interface on this machine)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from vpn_manager.engines.wireguard import keys
+    from vpn_manager.storage import Database
+    from vpn_manager.storage.orm import ServerRow
+
+    private, public = keys.key_pair()
+
+    async def add() -> None:
+        db = Database(f"sqlite+aiosqlite:///{database_file(vpn.home)}")
+        await db.open()
+        try:
+            now = datetime.now(UTC)
+            async with db.session() as session:
+                session.add(
+                    ServerRow(
+                        name=name,
+                        protocol="wireguard",
+                        engine="wireguard",
+                        runtime="native",
+                        listen="0.0.0.0",
+                        port=free_port(),
+                        host="127.0.0.1",
+                        desired="stopped",
+                        settings={
+                            "interface": "wgset0",
+                            "subnet": "10.77.0.0/24",
+                            "public_key": public,
+                            "dns": "1.1.1.1",
+                        },
+                        secret={"private_key": private},
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        finally:
+            await db.close()
+
+    ok(vpn("user", "list"))  # the database, made by the CLI
+    asyncio.run(add())
+
+
+def test_wireguard_client_settings_change_every_conf(vpn: InProcessCli) -> None:
+    add_stopped_wireguard(vpn, "wg")
+    ok(vpn("user", "add", "alice", "--server", "wg"))
+    result = ok(
+        vpn("server", "set", "wg", "--dns", "9.9.9.9", "--mtu", "1380",
+            "--allowed-ips", "10.77.0.0/24")
+    )  # fmt: skip
+    assert "The link to wg changed for 1 user: alice." in result.stderr
+    conf = ok(vpn("user", "config", "alice", "--server", "wg")).stdout
+    assert "DNS = 9.9.9.9" in conf
+    assert "MTU = 1380" in conf
+    assert "AllowedIPs = 10.77.0.0/24" in conf
+    before = state(vpn)
+    message = error_line(vpn("server", "set", "wg", "--method", "aes-256-gcm", "--yes"), 3)
+    assert message == "--method does not apply to wireguard servers."
+    assert error_line(vpn("server", "set", "wg", "--mtu", "100"), 3)
+    assert state(vpn) == before
