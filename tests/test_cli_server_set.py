@@ -360,3 +360,52 @@ def test_wireguard_client_settings_change_every_conf(vpn: InProcessCli) -> None:
     assert message == "--method does not apply to wireguard servers."
     assert error_line(vpn("server", "set", "wg", "--mtu", "100"), 3)
     assert state(vpn) == before
+
+
+# -- REALITY: a target and a port that do not get the server blocked ---------------------------
+@pytest.mark.parametrize(
+    ("name", "popular"),
+    [
+        ("www.microsoft.com", True),
+        ("microsoft.com", True),
+        ("swdist.apple.com", True),
+        ("www.icloud.com.cn", True),  # Xray looks for "apple" and "icloud" anywhere
+        ("gateway.icloud.com", True),
+        ("www.google.com", True),
+        ("vpn.example.org", False),
+        ("notmicrosoft.com", False),
+        ("127.0.0.1", False),
+    ],
+)
+def test_household_names(name: str, popular: bool) -> None:
+    from vpn_manager.engines.xray.targets import household_name
+
+    assert household_name(name) is popular
+
+
+def test_install_warns_of_a_popular_target_and_a_port_other_than_443(vpn: InProcessCli) -> None:
+    target = f"127.0.0.1:{free_port()}"  # tests reach no real site
+    result = install(vpn, "vless-reality", "edge", "--sni", "www.microsoft.com", "--dest", target)
+    ok(result)
+    port = server(vpn, "edge")["port"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warnings[0].startswith(
+        "Warning: The REALITY target www.microsoft.com is a household name"
+    )
+    assert "TLS 1.3 with X25519 and h2" in warnings[0]
+    assert warnings[1].startswith(f"Warning: Port {port}: real HTTPS sites answer on 443")
+    ok(vpn("user", "add", "alice", "--server", "edge"))
+    changed = ok(vpn("server", "set", "edge", "--sni", "vpn.example.org"))
+    assert "The link to edge changed for 1 user: alice." in changed.stderr
+    assert "household name" not in changed.stderr
+    assert f"Port {port}: real HTTPS sites answer on 443" in changed.stderr
+    settings = server(vpn, "edge")["settings"]
+    assert (settings["sni"], settings["dest"]) == ("vpn.example.org", target)  # dest was given
+
+
+def test_a_loopback_target_on_443_gets_no_warning() -> None:
+    from vpn_manager.engines.xray.targets import advice
+
+    assert advice("edge", "vpn.example.org", "127.0.0.1:8443", 443) == []
+    assert advice("edge", "vpn.example.org", "[::1]:443", 443) == []
+    assert len(advice("edge", "vpn.example.org", "www.apple.com:443", 443)) == 1
