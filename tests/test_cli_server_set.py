@@ -395,7 +395,11 @@ def test_install_warns_of_a_popular_target_and_a_port_other_than_443(vpn: InProc
     assert "TLS 1.3 with X25519 and h2" in warnings[0]
     assert warnings[1].startswith(f"Warning: Port {port}: real HTTPS sites answer on 443")
     ok(vpn("user", "add", "alice", "--server", "edge"))
-    changed = ok(vpn("server", "set", "edge", "--sni", "vpn.example.org"))
+    before = state(vpn)
+    refused = vpn("server", "set", "edge", "--sni", "vpn.example.org")
+    assert error_line(refused, 10).startswith("Refusing to change every user's link on edge")
+    assert state(vpn) == before
+    changed = ok(vpn("server", "set", "edge", "--sni", "vpn.example.org", "--yes"))
     assert "The link to edge changed for 1 user: alice." in changed.stderr
     assert "household name" not in changed.stderr
     assert f"Port {port}: real HTTPS sites answer on 443" in changed.stderr

@@ -218,7 +218,8 @@ def set_server(
         typer.Option(
             "--sni",
             metavar="SERVER_NAME",
-            help="vless-reality: a new target name (its --dest follows if it was SNI:443).",
+            help="vless-reality: a new target name, its --dest following if it was SNI:443 "
+            "(every user's link changes).",
         ),
     ] = None,
     dest: Annotated[
@@ -267,7 +268,7 @@ def set_server(
     output_format: FormatOption = None,
 ) -> None:
     """Change what install set: validated, applied with a restart, rolled back on failure; says
-    whose links changed. A new port or cipher changes every user's link: asks first."""
+    whose links changed. A new port, cipher or SNI breaks every user's link: asks first."""
     fields = {
         "port": port,
         "host": host,
@@ -287,9 +288,12 @@ def set_server(
             "Nothing to change.", hint="Give one of the options in `vpn server set --help`."
         )
     context = app_context(ctx)
-    if change.port is not None or change.method is not None:
-        what = "a new port" if change.method is None else "a new cipher"
-        _confirm_new_links(context, name, yes, what)
+    # Old links stop working with a new port, cipher or REALITY name: ask (a new --host may
+    # still reach this machine; a WireGuard .conf with an old DNS still connects).
+    breaking = {"port": "a new port", "method": "a new cipher", "sni": "a new SNI"}
+    what = [words for field, words in breaking.items() if field in change.given()]
+    if what:
+        _confirm_new_links(context, name, yes, " and ".join(what))
     changed = context.servers(lambda s: s.update(name, change))
     show(ctx, changed.server, output_format)
     _links_changed(context.output(), changed)
