@@ -286,6 +286,28 @@ def test_a_certificate_of_ones_own_replaces_the_self_signed_one(
     assert ok(vpn("--format", "json", "server", "status", "tj")).json()["healthy"]
 
 
+def test_a_new_name_gets_a_new_self_signed_certificate(vpn: InProcessCli, tmp_path: Path) -> None:
+    ok(install(vpn, "trojan", "tj", "--sni", "vpn.example.org"))
+    ok(vpn("user", "add", "alice", "--server", "tj"))
+    old = server(vpn, "tj")["settings"]["tls"]
+    result = ok(vpn("server", "set", "tj", "--sni", "new.example.org", "--yes"))
+    assert "The link to tj changed for 1 user: alice." in result.stderr
+    new = server(vpn, "tj")["settings"]["tls"]
+    assert (new["server_name"], new["self_signed"]) == ("new.example.org", True)
+    assert new["cert_sha256"] != old["cert_sha256"]
+    assert "sni=new.example.org" in link(vpn, "alice", "tj")
+    assert ok(vpn("--format", "json", "server", "status", "tj")).json()["healthy"]
+    # A certificate of one's own names what it names: a new name needs a new one.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    cert, key = tls.make_self_signed(mine, "new.example.org")
+    ok(vpn("server", "set", "tj", "--cert", str(cert), "--key", str(key)))
+    before = state(vpn)
+    message = error_line(vpn("server", "set", "tj", "--sni", "third.example.org", "--yes"), 3)
+    assert message == "The certificate of tj is yours, for new.example.org."
+    assert state(vpn) == before
+
+
 def test_a_bad_certificate_changes_nothing(vpn: InProcessCli, tmp_path: Path) -> None:
     ok(install(vpn, "trojan", "tj", "--sni", "vpn.example.org"))
     bad = tmp_path / "bad.pem"

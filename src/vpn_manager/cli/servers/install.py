@@ -218,8 +218,8 @@ def set_server(
         typer.Option(
             "--sni",
             metavar="SERVER_NAME",
-            help="vless-reality: a new target name, its --dest following if it was SNI:443 "
-            "(every user's link changes).",
+            help="vless-reality: a new target name, its --dest following if it was SNI:443; "
+            "TLS protocols: a new name in the certificate (every user's link changes).",
         ),
     ] = None,
     dest: Annotated[

@@ -17,6 +17,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from secrets import token_hex
 from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import (
@@ -100,9 +101,11 @@ class SingBoxEngine:
 
     def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
         """The Shadowsocks method (a new server key, and new user keys where the old ones do
-        not fit it), the certificate (--cert/--key), and --allow-private."""
+        not fit it), the certificate and the name in it (--cert/--key, --sni), and
+        --allow-private."""
         row = protocol_row(spec.protocol)
-        own = (("method",) if row.managed else ()) + (("cert_file", "key_file") if row.tls else ())
+        own = ["method"] if row.managed else []
+        own += ["sni", "cert_file", "key_file"] if row.tls else []
         refuse_others(change, spec.protocol, own)
         settings, secret = SingBoxSettings.of(spec), SingBoxSecret.of(spec)
         remake = False
@@ -119,14 +122,9 @@ class SingBoxEngine:
                     secret, psk=keys.new_key(new) if keys.is_2022(new) else None
                 )
             settings = dataclasses.replace(settings, method=new)
-        if change.cert_file is not None and change.key_file is not None:
-            cert = self._own_certificate(
-                Path(change.cert_file), Path(change.key_file), keys_dir, unique=True
-            )
-            server_name = settings.certificate.server_name
-            settings = dataclasses.replace(
-                settings, tls=dataclasses.replace(cert, server_name=server_name)
-            )
+        if change.sni is not None or change.cert_file is not None:
+            tls_now = self._new_certificate(spec.name, settings.certificate, change, keys_dir)
+            settings = dataclasses.replace(settings, tls=tls_now)
         if change.allow_private is not None:
             settings = dataclasses.replace(settings, allow_private=change.allow_private)
         return Changed(settings.to_dict(), secret.to_dict(), remake)
@@ -134,25 +132,50 @@ class SingBoxEngine:
     def advice(self, spec: ServerSpec) -> list[str]:
         return []
 
-    def _own_certificate(
-        self, cert: Path, key: Path, keys_dir: Path, *, unique: bool = False
+    def _new_certificate(
+        self, server: str, now: Certificate, change: ServerChange, keys_dir: Path
     ) -> Certificate:
-        """A certificate of the user's, checked and kept in the server's keys directory (the
-        key 0600). `unique`: under names of its own (its hash), so that the files in use stay
-        as they are until a change holds (sing-box reloads when its files change)."""
+        """The certificate after `vpn server set`: the one given, or a new self-signed one for a
+        new name. Kept in a directory of its own in `keys_dir`, so that the files in use stay as
+        they are until the change holds (sing-box reloads when its files change)."""
+        name = change.sni or now.server_name
+        directory = keys_dir / f"tls-{token_hex(4)}"
+        if change.cert_file is not None and change.key_file is not None:
+            return self._own_certificate(
+                Path(change.cert_file), Path(change.key_file), directory, name
+            )
+        if not now.self_signed:
+            raise InvalidInput(
+                f"The certificate of {server} is yours, for {now.server_name}.",
+                hint=f"Give one for {name} with --cert and --key too.",
+            )
+        return self._self_signed(directory, name)
+
+    def _own_certificate(self, cert: Path, key: Path, directory: Path, name: str) -> Certificate:
+        """A certificate of the user's, checked, then kept in `directory` (the key 0600)."""
         tls.check_pair(cert, key)
-        sha256 = tls.cert_sha256(cert)
-        suffix = f"-{sha256[:12]}" if unique else ""
-        kept_cert = keys_dir / tls.CERT_NAME.replace(".pem", f"{suffix}.pem")
-        kept_key = keys_dir / tls.KEY_NAME.replace(".pem", f"{suffix}.pem")
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kept_cert, kept_key = directory / tls.CERT_NAME, directory / tls.KEY_NAME
         atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
         atomic_write(kept_key, key.read_bytes())
         return Certificate(
-            server_name="",
+            server_name=name,
             cert_file=str(kept_cert),
             key_file=str(kept_key),
             self_signed=False,
-            cert_sha256=sha256,
+            cert_sha256=tls.cert_sha256(kept_cert),
+        )
+
+    def _self_signed(self, directory: Path, name: str) -> Certificate:
+        """A new self-signed certificate for `name` in `directory`."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kept_cert, kept_key = tls.make_self_signed(directory, name)
+        return Certificate(
+            server_name=name,
+            cert_file=str(kept_cert),
+            key_file=str(kept_key),
+            self_signed=True,
+            cert_sha256=tls.cert_sha256(kept_cert),
         )
 
     def _certificate(self, create: ServerCreate, keys_dir: Path) -> Certificate:
@@ -166,16 +189,9 @@ class SingBoxEngine:
                 "or --host with a DNS name.",
             )
         if create.cert_file and create.key_file:
-            own = self._own_certificate(Path(create.cert_file), Path(create.key_file), keys_dir)
-            return dataclasses.replace(own, server_name=server_name)
-        kept_cert, kept_key = tls.make_self_signed(keys_dir, server_name)
-        return Certificate(
-            server_name=server_name,
-            cert_file=str(kept_cert),
-            key_file=str(kept_key),
-            self_signed=True,
-            cert_sha256=tls.cert_sha256(kept_cert),
-        )
+            cert, key = Path(create.cert_file), Path(create.key_file)
+            return self._own_certificate(cert, key, keys_dir, server_name)
+        return self._self_signed(keys_dir, server_name)
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         row = protocol_row(spec.protocol)
