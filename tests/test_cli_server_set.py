@@ -218,6 +218,46 @@ def test_a_new_method_gives_users_keys_that_fit_it(
     assert ok(vpn("--format", "json", "server", "status", "ss")).json()["healthy"]
 
 
+def test_a_new_method_that_fails_puts_every_key_back(vpn: InProcessCli) -> None:
+    """The engine cannot take the new port (another program holds it): the server runs on its
+    last good config again, with the users' old keys, in the database and in sing-box."""
+    import json
+    import socket
+
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(vpn("user", "add", "alice", "bob", "--server", "ss"))
+    rendered = vpn.home / "state" / "rendered" / "ss"
+    db = database_file(vpn.home)
+    before = [_rows(db, "servers", "updated_at"), _rows(db, "user_credentials")]
+    config = (rendered / "config.json").read_bytes()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = str(holder.getsockname()[1])
+        result = vpn("server", "set", "ss", "--method", "aes-256-gcm", "--port", taken, "--yes")
+    assert "rolled back" in error_line(result, 8)
+    # Put back as it was (only its time of change moved: the change was made, then undone).
+    assert [_rows(db, "servers", "updated_at"), _rows(db, "user_credentials")] == before
+    assert (rendered / "config.json").read_bytes() == config
+    # The engine started again with the users' old keys (written for its start).
+    started = json.loads((rendered / "ssm-users.json").read_text())["endpoints"]["/"]["users"]
+    stored = {f"user-{row['user_id']}": json.loads(row["secret"])["password"] for row in before[1]}
+    assert started == stored
+    assert ok(vpn("--format", "json", "server", "status", "ss")).json()["healthy"]
+
+
+def _rows(db: Path, table: str, leave_out: str = "") -> list[dict[str, Any]]:
+    """A table's rows by column name, without the column `leave_out`."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(db)) as conn:
+        cursor = conn.execute(f'SELECT * FROM "{table}" ORDER BY id')
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+    return [{k: v for k, v in row.items() if k != leave_out} for row in rows]
+
+
 def _userinfo(link: str) -> str:
     """The decoded METHOD:PASSWORD of a base64 SIP002 link."""
     import base64

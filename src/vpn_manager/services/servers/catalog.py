@@ -259,42 +259,50 @@ class Catalog:
             async with self.ctx.db.session() as session:
                 row = await storage.servers.server_row(session, name)
                 before = storage.servers.spec_of(row)
-                everyone = await storage.servers.clients(session, row.id, active_only=False)
+                held = await storage.servers.clients_and_status(session, row.id)
                 changes = change(before)
                 await storage.servers.set_server(session, row, self.ctx.now(), **changes.values)
                 spec = storage.servers.spec_of(row)
                 engine = self.ctx.engine(spec)
-                now = everyone
+                was = [client for client, _ in held]
+                now = was
                 if changes.remake:
-                    now = [Client(c.user_id, c.name, engine.new_credential(spec)) for c in everyone]
+                    now = [Client(c.user_id, c.name, engine.new_credential(spec)) for c in was]
                     await storage.servers.set_credentials(
                         session, row.id, [(c.user_id, c.secret) for c in now]
                     )
-                clients = await storage.servers.clients(session, row.id)
                 desired = row.desired
+            active = {client.user_id for client, ok in held if ok}
+            clients = [c for c in now if c.user_id in active]
             try:
                 if desired == DesiredState.RUNNING.value:
-                    await self.apply.restart(engine, spec, clients, before)
+                    clients_before = [c for c in was if c.user_id in active]
+                    await self.apply.restart(engine, spec, clients, before, clients_before)
                 else:
                     self.apply.write_config(engine, spec, clients)
             except BaseException as exc:
                 with no_interrupt():
-                    async with self.ctx.db.session() as session:
-                        row = await storage.servers.server_row(session, name)
-                        old = {"port": before.port, "host": before.host}
-                        old |= {"settings": before.settings, "secret": before.secret}
-                        await storage.servers.set_server(session, row, self.ctx.now(), **old)
-                        if changes.remake:
-                            await storage.servers.set_credentials(
-                                session, row.id, [(c.user_id, c.secret) for c in everyone]
-                            )
+                    await self._put_back(before, was if changes.remake else [])
                     # Interrupted (not refused): the engine was not rolled back.
                     if not isinstance(exc, EngineError):
                         await self.convergence.converge_in_turn(name)
                 raise
         changed = [
             after.name
-            for was, after in zip(everyone, now, strict=True)
-            if engine.link_data(before, was) != engine.link_data(spec, after)
+            for old, after in zip(was, now, strict=True)
+            if engine.link_data(before, old) != engine.link_data(spec, after)
         ]
         return ServerChanged(server=await self.get(name), links_changed=changed)
+
+    async def _put_back(self, before: ServerSpec, credentials: list[Client]) -> None:
+        """A server's row as it was before a change that did not hold, and these users'
+        credentials on it (those the change made again)."""
+        async with self.ctx.db.session() as session:
+            row = await storage.servers.server_row(session, before.name)
+            old = {"port": before.port, "host": before.host}
+            old |= {"settings": before.settings, "secret": before.secret}
+            await storage.servers.set_server(session, row, self.ctx.now(), **old)
+            if credentials:
+                await storage.servers.set_credentials(
+                    session, row.id, [(c.user_id, c.secret) for c in credentials]
+                )
