@@ -6,6 +6,7 @@ processes on 127.0.0.1 (and a stopped WireGuard server), in an isolated home, on
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 from collections.abc import Iterator
@@ -105,6 +106,31 @@ def test_a_change_of_every_link_is_refused_off_a_terminal_without_yes(
     assert message == "Refusing to change every user's link on ss without confirmation."
     assert state(vpn) == before
     assert link(vpn, "alice", "ss") == alice
+
+
+class Terminal(io.StringIO):
+    """Typed answers on a stdin that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code"), [("n\n", 10), ("\n", 10), ("y\n", 0)])
+def test_on_a_terminal_the_question_is_asked(
+    vpn: InProcessCli, monkeypatch: pytest.MonkeyPatch, answer: str, code: int
+) -> None:
+    ok(install(vpn, "shadowsocks", "ss"))
+    ok(vpn("user", "add", "alice", "--server", "ss"))
+    before = state(vpn)
+    monkeypatch.setattr("sys.stdin", Terminal(answer))
+    result = vpn("server", "rotate-keys", "ss")
+    assert result.code == code, result
+    assert "With new keys, the link of every user of ss (1) changes" in result.stdout
+    if code:
+        assert "error: Nothing was changed." in result.stderr
+        assert state(vpn) == before
+    else:
+        assert "The link to ss changed for 1 user: alice." in result.stderr
 
 
 def test_rotate_keys_with_yes_names_the_users_whose_links_changed(vpn: InProcessCli) -> None:
