@@ -26,6 +26,10 @@ METHODS_HELP = (
     "shadowsocks: 2022-blake3-aes-128-gcm (default), 2022-blake3-aes-256-gcm, aes-256-gcm, "
     "chacha20-ietf-poly1305 (default with --outline), aes-128-gcm."
 )
+NEW_METHOD_HELP = (
+    "shadowsocks: a new cipher: 2022-blake3-aes-128-gcm, 2022-blake3-aes-256-gcm, aes-256-gcm, "
+    "chacha20-ietf-poly1305 or aes-128-gcm (every user's link changes)."
+)
 
 
 def install_fields(ctx: typer.Context, fields: dict[str, Any], fmt: FormatOption) -> None:
@@ -231,7 +235,7 @@ def set_server(
         typer.Option(
             "--method",
             metavar="CIPHER",
-            help=METHODS_HELP.removesuffix(".") + " (every user's link changes).",
+            help=NEW_METHOD_HELP,
         ),
     ] = None,
     cert: Annotated[
