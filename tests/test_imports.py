@@ -80,7 +80,6 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.daemon.main", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.services.servers", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.services.servers.access", "vpn_manager.links"): _PYDANTIC_OFF_THE_SERVICE,
-    ("vpn_manager.services.servers.catalog", "vpn_manager.models"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.services.servers.catalog", "vpn_manager.models.server"): (
         _PYDANTIC_OFF_THE_SERVICE
     ),

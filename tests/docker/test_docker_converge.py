@@ -264,10 +264,10 @@ def test_kill_during_a_docker_port_change(dvpn: DockerVpn) -> None:
     rng = random.Random(SEED + 1)
     server = dvpn.install("shadowsocks", "ss")
     dvpn.ok("user", "add", "alice", "bob", "--server", server.name)
-    took = timed(dvpn, ["server", "set", "ss", "--port", str(free_port())])
+    took = timed(dvpn, ["server", "set", "ss", "--port", str(free_port()), "--yes"])
     for round_ in range(KILLS):
         delay = rng.uniform(0, took * 1.2)
-        killed_at(dvpn, ["server", "set", "ss", "--port", str(free_port())], delay)
+        killed_at(dvpn, ["server", "set", "ss", "--port", str(free_port()), "--yes"], delay)
         served(dvpn)
         assert_in_line(dvpn, f"set --port killed after {delay:.2f} s (round {round_})")
     print(f"docker server set --port: {KILLS} kills tried (uninterrupted: {took:.1f} s)")

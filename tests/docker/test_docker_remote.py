@@ -235,7 +235,7 @@ def test_a_failed_change_on_a_remote_engine_is_rolled_back(rvpn: RemoteVpn) -> N
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        failed = rvpn("server", "set", "rb", "--port", str(taken))
+        failed = rvpn("server", "set", "rb", "--port", str(taken), "--yes")
     assert failed.code == 8, failed.stderr
     assert "Docker could not start the container for rb" in failed.stderr
     assert "rolled back" in failed.stderr

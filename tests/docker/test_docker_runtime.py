@@ -239,7 +239,7 @@ def test_a_change_that_fails_is_rolled_back(dvpn: DockerVpn, tmp_path: Path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        failed = dvpn("server", "set", server.name, "--port", str(busy))
+        failed = dvpn("server", "set", server.name, "--port", str(busy), "--yes")
     assert failed.code != 0
     assert "rolled back" in failed.stderr
     assert "Traceback" not in failed.stderr

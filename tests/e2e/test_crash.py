@@ -189,10 +189,10 @@ def test_kill_during_port_change(vpn: Vpn, rng: random.Random) -> None:
     base = ["server", "install", "shadowsocks", "--name", "ss", "--listen", "127.0.0.1"]
     vpn.ok(*base, "--port", str(free_port()), "--host", "127.0.0.1")
     vpn.ok("user", "add", "alice", "bob", "--server", "ss")
-    took = timed(vpn, ["server", "set", "ss", "--port", str(free_port())])
+    took = timed(vpn, ["server", "set", "ss", "--port", str(free_port()), "--yes"])
     for round_ in range(KILLS):
         delay = rng.uniform(0, took * 1.2)
-        killed_at(vpn, ["server", "set", "ss", "--port", str(free_port())], delay)
+        killed_at(vpn, ["server", "set", "ss", "--port", str(free_port()), "--yes"], delay)
         serve_once(vpn)
         assert_agree(vpn, {}, f"set --port killed after {delay:.2f} s (round {round_})")
     print(f"server set --port: {KILLS} kills tried")

@@ -135,7 +135,7 @@ def test_invalid_change_rolls_back_and_keeps_serving(
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        result = vpn("server", "set", server.name, "--port", str(taken))
+        result = vpn("server", "set", server.name, "--port", str(taken), "--yes")
     assert result.code == 8, result.stderr
     assert "rolled back" in result.stderr
     assert "Traceback" not in result.stderr
@@ -169,7 +169,7 @@ def test_restart_and_sigkill_keep_every_user(
         with xray_client(link, tmp_path / name) as socks:
             assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
     # Rotating the keys changes every link: the old one stops working, the new one works.
-    rotated = vpn.ok("server", "rotate-keys", server.name)
+    rotated = vpn.ok("server", "rotate-keys", server.name, "--yes")
     assert "link" in rotated.stderr
     new_link = link_of(vpn, "alice", server.name)
     assert new_link != links["alice"]

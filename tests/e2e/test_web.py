@@ -220,7 +220,7 @@ def test_rotation_disabling_and_wrong_tokens(
 
         # Rotating a server's keys changes its link (REALITY: the public key): the old one
         # stops working, and the subscription fetched again works.
-        vpn.ok("server", "rotate-keys", "reality")
+        vpn.ok("server", "rotate-keys", "reality", "--yes")
         after = base64.b64decode(fetch(url).body).decode().split("\n")
         new_link = next(link for link in after if link.startswith("vless://"))
         assert new_link != old_link

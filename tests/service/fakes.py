@@ -24,7 +24,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Counter, Files, Follower, Health, Session, Transport
+from vpn_manager.engines.base import (
+    Changed,
+    Counter,
+    Files,
+    Follower,
+    Health,
+    Session,
+    Transport,
+)
+from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData
 from vpn_manager.errors import EngineError
 from vpn_manager.runtimes.base import Launch, ProcessState, Runtime, ServerFiles
@@ -34,7 +43,7 @@ from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.engines.base import Engine
-    from vpn_manager.models.server import ServerCreate
+    from vpn_manager.models.server import ServerChange, ServerCreate
     from vpn_manager.proc import Commands
     from vpn_manager.runtimes.base import DockerDefaults
     from vpn_manager.settings import Paths
@@ -210,6 +219,13 @@ class FakeEngine:
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         return dict(spec.settings), {"key": f"key-{next(self._keys)}"}
+
+    def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
+        refuse_others(change, spec.protocol, ())
+        return Changed(dict(spec.settings), dict(spec.secret))
+
+    def advice(self, spec: ServerSpec) -> list[str]:
+        return []
 
     def new_credential(
         self, spec: ServerSpec, password: str | None = None, taken: Sequence[dict[str, Any]] = ()

@@ -20,7 +20,7 @@ from vpn_manager.engines.base import Engine
 from vpn_manager.engines.ports import free_port
 from vpn_manager.errors import EngineError
 from vpn_manager.models import UserCreate
-from vpn_manager.models.server import ServerCreate
+from vpn_manager.models.server import ServerChange, ServerCreate
 from vpn_manager.proc import Commands
 from vpn_manager.services.root import DockerPlain
 from vpn_manager.services.servers import Applied, ServerService
@@ -129,7 +129,7 @@ async def test_a_refused_config_changes_nothing(world: World) -> None:
     database, config = world.database(), world.config()
     process = world.runtime.process(NAME)
     with pytest.raises(EngineError, match="refused the config"):
-        await world.servers.update(NAME, host=REFUSED)
+        await world.servers.update(NAME, ServerChange(host=REFUSED))
     assert REFUSED in world.engine.validated[-1]
     assert world.database() == database
     assert world.config() == config
@@ -149,7 +149,7 @@ async def test_a_failed_probe_brings_the_old_config_back_running(
     new_port = free_port()
     world.engine.sick_ports = {new_port}
     with pytest.raises(EngineError, match="did not become healthy") as failed:
-        await world.servers.update(NAME, port=new_port)
+        await world.servers.update(NAME, ServerChange(port=new_port))
     assert "rolled back" in failed.value.message
     tried, back = world.runtime.history[-2:]
     assert tried.port == new_port
@@ -167,7 +167,7 @@ async def test_an_engine_that_dies_on_start_is_rolled_back(world: World) -> None
     database, config = world.database(), world.config()
     world.runtime.exit_on_start = 255
     with pytest.raises(EngineError, match="could not start") as failed:
-        await world.servers.update(NAME, port=free_port())
+        await world.servers.update(NAME, ServerChange(port=free_port()))
     assert "rolled back" in failed.value.message
     assert world.runtime.process(NAME).port == old_port
     assert world.config() == config
@@ -217,8 +217,9 @@ async def test_a_settings_change_restarts_on_the_new_config(world: World) -> Non
     await world.servers.grant(["alice"], NAME)
     first = world.runtime.process(NAME)
     new_port = free_port()
-    server = await world.servers.update(NAME, port=new_port)
-    assert server.port == new_port
+    changed = await world.servers.update(NAME, ServerChange(port=new_port))
+    assert changed.server.port == new_port
+    assert changed.links_changed == ["alice"]  # the port is in every link
     process = world.runtime.process(NAME)
     assert process.pid != first.pid
     assert not first.alive

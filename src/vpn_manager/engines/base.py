@@ -11,7 +11,7 @@ from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
-    from vpn_manager.models.server import ServerCreate
+    from vpn_manager.models.server import ServerChange, ServerCreate
 
 # What a server's clients connect over (the ports a container publishes).
 Transport = Literal["tcp", "udp"]
@@ -66,6 +66,17 @@ class Session:
 
 
 @dataclass(frozen=True)
+class Changed:
+    """A server's settings and secret after a change (Engine.change), as stored; `remake`:
+    every user's credentials must be made again, because the old ones cannot work with the
+    new settings (a Shadowsocks cipher whose keys are of another size or kind)."""
+
+    settings: dict[str, Any]
+    secret: dict[str, Any]
+    remake: bool = False
+
+
+@dataclass(frozen=True)
 class Health:
     port_open: bool
     api_ok: bool
@@ -92,6 +103,18 @@ class Engine(Protocol):
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         """New keys for a server; returns (settings, secret)."""
+        ...
+
+    def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
+        """The server's settings and secret with `change` made (`vpn server set`: the port and
+        the host are the caller's). InvalidInput, with nothing written, for a setting the
+        protocol does not have or a value it cannot take; a certificate given is kept in
+        `keys_dir` under a name of its own, so the one in use stays until the change holds."""
+        ...
+
+    def advice(self, spec: ServerSpec) -> list[str]:
+        """Plain sentences about how the server is set up that make it easier to find and
+        block (a REALITY target everyone uses, a port no real site uses), each with the fix."""
         ...
 
     def new_credential(

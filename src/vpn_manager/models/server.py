@@ -31,6 +31,7 @@ __all__ = [
     "RuntimeKind",
     "Server",
     "ServerChange",
+    "ServerChanged",
     "ServerCreate",
     "ServerStatus",
     "check_dest",
@@ -155,10 +156,14 @@ class ServerCreate(BaseModel):
     image: Annotated[PlainText, Field(min_length=1, max_length=255)] | None = None
     docker_host: Annotated[PlainText, Field(min_length=1, max_length=255)] | None = None
     allow_private: bool = False
+    # Shadowsocks: a cipher Outline's apps speak (they have no 2022 ciphers), kept for changes.
+    outline: bool = False
 
     @model_validator(mode="after")
     def _fits_protocol(self) -> ServerCreate:
         protocol = self.protocol
+        if self.outline and protocol is not Protocol.SHADOWSOCKS:
+            raise ValueError("--outline applies to shadowsocks only")
         if protocol is Protocol.VLESS_REALITY and not self.sni:
             raise ValueError("vless-reality needs --sni, the TLS name clients present")
         if protocol is not Protocol.VLESS_REALITY and self.dest:
@@ -182,7 +187,9 @@ class ServerCreate(BaseModel):
 
 
 class ServerChange(BaseModel):
-    """What `vpn server set` may change; None leaves a value as it is."""
+    """What `vpn server set` may change: what install could set, but the protocol and what
+    users' credentials are made from. None leaves a value as it is; each engine refuses the
+    fields its protocol does not have."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -190,6 +197,23 @@ class ServerChange(BaseModel):
     host: Host | None = None
     sni: Hostname | None = None
     dest: Dest | None = None
+    method: PlainText | None = None
+    cert_file: PlainText | None = None
+    key_file: PlainText | None = None
+    dns: DnsList | None = None
+    mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
+    client_allowed_ips: NetList | None = None
+    allow_private: bool | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> ServerChange:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both --cert and --key, or neither")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The fields that were given (what changes)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class Server(BaseModel):
@@ -212,6 +236,16 @@ class Server(BaseModel):
     users: int = 0
     created_at: datetime
     updated_at: datetime
+
+
+class ServerChanged(BaseModel):
+    """What `vpn server set` and `rotate-keys` return: the server as it is now, and the users
+    whose links (or client configs) changed, who need the new ones."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    server: Server
+    links_changed: list[str] = Field(default_factory=list)
 
 
 class ContainerInfo(BaseModel):

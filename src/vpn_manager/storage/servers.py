@@ -204,6 +204,18 @@ async def add_credentials(
         await session.execute(insert(UserCredentialRow), rows[start : start + 500])
 
 
+async def set_credentials(
+    session: AsyncSession, server_id: int, secrets: Sequence[tuple[int, dict[str, Any]]]
+) -> None:
+    """Replace users' credentials on a server (a change of settings their old ones do not fit)."""
+    for user_id, secret in secrets:
+        await session.execute(
+            update(UserCredentialRow)
+            .where(UserCredentialRow.user_id == user_id, UserCredentialRow.server_id == server_id)
+            .values(secret=secret)
+        )
+
+
 async def remove_credential(session: AsyncSession, user_id: int, server_id: int) -> None:
     await session.execute(
         delete(UserCredentialRow).where(

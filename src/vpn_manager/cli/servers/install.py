@@ -3,17 +3,33 @@ proxies' `vpn proxy add` installs through `install_fields` too)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vpn_manager.cli.confirm import YesOption, confirm
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
 from vpn_manager.cli.servers.args import AllowPrivate, HostOpt, Listen, ServerName
 from vpn_manager.cli.servers.display import show, warn
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import validated
-from vpn_manager.models.server import ServerCreate
+from vpn_manager.models.server import ServerChange, ServerCreate
+
+if TYPE_CHECKING:
+    from vpn_manager.cli.context import AppContext
+    from vpn_manager.cli.output import Output
+    from vpn_manager.models.server import ServerChanged
+
+# The ciphers `--method` takes (engines/singbox/secrets.py SS_METHODS; a test keeps them equal).
+METHODS_HELP = (
+    "shadowsocks: 2022-blake3-aes-128-gcm (default), 2022-blake3-aes-256-gcm, aes-256-gcm, "
+    "chacha20-ietf-poly1305 (default with --outline), aes-128-gcm."
+)
+NEW_METHOD_HELP = (
+    "shadowsocks: a new cipher: 2022-blake3-aes-128-gcm, 2022-blake3-aes-256-gcm, aes-256-gcm, "
+    "chacha20-ietf-poly1305 or aes-128-gcm (every user's link changes)."
+)
 
 
 def install_fields(ctx: typer.Context, fields: dict[str, Any], fmt: FormatOption) -> None:
@@ -47,8 +63,9 @@ def install(
         typer.Option(
             "--sni",
             metavar="SERVER_NAME",
-            help="vless-reality: the real site clients pretend to visit (e.g. www.microsoft.com); "
-            "TLS protocols: the name in the certificate (default: --host).",
+            help="vless-reality: the real site clients pretend to visit: one that speaks TLS 1.3 "
+            "with X25519 and h2, near this server, not a household name (README: REALITY "
+            "target); TLS protocols: the name in the certificate (default: --host).",
         ),
     ] = None,
     dest: Annotated[
@@ -64,10 +81,17 @@ def install(
         typer.Option(
             "--method",
             metavar="CIPHER",
-            help="shadowsocks: 2022-blake3-aes-128-gcm (default), 2022-blake3-aes-256-gcm, "
-            "2022-blake3-chacha20-poly1305, aes-256-gcm, chacha20-ietf-poly1305.",
+            help=METHODS_HELP,
         ),
     ] = None,
+    outline: Annotated[
+        bool,
+        typer.Option(
+            "--outline",
+            help="shadowsocks: a cipher Outline's apps import (they have no 2022 ciphers), "
+            "kept so on later changes.",
+        ),
+    ] = False,
     password: Annotated[
         str | None,
         typer.Option(
@@ -150,6 +174,7 @@ def install(
             "sni": sni,
             "dest": dest,
             "method": method,
+            "outline": outline,
             "password": password,
             "cert_file": cert,
             "key_file": key,
@@ -169,34 +194,140 @@ def install(
     )
 
 
-def rotate_keys(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
-    """New REALITY keys and short ids. Every user's link changes: send them the new ones."""
+def rotate_keys(
+    ctx: typer.Context, name: ServerName, yes: YesOption = False, output_format: FormatOption = None
+) -> None:
+    """New keys (REALITY, Shadowsocks 2022, WireGuard, a self-signed certificate). Every user's
+    link changes: asks first, and says whose to send again."""
     context = app_context(ctx)
-    server = context.servers(lambda s: s.rotate_keys(name))
-    show(ctx, server, output_format)
-    context.output().note(
-        f"New keys for {name}: every user's link changed. Show them with `vpn user link NAME`."
-    )
+    _confirm_new_links(context, name, yes, "new keys")
+    changed = context.servers(lambda s: s.rotate_keys(name))
+    show(ctx, changed.server, output_format)
+    _links_changed(context.output(), changed)
 
 
 def set_server(
     ctx: typer.Context,
     name: ServerName,
-    port: Annotated[int | None, typer.Option("--port", metavar="PORT", help="A new port.")] = None,
-    sni: Annotated[
-        str | None, typer.Option("--sni", metavar="SERVER_NAME", help="A new SNI.")
-    ] = None,
-    dest: Annotated[
-        str | None, typer.Option("--dest", metavar="HOST:PORT", help="A new target.")
+    port: Annotated[
+        int | None,
+        typer.Option("--port", metavar="PORT", help="A new port (every user's link changes)."),
     ] = None,
     host: Annotated[
-        str | None, typer.Option("--host", metavar="ADDRESS", help="A new client address.")
+        str | None,
+        typer.Option("--host", metavar="ADDRESS", help="A new address for clients' links."),
     ] = None,
+    sni: Annotated[
+        str | None,
+        typer.Option(
+            "--sni",
+            metavar="SERVER_NAME",
+            help="vless-reality: a new target name, its --dest following if it was SNI:443; "
+            "TLS protocols: a new name in the certificate (every user's link changes).",
+        ),
+    ] = None,
+    dest: Annotated[
+        str | None,
+        typer.Option("--dest", metavar="HOST:PORT", help="vless-reality: a new target."),
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            metavar="CIPHER",
+            help=NEW_METHOD_HELP,
+        ),
+    ] = None,
+    cert: Annotated[
+        str | None,
+        typer.Option("--cert", metavar="FILE", help="TLS protocols: a new certificate of yours."),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", metavar="FILE", help="TLS protocols: its private key.")
+    ] = None,
+    dns: Annotated[
+        str | None,
+        typer.Option("--dns", metavar="ADDRS", help="wireguard: DNS servers for clients."),
+    ] = None,
+    mtu: Annotated[
+        int | None, typer.Option("--mtu", metavar="N", help="wireguard: the interface MTU.")
+    ] = None,
+    allowed_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-ips",
+            metavar="CIDRS",
+            help="wireguard: what clients route through the tunnel.",
+        ),
+    ] = None,
+    allow_private: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-private/--no-allow-private",
+            help="Let users reach private and loopback addresses through the server, or not.",
+            show_default=False,
+        ),
+    ] = None,
+    yes: YesOption = False,
     output_format: FormatOption = None,
 ) -> None:
-    """Change a server's settings: validated, applied with a restart, rolled back on failure."""
-    if port is None and sni is None and dest is None and host is None:
-        raise InvalidInput("Nothing to change.", hint="Give --port, --sni, --dest or --host.")
+    """Change what install set: validated, applied with a restart, rolled back on failure; says
+    whose links changed. A new port, cipher or SNI breaks every user's link: asks first."""
+    fields = {
+        "port": port,
+        "host": host,
+        "sni": sni,
+        "dest": dest,
+        "method": method,
+        "cert_file": cert,
+        "key_file": key,
+        "dns": dns,
+        "mtu": mtu,
+        "client_allowed_ips": allowed_ips,
+        "allow_private": allow_private,
+    }
+    change = validated(ServerChange, {k: v for k, v in fields.items() if v is not None})
+    if not change.given():
+        raise InvalidInput(
+            "Nothing to change.", hint="Give one of the options in `vpn server set --help`."
+        )
     context = app_context(ctx)
-    server = context.servers(lambda s: s.update(name, port=port, sni=sni, dest=dest, host=host))
-    show(ctx, server, output_format)
+    # Old links stop working with a new port, cipher or REALITY name: ask (a new --host may
+    # still reach this machine; a WireGuard .conf with an old DNS still connects).
+    breaking = {"port": "a new port", "method": "a new cipher", "sni": "a new SNI"}
+    what = [words for field, words in breaking.items() if field in change.given()]
+    if what:
+        _confirm_new_links(context, name, yes, " and ".join(what))
+    changed = context.servers(lambda s: s.update(name, change))
+    show(ctx, changed.server, output_format)
+    _links_changed(context.output(), changed)
+    warn(context.output(), context.servers(lambda s: s.advice(name)))
+
+
+def _confirm_new_links(context: AppContext, name: str, yes: bool, what: str) -> None:
+    """Ask before a change that gives every user of the server a new link (none to ask about
+    when it has no users)."""
+    users = context.servers(lambda s: s.get(name)).users
+    if users == 0:
+        return
+    confirm(
+        f"With {what}, the link of every user of {name} ({users}) changes: the old ones stop "
+        "working and each user needs the new one. Go ahead?",
+        yes=yes,
+        refusal=f"Refusing to change every user's link on {name} without confirmation.",
+        declined="Nothing was changed.",
+    )
+
+
+def _links_changed(out: Output, changed: ServerChanged) -> None:
+    """Whose links changed, on stderr: they need the new ones (`vpn user link`)."""
+    names = changed.links_changed
+    server = changed.server.name
+    if not names:
+        out.note(f"No user's link to {server} changed.")
+        return
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    out.note(
+        f"The link to {server} changed for {len(names)} user{'s' if len(names) != 1 else ''}: "
+        f"{shown}. Send them the new one: vpn user link NAME --server {server}"
+    )

@@ -17,9 +17,19 @@ import signal
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from secrets import token_hex
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Counter, Files, Follower, Health, Session, Transport
+from vpn_manager.engines.base import (
+    Changed,
+    Counter,
+    Files,
+    Follower,
+    Health,
+    Session,
+    Transport,
+)
+from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Tls
 from vpn_manager.engines.ports import connect_address, port_open
 from vpn_manager.engines.singbox import config, tls
@@ -40,7 +50,7 @@ from vpn_manager.proc import run
 from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
-    from vpn_manager.models.server import ServerCreate
+    from vpn_manager.models.server import ServerChange, ServerCreate
 
 
 def binary() -> str:
@@ -69,7 +79,11 @@ class SingBoxEngine:
         settings = SingBoxSettings(api_port=ports(), allow_private=create.allow_private)
         psk = None
         if row.managed:
-            method = keys.check_method(create.method)
+            if create.outline:
+                method = keys.check_outline_method(create.method)
+                settings = dataclasses.replace(settings, outline=True)
+            else:
+                method = keys.check_method(create.method)
             settings = dataclasses.replace(settings, method=method, ssm_port=ports())
             if create.password is not None:
                 if not keys.is_2022(method):
@@ -85,6 +99,85 @@ class SingBoxEngine:
         secret = keys.server_secret(row.name, settings.method, psk)
         return settings.to_dict(), secret
 
+    def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
+        """The Shadowsocks method (a new server key, and new user keys where the old ones do
+        not fit it), the certificate and the name in it (--cert/--key, --sni), and
+        --allow-private."""
+        row = protocol_row(spec.protocol)
+        own = ["method"] if row.managed else []
+        own += ["sni", "cert_file", "key_file"] if row.tls else []
+        refuse_others(change, spec.protocol, own)
+        settings, secret = SingBoxSettings.of(spec), SingBoxSecret.of(spec)
+        remake = False
+        if change.method is not None:
+            old = keys.check_method(settings.method)
+            new = (
+                keys.check_outline_method(change.method)
+                if settings.outline
+                else keys.check_method(change.method)
+            )
+            remake = not keys.same_keys(old, new)
+            if remake:  # a 2022 server key of the new size, or none for an AEAD method
+                secret = dataclasses.replace(
+                    secret, psk=keys.new_key(new) if keys.is_2022(new) else None
+                )
+            settings = dataclasses.replace(settings, method=new)
+        if change.sni is not None or change.cert_file is not None:
+            tls_now = self._new_certificate(spec.name, settings.certificate, change, keys_dir)
+            settings = dataclasses.replace(settings, tls=tls_now)
+        if change.allow_private is not None:
+            settings = dataclasses.replace(settings, allow_private=change.allow_private)
+        return Changed(settings.to_dict(), secret.to_dict(), remake)
+
+    def advice(self, spec: ServerSpec) -> list[str]:
+        return []
+
+    def _new_certificate(
+        self, server: str, now: Certificate, change: ServerChange, keys_dir: Path
+    ) -> Certificate:
+        """The certificate after `vpn server set`: the one given, or a new self-signed one for a
+        new name. Kept in a directory of its own in `keys_dir`, so that the files in use stay as
+        they are until the change holds (sing-box reloads when its files change)."""
+        name = change.sni or now.server_name
+        directory = keys_dir / f"tls-{token_hex(4)}"
+        if change.cert_file is not None and change.key_file is not None:
+            return self._own_certificate(
+                Path(change.cert_file), Path(change.key_file), directory, name
+            )
+        if not now.self_signed:
+            raise InvalidInput(
+                f"The certificate of {server} is yours, for {now.server_name}.",
+                hint=f"Give one for {name} with --cert and --key too.",
+            )
+        return self._self_signed(directory, name)
+
+    def _own_certificate(self, cert: Path, key: Path, directory: Path, name: str) -> Certificate:
+        """A certificate of the user's, checked, then kept in `directory` (the key 0600)."""
+        tls.check_pair(cert, key)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kept_cert, kept_key = directory / tls.CERT_NAME, directory / tls.KEY_NAME
+        atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
+        atomic_write(kept_key, key.read_bytes())
+        return Certificate(
+            server_name=name,
+            cert_file=str(kept_cert),
+            key_file=str(kept_key),
+            self_signed=False,
+            cert_sha256=tls.cert_sha256(kept_cert),
+        )
+
+    def _self_signed(self, directory: Path, name: str) -> Certificate:
+        """A new self-signed certificate for `name` in `directory`."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kept_cert, kept_key = tls.make_self_signed(directory, name)
+        return Certificate(
+            server_name=name,
+            cert_file=str(kept_cert),
+            key_file=str(kept_key),
+            self_signed=True,
+            cert_sha256=tls.cert_sha256(kept_cert),
+        )
+
     def _certificate(self, create: ServerCreate, keys_dir: Path) -> Certificate:
         server_name = create.sni or (
             create.host if create.host and not is_ip(create.host) else None
@@ -97,21 +190,8 @@ class SingBoxEngine:
             )
         if create.cert_file and create.key_file:
             cert, key = Path(create.cert_file), Path(create.key_file)
-            tls.check_pair(cert, key)
-            kept_cert, kept_key = keys_dir / tls.CERT_NAME, keys_dir / tls.KEY_NAME
-            atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
-            atomic_write(kept_key, key.read_bytes())
-            self_signed = False
-        else:
-            kept_cert, kept_key = tls.make_self_signed(keys_dir, server_name)
-            self_signed = True
-        return Certificate(
-            server_name=server_name,
-            cert_file=str(kept_cert),
-            key_file=str(kept_key),
-            self_signed=self_signed,
-            cert_sha256=tls.cert_sha256(kept_cert),
-        )
+            return self._own_certificate(cert, key, keys_dir, server_name)
+        return self._self_signed(keys_dir, server_name)
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         row = protocol_row(spec.protocol)

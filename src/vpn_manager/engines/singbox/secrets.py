@@ -44,6 +44,8 @@ SS_METHODS = (
     "chacha20-ietf-poly1305",
     "aes-128-gcm",
 )
+# Outline's apps speak the AEAD ciphers only (no 2022 ones); an Outline server uses the first.
+OUTLINE_METHODS = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
 PASSWORD_BYTES = 18  # token_urlsafe(18) is 24 characters
 
 
@@ -78,6 +80,26 @@ def check_method(method: str | None) -> str:
             hint=f"Choose one of: {', '.join(SS_METHODS)} (the first is the default).",
         )
     return name
+
+
+def check_outline_method(method: str | None) -> str:
+    """The method of a server for Outline's apps: chacha20-ietf-poly1305 (what Outline's own
+    servers use) when none is given; InvalidInput for one they cannot import."""
+    if method is None:
+        return OUTLINE_METHODS[0]
+    name = check_method(method)
+    if name not in OUTLINE_METHODS:
+        raise InvalidInput(
+            f"Outline's apps cannot use {name}: they speak {', '.join(OUTLINE_METHODS)} only.",
+            hint="Drop --method (chacha20-ietf-poly1305 is used), or drop --outline.",
+        )
+    return name
+
+
+def same_keys(old: str, new: str) -> bool:
+    """Do users' keys of the `old` method work with the `new` one? The AEAD methods take any
+    password; a 2022 method takes keys of its own size only."""
+    return SS_2022_KEY_SIZES.get(old) == SS_2022_KEY_SIZES.get(new)
 
 
 def check_password(method: str, password: str) -> None:

@@ -34,6 +34,7 @@ class SingBoxSettings(Stored):
     api_port: int
     allow_private: bool = False
     method: str | None = None  # the Shadowsocks cipher
+    outline: bool | None = None  # Shadowsocks: its method must stay one Outline's apps speak
     ssm_port: int | None = None
     tls: Certificate | None = None
     allow_anonymous: bool | None = None  # proxies only

@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Counter, Files, Health, Transport
+from vpn_manager.engines.base import Changed, Counter, Files, Health, Transport
+from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.wireguard import config, keys
 from vpn_manager.engines.wireguard.settings import Peer, WireGuardSecret, WireGuardSettings
@@ -40,7 +41,7 @@ PRIVATE_V4 = "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 127.0.0
 CAP_NET_ADMIN = 12
 
 if TYPE_CHECKING:
-    from vpn_manager.models.server import ServerCreate
+    from vpn_manager.models.server import ServerChange, ServerCreate
 
 
 def require_net_admin() -> None:
@@ -110,6 +111,23 @@ class WireGuardEngine:
         settings = dataclasses.replace(WireGuardSettings.of(spec), public_key=public)
         secret = dataclasses.replace(WireGuardSecret.of(spec), private_key=private)
         return settings.to_dict(), secret.to_dict()
+
+    def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
+        """What the clients' `.conf` says (--dns, --mtu, --allowed-ips; the MTU is the
+        interface's too) and --allow-private. The subnets stay: peers' addresses are in them."""
+        refuse_others(change, spec.protocol, ("dns", "mtu", "client_allowed_ips"))
+        values: dict[str, Any] = {
+            "dns": change.dns,
+            "mtu": change.mtu,
+            "client_allowed_ips": change.client_allowed_ips,
+            "allow_private": change.allow_private,
+        }
+        updates = {key: value for key, value in values.items() if value is not None}
+        settings = dataclasses.replace(WireGuardSettings.of(spec), **updates)
+        return Changed(settings.to_dict(), dict(spec.secret))
+
+    def advice(self, spec: ServerSpec) -> list[str]:
+        return []
 
     def new_credential(
         self,

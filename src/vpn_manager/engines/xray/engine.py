@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpn_manager.engines.base import Counter, Files, Health, Session, Transport
+from vpn_manager.engines.base import Changed, Counter, Files, Health, Session, Transport
+from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality
 from vpn_manager.engines.ports import connect_address, free_port, port_open
-from vpn_manager.engines.xray import config, keys
+from vpn_manager.engines.xray import config, keys, targets
 from vpn_manager.engines.xray.sessions import cut_sessions
 from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
@@ -30,7 +31,7 @@ from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
     from vpn_manager.engines.xray.api import XrayApi
-    from vpn_manager.models.server import ServerCreate
+    from vpn_manager.models.server import ServerChange, ServerCreate
 
 REFUSED = 23  # the binding's exit code for a config Xray will not run
 VALIDATE_DEADLINE = 5.0
@@ -93,6 +94,26 @@ class XrayEngine:
         )
         secret = dataclasses.replace(XraySecret.of(spec), private_key=private)
         return settings.to_dict(), secret.to_dict()
+
+    def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
+        """The REALITY target (--sni, --dest) and --allow-private. A target that was the
+        default (SNI:443) follows a new SNI unless --dest is given."""
+        refuse_others(change, spec.protocol, ("sni", "dest"))
+        settings = XraySettings.of(spec)
+        updates: dict[str, Any] = {}
+        if change.sni is not None:
+            updates["sni"] = change.sni
+            if change.dest is None and settings.dest == f"{settings.sni}:443":
+                updates["dest"] = f"{change.sni}:443"
+        if change.dest is not None:
+            updates["dest"] = change.dest
+        if change.allow_private is not None:
+            updates["allow_private"] = change.allow_private
+        return Changed(dataclasses.replace(settings, **updates).to_dict(), dict(spec.secret))
+
+    def advice(self, spec: ServerSpec) -> list[str]:
+        settings = XraySettings.of(spec)
+        return targets.advice(spec.name, settings.sni, settings.dest, spec.port)
 
     def new_credential(
         self,

@@ -120,6 +120,7 @@ class ServerService(ServerContext):
         self.follow = lifecycle.follow
         self.guard_running = lifecycle.guard_running
         self.warnings = lifecycle.warnings
+        self.advice = lifecycle.advice
         self.control_warnings = lifecycle.control_warnings
 
         # users on them

@@ -138,10 +138,12 @@ class Apply:
         spec: ServerSpec,
         clients: list[Client],
         before: ServerSpec | None = None,
+        clients_before: list[Client] | None = None,
     ) -> None:
         """render → validate → atomic write → restart → probe; roll back on any failure.
         `before` is the server as it was (the database rolls back to it with the caller's
-        transaction), so the rolled-back engine is probed where it really listens."""
+        transaction), so the rolled-back engine is probed where it really listens;
+        `clients_before`, its users' credentials as they were, where the change made new ones."""
         files = self.ctx.files(spec.name)
         files.config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ctx.paths.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -161,10 +163,11 @@ class Apply:
                 raise
             atomic_write(files.config, previous)
             old = before or spec
+            old_clients = clients if clients_before is None else clients_before
             try:
-                await self._restart_and_probe(engine, old, clients)
-                await engine.after_start(await self.ctx.reach(old), clients)
-                self.record(old, self.basis(engine, old, clients))
+                await self._restart_and_probe(engine, old, old_clients)
+                await engine.after_start(await self.ctx.reach(old), old_clients)
+                self.record(old, self.basis(engine, old, old_clients))
             except EngineError as again:
                 raise EngineError(
                     f"{exc.message} Rolling back failed too: {again.message}",

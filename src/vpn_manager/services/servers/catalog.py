@@ -10,24 +10,34 @@ import contextlib
 import errno
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import control_ports_of
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
-from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState, Protocol
+from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState
 from vpn_manager.services import subnets
 from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
 from vpn_manager.services.servers.lifecycle import Lifecycle
-from vpn_manager.specs import ServerSpec
+from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
-    from vpn_manager.models.server import Server, ServerCreate
+    from vpn_manager.models.server import Server, ServerChange, ServerChanged, ServerCreate
     from vpn_manager.storage.orm import ServerRow
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A change to a server's row (`values`: its columns), and whether every user's credentials
+    on it are made again (the engine said the old ones do not fit: Engine.change)."""
+
+    values: dict[str, object]
+    remake: bool = False
 
 
 def check_port_free(listen: str, port: int, udp: bool = False) -> None:
@@ -200,78 +210,99 @@ class Catalog:
             self.ctx.forget_files(name)
         await asyncio.to_thread(self.ctx.runtime_of(spec).forget)
 
-    async def rotate_keys(self, name: str) -> Server:
-        """New REALITY keys and short ids: every user's link changes."""
+    async def rotate_keys(self, name: str) -> ServerChanged:
+        """New keys (REALITY keys and short ids, a Shadowsocks 2022 server key, a WireGuard key
+        pair, a self-signed certificate): every user's link changes."""
 
-        def change(before: ServerSpec) -> dict[str, object]:
+        def change(before: ServerSpec) -> Changes:
             settings, secret = self.ctx.engine_for(before.protocol, None).rotate_keys(before)
-            return {"settings": settings, "secret": secret}
+            return Changes({"settings": settings, "secret": secret})
 
-        await self._reconfigure(name, change)
-        return await self.get(name)
+        return await self._reconfigure(name, change)
 
-    async def update(
-        self,
-        name: str,
-        *,
-        port: int | None = None,
-        sni: str | None = None,
-        dest: str | None = None,
-        host: str | None = None,
-    ) -> Server:
-        """Change a server's settings: validated, applied with a restart, rolled back on failure."""
-        from vpn_manager.models import validated
-        from vpn_manager.models.server import ServerChange
-
-        update = validated(ServerChange, {"port": port, "sni": sni, "dest": dest, "host": host})
-
-        def change(before: ServerSpec) -> dict[str, object]:
-            settings = dict(before.settings)
-            if update.sni is not None or update.dest is not None:
-                if before.protocol != Protocol.VLESS_REALITY.value:
-                    raise InvalidInput("--sni and --dest apply to vless-reality servers.")
-                settings.update(
-                    {k: v for k, v in (("sni", update.sni), ("dest", update.dest)) if v}
+    async def update(self, name: str, update: ServerChange) -> ServerChanged:
+        """Change a server's settings: validated, applied with a restart, rolled back on
+        failure. A port another of our servers holds is refused before anything is written."""
+        if update.port is not None:
+            async with self.ctx.db.reading() as session:
+                taken = await storage.servers.ports_in_use(session, control_ports_of)
+            if taken.get(update.port, name) != name:
+                raise Conflict(
+                    f"Port {update.port} is already used by server {taken[update.port]}.",
+                    hint="Pick another --port.",
                 )
-            changes: dict[str, object] = {"settings": settings}
-            if update.port is not None:
-                changes["port"] = update.port
-            if update.host is not None:
-                changes["host"] = update.host
-            return changes
 
-        await self._reconfigure(name, change)
-        return await self.get(name)
+        def change(before: ServerSpec) -> Changes:
+            engine = self.ctx.engine_for(before.protocol, None)
+            changed = engine.change(before, update, self.ctx.keys_dir(name))
+            values: dict[str, object] = {"settings": changed.settings, "secret": changed.secret}
+            if update.port is not None:
+                values["port"] = update.port
+            if update.host is not None:
+                values["host"] = update.host
+            return Changes(values, remake=changed.remake)
+
+        return await self._reconfigure(name, change)
 
     async def _reconfigure(
-        self, name: str, change: Callable[[ServerSpec], dict[str, object]]
-    ) -> None:
-        """A settings change: committed, then a validated restart if the server should run
-        (otherwise only the re-rendered config, for its next start). If the restart fails the
-        engine is back on its last good config and the row is put back; if this process dies
-        half-way, the service's next round restarts the engine on what the database says."""
+        self, name: str, change: Callable[[ServerSpec], Changes]
+    ) -> ServerChanged:
+        """A settings change: committed (with users' new credentials, where the old ones do not
+        fit the new settings), then a validated restart if the server should run (otherwise only
+        the re-rendered config, for its next start). If the restart fails the engine is back on
+        its last good config and the rows are put back; if this process dies half-way, the
+        service's next round restarts the engine on what the database says. Returns the server
+        and the users whose links changed (their link data before and after differ)."""
+        from vpn_manager.models.server import ServerChanged
+
         async with self.ctx.turn(name):
             async with self.ctx.db.session() as session:
                 row = await storage.servers.server_row(session, name)
                 before = storage.servers.spec_of(row)
-                await storage.servers.set_server(session, row, self.ctx.now(), **change(before))
+                held = await storage.servers.clients_and_status(session, row.id)
+                changes = change(before)
+                await storage.servers.set_server(session, row, self.ctx.now(), **changes.values)
                 spec = storage.servers.spec_of(row)
-                clients = await storage.servers.clients(session, row.id)
+                engine = self.ctx.engine(spec)
+                was = [client for client, _ in held]
+                now = was
+                if changes.remake:
+                    now = [Client(c.user_id, c.name, engine.new_credential(spec)) for c in was]
+                    await storage.servers.set_credentials(
+                        session, row.id, [(c.user_id, c.secret) for c in now]
+                    )
                 desired = row.desired
-            engine = self.ctx.engine(spec)
+            active = {client.user_id for client, ok in held if ok}
+            clients = [c for c in now if c.user_id in active]
             try:
                 if desired == DesiredState.RUNNING.value:
-                    await self.apply.restart(engine, spec, clients, before)
+                    clients_before = [c for c in was if c.user_id in active]
+                    await self.apply.restart(engine, spec, clients, before, clients_before)
                 else:
                     self.apply.write_config(engine, spec, clients)
             except BaseException as exc:
                 with no_interrupt():
-                    async with self.ctx.db.session() as session:
-                        row = await storage.servers.server_row(session, name)
-                        old = {"port": before.port, "host": before.host}
-                        old |= {"settings": before.settings, "secret": before.secret}
-                        await storage.servers.set_server(session, row, self.ctx.now(), **old)
+                    await self._put_back(before, was if changes.remake else [])
                     # Interrupted (not refused): the engine was not rolled back.
                     if not isinstance(exc, EngineError):
                         await self.convergence.converge_in_turn(name)
                 raise
+        changed = [
+            after.name
+            for old, after in zip(was, now, strict=True)
+            if engine.link_data(before, old) != engine.link_data(spec, after)
+        ]
+        return ServerChanged(server=await self.get(name), links_changed=changed)
+
+    async def _put_back(self, before: ServerSpec, credentials: list[Client]) -> None:
+        """A server's row as it was before a change that did not hold, and these users'
+        credentials on it (those the change made again)."""
+        async with self.ctx.db.session() as session:
+            row = await storage.servers.server_row(session, before.name)
+            old = {"port": before.port, "host": before.host}
+            old |= {"settings": before.settings, "secret": before.secret}
+            await storage.servers.set_server(session, row, self.ctx.now(), **old)
+            if credentials:
+                await storage.servers.set_credentials(
+                    session, row.id, [(c.user_id, c.secret) for c in credentials]
+                )

@@ -218,8 +218,16 @@ class Lifecycle:
         return made
 
     async def warnings(self, name: str) -> list[str]:
-        """control_warnings() of a server by name (after an install)."""
-        return await self.control_warnings(await self.ctx.spec(name))
+        """What a person must know right after installing a server: its engine's advice on
+        what makes it easier to block, and control_warnings()."""
+        spec = await self.ctx.spec(name)
+        return self.ctx.engine(spec).advice(spec) + await self.control_warnings(spec)
+
+    async def advice(self, name: str) -> list[str]:
+        """The engine's advice on how the server is set up (a REALITY target everyone uses, a
+        port no real site uses), each with the command that fixes it."""
+        spec = await self.ctx.spec(name)
+        return self.ctx.engine(spec).advice(spec)
 
     async def control_warnings(self, spec: ServerSpec) -> list[str]:
         """What a person must know about who can reach the server's control APIs: nothing when
