@@ -184,16 +184,17 @@ def test_the_service_outlives_a_locked_database(vpn: Vpn) -> None:
 
 
 def pid_of(vpn: Vpn, server: str) -> int:
-    pid = current_pid(vpn, server)
-    assert pid, f"{server} has no engine process"
-    return pid
-
-
-def current_pid(vpn: Vpn, server: str) -> int | None:
-    """The engine's PID now, or None while the service is between stopping and starting it."""
     status = vpn.json("server", "status", server)
     assert isinstance(status, dict)
-    return int(status["pid"]) if status["pid"] else None
+    assert status["pid"]
+    return int(status["pid"])
+
+
+def replaced(vpn: Vpn, server: str, old_pid: int) -> bool:
+    """A new engine that is healthy (no PID at all while the service is between stop and start)."""
+    status = vpn.json("server", "status", server)
+    assert isinstance(status, dict)
+    return bool(status["pid"]) and status["pid"] != old_pid and bool(status["healthy"])
 
 
 def test_a_hung_engine_is_restarted(vpn: Vpn) -> None:
@@ -203,12 +204,7 @@ def test_a_hung_engine_is_restarted(vpn: Vpn) -> None:
     os.kill(pid, signal.SIGSTOP)
     try:
         with service(vpn, interval=0.3):
-            wait_for(
-                lambda: current_pid(vpn, "ss") not in (None, pid)
-                and vpn.json("server", "status", "ss")["healthy"],  # type: ignore[index]
-                "a new, healthy engine",
-                timeout=60,
-            )
+            wait_for(lambda: replaced(vpn, "ss", pid), "a new, healthy engine", timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
