@@ -371,9 +371,22 @@ def test_disable_and_enable(two: InProcessCli) -> None:
     ok(two("user", "enable", "alice"), "Enabled 1 user.\n")
     assert [u["status"] for u in users(two)] == ["active", "active"]
     data = ok(two("user", "disable", "alice", "bob", "--format", "json")).json()
-    assert data == {"disabled": ["alice", "bob"]}
+    assert data == {"disabled": ["alice", "bob"], "changed": 2}
     assert [u["status"] for u in users(two)] == ["disabled", "disabled"]
     ok(two("--format", "plain", "user", "enable", "alice", "bob"), "Enabled 2 users.\n")
+
+
+def test_disable_says_when_nothing_changed(two: InProcessCli) -> None:
+    ok(two("user", "disable", "alice"), "Disabled 1 user.\n")
+    before = two("user", "show", "alice", "-f", "json").json()
+    ok(two("user", "disable", "alice"), "alice is already disabled.\n")
+    assert two("user", "show", "alice", "-f", "json").json() == before  # updated_at kept too
+    ok(two("user", "disable", "alice", "bob"), "Disabled 1 user (1 already disabled).\n")
+    ok(two("user", "disable", "alice", "bob"), "All 2 users are already disabled.\n")
+    data = ok(two("user", "disable", "bob", "-f", "json")).json()
+    assert data == {"disabled": ["bob"], "changed": 0}
+    ok(two("user", "enable", "alice", "bob"), "Enabled 2 users.\n")
+    ok(two("user", "enable", "bob"), "bob is already enabled.\n")
 
 
 def test_delete_with_yes(two: InProcessCli) -> None:
@@ -390,8 +403,8 @@ def test_delete_without_yes_and_no_terminal_is_refused(cli: Cli) -> None:
     add(cli, "alice", "bob")
     before = table_rows(database_file(cli.home))
     result = cli("user", "delete", "alice")  # stdin is /dev/null, not a terminal
-    assert result == Result(
-        3,
+    assert result == Result(  # nobody to confirm it: cancelled (README: exit code 10)
+        10,
         "",
         "error: Refusing to delete users without confirmation.\nhint: Add --yes to confirm.\n",
     )

@@ -113,7 +113,7 @@ def logs(
     name: ServerName,
     lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", help="How many lines.")] = 100,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")
+        bool, typer.Option("--follow", "-F", help="Keep printing new lines (Ctrl-C stops).")
     ] = False,
 ) -> None:
     """Print the end of a server's engine logs (its container's output under Docker)."""
