@@ -153,6 +153,7 @@ def run(args: list[str]) -> int:
     app.registered_commands.clear()
     mount(args)
     command = typer.main.get_command(app)
+    whole_listings(command)
     debug = "--debug" in args or os.environ.get("VPN_DEBUG") == "1"
     if not debug:
         _quiet_threads()
@@ -188,6 +189,26 @@ def run(args: list[str]) -> int:
     if code == INTERRUPTED:
         sys.stderr.write("\nInterrupted.\n")
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def whole_listings(command: object) -> None:
+    """Let `--help` list every command with its whole first sentence (wrapped if long): Click
+    would cut it to fit one line and end it with "…", mid-thought."""
+    if not isinstance(command, typer.core.TyperGroup):
+        return
+    for sub in command.commands.values():
+        if sub.short_help is None and sub.help:
+            sub.short_help = first_sentence(sub.help)
+        whole_listings(sub)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a help text's first paragraph, as Click finds it, uncut."""
+    words = " ".join(text.split("\n\n", 1)[0].split()).split(" ")
+    for count, word in enumerate(words, 1):
+        if word.endswith("."):
+            return " ".join(words[:count])
+    return " ".join(words)
 
 
 def _quiet_threads() -> None:
