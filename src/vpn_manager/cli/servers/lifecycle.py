@@ -134,16 +134,23 @@ def remove(
     ctx: typer.Context,
     name: ServerName,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    keep_logs: Annotated[
+        bool,
+        typer.Option(
+            "--keep-logs", help="Keep its log files (they hold client IPs: removed by default)."
+        ),
+    ] = False,
     output_format: FormatOption = None,
 ) -> None:
-    """Stop a server and remove it with its rendered config and its users' credentials on it."""
+    """Stop a server and remove it with its rendered config, its logs and its users' credentials
+    on it."""
     context = app_context(ctx)
     if not yes:
         if not sys.stdin.isatty():
-            raise InvalidInput(
+            raise Cancelled(  # nobody to ask: as if the question were declined (exit 10)
                 "Refusing to remove a server without confirmation.", hint="Add --yes."
             )
         if not typer.confirm(f"Remove server {name}? Its users lose access through it."):
             raise Cancelled("Nothing was removed.")
-    context.servers(lambda s: s.remove(name))
+    context.servers(lambda s: s.remove(name, keep_logs=keep_logs))
     context.output(output_format).result({"removed": name}, f"Removed {name}.")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Counter, Files, Follower, Health, Session, Transport
 from vpn_manager.engines.linkdata import Credential, LinkData, Tls
-from vpn_manager.engines.ports import connect_address, port_open
+from vpn_manager.engines.ports import port_listening
 from vpn_manager.engines.singbox import config, tls
 from vpn_manager.engines.singbox import secrets as keys
 from vpn_manager.engines.singbox.api import ConnectionFollower, SingBoxApi
@@ -197,7 +197,7 @@ class SingBoxEngine:
         if protocol_row(spec.protocol).quic:
             port_ok = api_ok  # UDP: a TCP connect proves nothing; the process answering must do
         else:
-            port_ok = await asyncio.to_thread(port_open, connect_address(spec.listen), spec.port)
+            port_ok = await asyncio.to_thread(port_listening, spec)
         detail = (
             "healthy"
             if port_ok and api_ok

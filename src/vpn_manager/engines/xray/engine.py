@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.base import Counter, Files, Health, Session, Transport
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality
-from vpn_manager.engines.ports import connect_address, free_port, port_open
+from vpn_manager.engines.ports import free_port, port_listening, port_open
 from vpn_manager.engines.xray import config, keys
 from vpn_manager.engines.xray.sessions import cut_sessions
 from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
@@ -194,8 +194,7 @@ class XrayEngine:
         )
 
     async def probe(self, spec: ServerSpec) -> Health:
-        host = connect_address(spec.listen)
-        port_ok = await asyncio.to_thread(port_open, host, spec.port)
+        port_ok = await asyncio.to_thread(port_listening, spec)
         async with _api(spec) as api:
             api_ok, why = await api.ping()
         detail = (
