@@ -10,6 +10,7 @@ import stat
 from tests import test_cli_input
 from tests.cli_helpers import InProcessCli, Result
 from tests.test_cli_input import free_port
+from tests.test_cli_users import count_traffic
 
 vpn = test_cli_input.vpn  # the CLI in a home of the test's own; it removes the servers installed
 
@@ -59,11 +60,36 @@ def test_f_is_format_wherever_a_command_has_format(vpn: InProcessCli) -> None:
     assert "-F, --follow" in ok(vpn("server", "logs", "--help")).stdout
 
 
+# -- what install, list and stats print ----------------------------------------------------------
+def test_install_shows_values_and_list_shows_the_trojan_sni(vpn: InProcessCli) -> None:
+    shown = install_trojan(vpn, "tj").stdout
+    assert "{" not in shown
+    assert re.search(r"^tls\.server_name +vpn\.example\.org$", shown, flags=re.MULTILINE), shown
+    assert re.search(r"^tls\.self_signed +yes$", shown, flags=re.MULTILINE), shown
+    listing = ok(vpn("server", "list")).stdout.splitlines()
+    assert listing[0].split() == ["NAME", "PROTOCOL", "ADDRESS", "STATE", "USERS", "SNI/METHOD"]
+    assert listing[1].split()[-1] == "vpn.example.org"
+    data = ok(vpn("server", "list", "-f", "json")).json()  # scripts keep the nested settings
+    assert data[0]["settings"]["tls"]["server_name"] == "vpn.example.org"
+
+
+def test_stats_shows_sizes_in_units(vpn: InProcessCli) -> None:
+    ok(vpn("user", "add", "alice"))
+    count_traffic(vpn.home, "alice", 1_500_000, 2_000)
+    table = ok(vpn("stats")).stdout.splitlines()
+    assert table[0].split() == ["HOUR", "USER", "SERVER", "UP", "DOWN"]
+    assert table[1].split()[1:] == ["alice", "s", "1.5MB", "2KB"]
+    plain = ok(vpn("stats", "-f", "plain")).stdout.split("\t")  # scripts keep the bytes
+    assert plain[1:] == ["alice", "s", "1500000", "2000\n"]
+    rows = ok(vpn("stats", "-f", "json")).json()
+    assert (rows[0]["upload_bytes"], rows[0]["download_bytes"]) == (1_500_000, 2_000)
+
+
 # -- a server's logs: no lines of our own probes, 0600, gone with the server ---------------------
-def install_trojan(vpn: InProcessCli, name: str) -> None:
+def install_trojan(vpn: InProcessCli, name: str) -> Result:
     """A real sing-box Trojan server on 127.0.0.1: a TLS inbound, which logs any connection that
     ends before its handshake as an error."""
-    ok(
+    return ok(
         vpn(
             "server",
             "install",

@@ -827,7 +827,7 @@ def test_version_through_typer(vpn: InProcessCli) -> None:
 def test_help_lists_the_commands(cli: Cli) -> None:
     result = ok(cli("--help"))
     commands = result.stdout.split("Commands:", 1)[1]
-    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    listed = {line.split()[0] for line in commands.splitlines() if line[2:3].strip()}
     assert listed == {
         "user",
         "server",
@@ -848,7 +848,7 @@ def test_help_lists_the_commands(cli: Cli) -> None:
 def test_user_help_lists_the_subcommands(vpn: InProcessCli) -> None:
     result = ok(vpn("user", "--help"))
     commands = result.stdout.split("Commands:", 1)[1]
-    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    listed = {line.split()[0] for line in commands.splitlines() if line[2:3].strip()}
     assert listed == {
         "add",
         "list",

@@ -40,8 +40,25 @@ def _cells(server: Server) -> dict[str, Any]:
             else f" (wanted {server.desired.value})"
         ),
         "users": str(server.users),
-        "sni": server.settings.get("sni") or server.settings.get("method") or "-",
+        "sni": _sni(server.settings) or server.settings.get("method") or "-",
     }
+
+
+def _sni(settings: dict[str, Any]) -> str | None:
+    """The name a client sends: REALITY's target site, or a TLS protocol's certificate name."""
+    tls = settings.get("tls")
+    return settings.get("sni") or (tls.get("server_name") if isinstance(tls, dict) else None)
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level of dotted keys (tls.server_name, …): values, never a dict."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def show(ctx: typer.Context, server: Server, fmt: FormatOption) -> None:
@@ -50,7 +67,7 @@ def show(ctx: typer.Context, server: Server, fmt: FormatOption) -> None:
         out.data(_row(server))
         return
     flat = {key: value for key, value in _row(server).items() if key != "settings"}
-    flat.update({key: value for key, value in server.settings.items() if key != "api_port"})
+    flat.update(_flat({k: v for k, v in server.settings.items() if k != "api_port"}))
     out.record(flat)
 
 
