@@ -8,7 +8,7 @@ import re
 import stat
 
 from tests import test_cli_input
-from tests.cli_helpers import InProcessCli, Result
+from tests.cli_helpers import InProcessCli, Result, error_line
 from tests.test_cli_input import free_port
 from tests.test_cli_users import count_traffic
 
@@ -83,6 +83,16 @@ def test_stats_shows_sizes_in_units(vpn: InProcessCli) -> None:
     assert plain[1:] == ["alice", "s", "1500000", "2000\n"]
     rows = ok(vpn("stats", "-f", "json")).json()
     assert (rows[0]["upload_bytes"], rows[0]["download_bytes"]) == (1_500_000, 2_000)
+
+
+def test_export_into_a_missing_directory_fails_with_exit_11(vpn: InProcessCli) -> None:
+    ok(vpn("user", "add", "alice"))
+    target = vpn.tmp_path / "missing" / "users.json"
+    message = error_line(vpn("user", "export", "--file", str(target)), 11)
+    assert message == f"Cannot write {target}: the directory {target.parent} does not exist."
+    assert not target.parent.exists()
+    ok(vpn("user", "export", "--file", str(vpn.tmp_path / "users.json")))
+    assert stat.S_IMODE((vpn.tmp_path / "users.json").stat().st_mode) == 0o600
 
 
 # -- a server's logs: no lines of our own probes, 0600, gone with the server ---------------------
