@@ -5,10 +5,13 @@ creating anything, and the small messages that must say what really happened."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import stat
 
+import pytest
+
 from tests import test_cli_input
-from tests.cli_helpers import InProcessCli, Result, error_line
+from tests.cli_helpers import Cli, InProcessCli, Result, database_file, error_line
 from tests.test_cli_input import free_port
 from tests.test_cli_users import count_traffic
 
@@ -152,3 +155,70 @@ def test_keep_logs_keeps_them(vpn: InProcessCli) -> None:
     ok(vpn("server", "remove", "tj", "--yes", "--keep-logs"))
     assert log_files_of(vpn, "tj") == modes
     assert ok(vpn("server", "list", "-f", "json")).json() == []
+
+
+# -- `vpn server status` without a name, and completing server names ------------------------------
+def test_status_without_a_name_shows_every_server(vpn: InProcessCli) -> None:
+    assert (
+        ok(vpn("server", "status")).stderr
+        == "No servers yet. Install one with `vpn server install vless-reality …`.\n"
+    )
+    install_trojan(vpn, "a")
+    install_trojan(vpn, "b")
+    ok(vpn("server", "stop", "b"))
+    table = ok(vpn("server", "status")).stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATE", "HEALTH", "PID", "MEMORY", "RUNTIME"]
+    assert table[1].split()[:3] == ["a", "running", "healthy"]
+    assert table[2].split() == ["b", "stopped", "-", "-", "-", "native"]
+    every = ok(vpn("server", "status", "-f", "json")).json()
+    assert [(s["name"], s["running"], s["healthy"]) for s in every] == [
+        ("a", True, True),
+        ("b", False, False),
+    ]
+    assert every[0] == ok(vpn("server", "status", "a", "-f", "json")).json() | {
+        "rss_bytes": every[0]["rss_bytes"]  # memory moves between two reads
+    }
+    ok(vpn("proxy", "status"))  # no proxies among them
+    assert ok(vpn("proxy", "status")).stderr == "No proxies yet.\n"
+
+
+def complete(vpn: InProcessCli | Cli, line: str) -> list[str]:
+    """What bash completion offers for `line` (the cursor at its end), asked as the shell asks."""
+    env = {"_VPN_COMPLETE": "complete_bash", "COMP_WORDS": line}
+    env["COMP_CWORD"] = str(len(line.split(" ")) - 1)
+    if isinstance(vpn, Cli):
+        result = vpn(env=env)
+    else:  # Click ends a completion with sys.exit
+        with pytest.raises(SystemExit) as done:
+            vpn(env=env)
+        captured = vpn.capsys.readouterr()
+        result = Result(int(done.value.code or 0), captured.out, captured.err)
+    assert result.code == 0, result
+    assert result.stderr == "", result
+    return result.stdout.split()
+
+
+def test_server_names_complete_from_the_database(cli: Cli, vpn: InProcessCli) -> None:
+    assert complete(cli, "vpn server status ") == []  # a real process, as from the shell
+    assert not cli.home.exists()  # completing never creates the home or the database
+    ok(vpn("user", "add", "alice"))
+    with sqlite3.connect(database_file(vpn.home)) as conn:  # rows only: no engine needed
+        now = "2026-12-07 00:00:00"
+        for name in ("edge", "lab", "east"):
+            conn.execute(
+                "INSERT INTO servers (name, protocol, engine, runtime, listen, port, host, desired,"
+                " settings, secret, created_at, updated_at) VALUES (?, 'shadowsocks', 'sing-box',"
+                " 'native', '127.0.0.1', 1, '127.0.0.1', 'stopped', '{}', '{}', ?, ?)",
+                (name, now, now),
+            )
+    assert complete(cli, "vpn server status ") == ["east", "edge", "lab"]
+    assert complete(vpn, "vpn server remove e") == ["east", "edge"]
+    assert complete(vpn, "vpn proxy start l") == ["lab"]
+    assert complete(vpn, "vpn user link alice --server ed") == ["edge"]
+    assert complete(vpn, "vpn user grant alice ") == ["east", "edge", "lab"]
+    assert complete(vpn, "vpn user add bob --server la") == ["lab"]
+    assert complete(vpn, "vpn user show a") == ["alice"]
+    assert complete(vpn, "vpn se") == ["serve", "server", "service"]
+    other = vpn.tmp_path / "other"
+    assert complete(vpn, f"vpn --home {other} server status ") == []
+    assert not other.exists()

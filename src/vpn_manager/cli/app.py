@@ -94,19 +94,27 @@ def _invoked(args: list[str]) -> str | None:
 
 def mount(args: list[str]) -> None:
     """Load the named group or command for real; the others only as their help line. Shell
-    completion (which needs the whole tree) loads everything."""
-    everything = any(key.startswith("_VPN_COMPLETE") for key in os.environ)
-    wanted = _invoked(args)
+    completion names it in the line being completed (a TAB loads one group, like a run)."""
+    wanted = _invoked(_completed_line() or args)
     for name, (module, text) in GROUPS.items():
-        if everything or name == wanted:
+        if name == wanted:
             app.add_typer(importlib.import_module(module).app, name=name)
         else:
             app.add_typer(typer.Typer(help=text), name=name)
     for name, (module, function, text) in COMMANDS.items():
-        if everything or name == wanted:
+        if name == wanted:
             app.command(name)(getattr(importlib.import_module(module), function))
         else:
             app.command(name, help=text)(_not_loaded)
+
+
+def _completed_line() -> list[str]:
+    """The arguments of the command line a shell asks Typer to complete (bash passes it in
+    COMP_WORDS, zsh, fish and PowerShell in _TYPER_COMPLETE_ARGS); none when not completing."""
+    if not any(key.startswith("_VPN_COMPLETE") for key in os.environ):
+        return []
+    line = os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or ""
+    return line.split()[1:]
 
 
 def _not_loaded() -> None:  # pragma: no cover - only its help line is ever shown

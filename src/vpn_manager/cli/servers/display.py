@@ -9,6 +9,7 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
+from vpn_manager.units import format_size
 
 if TYPE_CHECKING:
     from vpn_manager.cli.output import Output
@@ -33,15 +34,16 @@ def _cells(server: Server) -> dict[str, Any]:
         "name": server.name,
         "protocol": server.protocol.value,
         "address": f"{server.host}:{server.port}",
-        "state": ("running" if server.running else "stopped")
-        + (
-            ""
-            if server.running == (server.desired.value == "running")
-            else f" (wanted {server.desired.value})"
-        ),
+        "state": _state(server.running, server.desired.value),
         "users": str(server.users),
         "sni": _sni(server.settings) or server.settings.get("method") or "-",
     }
+
+
+def _state(running: bool, desired: str) -> str:
+    """running or stopped, and what is wanted when that differs (a crash, a start pending)."""
+    state = "running" if running else "stopped"
+    return state if running == (desired == "running") else f"{state} (wanted {desired})"
 
 
 def _sni(settings: dict[str, Any]) -> str | None:
@@ -86,3 +88,25 @@ def emit_servers(out: Output, servers: list[Server], empty: str) -> None:
 
 def status_data(status: ServerStatus) -> dict[str, Any]:
     return status.model_dump(mode="json")
+
+
+STATUS_COLUMNS = [
+    ("name", "NAME"),
+    ("state", "STATE"),
+    ("health", "HEALTH"),
+    ("pid", "PID"),
+    ("memory", "MEMORY"),
+    ("runtime", "RUNTIME"),
+]
+
+
+def status_cells(status: ServerStatus) -> dict[str, Any]:
+    """One line of `vpn server status` without a name."""
+    return {
+        "name": status.name,
+        "state": _state(status.running, status.desired.value),
+        "health": status.detail if status.running else "-",
+        "pid": status.pid,
+        "memory": format_size(status.rss_bytes) if status.rss_bytes else "-",
+        "runtime": status.runtime.value,
+    }

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vpn_manager.cli.context import app_context
-from vpn_manager.cli.options import FormatOption
+from vpn_manager.cli.options import FormatOption, complete_servers
 from vpn_manager.cli.users.args import (
     Devices,
     Email,
@@ -46,6 +46,7 @@ def add(
             "--server",
             metavar="SERVER",
             help="Also give them access to this server (repeatable); applied live.",
+            autocompletion=complete_servers,
         ),
     ] = None,
     output_format: FormatOption = None,
