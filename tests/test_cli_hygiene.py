@@ -137,6 +137,40 @@ def test_health_probes_write_nothing_into_the_engine_logs(vpn: InProcessCli) -> 
     assert (vpn.home / "state" / "logs" / "tj.error.log").read_text() == ""
 
 
+def test_server_logs_leave_out_xrays_lines_of_our_api_calls(vpn: InProcessCli) -> None:
+    """Xray's API on a unix socket is an inbound, so its access log records every probe and
+    poll; `server logs` shows what clients and the engine did, not what we asked it."""
+    ok(
+        vpn(
+            "server",
+            "install",
+            "vless-reality",
+            "--name",
+            "vr",
+            "--port",
+            str(free_port()),
+            "--listen",
+            "127.0.0.1",
+            "--host",
+            "127.0.0.1",
+            "--sni",
+            "www.example.com",
+        )
+    )
+    for _ in range(3):
+        assert ok(vpn("server", "status", "vr", "-f", "json")).json()["healthy"] is True
+    access = (vpn.home / "state" / "logs" / "vr.access.log").read_text().splitlines()
+    assert access  # the engine does log them …
+    assert all(line.endswith("[api-in -> api]") for line in access), access
+    shown = ok(vpn("server", "logs", "vr")).stdout.splitlines()
+    assert "Xray" in "\n".join(shown)  # … the engine's own lines are shown, ours are not
+    assert not any("api-in" in line for line in shown), shown
+    assert ok(vpn("server", "logs", "vr", "-n", "1")).stdout.count("\n") == 1
+    modes = log_files_of(vpn, "vr")
+    assert set(modes) == {"vr.log", "vr.error.log", "vr.access.log"}
+    assert set(modes.values()) == {0o600}, modes
+
+
 def test_a_servers_log_files_are_0600_and_removed_with_it(vpn: InProcessCli) -> None:
     install_trojan(vpn, "tj")
     modes = log_files_of(vpn, "tj")

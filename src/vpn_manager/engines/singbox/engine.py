@@ -205,6 +205,9 @@ class SingBoxEngine:
         )
         return Health(port_ok, api_ok, detail)
 
+    def own_log_line(self, line: str) -> bool:
+        return False  # its control API calls are not logged
+
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         """A Shadowsocks server's users: natively loaded from the cache file at start (this
         only checks them, one GET), in a container pushed now; either way ssm-api ends up with

@@ -204,6 +204,11 @@ class XrayEngine:
         )
         return Health(port_ok, api_ok, detail)
 
+    def own_log_line(self, line: str) -> bool:
+        # The API on a unix socket is an inbound routed to the API, so the access log records
+        # each call: "from 0.0.0.0:0 accepted tcp:127.0.0.1:0 [api-in -> api]".
+        return line.endswith(config.OWN_ACCESS)
+
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         return  # the users are in the config file
 
