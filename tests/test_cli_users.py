@@ -442,6 +442,7 @@ def test_export_import_round_trip_in_a_real_process(cli: Cli) -> None:
     tokens = {name: token_of(cli, name) for name in ("alice", "bob")}
 
     out_json = cli.tmp_path / "out" / "users.json"
+    out_json.parent.mkdir()  # export makes no directories (README: exit code 11)
     result = cli("user", "export", "--file", str(out_json))
     ok(result, "", f"Exported 2 users to {out_json}.\n")
     assert stat.S_IMODE(out_json.stat().st_mode) == 0o600

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from vpn_manager.cli.context import AppContext
+
 
 class Format(StrEnum):
     table = "table"
@@ -43,9 +45,7 @@ def _names(ctx: typer.Context, table: Literal["servers", "users"], incomplete: s
     with the stdlib in read-only mode: a keypress must not create the home or the database,
     migrate anything or wait for PostgreSQL, and an error must never reach the user's prompt
     (then nothing completes)."""
-    import sqlite3
-
-    from vpn_manager.cli.context import AppContext
+    import sqlite3  # only when completing
 
     root = ctx.find_root()
     context = root.obj
