@@ -5,6 +5,7 @@ creating anything, and the small messages that must say what really happened."""
 from __future__ import annotations
 
 import re
+import socket
 import sqlite3
 import stat
 
@@ -256,3 +257,27 @@ def test_server_names_complete_from_the_database(cli: Cli, vpn: InProcessCli) ->
     other = vpn.tmp_path / "other"
     assert complete(vpn, f"vpn --home {other} server status ") == []
     assert not other.exists()
+
+
+@pytest.mark.parametrize(
+    ("family", "bind", "listen", "found"),
+    [
+        (socket.AF_INET, "127.0.0.1", "127.0.0.1", True),
+        (socket.AF_INET6, "::", "0.0.0.0", True),  # every address, either family
+        (socket.AF_INET6, "::1", "::1", True),
+        (socket.AF_INET, "127.0.0.1", "127.0.0.2", False),  # another address's port
+    ],
+)
+def test_a_listening_port_is_found_without_connecting(
+    family: int, bind: str, listen: str, found: bool
+) -> None:
+    from vpn_manager.engines.ports import port_listening
+    from vpn_manager.specs import ServerSpec
+
+    with socket.socket(family) as sock:
+        sock.bind((bind, 0))
+        spec = ServerSpec("s", "trojan", listen, sock.getsockname()[1], "127.0.0.1", {}, {})
+        assert not port_listening(spec)  # bound, not listening yet
+        sock.listen()
+        assert port_listening(spec) is found
+    assert not port_listening(spec)

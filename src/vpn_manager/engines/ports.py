@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from pathlib import Path
 
 from vpn_manager.specs import ServerSpec
@@ -41,9 +42,13 @@ def port_listening(spec: ServerSpec) -> bool:
     restart, every round of the service). Elsewhere (a container's port, published or tunnelled)
     only a connect can tell."""
     tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
-    if spec.runtime != "native" or not tables[0].exists():
+    try:
+        listen = ipaddress.ip_address(spec.listen).compressed
+    except ValueError:  # a name, not an address: only a connect can resolve it
+        listen = ""
+    if spec.runtime != "native" or not listen or not tables[0].exists():
         return port_open(connect_address(spec.listen), spec.port)
-    return any(_listens(table, spec.listen, spec.port) for table in tables)
+    return any(_listens(table, listen, spec.port) for table in tables)
 
 
 def _listens(table: Path, listen: str, port: int) -> bool:
@@ -53,7 +58,7 @@ def _listens(table: Path, listen: str, port: int) -> bool:
         lines = table.read_text(encoding="ascii").splitlines()[1:]
     except OSError:
         return False
-    wanted = {ipaddress.ip_address(listen).compressed, *_WILDCARDS}
+    wanted = {listen, *_WILDCARDS}
     for line in lines:
         fields = line.split()
         if len(fields) < 4 or fields[3] != _LISTEN:
@@ -65,7 +70,8 @@ def _listens(table: Path, listen: str, port: int) -> bool:
 
 
 def _address(hex_address: str) -> str:
-    """An address as /proc/net/tcp(6) writes it: 32-bit words in host (little-endian) order."""
+    """An address as /proc/net/tcp(6) writes it: 32-bit words in the host's byte order."""
     raw = bytes.fromhex(hex_address)
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    return ipaddress.ip_address(words).compressed
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(raw).compressed
