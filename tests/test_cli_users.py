@@ -371,9 +371,22 @@ def test_disable_and_enable(two: InProcessCli) -> None:
     ok(two("user", "enable", "alice"), "Enabled 1 user.\n")
     assert [u["status"] for u in users(two)] == ["active", "active"]
     data = ok(two("user", "disable", "alice", "bob", "--format", "json")).json()
-    assert data == {"disabled": ["alice", "bob"]}
+    assert data == {"disabled": ["alice", "bob"], "changed": 2}
     assert [u["status"] for u in users(two)] == ["disabled", "disabled"]
     ok(two("--format", "plain", "user", "enable", "alice", "bob"), "Enabled 2 users.\n")
+
+
+def test_disable_says_when_nothing_changed(two: InProcessCli) -> None:
+    ok(two("user", "disable", "alice"), "Disabled 1 user.\n")
+    before = two("user", "show", "alice", "-f", "json").json()
+    ok(two("user", "disable", "alice"), "alice is already disabled.\n")
+    assert two("user", "show", "alice", "-f", "json").json() == before  # updated_at kept too
+    ok(two("user", "disable", "alice", "bob"), "Disabled 1 user (1 already disabled).\n")
+    ok(two("user", "disable", "alice", "bob"), "All 2 users are already disabled.\n")
+    data = ok(two("user", "disable", "bob", "-f", "json")).json()
+    assert data == {"disabled": ["bob"], "changed": 0}
+    ok(two("user", "enable", "alice", "bob"), "Enabled 2 users.\n")
+    ok(two("user", "enable", "bob"), "bob is already enabled.\n")
 
 
 def test_delete_with_yes(two: InProcessCli) -> None:
@@ -390,8 +403,8 @@ def test_delete_without_yes_and_no_terminal_is_refused(cli: Cli) -> None:
     add(cli, "alice", "bob")
     before = table_rows(database_file(cli.home))
     result = cli("user", "delete", "alice")  # stdin is /dev/null, not a terminal
-    assert result == Result(
-        3,
+    assert result == Result(  # nobody to confirm it: cancelled (README: exit code 10)
+        10,
         "",
         "error: Refusing to delete users without confirmation.\nhint: Add --yes to confirm.\n",
     )
@@ -429,6 +442,7 @@ def test_export_import_round_trip_in_a_real_process(cli: Cli) -> None:
     tokens = {name: token_of(cli, name) for name in ("alice", "bob")}
 
     out_json = cli.tmp_path / "out" / "users.json"
+    out_json.parent.mkdir()  # export makes no directories (README: exit code 11)
     result = cli("user", "export", "--file", str(out_json))
     ok(result, "", f"Exported 2 users to {out_json}.\n")
     assert stat.S_IMODE(out_json.stat().st_mode) == 0o600
@@ -814,7 +828,7 @@ def test_version_through_typer(vpn: InProcessCli) -> None:
 def test_help_lists_the_commands(cli: Cli) -> None:
     result = ok(cli("--help"))
     commands = result.stdout.split("Commands:", 1)[1]
-    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    listed = {line.split()[0] for line in commands.splitlines() if line[2:3].strip()}
     assert listed == {
         "user",
         "server",
@@ -835,7 +849,7 @@ def test_help_lists_the_commands(cli: Cli) -> None:
 def test_user_help_lists_the_subcommands(vpn: InProcessCli) -> None:
     result = ok(vpn("user", "--help"))
     commands = result.stdout.split("Commands:", 1)[1]
-    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    listed = {line.split()[0] for line in commands.splitlines() if line[2:3].strip()}
     assert listed == {
         "add",
         "list",

@@ -275,6 +275,9 @@ class FakeEngine:
         if REFUSED in text:
             raise EngineError(f"The engine refused the config: unknown host {REFUSED}.")
 
+    def own_log_line(self, line: str) -> bool:
+        return False
+
     async def probe(self, spec: ServerSpec) -> Health:
         process = self.runtime.processes.get(spec.name)
         if process is None or not process.alive:

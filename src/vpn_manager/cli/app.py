@@ -94,19 +94,27 @@ def _invoked(args: list[str]) -> str | None:
 
 def mount(args: list[str]) -> None:
     """Load the named group or command for real; the others only as their help line. Shell
-    completion (which needs the whole tree) loads everything."""
-    everything = any(key.startswith("_VPN_COMPLETE") for key in os.environ)
-    wanted = _invoked(args)
+    completion names it in the line being completed (a TAB loads one group, like a run)."""
+    wanted = _invoked(_completed_line() or args)
     for name, (module, text) in GROUPS.items():
-        if everything or name == wanted:
+        if name == wanted:
             app.add_typer(importlib.import_module(module).app, name=name)
         else:
             app.add_typer(typer.Typer(help=text), name=name)
     for name, (module, function, text) in COMMANDS.items():
-        if everything or name == wanted:
+        if name == wanted:
             app.command(name)(getattr(importlib.import_module(module), function))
         else:
             app.command(name, help=text)(_not_loaded)
+
+
+def _completed_line() -> list[str]:
+    """The arguments of the command line a shell asks Typer to complete (bash passes it in
+    COMP_WORDS, zsh, fish and PowerShell in _TYPER_COMPLETE_ARGS); none when not completing."""
+    if not any(key.startswith("_VPN_COMPLETE") for key in os.environ):
+        return []
+    line = os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or ""
+    return line.split()[1:]
 
 
 def _not_loaded() -> None:  # pragma: no cover - only its help line is ever shown
@@ -153,6 +161,7 @@ def run(args: list[str]) -> int:
     app.registered_commands.clear()
     mount(args)
     command = typer.main.get_command(app)
+    whole_listings(command)
     debug = "--debug" in args or os.environ.get("VPN_DEBUG") == "1"
     if not debug:
         _quiet_threads()
@@ -188,6 +197,26 @@ def run(args: list[str]) -> int:
     if code == INTERRUPTED:
         sys.stderr.write("\nInterrupted.\n")
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def whole_listings(command: object) -> None:
+    """Let `--help` list every command with its whole first sentence (wrapped if long): Click
+    would cut it to fit one line and end it with "…", mid-thought."""
+    if not isinstance(command, typer.core.TyperGroup):
+        return
+    for sub in command.commands.values():
+        if sub.short_help is None and sub.help:
+            sub.short_help = first_sentence(sub.help)
+        whole_listings(sub)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a help text's first paragraph, as Click finds it, uncut."""
+    words = " ".join(text.split("\n\n", 1)[0].split()).split(" ")
+    for count, word in enumerate(words, 1):
+        if word.endswith("."):
+            return " ".join(words[:count])
+    return " ".join(words)
 
 
 def _quiet_threads() -> None:

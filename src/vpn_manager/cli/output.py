@@ -112,4 +112,6 @@ def _cell(_key: str, value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):  # key=value pairs for people, never Python's repr of a dict
+        return ", ".join(f"{key}={_cell(key, item)}" for key, item in value.items()) or "-"
     return str(value)

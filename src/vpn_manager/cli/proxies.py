@@ -9,7 +9,7 @@ import typer
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
 from vpn_manager.cli.servers import lifecycle
-from vpn_manager.cli.servers.args import AllowPrivate, HostOpt, Listen
+from vpn_manager.cli.servers.args import AllowPrivate, AnyServer, HostOpt, Listen
 from vpn_manager.cli.servers.display import emit_servers
 from vpn_manager.cli.servers.install import install_fields
 from vpn_manager.errors import InvalidInput
@@ -63,5 +63,15 @@ def list_proxies(ctx: typer.Context, output_format: FormatOption = None) -> None
     emit_servers(context.output(output_format), proxies, "No proxies yet.")
 
 
-for command in ("status", "start", "stop", "restart", "logs", "remove"):
+@app.command("status")
+def status(ctx: typer.Context, name: AnyServer = None, output_format: FormatOption = None) -> None:
+    """Show whether a proxy runs and answers on its port (every proxy's, one line each, without
+    a name)."""
+    if name is None:
+        lifecycle.statuses(ctx, output_format, PROXY_PROTOCOLS, "No proxies yet.")
+    else:
+        lifecycle.status(ctx, name, output_format)
+
+
+for command in ("start", "stop", "restart", "logs", "remove"):
     app.command(command)(getattr(lifecycle, command))

@@ -12,7 +12,7 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.errors import InvalidInput
-from vpn_manager.units import parse_moment
+from vpn_manager.units import format_size, parse_moment
 
 if TYPE_CHECKING:
     from vpn_manager.services.root import Services
@@ -76,5 +76,13 @@ def stats(
             ("upload_bytes", "UP"),
             ("download_bytes", "DOWN"),
         ],
+        text=_sizes if fmt == "table" else None,
         empty="No traffic recorded in that time.",
     )
+
+
+def _sizes(key: str, value: object) -> str:
+    """Byte counts in units for people (3.2MB); plain keeps the bytes for scripts."""
+    if key.endswith("_bytes") and isinstance(value, int):
+        return format_size(value)
+    return str(value)

@@ -172,6 +172,11 @@ class Engine(Protocol):
         """Is the server's port accepting and its control API answering?"""
         ...
 
+    def own_log_line(self, line: str) -> bool:
+        """Did our own use of the engine write this log line (a call to its control API, as a
+        probe or a poll makes), rather than a client? `vpn server logs` leaves such lines out."""
+        ...
+
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         """Whatever a freshly started (and healthy) engine needs before it serves its users."""
         ...

@@ -1,9 +1,17 @@
 """Small socket helpers the engines and the server service share: free control ports, and
-whether a listening port answers."""
+whether a server's port is listening."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+import sys
+from pathlib import Path
+
+from vpn_manager.specs import ServerSpec
+
+_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's `st` column
+_WILDCARDS = {"0.0.0.0", "::"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -25,3 +33,45 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def port_listening(spec: ServerSpec) -> bool:
+    """Is the server's TCP port ready for clients? A native engine's is looked up in this
+    machine's socket table, so the probe opens no connection: a connect that sends nothing is a
+    failed handshake that sing-box and Xray write into the server's error log (every status, every
+    restart, every round of the service). Elsewhere (a container's port, published or tunnelled)
+    only a connect can tell."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    try:
+        listen = ipaddress.ip_address(spec.listen).compressed
+    except ValueError:  # a name, not an address: only a connect can resolve it
+        listen = ""
+    if spec.runtime != "native" or not listen or not tables[0].exists():
+        return port_open(connect_address(spec.listen), spec.port)
+    return any(_listens(table, listen, spec.port) for table in tables)
+
+
+def _listens(table: Path, listen: str, port: int) -> bool:
+    """Does /proc/net/tcp(6) hold a listening socket on `port` bound to `listen` or to every
+    address?"""
+    try:
+        lines = table.read_text(encoding="ascii").splitlines()[1:]
+    except OSError:
+        return False
+    wanted = {listen, *_WILDCARDS}
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != _LISTEN:
+            continue
+        address, _, port_hex = fields[1].partition(":")
+        if int(port_hex, 16) == port and _address(address) in wanted:
+            return True
+    return False
+
+
+def _address(hex_address: str) -> str:
+    """An address as /proc/net/tcp(6) writes it: 32-bit words in the host's byte order."""
+    raw = bytes.fromhex(hex_address)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(raw).compressed

@@ -28,6 +28,9 @@ def main(args: list[str]) -> None:
     with open(tmp, "w", encoding="ascii") as handle:
         handle.write(f"{os.getpid()}\n")
     os.replace(tmp, pid_path)
+    # What the engine creates is ours alone: its error and access logs hold client IPs (Xray and
+    # sing-box create them 0644 under the usual umask), its cache files user data.
+    os.umask(0o077)
     os.execvp(argv[0], argv)
 
 

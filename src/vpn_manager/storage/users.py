@@ -268,12 +268,23 @@ async def update_user(
 async def set_status(
     session: AsyncSession, names: Sequence[str], status: UserStatus, now: datetime
 ) -> int:
+    """Give these users `status`; returns how many did not have it already (only they change,
+    so "Disabled 1 user." is never said of a user who was disabled before)."""
     ids = await ids_for(session, names)
+    changed = 0
     for chunk in _chunks(list(ids.values())):
-        await session.execute(
-            update(UserRow).where(UserRow.id.in_(chunk)).values(status=status.value, updated_at=now)
+        other = await session.execute(
+            select(UserRow.id).where(UserRow.id.in_(chunk), UserRow.status != status.value)
         )
-    return len(ids)
+        todo = list(other.scalars())
+        if todo:
+            await session.execute(
+                update(UserRow)
+                .where(UserRow.id.in_(todo))
+                .values(status=status.value, updated_at=now)
+            )
+        changed += len(todo)
+    return changed
 
 
 async def statuses(session: AsyncSession, names: Sequence[str]) -> dict[str, UserStatus]:

@@ -6,20 +6,19 @@ from typing import Annotated
 
 import typer
 
-from vpn_manager.cli.context import app_context
-
-
-def _complete_servers(ctx: typer.Context, incomplete: str) -> list[str]:
-    try:
-        servers = app_context(ctx).servers(lambda s: s.all())
-    except Exception:  # completion must never print errors into the user's prompt
-        return []
-    return [s.name for s in servers if s.name.startswith(incomplete)]
-
+from vpn_manager.cli.options import complete_servers
 
 ServerName = Annotated[
     str,
-    typer.Argument(metavar="SERVER", help="The server's name.", autocompletion=_complete_servers),
+    typer.Argument(metavar="SERVER", help="The server's name.", autocompletion=complete_servers),
+]
+AnyServer = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="SERVER",
+        help="The server's name (default: all).",
+        autocompletion=complete_servers,
+    ),
 ]
 Listen = Annotated[
     str, typer.Option("--listen", metavar="ADDR", help="The local address to listen on.")

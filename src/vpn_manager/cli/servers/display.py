@@ -9,6 +9,7 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
+from vpn_manager.units import format_size
 
 if TYPE_CHECKING:
     from vpn_manager.cli.output import Output
@@ -33,15 +34,33 @@ def _cells(server: Server) -> dict[str, Any]:
         "name": server.name,
         "protocol": server.protocol.value,
         "address": f"{server.host}:{server.port}",
-        "state": ("running" if server.running else "stopped")
-        + (
-            ""
-            if server.running == (server.desired.value == "running")
-            else f" (wanted {server.desired.value})"
-        ),
+        "state": _state(server.running, server.desired.value),
         "users": str(server.users),
-        "sni": server.settings.get("sni") or server.settings.get("method") or "-",
+        "sni": _sni(server.settings) or server.settings.get("method") or "-",
     }
+
+
+def _state(running: bool, desired: str) -> str:
+    """running or stopped, and what is wanted when that differs (a crash, a start pending)."""
+    state = "running" if running else "stopped"
+    return state if running == (desired == "running") else f"{state} (wanted {desired})"
+
+
+def _sni(settings: dict[str, Any]) -> str | None:
+    """The name a client sends: REALITY's target site, or a TLS protocol's certificate name."""
+    tls = settings.get("tls")
+    return settings.get("sni") or (tls.get("server_name") if isinstance(tls, dict) else None)
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level of dotted keys (tls.server_name, …): values, never a dict."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def show(ctx: typer.Context, server: Server, fmt: FormatOption) -> None:
@@ -50,7 +69,7 @@ def show(ctx: typer.Context, server: Server, fmt: FormatOption) -> None:
         out.data(_row(server))
         return
     flat = {key: value for key, value in _row(server).items() if key != "settings"}
-    flat.update({key: value for key, value in server.settings.items() if key != "api_port"})
+    flat.update(_flat({k: v for k, v in server.settings.items() if k != "api_port"}))
     out.record(flat)
 
 
@@ -69,3 +88,25 @@ def emit_servers(out: Output, servers: list[Server], empty: str) -> None:
 
 def status_data(status: ServerStatus) -> dict[str, Any]:
     return status.model_dump(mode="json")
+
+
+STATUS_COLUMNS = [
+    ("name", "NAME"),
+    ("state", "STATE"),
+    ("health", "HEALTH"),
+    ("pid", "PID"),
+    ("memory", "MEMORY"),
+    ("runtime", "RUNTIME"),
+]
+
+
+def status_cells(status: ServerStatus) -> dict[str, Any]:
+    """One line of `vpn server status` without a name."""
+    return {
+        "name": status.name,
+        "state": _state(status.running, status.desired.value),
+        "health": status.detail if status.running else "-",
+        "pid": status.pid,
+        "memory": format_size(status.rss_bytes) if status.rss_bytes else "-",
+        "runtime": status.runtime.value,
+    }

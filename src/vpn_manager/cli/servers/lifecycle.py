@@ -10,17 +10,25 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
-from vpn_manager.cli.servers.args import ServerName
+from vpn_manager.cli.servers.args import AnyServer, ServerName
 from vpn_manager.cli.servers.containers import container_cells
-from vpn_manager.cli.servers.display import emit_servers, status_data, warn
+from vpn_manager.cli.servers.display import (
+    STATUS_COLUMNS,
+    emit_servers,
+    status_cells,
+    status_data,
+    warn,
+)
 from vpn_manager.errors import Cancelled, InvalidInput
 from vpn_manager.units import format_size
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Collection, Iterator
 
-    from vpn_manager.models.server import Server
+    from vpn_manager.models.server import Server, ServerStatus
     from vpn_manager.services.servers import ServerService
+
+NO_SERVERS = "No servers yet. Install one with `vpn server install vless-reality …`."
 
 
 def list_servers(ctx: typer.Context, output_format: FormatOption = None) -> None:
@@ -32,15 +40,17 @@ def list_servers(ctx: typer.Context, output_format: FormatOption = None) -> None
 
     servers, hints = context.servers(read)
     out = context.output(output_format)
-    emit_servers(
-        out, servers, "No servers yet. Install one with `vpn server install vless-reality …`."
-    )
+    emit_servers(out, servers, NO_SERVERS)
     for hint in hints:
         out.note(hint)
 
 
-def status(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
-    """Show whether a server runs, answers on its port and API, and what it uses."""
+def status(ctx: typer.Context, name: AnyServer = None, output_format: FormatOption = None) -> None:
+    """Show whether a server runs, answers on its port and API, and what it uses (every
+    server's, one line each, without a name)."""
+    if name is None:
+        statuses(ctx, output_format)
+        return
     context = app_context(ctx)
     state = context.servers(lambda s: s.status(name))
     out = context.output(output_format)
@@ -53,6 +63,33 @@ def status(ctx: typer.Context, name: ServerName, output_format: FormatOption = N
             data.update(container_cells(state))
     out.record(data)
     warn(out, state.warnings)
+
+
+def statuses(
+    ctx: typer.Context,
+    output_format: FormatOption,
+    only: Collection[str] | None = None,
+    empty: str = NO_SERVERS,
+) -> None:
+    """The status of every server (of the protocols in `only`, if given): a list in json/yaml,
+    a table otherwise."""
+    context = app_context(ctx)
+
+    async def read(s: ServerService) -> list[ServerStatus]:
+        servers = [x for x in await s.all() if only is None or x.protocol in only]
+        return [await s.status(server.name) for server in servers]
+
+    states = context.servers(read)
+    out = context.output(output_format)
+    if out.structured:
+        out.data([status_data(state) for state in states])
+    else:
+        out.records(
+            [status_cells(state) for state in states],
+            STATUS_COLUMNS,
+            empty=empty,
+        )
+    warn(out, [f"{state.name}: {warning}" for state in states for warning in state.warnings])
 
 
 def start(ctx: typer.Context, name: ServerName, output_format: FormatOption = None) -> None:
@@ -113,7 +150,7 @@ def logs(
     name: ServerName,
     lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", help="How many lines.")] = 100,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")
+        bool, typer.Option("--follow", "-F", help="Keep printing new lines (Ctrl-C stops).")
     ] = False,
 ) -> None:
     """Print the end of a server's engine logs (its container's output under Docker)."""
@@ -134,16 +171,23 @@ def remove(
     ctx: typer.Context,
     name: ServerName,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    keep_logs: Annotated[
+        bool,
+        typer.Option(
+            "--keep-logs", help="Keep its log files (they hold client IPs: removed by default)."
+        ),
+    ] = False,
     output_format: FormatOption = None,
 ) -> None:
-    """Stop a server and remove it with its rendered config and its users' credentials on it."""
+    """Stop a server and remove it with its rendered config, its logs and its users' credentials
+    on it."""
     context = app_context(ctx)
     if not yes:
         if not sys.stdin.isatty():
-            raise InvalidInput(
+            raise Cancelled(  # nobody to ask: as if the question were declined (exit 10)
                 "Refusing to remove a server without confirmation.", hint="Add --yes."
             )
         if not typer.confirm(f"Remove server {name}? Its users lose access through it."):
             raise Cancelled("Nothing was removed.")
-    context.servers(lambda s: s.remove(name))
+    context.servers(lambda s: s.remove(name, keep_logs=keep_logs))
     context.output(output_format).result({"removed": name}, f"Removed {name}.")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vpn_manager.cli.context import AppContext, app_context
-from vpn_manager.cli.options import FormatOption
+from vpn_manager.cli.options import FormatOption, complete_servers
 from vpn_manager.cli.output import Output
 from vpn_manager.cli.users.args import Name, ServerArg
 from vpn_manager.delivery.files import check_file, private_dir, write_private
@@ -62,7 +62,13 @@ def link(
     ctx: typer.Context,
     name: Name,
     server: Annotated[
-        str | None, typer.Option("--server", metavar="SERVER", help="Only this server's link.")
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="SERVER",
+            help="Only this server's link.",
+            autocompletion=complete_servers,
+        ),
     ] = None,
     qr: Annotated[bool, typer.Option("--qr", help="Also draw a QR code in the terminal.")] = False,
     png: Annotated[
@@ -165,7 +171,12 @@ def _write_pngs(out: Output, name: str, accesses: list[Access], path: Path) -> N
 def client_config(
     ctx: typer.Context,
     name: Name,
-    server: Annotated[str, typer.Option("--server", metavar="SERVER", help="The server.")],
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server", metavar="SERVER", help="The server.", autocompletion=complete_servers
+        ),
+    ],
     client: Annotated[
         str, typer.Option("--client", metavar="xray|sing-box", help="Which client program.")
     ] = "xray",

@@ -8,25 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from vpn_manager.cli.context import AppContext, app_context
+from vpn_manager.cli.context import AppContext
+from vpn_manager.cli.options import complete_servers, complete_users
 from vpn_manager.errors import InvalidInput
 from vpn_manager.units import MOST_DAYS, parse_count, parse_expiry, parse_reset_period, parse_size
 
-
-def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
-    try:
-        users = app_context(ctx).users(lambda s: s.list())
-    except Exception:  # completion must never print errors into the user's prompt
-        return []
-    return [u.name for u in users if u.name.startswith(incomplete)]
-
-
 Names = Annotated[
     list[str],
-    typer.Argument(help="One or more user names.", metavar="NAME", autocompletion=_complete_names),
+    typer.Argument(help="One or more user names.", metavar="NAME", autocompletion=complete_users),
 ]
 Name = Annotated[
-    str, typer.Argument(help="The user's name.", metavar="NAME", autocompletion=_complete_names)
+    str, typer.Argument(help="The user's name.", metavar="NAME", autocompletion=complete_users)
 ]
 Email = Annotated[str | None, typer.Option("--email", metavar="EMAIL", help="Contact e-mail.")]
 Note = Annotated[str | None, typer.Option("--note", metavar="TEXT", help="Free text for yourself.")]
@@ -72,7 +64,10 @@ Speed = Annotated[
     str | None,
     typer.Option("--speed", metavar="RATE", hidden=True, help="Refused: not enforced yet."),
 ]
-ServerArg = Annotated[str, typer.Argument(metavar="SERVER", help="The server's name.")]
+ServerArg = Annotated[
+    str,
+    typer.Argument(metavar="SERVER", help="The server's name.", autocompletion=complete_servers),
+]
 
 
 def limits(

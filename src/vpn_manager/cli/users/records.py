@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vpn_manager.cli.context import app_context
-from vpn_manager.cli.options import FormatOption
+from vpn_manager.cli.options import FormatOption, complete_servers
 from vpn_manager.cli.users.args import (
     Devices,
     Email,
@@ -46,6 +46,7 @@ def add(
             "--server",
             metavar="SERVER",
             help="Also give them access to this server (repeatable); applied live.",
+            autocompletion=complete_servers,
         ),
     ] = None,
     output_format: FormatOption = None,
@@ -158,7 +159,18 @@ def _set_status(ctx: typer.Context, names: list[str], enable: bool, fmt: FormatO
     else:
         count = context.users(lambda s: s.disable(names))
     verb = "enabled" if enable else "disabled"
-    out.result({verb: names}, f"{verb.capitalize()} {count} user{'s' if count != 1 else ''}.")
+    out.result({verb: names, "changed": count}, _status_message(verb, names, count))
+
+
+def _status_message(verb: str, names: list[str], changed: int) -> str:
+    """Say what changed, and how many already had that status (nothing changed for them)."""
+    same = len(names) - changed
+    if changed == 0:
+        if len(names) == 1:
+            return f"{names[0]} is already {verb}."
+        return f"All {len(names)} users are already {verb}."
+    message = f"{verb.capitalize()} {changed} user{'s' if changed != 1 else ''}."
+    return message if same == 0 else message[:-1] + f" ({same} already {verb})."
 
 
 def enable(ctx: typer.Context, names: Names, output_format: FormatOption = None) -> None:
@@ -182,7 +194,7 @@ def delete(
     out = context.output(output_format)
     if not yes:
         if not sys.stdin.isatty():
-            raise InvalidInput(
+            raise Cancelled(  # nobody to ask: as if the question were declined (exit 10)
                 "Refusing to delete users without confirmation.", hint="Add --yes to confirm."
             )
         shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")

@@ -10,7 +10,7 @@ import typer
 
 from vpn_manager.cli.context import app_context
 from vpn_manager.cli.options import FormatOption
-from vpn_manager.errors import InvalidInput
+from vpn_manager.errors import FileError, InvalidInput
 from vpn_manager.fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -49,6 +49,11 @@ def export(
     fmt = file_format or ("csv" if file is not None and file.suffix.lower() == ".csv" else "json")
     if fmt not in ("json", "csv"):
         raise InvalidInput(f"Cannot export as {fmt!r}.", hint="Use --format json or --format csv.")
+    if file is not None and not file.parent.is_dir():  # a typo must not make directories
+        raise FileError(
+            f"Cannot write {file}: the directory {file.parent} does not exist.",
+            hint="Create it first, or give a path in an existing directory.",
+        )
     users = context.users(lambda s: s.list())
     tokens = context.users(lambda s: s.tokens_of([u.name for u in users])) if secrets else None
     text = dump(export_records(users, tokens), "csv" if fmt == "csv" else "json")

@@ -31,7 +31,7 @@ from vpn_manager.engines.base import (
 )
 from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Tls
-from vpn_manager.engines.ports import connect_address, port_open
+from vpn_manager.engines.ports import port_listening
 from vpn_manager.engines.singbox import config, tls
 from vpn_manager.engines.singbox import secrets as keys
 from vpn_manager.engines.singbox.api import ConnectionFollower, SingBoxApi
@@ -277,13 +277,16 @@ class SingBoxEngine:
         if protocol_row(spec.protocol).quic:
             port_ok = api_ok  # UDP: a TCP connect proves nothing; the process answering must do
         else:
-            port_ok = await asyncio.to_thread(port_open, connect_address(spec.listen), spec.port)
+            port_ok = await asyncio.to_thread(port_listening, spec)
         detail = (
             "healthy"
             if port_ok and api_ok
             else f"port {spec.port} {'open' if port_ok else 'not accepting'}; API {why}"
         )
         return Health(port_ok, api_ok, detail)
+
+    def own_log_line(self, line: str) -> bool:
+        return False  # its control API calls are not logged
 
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         """A Shadowsocks server's users: natively loaded from the cache file at start (this

@@ -210,6 +210,9 @@ class WireGuardEngine:
         # after_start gives it the port.
         return Health(True, answering, detail)
 
+    def own_log_line(self, line: str) -> bool:
+        return False  # its control API calls are not logged
+
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         settings = WireGuardSettings.of(spec)
         interface = settings.interface

@@ -15,6 +15,7 @@ from vpn_manager.specs import Client, ServerSpec
 
 INBOUND_TAG = "vless-in"
 API_INBOUND_TAG = "api-in"
+OWN_ACCESS = f"[{API_INBOUND_TAG} -> api]"  # how the access log ends a line of an API call
 API_SOCKET = "xray-api.sock"
 # sockaddr_un holds 108 bytes with the final NUL.
 MAX_SOCKET_PATH = 107

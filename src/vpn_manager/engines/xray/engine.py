@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from vpn_manager.engines.base import Changed, Counter, Files, Health, Session, Transport
 from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality
-from vpn_manager.engines.ports import connect_address, free_port, port_open
+from vpn_manager.engines.ports import free_port, port_listening, port_open
 from vpn_manager.engines.xray import config, keys, targets
 from vpn_manager.engines.xray.sessions import cut_sessions
 from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
@@ -215,8 +215,7 @@ class XrayEngine:
         )
 
     async def probe(self, spec: ServerSpec) -> Health:
-        host = connect_address(spec.listen)
-        port_ok = await asyncio.to_thread(port_open, host, spec.port)
+        port_ok = await asyncio.to_thread(port_listening, spec)
         async with _api(spec) as api:
             api_ok, why = await api.ping()
         detail = (
@@ -225,6 +224,11 @@ class XrayEngine:
             else (f"port {spec.port} {'open' if port_ok else 'not accepting'}; API {why}")
         )
         return Health(port_ok, api_ok, detail)
+
+    def own_log_line(self, line: str) -> bool:
+        # The API on a unix socket is an inbound routed to the API, so the access log records
+        # each call: "from 0.0.0.0:0 accepted tcp:127.0.0.1:0 [api-in -> api]".
+        return line.endswith(config.OWN_ACCESS)
 
     async def after_start(self, spec: ServerSpec, clients: list[Client]) -> None:
         return  # the users are in the config file

@@ -197,10 +197,10 @@ class Catalog:
             with contextlib.suppress(VpnError):  # the network, if it was made for this server only
                 await asyncio.to_thread(self.ctx.runtime_of(inserted).forget)
 
-    async def remove(self, name: str) -> None:
-        """Stopped first (and that committed), then the row and the files: a remove killed
-        half-way leaves a stopped server that `vpn server remove` finishes, never one that the
-        service would start again."""
+    async def remove(self, name: str, keep_logs: bool = False) -> None:
+        """Stopped first (and that committed), then the row and the files (its logs too, unless
+        `keep_logs`): a remove killed half-way leaves a stopped server that `vpn server remove`
+        finishes, never one that the service would start again."""
         async with self.ctx.turn(name):
             _, spec = await self.lifecycle.stop_in_turn(name)
             async with self.ctx.db.session() as session:
@@ -208,6 +208,8 @@ class Catalog:
                     session, await storage.servers.server_row(session, name)
                 )
             self.ctx.forget_files(name)
+            if not keep_logs:
+                self.ctx.forget_logs(name)
         await asyncio.to_thread(self.ctx.runtime_of(spec).forget)
 
     async def rotate_keys(self, name: str) -> ServerChanged:

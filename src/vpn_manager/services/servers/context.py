@@ -203,3 +203,13 @@ class ServerContext:
         shutil.rmtree(self.control_dir(name), ignore_errors=True)
         pending_readings.done(self.paths.run_dir, name)  # a last reading of a server that is gone
         self.forget_record(name)
+
+    def forget_logs(self, name: str) -> None:
+        """Delete a server's log files: its engine's output (a removed container's too) and its
+        error and access logs. Access logs hold client IPs, so they go with the server."""
+        try:
+            files, output = self.files(name), self.runtime.log_file(name)
+        except InvalidInput:  # a name from before names were checked: nothing of ours is there
+            return
+        for path in (output, files.error_log, files.access_log):
+            path.unlink(missing_ok=True)

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from vpn_manager.models.server import ServerStatus
     from vpn_manager.storage.orm import ServerRow
 
+# How far back `read_logs` looks for lines of clients when the last ones are our own (an Xray
+# access log is mostly API calls of the service's polls): at most this many times `lines`.
+OWN_LINES_READ = 64
+
 
 class Lifecycle:
     """Starts, stops and restarts servers, and reads their status, usage and logs."""
@@ -135,7 +139,14 @@ class Lifecycle:
         spec = await self.ctx.spec(name)
         files = self.ctx.files(name)
         also = [files.error_log, files.access_log]
-        return await asyncio.to_thread(self.ctx.runtime_of(spec).logs, name, lines, also)
+        own = self.ctx.engine_for(spec.protocol, None).own_log_line
+        wanted = lines
+        while True:  # our own lines left out, read further back until `lines` remain
+            found = await asyncio.to_thread(self.ctx.runtime_of(spec).logs, name, wanted, also)
+            kept = [line for line in found if not own(line)]
+            if len(kept) >= lines or len(found) < wanted or wanted >= OWN_LINES_READ * lines:
+                return kept[-lines:] if lines else kept
+            wanted *= 4
 
     def logs(self, name: str, lines: int = 100) -> list[str]:
         """The end of a native server's logs: the engine's output and its log files (for a
@@ -147,7 +158,9 @@ class Lifecycle:
         """The end of a server's logs, then new lines as they come (a blocking iterator)."""
         spec = await self.ctx.spec(name)
         files = self.ctx.files(name)
-        return self.ctx.runtime_of(spec).follow(name, lines, [files.error_log, files.access_log])
+        found = self.ctx.runtime_of(spec).follow(name, lines, [files.error_log, files.access_log])
+        own = self.ctx.engine_for(spec.protocol, None).own_log_line
+        return (line for line in found if not own(line))
 
     async def start(self, name: str) -> ServerStatus:
         await self._set_desired(name, DesiredState.RUNNING, restart=False)
