@@ -204,8 +204,10 @@ def test_a_hung_engine_is_restarted(vpn: Vpn) -> None:
     try:
         with service(vpn, interval=0.3):
             wait_for(
-                lambda: current_pid(vpn, "ss") not in (None, pid)
-                and vpn.json("server", "status", "ss")["healthy"],  # type: ignore[index]
+                lambda: (
+                    current_pid(vpn, "ss") not in (None, pid)
+                    and vpn.json("server", "status", "ss")["healthy"]
+                ),  # type: ignore[index]
                 "a new, healthy engine",
                 timeout=60,
             )
