@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 Targets = Annotated[
     list[str] | None,
     typer.Argument(
-        metavar="NAME... [SERVER]",
-        help="The users; without --server, the last one is the server (`grant alice edge`).",
+        metavar="NAME",
+        help="The users; without --server, the last name is the server (`grant alice edge`).",
         autocompletion=_complete_names,
         show_default=False,
     ),

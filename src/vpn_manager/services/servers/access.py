@@ -53,14 +53,14 @@ class Pair:
     changed: bool
 
 
-def pairs(
+def _pairs(
     names: Sequence[str], servers: Sequence[str], changed: set[tuple[str, str]]
 ) -> list[Pair]:
     """Every user with every server, server by server, in the order they were given."""
     return [Pair(name, server, (name, server) in changed) for server in servers for name in names]
 
 
-def check_servers(servers: Sequence[str]) -> None:
+def _check_servers(servers: Sequence[str]) -> None:
     """A bulk change names at least one server and each server once."""
     if not servers:
         raise InvalidInput("Give at least one server.", hint="Add --server SERVER.")
@@ -69,7 +69,7 @@ def check_servers(servers: Sequence[str]) -> None:
         raise InvalidInput(f"Server {repeated[0]!r} is named more than once.")
 
 
-async def selected(
+async def _selected(
     session: AsyncSession, user_names: Sequence[str] | None, status: UserStatus | None
 ) -> list[str]:
     """The users a bulk change is for: those named (NotFound for one that does not exist), or
@@ -169,7 +169,7 @@ class ServerUsers:
         back (commit_then_apply). `user_names` None: every user; `status`: only the selected
         users in that status. A pair that already had access is kept and reported unchanged.
         A password is one user's own (a proxy's login), so it is refused with several users."""
-        check_servers(servers)
+        _check_servers(servers)
         if user_names is not None:
             reject_repeats(user_names)
         if password is not None and (user_names is None or len(user_names) != 1):
@@ -179,7 +179,7 @@ class ServerUsers:
             )
 
         async def work(session: AsyncSession) -> tuple[list[str], dict[str, list[str]]]:
-            names = await selected(session, user_names, status)
+            names = await _selected(session, user_names, status)
             added = {
                 server: await self.grant_in(session, names, server, password) for server in servers
             }
@@ -192,7 +192,7 @@ class ServerUsers:
                     await storage.servers.remove_credential(session, user_id, row.id)
 
         names, added = await self.commit_then_apply(work, undo)
-        return pairs(names, servers, {(u, s) for s, new in added.items() for u in new})
+        return _pairs(names, servers, {(u, s) for s, new in added.items() for u in new})
 
     async def grant_in(
         self,
@@ -300,12 +300,12 @@ class ServerUsers:
         """Take users' access to several servers away at once, all or nothing, one apply per
         server (as grant_many); their open connections are cut. A selected user who is not on
         a server is reported unchanged; NotFound if none of them is on any of the servers."""
-        check_servers(servers)
+        _check_servers(servers)
         if user_names is not None:
             reject_repeats(user_names)
 
         async def work(session: AsyncSession) -> tuple[list[str], Removed]:
-            names = await selected(session, user_names, status)
+            names = await _selected(session, user_names, status)
             ids = await storage.users.ids_for(session, names)
             removed: Removed = {}
             for server in servers:
@@ -322,7 +322,7 @@ class ServerUsers:
                     await storage.servers.add_credentials(session, row, grants, self.ctx.now())
 
         names, removed = await self.commit_then_apply(work, undo)
-        return pairs(names, servers, {(u, s) for s, gone in removed.items() for u in gone})
+        return _pairs(names, servers, {(u, s) for s, gone in removed.items() for u in gone})
 
     async def _revoke_in(
         self, session: AsyncSession, ids: dict[str, int], server: str
