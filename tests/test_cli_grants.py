@@ -9,7 +9,9 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -195,19 +197,32 @@ def test_one_failing_server_undoes_every_server(vpn: InProcessCli) -> None:
     pid = int((vpn.home / "state" / "run" / "s2.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     _wait_gone(pid)
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", port))
-        squatter.listen()
+    with _squat(port):
         result = vpn("user", "grant", "alice", "bob", "--server", "s1", "--server", "s2")
     assert error_line(result, 8).startswith("The engine for s2 exited")
     assert grants(vpn) == {("carol", "s1")}
     assert engine_users(vpn, "s1") == ids(vpn, "carol")
 
 
-def _wait_gone(pid: int) -> None:
-    import time
+@contextmanager
+def _squat(port: int) -> Iterator[None]:
+    """Listen on `port` as another program would, once the killed engine has let it go."""
+    deadline = time.monotonic() + 10
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        while True:
+            try:
+                squatter.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        squatter.listen()
+        yield
 
+
+def _wait_gone(pid: int) -> None:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vpn_manager import storage
 from vpn_manager.errors import InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UserStatus
+from vpn_manager.models import UserFilter
 from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
@@ -74,8 +75,6 @@ async def _selected(
 ) -> list[str]:
     """The users a bulk change is for: those named (NotFound for one that does not exist), or
     everyone for None, then only those in `status` if given; refused if that leaves no one."""
-    from vpn_manager.models import UserFilter
-
     if user_names is None:
         users = await storage.users.list_users(session, UserFilter(status=status))
         names = [user.name for user in users]
