@@ -1,5 +1,5 @@
-"""`vpn user grant|revoke|link|config`: a user's access to servers, and what their client
-needs to use it (share links, QR codes, ready client configs)."""
+"""`vpn user link|config`: what a user's client needs to use their servers (share links, QR
+codes, ready client configs); access itself is granted in grants.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from vpn_manager.cli.context import AppContext, app_context
 from vpn_manager.cli.options import FormatOption, complete_servers
 from vpn_manager.cli.output import Output
-from vpn_manager.cli.users.args import Name, ServerArg
+from vpn_manager.cli.users.args import Name
 from vpn_manager.delivery.files import check_file, private_dir, write_private
 from vpn_manager.delivery.qr import png_bytes, qr_png, qr_text
 from vpn_manager.errors import InvalidInput
@@ -21,41 +21,6 @@ from vpn_manager.web.urls import settings_base_url, subscription_url
 if TYPE_CHECKING:
     from vpn_manager.services.root import Services
     from vpn_manager.services.servers import Access
-
-
-def grant(
-    ctx: typer.Context,
-    name: Name,
-    server: ServerArg,
-    password: Annotated[
-        str | None,
-        typer.Option(
-            "--password", metavar="PASSWORD", help="Proxies: the user's password (else generated)."
-        ),
-    ] = None,
-    output_format: FormatOption = None,
-) -> None:
-    """Give a user access to a server (credentials made once; applied live)."""
-    context = app_context(ctx)
-    added = context.servers(lambda s: s.grant([name], server, password))
-    context.output(output_format).result(
-        {"name": name, "server": server, "granted": bool(added)},
-        f"{name} can now use {server}: vpn user link {name} --server {server}"
-        if added
-        else f"{name} already had access to {server}.",
-    )
-
-
-def revoke(
-    ctx: typer.Context, name: Name, server: ServerArg, output_format: FormatOption = None
-) -> None:
-    """Take a user's access to a server away; their open connections are cut."""
-    context = app_context(ctx)
-    context.servers(lambda s: s.revoke([name], server))
-    context.output(output_format).result(
-        {"name": name, "server": server, "revoked": True},
-        f"{name} no longer has access to {server}.",
-    )
 
 
 def link(

@@ -32,7 +32,7 @@ from vpn_manager.paths import Paths
 from vpn_manager.runtimes.base import DockerDefaults
 from vpn_manager.runtimes.choice import Runtimes
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.services.servers.access import Access, Pending, ServerUsers, pending_of
+from vpn_manager.services.servers.access import Access, Pair, Pending, ServerUsers, pending_of
 from vpn_manager.services.servers.apply import Applied, Apply
 from vpn_manager.services.servers.catalog import Catalog, check_port_free, default_host
 from vpn_manager.services.servers.context import (
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Access",
     "Applied",
+    "Pair",
     "Pending",
     "ServerService",
     "check_port_free",
@@ -125,11 +126,13 @@ class ServerService(ServerContext):
 
         # users on them
         self.grant = users.grant
+        self.grant_many = users.grant_many
         self.grant_in = users.grant_in
         self.access = users.access
         self.ways = users.ways
         self.client_config = users.client_config
         self.revoke = users.revoke
+        self.revoke_many = users.revoke_many
         self.clients_before = users.clients_before
         self.resync = users.resync
         self.commit_then_apply = users.commit_then_apply

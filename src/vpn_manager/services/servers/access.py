@@ -11,12 +11,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpn_manager import storage
-from vpn_manager.errors import NotFound, VpnError
+from vpn_manager.errors import InvalidInput, NotFound, VpnError
+from vpn_manager.kinds import UserStatus
 from vpn_manager.labels import link_label
+from vpn_manager.models import UserFilter
 from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
+from vpn_manager.services.users import reject_repeats
 from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from vpn_manager.engines.linkdata import LinkData
 
 T = TypeVar("T")
+Removed = dict[str, dict[str, tuple[int, dict[str, Any]]]]  # server -> user -> (id, credential)
 
 log = logging.getLogger("vpn_manager.servers")
 
@@ -39,6 +43,71 @@ class Access:
     link: str
     data: LinkData = field(repr=False)
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One user and one server of a bulk grant or revoke, and whether the change made a
+    difference there (False: they had access already, or none to take away)."""
+
+    user: str
+    server: str
+    changed: bool
+
+
+def _pairs(
+    names: Sequence[str], servers: Sequence[str], changed: set[tuple[str, str]]
+) -> list[Pair]:
+    """Every user with every server, server by server, in the order they were given."""
+    return [Pair(name, server, (name, server) in changed) for server in servers for name in names]
+
+
+def _check_servers(servers: Sequence[str]) -> None:
+    """A bulk change names at least one server and each server once."""
+    if not servers:
+        raise InvalidInput("Give at least one server.", hint="Add --server SERVER.")
+    repeated = [server for server in servers if servers.count(server) > 1]
+    if repeated:
+        raise InvalidInput(f"Server {repeated[0]!r} is named more than once.")
+
+
+async def _selected(
+    session: AsyncSession, user_names: Sequence[str] | None, status: UserStatus | None
+) -> list[str]:
+    """The users a bulk change is for: those named (NotFound for one that does not exist), or
+    everyone for None, then only those in `status` if given; refused if that leaves no one."""
+    if user_names is None:
+        users = await storage.users.list_users(session, UserFilter(status=status))
+        names = [user.name for user in users]
+    else:
+        await storage.users.ids_for(session, user_names)  # NotFound names every missing user
+        names = list(user_names)
+        if status is not None:
+            now = await storage.users.statuses(session, names)
+            names = [name for name in names if now[name] == status]
+    if not names:
+        whom = (
+            "There are no users yet"
+            if user_names is None and status is None
+            else f"No user of the selection is {status}"
+        )
+        raise InvalidInput(
+            f"{whom}: the change would reach no one, so nothing was done.",
+            hint="See `vpn user list`.",
+        )
+    return names
+
+
+def _held_by_none(names: Sequence[str], servers: Sequence[str]) -> NotFound:
+    if len(names) == 1 and len(servers) == 1:
+        return NotFound(
+            f"User {names[0]!r} is not on server {servers[0]!r}.",
+            hint=f"See `vpn user show {names[0]}`.",
+        )
+    return NotFound(
+        "None of these users is on any of these servers: nothing to revoke.",
+        hint="See `vpn user list`.",
+    )
 
 
 @dataclass
@@ -83,16 +152,47 @@ class ServerUsers:
         self, user_names: Sequence[str], server: str, password: str | None = None
     ) -> list[str]:
         """Give users credentials on a server; applied live when it runs. Returns who was new."""
+        done = await self.grant_many(user_names, [server], password=password)
+        return [pair.user for pair in done if pair.changed]
 
-        async def work(session: AsyncSession) -> list[str]:
-            return await self.grant_in(session, user_names, server, password)
+    async def grant_many(
+        self,
+        user_names: Sequence[str] | None,
+        servers: Sequence[str],
+        *,
+        password: str | None = None,
+        status: UserStatus | None = None,
+    ) -> list[Pair]:
+        """Give users credentials on several servers at once, all or nothing: every grant is
+        written in one transaction, then each server is applied once (one live call, or one
+        reload for all its new users); if one server fails, every server gets the change taken
+        back (commit_then_apply). `user_names` None: every user; `status`: only the selected
+        users in that status. A pair that already had access is kept and reported unchanged.
+        A password is one user's own (a proxy's login), so it is refused with several users."""
+        _check_servers(servers)
+        if user_names is not None:
+            reject_repeats(user_names)
+        if password is not None and (user_names is None or len(user_names) != 1):
+            raise InvalidInput(
+                "A password is one user's own proxy login, so it is given with one user only.",
+                hint="Leave the password out to give each user a generated one.",
+            )
 
-        async def undo(session: AsyncSession, added: list[str]) -> None:
-            row = await storage.servers.server_row(session, server)
-            for user_id in (await storage.users.ids_for(session, added)).values():
-                await storage.servers.remove_credential(session, user_id, row.id)
+        async def work(session: AsyncSession) -> tuple[list[str], dict[str, list[str]]]:
+            names = await _selected(session, user_names, status)
+            added = {
+                server: await self.grant_in(session, names, server, password) for server in servers
+            }
+            return names, added
 
-        return await self.commit_then_apply(work, undo)
+        async def undo(session: AsyncSession, done: tuple[list[str], dict[str, list[str]]]) -> None:
+            for server, added in done[1].items():
+                row = await storage.servers.server_row(session, server)
+                for user_id in (await storage.users.ids_for(session, added)).values():
+                    await storage.servers.remove_credential(session, user_id, row.id)
+
+        names, added = await self.commit_then_apply(work, undo)
+        return _pairs(names, servers, {(u, s) for s, new in added.items() for u in new})
 
     async def grant_in(
         self,
@@ -191,30 +291,57 @@ class ServerUsers:
         return client_config(access.data, client, socks_port), access.note
 
     async def revoke(self, user_names: Sequence[str], server: str) -> None:
-        async def work(session: AsyncSession) -> list[tuple[int, dict[str, object]]]:
-            row = await storage.servers.server_row(session, server)
-            ids = await storage.users.ids_for(session, user_names)
-            everyone = await storage.servers.clients_and_status(session, row.id)
-            before = [c for c, active in everyone if active]
-            kept = {c.user_id: c.secret for c, _ in everyone}
-            holders = await storage.servers.holders(session, row.id, list(ids.values()))
-            for name in user_names:
-                if ids[name] not in holders:
-                    raise NotFound(
-                        f"User {name!r} is not on server {server!r}.",
-                        hint=f"See `vpn user show {name}`.",
-                    )
-                await storage.servers.remove_credential(session, ids[name], row.id)
-            after = await storage.servers.clients(session, row.id)
-            pending_of(session).setdefault(row.id, Pending()).note(before, after)
-            return [(ids[name], kept[ids[name]]) for name in user_names]
+        await self.revoke_many(user_names, [server])
 
-        async def undo(session: AsyncSession, removed: list[tuple[int, dict[str, object]]]) -> None:
-            await storage.servers.add_credentials(
-                session, await storage.servers.server_row(session, server), removed, self.ctx.now()
-            )
+    async def revoke_many(
+        self,
+        user_names: Sequence[str] | None,
+        servers: Sequence[str],
+        *,
+        status: UserStatus | None = None,
+    ) -> list[Pair]:
+        """Take users' access to several servers away at once, all or nothing, one apply per
+        server (as grant_many); their open connections are cut. A selected user who is not on
+        a server is reported unchanged; NotFound if none of them is on any of the servers."""
+        _check_servers(servers)
+        if user_names is not None:
+            reject_repeats(user_names)
 
-        await self.commit_then_apply(work, undo)
+        async def work(session: AsyncSession) -> tuple[list[str], Removed]:
+            names = await _selected(session, user_names, status)
+            ids = await storage.users.ids_for(session, names)
+            removed: Removed = {}
+            for server in servers:
+                removed[server] = await self._revoke_in(session, ids, server)
+            if not any(removed.values()):
+                raise _held_by_none(names, servers)
+            return names, removed
+
+        async def undo(session: AsyncSession, done: tuple[list[str], Removed]) -> None:
+            for server, removed in done[1].items():
+                if removed:
+                    row = await storage.servers.server_row(session, server)
+                    grants = list(removed.values())
+                    await storage.servers.add_credentials(session, row, grants, self.ctx.now())
+
+        names, removed = await self.commit_then_apply(work, undo)
+        return _pairs(names, servers, {(u, s) for s, gone in removed.items() for u in gone})
+
+    async def _revoke_in(
+        self, session: AsyncSession, ids: dict[str, int], server: str
+    ) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Take these users off one server inside the caller's transaction: those who were on it,
+        by name, with the credentials they had (to put back if the change is undone)."""
+        row = await storage.servers.server_row(session, server)
+        everyone = await storage.servers.clients_and_status(session, row.id)
+        before = [c for c, active in everyone if active]
+        kept = {c.user_id: c.secret for c, _ in everyone}
+        removed = {name: (ids[name], kept[ids[name]]) for name in ids if ids[name] in kept}
+        for user_id, _ in removed.values():
+            await storage.servers.remove_credential(session, user_id, row.id)
+        after = await storage.servers.clients(session, row.id)
+        pending_of(session).setdefault(row.id, Pending()).note(before, after)
+        return removed
 
     async def clients_before(
         self, session: AsyncSession, user_ids: Sequence[int]

@@ -59,6 +59,7 @@ def api_app(api: Api) -> FastAPI:
         redoc_url=None,
     )
     app.include_router(users.router(api, RESPONSES), prefix=PREFIX)
+    app.include_router(users.grants_router(api, RESPONSES), prefix=PREFIX)
     app.include_router(servers.router(api, RESPONSES), prefix=PREFIX)
     app.include_router(servers.overview_router(api, RESPONSES), prefix=PREFIX)
     docs.mount(app)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vpn_manager.models import User, UserCreate, UserUpdate
+from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate
 from vpn_manager.models.server import ServerCreate
 from vpn_manager.models.user import PlainText, UserName
 
@@ -58,6 +58,56 @@ class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     server: UserName
+
+
+class AccessIn(BaseModel):
+    """Users and servers of a bulk grant or revoke: the users named or every user, then only
+    those in `status` if given; all or nothing, one apply per server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[UserName] = Field(
+        default_factory=list, max_length=100_000, description="The users (or all_users)."
+    )
+    all_users: bool = Field(default=False, description="Every user instead of `users`.")
+    servers: list[UserName] = Field(min_length=1, max_length=1000, description="The servers.")
+    status: UserStatus | None = Field(
+        default=None, description="Only the selected users in this state."
+    )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> AccessIn:
+        if self.all_users == bool(self.users):
+            raise ValueError("give either users or all_users")
+        return self
+
+    def selected(self) -> list[str] | None:
+        """The user names for the service: None for every user."""
+        return None if self.all_users else self.users
+
+
+class BulkGrantIn(AccessIn):
+    password: PlainText | None = Field(
+        default=None,
+        max_length=256,
+        description="Proxies: the user's own password (one user only; else generated).",
+    )
+
+
+class PairOut(BaseModel):
+    name: str = Field(description="The user's name.")
+    server: str
+    changed: bool = Field(
+        description="Granted: False when they had access already. Revoked: False when they "
+        "had none."
+    )
+
+
+class BulkDone(BaseModel):
+    """Every user with every server, and how the change reached each server."""
+
+    pairs: list[PairOut]
+    applied: list[str] = Field(description="One line per server: how the change reached it.")
 
 
 class UserChanged(BaseModel):

@@ -13,6 +13,8 @@ GET    /users/{name}/links         share links and the subscription URL (credent
 GET    /users/{name}/usage         totals, the period's usage and hourly history
 POST   /users/{name}/reset-usage   a new quota period now
 POST   /users/{name}/rotate-token  a new subscription URL (the old one stops working)
+POST   /grants                     many users on many servers at once ({"users", "servers"})
+POST   /revokes                    many users off many servers at once (all or nothing)
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ from pydantic import AwareDatetime
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus
 from vpn_manager.web.api.access import Api, dependencies
 from vpn_manager.web.api.models import (
+    AccessIn,
+    BulkDone,
+    BulkGrantIn,
     Done,
     Granted,
     GrantIn,
     HourOut,
     LinkOut,
     LinksOut,
+    PairOut,
     RevokeIn,
     TokenOut,
     UserChanged,
@@ -42,7 +48,10 @@ from vpn_manager.web.api.models import (
 from vpn_manager.web.urls import subscription_url
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from vpn_manager.services.root import Services
+    from vpn_manager.services.servers import Pair
 
 UsagePeriod = Annotated[
     AwareDatetime | None,
@@ -193,3 +202,53 @@ def access(api: Api, users: APIRouter) -> None:
         token, _ = await api.change(request, name, lambda s: s.users.rotate_token(name))
         url = subscription_url(api.base_url, token) if api.base_url is not None else None
         return TokenOut(name=name, subscription_token=token, subscription_url=url)
+
+
+def grants_router(api: Api, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
+    """Access in bulk (as `vpn user grant|revoke NAME... --server S...`): every pair in one
+    transaction, one apply per server, all or nothing."""
+    _, write = dependencies(api)
+    bulk = APIRouter(tags=["users"], responses=responses)
+
+    @bulk.post("/grants", dependencies=[write])
+    async def users_grant(request: Request, body: BulkGrantIn) -> BulkDone:
+        """Give users access to servers; `changed` is False where they had it already."""
+        done, applied = await api.change(
+            request,
+            _target(body),
+            lambda s: s.servers.grant_many(
+                body.selected(), body.servers, password=body.password, status=body.status
+            ),
+        )
+        return BulkDone(pairs=_pairs(done), applied=applied)
+
+    @bulk.post("/revokes", dependencies=[write])
+    async def users_revoke(request: Request, body: AccessIn) -> BulkDone:
+        """Take users' access to servers away (open connections cut); `changed` is False where
+        they had none."""
+        done, applied = await api.change(
+            request,
+            _target(body),
+            lambda s: s.servers.revoke_many(body.selected(), body.servers, status=body.status),
+        )
+        return BulkDone(pairs=_pairs(done), applied=applied)
+
+    return bulk
+
+
+def _target(body: AccessIn) -> str:
+    """What the audit log names: the users (a count past a few) on the servers."""
+    if body.all_users:
+        users = "every user"
+    elif len(body.users) <= 3:
+        users = ", ".join(body.users)
+    else:
+        users = f"{len(body.users)} users"
+    if body.status is not None:
+        users += f" ({body.status})"
+    servers = ", ".join(body.servers)
+    return f"{users} on {servers}"
+
+
+def _pairs(done: Sequence[Pair]) -> list[PairOut]:
+    return [PairOut(name=p.user, server=p.server, changed=p.changed) for p in done]
