@@ -1,5 +1,6 @@
 """Users: a searchable, sortable table; create, edit, enable/disable and delete (with
-confirmation); one screen with a user's usage, limits, links and QR codes."""
+confirmation); access to servers granted and revoked and usage reset for the marked users (or
+the one under the cursor); one screen with a user's usage, limits, links and QR codes."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from vpn_manager.delivery.qr import qr_text
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.models import User, UserFilter, UserStatus
+from vpn_manager.tui.picker import PickDialog
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.userform import UserForm, last_day
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 # A table of every user would take seconds to build with tens of thousands of them; the first
 # ROW_LIMIT in the chosen order are shown, and search or the status filter narrow the rest.
 ROW_LIMIT = 1000
+MARK = "✓"  # in the first column of a marked user's row
 COLUMNS = [
     ("name", "NAME"),
     ("status", "STATUS"),
@@ -47,9 +50,17 @@ def user_menu(user: User) -> list[MenuItem]:
         MenuItem("view", "View"),
         MenuItem("edit", "Edit"),
         MenuItem("qr", "QR code"),
+        MenuItem("grant", "Grant access"),
+        MenuItem("revoke", "Revoke access"),
+        MenuItem("reset_usage", "Reset usage"),
         toggle,
         MenuItem("delete", "Delete"),
     ]
+
+
+def who(names: list[str]) -> str:
+    """Users named in a sentence: a few by name, more by number."""
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} users"
 
 
 def sort_key(user: User, column: str) -> Any:
@@ -77,6 +88,10 @@ class UsersView(View):
         Binding("e", "edit", "Edit"),
         Binding("d", "toggle_status", "Disable/enable"),
         Binding("delete", "delete", "Delete"),
+        Binding("space", "mark", "Mark"),
+        Binding("g", "grant", "Grant"),
+        Binding("r", "revoke", "Revoke"),
+        Binding("u", "reset_usage", "Reset usage"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("s", "sort", "Sort"),
     ]
@@ -84,8 +99,10 @@ class UsersView(View):
     def __init__(self) -> None:
         super().__init__()
         self.users: dict[str, User] = {}
+        self.marked: set[str] = set()  # kept while a search hides them
         self.sort_column = "name"
         self.reverse = False
+        self.filtered = False
 
     @property
     def vpn(self) -> Shell:
@@ -101,6 +118,7 @@ class UsersView(View):
                 compact=True,
             )
         table = MenuTable(id="users-table")
+        table.add_column(" ", key="mark", width=1)
         for key, title in COLUMNS:
             table.add_column(title, key=key)
         yield table
@@ -117,9 +135,10 @@ class UsersView(View):
         except Failed:
             return
         self.users = {u.name: u for u in users}
-        self._fill(search is not None or isinstance(status, str))
+        self.filtered = search is not None or isinstance(status, str)
+        self._fill()
 
-    def _fill(self, filtered: bool) -> None:
+    def _fill(self) -> None:
         table = self.query_one(MenuTable)
         keep = table.selected_key()
         zone = self.vpn.backend.settings.zone
@@ -129,6 +148,7 @@ class UsersView(View):
         )
         for u in ordered[:ROW_LIMIT]:
             table.add_row(
+                MARK if u.name in self.marked else " ",
                 u.name,
                 u.status.value,
                 f"{format_size(u.used_bytes)}/"
@@ -140,6 +160,9 @@ class UsersView(View):
             )
         if keep in self.users:
             table.move_cursor(row=table.get_row_index(keep))
+        self._note()
+
+    def _note(self) -> None:
         arrow = "↓" if self.reverse else "↑"
         if len(self.users) > ROW_LIMIT:
             note = (
@@ -148,10 +171,15 @@ class UsersView(View):
             )
         elif self.users:
             note = f"{len(self.users)} users, sorted by {self.sort_column} {arrow}"
-        elif filtered:
+        elif self.filtered:
             note = "No users match."
         else:
             note = "No users yet: press n to add one."
+        if self.marked:
+            note = (
+                f"{len(self.marked)} marked (g grant, r revoke, u reset usage act on them; "
+                f"space unmarks). {note}"
+            )
         self.query_one("#users-status", Static).update(note)
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -163,15 +191,17 @@ class UsersView(View):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         column = str(event.column_key.value)
+        if column == "mark":
+            return
         self.reverse = not self.reverse if column == self.sort_column else False
         self.sort_column = column
-        self._fill(False)
+        self._fill()
 
     def action_sort(self) -> None:
         keys = [key for key, _ in COLUMNS]
         self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
         self.reverse = False
-        self._fill(False)
+        self._fill()
 
     def action_search(self) -> None:
         self.query_one("#user-search", Input).focus()
@@ -179,6 +209,126 @@ class UsersView(View):
     def selected(self) -> User | None:
         key = self.query_one(MenuTable).selected_key()
         return self.users.get(key) if key else None
+
+    def targets(self) -> list[str]:
+        """Who grant, revoke and reset usage act on: the marked users, else the one under the
+        cursor."""
+        if self.marked:
+            return sorted(self.marked)
+        user = self.selected()
+        return [user.name] if user is not None else []
+
+    def action_mark(self) -> None:
+        """Mark or unmark the user under the cursor, and go to the next row."""
+        table = self.query_one(MenuTable)
+        if (name := table.selected_key()) is None:
+            return
+        self.marked ^= {name}
+        table.update_cell(name, "mark", MARK if name in self.marked else " ")
+        table.action_cursor_down()
+        self._note()
+
+    # -- access and usage, for several users at once -------------------------------------------
+    def action_grant(self) -> None:
+        if names := self.targets():
+            start(self, lambda: self._pick_to_grant(names))
+
+    async def _pick_to_grant(self, names: list[str]) -> None:
+        try:
+            servers = await self.vpn.attempt(self.vpn.backend.servers.all(), "Listing servers")
+        except Failed:
+            return
+        if not servers:
+            self.app.notify("No servers yet: install one on the Servers screen (3).")
+            return
+        choices = [(f"{s.name} ({s.protocol.value}, port {s.port})", s.name) for s in servers]
+
+        def picked(chosen: list[str] | None) -> None:
+            if chosen:
+                self._run(self._grant(names, chosen))
+
+        self.app.push_screen(
+            PickDialog("Grant access", f"Give {who(names)} access to:", choices, "Grant"), picked
+        )
+
+    async def _grant(self, names: list[str], servers: list[str]) -> None:
+        try:
+            new = await self.vpn.attempt(self.vpn.backend.grant(names, servers), "Granting")
+        except Failed:
+            self.reload()
+            return
+        had = [server for server, added in new.items() if not added]
+        note = f"{who(names)} can now use {', '.join(servers)}."
+        if had:
+            note += f" (Already had {', '.join(had)}.)"
+        self.app.notify(note)
+        self._done()
+
+    def action_revoke(self) -> None:
+        if names := self.targets():
+            start(self, lambda: self._pick_to_revoke(names))
+
+    async def _pick_to_revoke(self, names: list[str]) -> None:
+        """The servers any of them can use (read now: a search may hide marked users)."""
+        users = self.vpn.backend.users
+        try:
+            held = {
+                name: (await self.vpn.attempt(users.get(name), "Reading")).servers for name in names
+            }
+        except Failed:
+            return
+        servers = sorted({server for their in held.values() for server in their})
+        if not servers:
+            self.app.notify(f"{who(names)} can use no server.", severity="warning")
+            return
+
+        def picked(chosen: list[str] | None) -> None:
+            if chosen:
+                holders = {s: [n for n in names if s in held[n]] for s in chosen}
+                self._run(self._revoke(holders))
+
+        question = f"Take away the access of {who(names)} to (their open connections are cut):"
+        self.app.push_screen(
+            PickDialog("Revoke access", question, [(s, s) for s in servers], "Revoke"), picked
+        )
+
+    async def _revoke(self, holders: dict[str, list[str]]) -> None:
+        try:
+            await self.vpn.attempt(self.vpn.backend.revoke(holders), "Revoking")
+        except Failed:
+            self.reload()
+            return
+        names = sorted({name for names in holders.values() for name in names})
+        self.app.notify(f"{who(names)} no longer can use {', '.join(holders)}.")
+        self._done()
+
+    def action_reset_usage(self) -> None:
+        if not (names := self.targets()):
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run(self._reset_usage(names))
+
+        question = (
+            f"Reset the usage of {who(names)}? A new quota period starts now (lifetime totals "
+            "are kept) and users who were over quota can connect again."
+        )
+        self.app.push_screen(ConfirmDialog(question, "Reset"), answered)
+
+    async def _reset_usage(self, names: list[str]) -> None:
+        try:
+            await self.vpn.attempt(self.vpn.backend.reset_usage(names), "Resetting usage")
+        except Failed:
+            return
+        self.app.notify(f"Reset the usage of {who(names)}.")
+        self._done()
+
+    def _done(self) -> None:
+        """After a change to the marked users: how it reached the servers, marks cleared."""
+        self.vpn.tell_applied()
+        self.marked.clear()
+        self.reload()
 
     # -- actions (each one service call, as its `vpn user …` command) ----------------------------
     def action_new(self) -> None:
@@ -249,6 +399,7 @@ class UsersView(View):
             await self.vpn.attempt(self.vpn.backend.users.delete([name]), "Deleting")
         except Failed:
             return
+        self.marked.discard(name)
         self.app.notify(f"Deleted {name}.")
         self.vpn.tell_applied()
         self.reload()
@@ -271,6 +422,8 @@ class UsersView(View):
                 self.confirm_status(user, enable=action == "enable")
             elif action == "delete":
                 self.action_delete()
+            elif action in ("grant", "revoke", "reset_usage"):
+                getattr(self, f"action_{action}")()
 
         self.app.push_screen(ContextMenu(user.name, user_menu(user), event.at), chosen)
 
@@ -340,6 +493,7 @@ class UserDetail(ModalScreen[None]):
             yield Static("Subscription: loading …", id="subscription", classes="link", markup=False)
             yield Static("Links: loading …", id="links-title", classes="server")
             yield Button("Close", id="close")
+        yield Footer()
 
     def on_mount(self) -> None:
         start(self, self._links)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -75,9 +76,10 @@ class MenuItem:
     label: str
 
 
-class MenuTable(DataTable[str]):
+class MenuTable(DataTable[str | Text]):
     """A DataTable whose rows have a context menu: right-click on a row, or F10 on the selected
-    row. Either way the screen gets one MenuRequested message and shows the same menu."""
+    row. Either way the screen gets one MenuRequested message and shows the same menu. Cells
+    are strings, or Text where a string could be taken for markup (log lines)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("f10", "menu", "Menu")]
 
