@@ -124,7 +124,16 @@ async def test_f10_opens_the_menu_and_disable_disables(home: Paths) -> None:
         menu = app.screen
         assert isinstance(menu, ContextMenu)
         assert menu.menu_title == "bob"
-        assert [i.label for i in menu.items] == ["View", "Edit", "QR code", "Disable", "Delete"]
+        assert [i.label for i in menu.items] == [
+            "View",
+            "Edit",
+            "QR code",
+            "Grant access",
+            "Revoke access",
+            "Reset usage",
+            "Disable",
+            "Delete",
+        ]
         await choose(pilot, "Disable")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("y")
@@ -150,7 +159,7 @@ async def test_right_click_opens_the_same_menu_and_delete_deletes(home: Paths) -
         menu = app.screen
         assert isinstance(menu, ContextMenu)
         assert menu.menu_title == "bob"
-        assert menu.query_one(OptionList).option_count == 5
+        assert menu.query_one(OptionList).option_count == 8
         await choose(pilot, "Delete")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("n")  # declined: nothing happens

@@ -154,8 +154,14 @@ class VpnApp(App[None]):
         self.query_one(TabbedContent).active = tab
 
     def action_leave_field(self) -> None:
-        """Escape in a field gives the keys back to the screen (digits switch screens again)."""
-        self.query_one("#tabs ContentTabs").focus()
+        """Escape in a field gives the keys back to the screen (digits switch screens again):
+        to its table where it has one, so that an extra Escape (after closing a dialog, say)
+        never leaves n, e, d … without a table to act on."""
+        pane = self.query_one(TabbedContent).active_pane
+        if pane is not None and list(pane.query(MenuTable)):
+            self.focus_table()
+        else:
+            self.query_one("#tabs ContentTabs").focus()
 
     async def show_logs(self, source: str) -> None:
         """The Logs screen with one server's log (from the servers' menu)."""

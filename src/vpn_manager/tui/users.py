@@ -4,6 +4,7 @@ the one under the cursor); one screen with a user's usage, limits, links and QR 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual.app import ComposeResult
@@ -20,6 +21,7 @@ from vpn_manager.tui.picker import PickDialog
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.userform import UserForm, last_day
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
+from vpn_manager.tui.wording import in_tui_words
 from vpn_manager.units import format_rate, format_size
 from vpn_manager.web.urls import settings_base_url, subscription_url
 
@@ -231,7 +233,7 @@ class UsersView(View):
     # -- access and usage, for several users at once -------------------------------------------
     def action_grant(self) -> None:
         if names := self.targets():
-            start(self, lambda: self._pick_to_grant(names))
+            start(self, partial(self._pick_to_grant, names))
 
     async def _pick_to_grant(self, names: list[str]) -> None:
         try:
@@ -266,7 +268,7 @@ class UsersView(View):
 
     def action_revoke(self) -> None:
         if names := self.targets():
-            start(self, lambda: self._pick_to_revoke(names))
+            start(self, partial(self._pick_to_revoke, names))
 
     async def _pick_to_revoke(self, names: list[str]) -> None:
         """The servers any of them can use (read now: a search may hide marked users)."""
@@ -515,10 +517,11 @@ class UserDetail(ModalScreen[None]):
         try:
             self.accesses = await self.vpn.backend.servers.access(self.user.name)
         except NotFound as exc:
-            title.update(f"Links: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            hint = f" ({in_tui_words(exc.hint)})" if exc.hint else ""
+            title.update(f"Links: {in_tui_words(exc.message)}{hint}")
             return
         except VpnError as exc:
-            title.update(f"Links: {exc.message}")
+            title.update(f"Links: {in_tui_words(exc.message)}")
             return
         title.update(f"Links ({len(self.accesses)}): c copies the first one")
         box = self.query_one("#detail", VerticalScroll)
