@@ -26,11 +26,17 @@ FIELD_LABELS = {
     "--dest": "Dest",
     "--method": "Cipher",
 }
-# Commands a hint suggests -> where the same action is in the TUI.
+# Commands a hint suggests -> where the same action is in the TUI. An argument is a word (no
+# space, backquote or full stop), so the sentence around it stays whole.
+_ARG = r" [^`\s.]+"
 COMMANDS = [
-    (re.compile(r"`?vpn user grant [^`\s]+ [^`\s.]+`?"), "g (grant) on the Users screen"),
-    (re.compile(r"`?vpn user show [^`\s.]+`?"), "Enter on the user's row"),
-    (re.compile(r"`?vpn user link [^`\s.]+`?"), "Enter on the user's row"),
+    (re.compile(rf"`?vpn user grant{_ARG}{_ARG}`?"), "g (grant) on the Users screen"),
+    (re.compile(rf"`?vpn user (?:show|link){_ARG}`?"), "Enter on the user's row"),
+    (re.compile(r"`?vpn user update`?"), "e (edit) on the Users screen"),
+    (re.compile(r"`?vpn user list`?"), "the Users screen (2)"),
+    (re.compile(rf"`?vpn server start{_ARG}`?"), "press s (start) on the Servers screen"),
+    (re.compile(rf"`?vpn server logs{_ARG}`?"), "the server's logs (Enter on its row)"),
+    (re.compile(r"`?vpn server list`?"), "the Servers screen (3)"),
 ]
 _FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 
