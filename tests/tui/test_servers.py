@@ -25,7 +25,7 @@ from vpn_manager.tui.app import VpnApp
 from vpn_manager.tui.logs import LogsView
 from vpn_manager.tui.serverform import InstallForm
 from vpn_manager.tui.servers import NO_LOG_LINES, ServerDetail
-from vpn_manager.tui.users import UserDetail
+from vpn_manager.tui.userdetail import UserDetail
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, ErrorDialog, MenuTable
 
 
