@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static, Switch
+from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
 from textual.widgets.data_table import ColumnKey
 
 from vpn_manager.errors import VpnError
@@ -86,6 +86,7 @@ class ExportDialog(ModalScreen[Path | None]):
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Write", id="write", variant="primary")
+        yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "write":

@@ -249,6 +249,7 @@ class UsersView(View):
         try:
             new = await self.vpn.attempt(self.vpn.backend.grant(names, servers), "Granting")
         except Failed:
+            self.vpn.tell_applied()  # the servers done before the one that failed
             self.reload()
             return
         had = [server for server, added in new.items() if not added]
@@ -290,6 +291,7 @@ class UsersView(View):
         try:
             await self.vpn.attempt(self.vpn.backend.revoke(holders), "Revoking")
         except Failed:
+            self.vpn.tell_applied()  # the servers done before the one that failed
             self.reload()
             return
         names = sorted({name for names in holders.values() for name in names})
