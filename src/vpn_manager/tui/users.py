@@ -295,7 +295,7 @@ class UsersView(View):
             self.reload()
             return
         names = sorted({name for names in holders.values() for name in names})
-        self.app.notify(f"{who(names)} no longer can use {', '.join(holders)}.")
+        self.app.notify(f"{who(names)} can no longer use {', '.join(holders)}.")
         self._done()
 
     def action_reset_usage(self) -> None:
