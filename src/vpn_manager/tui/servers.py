@@ -105,7 +105,9 @@ class ServersView(View):
             return
         self.servers = {s.name: s for s in servers}
         table = self.query_one(MenuTable)
-        keep, self.cursor_to = self.cursor_to or table.selected_key(), None
+        keep = table.selected_key()
+        if self.cursor_to in self.servers:  # (a read already under way may not have it yet)
+            keep, self.cursor_to = self.cursor_to, None
         table.clear()
         for s in servers:
             table.add_row(
