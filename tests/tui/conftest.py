@@ -15,6 +15,7 @@ import io
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,39 @@ def seeded_home(snap_home: Paths, seeded_template: Path) -> Paths:
     """A fixed-length home with a copy of the snapshot data."""
     shutil.copytree(seeded_template, snap_home.config_dir.parent, dirs_exist_ok=True)
     return snap_home
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def two_servers(home: Paths) -> Paths:
+    """A home with two real Shadowsocks servers, s1 and s2: installed (sing-box checked and
+    started them), then stopped, so that the test runs no engine and changes to them are saved
+    for their next start."""
+    from vpn_manager.models.server import Protocol, ServerCreate
+    from vpn_manager.services.servers import ServerService
+
+    db = database(home)
+    try:
+        service = ServerService(db, home)
+        for name in ("s1", "s2"):
+            create = ServerCreate(
+                name=name,
+                protocol=Protocol.SHADOWSOCKS,
+                port=free_port(),
+                listen="127.0.0.1",
+                host="127.0.0.1",
+            )
+            await service.install(create)
+            await service.stop(name)
+    finally:
+        await db.close()
+    return home
 
 
 def make_app(paths: Paths) -> VpnApp:

@@ -115,8 +115,8 @@ def test_vpn_help_lists_tui_without_loading_textual() -> None:
 
 
 async def test_failures_become_a_notification_or_a_dialog(home: Paths) -> None:
-    """Our own errors are a notification with the hint; anything else is a dialog. The app runs
-    on either way."""
+    """Our own errors are a notification with the hint (in the TUI's words); anything else is a
+    dialog. The app runs on either way."""
     import pytest
 
     from vpn_manager.errors import NotFound
@@ -136,7 +136,7 @@ async def test_failures_become_a_notification_or_a_dialog(home: Paths) -> None:
             await app.attempt(not_found(), "Reading")
         await pilot.pause()
         assert [str(n.message) for n in app._notifications] == [
-            "No user 'zed'.\nhint: See `vpn user list`."
+            "No user 'zed'.\nhint: See the Users screen (2)."  # the TUI's words, not the CLI's
         ]
         with pytest.raises(Failed):
             await app.attempt(broken(), "Reading")

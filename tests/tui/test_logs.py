@@ -124,3 +124,26 @@ async def test_clear_then_follow_shows_only_new_lines(home: Paths) -> None:
         await settle(pilot)
         assert shown(view) == ["+0000 2026-11-20 12:01:00 ERROR router: new trouble"]
         assert "following" in screen_text(app)
+
+
+async def test_a_long_line_wraps_in_its_row(home: Paths) -> None:
+    words = " ".join(f"w{i:03d}" for i in range(100))  # 499 characters
+    long = f"+0000 2026-11-20 12:00:05 WARN {words} END"
+    assert len(long) > 500
+    write_log(home, "edge", [long, LINES[2]])
+    app = make_app(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_screen(pilot, "4")
+        text = screen_text(app)
+        # Every word is on the screen, none cut off at the edge, and the next line follows.
+        assert all(f"w{i:03d}" in text for i in range(100))
+        assert "END" in text
+        assert "bad key from 192.0.2.7" in text
+        table = app.query_one("#log-table", MenuTable)
+        assert table.rows[next(iter(table.rows))].height >= 500 // 100
+        # Narrower: it wraps again, at the new width.
+        await pilot.resize_terminal(60, 40)
+        await settle(pilot)
+        text = screen_text(app)
+        assert all(f"w{i:03d}" in text for i in range(100))
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= 60

@@ -10,22 +10,23 @@ from collections.abc import AsyncIterator
 import pytest
 from textual.widgets import Input, Log, Select, Static
 
-from tests.tui.conftest import choose, database, make_app, open_screen, screen_text, settle
+from tests.tui.conftest import (
+    choose,
+    database,
+    free_port,
+    make_app,
+    open_screen,
+    screen_text,
+    settle,
+)
 from vpn_manager.models import UserCreate
 from vpn_manager.settings import Paths
 from vpn_manager.tui.app import VpnApp
 from vpn_manager.tui.logs import LogsView
 from vpn_manager.tui.serverform import InstallForm
 from vpn_manager.tui.servers import NO_LOG_LINES, ServerDetail
-from vpn_manager.tui.users import UserDetail
-from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, ErrorDialog
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from vpn_manager.tui.userdetail import UserDetail
+from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, ErrorDialog, MenuTable
 
 
 @pytest.fixture
@@ -89,7 +90,9 @@ async def test_bad_install_input_shows_messages_and_installs_nothing(home: Paths
         await pilot.press("ctrl+s")
         await settle(pilot)
         shown = {m.id: str(m.render()) for m in form.query(".message.shown").results(Static)}
-        assert shown == {"m-protocol": "--dest applies to vless-reality only."}
+        assert shown == {
+            "m-protocol": '"Dest" applies to vless-reality only.'
+        }  # the field, not --dest
     assert await server_state(home) == {}
 
 
@@ -122,7 +125,15 @@ async def test_install_run_and_remove_a_real_server(stopped_after: Paths) -> Non
         await pilot.pause()
         menu = app.screen
         assert isinstance(menu, ContextMenu)
-        assert [i.label for i in menu.items] == ["Stop", "Restart", "Logs", "Stats", "Remove"]
+        assert [i.label for i in menu.items] == [
+            "Stop",
+            "Restart",
+            "Logs",
+            "Stats",
+            "Settings",
+            "Rotate keys",
+            "Remove",
+        ]
         await choose(pilot, "Stop")
         assert await server_state(home) == {"ss1": False}
         assert "stopped" in screen_text(app)
@@ -173,9 +184,23 @@ async def test_a_failed_install_is_a_dialog_not_a_crash(stopped_after: Paths) ->
             form = await install(app, pilot, "ss1", str(taken.getsockname()[1]))
             assert isinstance(app.screen, ErrorDialog)
             assert "is taken by another program" in screen_text(app)
+            assert 'Pick another "Port"' in screen_text(app)  # the form's field, not --port
             await pilot.press("escape")
             await pilot.pause()
             assert app.screen_stack[-1] is form  # the form stays for another try
     finally:
         taken.close()
     assert await server_state(home) == {}
+
+
+async def test_after_an_install_the_cursor_is_on_the_new_server(
+    two_servers: Paths, stopped_after: Paths
+) -> None:
+    app = make_app(two_servers)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await install(app, pilot, "s15", str(free_port()))
+        assert not isinstance(app.screen, (InstallForm, ErrorDialog)), screen_text(app)
+        table = app.query_one("#servers-table", MenuTable)
+        assert table.row_count == 3
+        assert table.selected_key() == "s15"
+        assert isinstance(app.focused, MenuTable)

@@ -17,8 +17,9 @@ from tests.tui.conftest import (
 )
 from vpn_manager.models import UserCreate, UserStatus
 from vpn_manager.settings import Paths
+from vpn_manager.tui.userdetail import UserDetail
 from vpn_manager.tui.userform import UserForm
-from vpn_manager.tui.users import ROW_LIMIT, UserDetail
+from vpn_manager.tui.users import ROW_LIMIT
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuTable
 
 GB = 1000**3
@@ -124,7 +125,16 @@ async def test_f10_opens_the_menu_and_disable_disables(home: Paths) -> None:
         menu = app.screen
         assert isinstance(menu, ContextMenu)
         assert menu.menu_title == "bob"
-        assert [i.label for i in menu.items] == ["View", "Edit", "QR code", "Disable", "Delete"]
+        assert [i.label for i in menu.items] == [
+            "View",
+            "Edit",
+            "QR code",
+            "Grant access",
+            "Revoke access",
+            "Reset usage",
+            "Disable",
+            "Delete",
+        ]
         await choose(pilot, "Disable")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("y")
@@ -150,7 +160,7 @@ async def test_right_click_opens_the_same_menu_and_delete_deletes(home: Paths) -
         menu = app.screen
         assert isinstance(menu, ContextMenu)
         assert menu.menu_title == "bob"
-        assert menu.query_one(OptionList).option_count == 5
+        assert menu.query_one(OptionList).option_count == 8
         await choose(pilot, "Delete")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("n")  # declined: nothing happens
@@ -178,13 +188,15 @@ async def test_search_and_sort(home: Paths) -> None:
         await pilot.press("slash", *"example")
         await settle(pilot)
         table = app.query_one("#users-table", MenuTable)
-        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["bob"]
+        assert [table.get_row_at(i)[1] for i in range(table.row_count)] == ["bob"]
         app.query_one("#user-search", Input).value = ""
         await settle(pilot)
         assert table.row_count == 3
-        await pilot.click("#users-table", offset=(2, 0))  # the NAME header: reversed
+        await pilot.click(
+            "#users-table", offset=(5, 0)
+        )  # the NAME header (after the mark column): reversed
         await pilot.pause()
-        assert [table.get_row_at(i)[0] for i in range(3)] == ["carol", "bob", "alice"]
+        assert [table.get_row_at(i)[1] for i in range(3)] == ["carol", "bob", "alice"]
 
 
 async def test_view_shows_limits_and_says_when_there_is_no_link(home: Paths) -> None:
@@ -216,6 +228,6 @@ async def test_many_users_show_the_first_thousand_and_search_finds_the_rest(home
         assert "1200 users; the first 1000 by name ↑ are shown" in screen_text(app)
         await pilot.press("slash", *"user119")
         await settle(pilot)
-        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == [
+        assert [table.get_row_at(i)[1] for i in range(table.row_count)] == [
             f"user119{i}" for i in range(10)
         ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from vpn_manager.errors import VpnError
@@ -19,7 +20,8 @@ from vpn_manager.tui.backend import Backend, Clock, utcnow
 from vpn_manager.tui.dashboard import DashboardView
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.state import DARK, LIGHT, load_theme, save_theme
-from vpn_manager.tui.widgets import ErrorDialog, HelpScreen, View
+from vpn_manager.tui.widgets import ErrorDialog, HelpScreen, MenuTable, View
+from vpn_manager.tui.wording import in_tui_words
 
 if TYPE_CHECKING:
     from vpn_manager.tui.logs import LogsView
@@ -41,6 +43,14 @@ VIEWS = {
     "logs": ("vpn_manager.tui.logs", "LogsView"),
     "settings": ("vpn_manager.tui.settings_view", "SettingsView"),
 }
+
+
+class MainScreen(Screen[None]):
+    """The screen with the tabs. Whenever a dialog or form over it closes, the keys go back to
+    the table of the screen shown (not to wherever Textual's saved focus was)."""
+
+    def on_screen_resume(self) -> None:
+        self.app.call_after_refresh(cast("VpnApp", self.app).focus_table)
 
 
 class VpnApp(App[None]):
@@ -70,6 +80,9 @@ class VpnApp(App[None]):
         self.theme = load_theme(paths)
         self.ready = False  # set after the first frame
         self._views: dict[str, View] = {}
+
+    def get_default_screen(self) -> Screen[None]:
+        return MainScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -128,16 +141,27 @@ class VpnApp(App[None]):
             view.reload()
         # Keys act on the screen just opened: focus its table (where it has one; the digits
         # that switch screens would type into a field).
-        tables = list(event.pane.query("MenuTable"))
-        if tables:
-            self.call_after_refresh(tables[0].focus)
+        self.call_after_refresh(self.focus_table)
+
+    def focus_table(self) -> None:
+        """Focus the table of the screen shown, where it has one (the keys n, e, d … are its)."""
+        pane = self.query_one(TabbedContent).active_pane
+        tables = list(pane.query(MenuTable)) if pane is not None else []
+        if tables and self.screen is self.screen_stack[0]:
+            tables[0].focus()
 
     def action_show(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
     def action_leave_field(self) -> None:
-        """Escape in a field gives the keys back to the screen (digits switch screens again)."""
-        self.query_one("#tabs ContentTabs").focus()
+        """Escape in a field gives the keys back to the screen (digits switch screens again):
+        to its table where it has one, so that an extra Escape (after closing a dialog, say)
+        never leaves n, e, d … without a table to act on."""
+        pane = self.query_one(TabbedContent).active_pane
+        if pane is not None and list(pane.query(MenuTable)):
+            self.focus_table()
+        else:
+            self.query_one("#tabs ContentTabs").focus()
 
     async def show_logs(self, source: str) -> None:
         """The Logs screen with one server's log (from the servers' menu)."""
@@ -162,7 +186,8 @@ class VpnApp(App[None]):
         try:
             return await work
         except VpnError as exc:
-            text = exc.message + (f"\nhint: {exc.hint}" if exc.hint else "")
+            text = in_tui_words(exc.message)
+            text += f"\nhint: {in_tui_words(exc.hint)}" if exc.hint else ""
             self.notify(text, title=f"{what} failed", severity="error", timeout=8)
             raise Failed from None
         except Exception as exc:

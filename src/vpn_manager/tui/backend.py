@@ -3,7 +3,7 @@ one database that stays open while the app runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -12,6 +12,7 @@ from vpn_manager.services.root import Services
 from vpn_manager.settings import Paths, Settings
 
 if TYPE_CHECKING:
+    from vpn_manager.models.server import Server, ServerChange
     from vpn_manager.services.history import UsageHistory
     from vpn_manager.services.servers import ServerService
     from vpn_manager.services.users import UserService
@@ -51,6 +52,33 @@ class Backend:
     @property
     def history(self) -> UsageHistory:
         return self.services.history
+
+    # -- the actions that are one `vpn` command each, where the TUI needs more than one call ----
+    # Kept here, small, so that a bulk service method (several users on several servers in one
+    # call) replaces a loop in one place.
+    async def grant(self, names: Sequence[str], servers: Sequence[str]) -> dict[str, list[str]]:
+        """`vpn user grant` for each user on each server (one apply per server); returns, by
+        server, the users who were new there."""
+        return {server: await self.servers.grant(names, server) for server in servers}
+
+    async def revoke(self, holders: Mapping[str, Sequence[str]]) -> None:
+        """`vpn user revoke`: server -> the users (who hold access there) to take off it."""
+        for server, names in holders.items():
+            await self.servers.revoke(names, server)
+
+    async def reset_usage(self, names: Sequence[str]) -> None:
+        """`vpn user reset-usage`: a new quota period now; over-quota users get back in."""
+        await self.services.limits.reset_usage(list(names))
+
+    async def rotate_keys(self, server: str) -> Server:
+        """`vpn server rotate-keys`: every user's link changes."""
+        return await self.servers.rotate_keys(server)
+
+    async def change_server(self, server: str, change: ServerChange) -> Server:
+        """`vpn server set`: only the values the change holds (None keeps a value)."""
+        return await self.servers.update(
+            server, port=change.port, sni=change.sni, dest=change.dest, host=change.host
+        )
 
     def applied(self) -> list[str]:
         """What the last user changes did on each server, once (then forgotten)."""

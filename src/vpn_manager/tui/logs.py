@@ -8,11 +8,14 @@ import re
 from pathlib import Path
 from typing import ClassVar, cast
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static, Switch
+from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
+from textual.widgets.data_table import ColumnKey
 
 from vpn_manager.errors import VpnError
 from vpn_manager.fsutil import atomic_write
@@ -21,6 +24,8 @@ from vpn_manager.tui.shell import Shell
 from vpn_manager.tui.widgets import ContextMenu, MenuItem, MenuTable, View
 
 FOLLOW_S = 1.0
+LEVEL_WIDTH = 7
+MIN_LINE_WIDTH = 20
 LEVELS = ("debug", "info", "warning", "error")
 # Level words as the engines write them: sing-box "INFO", Xray "[Warning]", wireguard-go
 # "DEBUG:", Python logging "WARNING".
@@ -81,6 +86,7 @@ class ExportDialog(ModalScreen[Path | None]):
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Write", id="write", variant="primary")
+        yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "write":
@@ -144,8 +150,8 @@ class LogsView(View):
             yield Label("follow")
             yield Switch(value=False, id="log-follow")
         table = MenuTable(id="log-table")
-        table.add_column("LEVEL", key="level", width=7)
-        table.add_column("LINE", key="line")
+        table.add_column("LEVEL", key="level", width=LEVEL_WIDTH)
+        table.add_column("LINE", key="line", width=MIN_LINE_WIDTH)
         yield table
         yield Static("", id="logs-status")
 
@@ -203,8 +209,15 @@ class LogsView(View):
         ]
         table = self.query_one(MenuTable)
         table.clear()
+        width = self.fit_line_column(table)
+        console = self.app.console
         for index, line in enumerate(self.shown):
-            table.add_row(level_of(line), line, key=str(index))
+            # A long line wraps in its row (the row as high as its wrapped text): the whole line
+            # stays readable without scrolling sideways. Text, not str: a line's "[Warning]"
+            # is the engine's, not markup.
+            text = Text(line)
+            height = len(text.wrap(console, width)) if cell_len(line) > width else 1
+            table.add_row(level_of(line), text, key=str(index), height=height)
         if self.following and self.shown:
             table.move_cursor(row=len(self.shown) - 1, animate=False)
         name = self.source()
@@ -217,6 +230,18 @@ class LogsView(View):
             if self.following:
                 status += ", following"
         self.query_one("#logs-status", Static).update(status)
+
+    def fit_line_column(self, table: MenuTable) -> int:
+        """Make the LINE column as wide as the table leaves it (past the level column, the cells'
+        padding and the scrollbar), so that long lines wrap there; returns that width."""
+        spare = table.size.width - LEVEL_WIDTH - 4 * table.cell_padding
+        width = max(MIN_LINE_WIDTH, spare - table.styles.scrollbar_size_vertical)
+        column = table.columns[ColumnKey("line")]
+        column.width, column.auto_width = width, False
+        return width
+
+    def on_resize(self) -> None:
+        self.apply_filter()
 
     @property
     def following(self) -> bool:

@@ -1,5 +1,6 @@
-"""The install form (`vpn server install` in the TUI): the fields are checked by ServerCreate as
-the CLI's are, and the install runs in a worker while a progress bar moves."""
+"""The server forms: install (`vpn server install`: the fields are checked by ServerCreate as the
+CLI's are, and the install runs in a worker while a progress bar moves) and settings
+(`vpn server set`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
+from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
 from vpn_manager.errors import VpnError
-from vpn_manager.models.server import Protocol, Server, ServerCreate
-from vpn_manager.tui.shell import Shell
+from vpn_manager.models.server import Protocol, Server, ServerChange, ServerCreate
+from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import ErrorDialog
+from vpn_manager.tui.wording import in_tui_words
 
 # (field, label, placeholder) of the install form, after the protocol.
 INSTALL_FIELDS = [
@@ -30,34 +32,55 @@ INSTALL_FIELDS = [
 ]
 
 
-class InstallForm(ModalScreen[Server | None]):
-    """`vpn server install`: the fields are checked by ServerCreate; the install (keys, render,
-    validate with the engine, start, probe) runs in a worker while a progress bar moves."""
+class ServerForm(ModalScreen[Server | None]):
+    """What the server forms share: labelled fields with a message under each, buttons, and a
+    footer with the form's keys. Dismissed with the server saved, or None."""
 
     DEFAULT_CSS = """
-    InstallForm { align: center middle; }
-    InstallForm > VerticalScroll {
+    ServerForm { align: center middle; }
+    ServerForm > VerticalScroll {
         width: 80; max-width: 100%; height: auto; max-height: 100%;
         border: thick $accent; background: $panel; padding: 0 1;
     }
-    InstallForm .row { height: auto; }
-    InstallForm .row Label { width: 16; padding-top: 0; }
-    InstallForm .row Input, InstallForm .row Select { width: 1fr; }
-    InstallForm .message { color: $error; padding-left: 16; height: auto; display: none; }
-    InstallForm .message.shown { display: block; }
-    InstallForm #progress-row { height: auto; display: none; }
-    InstallForm #progress-row.busy { display: block; }
-    InstallForm #buttons { height: auto; align-horizontal: right; }
-    InstallForm #buttons Button { margin-left: 2; }
+    ServerForm .row { height: auto; }
+    ServerForm .row Label { width: 16; padding-top: 0; }
+    ServerForm .row Input, ServerForm .row Select { width: 1fr; }
+    ServerForm .message { color: $error; padding-left: 16; height: auto; display: none; }
+    ServerForm .message.shown { display: block; }
+    ServerForm #progress-row { height: auto; display: none; }
+    ServerForm #progress-row.busy { display: block; }
+    ServerForm #buttons { height: auto; align-horizontal: right; }
+    ServerForm #buttons Button { margin-left: 2; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "install", "Install"),
-    ]
 
     @property
     def vpn(self) -> Shell:
         return cast("Shell", self.app)
+
+    def field(self, field: str, label: str, value: str, placeholder: str) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label(label)
+            yield Input(value, placeholder=placeholder, id=f"f-{field}", compact=True)
+        yield Static("", id=f"m-{field}", classes="message", markup=False)
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        for message in self.query(".message").results(Static):
+            text = errors.get((message.id or "").removeprefix("m-"), "")
+            message.update(text)
+            message.set_class(bool(text), "shown")
+
+    def busy(self) -> bool:
+        return self.query_one("#progress-row").has_class("busy")
+
+
+class InstallForm(ServerForm):
+    """`vpn server install`: the fields are checked by ServerCreate; the install (keys, render,
+    validate with the engine, start, probe) runs in a worker while a progress bar moves."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "install", "Install"),
+    ]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as box:
@@ -73,17 +96,15 @@ class InstallForm(ModalScreen[Server | None]):
                 )
             yield Static("", id="m-protocol", classes="message", markup=False)
             for field, label, placeholder in INSTALL_FIELDS:
-                with Horizontal(classes="row"):
-                    yield Label(label)
-                    value = "0.0.0.0" if field == "listen" else ""
-                    yield Input(value, placeholder=placeholder, id=f"f-{field}", compact=True)
-                yield Static("", id=f"m-{field}", classes="message", markup=False)
+                value = "0.0.0.0" if field == "listen" else ""
+                yield from self.field(field, label, value, placeholder)
             with VerticalScroll(id="progress-row"):
                 yield Label("", id="progress-text")
                 yield ProgressBar(total=None, show_eta=False, id="progress")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Install", id="install", variant="primary")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#f-name", Input).focus()
@@ -101,7 +122,7 @@ class InstallForm(ModalScreen[Server | None]):
         self.submit()
 
     def action_cancel(self) -> None:
-        if not self.query_one("#progress-row").has_class("busy"):
+        if not self.busy():
             self.dismiss(None)
 
     def build(self) -> ServerCreate | dict[str, str]:
@@ -119,17 +140,11 @@ class InstallForm(ModalScreen[Server | None]):
                     loc[0] if loc and loc[0] in {f for f, _, _ in INSTALL_FIELDS} else "protocol"
                 )
                 reason = str(error["msg"]).removeprefix("Value error, ")
-                errors.setdefault(field, reason[:1].upper() + reason[1:] + ".")
+                errors.setdefault(field, in_tui_words(reason) + ".")
             return errors
 
-    def show_errors(self, errors: dict[str, str]) -> None:
-        for message in self.query(".message").results(Static):
-            text = errors.get((message.id or "").removeprefix("m-"), "")
-            message.update(text)
-            message.set_class(bool(text), "shown")
-
     def submit(self) -> None:
-        if self.query_one("#progress-row").has_class("busy"):
+        if self.busy():
             return
         built = self.build()
         if isinstance(built, dict):
@@ -156,7 +171,13 @@ class InstallForm(ModalScreen[Server | None]):
         try:
             server = await self.vpn.backend.servers.install(create)
         except VpnError as exc:
-            self.app.push_screen(ErrorDialog("Install failed", exc.message, exc.hint))
+            self.app.push_screen(
+                ErrorDialog(
+                    "Install failed",
+                    in_tui_words(exc.message),
+                    in_tui_words(exc.hint) if exc.hint else None,
+                )
+            )
             return
         except Exception as exc:
             self.app.push_screen(
@@ -168,4 +189,124 @@ class InstallForm(ModalScreen[Server | None]):
             row.remove_class("busy")
             self.query_one("#install", Button).disabled = False
         self.app.notify(f"{server.name} is running on port {server.port}.")
+        self.dismiss(server)
+
+
+# (field, label, placeholder) of the settings form: what `vpn server set` changes.
+SETTINGS_FIELDS = [
+    ("port", "Port", "the port clients connect to"),
+    ("host", "Client address", "the address in users' links"),
+    ("sni", "SNI", "a real site that speaks TLS 1.3"),
+    ("dest", "Dest", "HOST:PORT (default SNI:443)"),
+]
+REALITY_ONLY = ("sni", "dest")
+
+
+def setting_values(server: Server) -> dict[str, str]:
+    return {
+        "port": str(server.port),
+        "host": server.host,
+        "sni": str(server.settings.get("sni") or ""),
+        "dest": str(server.settings.get("dest") or ""),
+    }
+
+
+class ServerSettingsForm(ServerForm):
+    """`vpn server set`: port, client address and (vless-reality) SNI and target. Only what was
+    changed is sent; the service validates it, restarts a running server on it and rolls back
+    if the engine refuses it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save"),
+    ]
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+
+    def fields(self) -> list[tuple[str, str, str]]:
+        reality = self.server.protocol is Protocol.VLESS_REALITY
+        return [f for f in SETTINGS_FIELDS if reality or f[0] not in REALITY_ONLY]
+
+    def compose(self) -> ComposeResult:
+        values = setting_values(self.server)
+        with VerticalScroll() as box:
+            box.border_title = f"Settings of {self.server.name} ({self.server.protocol.value})"
+            for field, label, placeholder in self.fields():
+                yield from self.field(field, label, values[field], placeholder)
+            yield Static("", id="m-form", classes="message", markup=False)
+            with VerticalScroll(id="progress-row"):
+                yield Label("", id="progress-text")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Save", id="save", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#f-port", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.action_save()
+
+    def action_cancel(self) -> None:
+        if not self.busy():
+            self.dismiss(None)
+
+    def build(self) -> ServerChange | dict[str, str]:
+        """The change (the fields that differ from the server's values), or the problems by
+        field."""
+        before = setting_values(self.server)
+        data = {
+            field: text
+            for field, _, _ in self.fields()
+            if (text := self.query_one(f"#f-{field}", Input).value.strip()) != before[field]
+        }
+        if not data:
+            return {"form": "Nothing changed."}
+        try:
+            return ServerChange.model_validate(data)
+        except ValidationError as exc:
+            errors: dict[str, str] = {}
+            for error in exc.errors():
+                loc = [str(part) for part in error["loc"]]
+                field = loc[0] if loc and loc[0] in data else "form"
+                reason = str(error["msg"]).removeprefix("Value error, ")
+                errors.setdefault(field, in_tui_words(reason) + ".")
+            return errors
+
+    def action_save(self) -> None:
+        if self.busy():
+            return
+        built = self.build()
+        if isinstance(built, dict):
+            self.show_errors(built)
+            return
+        self.show_errors({})
+        self.run_worker(self._save(built), group="server-settings", exit_on_error=False)
+
+    async def _save(self, change: ServerChange) -> None:
+        row = self.query_one("#progress-row")
+        row.add_class("busy")
+        self.query_one("#save", Button).disabled = True
+        self.query_one("#progress-text", Label).update(
+            f"Applying to {self.server.name}: validated by the engine, then a restart if it runs …"
+        )
+        try:
+            server = await self.vpn.attempt(
+                self.vpn.backend.change_server(self.server.name, change),
+                f"Changing {self.server.name}",
+            )
+        except Failed:
+            return
+        finally:
+            row.remove_class("busy")
+            self.query_one("#save", Button).disabled = False
+        self.app.notify(f"Saved the settings of {server.name}.")
         self.dismiss(server)

@@ -1,5 +1,6 @@
-"""Servers: the list with each one's state; install (the form is in serverform.py); start, stop,
-restart and remove; a server's stats (status, per-user traffic) and its logs."""
+"""Servers: the list with each one's state; install and settings (the forms are in
+serverform.py); start, stop, restart, key rotation and remove; a server's stats (status,
+per-user traffic) and its logs."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Log, Static
+from textual.widgets import DataTable, Footer, Label, Log, Static
 
 from vpn_manager.errors import VpnError
 from vpn_manager.models.server import Server
-from vpn_manager.tui.serverform import InstallForm
+from vpn_manager.tui.serverform import InstallForm, ServerSettingsForm
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import (
     ConfirmDialog,
@@ -35,6 +36,17 @@ COLUMNS = [
 ]
 
 
+# Actions that ask first: the question ({} is the server) and the button that says yes.
+CONFIRM = {
+    "remove": ("Remove server {}? Its users lose access through it.", "Remove"),
+    "rotate": (
+        "New keys for {}? Every user's link changes: each user needs the new link (or a "
+        "subscription update) to connect again. A running server restarts.",
+        "Rotate keys",
+    ),
+}
+
+
 def state_text(server: Server) -> str:
     """As `vpn server list` says it: running/stopped, and what was wanted when they differ."""
     state = "running" if server.running else "stopped"
@@ -49,6 +61,8 @@ def server_menu(server: Server) -> list[MenuItem]:
         MenuItem("restart", "Restart"),
         MenuItem("logs", "Logs"),
         MenuItem("stats", "Stats"),
+        MenuItem("settings", "Settings"),
+        MenuItem("rotate", "Rotate keys"),
         MenuItem("remove", "Remove"),
     ]
 
@@ -63,12 +77,15 @@ class ServersView(View):
         Binding("i", "install", "Install"),
         Binding("s", "start_stop", "Start/stop"),
         Binding("r", "restart", "Restart"),
+        Binding("e", "settings", "Settings"),
+        Binding("k", "rotate_keys", "Rotate keys"),
         Binding("delete", "remove", "Remove"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.servers: dict[str, Server] = {}
+        self.cursor_to: str | None = None  # the row the next read puts the cursor on
 
     @property
     def vpn(self) -> Shell:
@@ -89,6 +106,8 @@ class ServersView(View):
         self.servers = {s.name: s for s in servers}
         table = self.query_one(MenuTable)
         keep = table.selected_key()
+        if self.cursor_to in self.servers:  # (a read already under way may not have it yet)
+            keep, self.cursor_to = self.cursor_to, None
         table.clear()
         for s in servers:
             table.add_row(
@@ -114,7 +133,21 @@ class ServersView(View):
 
     # -- actions: each one the service call of its `vpn server …` command ----------------------
     def action_install(self) -> None:
-        self.app.push_screen(InstallForm(), lambda server: self.reload() if server else None)
+        self.app.push_screen(InstallForm(), self._after_form)
+
+    def _after_form(self, server: Server | None) -> None:
+        """After an install or a settings change: the list again, the cursor on that server."""
+        if server is not None:
+            self.cursor_to = server.name
+            self.reload()
+
+    def action_settings(self) -> None:
+        if (server := self.selected()) is not None:
+            self.do(server.name, "settings")
+
+    def action_rotate_keys(self) -> None:
+        if (server := self.selected()) is not None:
+            self.do(server.name, "rotate")
 
     def action_start_stop(self) -> None:
         if (server := self.selected()) is not None:
@@ -129,16 +162,17 @@ class ServersView(View):
             self.do(server.name, "remove")
 
     def do(self, name: str, action: str) -> None:
-        if action == "remove":
+        if action in CONFIRM:
+            question, yes = CONFIRM[action]
 
-            def answered(yes: bool | None) -> None:
-                if yes:
-                    self.run_worker(self._act(name, "remove"), exit_on_error=False)
+            def answered(answer: bool | None) -> None:
+                if answer:
+                    self.run_worker(self._act(name, action), exit_on_error=False)
 
-            self.app.push_screen(
-                ConfirmDialog(f"Remove server {name}? Its users lose access through it.", "Remove"),
-                answered,
-            )
+            self.app.push_screen(ConfirmDialog(question.format(name), yes), answered)
+        elif action == "settings":
+            if (server := self.servers.get(name)) is not None:
+                self.app.push_screen(ServerSettingsForm(server), self._after_form)
         elif action == "logs":
             self.run_worker(self.vpn.show_logs(name), exit_on_error=False)
         elif action == "stats":
@@ -153,6 +187,11 @@ class ServersView(View):
             "stop": (servers.stop, "Stopping", "Stopped {}."),
             "restart": (servers.restart, "Restarting", "Restarted {}."),
             "remove": (servers.remove, "Removing", "Removed {}."),
+            "rotate": (
+                self.vpn.backend.rotate_keys,
+                "Rotating the keys of",
+                "New keys for {}: every user's link changed; send them the new ones.",
+            ),
         }
         call, doing, done = calls[action]
         self.query_one("#servers-status", Static).update(f"{doing} {name} …")
@@ -220,6 +259,7 @@ class ServerDetail(ModalScreen[None]):
             yield table
             yield Label("Logs (the end)", classes="title")
             yield Log(id="server-log", highlight=False)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.action_refresh()

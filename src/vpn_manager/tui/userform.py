@@ -13,12 +13,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import User, UserCreate, UserUpdate
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import start
+from vpn_manager.tui.wording import in_tui_words
 from vpn_manager.units import (
     MOST_DAYS,
     format_size,
@@ -127,6 +128,7 @@ class UserForm(ModalScreen[User | None]):
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Save", id="save", variant="primary")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#f-name", Input).focus()
@@ -198,7 +200,7 @@ class UserForm(ModalScreen[User | None]):
                 try:
                     data[key] = parse(text)
                 except InvalidInput as exc:
-                    errors[field] = exc.message + (f" {exc.hint}" if exc.hint else "")
+                    errors[field] = in_tui_words(exc.message + (f" {exc.hint}" if exc.hint else ""))
             elif field in ("email", "note"):
                 data[field] = text or None
             elif field == "name":
@@ -213,7 +215,7 @@ class UserForm(ModalScreen[User | None]):
                 loc = [str(part) for part in error["loc"]]
                 field = MODEL_FIELDS.get(loc[0], "") if loc else ""
                 reason = str(error["msg"]).removeprefix("Value error, ")
-                errors.setdefault(field, reason[:1].upper() + reason[1:] + ".")
+                errors.setdefault(field, in_tui_words(reason) + ".")
         return errors or model
 
     async def _save(self) -> None:

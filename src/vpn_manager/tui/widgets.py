@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -75,9 +76,10 @@ class MenuItem:
     label: str
 
 
-class MenuTable(DataTable[str]):
+class MenuTable(DataTable[str | Text]):
     """A DataTable whose rows have a context menu: right-click on a row, or F10 on the selected
-    row. Either way the screen gets one MenuRequested message and shows the same menu."""
+    row. Either way the screen gets one MenuRequested message and shows the same menu. Cells
+    are strings, or Text where a string could be taken for markup (log lines)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("f10", "menu", "Menu")]
 
@@ -248,11 +250,13 @@ Screens     1 dashboard  2 users  3 servers  4 logs  5 settings
 Everywhere  t light/dark theme (remembered)   ? this help   Esc leave a field   q quit
 Tables      F10 or right-click: the row's menu   Enter: open the row
 Users       n new   e edit   Enter view (links, QR)   d disable/enable   Del delete
+            space mark   g grant   r revoke   u reset usage: the marked, else this row
             / search   s sort by the next column (or click a header)
 Servers     i install   Enter stats and logs   s start/stop   r restart   Del remove
+            e settings (port, address, SNI)   k rotate keys (every link changes)
 Logs        / search   l level   f follow   x export to a file   c clear
 Settings    change a value, then ctrl+s: checked before config.toml is written
-Forms       ctrl+s or Enter saves, Esc cancels
+Forms       ctrl+s or Enter saves, Esc cancels (the footer shows a form's keys)
 
 Every action calls the same service method as its `vpn` command: changes to users
 reach running servers live, as `vpn user …` does.

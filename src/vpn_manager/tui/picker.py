@@ -1,0 +1,73 @@
+"""A dialog to pick several entries from a list (the servers to grant users access to, or to take
+it away from); dismissed with the names picked, or None."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Label, SelectionList, Static
+
+
+class PickDialog(ModalScreen[list[str] | None]):
+    """Space (or a click) ticks an entry; ctrl+s or the button does the action with the ticked
+    ones. Nothing ticked is a message, not an empty action."""
+
+    DEFAULT_CSS = """
+    PickDialog { align: center middle; }
+    PickDialog > Vertical {
+        width: 70; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $panel; padding: 0 1;
+    }
+    PickDialog SelectionList { height: auto; max-height: 16; margin: 1 0 0 0; }
+    PickDialog #pick-message { color: $error; height: auto; }
+    PickDialog Horizontal { height: auto; align-horizontal: right; }
+    PickDialog Button { margin-left: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "done", "Apply"),
+    ]
+
+    def __init__(self, title: str, question: str, choices: list[tuple[str, str]], verb: str):
+        """`choices` are (label, name) pairs; `verb` is the button's word (Grant, Revoke)."""
+        super().__init__()
+        self.dialog_title = title
+        self.question = question
+        self.choices = choices
+        self.verb = verb
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.dialog_title
+            yield Label(self.question)
+            yield SelectionList[str](*self.choices, id="pick-list")
+            yield Static("", id="pick-message", markup=False)
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button(self.verb, id="done", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "done":
+            self.action_done()
+        else:
+            self.dismiss(None)
+
+    def action_done(self) -> None:
+        picked = list(self.query_one(SelectionList[str]).selected)
+        if not picked:
+            self.query_one("#pick-message", Static).update(
+                "Tick one or more with space first (or Esc to cancel)."
+            )
+            return
+        self.dismiss(picked)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
