@@ -54,17 +54,17 @@ class Backend:
         return self.services.history
 
     # -- the actions that are one `vpn` command each, where the TUI needs more than one call ----
-    # Kept here, small, so that a bulk service method (several users on several servers in one
-    # call) replaces a loop in one place.
     async def grant(self, names: Sequence[str], servers: Sequence[str]) -> dict[str, list[str]]:
-        """`vpn user grant` for each user on each server (one apply per server); returns, by
-        server, the users who were new there."""
-        return {server: await self.servers.grant(names, server) for server in servers}
+        """`vpn user grant NAME… --server S…`: all or nothing, one apply per server; returns,
+        by server, the users who were new there."""
+        pairs = await self.servers.grant_many(names, servers)
+        return {s: [p.user for p in pairs if p.server == s and p.changed] for s in servers}
 
     async def revoke(self, holders: Mapping[str, Sequence[str]]) -> None:
-        """`vpn user revoke`: server -> the users (who hold access there) to take off it."""
-        for server, names in holders.items():
-            await self.servers.revoke(names, server)
+        """`vpn user revoke NAME… --server S…` (server -> the users who hold access there): all
+        or nothing, one apply per server; a user not on a server is left as they are."""
+        names = list(dict.fromkeys(n for held in holders.values() for n in held))
+        await self.servers.revoke_many(names, list(holders))
 
     async def reset_usage(self, names: Sequence[str]) -> None:
         """`vpn user reset-usage`: a new quota period now; over-quota users get back in."""
@@ -72,13 +72,11 @@ class Backend:
 
     async def rotate_keys(self, server: str) -> Server:
         """`vpn server rotate-keys`: every user's link changes."""
-        return await self.servers.rotate_keys(server)
+        return (await self.servers.rotate_keys(server)).server
 
     async def change_server(self, server: str, change: ServerChange) -> Server:
         """`vpn server set`: only the values the change holds (None keeps a value)."""
-        return await self.servers.update(
-            server, port=change.port, sni=change.sni, dest=change.dest, host=change.host
-        )
+        return (await self.servers.update(server, change)).server
 
     def applied(self) -> list[str]:
         """What the last user changes did on each server, once (then forgotten)."""
