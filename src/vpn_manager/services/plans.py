@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from vpn_manager.models import Plan, PlanCreate, PlanUpdate
 
 Clock = Callable[[], datetime]
+Holders = list[str]  # (the method named `list` shadows the builtin inside the class)
 
 
 def utcnow() -> datetime:
@@ -67,7 +68,7 @@ class PlanService:
         async with self.db.reading() as session:
             return await storage.plans.get_plan(session, name)
 
-    async def holders(self, name: str) -> list[str]:
+    async def holders(self, name: str) -> Holders:
         async with self.db.reading() as session:
             return await storage.plans.holders(session, name)
 
@@ -79,7 +80,7 @@ class PlanService:
         async with self.db.session() as session:
             return await storage.plans.update_plan(session, name, changes, self.clock())
 
-    async def remove(self, name: str, force: bool = False) -> list[str]:
+    async def remove(self, name: str, force: bool = False) -> Holders:
         """Remove a plan; returns the users who held it. Refused while users hold it, unless
         `force`: then they keep their limits and lose the reference."""
         async with self.db.session() as session:

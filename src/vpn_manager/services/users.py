@@ -33,6 +33,7 @@ Clock = Callable[[], datetime]
 # The fields of a change after which a user's limits are checked at once (UserService.update).
 LIMIT_FIELDS = {"expires_at", "extend", "quota_bytes", "reset_period", "expire_after_days", "plan"}
 Clients = list["Client"]  # (a method named `list` shadows the builtin inside the class)
+Users = list["User"]
 Progress = Callable[[int], None]
 
 
@@ -150,7 +151,7 @@ class UserService:
 
     async def update_many(
         self, names: Sequence[str], change: UserUpdate, force: bool = False
-    ) -> list[User]:
+    ) -> Users:
         """Change users' details or limits, all or none. Their limits are checked at once: a
         raised quota, a later expiry or a new plan lets a limited user back in, a lowered quota or
         (with `force`) an expiry in the past shuts one out, and the engines get it now (as
@@ -170,7 +171,7 @@ class UserService:
             )
         fleet = self.servers
 
-        async def work(session: AsyncSession) -> tuple[list[User], dict[int, dict[str, Any]]]:
+        async def work(session: AsyncSession) -> tuple[Users, dict[int, dict[str, Any]]]:
             ids = await storage.users.ids_for(session, names)
             kept = await storage.users.snapshot(session, list(ids.values()))
             before = await fleet.clients_before(session, list(ids.values())) if fleet else {}
@@ -185,7 +186,7 @@ class UserService:
             return [await storage.users.get_user(session, name) for name in after], kept
 
         async def undo(
-            session: AsyncSession, done: tuple[list[User], dict[int, dict[str, Any]]]
+            session: AsyncSession, done: tuple[Users, dict[int, dict[str, Any]]]
         ) -> None:
             await storage.users.restore(session, done[1])
 
@@ -231,7 +232,7 @@ class UserService:
             )
         return base + span
 
-    async def _check(self, session: AsyncSession, user_ids: list[int]) -> None:
+    async def _check(self, session: AsyncSession, user_ids: Sequence[int]) -> None:
         """Give these users the status their limits call for now (services/limits.py)."""
         checked = await check_limits(session, self.clock(), self.zone, user_ids)
         await storage.accounting.set_statuses(session, checked.statuses, self.clock())

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_HEAD", "Database", "accounting", "apikeys", "plans", "servers", "users"]
 
-QUERY_MODULES = ("accounting", "apikeys", "plans", "servers", "users")  # they import SQLAlchemy at their top
+# They import SQLAlchemy at their top.
+QUERY_MODULES = ("accounting", "apikeys", "plans", "servers", "users")
 
 
 def __getattr__(name: str) -> ModuleType:

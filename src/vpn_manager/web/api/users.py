@@ -91,9 +91,7 @@ def router(api: Api, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
         """Change a user's details or limits; only the fields sent change (null clears). The
         limits are checked at once: a raised quota or a later expiry lets a limited user back
         in, on their running servers too."""
-        user, applied = await api.change(
-            request, name, lambda s: s.users.update(name, body, force)
-        )
+        user, applied = await api.change(request, name, lambda s: s.users.update(name, body, force))
         return UserChanged(user=user, applied=applied)
 
     @users.delete("/{name}", dependencies=[write])
