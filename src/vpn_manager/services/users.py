@@ -169,7 +169,8 @@ class UserService:
                 f"The expiry given is in the past: {shown(list(names))} would expire at once.",
                 hint="Give a later date or a span such as 30d, or add --force to expire them now.",
             )
-        fleet = self.servers
+        limits = bool(LIMIT_FIELDS & set(changes))  # else no status, so no engine, changes
+        fleet = self.servers if limits else None
 
         async def work(session: AsyncSession) -> tuple[Users, dict[int, dict[str, Any]]]:
             ids = await storage.users.ids_for(session, names)
@@ -178,7 +179,7 @@ class UserService:
             for name in names:
                 fields = await self._changed(session, name, changes, kept[ids[name]], now)
                 await storage.users.update_user(session, name, fields, now)
-            if LIMIT_FIELDS & set(changes):
+            if limits:
                 await self._check(session, list(ids.values()))
             if fleet is not None:
                 await fleet.resync(session, before)
