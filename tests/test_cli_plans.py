@@ -8,8 +8,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import Connection, text
 
 from tests.cli_helpers import InProcessCli, Result, database_file, error_line, table_rows
+from tests.conftest import FixedClock, open_database
+from vpn_manager.models import PlanCreate, UserCreate, UserUpdate
+from vpn_manager.services.plans import PlanService
+from vpn_manager.services.users import UserService
+from vpn_manager.storage import migrate
 
 
 def ok(result: Result) -> Result:
@@ -120,3 +127,26 @@ def test_a_plan_in_use_is_removed_only_with_force(monthly: InProcessCli) -> None
     assert "no plan named" in error_line(monthly("plan", "remove", "monthly"), 4)
     ok(monthly("plan", "add", "unused"))
     assert ok(monthly("plan", "remove", "unused")).stdout == "Removed plan unused.\n"
+
+
+async def test_migration_0007_goes_down_and_up(sqlite_url: str, clock: FixedClock) -> None:
+    """Down to 0006 the plans and users' references go, the users stay; up again they can
+    hold plans again."""
+
+    def down_and_up(connection: Connection) -> list[str]:
+        config = migrate.alembic_config(connection)
+        command.downgrade(config, "0006")
+        columns = [row[1] for row in connection.execute(text("PRAGMA table_info(users)"))]
+        command.upgrade(config, "head")
+        return columns
+
+    async with open_database(sqlite_url) as db:
+        await PlanService(db, clock).add(PlanCreate(name="gold", quota_bytes=10**9))
+        await UserService(db, clock=clock).add([UserCreate(name="alice", plan="gold")])
+        async with db.engine.begin() as conn:
+            assert "plan_id" not in await conn.run_sync(down_and_up)
+        alice = await UserService(db, clock=clock).get("alice")
+        assert (alice.name, alice.quota_bytes, alice.plan) == ("alice", 10**9, None)
+        assert await PlanService(db, clock).list() == []
+        await PlanService(db, clock).add(PlanCreate(name="gold"))
+        assert (await UserService(db, clock=clock).update("alice", UserUpdate(plan="gold"))).plan
