@@ -135,11 +135,12 @@ async def test_quota_periods_and_expiry(
     # Two hours later carol has expired; bob is still fine.
     clock.now += timedelta(hours=2)
     assert (await limits.enforce()).limited == {"carol": "expired"}
-    # Extending carol's expiry lets her back in.
+    # Extending carol's expiry lets her back in at once, not at the next round.
     from vpn_manager.models import UserUpdate
 
-    await users.update("carol", UserUpdate(expires_at=clock() + timedelta(days=30)))
-    assert (await limits.enforce()).restored == ["carol"]
+    carol = await users.update("carol", UserUpdate(expires_at=clock() + timedelta(days=30)))
+    assert carol.status == "active"
+    assert (await limits.enforce()).restored == []
     # The next day alice's period rolls over: she is active again with nothing used.
     clock.now = datetime(2027, 1, 11, 0, 0, 1, tzinfo=UTC)
     report = await limits.enforce()

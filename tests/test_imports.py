@@ -68,6 +68,9 @@ LAZY: dict[tuple[str, str], str] = {
     ("vpn_manager.services.root", "vpn_manager.services.traffic"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.rounds"): "as services.servers",
     ("vpn_manager.services.root", "vpn_manager.services.subscriptions"): "as services.servers",
+    ("vpn_manager.services.limits", "vpn_manager.services.servers"): (
+        "as services.servers: services.users imports limits.check_limits for `vpn user update`"
+    ),
     ("vpn_manager.services.root", "vpn_manager.settings"): _PYDANTIC_OFF_THE_SERVICE,
     ("vpn_manager.services.apikeys", "vpn_manager.models.user"): _PYDANTIC_OFF_THE_SERVICE,
     **{

@@ -23,7 +23,8 @@ from tests.cli_helpers import stopped_server_row
 from tests.conftest import DbUrlFactory, FixedClock, open_database, sqlite_file_of
 from vpn_manager import storage
 from vpn_manager.errors import ConfigError, Conflict, InvalidInput, NotFound, StorageError
-from vpn_manager.models import User, UserCreate, UserFilter, UserStatus, UserUpdate
+from vpn_manager.models import PlanCreate, User, UserCreate, UserFilter, UserStatus, UserUpdate
+from vpn_manager.services.plans import PlanService
 from vpn_manager.services.tokens import TokenSeal, digest
 from vpn_manager.services.users import UserService
 from vpn_manager.settings import DatabaseSettings, Paths, Settings
@@ -589,6 +590,9 @@ async def test_sqlite_fast_listing_matches_sqlalchemy(sqlite_url: str, clock: Fi
                     for name, server in [("alice", "b-2"), ("alice", "a-1"), ("carol", "a-1")]
                 ],
             )
+        # A plan's name is joined in from its own table (and "red" is no user's name).
+        await PlanService(db, clock=clock).add(PlanCreate(name="red-plan", quota_bytes=10**9))
+        await service.update("carol", UserUpdate(plan="red-plan"))
         filters = [
             None,
             UserFilter(),
@@ -600,6 +604,7 @@ async def test_sqlite_fast_listing_matches_sqlalchemy(sqlite_url: str, clock: Fi
         ]
         slow = [await service.list(where) for where in filters]
     assert slow[0][0].servers == ["a-1", "b-2"]
+    assert [(u.name, u.plan) for u in slow[0] if u.plan] == [("carol", "red-plan")]
 
     unopened = open_database(sqlite_url)
     try:

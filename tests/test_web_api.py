@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,48 @@ def test_users_changed_by_the_api_are_the_clis_users(
     assert usage["hours"] == []
 
 
+def test_the_api_extends_gives_plans_and_expires_like_the_cli(
+    client: TestClient, keys: dict[str, str], vpn: InProcessCli
+) -> None:
+    write = auth(keys["write"])
+    assert vpn("plan", "add", "monthly", "--quota", "50GB", "--days", "30").code == 0
+    assert vpn("user", "add", "alice", "--expires", "10d").code == 0
+    expiry = datetime.fromisoformat(
+        vpn("user", "show", "alice", "-f", "json").json()["expires_at"].replace("Z", "+00:00")
+    )
+    extended = client.patch("/api/v1/users/alice", headers=write, json={"extend": "2w"})
+    assert extended.status_code == 200, extended.text
+    user = extended.json()["user"]
+    assert user["expires_at"] == (expiry + timedelta(weeks=2)).isoformat().replace("+00:00", "Z")
+    planned = client.patch("/api/v1/users/alice", headers=write, json={"plan": "monthly"})
+    assert planned.status_code == 200, planned.text
+    assert (planned.json()["user"]["plan"], planned.json()["user"]["quota_bytes"]) == (
+        "monthly",
+        50 * 10**9,
+    )
+    assert "no plan named 'weekly'" in is_error(
+        client.patch("/api/v1/users/alice", headers=write, json={"plan": "weekly"}), 404
+    )
+    assert "not both" in is_error(
+        client.patch(
+            "/api/v1/users/alice",
+            headers=write,
+            json={"extend": "1d", "expires_at": "2090-01-01T00:00:00Z"},
+        ),
+        422,
+    )
+    assert "longer than 36500 days" in is_error(
+        client.patch("/api/v1/users/alice", headers=write, json={"extend": "99999d"}), 422
+    )
+    past = {"expires_at": "2020-01-01T00:00:00Z"}
+    assert "in the past" in is_error(
+        client.patch("/api/v1/users/alice", headers=write, json=past), 400
+    )
+    forced = client.patch("/api/v1/users/alice?force=true", headers=write, json=past)
+    assert forced.json()["user"]["status"] == "expired"
+    assert vpn("user", "show", "alice", "-f", "json").json()["status"] == "expired"
+
+
 def test_tokens_and_links(client: TestClient, keys: dict[str, str], vpn: InProcessCli) -> None:
     write = auth(keys["write"])
     assert client.post("/api/v1/users", headers=write, json={"name": "alice"}).status_code == 201
@@ -275,7 +318,7 @@ def test_errors_are_json_with_the_statuses_of_the_table(
     assert "body.quota_bytes" in is_error(
         client.post("/api/v1/users", headers=write, json={"name": "x", "quota_bytes": -1}), 422
     )
-    for field in ("new_name", "reset_period"):  # found by the fuzzer: these have no "none"
+    for field in ("new_name", "reset_period", "extend"):  # the fuzzer found the first two
         assert f"{field} cannot be null" in is_error(
             client.patch("/api/v1/users/alice", headers=write, json={field: None}), 422
         )

@@ -47,6 +47,7 @@ _UNLIMITED = {"", "0", "none", "unlimited", "off"}
 _RELATIVE = re.compile(r"\s*([0-9]+)\s*([dwh])\s*", re.IGNORECASE | re.ASCII)
 _EVERY_N_DAYS = re.compile(r"[1-9][0-9]{0,3}d", re.ASCII)
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_HOURS = {"d": 24, "w": 24 * 7, "h": 1}  # hours in each unit of a span ("30d", "2w", "12h")
 RESET_PERIODS = ("never", "daily", "weekly", "monthly")
 
 # The bounds of what users type (README: "Users"), far inside what datetime and the database's
@@ -162,7 +163,7 @@ def parse_expiry(
             raise InvalidInput(
                 f"{text!r} would expire at once.", hint="Give at least 1d, or never."
             )
-        hours = {"d": 24, "w": 24 * 7, "h": 1}[unit]
+        hours = _HOURS[unit]
         if amount is None or amount * hours > (latest - now) // timedelta(hours=1):
             raise too_late
         return (now + timedelta(hours=amount * hours)).astimezone(UTC)
@@ -187,6 +188,25 @@ def parse_expiry(
     if moment.date() > LAST_DAY or moment > latest:
         raise too_late
     return _not_past(moment, text, now, past, what).astimezone(UTC)
+
+
+def parse_span(text: str) -> timedelta:
+    """A length of time written like a span of `parse_expiry` ("30d", "2w", "12h"), such as
+    `vpn user update --extend`: at least an hour, at most MOST_DAYS days."""
+    relative = _RELATIVE.fullmatch(text)
+    if relative is None:
+        raise InvalidInput(
+            f"{text!r} is not a length of time.", hint="Write it like 30d, 2w or 12h."
+        )
+    digits, unit = relative.group(1).lstrip("0") or "0", relative.group(2).lower()
+    amount = int(digits) if len(digits) <= _MOST_DIGITS else None
+    if amount == 0:
+        raise InvalidInput(f"{text!r} is no time at all.", hint="Give at least 1h, such as 30d.")
+    if amount is None or amount * _HOURS[unit] > MOST_DAYS * 24:
+        raise InvalidInput(
+            f"{text!r} is longer than {MOST_DAYS} days.", hint="Give a shorter span, such as 30d."
+        )
+    return timedelta(hours=amount * _HOURS[unit])
 
 
 def _not_past(moment: datetime, text: str, now: datetime, past: bool, what: str) -> datetime:

@@ -131,6 +131,27 @@ def test_singbox_bytes_counted_in_one_poll(
     assert '"alice"' in vpn.ok("user", "export").stdout
 
 
+def test_a_raised_quota_lets_a_limited_user_back_in_at_once(
+    vpn: Vpn, backend: int, tmp_path: Path
+) -> None:
+    """No service is running: `vpn user update --quota` itself puts alice back on the engine."""
+    server = install_singbox(vpn, "trojan", "trojan")
+    vpn.ok("user", "add", "alice", "--server", server.name, "--quota", "300KB")
+    with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
+        body = curl_via(socks, f"http://127.0.0.1:{backend}/bytes/400000", attempts_for=5)
+        assert len(body) == 400_000
+        time.sleep(0.3)  # sing-box updates a connection's counters after it closes
+        # One round counts her bytes and shuts her out; no service runs after it.
+        assert serve_once(vpn)["limited"] == {"alice": "over-quota"}
+        assert curl_fails(socks, f"http://127.0.0.1:{backend}/")
+        changed = vpn.json("user", "update", "alice", "--quota", "100MB")
+        assert isinstance(changed, dict)
+        assert changed["status"] == "active"
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/", attempts_for=3) == (
+            BACKEND_PAGE.decode()
+        )
+
+
 def fetch_closed(socks: int, backend: int, size: int) -> int:
     """One connection through the client: an HTTP/1.0 GET the backend answers and closes."""
     with socks_connect(socks, "127.0.0.1", backend) as conn:

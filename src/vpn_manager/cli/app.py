@@ -24,6 +24,10 @@ from vpn_manager.errors import VpnError
 GROUPS: dict[str, tuple[str, str]] = {
     "user": ("vpn_manager.cli.users", "Create, list, change and remove users."),
     "server": ("vpn_manager.cli.servers", "Install, run and remove VPN servers."),
+    "plan": (
+        "vpn_manager.cli.plans",
+        "Named limits (quota, reset period, days, devices) to give users.",
+    ),
     "proxy": (
         "vpn_manager.cli.proxies",
         "HTTP, SOCKS5 and mixed proxies with a password per user.",

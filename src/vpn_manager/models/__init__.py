@@ -2,6 +2,7 @@
 services return."""
 
 from vpn_manager.models.base import validated
+from vpn_manager.models.plan import Plan, PlanCreate, PlanUpdate
 from vpn_manager.models.user import (
     User,
     UserCreate,
@@ -12,6 +13,9 @@ from vpn_manager.models.user import (
 )
 
 __all__ = [
+    "Plan",
+    "PlanCreate",
+    "PlanUpdate",
     "User",
     "UserCreate",
     "UserCredential",

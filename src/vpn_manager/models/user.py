@@ -4,10 +4,11 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from vpn_manager.errors import InvalidInput
 from vpn_manager.kinds import UserStatus
-from vpn_manager.units import EXPIRY_CAP, LARGEST, LAST_DAY, MOST_DAYS
+from vpn_manager.units import EXPIRY_CAP, LARGEST, LAST_DAY, MOST_DAYS, parse_span
 
 __all__ = [
     "BIGINT_MAX",
@@ -21,6 +22,7 @@ __all__ = [
     "Note",
     "PlainText",
     "ResetPeriod",
+    "Span",
     "User",
     "UserCreate",
     "UserCredential",
@@ -123,6 +125,19 @@ def _check_expiry(value: datetime | None) -> datetime | None:
 Expiry = Annotated[datetime | None, AfterValidator(_check_expiry)]
 
 
+def _check_span(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_span(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message.rstrip(".")) from None
+    return value
+
+
+# A length of time as users write it ("30d", "2w", "12h"), kept as written: units.parse_span.
+Span = Annotated[str | None, Field(max_length=40), AfterValidator(_check_span)]
+
+
 class UserLimits(BaseModel):
     """The limits every user carries; None means unlimited / never."""
 
@@ -141,6 +156,7 @@ class UserCreate(UserLimits):
     email: Email = None
     note: Note = None
     status: UserStatus = UserStatus.ACTIVE
+    plan: UserName | None = None  # its limits, where no other field sets them (services/plans.py)
 
 
 class UserUpdate(BaseModel):
@@ -157,6 +173,14 @@ class UserUpdate(BaseModel):
     device_limit: Count = None
     speed_limit_bps: SpeedLimit = None
     expire_after_days: Days = None
+    extend: Span = None  # expiry moved on from the later of now and the current expiry
+    plan: UserName | None = None  # given again: its limits where no other field sets them
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> UserUpdate:
+        if {"expires_at", "extend"} <= self.model_fields_set and self.extend is not None:
+            raise ValueError("give either an expiry or an extension, not both")
+        return self
 
     def changes(self) -> dict[str, Any]:
         data = {field: getattr(self, field) for field in self.model_fields_set}
@@ -205,9 +229,17 @@ class User(BaseModel):
     period_started_at: datetime | None = None
     first_used_at: datetime | None = None
     expire_after_days: int | None = None
+    plan: str | None = None
     servers: list[str] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def used_bytes(self) -> int:
+        """Lifetime usage."""
         return self.upload_bytes + self.download_bytes
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def period_used_bytes(self) -> int:
+        """Usage in the current quota period: what the quota is held against."""
+        return self.period_upload_bytes + self.period_download_bytes

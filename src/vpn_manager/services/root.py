@@ -23,6 +23,7 @@ from vpn_manager.paths import Paths
 from vpn_manager.services.apikeys import ApiKeyService
 from vpn_manager.services.audit import AuditLog
 from vpn_manager.services.history import UsageHistory
+from vpn_manager.services.plans import PlanService
 from vpn_manager.services.tokens import TokenSeal
 from vpn_manager.services.users import UserService
 from vpn_manager.storage import Database
@@ -174,7 +175,12 @@ class Services:
             clock=self.clock,
             servers=lambda: self.servers,
             seal=TokenSeal(self.paths.subscription_key),
+            zone=self.zone,
         )
+
+    @property
+    def plans(self) -> PlanService:
+        return PlanService(self.db, clock=self.clock)
 
     @property
     def subscriptions(self) -> Subscriptions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -155,9 +155,12 @@ class LimitView:
     first_used_at: datetime | None
 
 
-async def limit_view(session: AsyncSession) -> list[LimitView]:
-    """The users whose limits can change their status (disabled ones are left alone)."""
-    result = await session.execute(
+async def limit_view(
+    session: AsyncSession, user_ids: Sequence[int] | None = None
+) -> list[LimitView]:
+    """The users whose limits can change their status (disabled ones are left alone): all, or
+    those of `user_ids`."""
+    query = (
         select(
             UserRow.id,
             UserRow.name,
@@ -171,9 +174,18 @@ async def limit_view(session: AsyncSession) -> list[LimitView]:
             UserRow.expires_at,
             UserRow.expire_after_days,
             UserRow.first_used_at,
-        ).where(UserRow.status != UserStatus.DISABLED.value)
+        )
+        .where(UserRow.status != UserStatus.DISABLED.value)
+        .order_by(UserRow.id)
     )
-    return [LimitView(*tuple(row)) for row in result.all()]
+    if user_ids is None:
+        return [LimitView(*tuple(row)) for row in (await session.execute(query)).all()]
+    found: list[LimitView] = []
+    for start in range(0, len(user_ids), 500):
+        chunk = list(user_ids[start : start + 500])
+        result = await session.execute(query.where(UserRow.id.in_(chunk)))
+        found.extend(LimitView(*tuple(row)) for row in result.all())
+    return found
 
 
 async def device_limits(session: AsyncSession) -> dict[int, tuple[str, int]]:

@@ -85,10 +85,30 @@ class UserRow(Base):
     period_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expire_after_days: Mapped[int | None] = mapped_column(Integer)
+    # The plan the user was last given (its limits were copied then); a plan removed with
+    # --force leaves its users' limits as they are and this empty.
+    plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("plans.id", ondelete="SET NULL"), index=True
+    )
 
     credentials: Mapped[list[UserCredentialRow]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class PlanRow(Base):
+    """A named set of limits (models.plan): `vpn user add|update --plan` copies them to users."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    reset_period: Mapped[str] = mapped_column(String(16), default="never")
+    days: Mapped[int | None] = mapped_column(Integer)
+    device_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ServerRow(Base):

@@ -5,4 +5,4 @@ head, so the fast paths that compare against it (and import Alembic only when th
 cannot drift.
 """
 
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"

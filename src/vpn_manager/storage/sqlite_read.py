@@ -23,8 +23,9 @@ from vpn_manager.models.user import like_pattern
 from vpn_manager.storage.revision import SCHEMA_HEAD
 from vpn_manager.storage.sqlite_file import read_only_query
 
-# Every field of the read model is a column of `users`, except the servers gathered separately.
-_COLUMNS = tuple(name for name in User.model_fields if name != "servers")
+# Every field of the read model is a column of `users`, except the servers gathered separately
+# and the plan's name (joined from `plans`, read last).
+_COLUMNS = tuple(name for name in User.model_fields if name not in ("servers", "plan"))
 _USERS = TypeAdapter(list[User])
 _TIMES = ("created_at", "updated_at", "expires_at", "period_started_at", "first_used_at")
 
@@ -66,17 +67,20 @@ def _read(conn: sqlite3.Connection, where: UserFilter | None) -> list[User] | No
     clauses: list[str] = []
     params: list[Any] = []
     if where is not None and where.status is not None:
-        clauses.append("status = ?")
+        clauses.append("u.status = ?")
         params.append(where.status.value)
     if where is not None and where.search:
         clauses.append(
-            "(lower(name) LIKE ? ESCAPE '\\' OR lower(coalesce(email, '')) LIKE ? ESCAPE '\\'"
-            " OR lower(coalesce(note, '')) LIKE ? ESCAPE '\\')"
+            "(lower(u.name) LIKE ? ESCAPE '\\' OR lower(coalesce(u.email, '')) LIKE ? ESCAPE '\\'"
+            " OR lower(coalesce(u.note, '')) LIKE ? ESCAPE '\\')"
         )
         params.extend([like_pattern(where.search)] * 3)
     condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    columns = ", ".join(f"u.{name}" for name in _COLUMNS)
     rows = conn.execute(
-        f"SELECT id, {', '.join(_COLUMNS)} FROM users{condition} ORDER BY name", params
+        f"SELECT u.id, {columns}, p.name FROM users u LEFT JOIN plans p ON p.id = u.plan_id"
+        f"{condition} ORDER BY u.name",
+        params,
     ).fetchall()
     servers: dict[int, list[str]] = defaultdict(list)
     for user_id, server in conn.execute(
@@ -89,7 +93,8 @@ def _read(conn: sqlite3.Connection, where: UserFilter | None) -> list[User] | No
         values = list(row)
         for index in times:
             values[index] = utc(values[index])
-        record = dict(zip(_COLUMNS, values[1:], strict=True))
+        record = dict(zip(_COLUMNS, values[1:-1], strict=True))
+        record["plan"] = values[-1]
         record["servers"] = servers.get(row[0], [])
         records.append(record)
     return _USERS.validate_python(records)

@@ -13,15 +13,38 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vpn_manager.errors import Conflict, NotFound
 from vpn_manager.models import User, UserCreate, UserFilter, UserStatus
 from vpn_manager.models.user import like_pattern
-from vpn_manager.storage.orm import UserCredentialRow, UserRow
+from vpn_manager.storage.orm import PlanRow, UserCredentialRow, UserRow
+from vpn_manager.storage.plans import plan_id
 from vpn_manager.storage.servers import servers_of_user, spec_of
 from vpn_manager.storage.sqlite_subscriptions import SubscriptionRecord
 
 _CHUNK = 500  # rows per statement: well under every backend's bound-parameter limit
 # A user's columns as the read model has them: not the id, not the subscription token's hash
-# and sealed copy (those only through subscription_of and subscription_record).
-_HIDDEN = ("subscription_hash", "subscription_sealed")
+# and sealed copy (those only through subscription_of and subscription_record), and the plan by
+# its name rather than its row id.
+_HIDDEN = ("subscription_hash", "subscription_sealed", "plan_id")
 _USER_COLUMNS = [c for c in UserRow.__table__.columns if c.key != "id" and c.key not in _HIDDEN]
+# What an undone change puts back (UserService.update): the record and its limits, not the
+# traffic counted meanwhile.
+_RESTORED = (
+    "name",
+    "email",
+    "note",
+    "status",
+    "expires_at",
+    "quota_bytes",
+    "reset_period",
+    "device_limit",
+    "expire_after_days",
+    "plan_id",
+    "updated_at",
+)
+
+
+def _user_query() -> Select[Any]:
+    return select(UserRow.id, *_USER_COLUMNS, PlanRow.name.label("plan")).outerjoin(
+        PlanRow, PlanRow.id == UserRow.plan_id
+    )
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -140,9 +163,11 @@ async def insert_users(
             f"{'s' if len(taken) == 1 else ''}: {shown}.",
             hint="Pick other names, or change the existing users with `vpn user update`.",
         )
+    plans = {name: await plan_id(session, name) for name in {c.plan for c in creates if c.plan}}
     rows = []
     for index, create in enumerate(creates):
-        row = create.model_dump() | {
+        row = create.model_dump(exclude={"plan"}) | {
+            "plan_id": plans.get(create.plan) if create.plan else None,
             "status": create.status.value,
             "created_at": now,
             "updated_at": now,
@@ -156,7 +181,12 @@ async def insert_users(
         await session.execute(insert(UserRow), list(chunk))
         if progress:
             progress(len(chunk))
-    return [User.model_validate({k: v for k, v in row.items() if k not in _HIDDEN}) for row in rows]
+    return [
+        User.model_validate(
+            {k: v for k, v in row.items() if k not in _HIDDEN} | {"plan": create.plan}
+        )
+        for row, create in zip(rows, creates, strict=True)
+    ]
 
 
 def _filtered(query: Select[Any], where: UserFilter | None) -> Select[Any]:
@@ -177,7 +207,7 @@ def _filtered(query: Select[Any], where: UserFilter | None) -> Select[Any]:
 
 
 async def list_users(session: AsyncSession, where: UserFilter | None = None) -> list[User]:
-    query = _filtered(select(UserRow.id, *_USER_COLUMNS), where).order_by(UserRow.name)
+    query = _filtered(_user_query(), where).order_by(UserRow.name)
     result = await session.execute(query)
     rows = result.mappings().all()
     servers = await _servers_by_user(session, None if where is None else [r["id"] for r in rows])
@@ -223,7 +253,7 @@ async def _row_id(session: AsyncSession, name: str) -> int:
 
 async def get_user(session: AsyncSession, name: str) -> User:
     user_id = await _row_id(session, name)
-    result = await session.execute(select(UserRow.id, *_USER_COLUMNS).where(UserRow.id == user_id))
+    result = await session.execute(_user_query().where(UserRow.id == user_id))
     servers = await _servers_by_user(session, [user_id])
     return _to_user(result.mappings().one(), servers.get(user_id, []))
 
@@ -258,11 +288,31 @@ async def update_user(
     values = {
         key: value.value if isinstance(value, UserStatus) else value
         for key, value in changes.items()
+        if key != "plan"
     }
+    if "plan" in changes:
+        values["plan_id"] = await plan_id(session, changes["plan"]) if changes["plan"] else None
     await session.execute(
         update(UserRow).where(UserRow.id == user_id).values(**values, updated_at=now)
     )
     return await get_user(session, new_name or name)
+
+
+async def snapshot(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """These users' records and limits as they are, to put back if a change is undone."""
+    found: dict[int, dict[str, Any]] = {}
+    columns = [getattr(UserRow, key) for key in _RESTORED]
+    for chunk in _chunks(list(user_ids)):
+        result = await session.execute(select(UserRow.id, *columns).where(UserRow.id.in_(chunk)))
+        for row in result.all():
+            found[row[0]] = dict(zip(_RESTORED, row[1:], strict=True))
+    return found
+
+
+async def restore(session: AsyncSession, kept: dict[int, dict[str, Any]]) -> None:
+    """Put back what `snapshot` kept."""
+    for user_id, values in kept.items():
+        await session.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
 
 
 async def set_status(

@@ -11,7 +11,14 @@ import typer
 from vpn_manager.cli.context import AppContext
 from vpn_manager.cli.options import complete_servers, complete_users
 from vpn_manager.errors import InvalidInput
-from vpn_manager.units import MOST_DAYS, parse_count, parse_expiry, parse_reset_period, parse_size
+from vpn_manager.units import (
+    MOST_DAYS,
+    parse_count,
+    parse_expiry,
+    parse_reset_period,
+    parse_size,
+    parse_span,
+)
 
 Names = Annotated[
     list[str],
@@ -60,6 +67,28 @@ FirstUseDays = Annotated[
         "if both.",
     ),
 ]
+Extend = Annotated[
+    str | None,
+    typer.Option(
+        "--extend",
+        metavar="SPAN",
+        help="Move the expiry on by this span (30d, 2w, 12h), from the later of now and the "
+        "current expiry.",
+    ),
+]
+PlanName = Annotated[
+    str | None,
+    typer.Option(
+        "--plan",
+        metavar="PLAN",
+        help="Give them this plan's quota, reset period, days and device limit (the options "
+        "given here win); see `vpn plan list`.",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Accept an expiry in the past: they expire at once."),
+]
 Speed = Annotated[
     str | None,
     typer.Option("--speed", metavar="RATE", hidden=True, help="Refused: not enforced yet."),
@@ -78,15 +107,27 @@ def limits(
     devices: str | None,
     speed: str | None,
     first_use_days: str | None = None,
+    *,
+    extend: str | None = None,
+    plan: str | None = None,
+    past: bool = False,
 ) -> dict[str, Any]:
-    """Turn the limit flags that were given into model fields (None = flag not given)."""
+    """Turn the limit flags that were given into model fields (None = flag not given); an
+    expiry in the past only if `past` (the service then refuses it without --force)."""
     fields: dict[str, Any] = {}
+    if expires is not None and extend is not None:
+        raise InvalidInput("Give either --expires or --extend, not both.")
     if quota is not None:
         fields["quota_bytes"] = parse_size(quota)
     if expires is not None:
         fields["expires_at"] = parse_expiry(
-            expires, now=datetime.now(UTC), zone=context.settings.zone
+            expires, now=datetime.now(UTC), zone=context.settings.zone, past=past
         )
+    if extend is not None:
+        parse_span(extend)  # its own sentence if it is no span; the service counts it
+        fields["extend"] = extend
+    if plan is not None:
+        fields["plan"] = plan or None
     if reset is not None:
         fields["reset_period"] = parse_reset_period(reset)
     if devices is not None:

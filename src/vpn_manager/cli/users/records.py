@@ -14,10 +14,13 @@ from vpn_manager.cli.users.args import (
     Devices,
     Email,
     Expires,
+    Extend,
     FirstUseDays,
+    Force,
     Name,
     Names,
     Note,
+    PlanName,
     Quota,
     Reset,
     Speed,
@@ -39,6 +42,7 @@ def add(
     devices: Devices = None,
     speed: Speed = None,
     first_use_days: FirstUseDays = None,
+    plan: PlanName = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create them disabled.")] = False,
     server: Annotated[
         list[str] | None,
@@ -56,7 +60,7 @@ def add(
     out = context.output(output_format)
     if email and len(names) > 1:
         raise InvalidInput("--email can only be given when adding one user.")
-    common = limits(context, quota, expires, reset, devices, speed, first_use_days)
+    common = limits(context, quota, expires, reset, devices, speed, first_use_days, plan=plan)
     common.update(email=email, note=note)
     if disabled:
         common["status"] = UserStatus.DISABLED
@@ -119,7 +123,7 @@ def show(
 
 def update(
     ctx: typer.Context,
-    name: Name,
+    names: Names,
     new_name: Annotated[
         str | None, typer.Option("--name", metavar="NEW", help="Rename the user.")
     ] = None,
@@ -131,15 +135,31 @@ def update(
     ] = None,
     quota: Quota = None,
     expires: Expires = None,
+    extend: Extend = None,
     reset: Reset = None,
     devices: Devices = None,
     speed: Speed = None,
     first_use_days: FirstUseDays = None,
+    plan: PlanName = None,
+    force: Force = False,
     output_format: FormatOption = None,
 ) -> None:
-    """Change a user's details or limits; only the options given change."""
+    """Change users' details or limits (all or none); only the options given change. Their
+    limits are checked at once: a raised quota or a later expiry lets a limited user back in,
+    applied live on their running servers."""
     context = app_context(ctx)
-    fields = limits(context, quota, expires, reset, devices, speed, first_use_days)
+    fields = limits(
+        context,
+        quota,
+        expires,
+        reset,
+        devices,
+        speed,
+        first_use_days,
+        extend=extend,
+        plan=plan,
+        past=True,
+    )
     if new_name is not None:
         fields["new_name"] = new_name
     if email is not None:
@@ -147,8 +167,12 @@ def update(
     if note is not None:
         fields["note"] = note or None
     change = validated(UserUpdate, fields)
-    user = context.users(lambda s: s.update(name, change))
-    context.output(output_format).record(row(user), show_text(context.settings.zone))
+    users = context.users(lambda s: s.update_many(names, change, force))
+    out = context.output(output_format)
+    if len(users) == 1:
+        out.record(row(users[0]), show_text(context.settings.zone))
+    else:
+        emit_users(out, users, context.settings.zone)
 
 
 def _set_status(ctx: typer.Context, names: list[str], enable: bool, fmt: FormatOption) -> None:

@@ -27,13 +27,15 @@ class UserCreateIn(UserCreate):
 
 
 class UserUpdateIn(UserUpdate):
-    """A partial change: only the fields sent change; null clears email, note and limits."""
+    """A partial change: only the fields sent change; null clears email, note, limits and the
+    plan. `extend` moves the expiry on ("30d", "2w", "12h") from the later of now and the
+    current expiry; `plan` gives the plan's limits where no other field sets them."""
 
     model_config = BUILT
 
     @model_validator(mode="after")
     def _not_null(self) -> UserUpdateIn:
-        for field in ("new_name", "reset_period"):
+        for field in ("new_name", "reset_period", "extend"):
             if field in self.model_fields_set and getattr(self, field) is None:
                 raise ValueError(f"{field} cannot be null (leave it out to keep it)")
         return self

@@ -3,7 +3,7 @@
 GET    /users                      list (?status=, ?search=)
 POST   /users                      create (with servers: applied live)
 GET    /users/{name}               one user
-PATCH  /users/{name}               change details or limits (only the fields sent)
+PATCH  /users/{name}               change details, limits or plan (only the fields sent)
 DELETE /users/{name}               delete (taken off every server)
 POST   /users/{name}/enable        let them connect again
 POST   /users/{name}/disable       stop them (open connections cut)
@@ -89,9 +89,18 @@ def router(api: Api, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
         return await api.services().users.get(name)
 
     @users.patch("/{name}", dependencies=[write])
-    async def user_update(request: Request, name: str, body: UserUpdateIn) -> UserChanged:
-        """Change a user's details or limits; only the fields sent change (null clears)."""
-        user, applied = await api.change(request, name, lambda s: s.users.update(name, body))
+    async def user_update(
+        request: Request,
+        name: str,
+        body: UserUpdateIn,
+        force: Annotated[
+            bool, Query(description="Accept an expiry in the past: the user expires at once.")
+        ] = False,
+    ) -> UserChanged:
+        """Change a user's details or limits; only the fields sent change (null clears). The
+        limits are checked at once: a raised quota or a later expiry lets a limited user back
+        in, on their running servers too."""
+        user, applied = await api.change(request, name, lambda s: s.users.update(name, body, force))
         return UserChanged(user=user, applied=applied)
 
     @users.delete("/{name}", dependencies=[write])
