@@ -9,6 +9,8 @@ from textual.widgets import Input, OptionList, Static
 from tests.tui.conftest import (
     add_users,
     choose,
+    database,
+    fixed_clock,
     make_app,
     open_screen,
     screen_text,
@@ -231,3 +233,45 @@ async def test_many_users_show_the_first_thousand_and_search_finds_the_rest(home
         assert [table.get_row_at(i)[1] for i in range(table.row_count)] == [
             f"user119{i}" for i in range(10)
         ]
+
+
+async def test_used_quota_is_this_periods_usage(home: Paths) -> None:
+    """USED/QUOTA reads the current period against the period's quota, as `vpn user list`
+    does: after a reset it starts again from 0, while the lifetime total stays in the details."""
+    from vpn_manager.storage import accounting, servers
+    from vpn_manager.storage import users as user_repo
+    from vpn_manager.units import format_size
+
+    await add_users(home, UserCreate(name="alice", quota_bytes=5 * GB, reset_period="monthly"))
+    db = database(home)
+    try:
+        async with db.session() as session:
+            row = await servers.insert_server(
+                session,
+                {
+                    "name": "edge",
+                    "protocol": "shadowsocks",
+                    "engine": "sing-box",
+                    "runtime": "native",
+                    "listen": "127.0.0.1",
+                    "port": 8388,
+                    "host": "127.0.0.1",
+                    "desired": "stopped",
+                    "settings": {"method": "2022-blake3-aes-128-gcm"},
+                    "secret": {},
+                },
+                fixed_clock(),
+            )
+            alice = (await user_repo.ids_for(session, ["alice"]))["alice"]
+            await accounting.add_usage(session, row.id, {alice: (0, 3 * GB)}, fixed_clock())
+            await accounting.start_period(session, alice, fixed_clock())
+            await accounting.add_usage(session, row.id, {alice: (0, GB)}, fixed_clock())
+    finally:
+        await db.close()
+    app = make_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_screen(pilot, "2")
+        await settle(pilot)
+        text = screen_text(app)
+    assert f"{format_size(GB)}/{format_size(5 * GB)}" in text, text
+    assert f"{format_size(4 * GB)}/" not in text, text

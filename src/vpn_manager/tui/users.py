@@ -61,7 +61,7 @@ def sort_key(user: User, column: str) -> Any:
     return {
         "name": user.name,
         "status": user.status.value,
-        "usage": user.used_bytes,
+        "usage": user.period_used_bytes,
         "expires": user.expires_at.timestamp() if user.expires_at else float("inf"),
         "servers": ",".join(user.servers),
         "email": user.email or "",
@@ -145,7 +145,7 @@ class UsersView(View):
                 MARK if u.name in self.marked else " ",
                 u.name,
                 u.status.value,
-                f"{format_size(u.used_bytes)}/"
+                f"{format_size(u.period_used_bytes)}/"
                 + (format_size(u.quota_bytes) if u.quota_bytes else "∞"),
                 last_day(u, zone) or "never",
                 ",".join(u.servers) or "-",
