@@ -250,7 +250,8 @@ def test_server_names_complete_from_the_database(cli: Cli, vpn: InProcessCli) ->
     assert complete(vpn, "vpn server remove e") == ["east", "edge"]
     assert complete(vpn, "vpn proxy start l") == ["lab"]
     assert complete(vpn, "vpn user link alice --server ed") == ["edge"]
-    assert complete(vpn, "vpn user grant alice ") == ["east", "edge", "lab"]
+    assert complete(vpn, "vpn user grant alice ") == ["alice", "east", "edge", "lab"]
+    assert complete(vpn, "vpn user grant al") == ["alice"]  # users, or the server last
     assert complete(vpn, "vpn user add bob --server la") == ["lab"]
     assert complete(vpn, "vpn user show a") == ["alice"]
     assert complete(vpn, "vpn se") == ["serve", "server", "service"]

@@ -119,12 +119,15 @@ def make_app(paths: Paths) -> VpnApp:
 
 
 async def settle(pilot: Pilot[None]) -> None:
-    """Let messages, workers and the refresh after them run."""
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    """Let messages, workers and the refresh after them run: a worker may start another (a save,
+    then the table's reload), so wait until a round starts none (on a loaded machine the chain
+    outlasts a fixed number of rounds)."""
+    for _ in range(20):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if all(worker.is_finished for worker in pilot.app.workers):
+            break
 
 
 async def open_screen(pilot: Pilot[None], key: str) -> None:

@@ -40,6 +40,11 @@ def complete_users(ctx: typer.Context, incomplete: str) -> list[str]:
     return _names(ctx, "users", incomplete)
 
 
+def complete_users_then_server(ctx: typer.Context, incomplete: str) -> list[str]:
+    """`vpn user grant|revoke NAME… [SERVER]`: each word may be a user, or the last the server."""
+    return sorted({*complete_users(ctx, incomplete), *complete_servers(ctx, incomplete)})
+
+
 def _names(ctx: typer.Context, table: Literal["servers", "users"], incomplete: str) -> list[str]:
     """The names in a table of this home's SQLite database that start with `incomplete`, read
     with the stdlib in read-only mode: a keypress must not create the home or the database,

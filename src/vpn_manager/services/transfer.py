@@ -35,7 +35,8 @@ from vpn_manager.models.user import (
     UserName,
 )
 from vpn_manager.services import tokens
-from vpn_manager.services.users import UserService, reject_repeats
+from vpn_manager.services.batches import reject_repeats
+from vpn_manager.services.users import UserService
 from vpn_manager.units import (
     LAST_DAY,
     parse_count,

@@ -7,7 +7,6 @@ out): a listing that the sqlite3 fast path serves never pays for loading SQLAlch
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from vpn_manager import storage
 from vpn_manager.errors import ConfigError, InvalidInput
 from vpn_manager.kinds import UserStatus
 from vpn_manager.services import tokens
+from vpn_manager.services.batches import reject_repeats
 from vpn_manager.services.limits import check_limits
 from vpn_manager.services.plans import plan_days, plan_limits, shown
 from vpn_manager.services.tokens import TokenSeal
@@ -368,12 +368,3 @@ class UserService:
         if self.seal is None:
             raise InvalidInput("Subscription tokens are not available here.")  # pragma: no cover
         return self.seal
-
-
-def reject_repeats(names: Sequence[str]) -> None:
-    """A batch must name at least one user and each user once."""
-    if not names:
-        raise InvalidInput("Give at least one user name.")
-    repeated = [name for name, count in Counter(names).items() if count > 1]
-    if repeated:
-        raise InvalidInput(f"{repeated[0]!r} is named more than once.")

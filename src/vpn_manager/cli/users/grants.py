@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vpn_manager.cli.context import app_context
-from vpn_manager.cli.options import FormatOption, complete_servers, complete_users
+from vpn_manager.cli.options import FormatOption, complete_servers, complete_users_then_server
 from vpn_manager.errors import InvalidInput
 from vpn_manager.models import UserFilter, UserStatus, validated
 
@@ -25,7 +25,7 @@ Targets = Annotated[
     typer.Argument(
         metavar="NAME",
         help="The users; without --server, the last name is the server (`grant alice edge`).",
-        autocompletion=complete_users,
+        autocompletion=complete_users_then_server,
         show_default=False,
     ),
 ]

@@ -14,12 +14,11 @@ from vpn_manager import storage
 from vpn_manager.errors import InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UserStatus
 from vpn_manager.labels import link_label
-from vpn_manager.models import UserFilter
+from vpn_manager.services.batches import reject_repeats
 from vpn_manager.services.locks import no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
-from vpn_manager.services.users import reject_repeats
 from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
@@ -77,8 +76,7 @@ async def _selected(
     """The users a bulk change is for: those named (NotFound for one that does not exist), or
     everyone for None, then only those in `status` if given; refused if that leaves no one."""
     if user_names is None:
-        users = await storage.users.list_users(session, UserFilter(status=status))
-        names = [user.name for user in users]
+        names = await storage.users.all_names(session, status)
     else:
         await storage.users.ids_for(session, user_names)  # NotFound names every missing user
         names = list(user_names)
