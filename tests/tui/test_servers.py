@@ -204,3 +204,38 @@ async def test_after_an_install_the_cursor_is_on_the_new_server(
         assert table.row_count == 3
         assert table.selected_key() == "s15"
         assert isinstance(app.focused, MenuTable)
+
+
+async def test_the_sni_column_shows_a_tls_servers_certificate_name(home: Paths) -> None:
+    """SNI/METHOD reads REALITY's target or, for Trojan and the other TLS protocols, the name
+    of their certificate (it was empty for them), as `vpn server list` does."""
+    from datetime import UTC, datetime
+
+    from vpn_manager.storage import servers
+
+    db = database(home)
+    try:
+        async with db.session() as session:
+            await servers.insert_server(
+                session,
+                {
+                    "name": "tj",
+                    "protocol": "trojan",
+                    "engine": "sing-box",
+                    "runtime": "native",
+                    "listen": "127.0.0.1",
+                    "port": free_port(),
+                    "host": "127.0.0.1",
+                    "desired": "stopped",
+                    "settings": {"tls": {"server_name": "vpn.example.org"}},
+                    "secret": {},
+                },
+                datetime.now(UTC),
+            )
+    finally:
+        await db.close()
+    app = make_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_screen(pilot, "3")
+        text = screen_text(app)
+    assert "vpn.example.org" in text, text

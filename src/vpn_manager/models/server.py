@@ -237,6 +237,16 @@ class Server(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @property
+    def sni(self) -> str | None:
+        """The name a client sends: REALITY's target site, or a TLS protocol's certificate
+        name (Trojan, Hysteria2, …)."""
+        tls = self.settings.get("tls")
+        name = self.settings.get("sni") or (
+            tls.get("server_name") if isinstance(tls, dict) else None
+        )
+        return str(name) if name else None
+
 
 class ServerChanged(BaseModel):
     """What `vpn server set` and `rotate-keys` return: the server as it is now, and the users

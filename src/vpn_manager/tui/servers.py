@@ -116,7 +116,7 @@ class ServersView(View):
                 f"{s.host}:{s.port}",
                 state_text(s),
                 str(s.users),
-                str(s.settings.get("sni") or s.settings.get("method") or "-"),
+                str(s.sni or s.settings.get("method") or "-"),
                 key=s.name,
             )
         if keep in self.servers:

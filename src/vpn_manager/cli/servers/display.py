@@ -36,7 +36,7 @@ def _cells(server: Server) -> dict[str, Any]:
         "address": f"{server.host}:{server.port}",
         "state": _state(server.running, server.desired.value),
         "users": str(server.users),
-        "sni": _sni(server.settings) or server.settings.get("method") or "-",
+        "sni": server.sni or server.settings.get("method") or "-",
     }
 
 
@@ -44,12 +44,6 @@ def _state(running: bool, desired: str) -> str:
     """running or stopped, and what is wanted when that differs (a crash, a start pending)."""
     state = "running" if running else "stopped"
     return state if running == (desired == "running") else f"{state} (wanted {desired})"
-
-
-def _sni(settings: dict[str, Any]) -> str | None:
-    """The name a client sends: REALITY's target site, or a TLS protocol's certificate name."""
-    tls = settings.get("tls")
-    return settings.get("sni") or (tls.get("server_name") if isinstance(tls, dict) else None)
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
