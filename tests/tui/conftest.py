@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console
@@ -30,6 +31,11 @@ from vpn_manager.settings import Paths, load_settings
 from vpn_manager.storage import Database
 from vpn_manager.tui.app import VpnApp
 from vpn_manager.tui.widgets import ContextMenu
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from vpn_manager.storage.orm import ServerRow
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -176,7 +182,7 @@ async def seed(paths: Paths) -> None:
     expire), a server that should run but does not, and 24 hours of traffic history, written
     through the services and the accounting storage."""
     from vpn_manager.services.users import UserService
-    from vpn_manager.storage import accounting, servers
+    from vpn_manager.storage import accounting
     from vpn_manager.storage import users as user_repo
 
     gb = 1000**3
@@ -191,22 +197,7 @@ async def seed(paths: Paths) -> None:
     try:
         await UserService(db, clock=fixed_clock).disable(["bob"])
         async with db.session() as session:
-            row = await servers.insert_server(
-                session,
-                {
-                    "name": "edge",
-                    "protocol": "shadowsocks",
-                    "engine": "sing-box",
-                    "runtime": "native",
-                    "listen": "127.0.0.1",
-                    "port": 8388,
-                    "host": "127.0.0.1",
-                    "desired": "running",
-                    "settings": {"method": "2022-blake3-aes-128-gcm"},
-                    "secret": {},
-                },
-                NOW,
-            )
+            row = await insert_server(session, NOW, desired="running")
             ids = await user_repo.ids_for(session, ["alice", "dave"])
             for hours_ago in range(24):
                 moved = (hours_ago % 6 + 1) * gb // 4
@@ -218,6 +209,26 @@ async def seed(paths: Paths) -> None:
                 )
     finally:
         await db.close()
+
+
+async def insert_server(session: AsyncSession, now: datetime, **values: Any) -> ServerRow:
+    """A server row written straight to the database (no engine): by default a stopped
+    Shadowsocks server `edge` on 8388; `values` replace the defaults."""
+    from vpn_manager.storage import servers
+
+    fields: dict[str, Any] = {
+        "name": "edge",
+        "protocol": "shadowsocks",
+        "engine": "sing-box",
+        "runtime": "native",
+        "listen": "127.0.0.1",
+        "port": 8388,
+        "host": "127.0.0.1",
+        "desired": "stopped",
+        "settings": {"method": "2022-blake3-aes-128-gcm"},
+        "secret": {},
+    }
+    return await servers.insert_server(session, fields | values, now)
 
 
 def screen_text(app: VpnApp) -> str:

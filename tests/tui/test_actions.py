@@ -11,6 +11,7 @@ from tests.tui.conftest import (
     add_users,
     database,
     fixed_clock,
+    insert_server,
     make_app,
     open_screen,
     screen_text,
@@ -105,29 +106,14 @@ async def test_revoke_offers_only_servers_the_users_hold(two_servers: Paths) -> 
 
 
 async def test_reset_usage_asks_then_starts_a_new_period(home: Paths) -> None:
-    from vpn_manager.storage import accounting, servers
+    from vpn_manager.storage import accounting
     from vpn_manager.storage import users as user_repo
 
     await add_users(home, UserCreate(name="alice", quota_bytes=GB), UserCreate(name="bob"))
     db = database(home)
     try:
         async with db.session() as session:
-            row = await servers.insert_server(
-                session,
-                {
-                    "name": "edge",
-                    "protocol": "shadowsocks",
-                    "engine": "sing-box",
-                    "runtime": "native",
-                    "listen": "127.0.0.1",
-                    "port": 8388,
-                    "host": "127.0.0.1",
-                    "desired": "stopped",
-                    "settings": {"method": "2022-blake3-aes-128-gcm"},
-                    "secret": {},
-                },
-                fixed_clock(),
-            )
+            row = await insert_server(session, fixed_clock())
             ids = await user_repo.ids_for(session, ["alice", "bob"])
             moved = {ids["alice"]: (GB // 10, GB), ids["bob"]: (1000, 2000)}
             await accounting.add_usage(session, row.id, moved, fixed_clock())

@@ -14,6 +14,7 @@ from tests.tui.conftest import (
     choose,
     database,
     free_port,
+    insert_server,
     make_app,
     open_screen,
     screen_text,
@@ -211,26 +212,16 @@ async def test_the_sni_column_shows_a_tls_servers_certificate_name(home: Paths) 
     of their certificate (it was empty for them), as `vpn server list` does."""
     from datetime import UTC, datetime
 
-    from vpn_manager.storage import servers
-
     db = database(home)
     try:
         async with db.session() as session:
-            await servers.insert_server(
+            await insert_server(
                 session,
-                {
-                    "name": "tj",
-                    "protocol": "trojan",
-                    "engine": "sing-box",
-                    "runtime": "native",
-                    "listen": "127.0.0.1",
-                    "port": free_port(),
-                    "host": "127.0.0.1",
-                    "desired": "stopped",
-                    "settings": {"tls": {"server_name": "vpn.example.org"}},
-                    "secret": {},
-                },
                 datetime.now(UTC),
+                name="tj",
+                protocol="trojan",
+                port=free_port(),
+                settings={"tls": {"server_name": "vpn.example.org"}},
             )
     finally:
         await db.close()

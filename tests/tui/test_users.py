@@ -11,6 +11,7 @@ from tests.tui.conftest import (
     choose,
     database,
     fixed_clock,
+    insert_server,
     make_app,
     open_screen,
     screen_text,
@@ -238,7 +239,7 @@ async def test_many_users_show_the_first_thousand_and_search_finds_the_rest(home
 async def test_used_quota_is_this_periods_usage(home: Paths) -> None:
     """USED/QUOTA reads the current period against the period's quota, as `vpn user list`
     does: after a reset it starts again from 0, while the lifetime total stays in the details."""
-    from vpn_manager.storage import accounting, servers
+    from vpn_manager.storage import accounting
     from vpn_manager.storage import users as user_repo
     from vpn_manager.units import format_size
 
@@ -246,22 +247,7 @@ async def test_used_quota_is_this_periods_usage(home: Paths) -> None:
     db = database(home)
     try:
         async with db.session() as session:
-            row = await servers.insert_server(
-                session,
-                {
-                    "name": "edge",
-                    "protocol": "shadowsocks",
-                    "engine": "sing-box",
-                    "runtime": "native",
-                    "listen": "127.0.0.1",
-                    "port": 8388,
-                    "host": "127.0.0.1",
-                    "desired": "stopped",
-                    "settings": {"method": "2022-blake3-aes-128-gcm"},
-                    "secret": {},
-                },
-                fixed_clock(),
-            )
+            row = await insert_server(session, fixed_clock())
             alice = (await user_repo.ids_for(session, ["alice"]))["alice"]
             await accounting.add_usage(session, row.id, {alice: (0, 3 * GB)}, fixed_clock())
             await accounting.start_period(session, alice, fixed_clock())
