@@ -27,7 +27,7 @@ async def test_screen(seeded_home: Paths, screen: str, size: str) -> None:
     async with app.run_test(size=SIZES[size]) as pilot:
         await settle(pilot)
         await open_screen(pilot, SCREENS[screen])
-        assert_snapshot(app, f"{screen}-{size}", snap_home)
+        await assert_snapshot(pilot, f"{screen}-{size}", snap_home)
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -41,7 +41,7 @@ async def test_user_form_with_messages(snap_home: Paths, size: str) -> None:
         assert isinstance(form, UserForm)
         await pilot.press(*"x y", "tab", *"nope", "enter")
         await settle(pilot)
-        assert_snapshot(app, f"user-form-{size}", snap_home)
+        await assert_snapshot(pilot, f"user-form-{size}", snap_home)
 
 
 async def test_light_theme(seeded_home: Paths) -> None:
@@ -50,7 +50,7 @@ async def test_light_theme(seeded_home: Paths) -> None:
         await settle(pilot)
         await pilot.press("t")
         await settle(pilot)
-        assert_snapshot(app, "dashboard-light-small", seeded_home)
+        await assert_snapshot(pilot, "dashboard-light-small", seeded_home)
 
 
 async def test_help(snap_home: Paths) -> None:
@@ -62,4 +62,4 @@ async def test_help(snap_home: Paths) -> None:
         await open_screen(pilot, "5")
         await pilot.press("question_mark")
         await settle(pilot)
-        assert_snapshot(app, "help-large", snap_home)
+        await assert_snapshot(pilot, "help-large", snap_home)
