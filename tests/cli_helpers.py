@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -229,3 +230,17 @@ def stopped_server_row(now: Any, **values: Any) -> Any:
         "updated_at": now,
     }
     return ServerRow(**(fields | values))
+
+
+def stop_engines(runner: InProcessCli) -> None:
+    """After a test that started engines: remove its servers, and kill any engine of its home
+    that outlived them (one whose database a failure took away)."""
+    listed = runner("--format", "json", "server", "list")
+    if listed.code == 0:
+        for server in listed.json():
+            runner("server", "remove", server["name"], "--yes")
+    for pid_file in (runner.home / "state" / "run").glob("*.pid"):
+        pid = int(pid_file.read_text().strip() or 0)
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if pid and cmdline.exists() and str(runner.home).encode() in cmdline.read_bytes():
+            os.kill(pid, signal.SIGKILL)

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import InProcessCli, Result, database_file, error_line, table_rows
+from tests.cli_helpers import (
+    InProcessCli,
+    Result,
+    database_file,
+    error_line,
+    stop_engines,
+    table_rows,
+)
 from tests.test_cli_input import free_port, install_ss, ok
 
 
@@ -28,10 +35,7 @@ def vpn(
     try:
         yield runner
     finally:  # no engine outlives its test
-        listed = runner("--format", "json", "server", "list")
-        if listed.code == 0:
-            for server in listed.json():
-                runner("server", "remove", server["name"], "--yes")
+        stop_engines(runner)
 
 
 def engine_users(vpn: InProcessCli, server: str) -> set[str]:

@@ -4,7 +4,6 @@ documented exit code, nothing changed (issue 13). Servers here are real sing-box
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Cli, InProcessCli, Result, database_file, error_line, table_rows
+from tests.cli_helpers import (
+    Cli,
+    InProcessCli,
+    Result,
+    database_file,
+    error_line,
+    stop_engines,
+    table_rows,
+)
 from vpn_manager.errors import InvalidInput
 from vpn_manager.paths import entry
 
@@ -29,15 +36,7 @@ def vpn(
     try:
         yield runner
     finally:  # no engine outlives its test, even one whose database a failure took away
-        listed = runner("--format", "json", "server", "list")
-        if listed.code == 0:
-            for server in listed.json():
-                runner("server", "remove", server["name"], "--yes")
-        for pid_file in (runner.home / "state" / "run").glob("*.pid"):
-            pid = int(pid_file.read_text().strip() or 0)
-            cmdline = Path(f"/proc/{pid}/cmdline")
-            if pid and cmdline.exists() and str(runner.home).encode() in cmdline.read_bytes():
-                os.kill(pid, signal.SIGKILL)
+        stop_engines(runner)
 
 
 def ok(result: Result) -> Result:

@@ -7,15 +7,20 @@ processes on 127.0.0.1 (and a stopped WireGuard server), in an isolated home, on
 from __future__ import annotations
 
 import io
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli_helpers import InProcessCli, Result, database_file, error_line, table_rows
+from tests.cli_helpers import (
+    InProcessCli,
+    Result,
+    database_file,
+    error_line,
+    stop_engines,
+    table_rows,
+)
 from vpn_manager.engines.singbox import tls
 from vpn_manager.engines.singbox.secrets import SS_METHODS
 
@@ -28,15 +33,7 @@ def vpn(
     try:
         yield runner
     finally:  # no engine outlives its test
-        listed = runner("--format", "json", "server", "list")
-        if listed.code == 0:
-            for server in listed.json():
-                runner("server", "remove", server["name"], "--yes")
-        for pid_file in (runner.home / "state" / "run").glob("*.pid"):
-            pid = int(pid_file.read_text().strip() or 0)
-            cmdline = Path(f"/proc/{pid}/cmdline")
-            if pid and cmdline.exists() and str(runner.home).encode() in cmdline.read_bytes():
-                os.kill(pid, signal.SIGKILL)
+        stop_engines(runner)
 
 
 def ok(result: Result) -> Result:
