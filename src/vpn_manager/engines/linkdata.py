@@ -45,6 +45,25 @@ class Reality:
     fingerprint: str = "chrome"  # the uTLS fingerprint
 
 
+# How a client's stream is carried (Xray's `streamSettings.network`; "raw" is plain TCP).
+Network = Literal["raw", "ws", "grpc", "httpupgrade", "xhttp"]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The transport a client connects over (VLESS, VMess and Trojan on Xray): raw TCP, or one
+    that passes through a CDN or a reverse proxy. `path`: the HTTP path (ws, httpupgrade,
+    xhttp); `host`: the Host header a client sends there ("" when it sends the server's
+    address); `service_name`: gRPC's service name; `mode`: XHTTP's mode (auto, packet-up,
+    stream-up, stream-one; "" for auto)."""
+
+    network: Network = "raw"
+    path: str = ""
+    host: str = ""
+    service_name: str = ""
+    mode: str = ""
+
+
 @dataclass(frozen=True)
 class Tunnel:
     """A WireGuard peer's side of the tunnel: what its client `.conf` says."""
@@ -90,6 +109,7 @@ class LinkData:
     tls: Tls | None = None
     reality: Reality | None = None
     tunnel: Tunnel | None = None
+    stream: Stream = field(default_factory=Stream)
 
     @classmethod
     def of(
@@ -102,6 +122,7 @@ class LinkData:
         tls: Tls | None = None,
         reality: Reality | None = None,
         tunnel: Tunnel | None = None,
+        stream: Stream | None = None,
     ) -> LinkData:
         """`client`'s way into the server of `spec`, at the address put in links."""
         return cls(
@@ -114,4 +135,5 @@ class LinkData:
             tls=tls,
             reality=reality,
             tunnel=tunnel,
+            stream=stream or Stream(),
         )
