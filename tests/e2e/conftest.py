@@ -3,6 +3,7 @@ local TLS 1.3 site and HTTP backend, and real Xray clients built from printed li
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -10,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.launcher import Launcher
 from tests.e2e.net import end_process, free_port, http_backend, tls13_site
 from vpn_manager.links import VlessRealityLink, xray_client_config
 
@@ -32,8 +35,22 @@ class Result:
     stderr: str
 
 
+_LAUNCHER: list[Launcher] = []
+
+
+def _launcher() -> Launcher:
+    """This worker's launcher (tests/e2e/launcher.py), started on first use, ended at exit."""
+    if not _LAUNCHER:
+        launcher = Launcher(Path(tempfile.mkdtemp(prefix="vpn-launcher-")))
+        atexit.register(launcher.close)
+        _LAUNCHER.append(launcher)
+    return _LAUNCHER[0]
+
+
 class Vpn:
-    """Runs the real `vpn` command in an isolated home."""
+    """Runs the real `vpn` command in an isolated home: through this worker's launcher (the
+    same entry point in a process of its own, forked from an interpreter that has imported
+    the heavy libraries), or as a fresh process where a prefix (a network namespace) runs it."""
 
     def __init__(self, home: Path, prefix: list[str] | None = None) -> None:
         self.home = home
@@ -45,6 +62,9 @@ class Vpn:
         }
 
     def __call__(self, *args: str, timeout: float = 60) -> Result:
+        if not self.prefix:
+            done = _launcher().run([str(VPN), *args], self.env, timeout)
+            return Result(done.returncode, done.stdout, done.stderr)
         done = subprocess.run(
             [*self.prefix, str(VPN), *args],
             env=self.env,
