@@ -33,10 +33,11 @@ from vpn_manager.links.proxy import ProxyLink
 from vpn_manager.links.shadowsocks import ShadowsocksLink
 from vpn_manager.links.trojan import TrojanLink
 from vpn_manager.links.tuic import TuicLink
-from vpn_manager.links.vless import PARAMETER_ORDER, VlessRealityLink
+from vpn_manager.links.vless import ALL_PARAMETERS, PARAMETER_ORDER, VlessLink, VlessRealityLink
 from vpn_manager.links.vmess import VmessLink
 
 __all__ = [
+    "ALL_PARAMETERS",
     "PARAMETER_ORDER",
     "AnyLink",
     "Hysteria2Link",
@@ -45,6 +46,7 @@ __all__ = [
     "ShareLink",
     "TrojanLink",
     "TuicLink",
+    "VlessLink",
     "VlessRealityLink",
     "VmessLink",
     "check_client",
