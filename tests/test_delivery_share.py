@@ -648,7 +648,11 @@ def b64(text: str) -> str:
         (TrojanLink, TROJAN.replace("type=tcp", "type=grpc"), r"needs its service name"),
         (TrojanLink, TROJAN.replace("#", "&path=%2Fx#"), r"parameter\(s\) path\.$"),
         (TrojanLink, TROJAN.replace("#", "&headerType=http#"), r"headerType=http"),
-        (TrojanLink, TROJAN.replace("#", "&fp=unsafe#"), r"invalid fingerprint: Input should be 'chrome'"),
+        (
+            TrojanLink,
+            TROJAN.replace("#", "&fp=unsafe#"),
+            r"invalid fingerprint: Input should be 'chrome'",
+        ),
         (TrojanLink, TROJAN.replace("#", "&pcs=abc#"), r"64 digits"),
         (TrojanLink, TROJAN.replace("allowInsecure=1", "allowInsecure=maybe"), r"must be 1 or 0"),
         (TrojanLink, TROJAN.replace("#", "&sni=a.example#"), r"'sni' appears twice"),

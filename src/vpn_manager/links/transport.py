@@ -106,7 +106,7 @@ class Transport(BaseModel):
 
     def params(self) -> dict[str, str]:
         """The query parameters from `type` on: type, path, host, serviceName, mode."""
-        params = {"type": "tcp" if self.raw else self.network}
+        params: dict[str, str] = {"type": "tcp" if self.raw else self.network}
         if self.network in _HTTP:
             if self.path:
                 params["path"] = self.path

@@ -195,7 +195,9 @@ def _read_transport(net: str, kind: str, host: str, path: str) -> dict[str, Any]
     """The `Transport` fields from `net`, `type`, `host` and `path`."""
     if net in ("tcp", "raw", ""):
         if kind not in ("none", ""):
-            raise InvalidInput(f"VMess link: type={kind!r} is not supported on tcp; only 'none' is.")
+            raise InvalidInput(
+                f"VMess link: type={kind!r} is not supported on tcp; only 'none' is."
+            )
         return {"network": "raw", "host": host, "path": path}  # the model refuses a host or path
     if net == "grpc":
         if kind not in ("gun", "", "none"):
