@@ -9,9 +9,9 @@ xhttp `type` is the mode ("auto" when none); otherwise `type` is "none". With TL
 `alpn` as the link says, and for a self-signed certificate on a transport other than raw TCP a
 `pcs` key, its SHA-256 pin, which Xray clients need (raw TCP links stay as they were).
 Reading takes standard or URL-safe base64, padded or not, and refuses what the model cannot say
-(another transport or cipher, an alterId). The sing-box outbound is `security: auto` with
-`alter_id: 0`, with TLS `tls.server_name` = sni and `tls.insecure` as the link says, and the
-transport's block (sing-box has no XHTTP).
+(another transport or cipher, an alterId). The sing-box outbound is `security: aes-128-gcm`
+(sing-box's `auto` is refused by Xray's VMess) with `alter_id: 0`, with TLS `tls.server_name`
+= sni and `tls.insecure` as the link says, and the transport's block (sing-box has no XHTTP).
 """
 
 from __future__ import annotations
@@ -144,7 +144,9 @@ class VmessLink(BaseModel):
         outbound = {
             **singbox_server("vmess", self.host, self.port),
             "uuid": self.uuid,
-            "security": "auto",
+            # Not "auto": sing-box's auto is refused by Xray 26's VMess ("unknown security
+            # type"); every VMess server takes aes-128-gcm.
+            "security": "aes-128-gcm",
             "alter_id": 0,
         }
         if self.tls:
