@@ -170,6 +170,48 @@ def _start(command: list[str], config: dict[str, Any], path: Path, port: int) ->
     return process
 
 
+def _xray_client(links: dict[str, str], socks: dict[str, int]) -> dict[str, Any]:
+    """One Xray client: each link's own `xray_outbound()`, behind its own SOCKS port."""
+    outbounds, inbounds, rules = [], [], []
+    for case_id, port in socks.items():
+        link = parse_link(links[case_id])
+        assert isinstance(link, XrayLink)
+        outbounds.append({**link.xray_outbound(), "tag": f"out-{case_id}"})
+        inbounds.append(
+            {
+                "tag": f"in-{case_id}",
+                "listen": "127.0.0.1",
+                "port": port,
+                "protocol": "socks",
+                "settings": {"udp": True},
+            }
+        )
+        rules.append({"inboundTag": [f"in-{case_id}"], "outboundTag": f"out-{case_id}"})
+    return {
+        "log": {"loglevel": "warning"},
+        "inbounds": inbounds,
+        "outbounds": outbounds,
+        "routing": {"rules": rules},
+    }
+
+
+def _singbox_client(links: dict[str, str], mixed: dict[str, int]) -> dict[str, Any]:
+    """One sing-box client: each link's own `singbox_outbound()`, behind its own mixed port."""
+    outbounds, inbounds, rules = [], [], []
+    for case_id, port in mixed.items():
+        outbounds.append({**parse_link(links[case_id]).singbox_outbound(), "tag": f"out-{case_id}"})
+        inbounds.append(
+            {"type": "mixed", "tag": f"in-{case_id}", "listen": "127.0.0.1", "listen_port": port}
+        )
+        rules.append({"inbound": [f"in-{case_id}"], "outbound": f"out-{case_id}"})
+    return {
+        "log": {"level": "warn"},
+        "inbounds": inbounds,
+        "outbounds": outbounds,
+        "route": {"rules": rules},
+    }
+
+
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     from vpn_manager.engines.singbox.engine import binary
@@ -202,63 +244,19 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             links = {
                 case.id: share_link(_link_data(case, ports[case.id], pin, public)) for case in CASES
             }
-            # The Xray client: each link's own outbound, one SOCKS inbound routed to each.
-            socks = {case.id: free_port() for case in CASES}
-            outbounds: list[dict[str, Any]] = []
-            inbounds: list[dict[str, Any]] = []
-            rules: list[dict[str, Any]] = []
-            for case in CASES:
-                link = parse_link(links[case.id])
-                assert isinstance(link, XrayLink)
-                if case.id in XRAY_REFUSED:
-                    continue
-                outbounds.append({**link.xray_outbound(), "tag": f"out-{case.id}"})
-                inbounds.append(
-                    {
-                        "tag": f"in-{case.id}",
-                        "listen": "127.0.0.1",
-                        "port": socks[case.id],
-                        "protocol": "socks",
-                        "settings": {"udp": True},
-                    }
-                )
-                rules.append({"inboundTag": [f"in-{case.id}"], "outboundTag": f"out-{case.id}"})
-            client = {
-                "log": {"loglevel": "warning"},
-                "inbounds": inbounds,
-                "outbounds": outbounds,
-                "routing": {"rules": rules},
-            }
-            last = socks[[c.id for c in CASES if c.id not in XRAY_REFUSED][-1]]
-            processes.append(_start([*xray, str(work / "c.json")], client, work / "c.json", last))
-            # The sing-box client, likewise, for what its build can carry.
-            mixed: dict[str, int] = {}
-            sb_in, sb_out, sb_rules = [], [], []
-            for case in CASES:
-                if case.security != "tls" or case.network not in SINGBOX_NETWORKS:
-                    continue
-                mixed[case.id] = free_port()
-                outbound = parse_link(links[case.id]).singbox_outbound()
-                sb_out.append({**outbound, "tag": f"out-{case.id}"})
-                sb_in.append(
-                    {
-                        "type": "mixed",
-                        "tag": f"in-{case.id}",
-                        "listen": "127.0.0.1",
-                        "listen_port": mixed[case.id],
-                    }
-                )
-                sb_rules.append({"inbound": [f"in-{case.id}"], "outbound": f"out-{case.id}"})
-            singbox = {
-                "log": {"level": "warn"},
-                "inbounds": sb_in,
-                "outbounds": sb_out,
-                "route": {"rules": sb_rules},
+            socks = {case.id: free_port() for case in CASES if case.id not in XRAY_REFUSED}
+            path = work / "c.json"
+            client = _xray_client(links, socks)
+            processes.append(_start([*xray, str(path)], client, path, list(socks.values())[-1]))
+            mixed = {
+                case.id: free_port()
+                for case in CASES
+                if case.security == "tls" and case.network in SINGBOX_NETWORKS
             }
             path = work / "sb.json"
-            last = mixed[list(mixed)[-1]]
             command = [binary(), "run", "-c", str(path), "--disable-color"]
-            processes.append(_start(command, singbox, path, last))
+            singbox = _singbox_client(links, mixed)
+            processes.append(_start(command, singbox, path, list(mixed.values())[-1]))
             rig = Rig(links, socks, mixed, backend)
             # Warm the REALITY inbounds up together: each first connection takes 6-7 s.
             reality = [case.id for case in CASES if case.security == "reality"]
