@@ -696,7 +696,7 @@ def _vmess_with(**changes: Any) -> str:
         (_vmess_with(net="kcp", path="/x"), r"net='kcp' is not supported; use tcp, ws"),
         (_vmess_with(net="grpc", type="multi", path="s"), r"gRPC type='multi' is not supported"),
         (_vmess_with(net="ws", type="http"), r"type='http' is not supported on ws"),
-        (_vmess_with(net="xhttp", type="stream-two"), r"invalid transport"),
+        (_vmess_with(net="xhttp", type="stream-two"), r"invalid XHTTP mode"),
         (_vmess_with(aid="64"), r"aid='64' is not supported"),
         (_vmess_with(scy="aes-128-gcm"), r"scy='aes-128-gcm' is not supported"),
         (_vmess_with(fp="unsafe"), r"invalid fingerprint"),
