@@ -342,6 +342,7 @@ def test_client_config_for_each_client(case: Case, tmp_path: Path) -> None:
 
 def test_a_real_certificate_needs_no_pin() -> None:
     link = link_of(data_of(Case("trojan", "raw", "tls"), insecure=False))
+    assert isinstance(link, TrojanLink)
     tls = link.xray_outbound()["streamSettings"]["tlsSettings"]
     assert tls == {"serverName": "vpn.example.com"}
 
