@@ -28,6 +28,7 @@ from vpn_manager.links import (
     parse_link,
     share_link,
     singbox_client_config,
+    trust_note,
     xray_client_config,
 )
 from vpn_manager.links.profiles import base64_list, clash_profile, singbox_profile
@@ -378,3 +379,10 @@ def test_mihomo_httpupgrade_is_ws_with_upgrade() -> None:
         "headers": {"Host": "cdn.example.com"},
         "v2ray-http-upgrade": True,
     }
+
+
+def test_the_trust_note_says_where_the_link_pins() -> None:
+    assert "pins it (pcs)" in trust_note(data_of(Case("trojan", "ws", "tls")))
+    assert "pins it (pcs)" in trust_note(data_of(Case("vless", "raw", "tls")))
+    assert "cannot pin it" in trust_note(data_of(Case("vmess", "raw", "tls")))
+    assert trust_note(data_of(Case("vless", "grpc", "reality"))) == ""
