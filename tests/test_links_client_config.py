@@ -113,8 +113,12 @@ def test_client_config_refuses_what_it_cannot_give() -> None:
         "Use the link as the proxy address: vpn user link USER --server edge"
     )
     with pytest.raises(
-        InvalidInput, match="--client xray is offered for vless-reality servers; edge is trojan"
+        InvalidInput,
+        match="--client xray is offered for VLESS, VMess and Trojan servers; edge is hysteria2",
     ):
+        client_config(data_of("hysteria2"), "xray")
+    # A raw Trojan link of a self-signed server carries no pin, and Xray cannot skip the check.
+    with pytest.raises(InvalidInput, match="self-signed certificate and its link carries no pin"):
         client_config(data_of("trojan"), "xray")
 
 

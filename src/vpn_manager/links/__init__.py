@@ -5,8 +5,10 @@ link needs (`engines.linkdata.LinkData`). Pure functions and frozen models, no I
   `client_config(data, client)`: a ready-to-run Xray or sing-box config (`clients`);
   `trust_note(data)`: how clients trust a self-signed certificate.
 - One module per format, each with its model (`to_uri()`, `parse()`, the client outbounds):
-  `vless` (VLESS+REALITY), `shadowsocks` (ss://, Outline keys), `trojan`, `hysteria2`, `tuic`,
+  `vless` (REALITY or TLS), `shadowsocks` (ss://, Outline keys), `trojan`, `hysteria2`, `tuic`,
   `vmess`, `proxy` (http:// and socks5://), `wireguard` (the client `.conf`).
+- `transport`: the Xray transport VLESS, Trojan and VMess links are carried over (raw, ws, grpc,
+  httpupgrade, xhttp), its link parameters and its Xray, sing-box and Mihomo settings.
 - `uri`: the one URI reader and writer every format uses; `fields`: the values links share;
   `formats`: the table of formats (`link_of`, `parse_link`).
 
@@ -33,10 +35,11 @@ from vpn_manager.links.proxy import ProxyLink
 from vpn_manager.links.shadowsocks import ShadowsocksLink
 from vpn_manager.links.trojan import TrojanLink
 from vpn_manager.links.tuic import TuicLink
-from vpn_manager.links.vless import PARAMETER_ORDER, VlessRealityLink
+from vpn_manager.links.vless import ALL_PARAMETERS, PARAMETER_ORDER, VlessLink, VlessRealityLink
 from vpn_manager.links.vmess import VmessLink
 
 __all__ = [
+    "ALL_PARAMETERS",
     "PARAMETER_ORDER",
     "AnyLink",
     "Hysteria2Link",
@@ -45,6 +48,7 @@ __all__ = [
     "ShareLink",
     "TrojanLink",
     "TuicLink",
+    "VlessLink",
     "VlessRealityLink",
     "VmessLink",
     "check_client",

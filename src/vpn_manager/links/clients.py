@@ -4,14 +4,17 @@ server. Write one to a file and run `xray run -c FILE` or `sing-box run -c FILE`
 - `client_config(data, client)`: the entry point for front ends (and a subscription server):
   from an engine's `LinkData`, the text a user saves: JSON for Xray or sing-box, or a
   WireGuard peer's `.conf` (whatever `client` says: it is the WireGuard app's config).
-- `xray_client_config(link, port)`: Xray 26 and older, for a VLESS+REALITY link: a SOCKS5
-  inbound with UDP and the link's one outbound. No `freedom` or routing section: everything goes
-  to the first (only) outbound.
+- `xray_client_config(link, port)`: Xray 26 and older, for a VLESS, VMess or Trojan link (any
+  transport, TLS or REALITY): a SOCKS5 inbound with UDP and the link's one outbound (each
+  format's `xray_outbound()`). No `freedom` or routing section: everything goes to the first
+  (only) outbound. Xray cannot skip a certificate check: a self-signed server's link must carry
+  its pin (`pcs`), else the config is refused with a sentence.
 - `singbox_client_config(link, port)`: sing-box 1.12 or newer (checked with 1.14.4 on loopback),
   for any link: a `mixed` inbound (SOCKS4/5 and HTTP on one port), ONE outbound tagged "proxy"
   made of the link's fields (each format's `singbox_outbound()`), and `route.final` pointing at
   it (the VLESS config has no route: its only outbound is the default anyway). No DNS section: a
-  server given by name is resolved by the system.
+  server given by name is resolved by the system. sing-box has no XHTTP: such a link is refused
+  with a sentence (InvalidInput), never written as a config that cannot connect.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ from vpn_manager.links import wireguard
 from vpn_manager.links.fields import OUTBOUND_TAG
 from vpn_manager.links.formats import AnyLink, link_of
 from vpn_manager.links.proxy import ProxyLink
-from vpn_manager.links.vless import VlessRealityLink
+from vpn_manager.links.trojan import TrojanLink
+from vpn_manager.links.vless import VlessLink
+from vpn_manager.links.vmess import VmessLink
+
+XrayLink = VlessLink | TrojanLink | VmessLink  # the formats with an Xray client outbound
 
 CLIENTS = ("xray", "sing-box")
 INBOUND_TAG = "mixed-in"
@@ -53,9 +60,9 @@ def client_config(
             hint=f"Use the link as the proxy address: vpn user link USER --server {data.server}",
         )
     if client == "xray":
-        if not isinstance(link, VlessRealityLink):
+        if not isinstance(link, XrayLink):
             raise InvalidInput(
-                f"--client xray is offered for vless-reality servers; {data.server} is "
+                f"--client xray is offered for VLESS, VMess and Trojan servers; {data.server} is "
                 f"{data.format}.",
                 hint="Use --client sing-box.",
             )
@@ -66,7 +73,7 @@ def client_config(
 
 
 def xray_client_config(
-    link: VlessRealityLink, socks_port: int, listen: str = "127.0.0.1"
+    link: XrayLink, socks_port: int, listen: str = "127.0.0.1"
 ) -> dict[str, Any]:
     """An Xray client: a SOCKS5 proxy (with UDP) on listen:socks_port through the link's server."""
     _check_local(socks_port, listen)
@@ -95,7 +102,7 @@ def singbox_client_config(
         ],
         "outbounds": [link.singbox_outbound()],
     }
-    if not isinstance(link, VlessRealityLink):
+    if not isinstance(link, VlessLink):
         config["route"] = {"final": OUTBOUND_TAG}
     return config
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 
 from vpn_manager.engines.linkdata import LinkData
+from vpn_manager.errors import InvalidInput
 
 # uTLS fingerprints that both Xray and sing-box know, so a link works in either client.
 Fingerprint = Literal[
@@ -39,6 +40,8 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PUBLIC_KEY = re.compile(r"[A-Za-z0-9_-]{43}")
 _SHORT_ID = re.compile(r"(?:[0-9a-f]{2}){0,8}")
 _SPIDER_X = re.compile(r"/[!-~]{0,255}")  # a path (and query) of printable ASCII, no spaces
+_PIN = re.compile(r"[0-9a-f]{64}")
+_ALPN = re.compile(r"[!-~]{1,32}(?:,[!-~]{1,32})*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NAME_MAX = 200
 _SECRET_MAX = 256
@@ -104,6 +107,21 @@ def _check_spider_x(value: str | None) -> str | None:
     return value
 
 
+def _check_pin(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.lower().replace(":", "")
+    if not _PIN.fullmatch(value):
+        raise ValueError("use the certificate's SHA-256 in hex, 64 digits")
+    return value
+
+
+def _check_alpn(value: str | None) -> str | None:
+    if value is not None and not _ALPN.fullmatch(value):
+        raise ValueError("use protocol names separated by commas, such as h2,http/1.1")
+    return value
+
+
 def _check_name(value: str) -> str:
     if not value.strip() or len(value) > _NAME_MAX or _CONTROL.search(value):
         raise ValueError(f"use 1 to {_NAME_MAX} characters, not only spaces, no control characters")
@@ -129,6 +147,8 @@ Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
 PublicKey = Annotated[str, AfterValidator(_check_public_key)]
 ShortId = Annotated[str, AfterValidator(_check_short_id)]
 SpiderX = Annotated[str | None, AfterValidator(_check_spider_x)]
+PinSha256 = Annotated[str | None, AfterValidator(_check_pin)]
+Alpn = Annotated[str | None, AfterValidator(_check_alpn)]
 LinkName = Annotated[str, AfterValidator(_check_name)]
 Secret = Annotated[str, AfterValidator(_check_secret)]
 ProxyCredential = Annotated[str, AfterValidator(_check_proxy_credential)]
@@ -151,9 +171,43 @@ def singbox_server(kind: str, host: str, port: int) -> dict[str, Any]:
     return {"type": kind, "tag": OUTBOUND_TAG, "server": host, "server_port": port}
 
 
-def singbox_tls(sni: str | None, insecure: bool) -> dict[str, Any]:
+def singbox_tls(
+    sni: str | None, insecure: bool, alpn: str | None = None, fingerprint: str | None = None
+) -> dict[str, Any]:
     """A sing-box outbound's `tls` for a server with a certificate (not REALITY)."""
-    return {"enabled": True, "server_name": sni, "insecure": insecure}
+    tls: dict[str, Any] = {"enabled": True, "server_name": sni, "insecure": insecure}
+    if alpn:
+        tls["alpn"] = alpn.split(",")
+    if fingerprint:
+        tls["utls"] = {"enabled": True, "fingerprint": fingerprint}
+    return tls
+
+
+def xray_tls(
+    server: str,
+    sni: str | None,
+    insecure: bool,
+    pin: str | None,
+    alpn: str | None = None,
+    fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """Xray's `security: tls` and `tlsSettings` for a server with a certificate. Xray 26 refuses
+    `allowInsecure` (the process exits), so a self-signed server is trusted by its pin
+    (`pinnedPeerCertSha256`); without one, InvalidInput."""
+    settings: dict[str, Any] = {"serverName": sni}
+    if insecure:
+        if pin is None:
+            raise InvalidInput(
+                f"{server} has a self-signed certificate and its link carries no pin (pcs), "
+                "and Xray cannot skip the certificate check.",
+                hint="Use --client sing-box, or give the server a real certificate.",
+            )
+        settings["pinnedPeerCertSha256"] = pin
+    if alpn:
+        settings["alpn"] = alpn.split(",")
+    if fingerprint:
+        settings["fingerprint"] = fingerprint
+    return {"security": "tls", "tlsSettings": settings}
 
 
 def clash_server(kind: str, name: str, host: str, port: int) -> dict[str, Any]:

@@ -11,6 +11,10 @@
 - `outline_config(data)`: the JSON behind an Outline dynamic access key (`ssconf://`).
 - `userinfo(...)`: the `Subscription-Userinfo` header value apps show as usage and expiry.
 
+A server the profile's client cannot reach is left out of that profile, never written broken:
+sing-box has no XHTTP, Mihomo reads XHTTP only for VLESS (`reachable`); a profile none of whose
+servers is left raises InvalidInput. The base64 list holds every link.
+
 Each server appears under its link's label (USER@SERVER, or the `links.label` template, which
 always names the server), so an app lists the user's servers apart, as in their share links. A
 label that is a group's name or one of Clash's own gets a space added (`_names`).
@@ -25,6 +29,7 @@ from typing import Any
 import yaml
 
 from vpn_manager.engines.linkdata import LinkData
+from vpn_manager.errors import InvalidInput
 from vpn_manager.links import wireguard
 from vpn_manager.links.formats import link_of
 from vpn_manager.links.shadowsocks import ShadowsocksLink
@@ -65,6 +70,7 @@ def singbox_profile(
     `tun=False` leaves the TUN inbound out (the mixed proxy only, e.g. on a desktop)."""
     if not datas:
         raise ValueError("a profile needs at least one server")
+    datas = reachable(datas, "sing-box")
     outbounds: list[dict[str, Any]] = []
     endpoints: list[dict[str, Any]] = []
     tags = _names(datas, _GROUPS)
@@ -130,6 +136,7 @@ def clash_profile(datas: Sequence[LinkData], *, mixed_port: int = 7890) -> str:
     """A Clash/Mihomo config (YAML) holding every server of `datas`."""
     if not datas:
         raise ValueError("a profile needs at least one server")
+    datas = reachable(datas, "clash")
     proxies: list[dict[str, Any]] = []
     for data, name in zip(datas, _names(datas, _GROUPS | _CLASH_RESERVED), strict=True):
         if data.format == "wireguard":
@@ -164,6 +171,30 @@ def clash_profile(datas: Sequence[LinkData], *, mixed_port: int = 7890) -> str:
     }
     text: str = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
     return text
+
+
+def reachable(datas: Sequence[LinkData], client: str) -> list[LinkData]:
+    """The servers of `datas` that `client` ("sing-box" or "clash") can reach (see the module's
+    text); InvalidInput, naming the first refusal, when there is none."""
+    kept: list[LinkData] = []
+    refusal: InvalidInput | None = None
+    for data in datas:
+        if data.format == "wireguard":
+            kept.append(data)
+            continue
+        link = link_of(data)
+        try:
+            if client == "sing-box":
+                link.singbox_outbound()
+            else:
+                link.clash_proxy(data.name)
+        except InvalidInput as exc:
+            refusal = refusal or exc
+            continue
+        kept.append(data)
+    if not kept and refusal is not None:
+        raise refusal
+    return kept
 
 
 def _names(datas: Sequence[LinkData], taken: set[str]) -> list[str]:

@@ -47,6 +47,13 @@ FIELDS = {
     "name": "name (#…)",
     "username": "user name",
 }
+_TRANSPORT_FIELDS = {
+    "network": "transport type",
+    "path": "path",
+    "host": "Host header (host)",
+    "service_name": "gRPC service name (serviceName)",
+    "mode": "XHTTP mode",
+}
 SHOWN = frozenset({"host", "port", "sni", "method", "congestion_control", "udp_relay_mode", "alpn"})
 
 
@@ -242,6 +249,9 @@ def validated(
         value = error.get("input")
         said = f" {value!r}" if field in shown and isinstance(value, str | int) else ""
         what = f"invalid {fields.get(field, field)}{said}" if field else "invalid link"
+        if field == "transport":  # a field of the transport (transport.py), named as links do
+            inner = str(error["loc"][1]) if len(error["loc"]) > 1 else ""
+            what = f"invalid {_TRANSPORT_FIELDS.get(inner, 'transport')}"
         raise InvalidInput(
             f"{kind.name} link: {what}: {reason}.", hint=kind.hint if hint else None
         ) from None
