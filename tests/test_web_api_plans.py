@@ -26,7 +26,7 @@ def web(vpn: InProcessCli) -> Iterator[Web]:
         yield client, write, read
 
 
-def plans_stored(vpn: InProcessCli) -> list[dict[str, Any]]:
+def plans_stored(vpn: InProcessCli) -> list[tuple[Any, ...]]:
     return table_rows(database_file(vpn.home), "plans")
 
 
