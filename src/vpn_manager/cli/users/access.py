@@ -3,9 +3,11 @@ codes, ready client configs); access itself is granted in grants.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -15,6 +17,7 @@ from vpn_manager.cli.output import Output
 from vpn_manager.cli.users.args import Name
 from vpn_manager.delivery.files import check_file, private_dir, write_private
 from vpn_manager.delivery.qr import png_bytes, qr_png, qr_text
+from vpn_manager.engines.linkdata import check_outline
 from vpn_manager.errors import InvalidInput
 from vpn_manager.web.urls import settings_base_url, subscription_url
 
@@ -53,6 +56,15 @@ def link(
             "their app (served by `vpn web`).",
         ),
     ] = False,
+    outline: Annotated[
+        bool,
+        typer.Option(
+            "--outline",
+            help="Print the user's Outline access keys (ssconf://, served by `vpn web`) for "
+            "their Shadowsocks servers instead; refused for a 2022 cipher, which Outline's "
+            "apps cannot use.",
+        ),
+    ] = False,
     output_format: FormatOption = None,
 ) -> None:
     """Print a user's share link(s) — what client apps import — and QR codes.
@@ -61,6 +73,11 @@ def link(
     each is printed under its server's name."""
     context = app_context(ctx)
     out = context.output(output_format)
+    if outline and subscription:
+        raise InvalidInput(
+            "--outline and --subscription print different things; give one of them.",
+            hint=f"vpn user link {name} --outline",
+        )
     if subscription:
         if server is not None:
             raise InvalidInput(
@@ -72,6 +89,8 @@ def link(
     status, accesses = context.run(lambda services: _accesses(services, name, server))
     if status in STATUS_WARNINGS:
         out.note(f"Warning: {name} {STATUS_WARNINGS[status].format(name=name)}")
+    if outline:
+        accesses = _outline_keys(context, name, server, accesses)
     if png is not None:
         _write_pngs(out, name, accesses, png)
     if out.structured:
@@ -81,6 +100,35 @@ def link(
         if access.note:
             out.note(f"{access.server}: {access.note}")
     _print_links(out, accesses, qr=qr)
+
+
+def _outline_keys(
+    context: AppContext, name: str, server: str | None, accesses: list[Access]
+) -> list[Access]:
+    """The user's Shadowsocks servers, each with its Outline dynamic access key as its link
+    (`ssconf://` + the subscription's /outline/SERVER address). Refused, before anything is
+    printed, when a server's cipher is one Outline's apps cannot use (a 2022 one)."""
+    shadowsocks = [a for a in accesses if a.data.format == "shadowsocks"]
+    if not shadowsocks:
+        where = server if server is not None else f"any server of {name}'s"
+        raise InvalidInput(
+            f"Outline keys are for Shadowsocks servers, and {where} is not one.",
+            hint=f"vpn user link {name}" + (f" --server {server}" if server else ""),
+        )
+    for access in shadowsocks:
+        check_outline(access.data)
+    base = settings_base_url(context.settings.web)
+    scheme, _, rest = base.partition("://")
+    if scheme != "https":
+        context.output().note(
+            "Note: Outline's apps fetch ssconf:// keys over HTTPS: give `vpn web` a certificate "
+            "(web.cert_file) or a TLS proxy in front (web.public_url https://…)."
+        )
+    url = subscription_url(rest, context.users(lambda s: s.subscription_token(name)))
+    return [
+        dataclasses.replace(a, link=f"ssconf://{url}/outline/{quote(a.server)}", note="")
+        for a in shadowsocks
+    ]
 
 
 # Why a user's links do not work now, and what lets them back in (after "Warning: NAME ").
