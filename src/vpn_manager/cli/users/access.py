@@ -17,7 +17,6 @@ from vpn_manager.cli.output import Output
 from vpn_manager.cli.users.args import Name
 from vpn_manager.delivery.files import check_file, private_dir, write_private
 from vpn_manager.delivery.qr import png_bytes, qr_png, qr_text
-from vpn_manager.engines.linkdata import check_outline
 from vpn_manager.errors import InvalidInput
 from vpn_manager.web.urls import settings_base_url, subscription_url
 
@@ -86,11 +85,11 @@ def link(
             )
         _subscription(context, name, qr=qr, png=png, output_format=output_format)
         return
-    status, accesses = context.run(lambda services: _accesses(services, name, server))
+    status, accesses = context.run(lambda services: _accesses(services, name, server, outline))
     if status in STATUS_WARNINGS:
         out.note(f"Warning: {name} {STATUS_WARNINGS[status].format(name=name)}")
     if outline:
-        accesses = _outline_keys(context, name, server, accesses)
+        accesses = _outline_keys(context, name, accesses)
     if png is not None:
         _write_pngs(out, name, accesses, png)
     if out.structured:
@@ -102,21 +101,10 @@ def link(
     _print_links(out, accesses, qr=qr)
 
 
-def _outline_keys(
-    context: AppContext, name: str, server: str | None, accesses: list[Access]
-) -> list[Access]:
-    """The user's Shadowsocks servers, each with its Outline dynamic access key as its link
-    (`ssconf://` + the subscription's /outline/SERVER address). Refused, before anything is
-    printed, when a server's cipher is one Outline's apps cannot use (a 2022 one)."""
-    shadowsocks = [a for a in accesses if a.data.format == "shadowsocks"]
-    if not shadowsocks:
-        where = server if server is not None else f"any server of {name}'s"
-        raise InvalidInput(
-            f"Outline keys are for Shadowsocks servers, and {where} is not one.",
-            hint=f"vpn user link {name}" + (f" --server {server}" if server else ""),
-        )
-    for access in shadowsocks:
-        check_outline(access.data)
+def _outline_keys(context: AppContext, name: str, accesses: list[Access]) -> list[Access]:
+    """Each Shadowsocks server of the user's with its Outline dynamic access key as its link:
+    `ssconf://` + the subscription's /outline/SERVER address (checked by the service first:
+    `outline_access`)."""
     base = settings_base_url(context.settings.web)
     scheme, _, rest = base.partition("://")
     if scheme != "https":
@@ -127,7 +115,7 @@ def _outline_keys(
     url = subscription_url(rest, context.users(lambda s: s.subscription_token(name)))
     return [
         dataclasses.replace(a, link=f"ssconf://{url}/outline/{quote(a.server)}", note="")
-        for a in shadowsocks
+        for a in accesses
     ]
 
 
@@ -141,9 +129,15 @@ STATUS_WARNINGS = {
 }
 
 
-async def _accesses(services: Services, name: str, server: str | None) -> tuple[str, list[Access]]:
-    """The user's status and their ways into each server (or the one named), in one run."""
-    accesses = await services.servers.access(name, server)
+async def _accesses(
+    services: Services, name: str, server: str | None, outline: bool
+) -> tuple[str, list[Access]]:
+    """The user's status and their ways into each server (or the one named; with `outline`,
+    only Shadowsocks servers whose cipher Outline's apps speak), in one run."""
+    if outline:
+        accesses = await services.servers.outline_access(name, server)
+    else:
+        accesses = await services.servers.access(name, server)
     return (await services.users.get(name)).status.value, accesses
 
 
