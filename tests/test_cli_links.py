@@ -284,6 +284,10 @@ def test_outline_keys_are_given_only_for_a_cipher_outlines_apps_speak(vpn: InPro
     assert error_line(vpn("user", "link", "alice", "--outline"), 5) == sentence
     not_ss = error_line(vpn("user", "link", "alice", "--outline", "--server", "px"), 3)
     assert not_ss == "Outline keys are for Shadowsocks servers, and px is not one."
+    assert vpn("user", "revoke", "alice", "--server", "edge", "--server", "ol").code == 0
+    none = error_line(vpn("user", "link", "alice", "--outline"), 3)
+    assert none == "alice is on no Shadowsocks server, and Outline keys are for those."
+    assert vpn("user", "grant", "alice", "--server", "edge", "--server", "ol").code == 0
     both = vpn("user", "link", "alice", "--outline", "--subscription")
     assert "give one of them" in error_line(both, 3)
 

@@ -265,9 +265,10 @@ class ServerUsers:
             a for a in await self.access(user_name, server) if a.protocol == "shadowsocks"
         ]
         if not shadowsocks:
-            where = server if server is not None else f"any server of {user_name}'s"
             raise InvalidInput(
-                f"Outline keys are for Shadowsocks servers, and {where} is not one.",
+                f"Outline keys are for Shadowsocks servers, and {server} is not one."
+                if server is not None
+                else f"{user_name} is on no Shadowsocks server, and Outline keys are for those.",
                 hint=f"vpn user link {user_name}" + (f" --server {server}" if server else ""),
             )
         for access in shadowsocks:
