@@ -6,7 +6,7 @@ The exit code of each class is part of the CLI's contract (README: "Exit codes")
 
 from __future__ import annotations
 
-QUOTED_MOST = 40  # characters of a value an error shows (a 10,000-character name is not echoed)
+QUOTED_MOST = 80  # characters of a value an error shows (a 10,000-character name is not echoed)
 
 
 def quoted(value: object) -> str:
