@@ -15,8 +15,10 @@ import sqlite3
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.cli_helpers import InProcessCli, Result, database_file, error_line, write_config
 from vpn_manager.delivery.qr import png_bytes
@@ -28,8 +30,11 @@ SERVERS = (("edge", "shadowsocks", 18388), ("px", "http", 13128), ("tls", "troja
 WIREGUARD = ("wg", "wireguard", 51821)
 
 
-def add_stopped_servers(home: Path, servers: tuple[tuple[str, str, int], ...]) -> None:
-    """Server rows with the keys their engines make, stopped (`desired`), in the home's database."""
+def add_stopped_servers(
+    home: Path, servers: tuple[tuple[str, str, int], ...], options: dict[str, Any] | None = None
+) -> None:
+    """Server rows with the keys their engines make, stopped (`desired`), in the home's database;
+    `options` are install's further fields, for every server."""
     from vpn_manager import storage
     from vpn_manager.engines.ports import free_port
     from vpn_manager.engines.registry import engine_for
@@ -43,7 +48,12 @@ def add_stopped_servers(home: Path, servers: tuple[tuple[str, str, int], ...]) -
         try:
             for name, protocol, port in servers:
                 create = ServerCreate(
-                    name=name, protocol=protocol, port=port, listen="127.0.0.1", host=HOST
+                    name=name,
+                    protocol=protocol,
+                    port=port,
+                    listen="127.0.0.1",
+                    host=HOST,
+                    **(options or {}),
                 )
                 engine = engine_for(create.protocol, None)
                 keys = services.servers.keys_dir(name)
@@ -238,3 +248,67 @@ def test_config_file_refuses_a_directory_or_special_file(
     )
     if kind == "directory":
         assert list(target.iterdir()) == []
+
+
+# -- Outline access keys ------------------------------------------------------------------------
+
+
+def test_outline_keys_are_given_only_for_a_cipher_outlines_apps_speak(vpn: InProcessCli) -> None:
+    """`--outline` prints the ssconf:// key of an Outline server (chacha20-ietf-poly1305), which
+    `vpn web` then serves; a server with a 2022 cipher (the default) gets one sentence naming
+    the way out, on the CLI (exit 5, nothing printed) and on the web (409), never a key."""
+    from tests.test_web_api import SUBS, listeners
+
+    on_servers(vpn, ("edge", "shadowsocks", 18388), ("px", "http", 13128))
+    add_stopped_servers(vpn.home, (("ol", "shadowsocks", 18389),), {"outline": True})
+    assert vpn("user", "grant", "alice", "ol").code == 0
+    write_config(vpn.home, '[web]\npublic_url = "https://vpn.example.com:2096"\n')
+    url = vpn("user", "link", "alice", "--subscription", "-f", "json").json()["subscription_url"]
+    token = url.rsplit("/", 1)[1]
+
+    key = vpn("user", "link", "alice", "--outline", "--server", "ol")
+    assert key.code == 0, key
+    assert key.stdout == f"ssconf://vpn.example.com:2096/sub/{token}/outline/ol\n"
+    assert key.stderr == ""
+    as_json = vpn("user", "link", "alice", "--outline", "--server", "ol", "-f", "json").json()
+    assert as_json == [{"server": "ol", "protocol": "shadowsocks", "link": key.stdout.strip()}]
+
+    sentence = error_line(vpn("user", "link", "alice", "--outline", "--server", "edge"), 5)
+    assert sentence == (
+        "edge uses 2022-blake3-aes-128-gcm, a Shadowsocks 2022 cipher that Outline's apps "
+        "cannot use: for Outline, install a server with `vpn server install shadowsocks "
+        "--outline` or change this one's cipher with `vpn server set edge --method "
+        "chacha20-ietf-poly1305`."
+    )
+    # Every Shadowsocks server of hers: one she cannot use in Outline refuses them all.
+    assert error_line(vpn("user", "link", "alice", "--outline"), 5) == sentence
+    not_ss = error_line(vpn("user", "link", "alice", "--outline", "--server", "px"), 3)
+    assert not_ss == "Outline keys are for Shadowsocks servers, and px is not one."
+    assert vpn("user", "revoke", "alice", "--server", "edge", "--server", "ol").code == 0
+    none = error_line(vpn("user", "link", "alice", "--outline"), 3)
+    assert none == "alice is on no Shadowsocks server, and Outline keys are for those."
+    assert vpn("user", "grant", "alice", "--server", "edge", "--server", "ol").code == 0
+    both = vpn("user", "link", "alice", "--outline", "--subscription")
+    assert "give one of them" in error_line(both, 3)
+
+    # What `vpn web` serves behind the keys: the Outline server's JSON, the 2022 one refused.
+    with TestClient(listeners(), base_url=SUBS) as client:
+        served = client.get(f"/sub/{token}/outline/ol")
+        assert served.status_code == 200, served.text
+        assert served.json()["method"] == "chacha20-ietf-poly1305"
+        assert served.json()["server_port"] == 18389
+        refused = client.get(f"/sub/{token}/outline/edge")
+    assert (refused.status_code, refused.text) == (409, sentence + "\n")
+
+
+def test_an_outline_key_over_plain_http_says_outline_needs_https(vpn: InProcessCli) -> None:
+    """(An aes-256-gcm server installed without --outline gets its key too.)"""
+    assert vpn("user", "add", "alice").code == 0
+    add_stopped_servers(vpn.home, (("ol", "shadowsocks", 18389),), {"method": "aes-256-gcm"})
+    assert vpn("user", "grant", "alice", "ol").code == 0
+    write_config(vpn.home, '[web]\npublic_url = "http://vpn.example.com:2096/p"\n')
+    key = vpn("user", "link", "alice", "--outline")
+    assert key.code == 0, key
+    assert key.stdout.startswith("ssconf://vpn.example.com:2096/p/sub/")
+    assert key.stdout.endswith("/outline/ol\n")
+    assert "Outline's apps fetch ssconf:// keys over HTTPS" in key.stderr

@@ -58,12 +58,68 @@ def test_plans_are_added_listed_shown_and_changed(monthly: InProcessCli) -> None
     assert ok(monthly("plan", "list", "-f", "json")).json()[0]["name"] == "monthly"
 
 
-@pytest.mark.parametrize("name", ["a b", "..", "x" * 65, "bad\x1b[31m", "ünïcode"])
+HOSTILE_NAMES = [
+    "a b",
+    "..",
+    ".",
+    "a/b",
+    "../x",
+    "x" * 65,
+    "x" * 10_000,
+    "bad\x1b[31m",
+    "tab\there",
+    "new\nline",
+    "bell\x07",
+    "ünïcode",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
 def test_hostile_plan_names_are_refused(vpn: InProcessCli, name: str) -> None:
+    """One sentence (a long name cut, control characters escaped), exit 3, nothing stored; a
+    lookup by such a name finds nothing and says so in one short sentence."""
     result = vpn("plan", "add", name, "--quota", "1GB")
     assert "invalid name" in error_line(result, 3)
     assert "\x1b" not in result.output
+    assert "\x07" not in result.output
+    assert len(result.stderr) < 300
     assert table_rows(database_file(vpn.home), "plans") == []
+    ok(vpn("plan", "add", "kept", "--quota", "1GB"))
+    before = table_rows(database_file(vpn.home), "plans")
+    for words in (["show", name], ["update", name, "--days", "3"], ["remove", name]):
+        looked_up = vpn("plan", *words)
+        assert "no plan named" in error_line(looked_up, 4)
+        assert len(looked_up.stderr) < 300
+        assert "\x1b" not in looked_up.output
+    assert table_rows(database_file(vpn.home), "plans") == before
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--quota", str(10**30), "more than the largest quota"),
+        ("--quota", "-1", "not a data size"),
+        ("--quota", "1e400GB", "data size"),
+        ("--days", "99999999", "more than the largest number of days, 36500"),
+        ("--days", str(10**30), "more than the largest number of days"),
+        ("--days", "9" * 5000, "number of days"),
+        ("--days", "-1", "not a valid number of days"),
+        ("--devices", str(10**30), "more than the largest device limit"),
+        ("--period", "99999999d", "not a reset period"),
+    ],
+)
+def test_hostile_plan_numbers_are_refused(
+    vpn: InProcessCli, option: str, value: str, words: str
+) -> None:
+    """Added or updated: one sentence, exit 3, nothing stored or changed."""
+    assert words in error_line(vpn("plan", "add", "p", option, value), 3)
+    assert table_rows(database_file(vpn.home), "plans") == []
+    ok(vpn("plan", "add", "q", "--quota", "1GB", "--days", "30"))
+    before = table_rows(database_file(vpn.home), "plans")
+    changed = vpn("plan", "update", "q", option, value)
+    assert words in error_line(changed, 3)
+    assert len(changed.stderr) < 300
+    assert table_rows(database_file(vpn.home), "plans") == before
 
 
 def test_bad_plan_values_are_refused(vpn: InProcessCli) -> None:

@@ -13,6 +13,7 @@ import yaml
 
 from tests.test_delivery_share import PIN, PSK16, UPSK16, UUID, singbox_check
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality, Tls, Tunnel
+from vpn_manager.errors import Conflict
 from vpn_manager.labels import link_label
 from vpn_manager.links import link_of, parse_link, share_link
 from vpn_manager.links.profiles import (
@@ -207,16 +208,33 @@ def test_a_label_named_like_a_clash_policy_or_a_group_is_renamed_there() -> None
     assert tags[2:-1] == ["direct", f"{FASTEST} ", "edge", "edge "]
 
 
+AEAD_SS = replace(
+    SERVERS[1], credential=Credential(method="chacha20-ietf-poly1305", password="Ss-Pass_word1")
+)
+
+
 def test_outline_config_is_the_shadowsocks_server() -> None:
-    ss = SERVERS[1]
-    assert outline_config(ss) == {
+    assert outline_config(AEAD_SS) == {
         "server": HOST,
         "server_port": 8388,
-        "password": f"{PSK16}:{UPSK16}",
-        "method": "2022-blake3-aes-128-gcm",
+        "password": "Ss-Pass_word1",
+        "method": "chacha20-ietf-poly1305",
     }
     with pytest.raises(ValueError, match="not a Shadowsocks server"):
         outline_config(SERVERS[2])
+
+
+@pytest.mark.parametrize("method", ["2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm"])
+def test_outline_config_is_refused_for_a_2022_cipher(method: str) -> None:
+    """Outline's apps have no 2022 cipher: a key they cannot use is refused, naming the way out."""
+    size = 16 if "128" in method else 32
+    key = base64.b64encode(bytes(size)).decode()
+    ss = replace(SERVERS[1], credential=Credential(method=method, password=f"{key}:{key}"))
+    with pytest.raises(Conflict) as refused:
+        outline_config(ss)
+    assert refused.value.message.startswith(f"ss uses {method}, a Shadowsocks 2022 cipher")
+    assert "`vpn server install shadowsocks --outline`" in refused.value.message
+    assert "`vpn server set ss --method chacha20-ietf-poly1305`" in refused.value.message
 
 
 def test_userinfo_header() -> None:

@@ -2,9 +2,10 @@
 /api/openapi.json, with a write key: every operation gets generated requests (valid and not),
 and no answer may be a 5xx or differ from the document (status, content type, body schema).
 
-The home has users but no server, so the server routes answer 404 at once. Installing a server
-(POST /api/v1/servers) is left out: a valid request would start a real engine on whatever port
-the fuzzer picked; installs are tested with real engines in tests/e2e."""
+The home has users and a plan (named "alice", as is the user whose name half the cases take,
+so that the plan routes find it too) but no server, so the server routes answer 404 at once.
+Installing a server (POST /api/v1/servers) is left out: a valid request would start a real
+engine on whatever port the fuzzer picked; installs are tested with real engines in tests/e2e."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     tmp_path: Path = tmp_path_factory.mktemp("fuzz")
     cli = Cli(tmp_path)
     assert cli("user", "add", "alice", "bob", "--quota", "5GB").code == 0
+    assert cli("plan", "add", "alice", "--quota", "1GB", "--days", "30").code == 0
     made = cli("api-key", "create", "fuzzer", "--scope", "write", "--format", "json").json()
     key: str = made["key"]
     port, api_port = free_port(), free_port()
@@ -70,6 +72,8 @@ def test_the_api_keeps_to_its_document(web: Web) -> None:
     """(schemathesis's pytest plugin is not used: it does not run under this pytest.)"""
     ops = operations(web)
     assert len(ops) >= 20
+    paths = {(op.method.upper(), op.path) for op in ops}
+    assert {("POST", "/api/v1/plans"), ("DELETE", "/api/v1/plans/{name}")} <= paths
     headers = {"Authorization": f"Bearer {web.key}"}
     calls = 0
     for op in ops:

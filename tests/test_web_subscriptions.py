@@ -14,7 +14,7 @@ import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.test_profiles import SERVERS
+from tests.test_profiles import AEAD_SS, SERVERS
 from vpn_manager.links import share_link
 from vpn_manager.services.subscriptions import Subscriber, Way
 from vpn_manager.web.app import SECURITY_HEADERS, subscription_app
@@ -119,10 +119,16 @@ def test_a_user_who_cannot_connect_gets_no_config(status: str) -> None:
 
 
 def test_outline_key_and_config_downloads() -> None:
-    app = client()
-    outline = app.get(f"/sub/{TOKEN}/outline/ss")
+    app = client(replace(ALICE, ways=[*ALICE.ways, Way("ol", "shadowsocks", AEAD_SS)]))
+    outline = app.get(f"/sub/{TOKEN}/outline/ol")
     assert outline.status_code == 200
-    assert outline.json()["method"] == "2022-blake3-aes-128-gcm"
+    assert outline.json()["method"] == "chacha20-ietf-poly1305"
+    # Outline's apps have no 2022 cipher: the sentence saying so, not a key they cannot use.
+    refused = app.get(f"/sub/{TOKEN}/outline/ss")
+    assert refused.status_code == 409
+    assert refused.text.startswith("ss uses 2022-blake3-aes-128-gcm, a Shadowsocks 2022 cipher")
+    assert "vpn server install shadowsocks --outline" in refused.text
+    assert refused.text.count("\n") == 1
     assert app.get(f"/sub/{TOKEN}/outline/trojan").status_code == 404  # not Shadowsocks
     wg = app.get(f"/sub/{TOKEN}/config/wg")
     assert wg.text.startswith("[Interface]")

@@ -6,6 +6,16 @@ The exit code of each class is part of the CLI's contract (README: "Exit codes")
 
 from __future__ import annotations
 
+QUOTED_MOST = 80  # characters of a value an error shows (a 10,000-character name is not echoed)
+
+
+def quoted(value: object) -> str:
+    """A value as an error sentence shows it: repr() (control characters escaped), a long one
+    cut to its first QUOTED_MOST characters and its length."""
+    if isinstance(value, str) and len(value) > QUOTED_MOST:
+        return f"{value[:QUOTED_MOST]!r}… ({len(value):,} characters)"
+    return repr(value)
+
 
 class VpnError(Exception):
     """Base of every error the tool reports to a user."""

@@ -10,7 +10,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 
-from vpn_manager.errors import InvalidInput
+from vpn_manager.errors import InvalidInput, quoted
 
 _SIZE_UNITS = {
     "": 1,
@@ -64,14 +64,17 @@ def _scaled(text: str, units: dict[str, int], what: str, example: str) -> int:
     match = _NUMBER_UNIT.fullmatch(text)
     unit = match.group(2).upper() if match else None
     if match is None or unit not in units:
-        raise InvalidInput(f"{text!r} is not a {what}.", hint=f"Write it like {example}.")
+        raise InvalidInput(f"{quoted(text)} is not a {what}.", hint=f"Write it like {example}.")
     try:
         value = Decimal(match.group(1)) * units[unit]
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
-        raise InvalidInput(f"{text!r} is not a {what}.", hint=f"Write it like {example}.") from exc
+        raise InvalidInput(
+            f"{quoted(text)} is not a {what}.", hint=f"Write it like {example}."
+        ) from exc
     if value != value.to_integral_value():
         raise InvalidInput(
-            f"{text!r} is not a whole number of {'bits' if units is _RATE_UNITS else 'bytes'}.",
+            f"{quoted(text)} is not a whole number of "
+            f"{'bits' if units is _RATE_UNITS else 'bytes'}.",
             hint=f"Write it like {example}.",
         )
     return int(value)
@@ -84,7 +87,7 @@ def parse_size(text: str, what: str = "quota") -> int | None:
     size = _scaled(text, _SIZE_UNITS, "data size", "50GB, 500MiB or 1.5TB")
     if size > LARGEST:
         raise InvalidInput(
-            f"{text!r} is more than the largest {what}, {format_size(LARGEST)}.",
+            f"{quoted(text)} is more than the largest {what}, {format_size(LARGEST)}.",
             hint="Give a smaller size, or 0 for unlimited.",
         )
     return size or None
@@ -97,7 +100,7 @@ def parse_rate(text: str, what: str = "speed limit") -> int | None:
     rate = _scaled(text, _RATE_UNITS, "speed", "10Mbit or 1Gbit")
     if rate > LARGEST:
         raise InvalidInput(
-            f"{text!r} is more than the largest {what}, {format_rate(LARGEST)}.",
+            f"{quoted(text)} is more than the largest {what}, {format_rate(LARGEST)}.",
             hint="Give a smaller speed, or 0 for unlimited.",
         )
     return rate or None
@@ -135,7 +138,7 @@ def parse_reset_period(text: str) -> str:
     if value in RESET_PERIODS or _EVERY_N_DAYS.fullmatch(value):
         return value
     raise InvalidInput(
-        f"{text!r} is not a reset period.",
+        f"{quoted(text)} is not a reset period.",
         hint="Use never, daily, weekly, monthly, or a number of days from 1d to 9999d such as 30d.",
     )
 
@@ -152,7 +155,7 @@ def parse_expiry(
         return None
     latest = datetime.combine(LAST_DAY + timedelta(days=1), time(), zone)
     too_late = InvalidInput(
-        f"An expiry must be on {LAST_DAY.isoformat()} or before; {text!r} is later.",
+        f"An expiry must be on {LAST_DAY.isoformat()} or before; {quoted(text)} is later.",
         hint="Give an earlier date or a shorter span, or never.",
     )
     relative = _RELATIVE.fullmatch(value)
@@ -161,7 +164,7 @@ def parse_expiry(
         amount = int(digits) if len(digits) <= _MOST_DIGITS else None
         if amount == 0:
             raise InvalidInput(
-                f"{text!r} would expire at once.", hint="Give at least 1d, or never."
+                f"{quoted(text)} would expire at once.", hint="Give at least 1d, or never."
             )
         hours = _HOURS[unit]
         if amount is None or amount * hours > (latest - now) // timedelta(hours=1):
@@ -180,7 +183,7 @@ def parse_expiry(
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
-            f"{text!r} is not a date.",
+            f"{quoted(text)} is not a date.",
             hint="Write a date as 2027-01-31, a span as 30d, 2w or 12h, or never.",
         ) from None
     if moment.tzinfo is None:
@@ -196,15 +199,18 @@ def parse_span(text: str) -> timedelta:
     relative = _RELATIVE.fullmatch(text)
     if relative is None:
         raise InvalidInput(
-            f"{text!r} is not a length of time.", hint="Write it like 30d, 2w or 12h."
+            f"{quoted(text)} is not a length of time.", hint="Write it like 30d, 2w or 12h."
         )
     digits, unit = relative.group(1).lstrip("0") or "0", relative.group(2).lower()
     amount = int(digits) if len(digits) <= _MOST_DIGITS else None
     if amount == 0:
-        raise InvalidInput(f"{text!r} is no time at all.", hint="Give at least 1h, such as 30d.")
+        raise InvalidInput(
+            f"{quoted(text)} is no time at all.", hint="Give at least 1h, such as 30d."
+        )
     if amount is None or amount * _HOURS[unit] > MOST_DAYS * 24:
         raise InvalidInput(
-            f"{text!r} is longer than {MOST_DAYS} days.", hint="Give a shorter span, such as 30d."
+            f"{quoted(text)} is longer than {MOST_DAYS} days.",
+            hint="Give a shorter span, such as 30d.",
         )
     return timedelta(hours=amount * _HOURS[unit])
 
@@ -212,7 +218,7 @@ def parse_span(text: str) -> timedelta:
 def _not_past(moment: datetime, text: str, now: datetime, past: bool, what: str) -> datetime:
     if not past and moment <= now:
         raise InvalidInput(
-            f"{text!r} is in the past: {what} would expire at once.",
+            f"{quoted(text)} is in the past: {what} would expire at once.",
             hint="Give a later date, a span such as 30d, or never.",
         )
     return moment
@@ -225,12 +231,12 @@ def parse_count(text: str, what: str, most: int = 2**31 - 1) -> int | None:
         return None
     if not _DIGITS.fullmatch(text.strip()):
         raise InvalidInput(
-            f"{text!r} is not a valid {what}.", hint="Give a whole number, or 0 for none."
+            f"{quoted(text)} is not a valid {what}.", hint="Give a whole number, or 0 for none."
         )
     digits = text.strip().lstrip("0") or "0"
     if len(digits) > _MOST_DIGITS or int(digits) > most:
         raise InvalidInput(
-            f"{text!r} is more than the largest {what}, {most}.",
+            f"{quoted(text)} is more than the largest {what}, {most}.",
             hint="Give a smaller number, or 0 for none.",
         )
     return int(digits) or None
@@ -250,7 +256,7 @@ def parse_moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | No
         )
         if hours is None or hours > MOST_DAYS * 24:
             raise InvalidInput(
-                f"{text!r} reaches back more than {MOST_DAYS} days.",
+                f"{quoted(text)} reaches back more than {MOST_DAYS} days.",
                 hint="Give a shorter span, or a date.",
             )
         return now - timedelta(hours=hours)
@@ -261,5 +267,5 @@ def parse_moment(text: str | None, zone: tzinfo, now: datetime) -> datetime | No
         return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: year 1 moved across midnight UTC
         raise InvalidInput(
-            f"{text!r} is not a date.", hint="Write 2027-01-31, 2027-01-31T12:00, 24h or 7d."
+            f"{quoted(text)} is not a date.", hint="Write 2027-01-31, 2027-01-31T12:00, 24h or 7d."
         ) from None

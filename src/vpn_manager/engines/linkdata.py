@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from vpn_manager.errors import Conflict
+
 # How a link is written: one format a module in vpn_manager.links.
 Format = Literal[
     "vless", "shadowsocks", "trojan", "hysteria2", "tuic", "vmess", "http", "socks5", "wireguard"
@@ -136,4 +138,18 @@ class LinkData:
             reality=reality,
             tunnel=tunnel,
             stream=stream or Stream(),
+        )
+
+
+def check_outline(data: LinkData) -> None:
+    """Conflict, in one sentence naming the way out, when Outline's apps cannot use the
+    server's cipher: they have none of the Shadowsocks 2022 ones (SIP022), and a key they
+    cannot use is worse than none."""
+    method = data.credential.method or ""
+    if method.startswith("2022-"):
+        raise Conflict(
+            f"{data.server} uses {method}, a Shadowsocks 2022 cipher that Outline's apps "
+            "cannot use: for Outline, install a server with `vpn server install shadowsocks "
+            f"--outline` or change this one's cipher with `vpn server set {data.server} "
+            "--method chacha20-ietf-poly1305`."
         )

@@ -8,7 +8,8 @@
   (selector, FASTEST by default) letting the user pick; private addresses go direct.
 - `clash_profile(datas)`: Clash/Mihomo YAML with the same shape: `proxies`, a url-test and a
   select group, `rules`.
-- `outline_config(data)`: the JSON behind an Outline dynamic access key (`ssconf://`).
+- `outline_config(data)`: the JSON behind an Outline dynamic access key (`ssconf://`); refused
+  (`check_outline`) for a server with a Shadowsocks 2022 cipher, which Outline's apps lack.
 - `userinfo(...)`: the `Subscription-Userinfo` header value apps show as usage and expiry.
 
 A server the profile's client cannot reach is left out of that profile, never written broken:
@@ -28,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from vpn_manager.engines.linkdata import LinkData
+from vpn_manager.engines.linkdata import LinkData, check_outline
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import wireguard
 from vpn_manager.links.formats import link_of
@@ -212,10 +213,12 @@ def _names(datas: Sequence[LinkData], taken: set[str]) -> list[str]:
 
 
 def outline_config(data: LinkData) -> dict[str, Any]:
-    """The Outline client's JSON for a Shadowsocks server (a dynamic access key's target)."""
+    """The Outline client's JSON for a Shadowsocks server (a dynamic access key's target);
+    Conflict for a 2022 cipher (`check_outline`)."""
     link = link_of(data)
     if not isinstance(link, ShadowsocksLink):
         raise ValueError(f"{data.server} is not a Shadowsocks server")
+    check_outline(data)
     return link.outline_config()
 
 

@@ -4,7 +4,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from vpn_manager.errors import InvalidInput
+from vpn_manager.errors import InvalidInput, quoted
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,6 +24,6 @@ def invalid_input(exc: ValidationError, *, where: str = "") -> InvalidInput:
     field = ".".join(str(part) for part in error["loc"]) or "input"
     reason = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    shown = f" {value!r}" if isinstance(value, str | int) and field != "input" else ""
+    shown = f" {quoted(value)}" if isinstance(value, str | int) and field != "input" else ""
     prefix = f"{where}: " if where else ""
     return InvalidInput(f"{prefix}invalid {field}{shown}: {reason}.")

@@ -113,7 +113,8 @@ class Subscriber:
         raise ValueError(f"unknown profile kind {kind!r}")
 
     def outline(self, server: str) -> str:
-        """Outline's JSON for one Shadowsocks server of the user's."""
+        """Outline's JSON for one Shadowsocks server of the user's; Conflict when the
+        server's cipher is one Outline's apps lack (a 2022 one)."""
         way = self._way(server)
         if way.data.format != "shadowsocks":
             raise NotFound(f"{server} is not a Shadowsocks server.")

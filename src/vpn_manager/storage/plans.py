@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpn_manager.errors import Conflict, NotFound
+from vpn_manager.errors import Conflict, NotFound, quoted
 from vpn_manager.models import Plan, PlanCreate
 from vpn_manager.storage.orm import PlanRow, UserRow
 
@@ -17,7 +17,7 @@ _COLUMNS = [c for c in PlanRow.__table__.columns if c.key != "id"]
 
 
 def _missing(name: str) -> NotFound:
-    return NotFound(f"There is no plan named {name!r}.", hint="See `vpn plan list`.")
+    return NotFound(f"There is no plan named {quoted(name)}.", hint="See `vpn plan list`.")
 
 
 def _users_per_plan() -> Any:

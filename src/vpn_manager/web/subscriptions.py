@@ -2,7 +2,9 @@
 a browser, an Outline dynamic access key per Shadowsocks server and a config per server.
 
     GET {prefix}/sub/{token}                   the profile (format: ?format= or the User-Agent)
-    GET {prefix}/sub/{token}/outline/{server}  Outline's JSON (`ssconf://` points here)
+    GET {prefix}/sub/{token}/outline/{server}  Outline's JSON (`ssconf://` points here); 409
+                                               with one sentence for a 2022 cipher, which
+                                               Outline's apps cannot use
     GET {prefix}/sub/{token}/config/{server}   one server's config file (WireGuard: its .conf)
     GET {prefix}/sub/{token}/wireguard/{server} a WireGuard server's .conf (404 for other kinds)
 
@@ -26,7 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from vpn_manager.delivery.qr import qr_svg
-from vpn_manager.errors import InvalidInput, NotFound
+from vpn_manager.errors import Conflict, InvalidInput, NotFound
 from vpn_manager.services.subscriptions import ConfigFile, Subscriber
 from vpn_manager.web import page as user_page
 from vpn_manager.web.apps import APPS
@@ -148,12 +150,7 @@ def router(lookup: Lookup, config: WebConfig) -> APIRouter:
         got = await active(request, token)
         if isinstance(got, Response):
             return got
-        found, headers = got
-        try:
-            body = found.outline(server)
-        except NotFound:
-            return PlainTextResponse(NOT_FOUND, status_code=404)
-        return Response(body, media_type="application/json", headers=headers)
+        return outline_key(*got, server)
 
     async def download(request: Request, make: Callable[[Subscriber, str], ConfigFile]) -> Response:
         token, server = request.path_params["token"], request.path_params["server"]
@@ -178,6 +175,18 @@ def router(lookup: Lookup, config: WebConfig) -> APIRouter:
         return await download(request, Subscriber.wireguard)
 
     return routes
+
+
+def outline_key(found: Subscriber, headers: dict[str, str], server: str) -> Response:
+    """Outline's JSON for one of the user's Shadowsocks servers; for a 2022 cipher, which
+    Outline's apps cannot use, 409 with the sentence saying so instead of a key that fails."""
+    try:
+        body = found.outline(server)
+    except NotFound:
+        return PlainTextResponse(NOT_FOUND, status_code=404)
+    except Conflict as exc:
+        return PlainTextResponse(f"{exc.message}\n", status_code=409, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def refused(found: Subscriber, headers: dict[str, str]) -> Response:

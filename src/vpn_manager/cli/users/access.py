@@ -3,9 +3,11 @@ codes, ready client configs); access itself is granted in grants.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -53,6 +55,15 @@ def link(
             "their app (served by `vpn web`).",
         ),
     ] = False,
+    outline: Annotated[
+        bool,
+        typer.Option(
+            "--outline",
+            help="Print the user's Outline access keys (ssconf://, served by `vpn web`) for "
+            "their Shadowsocks servers instead; refused for a 2022 cipher, which Outline's "
+            "apps cannot use.",
+        ),
+    ] = False,
     output_format: FormatOption = None,
 ) -> None:
     """Print a user's share link(s) — what client apps import — and QR codes.
@@ -61,6 +72,11 @@ def link(
     each is printed under its server's name."""
     context = app_context(ctx)
     out = context.output(output_format)
+    if outline and subscription:
+        raise InvalidInput(
+            "--outline and --subscription print different things; give one of them.",
+            hint=f"vpn user link {name} --outline",
+        )
     if subscription:
         if server is not None:
             raise InvalidInput(
@@ -69,9 +85,11 @@ def link(
             )
         _subscription(context, name, qr=qr, png=png, output_format=output_format)
         return
-    status, accesses = context.run(lambda services: _accesses(services, name, server))
+    status, accesses = context.run(lambda services: _accesses(services, name, server, outline))
     if status in STATUS_WARNINGS:
         out.note(f"Warning: {name} {STATUS_WARNINGS[status].format(name=name)}")
+    if outline:
+        accesses = _outline_keys(context, name, accesses)
     if png is not None:
         _write_pngs(out, name, accesses, png)
     if out.structured:
@@ -81,6 +99,24 @@ def link(
         if access.note:
             out.note(f"{access.server}: {access.note}")
     _print_links(out, accesses, qr=qr)
+
+
+def _outline_keys(context: AppContext, name: str, accesses: list[Access]) -> list[Access]:
+    """Each Shadowsocks server of the user's with its Outline dynamic access key as its link:
+    `ssconf://` + the subscription's /outline/SERVER address (checked by the service first:
+    `outline_access`)."""
+    base = settings_base_url(context.settings.web)
+    scheme, _, rest = base.partition("://")
+    if scheme != "https":
+        context.output().note(
+            "Note: Outline's apps fetch ssconf:// keys over HTTPS: give `vpn web` a certificate "
+            "(web.cert_file) or a TLS proxy in front (web.public_url https://…)."
+        )
+    url = subscription_url(rest, context.users(lambda s: s.subscription_token(name)))
+    return [
+        dataclasses.replace(a, link=f"ssconf://{url}/outline/{quote(a.server)}", note="")
+        for a in accesses
+    ]
 
 
 # Why a user's links do not work now, and what lets them back in (after "Warning: NAME ").
@@ -93,9 +129,15 @@ STATUS_WARNINGS = {
 }
 
 
-async def _accesses(services: Services, name: str, server: str | None) -> tuple[str, list[Access]]:
-    """The user's status and their ways into each server (or the one named), in one run."""
-    accesses = await services.servers.access(name, server)
+async def _accesses(
+    services: Services, name: str, server: str | None, outline: bool
+) -> tuple[str, list[Access]]:
+    """The user's status and their ways into each server (or the one named; with `outline`,
+    only Shadowsocks servers whose cipher Outline's apps speak), in one run."""
+    if outline:
+        accesses = await services.servers.outline_access(name, server)
+    else:
+        accesses = await services.servers.access(name, server)
     return (await services.users.get(name)).status.value, accesses
 
 

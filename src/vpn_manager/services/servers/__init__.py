@@ -129,6 +129,7 @@ class ServerService(ServerContext):
         self.grant_many = users.grant_many
         self.grant_in = users.grant_in
         self.access = users.access
+        self.outline_access = users.outline_access
         self.ways = users.ways
         self.client_config = users.client_config
         self.revoke = users.revoke

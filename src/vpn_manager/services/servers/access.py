@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpn_manager import storage
+from vpn_manager.engines.linkdata import check_outline
 from vpn_manager.errors import InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UserStatus
 from vpn_manager.labels import link_label
@@ -255,6 +256,24 @@ class ServerUsers:
                     )
                 )
             return out
+
+    async def outline_access(self, user_name: str, server: str | None = None) -> list[Access]:
+        """A user's Shadowsocks servers (or the one named) for Outline's apps; InvalidInput when
+        there is none, Conflict (one sentence naming the way out) when one has a 2022 cipher,
+        which Outline's apps cannot use: no key is better than one that fails."""
+        shadowsocks = [
+            a for a in await self.access(user_name, server) if a.protocol == "shadowsocks"
+        ]
+        if not shadowsocks:
+            raise InvalidInput(
+                f"Outline keys are for Shadowsocks servers, and {server} is not one."
+                if server is not None
+                else f"{user_name} is on no Shadowsocks server, and Outline keys are for those.",
+                hint=f"vpn user link {user_name}" + (f" --server {server}" if server else ""),
+            )
+        for access in shadowsocks:
+            check_outline(access.data)
+        return shadowsocks
 
     def ways(
         self, servers: Sequence[tuple[ServerSpec, dict[str, Any]]], user_id: int, user_name: str

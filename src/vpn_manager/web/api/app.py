@@ -1,4 +1,4 @@
-"""The ASGI application of the API listener: /api/v1 (users, servers, stats, audit), its
+"""The ASGI application of the API listener: /api/v1 (users, plans, servers, stats, audit), its
 OpenAPI document at /api/openapi.json and the interactive docs at /api/docs. Every answer,
 errors included, is JSON (`errors`); nothing here answers on the subscription listener."""
 
@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from vpn_manager import __version__
 from vpn_manager.errors import VpnError
-from vpn_manager.web.api import docs, servers, users
+from vpn_manager.web.api import docs, plans, servers, users
 from vpn_manager.web.api.access import Api, Refused
 from vpn_manager.web.api.errors import (
     INTERNAL,
@@ -60,6 +60,7 @@ def api_app(api: Api) -> FastAPI:
     )
     app.include_router(users.router(api, RESPONSES), prefix=PREFIX)
     app.include_router(users.grants_router(api, RESPONSES), prefix=PREFIX)
+    app.include_router(plans.router(api, RESPONSES), prefix=PREFIX)
     app.include_router(servers.router(api, RESPONSES), prefix=PREFIX)
     app.include_router(servers.overview_router(api, RESPONSES), prefix=PREFIX)
     docs.mount(app)

@@ -8,7 +8,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate
+from vpn_manager.models import (
+    Plan,
+    PlanCreate,
+    PlanUpdate,
+    User,
+    UserCreate,
+    UserStatus,
+    UserUpdate,
+)
 from vpn_manager.models.server import ServerCreate
 from vpn_manager.models.user import PlainText, UserName
 
@@ -45,6 +53,40 @@ class ServerCreateIn(ServerCreate):
     """What `vpn server install` takes."""
 
     model_config = BUILT
+
+
+class PlanCreateIn(PlanCreate):
+    """A new plan (as `vpn plan add`): null or left out means unlimited (quota, devices) or
+    never (days); the reset period is "never" unless given."""
+
+    model_config = BUILT
+
+
+class PlanUpdateIn(PlanUpdate):
+    """A partial change of a plan: only the fields sent change; null makes the quota or the
+    devices unlimited and the days never."""
+
+    model_config = BUILT
+
+    @model_validator(mode="after")
+    def _not_null(self) -> PlanUpdateIn:
+        if "reset_period" in self.model_fields_set and self.reset_period is None:
+            raise ValueError("reset_period cannot be null (leave it out to keep it)")
+        return self
+
+
+class PlanShown(Plan):
+    """One plan and the names of the users who hold it."""
+
+    holders: list[str] = Field(description="The users who hold the plan, by name.")
+
+
+class PlanRemoved(BaseModel):
+    name: str
+    done: str = Field(description="What was done, as a sentence.")
+    holders: list[str] = Field(
+        description="The users who held it (with force): they keep their limits."
+    )
 
 
 class GrantIn(BaseModel):
