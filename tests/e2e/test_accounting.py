@@ -169,10 +169,11 @@ def test_the_service_counts_every_closed_connection(vpn: Vpn, backend: int, tmp_
     server = install_singbox(vpn, "trojan", "trojan")
     vpn.ok("user", "add", "alice", "--server", server.name)
     log = tmp_path / "serve.log"
-    service = serve_in_background(vpn, log, free_port(), interval=5)
+    metrics = free_port()
+    service = serve_in_background(vpn, log, metrics, interval=5)
     try:
         with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
-            time.sleep(2)  # the service's first round has started following the server
+            rounds_seen(metrics, server.name, 2)  # it follows the server from then on
             moved = sum(fetch_closed(socks, backend, 1000) for _ in range(600))
             deadline = time.monotonic() + 15
             while downloaded(vpn, "alice") < moved and time.monotonic() < deadline:
@@ -182,6 +183,34 @@ def test_the_service_counts_every_closed_connection(vpn: Vpn, backend: int, tmp_
     finally:
         service.terminate()
         service.wait(10)
+
+
+def rounds_seen(metrics: int, server: str, rounds: int, within: float = 40) -> None:
+    """Wait until the service's metrics have shown `rounds` good rounds that saw `server` up (a
+    loaded machine can take seconds to start the service). After its first round the service
+    starts following the server's events, on a connection of its own: the second round is
+    the first known to follow."""
+    up = f'vpn_server_up{{server="{server}"}} 1'
+    seen: set[str] = set()
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        scraped = subprocess.run(
+            ["curl", "-sS", "--max-time", "2", f"http://127.0.0.1:{metrics}/metrics"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        stamps = [
+            line.split()[-1]
+            for line in scraped.splitlines()
+            if line.startswith("vpn_last_good_round_timestamp_seconds ")
+        ]
+        if up in scraped and stamps:
+            seen.add(stamps[0])
+            if len(seen) >= rounds:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the service did not do {rounds} rounds with {server} up in {within} s")
 
 
 def serve_in_background(
