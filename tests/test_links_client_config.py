@@ -6,6 +6,7 @@ test_delivery.py and test_delivery_share.py check against their golden files, an
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import (
+    TrojanLink,
     VlessRealityLink,
     client_config,
     link_of,
@@ -117,9 +119,12 @@ def test_client_config_refuses_what_it_cannot_give() -> None:
         match="--client xray is offered for VLESS, VMess and Trojan servers; edge is hysteria2",
     ):
         client_config(data_of("hysteria2"), "xray")
-    # A raw Trojan link of a self-signed server carries no pin, and Xray cannot skip the check.
+    # A Trojan link made elsewhere for a self-signed server, with no pin: Xray cannot skip the
+    # certificate check, so there is no Xray config for it.
+    unpinned = TrojanLink.parse(share_link(data_of("trojan")).replace(f"&pcs={PIN}", ""))
+    assert unpinned.insecure
     with pytest.raises(InvalidInput, match="self-signed certificate and its link carries no pin"):
-        client_config(data_of("trojan"), "xray")
+        unpinned.xray_outbound()
 
 
 def test_a_wireguard_config_is_its_conf_for_any_client() -> None:
@@ -133,7 +138,25 @@ def test_a_wireguard_config_is_its_conf_for_any_client() -> None:
     assert client_config(data, "xray") == client_config(data, "sing-box") == conf
 
 
+def test_a_self_signed_trojan_server_gets_a_pinned_xray_config() -> None:
+    """Raw TCP Trojan on sing-box with a self-signed certificate: the link pins it (pcs) and
+    the Xray config trusts the certificate by that pin, never by skipping the check."""
+    data = data_of("trojan")
+    assert f"&allowInsecure=1&pcs={PIN}#" in share_link(data)
+    link = link_of(data)
+    assert isinstance(link, TrojanLink)
+    xray = json.loads(client_config(data, "xray", 2080))
+    assert xray == xray_client_config(link, 2080)
+    tls = xray["outbounds"][0]["streamSettings"]["tlsSettings"]
+    assert tls == {"serverName": HOST, "pinnedPeerCertSha256": PIN}
+
+
 def test_the_trust_note_follows_the_certificate() -> None:
     assert "pins it (pinSHA256)" in trust_note(data_of("hysteria2"))
-    assert "cannot pin it" in trust_note(data_of("trojan"))
+    assert "pins it (pcs)" in trust_note(data_of("trojan"))
+    # TUIC links cannot pin: a self-signed TUIC server's link only says insecure.
+    tuic = data_of("tuic")
+    assert tuic.tls is not None
+    self_signed_tuic = replace(tuic, tls=replace(tuic.tls, insecure=True))
+    assert "cannot pin it" in trust_note(self_signed_tuic)
     assert trust_note(data_of("tuic")) == trust_note(vless_data()) == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -144,9 +145,8 @@ def test_the_link_says_the_stream(case: Case) -> None:
         service_name=stream.service_name,
         mode=stream.mode,
     )
-    # The pin travels where Xray needs it: every link but the raw Trojan and VMess ones, which
-    # stay as sing-box servers' links always were.
-    pinned = case.security == "tls" and not (case.network == "raw" and case.format != "vless")
+    # The pin travels on every link of a self-signed server, whatever the transport.
+    pinned = case.security == "tls"
     assert (getattr(link, "pin_sha256", None) == PIN) is pinned
     # XTLS Vision only on raw TCP.
     if isinstance(link, VlessLink):
@@ -162,20 +162,25 @@ def test_vless_ws_link_is_the_proposals_form() -> None:
     )
 
 
-def test_raw_trojan_and_vmess_links_are_as_before() -> None:
-    """The links sing-box servers have always given, byte for byte (tests/golden/delivery)."""
+def test_raw_trojan_and_vmess_links_only_gain_the_pin() -> None:
+    """The links sing-box servers have always given (tests/golden/delivery), with the
+    self-signed certificate's pin added at the end, where clients that do not know it skip it."""
     golden = GOLDEN_DIR / "delivery" / "share"
     trojan = replace(data_of(Case("trojan", "raw", "tls")), name="alice")
     expected = (golden / "trojan.uri").read_text().strip()
-    assert share_link(trojan) == expected.replace("tR0jan-Pass_word1", PASSWORD)
+    before = re.sub(r"&pcs=[0-9a-f]{64}#", "#", expected).replace("tR0jan-Pass_word1", PASSWORD)
+    assert share_link(trojan) == before.replace("#alice", f"&pcs={PIN}#alice")
     vmess = replace(data_of(Case("vmess", "raw", "tls")), name="alice")
     document = json.loads(base64.b64decode(share_link(vmess).removeprefix("vmess://")))
-    before = json.loads(
+    old = json.loads(
         base64.b64decode((golden / "vmess.uri").read_text().strip().removeprefix("vmess://"))
     )
-    assert list(document) == list(before)
-    assert {k: v for k, v in document.items() if k not in ("id", "insecure")} == {
-        k: v for k, v in before.items() if k not in ("id", "insecure")
+    assert "pcs" not in old  # the golden VMess server has a real certificate
+    assert list(document) == [*old, "pcs"]
+    assert document["pcs"] == PIN
+    assert document["insecure"] == "1"
+    assert {k: v for k, v in document.items() if k not in ("id", "insecure", "pcs")} == {
+        k: v for k, v in old.items() if k not in ("id", "insecure")
     }
 
 
@@ -196,7 +201,7 @@ def test_vmess_json_keys_per_transport() -> None:
         "path": "/t/a~b?x=1",
         "pcs": PIN,
     }
-    assert keys("raw") == {"net": "tcp", "type": "none", "host": "", "path": "", "pcs": ""}
+    assert keys("raw") == {"net": "tcp", "type": "none", "host": "", "path": "", "pcs": PIN}
 
 
 # --- other writers' links -------------------------------------------------------------------
@@ -323,13 +328,12 @@ def test_client_config_for_each_client(case: Case, tmp_path: Path) -> None:
     data = data_of(case)
     link = link_of(data)
     assert isinstance(link, VlessLink | TrojanLink | VmessLink)
-    if case.format != "vless" and case.network == "raw":
-        with pytest.raises(InvalidInput, match="carries no pin"):
-            client_config(data, "xray")
-    else:
-        xray = json.loads(client_config(data, "xray", 2080))
-        assert xray == xray_client_config(link, 2080)
-        assert xray["outbounds"] == [link.xray_outbound()]
+    xray = json.loads(client_config(data, "xray", 2080))
+    assert xray == xray_client_config(link, 2080)
+    assert xray["outbounds"] == [link.xray_outbound()]
+    if case.security == "tls":  # self-signed: Xray trusts it by the link's pin
+        tls = xray["outbounds"][0]["streamSettings"]["tlsSettings"]
+        assert tls["pinnedPeerCertSha256"] == PIN
     if case.network == "xhttp":
         with pytest.raises(InvalidInput, match=r"^sing-box has no XHTTP transport") as caught:
             client_config(data, "sing-box")
@@ -385,5 +389,10 @@ def test_mihomo_httpupgrade_is_ws_with_upgrade() -> None:
 def test_the_trust_note_says_where_the_link_pins() -> None:
     assert "pins it (pcs)" in trust_note(data_of(Case("trojan", "ws", "tls")))
     assert "pins it (pcs)" in trust_note(data_of(Case("vless", "raw", "tls")))
-    assert "cannot pin it" in trust_note(data_of(Case("vmess", "raw", "tls")))
+    vmess = trust_note(data_of(Case("vmess", "raw", "tls")))
+    assert "pins it (pcs)" in vmess
+    assert "says insecure=1 for those" in vmess  # the flag's name in the VMess JSON
+    trojan = trust_note(data_of(Case("trojan", "raw", "tls")))
+    assert "pins it (pcs)" in trojan
+    assert "says allowInsecure=1 for those" in trojan
     assert trust_note(data_of(Case("vless", "grpc", "reality"))) == ""

@@ -1,17 +1,25 @@
 """sing-box servers end to end: real sing-box servers, real clients built only from the printed
-links (sing-box, and Debian's ss-local for Shadowsocks AEAD), curl, all on 127.0.0.1."""
+links or configs (sing-box, Xray, and Debian's ss-local for Shadowsocks AEAD), curl, all on
+127.0.0.1."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import ssl
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import (
     Vpn,
+    _wait_for_port,
     curl_fails,
     curl_via,
     install_singbox,
@@ -19,7 +27,8 @@ from tests.e2e.conftest import (
     singbox_client,
     ss_local,
 )
-from tests.e2e.net import BACKEND_PAGE, Stream, tls13_site
+from tests.e2e.net import BACKEND_PAGE, Stream, end_process, free_port, tls13_site
+from vpn_manager.links import TrojanLink, VmessLink, parse_link
 
 PAGE = BACKEND_PAGE.decode()
 
@@ -58,6 +67,66 @@ def test_singbox_client_from_the_printed_link(
     assert usage["alice"]["download_bytes"] >= 300_000, usage
     assert usage["alice"]["upload_bytes"] > 0
     assert usage.get("bob", {"download_bytes": 0})["download_bytes"] == 0
+
+
+@contextmanager
+def xray_from(config: dict[str, Any], path: Path, socks: int) -> Iterator[int]:
+    """A real Xray client run from `config` (written to `path`); yields its SOCKS port."""
+    path.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vpn_manager.engines.xray.child", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(socks, process)
+        yield socks
+    finally:
+        end_process(process)
+
+
+@pytest.mark.parametrize("protocol", ["trojan", "vmess"])
+def test_xray_client_reaches_a_self_signed_raw_server_by_its_pin(
+    vpn: Vpn, backend: int, tmp_path: Path, protocol: str
+) -> None:
+    """A sing-box Trojan/VMess server over raw TCP with its self-signed certificate: the printed
+    link pins that certificate (pcs), and `vpn user config --client xray` gives an Xray client
+    that trusts it by the pin (Xray 26 will not skip the check) and moves bytes through it."""
+    server = install_singbox(vpn, protocol, protocol)
+    vpn.ok("user", "add", "alice", "--server", server.name)
+    # The certificate the server really presents, fetched here: its SHA-256 is the link's pin.
+    pem = ssl.get_server_certificate(("127.0.0.1", server.port), timeout=5)
+    pin = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    link = parse_link(link_of(vpn, "alice", server.name))
+    assert isinstance(link, TrojanLink | VmessLink)
+    assert link.transport.raw
+    assert (link.insecure, link.pin_sha256) == (True, pin)
+    socks = free_port()
+    path = tmp_path / "xray.json"
+    vpn.ok(
+        "user",
+        "config",
+        "alice",
+        "--server",
+        server.name,
+        "--client",
+        "xray",
+        "--socks-port",
+        str(socks),
+        "--file",
+        str(path),
+    )
+    config = json.loads(path.read_text())
+    tls = config["outbounds"][0]["streamSettings"]["tlsSettings"]
+    assert tls == {"serverName": "vpn.test", "pinnedPeerCertSha256": pin}
+    url = f"http://127.0.0.1:{backend}"
+    with xray_from(config, path, socks):
+        assert curl_via(socks, f"{url}/", attempts_for=5) == PAGE
+        assert curl_via(socks, f"{url}/bytes/300000", attempts_for=5) == "x" * 300_000
+    # The pin is checked: the same config with another certificate's pin gets nowhere.
+    tls["pinnedPeerCertSha256"] = "0" * 64
+    with xray_from(config, tmp_path / "wrong-pin.json", socks):
+        assert curl_fails(socks, f"{url}/")
 
 
 def test_shadowsocks_user_added_live_keeps_open_connections(

@@ -84,10 +84,11 @@ def trust_note(data: LinkData) -> str:
             "self-signed certificate: the link pins it (pinSHA256) for clients that check pins "
             "and says insecure=1 for those that cannot (sing-box among them)."
         )
-    if getattr(link_of(data), "pin_sha256", None):
+    if getattr(link_of(data), "pin_sha256", None):  # VLESS, Trojan and VMess, on every transport
+        flag = "insecure=1" if data.format == "vmess" else "allowInsecure=1"
         return (
             "self-signed certificate: the link pins it (pcs) for Xray-based clients and says "
-            "allowInsecure=1 for those that cannot pin (sing-box among them)."
+            f"{flag} for those that cannot pin (sing-box among them)."
         )
     return (
         "self-signed certificate: this link format cannot pin it, so it tells clients not to "

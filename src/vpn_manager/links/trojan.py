@@ -4,10 +4,10 @@
         [&path=…&host=…|&serviceName=…&mode=gun|&mode=…][&allowInsecure=1][&pcs=SHA256]#NAME
 
 The transport's parameters are those of `transport.py` (raw TCP, WebSocket, gRPC, HTTPUpgrade,
-XHTTP); a raw TCP link is the same text as before transports came. `pcs` is a self-signed
-certificate's SHA-256 pin, which Xray clients need (Xray 26 refuses to skip the check); links of
-raw TCP servers do not carry it (sing-box servers' links stay as they were), so their Xray
-client config is refused with a sentence when the certificate is self-signed. Reading also
+XHTTP). `pcs` is a self-signed certificate's SHA-256 pin, which Xray clients need (Xray 26
+refuses to skip the check); links carry it on every transport, raw TCP too (clients that do not
+know `pcs` ignore it and go by `allowInsecure=1`). An Xray client config from a link with the
+insecure flag and no pin (one made elsewhere) is refused with a sentence. Reading also
 takes `type=raw`, the other common spellings of the insecure flag and a missing `sni` when the
 host is a DNS name. The sing-box outbound: the password, `tls.server_name` = sni, `tls.insecure`
 as the link says and the transport's block (sing-box has no XHTTP).
@@ -148,10 +148,10 @@ class TrojanLink(BaseModel):
 
 
 def from_data(data: LinkData) -> TrojanLink:
-    """A raw TCP link carries no pin, as before transports came (see the module's text)."""
+    """A self-signed certificate is pinned on every transport, raw TCP too."""
     fields = {"password": data.credential.password, **tls_endpoint(data)}
     if data.stream.network != "raw":
         fields["transport"] = transport.of(data.stream)
-        if data.tls is not None and data.tls.insecure:
-            fields["pin_sha256"] = data.tls.cert_sha256
+    if data.tls is not None and data.tls.insecure:
+        fields["pin_sha256"] = data.tls.cert_sha256
     return TrojanLink.model_validate(fields)

@@ -6,8 +6,8 @@ padding; `insecure` is "1" or "0", as v2rayN and v2rayNG write and read it.
 The transport: `net` is tcp, ws, grpc, httpupgrade or xhttp; `host` the Host header and `path`
 the path (ws, httpupgrade, xhttp); for grpc `path` is the service name and `type` "gun"; for
 xhttp `type` is the mode ("auto" when none); otherwise `type` is "none". With TLS, `fp` and
-`alpn` as the link says, and for a self-signed certificate on a transport other than raw TCP a
-`pcs` key, its SHA-256 pin, which Xray clients need (raw TCP links stay as they were).
+`alpn` as the link says, and for a self-signed certificate a `pcs` key on every transport, its
+SHA-256 pin, which Xray clients need (clients that do not know it ignore it and go by `insecure`).
 Reading takes standard or URL-safe base64, padded or not, and refuses what the model cannot say
 (another transport or cipher, an alterId). The sing-box outbound is `security: aes-128-gcm`
 (sing-box's `auto` is refused by Xray's VMess) with `alter_id: 0`, with TLS `tls.server_name`
@@ -175,12 +175,12 @@ class VmessLink(BaseModel):
 
 
 def from_data(data: LinkData) -> VmessLink:
-    """Our VMess servers have TLS. A raw TCP link carries no pin, as before transports came."""
+    """Our VMess servers have TLS. A self-signed certificate is pinned on every transport."""
     fields = {"uuid": data.credential.uuid, **tls_endpoint(data)}
     if data.stream.network != "raw":
         fields["transport"] = transport.of(data.stream)
-        if data.tls is not None and data.tls.insecure:
-            fields["pin_sha256"] = data.tls.cert_sha256
+    if data.tls is not None and data.tls.insecure:
+        fields["pin_sha256"] = data.tls.cert_sha256
     return VmessLink.model_validate(fields)
 
 

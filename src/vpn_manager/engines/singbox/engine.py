@@ -366,8 +366,9 @@ class SingBoxEngine:
             credential = Credential(username=client.name, password=password)
             return LinkData.of(row.link, spec, client, credential=credential)
         tls = settings.certificate
-        # A self-signed certificate cannot be checked against a CA: Hysteria 2 links pin it by
-        # its SHA-256; the Trojan, TUIC and VMess formats have no pin, so they say insecure.
+        # A self-signed certificate cannot be checked against a CA: the links say insecure, and
+        # Hysteria 2 (pinSHA256), Trojan and VMess (pcs) links pin it by its SHA-256 too; the
+        # TUIC format has no pin.
         insecure = tls.self_signed
         return LinkData.of(
             row.link,
