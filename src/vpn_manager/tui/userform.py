@@ -40,7 +40,7 @@ FIELDS = [
     ("expires", "Expires", "2027-01-31, 30d, 12h; empty = never"),
     ("first_use_days", "Expire after first use", "days; empty = off"),
     ("devices", "Devices at once", "empty = unlimited"),
-    ("plan", "Plan", "a plan's name (vpn plan list); fields set here win"),
+    ("plan", "Plan", "a name from vpn plan list; fields above win"),
     ("servers", "Servers", "names, comma separated (new users only)"),
 ]
 # Model field -> form field, to put a validation message under the right input.

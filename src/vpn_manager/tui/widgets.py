@@ -254,7 +254,8 @@ Users       n new   e edit   Enter view (links, QR)   d disable/enable   Del del
             the marked users, else this row
             / search   s sort by the next column (or click a header)
 Servers     i install   Enter stats and logs   s start/stop   r restart   Del remove
-            e settings (port, address, SNI, cipher)   k rotate keys (every link changes)
+            e settings (port, address, SNI, cipher)   k rotate keys
+            (a new port, SNI, cipher or keys change every user's link: asked first)
 Logs        / search   l level   f follow   x export to a file   c clear
 Settings    change a value, then ctrl+s: checked before config.toml is written
 Forms       ctrl+s or Enter saves, Esc cancels (the footer shows a form's keys)
