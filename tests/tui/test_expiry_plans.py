@@ -82,6 +82,7 @@ async def test_extend_moves_the_marked_users_expiry_on(home: Paths) -> None:
         form = app.screen
         assert isinstance(form, ExtendForm)
         assert "Move the expiry of alice, bob on" in screen_text(app)
+        assert "expiry, by:" in screen_text(app)  # the question wraps, not cut
 
         # Bad input: one sentence under the field, the form stays, nothing changes.
         for typed, sentence in [
@@ -297,6 +298,7 @@ async def test_server_settings_ask_before_every_link_changes(two_servers: Paths)
             "With a new port and a new cipher, the link of every user of s1 (1) changes: the old "
             "ones stop working"
         )
+        assert "Go ahead?" in screen_text(app)  # the whole question shows (it wraps)
         await pilot.press("n")  # No: everything stays as it was, the form open
         await settle(pilot)
         assert app.screen_stack[-1] is form

@@ -23,6 +23,7 @@ class PickDialog(ModalScreen[list[str] | None]):
         width: 70; max-width: 100%; height: auto; max-height: 100%;
         border: thick $accent; background: $panel; padding: 0 1;
     }
+    PickDialog Label { width: 100%; }
     PickDialog SelectionList { height: auto; max-height: 16; margin: 1 0 0 0; }
     PickDialog #pick-message { color: $error; height: auto; }
     PickDialog Horizontal { height: auto; align-horizontal: right; }
@@ -84,6 +85,7 @@ class ChooseDialog(ModalScreen[str | None]):
         width: 70; max-width: 100%; height: auto; max-height: 100%;
         border: thick $accent; background: $panel; padding: 0 1;
     }
+    ChooseDialog Label { width: 100%; }
     ChooseDialog OptionList { height: auto; max-height: 16; margin: 1 0; }
     ChooseDialog Horizontal { height: auto; align-horizontal: right; }
     ChooseDialog Button { margin-left: 2; }

@@ -265,6 +265,7 @@ class ExtendForm(ModalScreen[list[User] | None]):
         width: 70; max-width: 100%; height: auto; max-height: 100%;
         border: thick $accent; background: $panel; padding: 0 1;
     }
+    ExtendForm > Vertical > Label { width: 100%; }
     ExtendForm .row { height: auto; margin-top: 1; }
     ExtendForm .row Label { width: 12; }
     ExtendForm .row Input { width: 1fr; }
@@ -315,7 +316,8 @@ class ExtendForm(ModalScreen[list[User] | None]):
         self.action_save()
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        if not self._saving:  # once asked, the table is read again when it is done
+            self.dismiss(None)
 
     def action_save(self) -> None:
         if not self._saving:  # a second Enter while saving must not extend twice

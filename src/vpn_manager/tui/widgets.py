@@ -179,6 +179,7 @@ class ConfirmDialog(ModalScreen[bool]):
     ConfirmDialog > Vertical {
         width: 60; height: auto; border: thick $warning; background: $panel; padding: 1 2;
     }
+    ConfirmDialog Label { width: 100%; }
     ConfirmDialog Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
     ConfirmDialog Button { margin-left: 2; }
     """
