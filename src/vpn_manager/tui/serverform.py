@@ -232,6 +232,7 @@ class ServerSettingsForm(ServerForm):
     def __init__(self, server: Server) -> None:
         super().__init__()
         self.server = server
+        self._asking = False  # from a save until the question (if any) is answered
 
     def fields(self) -> list[tuple[str, str, str]]:
         protocol = self.server.protocol
@@ -290,13 +291,14 @@ class ServerSettingsForm(ServerForm):
             return errors
 
     def action_save(self) -> None:
-        if self.busy():
+        if self.busy() or self._asking:
             return
         built = self.build()
         if isinstance(built, dict):
             self.show_errors(built)
             return
         self.show_errors({})
+        self._asking = True
         self.run_worker(self._ask_then_save(built), group="server-settings", exit_on_error=False)
 
     async def _ask_then_save(self, change: ServerChange) -> None:
@@ -305,12 +307,15 @@ class ServerSettingsForm(ServerForm):
         try:
             question = await self._new_links_question(change)
         except Failed:
+            self._asking = False
             return
         if question is None:
+            self._asking = False
             await self._save(change)
             return
 
         def answered(yes: bool | None) -> None:
+            self._asking = False
             if yes:
                 self.run_worker(self._save(change), group="server-settings", exit_on_error=False)
             else:
