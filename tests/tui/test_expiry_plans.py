@@ -13,6 +13,7 @@ from tests.tui.conftest import (
     NOW,
     add_users,
     database,
+    free_port,
     make_app,
     open_screen,
     screen_text,
@@ -329,3 +330,50 @@ async def test_no_question_for_a_server_without_users(two_servers: Paths) -> Non
         await settle(pilot)
         assert not isinstance(app.screen, (ServerSettingsForm, ConfirmDialog))
     assert (await server(home, "s1")).port == 18389
+
+
+async def test_a_tls_server_s_sni_is_asked_about_and_changed(home: Paths) -> None:
+    """Trojan: the SNI (its certificate's name) is a setting too, and a new one changes every
+    user's link, as `vpn server set tj --sni` asks."""
+    from vpn_manager.models.server import Protocol, ServerCreate
+    from vpn_manager.services.servers import ServerService
+
+    db = database(home)
+    try:
+        service = ServerService(db, home)
+        create = ServerCreate(
+            name="tj",
+            protocol=Protocol.TROJAN,
+            port=free_port(),
+            listen="127.0.0.1",
+            host="127.0.0.1",
+            sni="vpn.example.org",
+        )
+        await service.install(create)
+        await service.stop("tj")
+    finally:
+        await db.close()
+    await add_users(home, UserCreate(name="alice"))
+    app = make_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.backend.grant(["alice"], ["tj"])
+        await open_screen(pilot, "3")
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, ServerSettingsForm)
+        assert not form.query("#f-dest")
+        assert not form.query("#f-method")
+        sni = form.query_one("#f-sni", Input)
+        assert sni.value == "vpn.example.org"
+        sni.value = "new.example.org"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        assert dialog.question.startswith("With a new SNI, the link of every user of tj (1)")
+        await pilot.press("y")
+        await settle(pilot)
+        assert not isinstance(app.screen, (ServerSettingsForm, ConfirmDialog))
+    assert (await server(home, "tj")).sni == "new.example.org"
+    assert "sni=new.example.org" in await link(home, "alice", "tj")

@@ -15,7 +15,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
 from vpn_manager.errors import VpnError
-from vpn_manager.models.server import Protocol, Server, ServerChange, ServerCreate
+from vpn_manager.models.server import (
+    TLS_PROTOCOLS,
+    Protocol,
+    Server,
+    ServerChange,
+    ServerCreate,
+)
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import ConfirmDialog, ErrorDialog
 from vpn_manager.tui.wording import in_tui_words
@@ -200,29 +206,31 @@ SETTINGS_FIELDS = [
     ("dest", "Dest", "HOST:PORT (default SNI:443)"),
     ("method", "Cipher", "2022-blake3-aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305, …"),
 ]
-# Fields only some protocols have: field -> the protocol.
+# Fields only some protocols have: field -> those protocols.
 ONLY_FOR = {
-    "sni": Protocol.VLESS_REALITY,
-    "dest": Protocol.VLESS_REALITY,
-    "method": Protocol.SHADOWSOCKS,
+    "sni": {Protocol.VLESS_REALITY, *TLS_PROTOCOLS},
+    "dest": {Protocol.VLESS_REALITY},
+    "method": {Protocol.SHADOWSOCKS},
 }
+TLS_SNI = "the name in the certificate"
 
 
 def setting_values(server: Server) -> dict[str, str]:
     return {
         "port": str(server.port),
         "host": server.host,
-        "sni": str(server.settings.get("sni") or ""),
+        "sni": server.sni or "",
         "dest": str(server.settings.get("dest") or ""),
         "method": str(server.settings.get("method") or ""),
     }
 
 
 class ServerSettingsForm(ServerForm):
-    """`vpn server set`: port, client address, (vless-reality) SNI and target, (shadowsocks)
-    cipher. Only what was changed is sent; a change that gives every user a new link (a port,
-    cipher or SNI, as `vpn server set` asks y/N) is confirmed first; the service validates it,
-    restarts a running server on it and rolls back if the engine refuses it."""
+    """`vpn server set`: port, client address, SNI (vless-reality and the TLS protocols),
+    target (vless-reality), cipher (shadowsocks). Only what was changed is sent; a change that
+    gives every user a new link (a port, cipher or SNI, as `vpn server set` asks y/N) is
+    confirmed first; the service validates it, restarts a running server on it and rolls back if
+    the engine refuses it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
@@ -236,7 +244,11 @@ class ServerSettingsForm(ServerForm):
 
     def fields(self) -> list[tuple[str, str, str]]:
         protocol = self.server.protocol
-        return [f for f in SETTINGS_FIELDS if ONLY_FOR.get(f[0], protocol) is protocol]
+        return [
+            (field, label, TLS_SNI if field == "sni" and protocol in TLS_PROTOCOLS else hint)
+            for field, label, hint in SETTINGS_FIELDS
+            if protocol in ONLY_FOR.get(field, {protocol})
+        ]
 
     def compose(self) -> ComposeResult:
         values = setting_values(self.server)
