@@ -135,6 +135,8 @@ async def test_f10_opens_the_menu_and_disable_disables(home: Paths) -> None:
             "Grant access",
             "Revoke access",
             "Reset usage",
+            "Extend",
+            "Give a plan",
             "Disable",
             "Delete",
         ]
@@ -163,7 +165,7 @@ async def test_right_click_opens_the_same_menu_and_delete_deletes(home: Paths) -
         menu = app.screen
         assert isinstance(menu, ContextMenu)
         assert menu.menu_title == "bob"
-        assert menu.query_one(OptionList).option_count == 8
+        assert menu.query_one(OptionList).option_count == 10
         await choose(pilot, "Delete")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("n")  # declined: nothing happens

@@ -186,6 +186,11 @@ class ServerCreate(BaseModel):
         return self
 
 
+# The settings whose change gives every user of a server a new link: asked about first (`vpn
+# server set`, the TUI's server settings).
+LINK_CHANGES = {"port": "a new port", "method": "a new cipher", "sni": "a new SNI"}
+
+
 class ServerChange(BaseModel):
     """What `vpn server set` may change: what install could set, but the protocol and what
     users' credentials are made from. None leaves a value as it is; each engine refuses the
@@ -214,6 +219,13 @@ class ServerChange(BaseModel):
     def given(self) -> dict[str, Any]:
         """The fields that were given (what changes)."""
         return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    def new_links(self) -> list[str]:
+        """What in this change gives every user of the server a new link (the old ones stop
+        working), in words: a new port, cipher or SNI. A new client address may still reach
+        the machine, and a WireGuard .conf with an old DNS still connects, so they are not."""
+        given = self.given()
+        return [words for field, words in LINK_CHANGES.items() if field in given]
 
 
 class Server(BaseModel):

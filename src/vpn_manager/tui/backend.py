@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from vpn_manager.models import UserUpdate
 from vpn_manager.services.root import Services
 from vpn_manager.settings import Paths, Settings
 
 if TYPE_CHECKING:
+    from vpn_manager.models import Plan, User
     from vpn_manager.models.server import Server, ServerChange
     from vpn_manager.services.history import UsageHistory
     from vpn_manager.services.servers import ServerService
@@ -69,6 +71,20 @@ class Backend:
     async def reset_usage(self, names: Sequence[str]) -> None:
         """`vpn user reset-usage`: a new quota period now; over-quota users get back in."""
         await self.services.limits.reset_usage(list(names))
+
+    async def extend(self, names: Sequence[str], span: str) -> list[User]:
+        """`vpn user update NAME… --extend SPAN`: each expiry moved on by `span` from the later
+        of now and the current expiry; a user it lets back in gets in at once."""
+        return await self.users.update_many(list(names), UserUpdate(extend=span))
+
+    async def plans(self) -> list[Plan]:
+        """`vpn plan list`."""
+        return await self.services.plans.list()
+
+    async def give_plan(self, names: Sequence[str], plan: str) -> list[User]:
+        """`vpn user update NAME… --plan PLAN`: the plan's quota, reset period, days and device
+        limit, applied at once."""
+        return await self.users.update_many(list(names), UserUpdate(plan=plan))
 
     async def rotate_keys(self, server: str) -> Server:
         """`vpn server rotate-keys`: every user's link changes."""

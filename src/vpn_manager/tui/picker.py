@@ -1,5 +1,5 @@
-"""A dialog to pick several entries from a list (the servers to grant users access to, or to take
-it away from); dismissed with the names picked, or None."""
+"""Dialogs to pick from a list: several entries (the servers to grant users access to, or to
+take it away from), or one (the plan to give users); dismissed with what was picked, or None."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, SelectionList, Static
+from textual.widgets import Button, Footer, Label, OptionList, SelectionList, Static
+from textual.widgets.option_list import Option
 
 
 class PickDialog(ModalScreen[list[str] | None]):
@@ -22,6 +23,7 @@ class PickDialog(ModalScreen[list[str] | None]):
         width: 70; max-width: 100%; height: auto; max-height: 100%;
         border: thick $accent; background: $panel; padding: 0 1;
     }
+    PickDialog Label { width: 100%; }
     PickDialog SelectionList { height: auto; max-height: 16; margin: 1 0 0 0; }
     PickDialog #pick-message { color: $error; height: auto; }
     PickDialog Horizontal { height: auto; align-horizontal: right; }
@@ -68,6 +70,68 @@ class PickDialog(ModalScreen[list[str] | None]):
             )
             return
         self.dismiss(picked)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChooseDialog(ModalScreen[str | None]):
+    """One entry of a list (the plan to give users): Enter (or a click) on an entry chooses it;
+    dismissed with its name, or None."""
+
+    DEFAULT_CSS = """
+    ChooseDialog { align: center middle; }
+    ChooseDialog > Vertical {
+        width: 70; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $panel; padding: 0 1;
+    }
+    ChooseDialog Label { width: 100%; }
+    ChooseDialog OptionList { height: auto; max-height: 16; margin: 1 0; }
+    ChooseDialog Horizontal { height: auto; align-horizontal: right; }
+    ChooseDialog Button { margin-left: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "done", "Apply"),
+    ]
+
+    def __init__(self, title: str, question: str, choices: list[tuple[str, str]], verb: str):
+        """`choices` are (label, name) pairs; `verb` is the button's word."""
+        super().__init__()
+        self.dialog_title = title
+        self.question = question
+        self.choices = choices
+        self.verb = verb
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.dialog_title
+            yield Label(self.question)
+            yield OptionList(*[Option(label, id=name) for label, name in self.choices])
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button(self.verb, id="done", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        menu = self.query_one(OptionList)
+        menu.highlighted = 0
+        menu.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "done":
+            self.action_done()
+        else:
+            self.dismiss(None)
+
+    def action_done(self) -> None:
+        menu = self.query_one(OptionList)
+        if menu.highlighted is not None:
+            self.dismiss(menu.get_option_at_index(menu.highlighted).id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

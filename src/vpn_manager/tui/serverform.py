@@ -15,9 +15,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
 from vpn_manager.errors import VpnError
-from vpn_manager.models.server import Protocol, Server, ServerChange, ServerCreate
+from vpn_manager.models.server import (
+    TLS_PROTOCOLS,
+    Protocol,
+    Server,
+    ServerChange,
+    ServerCreate,
+)
 from vpn_manager.tui.shell import Failed, Shell
-from vpn_manager.tui.widgets import ErrorDialog
+from vpn_manager.tui.widgets import ConfirmDialog, ErrorDialog
 from vpn_manager.tui.wording import in_tui_words
 
 # (field, label, placeholder) of the install form, after the protocol.
@@ -198,23 +204,33 @@ SETTINGS_FIELDS = [
     ("host", "Client address", "the address in users' links"),
     ("sni", "SNI", "a real site that speaks TLS 1.3"),
     ("dest", "Dest", "HOST:PORT (default SNI:443)"),
+    ("method", "Cipher", "2022-blake3-aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305, …"),
 ]
-REALITY_ONLY = ("sni", "dest")
+# Fields only some protocols have: field -> those protocols.
+ONLY_FOR = {
+    "sni": {Protocol.VLESS_REALITY, *TLS_PROTOCOLS},
+    "dest": {Protocol.VLESS_REALITY},
+    "method": {Protocol.SHADOWSOCKS},
+}
+TLS_SNI = "the name in the certificate"
 
 
 def setting_values(server: Server) -> dict[str, str]:
     return {
         "port": str(server.port),
         "host": server.host,
-        "sni": str(server.settings.get("sni") or ""),
+        "sni": server.sni or "",
         "dest": str(server.settings.get("dest") or ""),
+        "method": str(server.settings.get("method") or ""),
     }
 
 
 class ServerSettingsForm(ServerForm):
-    """`vpn server set`: port, client address and (vless-reality) SNI and target. Only what was
-    changed is sent; the service validates it, restarts a running server on it and rolls back
-    if the engine refuses it."""
+    """`vpn server set`: port, client address, SNI (vless-reality and the TLS protocols),
+    target (vless-reality), cipher (shadowsocks). Only what was changed is sent; a change that
+    gives every user a new link (a port, cipher or SNI, as `vpn server set` asks y/N) is
+    confirmed first; the service validates it, restarts a running server on it and rolls back if
+    the engine refuses it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
@@ -224,10 +240,15 @@ class ServerSettingsForm(ServerForm):
     def __init__(self, server: Server) -> None:
         super().__init__()
         self.server = server
+        self._asking = False  # from a save until the question (if any) is answered
 
     def fields(self) -> list[tuple[str, str, str]]:
-        reality = self.server.protocol is Protocol.VLESS_REALITY
-        return [f for f in SETTINGS_FIELDS if reality or f[0] not in REALITY_ONLY]
+        protocol = self.server.protocol
+        return [
+            (field, label, TLS_SNI if field == "sni" and protocol in TLS_PROTOCOLS else hint)
+            for field, label, hint in SETTINGS_FIELDS
+            if protocol in ONLY_FOR.get(field, {protocol})
+        ]
 
     def compose(self) -> ComposeResult:
         values = setting_values(self.server)
@@ -282,14 +303,53 @@ class ServerSettingsForm(ServerForm):
             return errors
 
     def action_save(self) -> None:
-        if self.busy():
+        if self.busy() or self._asking:
             return
         built = self.build()
         if isinstance(built, dict):
             self.show_errors(built)
             return
         self.show_errors({})
-        self.run_worker(self._save(built), group="server-settings", exit_on_error=False)
+        self._asking = True
+        self.run_worker(self._ask_then_save(built), group="server-settings", exit_on_error=False)
+
+    async def _ask_then_save(self, change: ServerChange) -> None:
+        """Save, after a yes to the question when every user's link would change (as `vpn
+        server set` asks y/N); a no changes nothing and leaves the form open."""
+        try:
+            question = await self._new_links_question(change)
+        except Failed:
+            self._asking = False
+            return
+        if question is None:
+            self._asking = False
+            await self._save(change)
+            return
+
+        def answered(yes: bool | None) -> None:
+            self._asking = False
+            if yes:
+                self.run_worker(self._save(change), group="server-settings", exit_on_error=False)
+            else:
+                self.show_errors({"form": "Nothing was changed."})
+
+        self.app.push_screen(ConfirmDialog(question, "Change links"), answered)
+
+    async def _new_links_question(self, change: ServerChange) -> str | None:
+        """The question to ask before the change gives every user of the server a new link;
+        None when it gives none (or the server has no users)."""
+        what = change.new_links()
+        if not what:
+            return None
+        name = self.server.name
+        server = await self.vpn.attempt(self.vpn.backend.servers.get(name), "Reading")
+        if server.users == 0:
+            return None
+        return (
+            f"With {' and '.join(what)}, the link of every user of {name} ({server.users}) "
+            "changes: the old ones stop working and each user needs the new one (or a "
+            "subscription update). Go ahead?"
+        )
 
     async def _save(self, change: ServerChange) -> None:
         row = self.query_one("#progress-row")

@@ -11,15 +11,15 @@ from typing import Any, ClassVar, cast
 from pydantic import ValidationError
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from vpn_manager.errors import InvalidInput
+from vpn_manager.errors import InvalidInput, VpnError
 from vpn_manager.models import User, UserCreate, UserUpdate
 from vpn_manager.tui.shell import Failed, Shell
-from vpn_manager.tui.widgets import start
-from vpn_manager.tui.wording import in_tui_words
+from vpn_manager.tui.widgets import ErrorDialog, start
+from vpn_manager.tui.wording import in_tui_words, who
 from vpn_manager.units import (
     MOST_DAYS,
     format_size,
@@ -27,6 +27,7 @@ from vpn_manager.units import (
     parse_expiry,
     parse_reset_period,
     parse_size,
+    parse_span,
 )
 
 # (field, label, placeholder): the form's inputs, in order.
@@ -39,6 +40,7 @@ FIELDS = [
     ("expires", "Expires", "2027-01-31, 30d, 12h; empty = never"),
     ("first_use_days", "Expire after first use", "days; empty = off"),
     ("devices", "Devices at once", "empty = unlimited"),
+    ("plan", "Plan", "a name from vpn plan list; fields above win"),
     ("servers", "Servers", "names, comma separated (new users only)"),
 ]
 # Model field -> form field, to put a validation message under the right input.
@@ -52,6 +54,7 @@ MODEL_FIELDS = {
     "expires_at": "expires",
     "expire_after_days": "first_use_days",
     "device_limit": "devices",
+    "plan": "plan",
 }
 
 
@@ -75,6 +78,7 @@ def initial_values(user: User | None, zone: tzinfo) -> dict[str, str]:
         "expires": last_day(user, zone),
         "first_use_days": str(user.expire_after_days or ""),
         "devices": str(user.device_limit or ""),
+        "plan": user.plan or "",
         "servers": ", ".join(user.servers),
     }
 
@@ -203,6 +207,8 @@ class UserForm(ModalScreen[User | None]):
                     errors[field] = in_tui_words(exc.message + (f" {exc.hint}" if exc.hint else ""))
             elif field in ("email", "note"):
                 data[field] = text or None
+            elif field == "plan" and (text or self.user is not None):
+                data["plan"] = text or None  # emptied: the user keeps their limits, not the plan
             elif field == "name":
                 data["name" if self.user is None else "new_name"] = text
         try:
@@ -245,3 +251,99 @@ class UserForm(ModalScreen[User | None]):
             return
         self.vpn.tell_applied()
         self.dismiss(saved)
+
+
+class ExtendForm(ModalScreen[list[User] | None]):
+    """`vpn user update NAME… --extend SPAN`: the span is checked as `--extend` checks it, then
+    given to the same service call; a refusal (a bad span, an expiry past the last day) is one
+    sentence under the field and nothing changes. Dismissed with the users as they are now, or
+    None."""
+
+    DEFAULT_CSS = """
+    ExtendForm { align: center middle; }
+    ExtendForm > Vertical {
+        width: 70; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $panel; padding: 0 1;
+    }
+    ExtendForm > Vertical > Label { width: 100%; }
+    ExtendForm .row { height: auto; margin-top: 1; }
+    ExtendForm .row Label { width: 12; }
+    ExtendForm .row Input { width: 1fr; }
+    ExtendForm #m-extend { color: $error; height: auto; }
+    ExtendForm #buttons { height: auto; align-horizontal: right; }
+    ExtendForm #buttons Button { margin-left: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Extend"),
+    ]
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = names
+        self._saving = False
+
+    @property
+    def vpn(self) -> Shell:
+        return cast("Shell", self.app)
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Extend"
+            yield Label(
+                f"Move the expiry of {who(self.names)} on, from the later of now and their "
+                "expiry, by:"
+            )
+            with Horizontal(classes="row"):
+                yield Label("Extend by")
+                yield Input(placeholder="30d, 2w, 12h", id="f-extend", compact=True)
+            yield Static("", id="m-extend", markup=False)
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Extend", id="save", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#f-extend", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.action_save()
+
+    def action_cancel(self) -> None:
+        if not self._saving:  # once asked, the table is read again when it is done
+            self.dismiss(None)
+
+    def action_save(self) -> None:
+        if not self._saving:  # a second Enter while saving must not extend twice
+            self._saving = True
+            start(self, self._save)
+
+    async def _save(self) -> None:
+        try:
+            await self._save_once()
+        finally:
+            self._saving = False
+
+    async def _save_once(self) -> None:
+        message = self.query_one("#m-extend", Static)
+        span = self.query_one("#f-extend", Input).value.strip()
+        try:
+            if not span:
+                raise InvalidInput("Give a length of time, such as 30d.")
+            parse_span(span)  # its own sentence if it is no span, as `--extend` says it
+            users = await self.vpn.backend.extend(self.names, span)
+        except VpnError as exc:
+            message.update(in_tui_words(exc.message))
+            return
+        except Exception as exc:
+            self.app.push_screen(
+                ErrorDialog("Extending failed", f"Unexpected internal error: {exc!r}", None)
+            )
+            return
+        self.dismiss(users)

@@ -1,6 +1,7 @@
 """Users: a searchable, sortable table; create, edit, enable/disable and delete (with
-confirmation); access to servers granted and revoked and usage reset for the marked users (or
-the one under the cursor); a user's usage, limits, links and QR codes (userdetail.py)."""
+confirmation); access to servers granted and revoked, usage reset, expiry extended and a plan
+given for the marked users (or the one under the cursor); a user's usage, limits, links and QR
+codes (userdetail.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static
 
-from vpn_manager.models import User, UserFilter, UserStatus
-from vpn_manager.tui.picker import PickDialog
+from vpn_manager.models import Plan, User, UserFilter, UserStatus
+from vpn_manager.tui.picker import ChooseDialog, PickDialog
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.userdetail import UserDetail
-from vpn_manager.tui.userform import UserForm, last_day
+from vpn_manager.tui.userform import ExtendForm, UserForm, last_day
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, MenuItem, MenuTable, View, start
+from vpn_manager.tui.wording import who
 from vpn_manager.units import format_size
 
 # A table of every user would take seconds to build with tens of thousands of them; the first
@@ -47,14 +49,23 @@ def user_menu(user: User) -> list[MenuItem]:
         MenuItem("grant", "Grant access"),
         MenuItem("revoke", "Revoke access"),
         MenuItem("reset_usage", "Reset usage"),
+        MenuItem("extend", "Extend"),
+        MenuItem("plan", "Give a plan"),
         toggle,
         MenuItem("delete", "Delete"),
     ]
 
 
-def who(names: list[str]) -> str:
-    """Users named in a sentence: a few by name, more by number."""
-    return ", ".join(names) if len(names) <= 3 else f"{len(names)} users"
+def plan_label(plan: Plan) -> str:
+    """A plan in the picker: its name and the limits it gives, as `vpn plan list` shows them."""
+    quota = format_size(plan.quota_bytes) if plan.quota_bytes else "unlimited"
+    every = plan.reset_period
+    period = (
+        "" if every == "never" else f" (resets {every if every.isalpha() else 'every ' + every})"
+    )
+    days = f"{plan.days} days" if plan.days else "no expiry"
+    devices = f"{plan.device_limit} devices" if plan.device_limit else "any devices"
+    return f"{plan.name}: {quota}{period}, {days}, {devices}"
 
 
 def sort_key(user: User, column: str) -> Any:
@@ -80,12 +91,14 @@ class UsersView(View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
-        Binding("d", "toggle_status", "Disable/enable"),
+        Binding("d", "toggle_status", "En/disable"),
         Binding("delete", "delete", "Delete"),
         Binding("space", "mark", "Mark"),
         Binding("g", "grant", "Grant"),
         Binding("r", "revoke", "Revoke"),
-        Binding("u", "reset_usage", "Reset usage"),
+        Binding("u", "reset_usage", "Reset"),
+        Binding("x", "extend", "Extend"),
+        Binding("p", "plan", "Plan"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("s", "sort", "Sort"),
     ]
@@ -171,8 +184,8 @@ class UsersView(View):
             note = "No users yet: press n to add one."
         if self.marked:
             note = (
-                f"{len(self.marked)} marked (g grant, r revoke, u reset usage act on them; "
-                f"space unmarks). {note}"
+                f"{len(self.marked)} marked (g grant, r revoke, u reset usage, x extend, p plan "
+                f"act on them; space unmarks). {note}"
             )
         self.query_one("#users-status", Static).update(note)
 
@@ -205,8 +218,8 @@ class UsersView(View):
         return self.users.get(key) if key else None
 
     def targets(self) -> list[str]:
-        """Who grant, revoke and reset usage act on: the marked users, else the one under the
-        cursor."""
+        """Who grant, revoke, reset usage, extend and plan act on: the marked users, else the one
+        under the cursor."""
         if self.marked:
             return sorted(self.marked)
         user = self.selected()
@@ -320,6 +333,57 @@ class UsersView(View):
         self.app.notify(f"Reset the usage of {who(names)}.")
         self._done()
 
+    def action_extend(self) -> None:
+        if not (names := self.targets()):
+            return
+
+        def extended(users: list[User] | None) -> None:
+            if users:
+                zone = self.vpn.backend.settings.zone
+                days = {last_day(u, zone) for u in users}
+                note = f"Extended the expiry of {who(names)}"
+                self.app.notify(
+                    f"{note}: the last day is now {days.pop()}." if len(days) == 1 else f"{note}."
+                )
+                self._done()
+
+        self.app.push_screen(ExtendForm(names), extended)
+
+    def action_plan(self) -> None:
+        if names := self.targets():
+            start(self, partial(self._pick_plan, names))
+
+    async def _pick_plan(self, names: list[str]) -> None:
+        try:
+            plans = await self.vpn.attempt(self.vpn.backend.plans(), "Listing plans")
+        except Failed:
+            return
+        if not plans:
+            self.app.notify(
+                "No plans yet: make one with `vpn plan add` (a quota, period, days, devices).",
+                severity="warning",
+            )
+            return
+
+        def picked(plan: str | None) -> None:
+            if plan:
+                self._run(self._give_plan(names, plan))
+
+        question = (
+            f"Give {who(names)} the plan (its quota, reset period, days and device limit; the "
+            "days count from the later of now and their expiry):"
+        )
+        choices = [(plan_label(plan), plan.name) for plan in plans]
+        self.app.push_screen(ChooseDialog("Give a plan", question, choices, "Give"), picked)
+
+    async def _give_plan(self, names: list[str], plan: str) -> None:
+        try:
+            await self.vpn.attempt(self.vpn.backend.give_plan(names, plan), "Giving the plan")
+        except Failed:
+            return
+        self.app.notify(f"Gave {who(names)} the plan {plan}.")
+        self._done()
+
     def _done(self) -> None:
         """After a change to the marked users: how it reached the servers, marks cleared."""
         self.vpn.tell_applied()
@@ -418,7 +482,7 @@ class UsersView(View):
                 self.confirm_status(user, enable=action == "enable")
             elif action == "delete":
                 self.action_delete()
-            elif action in ("grant", "revoke", "reset_usage"):
+            elif action in ("grant", "revoke", "reset_usage", "extend", "plan"):
                 getattr(self, f"action_{action}")()
 
         self.app.push_screen(ContextMenu(user.name, user_menu(user), event.at), chosen)

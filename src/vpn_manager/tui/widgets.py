@@ -179,6 +179,7 @@ class ConfirmDialog(ModalScreen[bool]):
     ConfirmDialog > Vertical {
         width: 60; height: auto; border: thick $warning; background: $panel; padding: 1 2;
     }
+    ConfirmDialog Label { width: 100%; }
     ConfirmDialog Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
     ConfirmDialog Button { margin-left: 2; }
     """
@@ -250,10 +251,12 @@ Screens     1 dashboard  2 users  3 servers  4 logs  5 settings
 Everywhere  t light/dark theme (remembered)   ? this help   Esc leave a field   q quit
 Tables      F10 or right-click: the row's menu   Enter: open the row
 Users       n new   e edit   Enter view (links, QR)   d disable/enable   Del delete
-            space mark   g grant   r revoke   u reset usage: the marked, else this row
+            space mark   g grant   r revoke   u reset usage   x extend   p plan:
+            the marked users, else this row
             / search   s sort by the next column (or click a header)
 Servers     i install   Enter stats and logs   s start/stop   r restart   Del remove
-            e settings (port, address, SNI)   k rotate keys (every link changes)
+            e settings (port, address, SNI, cipher)   k rotate keys
+            (a new port, SNI, cipher or keys change every user's link: asked first)
 Logs        / search   l level   f follow   x export to a file   c clear
 Settings    change a value, then ctrl+s: checked before config.toml is written
 Forms       ctrl+s or Enter saves, Esc cancels (the footer shows a form's keys)

@@ -53,3 +53,8 @@ def in_tui_words(text: str) -> str:
 
     text = _FLAG.sub(label, text)
     return text[:1].upper() + text[1:]
+
+
+def who(names: list[str]) -> str:
+    """Users named in a sentence: a few by name, more by number."""
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} users"

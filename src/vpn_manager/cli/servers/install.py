@@ -292,11 +292,8 @@ def set_server(
             "Nothing to change.", hint="Give one of the options in `vpn server set --help`."
         )
     context = app_context(ctx)
-    # Old links stop working with a new port, cipher or REALITY name: ask (a new --host may
-    # still reach this machine; a WireGuard .conf with an old DNS still connects).
-    breaking = {"port": "a new port", "method": "a new cipher", "sni": "a new SNI"}
-    what = [words for field, words in breaking.items() if field in change.given()]
-    if what:
+    # Old links stop working with a new port, cipher or SNI: ask (ServerChange.new_links).
+    if what := change.new_links():
         _confirm_new_links(context, name, yes, " and ".join(what))
     changed = context.servers(lambda s: s.update(name, change))
     show(ctx, changed.server, output_format)
