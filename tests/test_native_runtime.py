@@ -89,3 +89,24 @@ def test_follow_files_gives_the_end_then_new_lines(tmp_path: Path) -> None:
     with engine_log.open("a") as handle:
         handle.write("ve\n")
     assert next(lines) == "five"
+
+
+def test_logs_an_earlier_version_left_readable_are_made_private_at_start(tmp_path: Path) -> None:
+    """Access logs hold clients' addresses: a start tightens what an older version left 0644
+    (and a 0755 logs directory), so other local users cannot read them."""
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o755)
+    os.chmod(logs, 0o755)
+    old = {logs / "s1.log", logs / "s1.access.log", logs / "other.error.log"}
+    for path in old:
+        path.write_text("203.0.113.7 accepted\n")
+        os.chmod(path, 0o644)
+    runtime = NativeRuntime(tmp_path / "run", logs)
+    try:
+        asyncio.run(runtime.start(launch(tmp_path, runtime)))
+    finally:
+        asyncio.run(runtime.stop("s1"))
+    assert logs.stat().st_mode & 0o777 == 0o700
+    for path in old:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+        assert path.read_text().startswith("203.0.113.7"), "nothing is lost"

@@ -73,6 +73,7 @@ class NativeRuntime:
             return state.pid
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private(self.logs_dir)
         pid_file = self.pid_file(launch.server)
         pid_file.unlink(missing_ok=True)
         argv = [
@@ -86,6 +87,7 @@ class NativeRuntime:
         ]
         log_fd = os.open(launch.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            os.fchmod(log_fd, 0o600)  # a log an earlier version left readable to everyone
             child = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -263,3 +265,15 @@ def _started_at(pid: int) -> datetime | None:
         return datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC)
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+
+
+def _private(logs: Path) -> None:
+    """The logs directory 0700 and every log in it 0600 (access logs hold clients' addresses):
+    earlier versions left them readable to everyone, and an engine appends to what is there."""
+    with contextlib.suppress(OSError):
+        os.chmod(logs, 0o700)
+    with contextlib.suppress(OSError):
+        for log in logs.iterdir():
+            if log.is_file() and not log.is_symlink() and log.stat().st_mode & 0o077:
+                with contextlib.suppress(OSError):
+                    os.chmod(log, 0o600)
