@@ -154,7 +154,7 @@ class DockerRuntime(Containers):
         probed)."""
         found = await asyncio.to_thread(self._reached, spec, where)
         if self.remote:
-            ends = engine_for(found.protocol).control_ports(found)
+            ends = engine_for(found.engine).control_ports(found)
             if not await guard.protected(self.home, spec.name, ends):
                 warning = await guard.protect(self.home, spec.name, ends)
                 if warning:

@@ -273,7 +273,7 @@ class ServerUsers:
         """What the user's link to the server is written from, named with its label (USER@SERVER
         or the settings' links.label) for the client app to show."""
         client = Client(user_id, user_name, dict(secret))
-        data = self.ctx.engine_for(spec.protocol, None).link_data(spec, client)
+        data = self.ctx.engine_for(spec.engine, None).link_data(spec, client)
         return replace(data, name=link_label(user_name, spec.name, self.ctx.link_label))
 
     async def client_config(

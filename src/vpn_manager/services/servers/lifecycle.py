@@ -63,6 +63,7 @@ class Lifecycle:
         container = ContainerInfo.model_validate(info) if info else None
         return ServerStatus(
             name=name,
+            engine=spec.engine,
             desired=desired,
             running=state.running,
             healthy=bool(health and health.healthy),
@@ -139,7 +140,7 @@ class Lifecycle:
         spec = await self.ctx.spec(name)
         files = self.ctx.files(name)
         also = [files.error_log, files.access_log]
-        own = self.ctx.engine_for(spec.protocol, None).own_log_line
+        own = self.ctx.engine_for(spec.engine, None).own_log_line
         wanted = lines
         while True:  # our own lines left out, read further back until `lines` remain
             found = await asyncio.to_thread(self.ctx.runtime_of(spec).logs, name, wanted, also)
@@ -159,7 +160,7 @@ class Lifecycle:
         spec = await self.ctx.spec(name)
         files = self.ctx.files(name)
         found = self.ctx.runtime_of(spec).follow(name, lines, [files.error_log, files.access_log])
-        own = self.ctx.engine_for(spec.protocol, None).own_log_line
+        own = self.ctx.engine_for(spec.engine, None).own_log_line
         return (line for line in found if not own(line))
 
     async def start(self, name: str) -> ServerStatus:
