@@ -76,7 +76,7 @@ def backend_port() -> Iterator[int]:
         yield port
 
 
-@pytest.mark.parametrize(("protocol", "network", "security"), CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize(("protocol", "network", "security"), CASES, ids=str)
 def test_a_client_moves_bytes(
     home: Vpn,
     backend_port: int,
@@ -89,3 +89,49 @@ def test_a_client_moves_bytes(
     with stream_client(outbound(home, "alice", server), tmp_path) as socks:
         url = f"http://127.0.0.1:{backend_port}/bytes/50000"
         assert curl_via(socks, url) == "x" * 50_000
+
+
+def pid_of(vpn: Vpn, server: str) -> int:
+    status = vpn.json("server", "status", server)
+    assert isinstance(status, dict)
+    assert status["healthy"], status
+    assert status["engine"] == "xray", status
+    return int(status["pid"])
+
+
+@pytest.mark.parametrize(("protocol", "network"), [("trojan", Network.WS), ("vmess", Network.GRPC)])
+def test_live_add_and_disable_leave_other_users_alone(
+    vpn: Vpn, backend: int, tmp_path: Path, protocol: str, network: Network
+) -> None:
+    vpn.ok(*install_args(protocol, network, Security.TLS, 0))
+    server = name_of(protocol, network, Security.TLS)
+    vpn.ok("user", "add", "alice", "--server", server)
+    pid = pid_of(vpn, server)
+    page = f"http://127.0.0.1:{backend}/"
+    with stream_client(outbound(vpn, "alice", server), tmp_path / "alice") as alice:
+        assert curl_via(alice, page) == BACKEND_PAGE.decode()
+        stream = Stream(alice, backend)
+        try:
+            assert stream.flowing(), "alice's download does not flow"
+            vpn.ok("user", "add", "bob", "--server", server)
+            assert pid_of(vpn, server) == pid, "adding a user restarted the engine"
+            assert stream.flowing(), "adding bob disturbed alice's open connection"
+            with stream_client(outbound(vpn, "bob", server), tmp_path / "bob") as bob:
+                assert curl_via(bob, page, attempts_for=5) == BACKEND_PAGE.decode()
+                bob_stream = Stream(bob, backend)
+                try:
+                    assert bob_stream.flowing()
+                    vpn.ok("user", "disable", "alice")
+                    deadline = time.monotonic() + 5
+                    while stream.ended is None and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    assert stream.ended is not None, "alice's open stream still carries traffic"
+                    assert curl_fails(alice, page)
+                    assert bob_stream.flowing(), "disabling alice cut bob too"
+                    assert pid_of(vpn, server) == pid
+                finally:
+                    bob_stream.close()
+            vpn.ok("user", "enable", "alice")
+            assert curl_via(alice, page) == BACKEND_PAGE.decode()
+        finally:
+            stream.close()
