@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from vpn_manager.engines.stored import Secret, Stored
 from vpn_manager.engines.tls import Certificate
+from vpn_manager.errors import StorageError
 from vpn_manager.specs import Client, ServerSpec
 
 
@@ -44,7 +45,18 @@ class XraySettings(Stored):
 
     @classmethod
     def of(cls, spec: ServerSpec) -> XraySettings:
-        return cls.of_dict(spec.settings, spec.name)
+        settings = cls.of_dict(spec.settings, spec.name)
+        # What a REALITY server cannot run without, and a TLS one its certificate: refused as
+        # a missing key would be.
+        needed = ("sni", "dest", "public_key", "short_ids") if settings.reality else ("tls",)
+        for name in needed:
+            if getattr(settings, name) is None:
+                raise StorageError(
+                    f"The stored settings of server {spec.name!r} lack {name!r}.",
+                    hint="The database was changed by hand or by another tool; "
+                    "install the server again.",
+                )
+        return settings
 
     @property
     def transport(self) -> str:
