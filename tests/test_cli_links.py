@@ -32,7 +32,7 @@ def add_stopped_servers(home: Path, servers: tuple[tuple[str, str, int], ...]) -
     """Server rows with the keys their engines make, stopped (`desired`), in the home's database."""
     from vpn_manager import storage
     from vpn_manager.engines.ports import free_port
-    from vpn_manager.engines.registry import engine_for
+    from vpn_manager.engines.registry import engine_for, engine_of_new
     from vpn_manager.models.server import ServerCreate
     from vpn_manager.services.root import Services
     from vpn_manager.settings import Paths, Settings
@@ -45,7 +45,7 @@ def add_stopped_servers(home: Path, servers: tuple[tuple[str, str, int], ...]) -
                 create = ServerCreate(
                     name=name, protocol=protocol, port=port, listen="127.0.0.1", host=HOST
                 )
-                engine = engine_for(create.protocol, None)
+                engine = engine_for(engine_of_new(create.protocol), None)
                 keys = services.servers.keys_dir(name)
                 keys.mkdir(parents=True, mode=0o700)
                 settings, secret = engine.new_server(create, free_port, keys)

@@ -114,10 +114,12 @@ def test_the_control_ports_are_declared_by_the_model_and_moved_only_there() -> N
     assert WireGuardSettings.of_dict(WIREGUARD).control_ports() == []
     assert XraySettings.of_dict(XRAY).control_ports() == [10085]
     # Read without the rest of the row (an old or partial one).
-    assert control_ports_of("sing-box", {"api_port": 1, "ssm_port": 2}) == [1, 2]
-    assert control_ports_of("sing-box", {"api_port": "3"}) == [3]
-    assert control_ports_of("wireguard-go", {}) == []
-    assert control_ports_of("xray", {"api_port": 4}) == [4]
+    assert control_ports_of("sing-box", "shadowsocks", {"api_port": 1, "ssm_port": 2}) == [1, 2]
+    assert control_ports_of("sing-box", "socks5", {"api_port": "3"}) == [3]
+    assert control_ports_of("wireguard-go", "wireguard", {}) == []
+    assert control_ports_of("xray", "trojan", {"api_port": 4}) == [4]
+    # A row naming an engine this version does not know: its protocol's engine for new servers.
+    assert control_ports_of("wireguard", "wireguard", {}) == []
 
 
 class _Tunnel:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,7 +178,7 @@ REALITY = {
     "fingerprint": "chrome",
 }
 # (protocol, the settings beyond api_port that install stores), one golden file each.
-STREAMS = {
+STREAMS: dict[str, tuple[str, dict[str, Any]]] = {
     "vless-raw-tls": ("vless", {"network": "raw", "security": "tls", "tls": CERT}),
     "vless-xhttp-reality": (
         "vless",
@@ -218,8 +219,8 @@ STREAM_CLIENTS = [
 
 
 def stream_spec(case: str) -> ServerSpec:
-    protocol, settings = STREAMS[case]
-    settings = {"api_port": 10085, **settings}
+    protocol, stored = STREAMS[case]
+    settings: dict[str, Any] = {"api_port": 10085, **stored}
     if settings["security"] == "tls":
         settings.setdefault("tls", CERT)
     secret = {"private_key": PRIVATE} if settings["security"] == "reality" else {}

@@ -82,6 +82,14 @@ def engine_of_new(protocol: str) -> str:
         raise InvalidInput(f"Unknown protocol {protocol!r}.", hint=f"Known: {known}.") from None
 
 
+def engine_name(spec: ServerSpec | None = None, *, engine: str = "", protocol: str = "") -> str:
+    """The engine a server runs on: the one its row names, or (a row that names none this
+    version knows, or a spec made by hand) the one a new server of its protocol gets."""
+    if spec is not None:
+        engine, protocol = spec.engine, spec.protocol
+    return engine if engine in ENGINES else engine_of_new(protocol)
+
+
 def _registered(engine: str) -> Registered:
     try:
         return ENGINES[engine]
@@ -100,11 +108,11 @@ def engine_for(engine: str, commands: Commands | None = None) -> Engine:
 
 def settings_of(spec: ServerSpec) -> Stored:
     """The server's stored settings as its engine's typed model."""
-    engine = spec.engine or engine_of_new(spec.protocol)  # a spec made by hand (tests)
-    return _registered(engine).settings.of_dict(spec.settings, spec.name)
+    return _registered(engine_name(spec)).settings.of_dict(spec.settings, spec.name)
 
 
-def control_ports_of(engine: str, settings: Mapping[str, object]) -> list[int]:
+def control_ports_of(engine: str, protocol: str, settings: Mapping[str, object]) -> list[int]:
     """The control ports a server's stored settings declare (whether or not its engine serves
     them on TCP now)."""
-    return _registered(engine).settings.control_ports_in(settings)
+    name = engine_name(engine=engine, protocol=protocol)
+    return _registered(name).settings.control_ports_in(settings)

@@ -219,10 +219,10 @@ class ServerCreate(BaseModel):
             raise ValueError("--outline applies to shadowsocks only")
         self._fits_stream()
         if self.reality and not self.sni:
-            raise ValueError(
-                f"{protocol.value} with REALITY needs --sni, the name of the site clients "
-                "pretend to visit"
-            )
+            what = protocol.value
+            if protocol is not Protocol.VLESS_REALITY:
+                what += " with REALITY"
+            raise ValueError(f"{what} needs --sni, the name of the site clients pretend to visit")
         if not self.reality and self.dest:
             raise ValueError("--dest applies to REALITY servers only")
         if protocol is not Protocol.SHADOWSOCKS and (self.method or self.password):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from vpn_manager import storage
 from vpn_manager.engines.base import Engine, Files
-from vpn_manager.engines.registry import engine_for
+from vpn_manager.engines.registry import engine_for, engine_name
 from vpn_manager.errors import EngineError, InvalidInput, VpnError
 from vpn_manager.labels import DEFAULT_TEMPLATE
 from vpn_manager.paths import Paths, entry
@@ -129,7 +129,7 @@ class ServerContext:
     def engine(self, spec: ServerSpec) -> Engine:
         """The server's engine, running its helper commands (WireGuard's `ip`, `wg`, `nft`)
         where the server runs: on this machine, or inside its container."""
-        return self.engine_for(spec.engine, self.runtime_of(spec).commands(spec.name))
+        return self.engine_for(engine_name(spec), self.runtime_of(spec).commands(spec.name))
 
     def state_of(self, row: ServerRow) -> ProcessState:
         """Is a server's engine running, wherever it runs (for the service and metrics)."""
