@@ -288,3 +288,62 @@ def test_link_data_of_a_stream_server() -> None:
     assert trojan.tls is None
     old = XrayEngine().link_data(spec(False), CLIENTS[0])  # vless-reality, stored as before
     assert (old.format, old.stream, old.tls) == ("vless", Stream(), None)
+
+
+def test_new_stream_server_its_keys_and_changes(tmp_path: Path) -> None:
+    """What install stores for a Trojan+WS+TLS and a VLESS+gRPC+REALITY server; rotate-keys
+    and `server set` on a TLS one (a new self-signed certificate; REALITY options refused)."""
+    from vpn_manager.errors import InvalidInput
+    from vpn_manager.models.server import ServerChange, ServerCreate
+
+    engine = XrayEngine()
+    create = ServerCreate.model_validate(
+        {"name": "tw", "protocol": "trojan", "port": 8443, "transport": "ws", "sni": "vpn.test"}
+    )
+    settings, secret = engine.new_server(create, lambda: 10085, tmp_path / "tw")
+    assert secret == {}
+    assert (settings["network"], settings["security"]) == ("ws", "tls")
+    assert settings["path"].startswith("/")
+    assert len(settings["path"]) == 17  # a random one: nothing guesses it
+    assert settings["tls"]["self_signed"] is True
+    assert settings["tls"]["server_name"] == "vpn.test"
+    assert "sni" not in settings
+    assert "short_ids" not in settings
+    tw = ServerSpec("tw", "trojan", "0.0.0.0", 8443, "cdn.test", settings, secret)
+    assert engine.advice(tw) == []
+    assert set(engine.new_credential(tw)) == {"password"}
+    with pytest.raises(InvalidInput, match="--password is for proxies"):
+        engine.new_credential(tw, password="x")
+    rotated, _ = engine.rotate_keys(tw)
+    assert rotated["tls"]["cert_sha256"] != settings["tls"]["cert_sha256"]
+    changed = engine.change(tw, ServerChange(sni="new.test"), tmp_path / "tw")
+    assert changed.settings["tls"]["server_name"] == "new.test"
+    assert changed.settings["tls"]["cert_file"] != settings["tls"]["cert_file"]
+    with pytest.raises(InvalidInput, match="--dest does not apply"):
+        engine.change(tw, ServerChange(dest="a.test:443"), tmp_path / "tw")
+
+    grpc = ServerCreate.model_validate(
+        {
+            "name": "vg",
+            "protocol": "vless",
+            "port": 443,
+            "transport": "grpc",
+            "security": "reality",
+            "sni": "www.example.com",
+        }
+    )
+    settings, secret = engine.new_server(grpc, lambda: 10086, tmp_path / "vg")
+    assert set(secret) == {"private_key"}
+    assert settings["dest"] == "www.example.com:443"
+    assert len(settings["service_name"]) == 16
+    assert "tls" not in settings
+    assert "path" not in settings
+    vg = ServerSpec("vg", "vless", "0.0.0.0", 443, "vpn.test", settings, secret)
+    assert set(engine.new_credential(vg)) == {"uuid"}
+    assert config_flow(vg) == ""  # no XTLS Vision over gRPC
+
+
+def config_flow(spec: ServerSpec) -> str:
+    from vpn_manager.engines.xray.config import flow
+
+    return flow(spec)

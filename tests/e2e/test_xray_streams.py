@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vpn]:
     root = tmp_path_factory.mktemp("streams")
     vpn = Vpn(root / "home")
     try:
-        with tls13_site(root, SNI) as site:
-            for case in CASES:
-                vpn.ok(*install_args(*case, site))
+        with tls13_site(root, SNI) as site, ThreadPoolExecutor(2) as pool:
+            # Two at a time (commands on one home may run at once): the installs are most of
+            # the time this module takes.
+            list(pool.map(lambda case: vpn.ok(*install_args(*case, site)), CASES))
             servers = [arg for case in CASES for arg in ("--server", name_of(*case))]
             vpn.ok("user", "add", "alice", *servers)
             yield vpn
@@ -121,6 +123,12 @@ def test_live_add_and_disable_leave_other_users_alone(
                 bob_stream = Stream(bob, backend)
                 try:
                     assert bob_stream.flowing()
+                    # Per-user counters (StatsService): each user's bytes under their name.
+                    usage = vpn.json("server", "usage", server)
+                    assert isinstance(usage, list)
+                    down = {row["name"]: row["download_bytes"] for row in usage}
+                    assert down["alice"] > 100_000, usage
+                    assert down["bob"] > 0, usage
                     vpn.ok("user", "disable", "alice")
                     deadline = time.monotonic() + 5
                     while stream.ended is None and time.monotonic() < deadline:
