@@ -64,7 +64,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vpn]:
         with tls13_site(root, SNI) as site, ThreadPoolExecutor(2) as pool:
             # Two at a time (commands on one home may run at once): the installs are most of
             # the time this module takes.
-            list(pool.map(lambda case: vpn.ok(*install_args(*case, site)), CASES))
+            list(pool.map(lambda c: vpn.ok(*install_args(c[0], c[1], c[2], site)), CASES))
             servers = [arg for case in CASES for arg in ("--server", name_of(*case))]
             vpn.ok("user", "add", "alice", *servers)
             yield vpn
