@@ -222,7 +222,7 @@ class ServerCreate(BaseModel):
             what = protocol.value
             if protocol is not Protocol.VLESS_REALITY:
                 what += " with REALITY"
-            raise ValueError(f"{what} needs --sni, the name of the site clients pretend to visit")
+            raise ValueError(f"{what} needs --sni, the TLS name clients present")
         if not self.reality and self.dest:
             raise ValueError("--dest applies to REALITY servers only")
         if protocol is not Protocol.SHADOWSOCKS and (self.method or self.password):
