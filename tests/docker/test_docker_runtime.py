@@ -419,8 +419,8 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
     dvpn.env["VPN_RUNTIME"] = "docker"
     dvpn.env["VPN_DOCKER__IMAGES__SING_BOX"] = dvpn.image
     port = free_port()
-    dvpn.ok("server", "install", "hysteria2", "--name", "d", "--port", str(port), "--sni", "vpn.test",
-            "--listen", "127.0.0.1")  # fmt: skip
+    dvpn.ok("server", "install", "hysteria2", "--name", "d", "--port", str(port),
+            "--sni", "vpn.test", "--listen", "127.0.0.1")  # fmt: skip
     servers = dvpn.json("server", "list")
     assert isinstance(servers, list)
     d = next(s for s in servers if s["name"] == "d")
