@@ -37,7 +37,7 @@ def add_stopped_servers(
     `options` are install's further fields, for every server."""
     from vpn_manager import storage
     from vpn_manager.engines.ports import free_port
-    from vpn_manager.engines.registry import engine_for
+    from vpn_manager.engines.registry import engine_for, engine_of_new
     from vpn_manager.models.server import ServerCreate
     from vpn_manager.services.root import Services
     from vpn_manager.settings import Paths, Settings
@@ -55,7 +55,7 @@ def add_stopped_servers(
                     host=HOST,
                     **(options or {}),
                 )
-                engine = engine_for(create.protocol, None)
+                engine = engine_for(engine_of_new(create.protocol), None)
                 keys = services.servers.keys_dir(name)
                 keys.mkdir(parents=True, mode=0o700)
                 settings, secret = engine.new_server(create, free_port, keys)

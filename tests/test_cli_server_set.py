@@ -21,7 +21,7 @@ from tests.cli_helpers import (
     stop_engines,
     table_rows,
 )
-from vpn_manager.engines.singbox import tls
+from vpn_manager.engines import tls
 from vpn_manager.engines.singbox.secrets import SS_METHODS
 
 

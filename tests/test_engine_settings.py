@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from vpn_manager.engines.base import Files
-from vpn_manager.engines.registry import ENGINES, control_ports_of, engine_for, settings_of
+from vpn_manager.engines.registry import (
+    ENGINES,
+    NEW_SERVERS,
+    control_ports_of,
+    engine_for,
+    engine_of_new,
+    settings_of,
+)
 from vpn_manager.engines.singbox.protocols import PROTOCOLS, ROWS, protocol_row
 from vpn_manager.engines.singbox.settings import SingBoxCredential, SingBoxSecret, SingBoxSettings
 from vpn_manager.engines.wireguard.settings import Peer, WireGuardSettings
@@ -38,6 +45,7 @@ SHADOWSOCKS = {
     "method": "aes-256-gcm",
     "ssm_port": 10086,
 }
+TLS = {"server_name": "vpn.example.org", "cert_file": "c", "key_file": "k"}
 WIREGUARD = {"interface": "wgabc123", "subnet": "10.13.13.0/24", "subnet6": None, "public_key": "k"}
 
 
@@ -62,7 +70,7 @@ def test_a_stored_dict_round_trips_unchanged_with_keys_this_version_does_not_kno
 def test_a_field_the_stored_dict_left_out_stays_out_unless_it_changes() -> None:
     minimal = {k: v for k, v in XRAY.items() if k not in ("fingerprint", "allow_private")}
     settings = XraySettings.of_dict(minimal)
-    assert (settings.fingerprint, settings.allow_private) == ("chrome", False)
+    assert (settings.fingerprint, settings.allow_private) == (None, False)  # links: chrome
     rotated = dataclasses.replace(settings, public_key="new")
     assert rotated.to_dict() == minimal | {"public_key": "new"}
     assert dataclasses.replace(settings, allow_private=True).to_dict()["allow_private"] is True
@@ -106,9 +114,12 @@ def test_the_control_ports_are_declared_by_the_model_and_moved_only_there() -> N
     assert WireGuardSettings.of_dict(WIREGUARD).control_ports() == []
     assert XraySettings.of_dict(XRAY).control_ports() == [10085]
     # Read without the rest of the row (an old or partial one).
-    assert control_ports_of("shadowsocks", {"api_port": 1, "ssm_port": 2}) == [1, 2]
-    assert control_ports_of("socks5", {"api_port": "3"}) == [3]
-    assert control_ports_of("wireguard", {}) == []
+    assert control_ports_of("sing-box", "shadowsocks", {"api_port": 1, "ssm_port": 2}) == [1, 2]
+    assert control_ports_of("sing-box", "socks5", {"api_port": "3"}) == [3]
+    assert control_ports_of("wireguard-go", "wireguard", {}) == []
+    assert control_ports_of("xray", "trojan", {"api_port": 4}) == [4]
+    # A row naming an engine this version does not know: its protocol's engine for new servers.
+    assert control_ports_of("wireguard", "wireguard", {}) == []
 
 
 class _Tunnel:
@@ -144,13 +155,23 @@ def test_a_remote_servers_control_ports_are_swapped_for_the_tunnels_ends(tmp_pat
 
 
 def test_the_registry_has_every_protocol_and_refuses_others() -> None:
-    assert set(ENGINES) == set(Protocol)
-    assert engine_for("vless-reality").name == "xray"
-    assert engine_for("wireguard").name == "wireguard-go"
-    assert {engine_for(p).name for p in PROTOCOLS} == {"sing-box"}
-    assert isinstance(settings_of(spec("trojan", {"api_port": 1})), SingBoxSettings)
+    """Engines by the name a server row keeps; a new server's engine by its protocol: Trojan
+    and VMess now on Xray, the other sing-box protocols still on sing-box."""
+    assert set(NEW_SERVERS) == set(Protocol)
+    assert {name: engine_for(name).name for name in ENGINES} == {n: n for n in ENGINES}
+    assert engine_of_new("vless-reality") == engine_of_new("vless") == "xray"
+    assert engine_of_new("trojan") == engine_of_new("vmess") == "xray"
+    assert engine_of_new("wireguard") == "wireguard-go"
+    assert {engine_of_new(p) for p in set(PROTOCOLS) - {"trojan", "vmess"}} == {"sing-box"}
+    # A Trojan server stored with engine sing-box (installed by an older version) keeps it.
+    old = dataclasses.replace(spec("trojan", {"api_port": 1}), engine="sing-box")
+    assert isinstance(settings_of(old), SingBoxSettings)
+    new = dataclasses.replace(old, engine="xray", settings={"api_port": 1, "tls": TLS})
+    assert isinstance(settings_of(new), XraySettings)
     with pytest.raises(InvalidInput, match="Unknown protocol 'ftp'"):
-        engine_for("ftp")
+        engine_of_new("ftp")
+    with pytest.raises(InvalidInput, match="Unknown engine 'v2ray'"):
+        engine_for("v2ray")
 
 
 def test_the_singbox_table_agrees_with_the_protocol_kinds() -> None:
@@ -167,11 +188,12 @@ def test_the_singbox_table_agrees_with_the_protocol_kinds() -> None:
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name)
 def test_each_rows_credential_has_its_shape(row: Any) -> None:
     """What the secret generator makes is what the inbound lists and the link carries."""
-    engine = engine_for(row.name)
+    engine = engine_for("sing-box")
     stored = {"api_port": 1, "method": "aes-256-gcm", "ssm_port": 2} if row.managed else {}
     if row.tls:
-        stored["tls"] = {"server_name": "vpn.example.org", "cert_file": "c", "key_file": "k"}
+        stored["tls"] = TLS
     server = spec(row.name, {"api_port": 1} | stored, {"api_secret": "s"})
+    server = dataclasses.replace(server, engine="sing-box")
     credential = engine.new_credential(server)
     expected = {
         "password": {"password"},

@@ -50,6 +50,8 @@ XRAY_USED = [
     ("common.protocol.user_pb2", ["User"]),
     ("common.serial.typed_message_pb2", ["TypedMessage"]),
     ("proxy.vless.account_pb2", ["Account"]),
+    ("proxy.vmess.account_pb2", ["Account"]),
+    ("proxy.trojan.config_pb2", ["Account"]),
 ]
 SINGBOX_USED = [
     (

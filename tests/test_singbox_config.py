@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 
 from tests.golden_files import GOLDEN_DIR, assert_golden
+from vpn_manager.engines import tls
 from vpn_manager.engines.base import Files
-from vpn_manager.engines.singbox import secrets, tls
+from vpn_manager.engines.singbox import secrets
 from vpn_manager.engines.singbox.config import render, render_text, ssm_cache, ssm_users
 from vpn_manager.engines.singbox.protocols import PROTOCOLS, PROXY_PROTOCOLS, check_protocol
 from vpn_manager.errors import InvalidInput

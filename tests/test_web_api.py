@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 
 from tests.cli_helpers import InProcessCli, isolated_env, vpn_script
 from vpn_manager.cli.context import AppContext
-from vpn_manager.engines.singbox.tls import make_self_signed
+from vpn_manager.engines.tls import make_self_signed
 from vpn_manager.errors import ConfigError, EngineMissing, InvalidInput, VpnError
 from vpn_manager.services.root import Services
 from vpn_manager.web.api.access import Api

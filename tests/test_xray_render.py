@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,190 @@ def test_api_on_a_unix_socket() -> None:
     too_long = dataclasses.replace(spec(False), control_dir="/" + "d" * 100)
     with pytest.raises(EngineError, match="longer than a unix socket allows"):
         render_text(too_long, CLIENTS, FILES)
+
+
+# -- vless, trojan and vmess over a transport ---------------------------------------------------
+CERT = {
+    "server_name": "vpn.example.org",
+    "cert_file": "/keys/edge/cert.pem",
+    "key_file": "/keys/edge/key.pem",
+    "self_signed": True,
+    "cert_sha256": "ab" * 32,
+}
+REALITY = {
+    "sni": "www.example.com",
+    "dest": "www.example.com:443",
+    "public_key": keys.public_key(PRIVATE),
+    "short_ids": ["0123456789abcdef"],
+    "fingerprint": "chrome",
+}
+# (protocol, the settings beyond api_port that install stores), one golden file each.
+STREAMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vless-raw-tls": ("vless", {"network": "raw", "security": "tls", "tls": CERT}),
+    "vless-xhttp-reality": (
+        "vless",
+        {"network": "xhttp", "security": "reality", "path": "/x", **REALITY},
+    ),
+    "trojan-ws-tls": (
+        "trojan",
+        {"network": "ws", "security": "tls", "path": "/ws", "host_header": "cdn.example.net"},
+    ),
+    "trojan-httpupgrade-tls": (
+        "trojan",
+        {"network": "httpupgrade", "security": "tls", "path": "/up", "tls": CERT},
+    ),
+    "vmess-grpc-tls": (
+        "vmess",
+        {"network": "grpc", "security": "tls", "service_name": "Tunnel", "tls": CERT},
+    ),
+    "vmess-xhttp-tls": (
+        "vmess",
+        {
+            "network": "xhttp",
+            "security": "tls",
+            "path": "/x",
+            "host_header": "cdn.example.net",
+            "xhttp_mode": "packet-up",
+            "tls": CERT,
+        },
+    ),
+    "trojan-grpc-reality": (
+        "trojan",
+        {"network": "grpc", "security": "reality", "service_name": "g", **REALITY},
+    ),
+}
+STREAM_CLIENTS = [
+    Client(1, "alice", {"uuid": "62a1d88e-a71f-41a9-b2a2-f017b87cc93c", "password": "pw-alice"}),
+    Client(7, "bob", {"uuid": "0b7d5b3c-3f1e-4a47-9d7b-2a7f0f4f1c11", "password": "pw-bob"}),
+]
+
+
+def stream_spec(case: str) -> ServerSpec:
+    protocol, stored = STREAMS[case]
+    settings: dict[str, Any] = {"api_port": 10085, **stored}
+    if settings["security"] == "tls":
+        settings.setdefault("tls", CERT)
+    secret = {"private_key": PRIVATE} if settings["security"] == "reality" else {}
+    return ServerSpec("edge", protocol, "0.0.0.0", 443, "vpn.example.org", settings, secret)
+
+
+@pytest.mark.parametrize("case", sorted(STREAMS))
+def test_stream_server_config_matches_golden(case: str) -> None:
+    text = render_text(stream_spec(case), STREAM_CLIENTS, FILES)
+    assert_golden(GOLDEN / f"stream-{case}.json", text)
+    inbound = json.loads(text)["inbounds"][0]
+    protocol = STREAMS[case][0]
+    assert inbound["protocol"] == protocol
+    assert inbound["tag"] == f"{protocol}-in"
+    clients = inbound["settings"]["clients"]
+    assert [c["email"] for c in clients] == ["user-1", "user-7"]
+    key = "password" if protocol == "trojan" else "id"
+    assert all(
+        set(c) == {key, "email", "level"} | ({"flow"} if protocol == "vless" else set())
+        for c in clients
+    )
+    # XTLS Vision on VLESS over raw TCP only: Xray refuses it on the other transports.
+    flows = {c.get("flow") for c in clients}
+    assert flows == (
+        {"xtls-rprx-vision"} if case == "vless-raw-tls" else {None} if protocol != "vless" else {""}
+    )
+
+
+def test_account_messages_of_every_protocol() -> None:
+    """AddUser carries the protocol's own account type; the key read back (GetInboundUsers) is
+    the one sent, whichever it is."""
+    from vpn_manager.engines.xray.proto.common.protocol.user_pb2 import User
+
+    entries = {
+        "vless": {"id": "u-1", "flow": "", "email": "user-1", "level": 0},
+        "vmess": {"id": "u-2", "email": "user-2", "level": 0},
+        "trojan": {"password": "pw", "email": "user-3", "level": 0},
+    }
+    types = {
+        "vless": "xray.proxy.vless.Account",
+        "vmess": "xray.proxy.vmess.Account",
+        "trojan": "xray.proxy.trojan.Account",
+    }
+    for protocol, entry in entries.items():
+        message = api.add_user("in", protocol, entry)
+        user = handler.AddUserOperation.FromString(message.operation.value).user
+        assert user.account.type == types[protocol]
+        back = User.FromString(user.SerializeToString())
+        assert api.account_key(back.account) == api.key_of(entry)
+
+
+def test_link_data_of_a_stream_server() -> None:
+    from vpn_manager.engines.linkdata import Stream, Tls
+
+    data = XrayEngine().link_data(stream_spec("vmess-xhttp-tls"), STREAM_CLIENTS[0])
+    assert data.format == "vmess"
+    assert data.stream == Stream("xhttp", "/x", "cdn.example.net", "", "packet-up")
+    assert data.tls == Tls("vpn.example.org", True, "ab" * 32)
+    assert data.reality is None
+    assert data.credential.uuid == "62a1d88e-a71f-41a9-b2a2-f017b87cc93c"
+    trojan = XrayEngine().link_data(stream_spec("trojan-grpc-reality"), STREAM_CLIENTS[1])
+    assert (trojan.format, trojan.credential.password) == ("trojan", "pw-bob")
+    assert trojan.stream == Stream("grpc", "", "", "g", "")
+    assert trojan.reality is not None
+    assert trojan.tls is None
+    old = XrayEngine().link_data(spec(False), CLIENTS[0])  # vless-reality, stored as before
+    assert (old.format, old.stream, old.tls) == ("vless", Stream(), None)
+
+
+def test_new_stream_server_its_keys_and_changes(tmp_path: Path) -> None:
+    """What install stores for a Trojan+WS+TLS and a VLESS+gRPC+REALITY server; rotate-keys
+    and `server set` on a TLS one (a new self-signed certificate; REALITY options refused)."""
+    from vpn_manager.errors import InvalidInput
+    from vpn_manager.models.server import ServerChange, ServerCreate
+
+    engine = XrayEngine()
+    create = ServerCreate.model_validate(
+        {"name": "tw", "protocol": "trojan", "port": 8443, "transport": "ws", "sni": "vpn.test"}
+    )
+    settings, secret = engine.new_server(create, lambda: 10085, tmp_path / "tw")
+    assert secret == {}
+    assert (settings["network"], settings["security"]) == ("ws", "tls")
+    assert settings["path"].startswith("/")
+    assert len(settings["path"]) == 17  # a random one: nothing guesses it
+    assert settings["tls"]["self_signed"] is True
+    assert settings["tls"]["server_name"] == "vpn.test"
+    assert "sni" not in settings
+    assert "short_ids" not in settings
+    tw = ServerSpec("tw", "trojan", "0.0.0.0", 8443, "cdn.test", settings, secret)
+    assert engine.advice(tw) == []
+    assert set(engine.new_credential(tw)) == {"password"}
+    with pytest.raises(InvalidInput, match="--password is for proxies"):
+        engine.new_credential(tw, password="x")
+    rotated, _ = engine.rotate_keys(tw)
+    assert rotated["tls"]["cert_sha256"] != settings["tls"]["cert_sha256"]
+    changed = engine.change(tw, ServerChange(sni="new.test"), tmp_path / "tw")
+    assert changed.settings["tls"]["server_name"] == "new.test"
+    assert changed.settings["tls"]["cert_file"] != settings["tls"]["cert_file"]
+    with pytest.raises(InvalidInput, match="--dest does not apply"):
+        engine.change(tw, ServerChange(dest="a.test:443"), tmp_path / "tw")
+
+    grpc = ServerCreate.model_validate(
+        {
+            "name": "vg",
+            "protocol": "vless",
+            "port": 443,
+            "transport": "grpc",
+            "security": "reality",
+            "sni": "www.example.com",
+        }
+    )
+    settings, secret = engine.new_server(grpc, lambda: 10086, tmp_path / "vg")
+    assert set(secret) == {"private_key"}
+    assert settings["dest"] == "www.example.com:443"
+    assert len(settings["service_name"]) == 16
+    assert "tls" not in settings
+    assert "path" not in settings
+    vg = ServerSpec("vg", "vless", "0.0.0.0", 443, "vpn.test", settings, secret)
+    assert set(engine.new_credential(vg)) == {"uuid"}
+    assert config_flow(vg) == ""  # no XTLS Vision over gRPC
+
+
+def config_flow(spec: ServerSpec) -> str:
+    from vpn_manager.engines.xray.config import flow
+
+    return flow(spec)

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 class Protocol(StrEnum):
     VLESS_REALITY = "vless-reality"
+    VLESS = "vless"
     SHADOWSOCKS = "shadowsocks"
     TROJAN = "trojan"
     HYSTERIA2 = "hysteria2"
@@ -23,6 +24,38 @@ class Protocol(StrEnum):
 PROXY_PROTOCOLS = frozenset({Protocol.HTTP, Protocol.SOCKS5, Protocol.MIXED})
 TLS_PROTOCOLS = frozenset({Protocol.TROJAN, Protocol.HYSTERIA2, Protocol.TUIC, Protocol.VMESS})
 UDP_PROTOCOLS = frozenset({Protocol.HYSTERIA2, Protocol.TUIC, Protocol.WIREGUARD})
+# The protocols Xray serves over a transport of choice with TLS or REALITY (`vless-reality`
+# stays what it was: VLESS over raw TCP with REALITY).
+STREAM_PROTOCOLS = frozenset({Protocol.VLESS, Protocol.TROJAN, Protocol.VMESS})
+
+
+class Network(StrEnum):
+    """How a client's stream is carried (Xray's streamSettings.network; raw is plain TCP)."""
+
+    RAW = "raw"
+    WS = "ws"
+    GRPC = "grpc"
+    HTTPUPGRADE = "httpupgrade"
+    XHTTP = "xhttp"
+
+
+class Security(StrEnum):
+    TLS = "tls"
+    REALITY = "reality"
+
+
+# Xray 26 refuses REALITY over WebSocket and HTTPUpgrade (checked by running it: exit 23).
+REALITY_NETWORKS = frozenset({Network.RAW, Network.GRPC, Network.XHTTP})
+# The networks that are HTTP requests to a path, with a Host header a client may set.
+HTTP_NETWORKS = frozenset({Network.WS, Network.HTTPUPGRADE, Network.XHTTP})
+XHTTP_MODES = ("auto", "packet-up", "stream-up", "stream-one")
+
+
+def default_security(protocol: Protocol, network: Network) -> Security:
+    """VLESS over raw TCP: REALITY; everything else: TLS."""
+    if protocol is Protocol.VLESS and network is Network.RAW:
+        return Security.REALITY
+    return Security.TLS
 
 
 class RuntimeKind(StrEnum):

@@ -31,6 +31,9 @@ class ServerSpec:
     docker_host: str | None = None
     control_listen: str = "127.0.0.1"
     control_dir: str = ""
+    # The engine the server was installed on (engines/registry.py): a Trojan or VMess server
+    # made by an older version runs on sing-box, a newer one on Xray.
+    engine: str = ""
 
 
 @dataclass(frozen=True)

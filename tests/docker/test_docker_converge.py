@@ -212,7 +212,7 @@ def test_containers_no_server_owns_are_removed_on_every_engine_used(dvpn: Docker
     with tcp_to_docker_socket() as relay:
         elsewhere = f"tcp://127.0.0.1:{relay}"
         ghost = dvpn.install("shadowsocks", "ghost")
-        away = dvpn.install("trojan", "away", "--docker-host", elsewhere)
+        away = dvpn.install("mixed", "away", "--docker-host", elsewhere)
         keep = dvpn.install("shadowsocks", "keep")
         # Their rows go (the database restored from a backup, a row lost): the containers stay.
         database = sqlite3.connect(dvpn.home / "data" / "vpn.db")

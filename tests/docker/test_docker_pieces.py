@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vpn_manager.engines.base import Engine
-from vpn_manager.engines.registry import engine_for
+from vpn_manager.engines.registry import engine_for, engine_of_new
 from vpn_manager.errors import InvalidInput
 from vpn_manager.runtimes.base import ContainerLaunch
 from vpn_manager.runtimes.docker.hosts import is_remote
@@ -64,17 +64,17 @@ def test_inside_a_container_the_engine_listens_everywhere_and_logs_to_its_output
     tmp_path: Path,
 ) -> None:
     servers = service(tmp_path)
-    rendered = json.loads(servers.render(engine_for("shadowsocks"), spec("shadowsocks"), []))
+    rendered = json.loads(servers.render(engine_for("sing-box"), spec("shadowsocks"), []))
     assert rendered["inbounds"][0]["listen"] == "0.0.0.0"
     assert {s["listen"] for s in rendered["services"]} == {"0.0.0.0"}
     assert rendered["log"]["output"] == "/dev/stderr"
     native = json.loads(
-        servers.render(engine_for("shadowsocks"), spec("shadowsocks", runtime="native"), [])
+        servers.render(engine_for("sing-box"), spec("shadowsocks", runtime="native"), [])
     )
     assert native["inbounds"][0]["listen"] == "127.0.0.1"
     assert {s["listen"] for s in native["services"]} == {"127.0.0.1"}
     assert native["log"]["output"].endswith("edge.error.log")
-    v6 = json.loads(servers.render(engine_for("mixed"), spec("mixed", listen="::1"), []))
+    v6 = json.loads(servers.render(engine_for("sing-box"), spec("mixed", listen="::1"), []))
     assert v6["inbounds"][0]["listen"] == "::"
 
 
@@ -84,7 +84,7 @@ def test_inside_a_container_the_engine_listens_everywhere_and_logs_to_its_output
 )
 def test_published_ports(tmp_path: Path, protocol: str, protos: set[str]) -> None:
     servers = service(tmp_path)
-    launch = container_launch(servers, engine_for(protocol), spec(protocol))
+    launch = container_launch(servers, engine_for(engine_of_new(protocol)), spec(protocol))
     main = {p.proto for p in launch.ports if p.host_port == 8388}
     assert main == protos
     control = [p for p in launch.ports if p.host_port != 8388]
@@ -119,7 +119,7 @@ def test_wireguard_container(tmp_path: Path) -> None:
     forwarding need; the UDP port only; the health check is `wg show`; the default image is
     the docker.images.wireguard setting."""
     servers = service(tmp_path)
-    launch = container_launch(servers, engine_for("wireguard"), wireguard_spec())
+    launch = container_launch(servers, engine_for("wireguard-go"), wireguard_spec())
     assert launch.image == DockerSettings().images.wireguard
     assert (launch.binary, launch.args) == ("wireguard-go", ["-f", "wgabc123"])
     assert [(p.host_ip, p.host_port, p.proto) for p in launch.ports] == [("0.0.0.0", 51820, "udp")]
@@ -127,7 +127,7 @@ def test_wireguard_container(tmp_path: Path) -> None:
     assert launch.cap_add == ["NET_ADMIN"]
     assert launch.devices == ["/dev/net/tun"]
     assert launch.sysctls == {"net.ipv4.ip_forward": "1"}
-    v6 = container_launch(servers, engine_for("wireguard"), wireguard_spec("fd20::/64"))
+    v6 = container_launch(servers, engine_for("wireguard-go"), wireguard_spec("fd20::/64"))
     assert v6.sysctls["net.ipv6.conf.all.forwarding"] == "1"
     home = str(tmp_path / "data")
     tags = labels("wg", "wireguard-go", home)
@@ -139,7 +139,7 @@ def test_wireguard_container(tmp_path: Path) -> None:
     assert options["sysctls"] == compose["sysctls"] == {"net.ipv4.ip_forward": "1"}
     assert options["healthcheck"]["test"] == compose["healthcheck"]["test"]
     # Other engines ask for none of it.
-    plain = container_launch(servers, engine_for("shadowsocks"), spec("shadowsocks"))
+    plain = container_launch(servers, engine_for("sing-box"), spec("shadowsocks"))
     assert not {"cap_add", "devices", "sysctls"} & set(create_options("x", plain, {}, "n"))
 
 
@@ -162,7 +162,7 @@ def test_wireguard_commands_run_where_the_server_runs(tmp_path: Path) -> None:
 
 def test_container_and_compose_options_agree(tmp_path: Path) -> None:
     servers = service(tmp_path)
-    launch = container_launch(servers, engine_for("shadowsocks"), spec("shadowsocks"))
+    launch = container_launch(servers, engine_for("sing-box"), spec("shadowsocks"))
     home = str(tmp_path / "data")
     name = container_name("edge", home)
     assert name.startswith("vpn-edge-")
@@ -250,7 +250,7 @@ async def test_xray_in_a_container_listens_everywhere_and_is_valid(tmp_path: Pat
     from vpn_manager.models.server import ServerCreate
 
     servers = service(tmp_path)
-    engine = engine_for("vless-reality")
+    engine = engine_for("xray")
     create = ServerCreate.model_validate(
         {"name": "x", "protocol": "vless-reality", "port": 8443, "sni": "www.example.com"}
     )

@@ -43,7 +43,7 @@ class RemoteVpn(DockerVpn):
         args = ["server", "install", protocol, "--name", name, "--port", str(port)]
         args += ["--listen", "127.0.0.1", "--allow-private", "--runtime", "docker"]
         args += ["--image", self.image, *(extra or ("--docker-host", self.sshd.url))]
-        if protocol == "trojan":
+        if protocol == "hysteria2":
             args += ["--sni", "vpn.test"]
         self.ok(*args, timeout=120)
         return Server(name, port)
@@ -191,10 +191,10 @@ def stop_start_remove(rvpn: RemoteVpn, name: str) -> None:
     assert rvpn.json("server", "list") == []
 
 
-def test_trojan_through_an_ssh_docker_context(
+def test_hysteria2_through_an_ssh_docker_context(
     rvpn: RemoteVpn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Docker context whose endpoint is ssh:// is remote too. Trojan's certificate lives in
+    """A Docker context whose endpoint is ssh:// is remote too. Hysteria2's certificate lives in
     the keys directory: copied in like the config, modes kept."""
     from docker.context import ContextAPI
 
@@ -204,7 +204,7 @@ def test_trojan_through_an_ssh_docker_context(
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
     ContextAPI.create_context("far-away", host=rvpn.sshd.url)
     rvpn.env["DOCKER_CONFIG"] = str(config)
-    rvpn.install_remote("trojan", "tj", "--docker-host", "far-away")
+    rvpn.install_remote("hysteria2", "tj", "--docker-host", "far-away")
     listed = rvpn.json("server", "list")
     assert isinstance(listed, list)
     assert [s["docker_host"] for s in listed] == ["far-away"]
@@ -306,7 +306,7 @@ def engine_users(rvpn: RemoteVpn, server: str) -> list[str]:
         member = tar.extractfile(tar.getmembers()[0])
         assert member is not None
         data = json.loads(member.read())
-    (inbound,) = [i for i in data["inbounds"] if i["type"] == "trojan"]
+    (inbound,) = [i for i in data["inbounds"] if i["type"] == "hysteria2"]
     return sorted(user["name"] for user in inbound["users"])
 
 
@@ -317,7 +317,7 @@ def database_users(rvpn: RemoteVpn, server: str) -> list[str]:
 
 
 def test_a_tunnel_dropped_during_a_user_add_is_the_runtimes_error(rvpn: RemoteVpn) -> None:
-    """The ssh master dies while `vpn user add` gives a remote Trojan server a new user (a new
+    """The ssh master dies while `vpn user add` gives a remote Hysteria2 server a new user (a new
     container): exit 8 naming the Docker host, not a database error with a database hint; the
     change is rolled back and the server runs on the database's users. Then, with the server
     down while it should run, the next add starts it instead of saying "not running"."""
@@ -327,7 +327,7 @@ def test_a_tunnel_dropped_during_a_user_add_is_the_runtimes_error(rvpn: RemoteVp
 
     from tests.e2e.conftest import VPN
 
-    rvpn.install_remote("trojan", "tj")
+    rvpn.install_remote("hysteria2", "tj")
     rvpn.ok("user", "add", "alice", "--server", "tj")
     (name,) = rvpn.containers()
     alice = engine_users(rvpn, "tj")

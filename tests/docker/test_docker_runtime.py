@@ -39,7 +39,7 @@ def status(dvpn: DockerVpn, name: str) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("protocol", ["shadowsocks", "trojan"])
+@pytest.mark.parametrize("protocol", ["shadowsocks", "mixed"])  # sing-box, the test image
 def test_docker_server_carries_traffic_from_the_printed_link(
     dvpn: DockerVpn, tmp_path: Path, protocol: str
 ) -> None:
@@ -216,7 +216,7 @@ def test_disabling_a_user_cuts_her_open_connection(dvpn: DockerVpn, tmp_path: Pa
 def test_protocols_without_live_users_recreate_the_container(
     dvpn: DockerVpn, tmp_path: Path
 ) -> None:
-    server = dvpn.install("trojan", "tj")
+    server = dvpn.install("mixed", "tj")  # a sing-box protocol without live users
     dvpn.ok("user", "add", "alice", "--server", server.name)
     before = status(dvpn, server.name)["container"]["id"]
     added = dvpn.ok("user", "add", "bob", "--server", server.name)
@@ -259,10 +259,10 @@ def test_a_change_that_fails_is_rolled_back(dvpn: DockerVpn, tmp_path: Path) -> 
 def test_logs_and_follow(dvpn: DockerVpn) -> None:
     import socket
 
-    server = dvpn.install("trojan", "tj")
+    server = dvpn.install("mixed", "tj")
 
     def poke() -> None:
-        # A connection that is not TLS: sing-box logs the failed handshake.
+        # A connection that is not a proxy request: sing-box logs it.
         with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
             sock.sendall(b"not tls\r\n\r\n")
             time.sleep(0.1)
@@ -330,7 +330,7 @@ def test_list_notices_strays_and_missing_containers(dvpn: DockerVpn) -> None:
 
 def test_export_compose_is_valid_and_matches(dvpn: DockerVpn, tmp_path: Path) -> None:
     ss = dvpn.install("shadowsocks", "ss")
-    tj = dvpn.install("trojan", "tj")
+    tj = dvpn.install("mixed", "tj")
     out = tmp_path / "compose" / "docker-compose.yml"
     out.parent.mkdir()
     dvpn.ok("server", "export-compose", "--file", str(out))
@@ -392,7 +392,7 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
     assert status(dvpn, by_context.name)["healthy"]
     # tcp:// to the same engine (relayed to its socket): install, status, stop, remove.
     with tcp_to_docker_socket() as relay:
-        over_tcp = dvpn.install("trojan", "t", "--docker-host", f"tcp://127.0.0.1:{relay}")
+        over_tcp = dvpn.install("mixed", "t", "--docker-host", f"tcp://127.0.0.1:{relay}")
         shown = status(dvpn, over_tcp.name)
         assert shown["healthy"]
         assert shown["container"]["state"] == "running"
@@ -419,8 +419,8 @@ def test_docker_hosts_and_defaults(dvpn: DockerVpn) -> None:
     dvpn.env["VPN_RUNTIME"] = "docker"
     dvpn.env["VPN_DOCKER__IMAGES__SING_BOX"] = dvpn.image
     port = free_port()
-    dvpn.ok("server", "install", "trojan", "--name", "d", "--port", str(port), "--sni", "vpn.test",
-            "--listen", "127.0.0.1")  # fmt: skip
+    dvpn.ok("server", "install", "hysteria2", "--name", "d", "--port", str(port),
+            "--sni", "vpn.test", "--listen", "127.0.0.1")  # fmt: skip
     servers = dvpn.json("server", "list")
     assert isinstance(servers, list)
     d = next(s for s in servers if s["name"] == "d")

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
     """A self-signed certificate and key for `name` (the one our TLS servers make)."""
-    from vpn_manager.engines.singbox.tls import make_self_signed
+    from vpn_manager.engines.tls import make_self_signed
 
     return make_self_signed(directory, name)
 

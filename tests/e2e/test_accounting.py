@@ -103,7 +103,7 @@ def test_xray_bytes_counted_in_one_poll_and_across_a_kill(
     assert "TOTAL" in shown
 
 
-@pytest.mark.parametrize("protocol", ["shadowsocks", "trojan"])
+@pytest.mark.parametrize("protocol", ["shadowsocks", "hysteria2"])
 def test_singbox_bytes_counted_in_one_poll(
     vpn: Vpn, backend: int, tmp_path: Path, protocol: str
 ) -> None:
@@ -166,7 +166,7 @@ def test_the_service_counts_every_closed_connection(vpn: Vpn, backend: int, tmp_
     """sing-box's connection snapshot keeps only the last few closed connections, so a poll
     alone misses most of 600 short ones; the running service follows sing-box's connection
     events between its polls (5 s apart here) and counts every byte."""
-    server = install_singbox(vpn, "trojan", "trojan")
+    server = install_singbox(vpn, "mixed", "px")  # a sing-box server on a TCP port
     vpn.ok("user", "add", "alice", "--server", server.name)
     log = tmp_path / "serve.log"
     metrics = free_port()
@@ -316,7 +316,7 @@ def test_a_device_over_the_limit_is_cut_and_kept_out(
         server = install(vpn, reality_site)
         client = xray_client
     else:
-        server = install_singbox(vpn, "trojan", "trojan")
+        server = install_singbox(vpn, "mixed", "px")  # a sing-box server on a TCP port
         client = singbox_client
     vpn.ok("user", "add", "alice", "--server", server.name, "--devices", "1")
     vpn.ok("user", "add", "bob", "--server", server.name)
@@ -372,7 +372,7 @@ def test_bytes_moved_before_a_reload_or_restart_are_counted(
 ) -> None:
     """A sing-box reload forgets its connection list and a restart zeroes every counter; the
     reading taken just before each is counted by the next poll."""
-    server = install_singbox(vpn, "trojan", "tj")
+    server = install_singbox(vpn, "hysteria2", "tj")
     vpn.ok("user", "add", "alice", "--server", server.name)
     with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
         url = f"http://127.0.0.1:{backend}/bytes/"

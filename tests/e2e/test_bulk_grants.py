@@ -1,5 +1,5 @@
 """Access in bulk on real engines: `vpn user grant NAME... --server S...` is one apply per server
-(one reload of a sing-box Trojan server, one live call to a Shadowsocks one, neither restarted),
+(one reload of a sing-box Hysteria2 server, one live call to a Shadowsocks one, neither restarted),
 and every user then connects through every server with a client built from their printed link."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_three_users_on_two_servers_is_one_apply_per_server(
     vpn: Vpn, backend: int, tmp_path: Path
 ) -> None:
     names = [
-        install_singbox(vpn, "trojan", "tj").name,
+        install_singbox(vpn, "hysteria2", "hy").name,
         install_singbox(vpn, "shadowsocks", "ss").name,
     ]
     vpn.ok("user", "add", *USERS)
@@ -29,10 +29,10 @@ def test_three_users_on_two_servers_is_one_apply_per_server(
 
     granted = vpn.ok("user", "grant", *USERS, "--server", names[0], "--server", names[1])
 
-    applied = [line for line in granted.stderr.splitlines() if line.startswith(("tj:", "ss:"))]
+    applied = [line for line in granted.stderr.splitlines() if line.startswith(("hy:", "ss:"))]
     assert sorted(applied) == [
+        "hy: reloaded: open connections were reset.",
         "ss: applied live.",
-        "tj: reloaded: open connections were reset.",
     ], granted.stderr  # one each, not one per user
     assert {name: pid(vpn, name) for name in names} == before  # reloaded in place, not restarted
     for user in USERS:

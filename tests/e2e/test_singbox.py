@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -43,7 +44,11 @@ def test_ss_local_connects_with_the_printed_link(vpn: Vpn, backend: int, method:
         assert curl_via(socks, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
 
 
-@pytest.mark.parametrize("protocol", ["shadowsocks", "trojan", "hysteria2", "tuic", "vmess"])
+# New Trojan and VMess servers are Xray's: these cases are a sing-box client against them.
+@pytest.mark.parametrize(
+    "protocol",
+    ["shadowsocks", "trojan", "hysteria2", "tuic", "vmess"],
+)
 def test_singbox_client_from_the_printed_link(
     vpn: Vpn, backend: int, tmp_path: Path, protocol: str
 ) -> None:
@@ -161,7 +166,7 @@ def test_shadowsocks_user_added_live_keeps_open_connections(
 
 
 def test_non_live_protocols_say_they_reloaded(vpn: Vpn, backend: int, tmp_path: Path) -> None:
-    server = install_singbox(vpn, "trojan", "tj")
+    server = install_singbox(vpn, "hysteria2", "tj")
     vpn.ok("user", "add", "alice", "--server", server.name)
     added = vpn.ok("user", "add", "bob", "--server", server.name)
     assert "reloaded: open connections were reset" in added.stderr
@@ -170,6 +175,66 @@ def test_non_live_protocols_say_they_reloaded(vpn: Vpn, backend: int, tmp_path: 
     vpn.ok("user", "revoke", "bob", server.name)
     with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as alice:
         assert curl_via(alice, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+
+
+def insert_old_trojan(vpn: Vpn, name: str) -> int:
+    """A Trojan server row as versions before Trojan moved to Xray wrote it: engine sing-box, its
+    settings and secret made by the sing-box engine, desired stopped. Returns its port."""
+    from vpn_manager.engines.singbox.engine import SingBoxEngine
+    from vpn_manager.models.server import ServerCreate
+
+    vpn.ok("server", "list")  # the database, migrated
+    port = free_port()
+    create = ServerCreate(
+        name=name,
+        protocol="trojan",
+        port=port,
+        listen="127.0.0.1",
+        host="127.0.0.1",
+        sni="vpn.test",
+        allow_private=True,
+    )
+    keys_dir = vpn.home / "data" / "keys" / name
+    keys_dir.mkdir(parents=True, mode=0o700)
+    settings, secret = SingBoxEngine().new_server(create, free_port, keys_dir)
+    now = "2026-01-01 00:00:00.000000"
+    with sqlite3.connect(vpn.home / "data" / "vpn.db") as db:
+        db.execute(
+            "INSERT INTO servers (name, protocol, engine, runtime, listen, port, host, desired,"
+            " settings, secret, created_at, updated_at)"
+            " VALUES (?, 'trojan', 'sing-box', 'native', '127.0.0.1', ?, '127.0.0.1', 'stopped',"
+            " ?, ?, ?, ?)",
+            (name, port, json.dumps(settings), json.dumps(secret), now, now),
+        )
+    return port
+
+
+def test_a_trojan_server_installed_on_sing_box_stays_on_sing_box(
+    vpn: Vpn, backend: int, tmp_path: Path
+) -> None:
+    """New Trojan servers are Xray's; one an older version installed on sing-box keeps running
+    on sing-box (its users changed by a reload, as before) and says so."""
+    insert_old_trojan(vpn, "old")
+    vpn.ok("server", "start", "old")
+    vpn.ok("user", "add", "alice", "--server", "old")
+    added = vpn.ok("user", "add", "bob", "--server", "old")
+    assert "reloaded: open connections were reset" in added.stderr
+    config = json.loads((vpn.home / "state/rendered/old/config.json").read_text())
+    assert [i["type"] for i in config["inbounds"]] == ["trojan"]  # a sing-box config
+    status = vpn.json("server", "status", "old")
+    assert isinstance(status, dict)
+    assert (status["engine"], status["healthy"]) == ("sing-box", True)
+    servers = vpn.json("server", "list")
+    assert isinstance(servers, list)
+    assert [(s["name"], s["engine"]) for s in servers] == [("old", "sing-box")]
+    for user in ("alice", "bob"):
+        with singbox_client(link_of(vpn, user, "old"), tmp_path / user) as socks:
+            assert curl_via(socks, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+    # A new Trojan server beside it is Xray's.
+    install_singbox(vpn, "trojan", "new")
+    servers = vpn.json("server", "list")
+    assert isinstance(servers, list)
+    assert {s["name"]: s["engine"] for s in servers} == {"old": "sing-box", "new": "xray"}
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -35,7 +35,7 @@ from tests.e2e.net import (
     tls13_site,
 )
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality, Stream, Tls
-from vpn_manager.engines.singbox.tls import cert_sha256
+from vpn_manager.engines.tls import cert_sha256
 from vpn_manager.engines.xray.keys import new_key_pair
 from vpn_manager.links import parse_link, share_link
 from vpn_manager.links.clients import XrayLink

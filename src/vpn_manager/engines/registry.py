@@ -1,5 +1,8 @@
-"""The one place engines are chosen: a table, protocol → the engine that serves it and the typed
-model of what the database keeps as its servers' settings.
+"""The one place engines are chosen. The engine is a server's, not a protocol's: each server row
+keeps the engine it was installed on (`ServerSpec.engine`), so a Trojan or VMess server installed
+on sing-box by an older version stays on sing-box while new ones are made on Xray. Two tables:
+engine name → how to make it and the typed model of its servers' stored settings; protocol → the
+engine a NEW server of it is installed on.
 
 The engine modules are imported when an engine is first made (the factories below), not with
 this table: storage reads control ports through it, and `vpn serve` with no server of an engine
@@ -49,37 +52,67 @@ def _wireguard(commands: Commands) -> Engine:
     return WireGuardEngine(commands)
 
 
-_XRAY = Registered(_xray, XraySettings)
-_SINGBOX = Registered(_singbox, SingBoxSettings)
-_WIREGUARD = Registered(_wireguard, WireGuardSettings)
-
-ENGINES: dict[Protocol, Registered] = {
-    Protocol.VLESS_REALITY: _XRAY,
-    Protocol.WIREGUARD: _WIREGUARD,
-    **{Protocol(name): _SINGBOX for name in SINGBOX_PROTOCOLS},
+XRAY = "xray"
+SINGBOX = "sing-box"
+WIREGUARD = "wireguard-go"
+# By the name each engine class has (Engine.name), as the servers table keeps it.
+ENGINES: dict[str, Registered] = {
+    XRAY: Registered(_xray, XraySettings),
+    SINGBOX: Registered(_singbox, SingBoxSettings),
+    WIREGUARD: Registered(_wireguard, WireGuardSettings),
+}
+# What a new server of each protocol is installed on. Trojan and VMess moved to Xray (users
+# change live there); servers already on sing-box keep it.
+NEW_SERVERS: dict[Protocol, str] = {
+    **{Protocol(name): SINGBOX for name in SINGBOX_PROTOCOLS},
+    Protocol.VLESS_REALITY: XRAY,
+    Protocol.VLESS: XRAY,
+    Protocol.TROJAN: XRAY,
+    Protocol.VMESS: XRAY,
+    Protocol.WIREGUARD: WIREGUARD,
 }
 
 
-def _registered(protocol: str) -> Registered:
+def engine_of_new(protocol: str) -> str:
+    """The engine a new server of `protocol` is installed on."""
     try:
-        return ENGINES[Protocol(protocol)]
+        return NEW_SERVERS[Protocol(protocol)]
     except (ValueError, KeyError):
         known = ", ".join(p.value for p in Protocol)
         raise InvalidInput(f"Unknown protocol {protocol!r}.", hint=f"Known: {known}.") from None
 
 
-def engine_for(protocol: str, commands: Commands | None = None) -> Engine:
-    """The engine of a protocol. `commands`: where it runs its helper commands, for engines that
-    have any (WireGuard: on this machine by default, or in the server's container)."""
-    return _registered(protocol).engine(HOST if commands is None else commands)
+def engine_name(spec: ServerSpec | None = None, *, engine: str = "", protocol: str = "") -> str:
+    """The engine a server runs on: the one its row names, or (a row that names none this
+    version knows, or a spec made by hand) the one a new server of its protocol gets."""
+    if spec is not None:
+        engine, protocol = spec.engine, spec.protocol
+    return engine if engine in ENGINES else engine_of_new(protocol)
+
+
+def _registered(engine: str) -> Registered:
+    try:
+        return ENGINES[engine]
+    except KeyError:
+        raise InvalidInput(
+            f"Unknown engine {engine!r}.", hint=f"Known: {', '.join(ENGINES)}."
+        ) from None
+
+
+def engine_for(engine: str, commands: Commands | None = None) -> Engine:
+    """The engine of this name (a server's `engine`). `commands`: where it runs its helper
+    commands, for engines that have any (WireGuard: on this machine by default, or in the
+    server's container)."""
+    return _registered(engine).engine(HOST if commands is None else commands)
 
 
 def settings_of(spec: ServerSpec) -> Stored:
     """The server's stored settings as its engine's typed model."""
-    return _registered(spec.protocol).settings.of_dict(spec.settings, spec.name)
+    return _registered(engine_name(spec)).settings.of_dict(spec.settings, spec.name)
 
 
-def control_ports_of(protocol: str, settings: Mapping[str, object]) -> list[int]:
+def control_ports_of(engine: str, protocol: str, settings: Mapping[str, object]) -> list[int]:
     """The control ports a server's stored settings declare (whether or not its engine serves
     them on TCP now)."""
-    return _registered(protocol).settings.control_ports_in(settings)
+    name = engine_name(engine=engine, protocol=protocol)
+    return _registered(name).settings.control_ports_in(settings)

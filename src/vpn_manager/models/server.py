@@ -10,12 +10,19 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from vpn_manager.kinds import (
+    HTTP_NETWORKS,
     PROXY_PROTOCOLS,
+    REALITY_NETWORKS,
+    STREAM_PROTOCOLS,
     TLS_PROTOCOLS,
     UDP_PROTOCOLS,
+    XHTTP_MODES,
     DesiredState,
+    Network,
     Protocol,
     RuntimeKind,
+    Security,
+    default_security,
     is_ip,
 )
 from vpn_manager.models.user import PlainText, UserName
@@ -27,8 +34,10 @@ __all__ = [
     "UDP_PROTOCOLS",
     "ContainerInfo",
     "DesiredState",
+    "Network",
     "Protocol",
     "RuntimeKind",
+    "Security",
     "Server",
     "ServerChange",
     "ServerChanged",
@@ -118,6 +127,29 @@ def _addresses(value: str) -> str:
     return ", ".join(parts)
 
 
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def check_path(value: str) -> str:
+    """An HTTP path a client asks for (WebSocket, HTTPUpgrade, XHTTP): /, then URL characters."""
+    if not _PATH.fullmatch(value):
+        raise ValueError("give a path such as /ws: a / and then letters, digits or - . _ ~ /")
+    return value
+
+
+def check_service_name(value: str) -> str:
+    if not _SERVICE_NAME.fullmatch(value):
+        raise ValueError("give a gRPC service name of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def check_xhttp_mode(value: str) -> str:
+    if value not in XHTTP_MODES:
+        raise ValueError(f"give one of {', '.join(XHTTP_MODES)}")
+    return value
+
+
 Subnet4 = Annotated[str, AfterValidator(lambda v: _network(v, 4))]
 Subnet6 = Annotated[str, AfterValidator(lambda v: _network(v, 6))]
 NetList = Annotated[str, AfterValidator(_networks)]
@@ -127,6 +159,14 @@ Hostname = Annotated[str, AfterValidator(check_hostname)]
 Host = Annotated[str, AfterValidator(check_host)]
 Listen = Annotated[str, AfterValidator(check_listen)]
 Dest = Annotated[str, AfterValidator(check_dest)]
+HttpPath = Annotated[str, AfterValidator(check_path)]
+ServiceName = Annotated[str, AfterValidator(check_service_name)]
+XhttpMode = Annotated[str, AfterValidator(check_xhttp_mode)]
+STREAM_OPTIONS = ("transport", "security", "path", "service_name", "host_header", "xhttp_mode")
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 class ServerCreate(BaseModel):
@@ -158,21 +198,42 @@ class ServerCreate(BaseModel):
     allow_private: bool = False
     # Shadowsocks: a cipher Outline's apps speak (they have no 2022 ciphers), kept for changes.
     outline: bool = False
+    # vless, trojan, vmess (Xray): how clients' streams are carried and secured, and what the
+    # transport needs. Filled in by the validator (raw; REALITY for VLESS over raw, else TLS).
+    transport: Network | None = None
+    security: Security | None = None
+    path: HttpPath | None = None
+    service_name: ServiceName | None = None
+    host_header: Hostname | None = None
+    xhttp_mode: XhttpMode | None = None
+
+    @property
+    def reality(self) -> bool:
+        """Does this server speak REALITY (vless-reality, or another with --security reality)?"""
+        return self.protocol is Protocol.VLESS_REALITY or self.security is Security.REALITY
 
     @model_validator(mode="after")
     def _fits_protocol(self) -> ServerCreate:
         protocol = self.protocol
         if self.outline and protocol is not Protocol.SHADOWSOCKS:
             raise ValueError("--outline applies to shadowsocks only")
-        if protocol is Protocol.VLESS_REALITY and not self.sni:
-            raise ValueError("vless-reality needs --sni, the TLS name clients present")
-        if protocol is not Protocol.VLESS_REALITY and self.dest:
-            raise ValueError("--dest applies to vless-reality only")
+        self._fits_stream()
+        if self.reality and not self.sni:
+            what = protocol.value
+            if protocol is not Protocol.VLESS_REALITY:
+                what += " with REALITY"
+            raise ValueError(f"{what} needs --sni, the TLS name clients present")
+        if not self.reality and self.dest:
+            raise ValueError("--dest applies to REALITY servers only")
         if protocol is not Protocol.SHADOWSOCKS and (self.method or self.password):
             raise ValueError("--method and --password apply to shadowsocks only")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("give both --cert and --key, or neither")
-        if self.cert_file and protocol not in TLS_PROTOCOLS:
+        if self.cert_file and self.reality:
+            raise ValueError(
+                "REALITY uses no certificate: --cert and --key apply to --security tls"
+            )
+        if self.cert_file and protocol not in TLS_PROTOCOLS | STREAM_PROTOCOLS:
             raise ValueError(f"{protocol.value} does not use a certificate")
         if self.allow_anonymous and protocol not in PROXY_PROTOCOLS:
             raise ValueError("--allow-anonymous applies to proxies only")
@@ -184,6 +245,35 @@ class ServerCreate(BaseModel):
         if self.runtime is not RuntimeKind.DOCKER and (self.image or self.docker_host):
             raise ValueError("--image and --docker-host apply to --runtime docker only")
         return self
+
+    def _fits_stream(self) -> None:
+        """The transport and security of a vless, trojan or vmess server: defaults filled in,
+        options that do not apply and combinations Xray refuses turned down."""
+        given = [name for name in STREAM_OPTIONS if getattr(self, name) is not None]
+        if self.protocol not in STREAM_PROTOCOLS:
+            if given:
+                raise ValueError(
+                    f"{', '.join(_option(name) for name in given)} "
+                    f"appl{'ies' if len(given) == 1 else 'y'} to vless, trojan and vmess only"
+                )
+            return
+        network = self.transport = self.transport or Network.RAW
+        security = self.security = self.security or default_security(self.protocol, network)
+        if security is Security.REALITY and network not in REALITY_NETWORKS:
+            raise ValueError(
+                f"Xray refuses REALITY over {network.value}: use --security tls, or "
+                "--transport raw, grpc or xhttp"
+            )
+        if network not in HTTP_NETWORKS:
+            for name in ("path", "host_header"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{_option(name)} applies to --transport ws, httpupgrade or xhttp"
+                    )
+        if self.service_name is not None and network is not Network.GRPC:
+            raise ValueError("--service-name applies to --transport grpc")
+        if self.xhttp_mode is not None and network is not Network.XHTTP:
+            raise ValueError("--xhttp-mode applies to --transport xhttp")
 
 
 # The settings whose change gives every user of a server a new link: asked about first (`vpn
@@ -297,6 +387,7 @@ class ServerStatus(BaseModel):
     desired: DesiredState
     running: bool
     healthy: bool
+    engine: str = ""  # the engine the server runs on (xray, sing-box, wireguard-go)
     pid: int | None = None
     port_open: bool = False
     api_ok: bool = False

@@ -31,6 +31,7 @@ def spec_of(row: ServerRow) -> ServerSpec:
         runtime=row.runtime,
         image=row.image,
         docker_host=row.docker_host,
+        engine=row.engine,
     )
 
 
@@ -70,14 +71,14 @@ async def name_taken(session: AsyncSession, name: str) -> bool:
 
 
 async def ports_in_use(
-    session: AsyncSession, control_ports: Callable[[str, dict[str, Any]], Iterable[int]]
+    session: AsyncSession, control_ports: Callable[[str, str, dict[str, Any]], Iterable[int]]
 ) -> dict[int, str]:
     """Ports our servers hold (their own, and their control APIs' as `control_ports` reads them
-    from a protocol and its stored settings), to refuse clashes early."""
+    from an engine's name, a protocol and the stored settings), to refuse clashes early."""
     ports: dict[int, str] = {}
     for row in (await session.execute(select(ServerRow))).scalars():
         ports[row.port] = row.name
-        for port in control_ports(row.protocol, row.settings):
+        for port in control_ports(row.engine, row.protocol, row.settings):
             ports[port] = f"{row.name} (API)"
     return ports
 

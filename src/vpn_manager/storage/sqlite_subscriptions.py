@@ -50,7 +50,7 @@ _USER = (
 )
 _SERVERS = (
     "SELECT s.name, s.protocol, s.listen, s.port, s.host, s.settings, s.secret, s.runtime,"
-    " s.image, s.docker_host, c.secret FROM servers AS s"
+    " s.image, s.docker_host, c.secret, s.engine FROM servers AS s"
     " JOIN user_credentials AS c ON c.server_id = s.id WHERE c.user_id = ? ORDER BY s.name"
 )
 
@@ -124,6 +124,7 @@ def _read(conn: sqlite3.Connection, digest: str) -> SubscriptionRecord | None:
                 runtime=row[7],
                 image=row[8],
                 docker_host=row[9],
+                engine=row[11],
             ),
             json.loads(row[10]),
         )

@@ -26,7 +26,9 @@ Listen = Annotated[
 HostOpt = Annotated[
     str | None,
     typer.Option(
-        "--host", metavar="ADDRESS", help="The address clients use (default: this machine's)."
+        "--host",
+        metavar="ADDRESS",
+        help="The address links carry, e.g. a CDN name (default: this machine's).",
     ),
 ]
 AllowPrivate = Annotated[

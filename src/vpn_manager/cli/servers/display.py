@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 COLUMNS = [
     ("name", "NAME"),
     ("protocol", "PROTOCOL"),
+    ("engine", "ENGINE"),
     ("address", "ADDRESS"),
     ("state", "STATE"),
     ("users", "USERS"),
@@ -33,6 +34,7 @@ def _cells(server: Server) -> dict[str, Any]:
     return {
         "name": server.name,
         "protocol": server.protocol.value,
+        "engine": server.engine,
         "address": f"{server.host}:{server.port}",
         "state": _state(server.running, server.desired.value),
         "users": str(server.users),
@@ -86,6 +88,7 @@ def status_data(status: ServerStatus) -> dict[str, Any]:
 
 STATUS_COLUMNS = [
     ("name", "NAME"),
+    ("engine", "ENGINE"),
     ("state", "STATE"),
     ("health", "HEALTH"),
     ("pid", "PID"),
@@ -98,6 +101,7 @@ def status_cells(status: ServerStatus) -> dict[str, Any]:
     """One line of `vpn server status` without a name."""
     return {
         "name": status.name,
+        "engine": status.engine,
         "state": _state(status.running, status.desired.value),
         "health": status.detail if status.running else "-",
         "pid": status.pid,

@@ -50,8 +50,8 @@ def install(
         str,
         typer.Argument(
             metavar="PROTOCOL",
-            help="vless-reality, shadowsocks, trojan, hysteria2, tuic, vmess or wireguard "
-            "(proxies: `vpn proxy add`).",
+            help="vless, vless-reality, trojan, vmess (Xray), shadowsocks, hysteria2, tuic "
+            "(sing-box) or wireguard (proxies: `vpn proxy add`).",
         ),
     ],
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="A name for the server.")],
@@ -63,7 +63,8 @@ def install(
         typer.Option(
             "--sni",
             metavar="SERVER_NAME",
-            help="vless-reality: the real site clients pretend to visit: one that speaks TLS 1.3 "
+            help="REALITY (vless-reality, --security reality): the real site clients pretend to "
+            "visit: one that speaks TLS 1.3 "
             "with X25519 and h2, near this server, not a household name (README: REALITY "
             "target); TLS protocols: the name in the certificate (default: --host).",
         ),
@@ -73,7 +74,7 @@ def install(
         typer.Option(
             "--dest",
             metavar="HOST:PORT",
-            help="vless-reality: where probes and non-clients are forwarded (default: SNI:443).",
+            help="REALITY: where probes and non-clients are forwarded (default: SNI:443).",
         ),
     ] = None,
     method: Annotated[
@@ -108,6 +109,56 @@ def install(
     ] = None,
     key: Annotated[
         str | None, typer.Option("--key", metavar="FILE", help="TLS protocols: its private key.")
+    ] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            "--transport",
+            metavar="NAME",
+            help="vless, trojan, vmess: raw (TCP, the default), ws, grpc, httpupgrade or xhttp.",
+        ),
+    ] = None,
+    security: Annotated[
+        str | None,
+        typer.Option(
+            "--security",
+            metavar="NAME",
+            help="vless, trojan, vmess: tls or reality (REALITY over raw, grpc and xhttp only); "
+            "default: reality for vless over raw, else tls.",
+        ),
+    ] = None,
+    path: Annotated[
+        str | None,
+        typer.Option(
+            "--path",
+            metavar="PATH",
+            help="ws, httpupgrade, xhttp: the HTTP path clients ask for (default: a random one).",
+        ),
+    ] = None,
+    service_name: Annotated[
+        str | None,
+        typer.Option(
+            "--service-name",
+            metavar="NAME",
+            help="grpc: the gRPC service name (default: a random one).",
+        ),
+    ] = None,
+    host_header: Annotated[
+        str | None,
+        typer.Option(
+            "--host-header",
+            metavar="NAME",
+            help="ws, httpupgrade, xhttp: the Host header clients send (a CDN or reverse "
+            "proxy's name; default: the address they connect to).",
+        ),
+    ] = None,
+    xhttp_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--xhttp-mode",
+            metavar="MODE",
+            help="xhttp: auto (the default), packet-up, stream-up or stream-one.",
+        ),
     ] = None,
     subnet: Annotated[
         str | None,
@@ -181,6 +232,12 @@ def install(
             "host": host,
             "listen": listen,
             "allow_private": allow_private,
+            "transport": transport,
+            "security": security,
+            "path": path,
+            "service_name": service_name,
+            "host_header": host_header,
+            "xhttp_mode": xhttp_mode,
             "subnet": subnet,
             "subnet6": subnet6,
             "dns": dns,

@@ -17,9 +17,9 @@ import signal
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from secrets import token_hex
 from typing import TYPE_CHECKING, Any
 
+from vpn_manager.engines import tls
 from vpn_manager.engines.base import (
     Changed,
     Counter,
@@ -32,12 +32,11 @@ from vpn_manager.engines.base import (
 from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Tls
 from vpn_manager.engines.ports import port_listening
-from vpn_manager.engines.singbox import config, tls
+from vpn_manager.engines.singbox import config
 from vpn_manager.engines.singbox import secrets as keys
 from vpn_manager.engines.singbox.api import ConnectionFollower, SingBoxApi
 from vpn_manager.engines.singbox.protocols import protocol_row
 from vpn_manager.engines.singbox.settings import (
-    Certificate,
     SingBoxCredential,
     SingBoxSecret,
     SingBoxSettings,
@@ -45,7 +44,6 @@ from vpn_manager.engines.singbox.settings import (
 from vpn_manager.engines.singbox.ssm import SsmApi
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
-from vpn_manager.kinds import is_ip
 from vpn_manager.proc import run
 from vpn_manager.specs import Client, ServerSpec
 
@@ -93,7 +91,7 @@ class SingBoxEngine:
                 keys.check_password(method, create.password)
                 psk = create.password
         if row.tls:
-            settings = dataclasses.replace(settings, tls=self._certificate(create, keys_dir))
+            settings = dataclasses.replace(settings, tls=tls.certificate(create, keys_dir))
         if row.proxy:
             settings = dataclasses.replace(settings, allow_anonymous=create.allow_anonymous)
         secret = keys.server_secret(row.name, settings.method, psk)
@@ -123,7 +121,7 @@ class SingBoxEngine:
                 )
             settings = dataclasses.replace(settings, method=new)
         if change.sni is not None or change.cert_file is not None:
-            tls_now = self._new_certificate(spec.name, settings.certificate, change, keys_dir)
+            tls_now = tls.new_certificate(spec.name, settings.certificate, change, keys_dir)
             settings = dataclasses.replace(settings, tls=tls_now)
         if change.allow_private is not None:
             settings = dataclasses.replace(settings, allow_private=change.allow_private)
@@ -132,67 +130,6 @@ class SingBoxEngine:
     def advice(self, spec: ServerSpec) -> list[str]:
         return []
 
-    def _new_certificate(
-        self, server: str, now: Certificate, change: ServerChange, keys_dir: Path
-    ) -> Certificate:
-        """The certificate after `vpn server set`: the one given, or a new self-signed one for a
-        new name. Kept in a directory of its own in `keys_dir`, so that the files in use stay as
-        they are until the change holds (sing-box reloads when its files change)."""
-        name = change.sni or now.server_name
-        directory = keys_dir / f"tls-{token_hex(4)}"
-        if change.cert_file is not None and change.key_file is not None:
-            return self._own_certificate(
-                Path(change.cert_file), Path(change.key_file), directory, name
-            )
-        if not now.self_signed:
-            raise InvalidInput(
-                f"The certificate of {server} is yours, for {now.server_name}.",
-                hint=f"Give one for {name} with --cert and --key too.",
-            )
-        return self._self_signed(directory, name)
-
-    def _own_certificate(self, cert: Path, key: Path, directory: Path, name: str) -> Certificate:
-        """A certificate of the user's, checked, then kept in `directory` (the key 0600)."""
-        tls.check_pair(cert, key)
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        kept_cert, kept_key = directory / tls.CERT_NAME, directory / tls.KEY_NAME
-        atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
-        atomic_write(kept_key, key.read_bytes())
-        return Certificate(
-            server_name=name,
-            cert_file=str(kept_cert),
-            key_file=str(kept_key),
-            self_signed=False,
-            cert_sha256=tls.cert_sha256(kept_cert),
-        )
-
-    def _self_signed(self, directory: Path, name: str) -> Certificate:
-        """A new self-signed certificate for `name` in `directory`."""
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        kept_cert, kept_key = tls.make_self_signed(directory, name)
-        return Certificate(
-            server_name=name,
-            cert_file=str(kept_cert),
-            key_file=str(kept_key),
-            self_signed=True,
-            cert_sha256=tls.cert_sha256(kept_cert),
-        )
-
-    def _certificate(self, create: ServerCreate, keys_dir: Path) -> Certificate:
-        server_name = create.sni or (
-            create.host if create.host and not is_ip(create.host) else None
-        )
-        if server_name is None:
-            raise InvalidInput(
-                f"{create.protocol.value} uses TLS and needs a server name for its certificate.",
-                hint="Give --sni NAME (your domain, or the name clients should send), "
-                "or --host with a DNS name.",
-            )
-        if create.cert_file and create.key_file:
-            cert, key = Path(create.cert_file), Path(create.key_file)
-            return self._own_certificate(cert, key, keys_dir, server_name)
-        return self._self_signed(keys_dir, server_name)
-
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         row = protocol_row(spec.protocol)
         settings, secret = SingBoxSettings.of(spec), SingBoxSecret.of(spec)
@@ -200,10 +137,7 @@ class SingBoxEngine:
         if keys.is_2022(method):
             secret = dataclasses.replace(secret, psk=keys.new_key(method))
         elif row.tls and settings.certificate.self_signed:
-            cert = settings.certificate
-            tls.make_self_signed(Path(cert.cert_file).parent, cert.server_name)
-            cert = dataclasses.replace(cert, cert_sha256=tls.cert_sha256(Path(cert.cert_file)))
-            settings = dataclasses.replace(settings, tls=cert)
+            settings = dataclasses.replace(settings, tls=tls.reissue(settings.certificate))
         else:
             raise InvalidInput(
                 f"A {spec.protocol} server has no server key to rotate"

@@ -9,19 +9,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vpn_manager.engines.stored import Secret, Stored
+from vpn_manager.engines.tls import Certificate
 from vpn_manager.specs import Client, ServerSpec
-
-
-@dataclass(frozen=True)
-class Certificate(Stored):
-    """The server's certificate (tls.py): kept in the server's keys directory; `cert_sha256`
-    pins a self-signed one in links."""
-
-    server_name: str
-    cert_file: str
-    key_file: str
-    self_signed: bool = False
-    cert_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from vpn_manager.engines.xray.proto.app.proxyman.command import command_pb2 as h
 from vpn_manager.engines.xray.proto.app.stats.command import command_pb2 as stats
 from vpn_manager.engines.xray.proto.common.protocol.user_pb2 import User
 from vpn_manager.engines.xray.proto.common.serial.typed_message_pb2 import TypedMessage
+from vpn_manager.engines.xray.proto.proxy.trojan.config_pb2 import Account as TrojanAccount
 from vpn_manager.engines.xray.proto.proxy.vless.account_pb2 import Account
+from vpn_manager.engines.xray.proto.proxy.vmess.account_pb2 import Account as VmessAccount
 from vpn_manager.errors import EngineError
 
 HANDLER = "/xray.app.proxyman.command.HandlerService/"
@@ -55,14 +57,17 @@ class XrayApi:
             return False, exc.message
         return True, "answering"
 
-    async def add_users(self, tag: str, clients: Sequence[dict[str, Any]]) -> None:
-        """Make these users present with these keys: one the engine has already with the same
-        key is done; one it has with another key (revoked and granted again while the revoke
-        had not reached it) is removed and added again with the key given."""
+    async def add_users(
+        self, tag: str, clients: Sequence[dict[str, Any]], protocol: str = "vless"
+    ) -> None:
+        """Make these users (inbound `clients` entries of `protocol`: vless, vmess or trojan)
+        present with these keys: one the engine has already with the same key is done; one it
+        has with another key (revoked and granted again while the revoke had not reached it) is
+        removed and added again with the key given."""
         there = []
         for client in clients:
             try:
-                await self._add(tag, client)
+                await self._add(tag, client, protocol)
             except EngineError as exc:
                 if "already exists" not in exc.message.lower():
                     raise
@@ -71,17 +76,12 @@ class XrayApi:
             return
         keys = await self.user_keys(tag)
         for client in there:
-            if keys.get(client["email"]) != client["id"]:
+            if keys.get(client["email"]) != key_of(client):
                 await self.remove_users(tag, [client["email"]])
-                await self._add(tag, client)
+                await self._add(tag, client, protocol)
 
-    async def _add(self, tag: str, client: dict[str, Any]) -> None:
-        await self._call(
-            HANDLER + "AlterInbound",
-            add_vless_user(
-                tag, client["email"], client["id"], client.get("flow", ""), client["level"]
-            ),
-        )
+    async def _add(self, tag: str, client: dict[str, Any], protocol: str) -> None:
+        await self._call(HANDLER + "AlterInbound", add_user(tag, protocol, client))
 
     async def _inbound_users(self, tag: str) -> list[User]:
         """The inbound's users now (a request without an email asks for all of them)."""
@@ -94,11 +94,9 @@ class XrayApi:
         return {user.email for user in await self._inbound_users(tag)}
 
     async def user_keys(self, tag: str) -> dict[str, str]:
-        """email → key (the id, a uuid, of each user's VLESS account) of the inbound's users now."""
-        return {
-            user.email: Account.FromString(user.account.value).id
-            for user in await self._inbound_users(tag)
-        }
+        """email → key (the id, a uuid, of a VLESS or VMess account; a Trojan account's
+        password) of the inbound's users now."""
+        return {user.email: account_key(user.account) for user in await self._inbound_users(tag)}
 
     async def remove_users(self, tag: str, emails: Sequence[str]) -> None:
         for email in emails:
@@ -134,6 +132,39 @@ class XrayApi:
 def typed(message: Message) -> TypedMessage:
     """A xray.common.serial.TypedMessage: the message's full name and its bytes."""
     return TypedMessage(type=message.DESCRIPTOR.full_name, value=message.SerializeToString())
+
+
+def key_of(client: dict[str, Any]) -> str:
+    """The key of an inbound `clients` entry: its id (VLESS, VMess) or password (Trojan)."""
+    return str(client["password"] if "password" in client else client["id"])
+
+
+def account(protocol: str, client: dict[str, Any]) -> Message:
+    """The account message of an inbound `clients` entry of `protocol`."""
+    if protocol == "trojan":
+        return TrojanAccount(password=client["password"])
+    if protocol == "vmess":
+        return VmessAccount(id=client["id"])
+    return Account(id=client["id"], flow=client.get("flow", ""))
+
+
+def account_key(message: TypedMessage) -> str:
+    """The key in an account the API returns (GetInboundUsers), whichever protocol's it is."""
+    if message.type == TrojanAccount.DESCRIPTOR.full_name:
+        return TrojanAccount.FromString(message.value).password
+    if message.type == VmessAccount.DESCRIPTOR.full_name:
+        return VmessAccount.FromString(message.value).id
+    return Account.FromString(message.value).id
+
+
+def add_user(tag: str, protocol: str, client: dict[str, Any]) -> handler.AlterInboundRequest:
+    user = User(
+        level=client.get("level", 0),
+        email=client["email"],
+        account=typed(account(protocol, client)),
+    )
+    operation = typed(handler.AddUserOperation(user=user))
+    return handler.AlterInboundRequest(tag=tag, operation=operation)
 
 
 def add_vless_user(

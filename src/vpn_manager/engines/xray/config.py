@@ -1,4 +1,6 @@
-"""Render an Xray config for one VLESS+REALITY server: a pure function of the server and its users.
+"""Render an Xray config for one server (VLESS, VMess or Trojan over raw TCP, WebSocket, gRPC,
+HTTPUpgrade or XHTTP, with TLS or REALITY; `vless-reality` is VLESS over raw with REALITY): a pure
+function of the server and its users.
 
 The rendered file is what runs: users are in it (so a restart keeps them) and the live API calls
 only repeat what the file already says.
@@ -13,7 +15,7 @@ from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySe
 from vpn_manager.errors import EngineError
 from vpn_manager.specs import Client, ServerSpec
 
-INBOUND_TAG = "vless-in"
+INBOUND_TAG = "vless-in"  # a VLESS server's inbound (vless-reality and vless)
 API_INBOUND_TAG = "api-in"
 OWN_ACCESS = f"[{API_INBOUND_TAG} -> api]"  # how the access log ends a line of an API call
 API_SOCKET = "xray-api.sock"
@@ -23,8 +25,78 @@ FLOW = "xtls-rprx-vision"
 PRIVATE_NETWORKS = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128"]
 
 
-def client_entry(client: Client) -> dict[str, Any]:
-    return {"id": XrayCredential.of(client).uuid, "flow": FLOW, "email": client.email, "level": 0}
+def inbound_protocol(spec: ServerSpec) -> str:
+    """The inbound's protocol: vless (vless-reality too), trojan or vmess."""
+    return "vless" if spec.protocol == "vless-reality" else spec.protocol
+
+
+def inbound_tag(spec: ServerSpec) -> str:
+    """The tag the API reaches the server's inbound by: vless-in, trojan-in or vmess-in."""
+    return f"{inbound_protocol(spec)}-in"
+
+
+def flow(spec: ServerSpec) -> str:
+    """XTLS Vision on VLESS over raw TCP (with TLS or REALITY); no flow on the other transports
+    (Xray refuses Vision there) and on VMess and Trojan (VLESS only)."""
+    settings = XraySettings.of(spec)
+    return FLOW if inbound_protocol(spec) == "vless" and settings.transport == "raw" else ""
+
+
+def client_entry(spec: ServerSpec, client: Client) -> dict[str, Any]:
+    """One user in the inbound's `clients` (and in the API's AddUser): the protocol's key, the
+    email the API and stats know the user by, the policy level."""
+    return entry(inbound_protocol(spec), flow(spec), client)
+
+
+def entry(protocol: str, vision: str, client: Client) -> dict[str, Any]:
+    credential = XrayCredential.of(client)
+    if protocol == "trojan":
+        return {"password": credential.password, "email": client.email, "level": 0}
+    if protocol == "vmess":
+        return {"id": credential.uuid, "email": client.email, "level": 0}
+    return {"id": credential.uuid, "flow": vision, "email": client.email, "level": 0}
+
+
+def stream_settings(spec: ServerSpec) -> dict[str, Any]:
+    """The inbound's streamSettings: its transport and TLS or REALITY."""
+    settings, secret = XraySettings.of(spec), XraySecret.of(spec)
+    network = settings.transport
+    stream: dict[str, Any] = {"network": network}
+    if settings.reality:
+        stream["security"] = "reality"
+        stream["realitySettings"] = {
+            "show": False,
+            "target": settings.dest,
+            "xver": 0,
+            "serverNames": [settings.sni],
+            "privateKey": secret.private_key,
+            "shortIds": list(settings.short_ids or ()),
+        }
+    else:
+        cert = settings.certificate
+        stream["security"] = "tls"
+        stream["tlsSettings"] = {
+            "serverName": cert.server_name,
+            "certificates": [{"certificateFile": cert.cert_file, "keyFile": cert.key_file}],
+        }
+    path = settings.path or "/"
+    host = {"host": settings.host_header} if settings.host_header else {}
+    if network in ("ws", "httpupgrade"):
+        stream[f"{network}Settings"] = {"path": path, **host}
+    elif network == "xhttp":
+        stream["xhttpSettings"] = {"path": path, **host, "mode": settings.xhttp_mode or "auto"}
+    elif network == "grpc":
+        stream["grpcSettings"] = {"serviceName": settings.service_name or ""}
+    return stream
+
+
+def inbound_settings(spec: ServerSpec, clients: list[Client]) -> dict[str, Any]:
+    protocol = inbound_protocol(spec)
+    vision = flow(spec)
+    settings: dict[str, Any] = {"clients": [entry(protocol, vision, c) for c in clients]}
+    if protocol == "vless":
+        settings["decryption"] = "none"
+    return settings
 
 
 def api_socket(spec: ServerSpec) -> str | None:
@@ -67,7 +139,7 @@ def api_blocks(spec: ServerSpec, socket: str | None) -> dict[str, Any]:
 
 
 def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, Any]:
-    settings, secret = XraySettings.of(spec), XraySecret.of(spec)
+    settings = XraySettings.of(spec)
     api = api_blocks(spec, api_socket(spec))
     freedom: dict[str, Any] = {"protocol": "freedom", "tag": "direct"}
     if settings.allow_private:
@@ -91,26 +163,12 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
         },
         "inbounds": [
             {
-                "tag": INBOUND_TAG,
+                "tag": inbound_tag(spec),
                 "listen": spec.listen,
                 "port": spec.port,
-                "protocol": "vless",
-                "settings": {
-                    "clients": [client_entry(c) for c in clients],
-                    "decryption": "none",
-                },
-                "streamSettings": {
-                    "network": "raw",
-                    "security": "reality",
-                    "realitySettings": {
-                        "show": False,
-                        "target": settings.dest,
-                        "xver": 0,
-                        "serverNames": [settings.sni],
-                        "privateKey": secret.private_key,
-                        "shortIds": list(settings.short_ids),
-                    },
-                },
+                "protocol": inbound_protocol(spec),
+                "settings": inbound_settings(spec, clients),
+                "streamSettings": stream_settings(spec),
                 # Sniff names for routing only: connecting to a sniffed name instead of the
                 # requested address would break clients that send their own Host.
                 "sniffing": {"enabled": True, "destOverride": ["http", "tls"], "routeOnly": True},

@@ -1,5 +1,7 @@
-"""The Xray engine: VLESS+REALITY servers through the PyPI `Xray-core` binding (or an `xray`
-binary on PATH), one child process per server."""
+"""The Xray engine: VLESS, VMess and Trojan servers (over raw TCP, WebSocket, gRPC, HTTPUpgrade
+or XHTTP, with TLS or REALITY; `vless-reality` is VLESS over raw TCP with REALITY) through the PyPI
+`Xray-core` binding (or an `xray` binary on PATH), one child process per server. Users change
+live through the HandlerService API, never by a reload."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from secrets import token_hex, token_urlsafe
+from typing import TYPE_CHECKING, Any, cast
 
+from vpn_manager.engines import tls
 from vpn_manager.engines.base import Changed, Counter, Files, Health, Session, Transport
 from vpn_manager.engines.changes import refuse_others
-from vpn_manager.engines.linkdata import Credential, LinkData, Reality
+from vpn_manager.engines.linkdata import Credential, LinkData, Reality, Stream, Tls
 from vpn_manager.engines.ports import free_port, port_listening, port_open
 from vpn_manager.engines.xray import config, keys, targets
 from vpn_manager.engines.xray.sessions import cut_sessions
@@ -30,9 +34,13 @@ from vpn_manager.proc import die_with_parent
 from vpn_manager.specs import Client, ServerSpec
 
 if TYPE_CHECKING:
+    from vpn_manager.engines.linkdata import Format, Network
     from vpn_manager.engines.xray.api import XrayApi
     from vpn_manager.models.server import ServerChange, ServerCreate
 
+# The transports that are HTTP requests to a path.
+HTTP = ("ws", "httpupgrade", "xhttp")
+PASSWORD_BYTES = 18  # a Trojan password: token_urlsafe(18), 24 characters
 REFUSED = 23  # the binding's exit code for a config Xray will not run
 VALIDATE_DEADLINE = 5.0
 
@@ -74,32 +82,67 @@ class XrayEngine:
     def new_server(
         self, create: ServerCreate, ports: Callable[[], int], keys_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        assert create.sni is not None, "a VLESS+REALITY server is given its --sni"
-        private, public = keys.new_key_pair()
-        settings = XraySettings(
-            sni=create.sni,
-            dest=create.dest or f"{create.sni}:443",
-            public_key=public,
-            short_ids=tuple(keys.new_short_ids()),
-            fingerprint="chrome",
-            api_port=ports(),
-            allow_private=create.allow_private,
-        )
-        return settings.to_dict(), XraySecret(private_key=private).to_dict()
+        settings = XraySettings(api_port=ports(), allow_private=create.allow_private)
+        secret = XraySecret()
+        if create.transport is not None and create.security is not None:  # vless, trojan, vmess
+            network = create.transport.value
+            settings = dataclasses.replace(
+                settings,
+                network=network,
+                security=create.security.value,
+                # A path nobody guesses: what asks for another one is not a client.
+                path=(create.path or f"/{token_hex(8)}") if network in HTTP else None,
+                host_header=create.host_header,
+                service_name=(create.service_name or token_hex(8)) if network == "grpc" else None,
+                xhttp_mode=create.xhttp_mode,
+            )
+        if create.reality:
+            assert create.sni is not None, "a REALITY server is given its --sni"
+            private, public = keys.new_key_pair()
+            settings = dataclasses.replace(
+                settings,
+                sni=create.sni,
+                dest=create.dest or f"{create.sni}:443",
+                public_key=public,
+                short_ids=tuple(keys.new_short_ids()),
+                fingerprint="chrome",
+            )
+            secret = XraySecret(private_key=private)
+        else:
+            settings = dataclasses.replace(settings, tls=tls.certificate(create, keys_dir))
+        return settings.to_dict(), secret.to_dict()
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        settings = XraySettings.of(spec)
+        if not settings.reality:
+            if not settings.certificate.self_signed:
+                raise InvalidInput(
+                    f"A {spec.protocol} server with TLS has no server key to rotate (its "
+                    "certificate is yours: replace it instead)."
+                )
+            renewed = dataclasses.replace(settings, tls=tls.reissue(settings.certificate))
+            return renewed.to_dict(), dict(spec.secret)
         private, public = keys.new_key_pair()
         settings = dataclasses.replace(
-            XraySettings.of(spec), public_key=public, short_ids=tuple(keys.new_short_ids())
+            settings, public_key=public, short_ids=tuple(keys.new_short_ids())
         )
         secret = dataclasses.replace(XraySecret.of(spec), private_key=private)
         return settings.to_dict(), secret.to_dict()
 
     def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
-        """The REALITY target (--sni, --dest) and --allow-private. A target that was the
-        default (SNI:443) follows a new SNI unless --dest is given."""
-        refuse_others(change, spec.protocol, ("sni", "dest"))
+        """REALITY's target (--sni, --dest), or a TLS server's certificate and the name in it
+        (--sni, --cert/--key), and --allow-private. A target that was the default (SNI:443)
+        follows a new SNI unless --dest is given."""
         settings = XraySettings.of(spec)
+        if not settings.reality:
+            refuse_others(change, spec.protocol, ("sni", "cert_file", "key_file"))
+            if change.sni is not None or change.cert_file is not None:
+                renewed = tls.new_certificate(spec.name, settings.certificate, change, keys_dir)
+                settings = dataclasses.replace(settings, tls=renewed)
+            if change.allow_private is not None:
+                settings = dataclasses.replace(settings, allow_private=change.allow_private)
+            return Changed(settings.to_dict(), dict(spec.secret))
+        refuse_others(change, spec.protocol, ("sni", "dest"))
         updates: dict[str, Any] = {}
         if change.sni is not None:
             updates["sni"] = change.sni
@@ -113,6 +156,10 @@ class XrayEngine:
 
     def advice(self, spec: ServerSpec) -> list[str]:
         settings = XraySettings.of(spec)
+        if not settings.reality:
+            return []
+        assert settings.sni is not None
+        assert settings.dest is not None
         return targets.advice(spec.name, settings.sni, settings.dest, spec.port)
 
     def new_credential(
@@ -122,7 +169,11 @@ class XrayEngine:
         taken: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         if password is not None:
-            raise InvalidInput("VLESS users get a generated id; --password does not apply.")
+            raise InvalidInput(
+                f"{spec.protocol} users get generated credentials; --password is for proxies."
+            )
+        if config.inbound_protocol(spec) == "trojan":
+            return XrayCredential(password=token_urlsafe(PASSWORD_BYTES)).to_dict()
         return XrayCredential(uuid=str(uuid.uuid4())).to_dict()
 
     def control_ports(self, spec: ServerSpec) -> list[int]:
@@ -238,15 +289,19 @@ class XrayEngine:
 
     async def users(self, spec: ServerSpec) -> set[str]:
         async with _api(spec) as api:
-            return await api.users(config.INBOUND_TAG)
+            return await api.users(config.inbound_tag(spec))
 
     async def add_clients(self, spec: ServerSpec, clients: list[Client]) -> None:
         async with _api(spec) as api:
-            await api.add_users(config.INBOUND_TAG, [config.client_entry(c) for c in clients])
+            await api.add_users(
+                config.inbound_tag(spec),
+                [config.client_entry(spec, c) for c in clients],
+                config.inbound_protocol(spec),
+            )
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
         async with _api(spec) as api:
-            await api.remove_users(config.INBOUND_TAG, [c.email for c in clients])
+            await api.remove_users(config.inbound_tag(spec), [c.email for c in clients])
         return await cut_sessions(spec, [c.email for c in clients], files.access_log)
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
@@ -273,16 +328,36 @@ class XrayEngine:
         return await cut_sessions(spec, [user], files.access_log, ips)
 
     def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
-        settings = XraySettings.of(spec)
-        return LinkData.of(
-            "vless",
-            spec,
-            client,
-            credential=Credential(uuid=XrayCredential.of(client).uuid),
-            reality=Reality(
+        settings, credential = XraySettings.of(spec), XrayCredential.of(client)
+        protocol = config.inbound_protocol(spec)
+        stream = Stream(
+            network=cast("Network", settings.transport),
+            path=settings.path or ("/" if settings.transport in HTTP else ""),
+            host=settings.host_header or "",
+            service_name=settings.service_name or "",
+            mode=settings.xhttp_mode or "",
+        )
+        reality = security = None
+        if settings.reality:
+            assert settings.sni is not None
+            assert settings.public_key is not None
+            reality = Reality(
                 server_name=settings.sni,
                 public_key=settings.public_key,
-                short_id=settings.short_ids[0],
-                fingerprint=settings.fingerprint,
-            ),
+                short_id=(settings.short_ids or ("",))[0],
+                fingerprint=settings.fingerprint or "chrome",
+            )
+        else:
+            cert = settings.certificate
+            # A self-signed certificate cannot be checked against a CA: links pin it by its
+            # SHA-256 where their format can, else say insecure.
+            security = Tls(cert.server_name, cert.self_signed, cert.cert_sha256)
+        return LinkData.of(
+            cast("Format", protocol),
+            spec,
+            client,
+            credential=Credential(uuid=credential.uuid or "", password=credential.password or ""),
+            tls=security,
+            reality=reality,
+            stream=stream,
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines import guard
 from vpn_manager.engines.base import Engine, Files
-from vpn_manager.engines.registry import engine_for, settings_of
+from vpn_manager.engines.registry import engine_for, engine_name, settings_of
 from vpn_manager.errors import VpnError
 from vpn_manager.runtimes.base import (
     ContainerLaunch,
@@ -154,7 +154,7 @@ class DockerRuntime(Containers):
         probed)."""
         found = await asyncio.to_thread(self._reached, spec, where)
         if self.remote:
-            ends = engine_for(found.protocol).control_ports(found)
+            ends = engine_for(engine_name(found)).control_ports(found)
             if not await guard.protected(self.home, spec.name, ends):
                 warning = await guard.protect(self.home, spec.name, ends)
                 if warning:

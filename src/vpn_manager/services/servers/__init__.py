@@ -86,7 +86,7 @@ class ServerService(ServerContext):
             from vpn_manager.settings import DockerSettings
 
             docker = DockerSettings()
-        # `engines` (protocol -> engine) and `runtimes` (which runtime a server has): the real
+        # `engines` (engine name -> engine) and `runtimes` (which runtime a server has): the real
         # ones unless a test hands in its own.
         runtimes = runtimes or Runtimes(
             runtime, str(paths.data_dir), paths.logs_dir, paths.run_dir, docker

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpn_manager import storage
 from vpn_manager.engines.linkdata import check_outline
+from vpn_manager.engines.registry import engine_name
 from vpn_manager.errors import InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UserStatus
 from vpn_manager.labels import link_label
@@ -292,7 +293,7 @@ class ServerUsers:
         """What the user's link to the server is written from, named with its label (USER@SERVER
         or the settings' links.label) for the client app to show."""
         client = Client(user_id, user_name, dict(secret))
-        data = self.ctx.engine_for(spec.protocol, None).link_data(spec, client)
+        data = self.ctx.engine_for(engine_name(spec), None).link_data(spec, client)
         return replace(data, name=link_label(user_name, spec.name, self.ctx.link_label))
 
     async def client_config(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from vpn_manager import storage
 from vpn_manager.engines.ports import free_port
-from vpn_manager.engines.registry import control_ports_of
+from vpn_manager.engines.registry import control_ports_of, engine_name, engine_of_new
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState
 from vpn_manager.services import subnets
@@ -120,14 +120,14 @@ class Catalog:
                 for row, _ in await storage.servers.list_servers(session)
             ]
         return self.ctx.runtimes.export_compose(
-            specs, lambda s: self.ctx.engine_for(s.protocol, None), self.ctx.where
+            specs, lambda s: self.ctx.engine_for(engine_name(s), None), self.ctx.where
         )
 
     async def install(self, create: ServerCreate) -> Server:
         """Make the server's keys, commit its row, then start it (validated, probed). If the start
         fails or is interrupted, the engine is stopped and the row and files are removed again;
         if this process dies after the commit, the service starts the server on its next round."""
-        engine = self.ctx.engine_for(create.protocol, None)
+        engine = self.ctx.engine_for(engine_of_new(create.protocol), None)
         async with self.ctx.turn(create.name):
             async with self.ctx.db.reading() as session:
                 if await storage.servers.name_taken(session, create.name):
@@ -217,7 +217,7 @@ class Catalog:
         pair, a self-signed certificate): every user's link changes."""
 
         def change(before: ServerSpec) -> Changes:
-            settings, secret = self.ctx.engine_for(before.protocol, None).rotate_keys(before)
+            settings, secret = self.ctx.engine_for(engine_name(before), None).rotate_keys(before)
             return Changes({"settings": settings, "secret": secret})
 
         return await self._reconfigure(name, change)
@@ -235,7 +235,7 @@ class Catalog:
                 )
 
         def change(before: ServerSpec) -> Changes:
-            engine = self.ctx.engine_for(before.protocol, None)
+            engine = self.ctx.engine_for(engine_name(before), None)
             changed = engine.change(before, update, self.ctx.keys_dir(name))
             values: dict[str, object] = {"settings": changed.settings, "secret": changed.secret}
             if update.port is not None:

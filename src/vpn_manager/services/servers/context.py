@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from vpn_manager import storage
 from vpn_manager.engines.base import Engine, Files
-from vpn_manager.engines.registry import engine_for
+from vpn_manager.engines.registry import engine_for, engine_name
 from vpn_manager.errors import EngineError, InvalidInput, VpnError
 from vpn_manager.labels import DEFAULT_TEMPLATE
 from vpn_manager.paths import Paths, entry
@@ -101,8 +101,8 @@ class ServerContext:
     docker_settings: DockerDefaults
     runtimes: Runtimes
     applied: list[Applied] = field(default_factory=list)  # what user changes did, to tell
-    # protocol -> engine (its helper commands run where given): the real ones unless a test
-    # hands in its own
+    # a server's engine name -> the engine (its helper commands run where given): the real ones
+    # unless a test hands in its own
     engine_for: Callable[[str, Commands | None], Engine] = engine_for
     # How links name themselves in client apps (the settings' links.label, vpn_manager.labels).
     link_label: str = DEFAULT_TEMPLATE
@@ -129,7 +129,7 @@ class ServerContext:
     def engine(self, spec: ServerSpec) -> Engine:
         """The server's engine, running its helper commands (WireGuard's `ip`, `wg`, `nft`)
         where the server runs: on this machine, or inside its container."""
-        return self.engine_for(spec.protocol, self.runtime_of(spec).commands(spec.name))
+        return self.engine_for(engine_name(spec), self.runtime_of(spec).commands(spec.name))
 
     def state_of(self, row: ServerRow) -> ProcessState:
         """Is a server's engine running, wherever it runs (for the service and metrics)."""

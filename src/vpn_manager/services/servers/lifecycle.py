@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from vpn_manager import storage
 from vpn_manager.engines import guard
 from vpn_manager.engines.base import Engine
+from vpn_manager.engines.registry import engine_name
 from vpn_manager.errors import EngineError, VpnError
 from vpn_manager.kinds import DesiredState, RuntimeKind
 from vpn_manager.runtimes.base import ProcessState
@@ -63,6 +64,7 @@ class Lifecycle:
         container = ContainerInfo.model_validate(info) if info else None
         return ServerStatus(
             name=name,
+            engine=spec.engine,
             desired=desired,
             running=state.running,
             healthy=bool(health and health.healthy),
@@ -139,7 +141,7 @@ class Lifecycle:
         spec = await self.ctx.spec(name)
         files = self.ctx.files(name)
         also = [files.error_log, files.access_log]
-        own = self.ctx.engine_for(spec.protocol, None).own_log_line
+        own = self.ctx.engine_for(engine_name(spec), None).own_log_line
         wanted = lines
         while True:  # our own lines left out, read further back until `lines` remain
             found = await asyncio.to_thread(self.ctx.runtime_of(spec).logs, name, wanted, also)
@@ -159,7 +161,7 @@ class Lifecycle:
         spec = await self.ctx.spec(name)
         files = self.ctx.files(name)
         found = self.ctx.runtime_of(spec).follow(name, lines, [files.error_log, files.access_log])
-        own = self.ctx.engine_for(spec.protocol, None).own_log_line
+        own = self.ctx.engine_for(engine_name(spec), None).own_log_line
         return (line for line in found if not own(line))
 
     async def start(self, name: str) -> ServerStatus:

@@ -1,5 +1,8 @@
-"""Certificates for the TLS protocols (trojan, hysteria2, tuic, vmess): a self-signed one made at
-install when the user brings none, the pins clients use to trust it, and a check of a given pair.
+"""Certificates of the TLS servers (sing-box's Trojan, Hysteria2, TUIC, VMess; Xray's VLESS, VMess
+and Trojan over TLS): a self-signed one made at install when the user brings none, the pins
+clients use to trust it, a check of a given pair, and the stored model of a server's certificate
+(`Certificate`) with how install, `vpn server set` and rotate-keys make one. Both engines use
+this one module.
 
 Two pin forms, for two kinds of client:
 - `cert_sha256`: hex SHA-256 of the whole certificate (DER). Hysteria2 links' `pinSHA256`
@@ -14,15 +17,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from secrets import token_hex
 from typing import TYPE_CHECKING
 
+from vpn_manager.engines.stored import Stored
 from vpn_manager.errors import InvalidInput
 from vpn_manager.fsutil import atomic_write
+from vpn_manager.kinds import is_ip
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+    from vpn_manager.models.server import ServerChange, ServerCreate
 
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"
@@ -157,3 +166,84 @@ def check_pair(cert: Path, key: Path) -> None:
             f"The key {key} does not belong to the certificate {cert}.",
             hint="Give the private key the certificate was issued for.",
         )
+
+
+# -- a server's certificate, as stored ----------------------------------------------------------
+@dataclass(frozen=True)
+class Certificate(Stored):
+    """The server's certificate: kept in the server's keys directory; `cert_sha256` pins a
+    self-signed one in links."""
+
+    server_name: str
+    cert_file: str
+    key_file: str
+    self_signed: bool = False
+    cert_sha256: str | None = None
+
+
+def own_certificate(cert: Path, key: Path, directory: Path, name: str) -> Certificate:
+    """A certificate of the user's, checked, then kept in `directory` (the key 0600)."""
+    check_pair(cert, key)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    kept_cert, kept_key = directory / CERT_NAME, directory / KEY_NAME
+    atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
+    atomic_write(kept_key, key.read_bytes())
+    return Certificate(
+        server_name=name,
+        cert_file=str(kept_cert),
+        key_file=str(kept_key),
+        self_signed=False,
+        cert_sha256=cert_sha256(kept_cert),
+    )
+
+
+def self_signed(directory: Path, name: str) -> Certificate:
+    """A new self-signed certificate for `name` in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    kept_cert, kept_key = make_self_signed(directory, name)
+    return Certificate(
+        server_name=name,
+        cert_file=str(kept_cert),
+        key_file=str(kept_key),
+        self_signed=True,
+        cert_sha256=cert_sha256(kept_cert),
+    )
+
+
+def certificate(create: ServerCreate, keys_dir: Path) -> Certificate:
+    """A new server's certificate: the one given (--cert/--key), else a self-signed one, for
+    --sni, else --host if that is a DNS name."""
+    server_name = create.sni or (create.host if create.host and not is_ip(create.host) else None)
+    if server_name is None:
+        raise InvalidInput(
+            f"{create.protocol.value} uses TLS and needs a server name for its certificate.",
+            hint="Give --sni NAME (your domain, or the name clients should send), "
+            "or --host with a DNS name.",
+        )
+    if create.cert_file and create.key_file:
+        return own_certificate(Path(create.cert_file), Path(create.key_file), keys_dir, server_name)
+    return self_signed(keys_dir, server_name)
+
+
+def new_certificate(
+    server: str, now: Certificate, change: ServerChange, keys_dir: Path
+) -> Certificate:
+    """The certificate after `vpn server set`: the one given, or a new self-signed one for a
+    new name. Kept in a directory of its own in `keys_dir`, so that the files in use stay as
+    they are until the change holds (sing-box reloads when its files change)."""
+    name = change.sni or now.server_name
+    directory = keys_dir / f"tls-{token_hex(4)}"
+    if change.cert_file is not None and change.key_file is not None:
+        return own_certificate(Path(change.cert_file), Path(change.key_file), directory, name)
+    if not now.self_signed:
+        raise InvalidInput(
+            f"The certificate of {server} is yours, for {now.server_name}.",
+            hint=f"Give one for {name} with --cert and --key too.",
+        )
+    return self_signed(directory, name)
+
+
+def reissue(now: Certificate) -> Certificate:
+    """A self-signed certificate made again in place (rotate-keys): same name, new key."""
+    make_self_signed(Path(now.cert_file).parent, now.server_name)
+    return replace(now, cert_sha256=cert_sha256(Path(now.cert_file)))
