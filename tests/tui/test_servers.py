@@ -92,7 +92,7 @@ async def test_bad_install_input_shows_messages_and_installs_nothing(home: Paths
         await settle(pilot)
         shown = {m.id: str(m.render()) for m in form.query(".message.shown").results(Static)}
         assert shown == {
-            "m-protocol": '"Dest" applies to vless-reality only.'
+            "m-protocol": '"Dest" applies to REALITY servers only.'
         }  # the field, not --dest
     assert await server_state(home) == {}
 
