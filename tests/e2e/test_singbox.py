@@ -94,8 +94,9 @@ def xray_from(config: dict[str, Any], path: Path, socks: int) -> Iterator[int]:
 def test_xray_client_reaches_a_self_signed_raw_server_by_its_pin(
     vpn: Vpn, backend: int, tmp_path: Path, protocol: str
 ) -> None:
-    """A sing-box Trojan/VMess server over raw TCP with its self-signed certificate: the printed
-    link pins that certificate (pcs), and `vpn user config --client xray` gives an Xray client
+    """A Trojan/VMess server over raw TCP with its self-signed certificate (an Xray server now;
+    a sing-box one installed earlier writes the same link): the printed link pins that
+    certificate (pcs), and `vpn user config --client xray` gives an Xray client
     that trusts it by the pin (Xray 26 will not skip the check) and moves bytes through it."""
     server = install_singbox(vpn, protocol, protocol)
     vpn.ok("user", "add", "alice", "--server", server.name)
