@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,7 +206,14 @@ def xray_client(link: str, workdir: Path, source: str | None = None) -> Iterator
     if source:
         config["outbounds"][0]["sendThrough"] = source
     workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / f"client-{socks}.json"
+    with xray_running(config, workdir / f"client-{socks}.json", socks):
+        yield socks
+
+
+@contextmanager
+def xray_running(config: dict[str, Any], path: Path, socks: int) -> Iterator[int]:
+    """A real Xray run from `config` (written to `path`) until the block ends; yields `socks`,
+    the local port it listens on, once it accepts connections there."""
     path.write_text(json.dumps(config))
     process = subprocess.Popen(
         [sys.executable, "-m", "vpn_manager.engines.xray.child", str(path)],

@@ -9,26 +9,22 @@ import json
 import sqlite3
 import ssl
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import (
     Vpn,
-    _wait_for_port,
     curl_fails,
     curl_via,
     install_singbox,
     link_of,
     singbox_client,
     ss_local,
+    xray_running,
 )
-from tests.e2e.net import BACKEND_PAGE, Stream, end_process, free_port, tls13_site
+from tests.e2e.net import BACKEND_PAGE, Stream, free_port, tls13_site
 from vpn_manager.links import TrojanLink, VmessLink, parse_link
 
 PAGE = BACKEND_PAGE.decode()
@@ -74,22 +70,6 @@ def test_singbox_client_from_the_printed_link(
     assert usage.get("bob", {"download_bytes": 0})["download_bytes"] == 0
 
 
-@contextmanager
-def xray_from(config: dict[str, Any], path: Path, socks: int) -> Iterator[int]:
-    """A real Xray client run from `config` (written to `path`); yields its SOCKS port."""
-    path.write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vpn_manager.engines.xray.child", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_port(socks, process)
-        yield socks
-    finally:
-        end_process(process)
-
-
 @pytest.mark.parametrize("protocol", ["trojan", "vmess"])
 def test_xray_client_reaches_a_self_signed_raw_server_by_its_pin(
     vpn: Vpn, backend: int, tmp_path: Path, protocol: str
@@ -126,12 +106,12 @@ def test_xray_client_reaches_a_self_signed_raw_server_by_its_pin(
     tls = config["outbounds"][0]["streamSettings"]["tlsSettings"]
     assert tls == {"serverName": "vpn.test", "pinnedPeerCertSha256": pin}
     url = f"http://127.0.0.1:{backend}"
-    with xray_from(config, path, socks):
+    with xray_running(config, path, socks):
         assert curl_via(socks, f"{url}/", attempts_for=5) == PAGE
         assert curl_via(socks, f"{url}/bytes/300000", attempts_for=5) == "x" * 300_000
     # The pin is checked: the same config with another certificate's pin gets nowhere.
     tls["pinnedPeerCertSha256"] = "0" * 64
-    with xray_from(config, tmp_path / "wrong-pin.json", socks):
+    with xray_running(config, tmp_path / "wrong-pin.json", socks):
         assert curl_fails(socks, f"{url}/")
 
 
