@@ -36,3 +36,16 @@ def test_run_sync_does_not_wait_for_what_the_command_left_behind() -> None:
 def test_run_sync_timeout_is_an_error() -> None:
     with pytest.raises(EngineError, match="did not finish within 1 s"):
         run_sync(["sleep", "5"], timeout=1)
+
+
+def test_run_timeout_is_an_engine_error_and_the_command_is_killed() -> None:
+    """A command that overruns its deadline is the project's error with one sentence (the CLI
+    prints it), not a bare TimeoutError that reads as an internal error; it is killed."""
+    import asyncio
+
+    from vpn_manager.proc import run
+
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"`sleep 30` did not finish within 0.2 s"):
+        asyncio.run(run(["sleep", "30"], timeout=0.2))
+    assert time.monotonic() - started < 5

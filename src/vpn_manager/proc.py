@@ -52,7 +52,14 @@ async def run(
     try:
         data = None if input is None else input.encode()
         out, err = await asyncio.wait_for(process.communicate(data), timeout)
-    except (TimeoutError, asyncio.CancelledError):
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise EngineError(
+            f"`{shlex.join(argv)}` did not finish within {timeout:g} s.",
+            hint="The machine may be too busy; try again.",
+        ) from None
+    except asyncio.CancelledError:
         process.kill()
         await process.wait()
         raise

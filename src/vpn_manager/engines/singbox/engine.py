@@ -197,7 +197,8 @@ class SingBoxEngine:
         with tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp:
             candidate = Path(tmp) / "candidate.json"
             atomic_write(candidate, text)
-            done = await run([binary(), "check", "-c", str(candidate)], check=False)
+            # A busy machine can take seconds to start Go; a hung check is still an error.
+            done = await run([binary(), "check", "-c", str(candidate)], check=False, timeout=30)
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if line.strip()]
             detail = lines[-1].split("FATAL", 1)[-1].strip(" []") if lines else "no reason given"
