@@ -1,11 +1,11 @@
 """VLESS, Trojan and VMess on Xray over every transport and security the CLI accepts, end to end,
 with the client a user gets: each server installed with `vpn server install`, alice added with
-`vpn user add`, and a real client run from the config `vpn user config alice --server S
---client xray` prints (and `--client sing-box` where sing-box has the transport: raw, ws and
-httpupgrade; it has no XHTTP, and that config is refused with a sentence) fetches bytes through
-it. Then the live changes on Trojan+WebSocket+TLS and VMess+gRPC+TLS: a second user added while
-the first streams gets in, the first stream and the engine's PID survive, and `vpn user disable`
-cuts the first user's open stream within 5 s. All on 127.0.0.1.
+`vpn user add`, and a real client run from the config that `vpn user config alice --server S
+--client xray` prints fetches bytes through it; so does `--client sing-box`'s on the TLS servers
+over raw, ws and httpupgrade (what the sing-box build here has), and its config for XHTTP is
+refused with a sentence. Then the live changes on Trojan+WebSocket+TLS and VMess+gRPC+TLS: a
+second user added while the first streams gets in, the first stream and the engine's PID
+survive, and `vpn user disable` cuts the first user's open stream within 5 s. All on 127.0.0.1.
 
 For speed, one home holds a server of every case (installed by a module fixture, a few at a
 time), and every client is started and makes its first connection at once (a fresh REALITY
@@ -43,10 +43,26 @@ CASES = [
     if security is Security.TLS or network in REALITY_NETWORKS
 ]
 SINGBOX_NETWORKS = (Network.RAW, Network.WS, Network.HTTPUPGRADE)
-"""The transports of the sing-box build here (no gRPC in it; no XHTTP in sing-box at all)."""
+"""The transports of the sing-box build here (no gRPC in it; no XHTTP in sing-box at all). It
+has no uTLS either, which REALITY needs: sing-box is run against the TLS servers."""
 CLIENT_CASES = [("xray", *case) for case in CASES] + [
-    ("sing-box", *case) for case in CASES if case[1] in SINGBOX_NETWORKS
+    ("sing-box", *case) for case in CASES if case[1] in SINGBOX_NETWORKS and case[2] is Security.TLS
 ]
+NO_LINK_YET = pytest.mark.xfail(
+    strict=True,
+    reason="Trojan and VMess over REALITY install, but their links and client configs are not"
+    " written yet (`vpn user link`/`config` fail with an internal error)",
+)
+
+
+def has_link(protocol: str, security: Security) -> bool:
+    return protocol == "vless" or security is not Security.REALITY
+
+
+def marked(case: tuple[str, str, Network, Security]) -> object:
+    """A case as pytest.param: its id, and the known gap where there is one."""
+    known = not has_link(case[1], case[3])
+    return pytest.param(*case, id=case_id(case), marks=[NO_LINK_YET] if known else [])
 
 
 def name_of(protocol: str, network: Network, security: Security) -> str:
@@ -161,7 +177,9 @@ def clients(
         yield dict(zip(map(case_id, CLIENT_CASES), started, strict=True))
 
 
-@pytest.mark.parametrize(("client", "protocol", "network", "security"), CLIENT_CASES, ids=case_id)
+@pytest.mark.parametrize(
+    ("client", "protocol", "network", "security"), [marked(case) for case in CLIENT_CASES]
+)
 def test_the_printed_client_config_moves_bytes(
     clients: dict[str, Client],
     backend_port: int,
@@ -178,13 +196,13 @@ def test_the_printed_client_config_moves_bytes(
 
 def test_singbox_is_refused_for_xhttp_in_one_sentence(home: Vpn) -> None:
     for case in CASES:
-        if case[1] is not Network.XHTTP:
+        if case[1] is not Network.XHTTP or not has_link(case[0], case[2]):
             continue
         server = name_of(*case)
         done = home("user", "config", "alice", "--server", server, "--client", "sing-box")
         assert done.code != 0, done.stdout
         assert done.stdout == ""
-        assert f"sing-box has no XHTTP transport, so it cannot reach {server}." in done.stderr
+        assert f"sing-box has no XHTTP transport, so it cannot reach alice@{server}." in done.stderr
         assert "Traceback" not in done.stderr
 
 
