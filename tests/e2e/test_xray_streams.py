@@ -35,6 +35,8 @@ pytestmark = pytest.mark.usefixtures("need_root")
 
 TLS_NAME = "vpn.test"
 PAYLOAD = 20_000
+FLOW_S = 0.5
+"""How long a stream is watched for more bytes (the backend sends a chunk every 50 ms)."""
 CASES = [
     (protocol, network, security)
     for protocol, network, security in itertools.product(
@@ -227,20 +229,22 @@ def test_live_add_and_disable_leave_other_users_alone(
         assert curl_via(alice, page) == BACKEND_PAGE.decode()
         stream = Stream(alice, backend)
         try:
-            assert stream.flowing(), "alice's download does not flow"
+            assert stream.flowing(FLOW_S), "alice's download does not flow"
             vpn.ok("user", "add", "bob", "--server", server)
             assert pid_of(vpn, server) == pid, "adding a user restarted the engine"
-            assert stream.flowing(), "adding bob disturbed alice's open connection"
+            assert stream.flowing(FLOW_S), "adding bob disturbed alice's open connection"
             with printed_client(vpn, "bob", server, "xray", tmp_path / "bob") as bob:
                 assert curl_via(bob, page, attempts_for=5) == BACKEND_PAGE.decode()
                 bob_stream = Stream(bob, backend)
                 try:
-                    assert bob_stream.flowing()
+                    assert bob_stream.flowing(FLOW_S)
                     # Per-user counters (StatsService): each user's bytes under their name.
+                    # The engine has sent alice at least what her client has read by now.
+                    got = stream.received
                     usage = vpn.json("server", "usage", server)
                     assert isinstance(usage, list)
                     down = {row["name"]: row["download_bytes"] for row in usage}
-                    assert down["alice"] > 100_000, usage
+                    assert down["alice"] >= got > 10_000, (got, usage)
                     assert down["bob"] > 0, usage
                     vpn.ok("user", "disable", "alice")
                     deadline = time.monotonic() + 5
@@ -248,7 +252,7 @@ def test_live_add_and_disable_leave_other_users_alone(
                         time.sleep(0.1)
                     assert stream.ended is not None, "alice's open stream still carries traffic"
                     assert curl_fails(alice, page)
-                    assert bob_stream.flowing(), "disabling alice cut bob too"
+                    assert bob_stream.flowing(FLOW_S), "disabling alice cut bob too"
                     assert pid_of(vpn, server) == pid
                 finally:
                     bob_stream.close()
