@@ -42,7 +42,8 @@ CASES = [
     for protocol, network, security in itertools.product(
         ("vless", "trojan", "vmess"), list(Network), list(Security)
     )
-    if security is Security.TLS or network in REALITY_NETWORKS
+    # REALITY: VLESS only (Trojan and VMess links cannot carry it), over what Xray allows.
+    if security is Security.TLS or (protocol == "vless" and network in REALITY_NETWORKS)
 ]
 SINGBOX_NETWORKS = (Network.RAW, Network.WS, Network.HTTPUPGRADE)
 """The transports of the sing-box build here (no gRPC in it; no XHTTP in sing-box at all). It
@@ -50,21 +51,11 @@ has no uTLS either, which REALITY needs: sing-box is run against the TLS servers
 CLIENT_CASES = [("xray", *case) for case in CASES] + [
     ("sing-box", *case) for case in CASES if case[1] in SINGBOX_NETWORKS and case[2] is Security.TLS
 ]
-NO_LINK_YET = pytest.mark.xfail(
-    strict=True,
-    reason="Trojan and VMess over REALITY install, but their links and client configs are not"
-    " written yet (`vpn user link`/`config` fail with an internal error)",
-)
-
-
-def has_link(protocol: str, security: Security) -> bool:
-    return protocol == "vless" or security is not Security.REALITY
 
 
 def marked(case: tuple[str, str, Network, Security]) -> object:
-    """A case as pytest.param: its id, and the known gap where there is one."""
-    known = not has_link(case[1], case[3])
-    return pytest.param(*case, id=case_id(case), marks=[NO_LINK_YET] if known else [])
+    """A case as pytest.param, with its id."""
+    return pytest.param(*case, id=case_id(case))
 
 
 def name_of(protocol: str, network: Network, security: Security) -> str:
@@ -198,7 +189,7 @@ def test_the_printed_client_config_moves_bytes(
 
 def test_singbox_is_refused_for_xhttp_in_one_sentence(home: Vpn) -> None:
     for case in CASES:
-        if case[1] is not Network.XHTTP or not has_link(case[0], case[2]):
+        if case[1] is not Network.XHTTP:
             continue
         server = name_of(*case)
         done = home("user", "config", "alice", "--server", server, "--client", "sing-box")
