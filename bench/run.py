@@ -411,6 +411,45 @@ def home_with_server_and_users(bench: Bench, home: Path) -> None:
     (home / "bench-pid").write_text(str(server_pid(bench, home)))
 
 
+def trojan_ws_install_args(bench: Bench) -> list[str]:
+    """Install a Trojan+WebSocket+TLS server on Xray on a free loopback port (a self-signed
+    certificate for the TLS name; no client connects during the bench)."""
+    return [
+        str(bench.vpn),
+        "server",
+        "install",
+        "trojan",
+        "--name",
+        SERVER,
+        "--port",
+        str(free_port()),
+        "--transport",
+        "ws",
+        "--security",
+        "tls",
+        "--sni",
+        "vpn.test",
+        "--path",
+        "/bench",
+        "--listen",
+        "127.0.0.1",
+        "--host",
+        "127.0.0.1",
+    ]
+
+
+def home_with_trojan_ws_server_and_users(bench: Bench, home: Path) -> None:
+    """A running Trojan+WS+TLS server holding the N generated users (granted live, in one
+    batch), as home_with_server_and_users does for VLESS+REALITY."""
+    bench.run(trojan_ws_install_args(bench), home)
+    progress(f"  adding {bench.users:,} users to a running Trojan+WS+TLS server ...")
+    elapsed, _ = bench.run(
+        [str(bench.vpn), "user", "add", *bench.user_names(), "--server", SERVER], home
+    )
+    progress(f" {elapsed:.1f} s\n")
+    (home / "bench-pid").write_text(str(server_pid(bench, home)))
+
+
 def netns() -> str:
     """The bench's own network namespace (WireGuard needs CAP_NET_ADMIN; the namespace keeps
     its interface and rules off the host)."""
@@ -1042,6 +1081,15 @@ ROWS: list[Row] = [
         lambda b, run: [str(b.vpn), "user", "add", f"bench{run:05d}", "--server", SERVER],
         target=Under(0.150),
         setup=home_with_server_and_users,
+        expect_users=lambda b: b.users + 1,
+        cleanup=same_engine_then_stop,
+    ),
+    Row(
+        "trojan-ws-add-server",
+        "vpn user add NAME --server (running Trojan+WS+TLS, {users} users)",
+        lambda b, run: [str(b.vpn), "user", "add", f"bench{run:05d}", "--server", SERVER],
+        target=Under(0.150),
+        setup=home_with_trojan_ws_server_and_users,
         expect_users=lambda b: b.users + 1,
         cleanup=same_engine_then_stop,
     ),

@@ -26,7 +26,7 @@ def test_defaults() -> None:
     for protocol in ("trojan", "vmess"):
         made = create(protocol)
         assert (made.transport, made.security) == (Network.RAW, Security.TLS)
-    reality = create("trojan", transport="xhttp", security="reality", sni="www.example.com")
+    reality = create("vless", transport="xhttp", security="reality", sni="www.example.com")
     assert reality.reality
     # vless-reality stays what it was: no transport options.
     old = create("vless-reality", sni="www.example.com")
@@ -35,7 +35,10 @@ def test_defaults() -> None:
 
 REFUSED = [
     ("vless", {"transport": "ws", "security": "reality", "sni": "a.example"}, "refuses reality"),
-    ("trojan", {"transport": "httpupgrade", "security": "reality"}, "refuses reality"),
+    ("vless", {"transport": "httpupgrade", "security": "reality"}, "refuses reality"),
+    # Xray runs them, but no Trojan or VMess link can carry REALITY: no user could get one.
+    ("trojan", {"transport": "raw", "security": "reality", "sni": "a.example"}, "for vless here"),
+    ("vmess", {"transport": "grpc", "security": "reality", "sni": "a.example"}, "for vless here"),
     ("vless", {"transport": "raw", "security": "reality"}, "needs --sni"),
     ("vmess", {"transport": "raw", "path": "/x"}, "--path applies to --transport ws"),
     ("vless", {"transport": "grpc", "host_header": "cdn.example"}, "--host-header applies"),
@@ -79,6 +82,7 @@ def vpn(
         (["vless", "--transport", "ws", "--security", "reality", "--sni", "a.example"], "ws"),
         (["trojan", "--transport", "raw", "--path", "/p"], "--path"),
         (["vmess", "--transport", "grpc", "--xhttp-mode", "auto"], "--xhttp-mode"),
+        (["trojan", "--security", "reality", "--sni", "a.example"], "trojan links cannot carry"),
         (["shadowsocks", "--transport", "grpc"], "--transport"),
     ],
 )

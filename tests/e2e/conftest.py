@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e.launcher import Launcher
 from tests.e2e.net import end_process, free_port, http_backend, tls13_site
-from vpn_manager.links import VlessRealityLink, xray_client_config
+from vpn_manager.links import TrojanLink, VlessLink, VmessLink, parse_link, xray_client_config
 
 SNI = "reality.test"
 VPN = Path(sys.executable).parent / "vpn"
@@ -199,10 +199,13 @@ def link_of(vpn: Vpn, user: str, server: str) -> str:
 
 @contextmanager
 def xray_client(link: str, workdir: Path, source: str | None = None) -> Iterator[int]:
-    """A real Xray client configured only from `link`; yields its local SOCKS port. `source`:
-    the loopback address it connects to the server from (another "device")."""
+    """A real Xray client configured only from `link` (VLESS, Trojan or VMess, any transport);
+    yields its local SOCKS port. `source`: the loopback address it connects to the server from
+    (another "device")."""
+    parsed = parse_link(link)
+    assert isinstance(parsed, VlessLink | TrojanLink | VmessLink), link
     socks = free_port()
-    config = xray_client_config(VlessRealityLink.parse(link), socks)
+    config = xray_client_config(parsed, socks)
     if source:
         config["outbounds"][0]["sendThrough"] = source
     workdir.mkdir(parents=True, exist_ok=True)

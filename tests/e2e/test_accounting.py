@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.conftest import (
     VPN,
+    Server,
     Vpn,
     curl_fails,
     curl_via,
@@ -297,24 +298,40 @@ def test_quota_cuts_the_open_transfer_and_expiry_refuses(
     assert "Traceback" not in log
 
 
+def engine_of(vpn: Vpn, server: str) -> str:
+    status = vpn.json("server", "status", server)
+    assert isinstance(status, dict)
+    return str(status["engine"])
+
+
 def serve_once(vpn: Vpn) -> dict[str, Any]:
     done = vpn.json("serve", "--once")
     assert isinstance(done, dict)
     return done
 
 
-@pytest.mark.parametrize("engine", ["xray", "sing-box"])
+@pytest.mark.parametrize("engine", ["xray", "xray-trojan-ws-tls", "sing-box"])
 def test_a_device_over_the_limit_is_cut_and_kept_out(
     vpn: Vpn, reality_site: int, backend: int, tmp_path: Path, engine: str
 ) -> None:
     """alice may use one device. Her first device (127.0.0.2) keeps streaming; the second
     (127.0.0.3, connected later) is cut within one round of the service and kept off the
-    server's port for the ban; bob, on the same server, is untouched."""
+    server's port for the ban; bob, on the same server, is untouched. On Xray: VLESS+REALITY
+    over raw TCP, and Trojan over WebSocket with TLS (the devices seen the same way there)."""
     from vpn_manager.engines import bans
 
     if engine == "xray":
         server = install(vpn, reality_site)
         client = xray_client
+    elif engine == "xray-trojan-ws-tls":
+        server = Server("tj", free_port())
+        vpn.ok(
+            *("server", "install", "trojan", "--name", server.name, "--port", str(server.port)),
+            *("--transport", "ws", "--path", "/tj", "--security", "tls", "--sni", "vpn.test"),
+            *("--listen", "127.0.0.1", "--host", "127.0.0.1", "--allow-private"),
+        )
+        assert engine_of(vpn, server.name) == "xray"
+        client = xray_client  # built from alice's printed trojan:// link (type=ws, its pin)
     else:
         server = install_singbox(vpn, "mixed", "px")  # a sing-box server on a TCP port
         client = singbox_client

@@ -259,6 +259,13 @@ class ServerCreate(BaseModel):
             return
         network = self.transport = self.transport or Network.RAW
         security = self.security = self.security or default_security(self.protocol, network)
+        if security is Security.REALITY and self.protocol is not Protocol.VLESS:
+            # Xray would run it, but Trojan and VMess links have no REALITY parameters that
+            # clients read: no user could be handed a working link.
+            raise ValueError(
+                f"REALITY is for VLESS here: {self.protocol.value} links cannot carry it; use "
+                f"--security tls, or vpn server install vless --security reality"
+            )
         if security is Security.REALITY and network not in REALITY_NETWORKS:
             raise ValueError(
                 f"Xray refuses REALITY over {network.value}: use --security tls, or "

@@ -123,7 +123,7 @@ def install(
         typer.Option(
             "--security",
             metavar="NAME",
-            help="vless, trojan, vmess: tls or reality (REALITY over raw, grpc and xhttp only); "
+            help="vless, trojan, vmess: tls or reality (REALITY: vless over raw, grpc or xhttp); "
             "default: reality for vless over raw, else tls.",
         ),
     ] = None,
