@@ -1,0 +1,287 @@
+"""The install form's protocol, transport and security (issue 18): the rows each combination
+needs appear and the others go, every refusal is ServerCreate's (the CLI's) in one sentence
+naming the form's fields, and a real Trojan+WebSocket+TLS server installed through the form runs
+on Xray and answers a WebSocket upgrade on its path."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Select, Static
+
+from tests.tui.conftest import database, free_port, make_app, open_screen, screen_text, settle
+from vpn_manager.settings import Paths
+from vpn_manager.tui.app import VpnApp
+from vpn_manager.tui.serverform import INSTALL_FIELDS, InstallForm
+from vpn_manager.tui.widgets import ErrorDialog, MenuTable
+
+ALWAYS = ["name", "port", "listen", "host"]
+
+
+@pytest.fixture
+async def stopped_after(home: Paths) -> AsyncIterator[Paths]:
+    """The home; every server in it is stopped when the test ends, whatever happened."""
+    yield home
+    from vpn_manager.services.servers import ServerService
+
+    db = database(home)
+    try:
+        service = ServerService(db, home)
+        for server in await service.all():
+            await service.stop(server.name)
+    finally:
+        await db.close()
+
+
+async def servers_in(paths: Paths) -> list[str]:
+    from vpn_manager.services.servers import ServerService
+
+    db = database(paths)
+    try:
+        return [s.name for s in await ServerService(db, paths).all()]
+    finally:
+        await db.close()
+
+
+async def open_form(app: VpnApp, pilot: Pilot[None]) -> InstallForm:
+    await open_screen(pilot, "3")
+    await pilot.press("i")
+    await pilot.pause()
+    form = app.screen
+    assert isinstance(form, InstallForm)
+    return form
+
+
+async def choose(pilot: Pilot[None], form: InstallForm, **values: str) -> None:
+    """Set selects and inputs in the order given (as a person fills the form in)."""
+    for field, value in values.items():
+        widget = form.query_one(f"#f-{field}")
+        if isinstance(widget, Select):
+            widget.value = value
+        else:
+            assert isinstance(widget, Input)
+            widget.value = value
+        await pilot.pause()
+
+
+def rows_shown(form: InstallForm) -> list[str]:
+    return [f for f, _, _ in INSTALL_FIELDS if form.query_one(f"#r-{f}").display]
+
+
+def messages(form: InstallForm) -> dict[str, str]:
+    return {
+        (m.id or "").removeprefix("m-"): str(m.render())
+        for m in form.query(".message.shown").results(Static)
+    }
+
+
+@pytest.mark.parametrize(
+    ("choices", "rows", "security"),
+    [
+        ({}, [*ALWAYS, "sni", "dest"], None),  # vless-reality, the default
+        ({"protocol": "shadowsocks"}, [*ALWAYS, "method"], None),
+        ({"protocol": "hysteria2"}, [*ALWAYS, "sni"], None),
+        ({"protocol": "wireguard"}, ALWAYS, None),
+        ({"protocol": "trojan"}, [*ALWAYS, "transport", "security", "sni"], "tls"),
+        ({"protocol": "vless"}, [*ALWAYS, "transport", "security", "sni", "dest"], "reality"),
+        (
+            {"protocol": "vless", "transport": "ws"},
+            [*ALWAYS, "transport", "security", "sni", "path", "host_header"],
+            "tls",
+        ),
+        (
+            {"protocol": "vmess", "transport": "grpc"},
+            [*ALWAYS, "transport", "security", "sni", "service_name"],
+            "tls",
+        ),
+        (
+            {"protocol": "vmess", "transport": "grpc", "security": "reality"},
+            [*ALWAYS, "transport", "security", "sni", "dest", "service_name"],
+            "reality",
+        ),
+        (
+            {"protocol": "trojan", "transport": "xhttp"},
+            [*ALWAYS, "transport", "security", "sni", "path", "host_header", "xhttp_mode"],
+            "tls",
+        ),
+        (
+            {"protocol": "trojan", "transport": "httpupgrade"},
+            [*ALWAYS, "transport", "security", "sni", "path", "host_header"],
+            "tls",
+        ),
+    ],
+)
+async def test_rows_follow_protocol_transport_and_security(
+    home: Paths, choices: dict[str, str], rows: list[str], security: str | None
+) -> None:
+    app = make_app(home)
+    async with app.run_test(size=(100, 45)) as pilot:
+        form = await open_form(app, pilot)
+        await choose(pilot, form, **choices)
+        assert rows_shown(form) == rows
+        if security is not None:
+            assert form.query_one("#f-security", Select).value == security
+        # A row that goes away takes its input out of what is sent.
+        await choose(pilot, form, protocol="shadowsocks")
+        assert rows_shown(form) == [*ALWAYS, "method"]
+
+
+async def test_rows_come_and_go_with_the_transport(home: Paths) -> None:
+    app = make_app(home)
+    async with app.run_test(size=(100, 45)) as pilot:
+        form = await open_form(app, pilot)
+        await choose(pilot, form, protocol="trojan")
+        seen = []
+        for transport in ("ws", "grpc", "xhttp", "raw"):
+            await choose(pilot, form, transport=transport)
+            seen.append([r for r in rows_shown(form) if r not in {*ALWAYS, "transport", "sni"}])
+        assert seen == [
+            ["security", "path", "host_header"],
+            ["security", "service_name"],
+            ["security", "path", "host_header", "xhttp_mode"],
+            ["security"],
+        ]
+
+
+REFUSALS = [
+    (
+        {"protocol": "trojan", "transport": "ws", "security": "reality", "sni": "a.example.com"},
+        "protocol",
+        'Xray refuses REALITY over ws: use "Security" tls, or "Transport" raw, grpc or xhttp.',
+    ),
+    (
+        {"protocol": "vless", "transport": "httpupgrade", "security": "reality"},
+        "protocol",
+        'Xray refuses REALITY over httpupgrade: use "Security" tls, or "Transport" raw, grpc or '
+        "xhttp.",
+    ),
+    (
+        {"protocol": "vless"},
+        "protocol",
+        'Vless with REALITY needs "SNI", the TLS name clients present.',
+    ),
+    (
+        {"protocol": "trojan", "transport": "ws", "path": "tunnel"},
+        "path",
+        "Give a path such as /ws: a / and then letters, digits or - . _ ~ /.",
+    ),
+    (
+        {"protocol": "vmess", "transport": "grpc", "service_name": "no spaces"},
+        "service_name",
+        "Give a gRPC service name of letters, digits, '.', '_' or '-'.",
+    ),
+    (
+        {"protocol": "vless", "transport": "xhttp", "host_header": "192.0.2.1"},
+        "host_header",
+        "Give a DNS name such as www.example.com.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("choices", "where", "sentence"), REFUSALS)
+async def test_each_refusal_is_one_sentence_and_installs_nothing(
+    home: Paths, choices: dict[str, str], where: str, sentence: str
+) -> None:
+    app = make_app(home)
+    async with app.run_test(size=(100, 45)) as pilot:
+        form = await open_form(app, pilot)
+        await choose(pilot, form, name="x1", port=str(free_port()), **choices)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is form
+        assert messages(form) == {where: sentence}
+    assert await servers_in(home) == []
+
+
+async def test_a_hidden_row_is_not_sent(home: Paths) -> None:
+    """A bad path typed for ws, then the transport changed to raw: the path is no longer
+    offered, so it is not what the form refuses."""
+    app = make_app(home)
+    async with app.run_test(size=(100, 45)) as pilot:
+        form = await open_form(app, pilot)
+        await choose(pilot, form, name="x1", port="8443", protocol="vless", transport="ws")
+        await choose(pilot, form, path="nope")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert set(messages(form)) == {"path"}
+        await choose(pilot, form, transport="raw")
+        assert "path" not in rows_shown(form)
+        assert messages(form) == {}  # the hidden row's message went with it
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert messages(form) == {
+            "protocol": 'Vless with REALITY needs "SNI", the TLS name clients present.'
+        }
+    assert await servers_in(home) == []
+
+
+def websocket_upgrade(port: int, path: str, host: str) -> str:
+    """The status line a TLS WebSocket upgrade to 127.0.0.1:port gets (the self-signed
+    certificate is not checked: this is the engine's answer, not a client's trust)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="vpn.example.org") as tls,
+    ):
+        tls.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        return tls.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths) -> None:
+    home = stopped_after
+    port = free_port()
+    app = make_app(home)
+    async with app.run_test(size=(140, 45)) as pilot:
+        form = await open_form(app, pilot)
+        await choose(
+            pilot,
+            form,
+            protocol="trojan",
+            transport="ws",
+            name="tj",
+            port=str(port),
+            listen="127.0.0.1",
+            host="127.0.0.1",
+            sni="vpn.example.org",
+            path="/tunnel",
+            host_header="cdn.example.org",
+        )
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert not isinstance(app.screen, (InstallForm, ErrorDialog)), screen_text(app)
+        table = app.query_one("#servers-table", MenuTable)
+        assert table.selected_key() == "tj"
+        row = [str(cell) for cell in table.get_row("tj")]
+        assert row[:4] == ["tj", "trojan+ws/tls", "xray", f"127.0.0.1:{port}"]
+        assert row[4] == "running"
+
+    from vpn_manager.services.servers import ServerService
+
+    db = database(home)
+    try:
+        service = ServerService(db, home)
+        status = await service.status("tj")
+        server = await service.get("tj")
+    finally:
+        await db.close()
+    assert (status.running, status.healthy, status.engine) == (True, True, "xray"), status
+    assert server.settings["network"] == "ws"
+    assert server.settings["security"] == "tls"
+    assert server.settings["path"] == "/tunnel"
+    assert server.settings["host_header"] == "cdn.example.org"
+    # Xray itself answers: TLS, then a WebSocket upgrade on the path the form gave.
+    assert websocket_upgrade(port, "/tunnel", "cdn.example.org").startswith("HTTP/1.1 101"), (
+        "no WebSocket on /tunnel"
+    )
