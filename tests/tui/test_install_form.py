@@ -285,3 +285,62 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths) -> None
     assert websocket_upgrade(port, "/tunnel", "cdn.example.org").startswith("HTTP/1.1 101"), (
         "no WebSocket on /tunnel"
     )
+
+
+async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) -> None:
+    """PROTOCOL says the transport and security of an Xray server (`trojan+grpc/reality`),
+    ENGINE its engine; a Trojan server still on sing-box says `trojan`, `sing-box`. Settings of
+    the REALITY one offer SNI (the target site) and Dest; of the TLS one, SNI (the
+    certificate's name) alone."""
+    from datetime import UTC, datetime
+
+    from tests.tui.conftest import insert_server
+    from vpn_manager.tui.serverform import ServerSettingsForm
+
+    db = database(home)
+    try:
+        async with db.session() as session:
+            await insert_server(
+                session,
+                datetime.now(UTC),
+                name="grpc1",
+                protocol="trojan",
+                engine="xray",
+                port=free_port(),
+                settings={
+                    "network": "grpc",
+                    "security": "reality",
+                    "sni": "www.example.com",
+                    "dest": "www.example.com:443",
+                },
+            )
+            await insert_server(
+                session,
+                datetime.now(UTC),
+                name="old1",
+                protocol="trojan",
+                port=free_port(),
+                settings={"tls": {"server_name": "vpn.example.org"}},
+            )
+    finally:
+        await db.close()
+    app = make_app(home)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_screen(pilot, "3")
+        table = app.query_one("#servers-table", MenuTable)
+        cells = {key: [str(c) for c in table.get_row(key)][1:3] for key in ("grpc1", "old1")}
+        assert cells == {"grpc1": ["trojan+grpc/reality", "xray"], "old1": ["trojan", "sing-box"]}
+        fields = {}
+        for name in ("grpc1", "old1"):
+            table.move_cursor(row=table.get_row_index(name))
+            await pilot.press("e")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, ServerSettingsForm)
+            fields[name] = [(f, hint) for f, _, hint in form.fields()]
+            await pilot.press("escape")
+            await pilot.pause()
+    assert [f for f, _ in fields["grpc1"]] == ["port", "host", "sni", "dest"]
+    assert dict(fields["grpc1"])["sni"] == "a real site that speaks TLS 1.3"
+    assert [f for f, _ in fields["old1"]] == ["port", "host", "sni"]
+    assert dict(fields["old1"])["sni"] == "the name in the certificate"

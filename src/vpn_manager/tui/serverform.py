@@ -193,7 +193,7 @@ class InstallForm(ServerForm):
             self.query_one(f"#r-{field}").display = shown
             if not shown:
                 self.query_one(f"#m-{field}", Static).set_class(False, "shown")
-        reality = protocol is Protocol.VLESS_REALITY or security is Security.REALITY
+        reality = applies("dest", protocol, network, security)  # Dest: REALITY's alone
         self.query_one("#f-sni", Input).placeholder = SNI_HINTS["reality" if reality else "tls"]
 
     def on_mount(self) -> None:
@@ -296,13 +296,27 @@ SETTINGS_FIELDS = [
     ("dest", "Dest", "HOST:PORT (default SNI:443)"),
     ("method", "Cipher", "2022-blake3-aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305, …"),
 ]
-# Fields only some protocols have: field -> those protocols.
-ONLY_FOR = {
-    "sni": {Protocol.VLESS_REALITY, *TLS_PROTOCOLS},
-    "dest": {Protocol.VLESS_REALITY},
-    "method": {Protocol.SHADOWSOCKS},
-}
 TLS_SNI = "the name in the certificate"
+
+
+def is_reality(server: Server) -> bool:
+    """vless-reality, or vless/trojan/vmess on Xray with REALITY."""
+    return server.protocol is Protocol.VLESS_REALITY or server.settings.get("security") == (
+        Security.REALITY.value
+    )
+
+
+def has_setting(server: Server, field: str) -> bool:
+    """Does `vpn server set` take `field` for this server? SNI: REALITY's target or a TLS
+    server's certificate name; Dest: REALITY's; Cipher: Shadowsocks'."""
+    protocol = server.protocol
+    if field == "sni":
+        return protocol is Protocol.VLESS_REALITY or protocol in TLS_PROTOCOLS | STREAM_PROTOCOLS
+    if field == "dest":
+        return is_reality(server)
+    if field == "method":
+        return protocol is Protocol.SHADOWSOCKS
+    return True
 
 
 def setting_values(server: Server) -> dict[str, str]:
@@ -316,11 +330,11 @@ def setting_values(server: Server) -> dict[str, str]:
 
 
 class ServerSettingsForm(ServerForm):
-    """`vpn server set`: port, client address, SNI (vless-reality and the TLS protocols),
-    target (vless-reality), cipher (shadowsocks). Only what was changed is sent; a change that
-    gives every user a new link (a port, cipher or SNI, as `vpn server set` asks y/N) is
-    confirmed first; the service validates it, restarts a running server on it and rolls back if
-    the engine refuses it."""
+    """`vpn server set`: port, client address, SNI (REALITY's target site or a TLS server's
+    certificate name), target (REALITY), cipher (shadowsocks). Only what was changed is sent;
+    a change that gives every user a new link (a port, cipher or SNI, as `vpn server set` asks
+    y/N) is confirmed first; the service validates it, restarts a running server on it and
+    rolls back if the engine refuses it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
@@ -333,11 +347,11 @@ class ServerSettingsForm(ServerForm):
         self._asking = False  # from a save until the question (if any) is answered
 
     def fields(self) -> list[tuple[str, str, str]]:
-        protocol = self.server.protocol
+        tls = not is_reality(self.server)
         return [
-            (field, label, TLS_SNI if field == "sni" and protocol in TLS_PROTOCOLS else hint)
+            (field, label, TLS_SNI if field == "sni" and tls else hint)
             for field, label, hint in SETTINGS_FIELDS
-            if protocol in ONLY_FOR.get(field, {protocol})
+            if has_setting(self.server, field)
         ]
 
     def compose(self) -> ComposeResult:
