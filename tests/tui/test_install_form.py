@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
@@ -20,6 +21,7 @@ from vpn_manager.tui.serverform import INSTALL_FIELDS, InstallForm
 from vpn_manager.tui.widgets import ErrorDialog, MenuTable
 
 ALWAYS = ["name", "port", "listen", "host"]
+CERT = ["cert_file", "key_file"]  # TLS: a certificate of yours, else a self-signed one
 
 
 @pytest.fixture
@@ -84,18 +86,18 @@ def messages(form: InstallForm) -> dict[str, str]:
     [
         ({}, [*ALWAYS, "sni", "dest"], None),  # vless-reality, the default
         ({"protocol": "shadowsocks"}, [*ALWAYS, "method"], None),
-        ({"protocol": "hysteria2"}, [*ALWAYS, "sni"], None),
+        ({"protocol": "hysteria2"}, [*ALWAYS, "sni", *CERT], None),
         ({"protocol": "wireguard"}, ALWAYS, None),
-        ({"protocol": "trojan"}, [*ALWAYS, "transport", "security", "sni"], "tls"),
+        ({"protocol": "trojan"}, [*ALWAYS, "transport", "security", "sni", *CERT], "tls"),
         ({"protocol": "vless"}, [*ALWAYS, "transport", "security", "sni", "dest"], "reality"),
         (
             {"protocol": "vless", "transport": "ws"},
-            [*ALWAYS, "transport", "security", "sni", "path", "host_header"],
+            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header"],
             "tls",
         ),
         (
             {"protocol": "vmess", "transport": "grpc"},
-            [*ALWAYS, "transport", "security", "sni", "service_name"],
+            [*ALWAYS, "transport", "security", "sni", *CERT, "service_name"],
             "tls",
         ),
         (
@@ -105,12 +107,12 @@ def messages(form: InstallForm) -> dict[str, str]:
         ),
         (
             {"protocol": "trojan", "transport": "xhttp"},
-            [*ALWAYS, "transport", "security", "sni", "path", "host_header", "xhttp_mode"],
+            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header", "xhttp_mode"],
             "tls",
         ),
         (
             {"protocol": "trojan", "transport": "httpupgrade"},
-            [*ALWAYS, "transport", "security", "sni", "path", "host_header"],
+            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header"],
             "tls",
         ),
     ],
@@ -138,7 +140,9 @@ async def test_rows_come_and_go_with_the_transport(home: Paths) -> None:
         seen = []
         for transport in ("ws", "grpc", "xhttp", "raw"):
             await choose(pilot, form, transport=transport)
-            seen.append([r for r in rows_shown(form) if r not in {*ALWAYS, "transport", "sni"}])
+            seen.append(
+                [r for r in rows_shown(form) if r not in {*ALWAYS, *CERT, "transport", "sni"}]
+            )
         assert seen == [
             ["security", "path", "host_header"],
             ["security", "service_name"],
@@ -148,6 +152,11 @@ async def test_rows_come_and_go_with_the_transport(home: Paths) -> None:
 
 
 REFUSALS = [
+    (
+        {"protocol": "trojan", "transport": "ws", "cert_file": "/etc/ssl/vpn.pem"},
+        "protocol",
+        'Give both "Certificate" and "Key", or neither.',
+    ),
     (
         {"protocol": "trojan", "transport": "ws", "security": "reality", "sni": "a.example.com"},
         "protocol",
@@ -219,9 +228,9 @@ async def test_a_hidden_row_is_not_sent(home: Paths) -> None:
     assert await servers_in(home) == []
 
 
-def websocket_upgrade(port: int, path: str, host: str) -> str:
-    """The status line a TLS WebSocket upgrade to 127.0.0.1:port gets (the self-signed
-    certificate is not checked: this is the engine's answer, not a client's trust)."""
+def websocket_upgrade(port: int, path: str, host: str) -> tuple[str, bytes]:
+    """The status line a TLS WebSocket upgrade to 127.0.0.1:port gets, and the certificate the
+    server presented (DER; not checked: this is the engine's answer, not a client's trust)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -236,12 +245,19 @@ def websocket_upgrade(port: int, path: str, host: str) -> str:
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
-        return tls.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+        presented = tls.getpeercert(binary_form=True)
+        assert presented is not None
+        return tls.recv(4096).decode("latin-1").split("\r\n", 1)[0], presented
 
 
-async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths) -> None:
+async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_path: Path) -> None:
+    """Through the form: Trojan, WebSocket, TLS with a certificate of one's own. Xray runs it
+    (`vpn server status`), presents that certificate and upgrades a WebSocket on the path."""
+    from vpn_manager.engines import tls
+
     home = stopped_after
     port = free_port()
+    cert, key = tls.make_self_signed(tmp_path, "vpn.example.org")
     app = make_app(home)
     async with app.run_test(size=(140, 45)) as pilot:
         form = await open_form(app, pilot)
@@ -257,6 +273,8 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths) -> None
             sni="vpn.example.org",
             path="/tunnel",
             host_header="cdn.example.org",
+            cert_file=str(cert),
+            key_file=str(key),
         )
         await pilot.press("ctrl+s")
         await settle(pilot)
@@ -281,10 +299,11 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths) -> None
     assert server.settings["security"] == "tls"
     assert server.settings["path"] == "/tunnel"
     assert server.settings["host_header"] == "cdn.example.org"
-    # Xray itself answers: TLS, then a WebSocket upgrade on the path the form gave.
-    assert websocket_upgrade(port, "/tunnel", "cdn.example.org").startswith("HTTP/1.1 101"), (
-        "no WebSocket on /tunnel"
-    )
+    assert server.settings["tls"]["self_signed"] is False
+    # Xray itself answers: TLS with the certificate given, then a WebSocket upgrade on the path.
+    status_line, presented = websocket_upgrade(port, "/tunnel", "cdn.example.org")
+    assert status_line.startswith("HTTP/1.1 101"), f"no WebSocket on /tunnel: {status_line}"
+    assert presented == ssl.PEM_cert_to_DER_cert(cert.read_text())
 
 
 async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) -> None:

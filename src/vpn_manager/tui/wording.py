@@ -31,6 +31,8 @@ FIELD_LABELS = {
     "--service-name": "gRPC service",
     "--host-header": "Host header",
     "--xhttp-mode": "XHTTP mode",
+    "--cert": "Certificate",
+    "--key": "Key",
 }
 # Commands a hint suggests -> where the same action is in the TUI. An argument is a word (no
 # space, backquote or full stop), so the sentence around it stays whole.
