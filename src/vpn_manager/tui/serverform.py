@@ -34,8 +34,8 @@ from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import ConfirmDialog, ErrorDialog
 from vpn_manager.tui.wording import in_tui_words
 
-# (field, label, placeholder) of the install form's inputs, after the protocol; the selects
-# (transport, security, XHTTP mode) are SELECTS. Each row shows only where it applies (`applies`).
+# (field, label, placeholder) of the install form's rows after the protocol: inputs, and selects
+# for the fields in SELECTS. Each row shows only where it applies (`applies`).
 INSTALL_FIELDS = [
     ("name", "Name", "e.g. reality1"),
     ("port", "Port", "the port clients connect to"),
@@ -66,8 +66,9 @@ SNI_HINTS = {
 
 
 def applies(field: str, protocol: Protocol, transport: Network, security: Security) -> bool:
-    """Does the install form show `field` for this protocol, transport and security? (What
-    ServerCreate accepts for them; what it refuses is not offered.)"""
+    """Does the install form show `field` for this protocol, transport and security? The rows
+    `vpn server install` takes options for with them; whether the values fit (REALITY over ws,
+    a path without /) is ServerCreate's to say, as for the CLI."""
     stream = protocol in STREAM_PROTOCOLS
     reality = protocol is Protocol.VLESS_REALITY or (stream and security is Security.REALITY)
     shown = {
