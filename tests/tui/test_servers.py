@@ -87,13 +87,14 @@ async def test_bad_install_input_shows_messages_and_installs_nothing(home: Paths
         }
         form.query_one("#f-name", Input).value = "ss1"
         form.query_one("#f-port", Input).value = "8388"
-        form.query_one("#f-dest", Input).value = "example.com:443"
+        form.query_one("#f-protocol", Select).value = "vless-reality"
+        await pilot.pause()
         await pilot.press("ctrl+s")
         await settle(pilot)
         shown = {m.id: str(m.render()) for m in form.query(".message.shown").results(Static)}
         assert shown == {
-            "m-protocol": '"Dest" applies to REALITY servers only.'
-        }  # the field, not --dest
+            "m-protocol": 'Vless-reality needs "SNI", the TLS name clients present.'
+        }  # the field, not --sni
     assert await server_state(home) == {}
 
 

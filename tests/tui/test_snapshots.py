@@ -4,9 +4,11 @@ conftest.seed) and a fixed clock. Update on purpose with VPN_UPDATE_SNAPSHOTS=1.
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Select
 
 from tests.tui.conftest import SIZES, assert_snapshot, make_app, open_screen, settle
 from vpn_manager.settings import Paths
+from vpn_manager.tui.serverform import InstallForm
 from vpn_manager.tui.userform import UserForm
 
 SCREENS = {"dashboard": "1", "users": "2", "servers": "3", "logs": "4", "settings": "5"}
@@ -63,3 +65,20 @@ async def test_help(snap_home: Paths) -> None:
         await pilot.press("question_mark")
         await settle(pilot)
         await assert_snapshot(pilot, "help-large", snap_home)
+
+
+async def test_install_form_trojan_over_websocket(snap_home: Paths) -> None:
+    """The install form with Trojan over WebSocket chosen: Transport, Security and the rows
+    ws needs (Path, Host header); REALITY's Dest and the cipher are not offered."""
+    app = make_app(snap_home)
+    async with app.run_test(size=SIZES["large"]) as pilot:
+        await open_screen(pilot, "3")
+        await pilot.press("i")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, InstallForm)
+        form.query_one("#f-protocol", Select).value = "trojan"
+        await pilot.pause()
+        form.query_one("#f-transport", Select).value = "ws"
+        await settle(pilot)
+        await assert_snapshot(pilot, "install-form-trojan-ws-large", snap_home)

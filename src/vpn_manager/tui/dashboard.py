@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Sparkline, Static
 
 from vpn_manager.models import User, UserStatus
+from vpn_manager.tui.servers import protocol_text
 from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import View
 from vpn_manager.units import format_rate, format_size
@@ -135,7 +136,7 @@ class DashboardView(View):
             state = "running" if s.running else "stopped"
             if s.running != (s.desired.value == "running"):
                 state += f" (wanted {s.desired.value})"
-            table.add_row(s.name, s.protocol.value, str(s.port), state, str(s.users), key=s.name)
+            table.add_row(s.name, protocol_text(s), str(s.port), state, str(s.users), key=s.name)
         if not snap.servers:
             table.add_row("no servers yet", "press 3, then i", "", "", "")
         total = sum(snap.counts.values())

@@ -15,6 +15,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
 from vpn_manager.errors import VpnError
+from vpn_manager.kinds import (
+    HTTP_NETWORKS,
+    STREAM_PROTOCOLS,
+    XHTTP_MODES,
+    Network,
+    Security,
+    default_security,
+)
 from vpn_manager.models.server import (
     TLS_PROTOCOLS,
     Protocol,
@@ -26,16 +34,57 @@ from vpn_manager.tui.shell import Failed, Shell
 from vpn_manager.tui.widgets import ConfirmDialog, ErrorDialog
 from vpn_manager.tui.wording import in_tui_words
 
-# (field, label, placeholder) of the install form, after the protocol.
+# (field, label, placeholder) of the install form's rows after the protocol: inputs, and selects
+# for the fields in SELECTS. Each row shows only where it applies (`applies`).
 INSTALL_FIELDS = [
     ("name", "Name", "e.g. reality1"),
     ("port", "Port", "the port clients connect to"),
     ("listen", "Listen on", "0.0.0.0"),
     ("host", "Client address", "default: this machine's"),
-    ("sni", "SNI", "vless-reality: a real site; TLS: the certificate name"),
-    ("dest", "Dest", "vless-reality: HOST:PORT (default SNI:443)"),
-    ("method", "Cipher", "shadowsocks: default 2022-blake3-aes-128-gcm"),
+    ("transport", "Transport", ""),
+    ("security", "Security", ""),
+    ("sni", "SNI", ""),
+    ("dest", "Dest", "HOST:PORT (default SNI:443)"),
+    ("cert_file", "Certificate", "a PEM file of yours (default: self-signed)"),
+    ("key_file", "Key", "its private key (PEM file)"),
+    ("path", "Path", "e.g. /ws (default: a random one)"),
+    ("service_name", "gRPC service", "default: a random one"),
+    ("host_header", "Host header", "a CDN's name (default: the client address)"),
+    ("xhttp_mode", "XHTTP mode", ""),
+    ("method", "Cipher", "default 2022-blake3-aes-128-gcm"),
 ]
+# The install form's selects: field -> its choices, the first the default.
+SELECTS: dict[str, list[str]] = {
+    "transport": [n.value for n in Network],
+    "security": [s.value for s in Security],
+    "xhttp_mode": list(XHTTP_MODES),
+}
+SNI_HINTS = {
+    "reality": "a real site that speaks TLS 1.3 (REALITY)",
+    "tls": "the name in the certificate (default: the client address)",
+}
+
+
+def applies(field: str, protocol: Protocol, transport: Network, security: Security) -> bool:
+    """Does the install form show `field` for this protocol, transport and security? The rows
+    `vpn server install` takes options for with them; whether the values fit (REALITY over ws,
+    a path without /) is ServerCreate's to say, as for the CLI."""
+    stream = protocol in STREAM_PROTOCOLS
+    reality = protocol is Protocol.VLESS_REALITY or (stream and security is Security.REALITY)
+    shown = {
+        "transport": stream,
+        "security": stream,
+        "sni": protocol is Protocol.VLESS_REALITY or protocol in TLS_PROTOCOLS | STREAM_PROTOCOLS,
+        "dest": reality,
+        "cert_file": not reality and (stream or protocol in TLS_PROTOCOLS),
+        "key_file": not reality and (stream or protocol in TLS_PROTOCOLS),
+        "path": stream and transport in HTTP_NETWORKS,
+        "host_header": stream and transport in HTTP_NETWORKS,
+        "service_name": stream and transport is Network.GRPC,
+        "xhttp_mode": stream and transport is Network.XHTTP,
+        "method": protocol is Protocol.SHADOWSOCKS,
+    }
+    return shown.get(field, True)
 
 
 class ServerForm(ModalScreen[Server | None]):
@@ -64,7 +113,7 @@ class ServerForm(ModalScreen[Server | None]):
         return cast("Shell", self.app)
 
     def field(self, field: str, label: str, value: str, placeholder: str) -> ComposeResult:
-        with Horizontal(classes="row"):
+        with Horizontal(classes="row", id=f"r-{field}"):
             yield Label(label)
             yield Input(value, placeholder=placeholder, id=f"f-{field}", compact=True)
         yield Static("", id=f"m-{field}", classes="message", markup=False)
@@ -91,19 +140,13 @@ class InstallForm(ServerForm):
     def compose(self) -> ComposeResult:
         with VerticalScroll() as box:
             box.border_title = "Install a server"
-            with Horizontal(classes="row"):
-                yield Label("Protocol")
-                yield Select(
-                    [(p.value, p.value) for p in Protocol],
-                    value=Protocol.VLESS_REALITY.value,
-                    allow_blank=False,
-                    id="f-protocol",
-                    compact=True,
-                )
-            yield Static("", id="m-protocol", classes="message", markup=False)
+            yield from self.choice("protocol", "Protocol", [p.value for p in Protocol])
             for field, label, placeholder in INSTALL_FIELDS:
-                value = "0.0.0.0" if field == "listen" else ""
-                yield from self.field(field, label, value, placeholder)
+                if field in SELECTS:
+                    yield from self.choice(field, label, SELECTS[field])
+                else:
+                    value = "0.0.0.0" if field == "listen" else ""
+                    yield from self.field(field, label, value, placeholder)
             with VerticalScroll(id="progress-row"):
                 yield Label("", id="progress-text")
                 yield ProgressBar(total=None, show_eta=False, id="progress")
@@ -112,7 +155,54 @@ class InstallForm(ServerForm):
                 yield Button("Install", id="install", variant="primary")
         yield Footer()
 
+    def choice(self, field: str, label: str, choices: list[str]) -> ComposeResult:
+        with Horizontal(classes="row", id=f"r-{field}"):
+            yield Label(label)
+            yield Select(
+                [(c, c) for c in choices],
+                value=choices[0],
+                allow_blank=False,
+                id=f"f-{field}",
+                compact=True,
+            )
+        yield Static("", id=f"m-{field}", classes="message", markup=False)
+
+    def chosen(self) -> tuple[Protocol, Network, Security]:
+        def value(field: str) -> str:
+            return str(self.query_one(f"#f-{field}", Select).value)
+
+        return Protocol(value("protocol")), Network(value("transport")), Security(value("security"))
+
+    def shown(self) -> list[str]:
+        """The fields that apply to the protocol, transport and security chosen."""
+        chosen = self.chosen()
+        return [field for field, _, _ in INSTALL_FIELDS if applies(field, *chosen)]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A new protocol or transport sets Security to its default (REALITY for vless over
+        raw, else TLS; choose it after them); then the rows that apply are shown, the others
+        hidden (and not sent)."""
+        if event.select.id in {"f-protocol", "f-transport"}:
+            protocol, network, _ = self.chosen()
+            security = self.query_one("#f-security", Select)
+            default = default_security(protocol, network).value
+            if security.value != default:
+                security.value = default
+        self.show_rows()
+
+    def show_rows(self) -> None:
+        """Show the rows that apply to what is chosen, hide the others (and their messages)."""
+        protocol, network, security = self.chosen()
+        for field, _, _ in INSTALL_FIELDS:
+            shown = applies(field, protocol, network, security)
+            self.query_one(f"#r-{field}").display = shown
+            if not shown:
+                self.query_one(f"#m-{field}", Static).set_class(False, "shown")
+        reality = applies("dest", protocol, network, security)  # Dest: REALITY's alone
+        self.query_one("#f-sni", Input).placeholder = SNI_HINTS["reality" if reality else "tls"]
+
     def on_mount(self) -> None:
+        self.show_rows()
         self.query_one("#f-name", Input).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -132,19 +222,24 @@ class InstallForm(ServerForm):
             self.dismiss(None)
 
     def build(self) -> ServerCreate | dict[str, str]:
+        """What the rows shown hold, checked by ServerCreate as `vpn server install`'s options
+        are; or the problems by field (what is not one field's goes under Protocol)."""
+        shown = self.shown()
         data: dict[str, Any] = {"protocol": self.query_one("#f-protocol", Select).value}
-        for input_ in self.query(Input):
-            if input_.id and input_.value.strip():
-                data[input_.id.removeprefix("f-")] = input_.value.strip()
+        for field in shown:
+            if field in SELECTS:
+                value = str(self.query_one(f"#f-{field}", Select).value)
+                if field != "xhttp_mode" or value != "auto":  # auto: as without --xhttp-mode
+                    data[field] = value
+            elif text := self.query_one(f"#f-{field}", Input).value.strip():
+                data[field] = text
         try:
             return ServerCreate.model_validate(data)
         except ValidationError as exc:
             errors: dict[str, str] = {}
             for error in exc.errors():
                 loc = [str(part) for part in error["loc"]]
-                field = (
-                    loc[0] if loc and loc[0] in {f for f, _, _ in INSTALL_FIELDS} else "protocol"
-                )
+                field = loc[0] if loc and loc[0] in shown else "protocol"
                 reason = str(error["msg"]).removeprefix("Value error, ")
                 errors.setdefault(field, in_tui_words(reason) + ".")
             return errors
@@ -206,13 +301,27 @@ SETTINGS_FIELDS = [
     ("dest", "Dest", "HOST:PORT (default SNI:443)"),
     ("method", "Cipher", "2022-blake3-aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305, …"),
 ]
-# Fields only some protocols have: field -> those protocols.
-ONLY_FOR = {
-    "sni": {Protocol.VLESS_REALITY, *TLS_PROTOCOLS},
-    "dest": {Protocol.VLESS_REALITY},
-    "method": {Protocol.SHADOWSOCKS},
-}
 TLS_SNI = "the name in the certificate"
+
+
+def is_reality(server: Server) -> bool:
+    """vless-reality, or vless/trojan/vmess on Xray with REALITY."""
+    return server.protocol is Protocol.VLESS_REALITY or server.settings.get("security") == (
+        Security.REALITY.value
+    )
+
+
+def has_setting(server: Server, field: str) -> bool:
+    """Does `vpn server set` take `field` for this server? SNI: REALITY's target or a TLS
+    server's certificate name; Dest: REALITY's; Cipher: Shadowsocks'."""
+    protocol = server.protocol
+    if field == "sni":
+        return protocol is Protocol.VLESS_REALITY or protocol in TLS_PROTOCOLS | STREAM_PROTOCOLS
+    if field == "dest":
+        return is_reality(server)
+    if field == "method":
+        return protocol is Protocol.SHADOWSOCKS
+    return True
 
 
 def setting_values(server: Server) -> dict[str, str]:
@@ -226,11 +335,11 @@ def setting_values(server: Server) -> dict[str, str]:
 
 
 class ServerSettingsForm(ServerForm):
-    """`vpn server set`: port, client address, SNI (vless-reality and the TLS protocols),
-    target (vless-reality), cipher (shadowsocks). Only what was changed is sent; a change that
-    gives every user a new link (a port, cipher or SNI, as `vpn server set` asks y/N) is
-    confirmed first; the service validates it, restarts a running server on it and rolls back if
-    the engine refuses it."""
+    """`vpn server set`: port, client address, SNI (REALITY's target site or a TLS server's
+    certificate name), target (REALITY), cipher (shadowsocks). Only what was changed is sent;
+    a change that gives every user a new link (a port, cipher or SNI, as `vpn server set` asks
+    y/N) is confirmed first; the service validates it, restarts a running server on it and
+    rolls back if the engine refuses it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
@@ -243,11 +352,11 @@ class ServerSettingsForm(ServerForm):
         self._asking = False  # from a save until the question (if any) is answered
 
     def fields(self) -> list[tuple[str, str, str]]:
-        protocol = self.server.protocol
+        tls = not is_reality(self.server)
         return [
-            (field, label, TLS_SNI if field == "sni" and protocol in TLS_PROTOCOLS else hint)
+            (field, label, TLS_SNI if field == "sni" and tls else hint)
             for field, label, hint in SETTINGS_FIELDS
-            if protocol in ONLY_FOR.get(field, {protocol})
+            if has_setting(self.server, field)
         ]
 
     def compose(self) -> ComposeResult:

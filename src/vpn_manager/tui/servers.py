@@ -29,6 +29,7 @@ from vpn_manager.units import format_size
 COLUMNS = [
     ("name", "NAME"),
     ("protocol", "PROTOCOL"),
+    ("engine", "ENGINE"),
     ("address", "ADDRESS"),
     ("state", "STATE"),
     ("users", "USERS"),
@@ -45,6 +46,16 @@ CONFIRM = {
         "Rotate keys",
     ),
 }
+
+
+def protocol_text(server: Server) -> str:
+    """The protocol and, for a server with a transport of choice (vless, trojan, vmess on
+    Xray), the transport and security: `trojan+ws/tls`. A vless-reality server, and a Trojan or
+    VMess one still on sing-box, has none stored and says its protocol alone."""
+    network, security = server.settings.get("network"), server.settings.get("security")
+    if network and security:
+        return f"{server.protocol.value}+{network}/{security}"
+    return server.protocol.value
 
 
 def state_text(server: Server) -> str:
@@ -112,7 +123,8 @@ class ServersView(View):
         for s in servers:
             table.add_row(
                 s.name,
-                s.protocol.value,
+                protocol_text(s),
+                s.engine,
                 f"{s.host}:{s.port}",
                 state_text(s),
                 str(s.users),

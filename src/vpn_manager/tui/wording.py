@@ -25,6 +25,14 @@ FIELD_LABELS = {
     "--sni": "SNI",
     "--dest": "Dest",
     "--method": "Cipher",
+    "--transport": "Transport",
+    "--security": "Security",
+    "--path": "Path",
+    "--service-name": "gRPC service",
+    "--host-header": "Host header",
+    "--xhttp-mode": "XHTTP mode",
+    "--cert": "Certificate",
+    "--key": "Key",
 }
 # Commands a hint suggests -> where the same action is in the TUI. An argument is a word (no
 # space, backquote or full stop), so the sentence around it stays whole.
