@@ -1,4 +1,4 @@
-"""What a TLS server on Xray answers whoever is not a client: the decoy. For every protocol ×
+"""What a TLS server on Xray answers whoever is not a client: the decoy. For every protocol x
 transport with TLS the CLI gives a decoy, a plain HTTPS GET without credentials (curl, on `/` and
 on the transport's own path) gets the small local page with status 200, and a real Xray client
 still moves bytes through the same port. With `--decoy HOST:PORT` the GET gets that site's page
@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.conftest import Vpn, curl_via, end_home_processes
 from tests.e2e.net import BACKEND_PAGE, free_port, http_backend
-from tests.e2e.xray_stream import outbound, stream_client, stored
+from tests.e2e.xray_stream import outbound, stored, stream_client
 from vpn_manager.engines.xray.decoy import PAGE
 from vpn_manager.kinds import Network
 

@@ -15,6 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vpn_manager.engines.xray import decoy
+from vpn_manager.proc import die_with_parent
+
 
 def main(args: list[str]) -> None:
     binary = None
@@ -27,8 +30,6 @@ def main(args: list[str]) -> None:
 
     if binary is not None:
         sys.exit(run_binary(binary, args[0], text))
-    from vpn_manager.engines.xray import decoy
-
     decoy.serve_from_config(text)
     import xray
 
@@ -37,9 +38,6 @@ def main(args: list[str]) -> None:
 
 def run_binary(binary: str, config: str, text: str) -> int:
     """Start the binary (before any thread: preexec_fn), then serve the decoy beside it."""
-    from vpn_manager.engines.xray import decoy
-    from vpn_manager.proc import die_with_parent
-
     process = subprocess.Popen(
         [binary, "run", "-c", config],
         stdin=subprocess.DEVNULL,

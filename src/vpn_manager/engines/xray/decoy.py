@@ -32,9 +32,10 @@ PAGE = b"""<!DOCTYPE html>
 
 
 class Handler(BaseHTTPRequestHandler):
-    server_version = "nginx"
-    sys_version = ""
     protocol_version = "HTTP/1.1"
+
+    def version_string(self) -> str:
+        return "nginx"  # not "BaseHTTP/0.6 Python/3.x"
 
     def _page(self, body: bool) -> None:
         self.send_response(200)
