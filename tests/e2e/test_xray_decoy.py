@@ -94,6 +94,10 @@ def test_a_probe_gets_the_decoy_and_a_client_gets_through(
     port = int(stored(home, server)["port"])
     assert https_get(port) == (200, PAGE)
     assert https_get(port, "/index.html") == (200, PAGE)
+    if network not in (Network.GRPC, Network.XHTTP):
+        # The server offers HTTP/1.1 only: a client that would rather speak HTTP/2 (browsers,
+        # curl) gets the page too.
+        assert https_get(port, http2=True) == (200, PAGE)
     if network in (Network.RAW, Network.GRPC):
         # The transport's own path (gRPC: its method) asked for with a plain GET.
         assert https_get(port, transport_path(home, server)) == (200, PAGE)
