@@ -7,8 +7,11 @@ decoy (its streams look like a probe's): `--decoy` is refused there. All on 127.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,3 +126,37 @@ def test_vmess_over_raw_refuses_a_decoy(vpn: Vpn) -> None:
     assert "VMess over raw TCP cannot have a decoy" in result.stderr
     assert "Traceback" not in result.stderr
     assert vpn.json("server", "list") == []
+
+
+def test_an_xray_binary_runs_beside_the_local_page(vpn: Vpn, backend: int, tmp_path: Path) -> None:
+    """With an `xray` on PATH the engine's child runs it and serves the page itself. The `xray`
+    here is the real Xray (the binding) behind the binary's `run -c CONFIG` command line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "xray"
+    shim.write_text(
+        f"#!/bin/sh\n[ \"$1 $2\" = 'run -c' ] || exit 64\nexec {sys.executable} -c "
+        "'import sys, xray; xray.startFromJSON(open(sys.argv[1]).read())' \"$3\"\n"
+    )
+    shim.chmod(0o755)
+    vpn.env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+    vpn.ok(*install_args("vless", Network.HTTPUPGRADE))
+    vpn.ok("user", "add", "alice", "--server", name_of("vless", Network.HTTPUPGRADE))
+    server = name_of("vless", Network.HTTPUPGRADE)
+    status = vpn.json("server", "status", server)
+    assert isinstance(status, dict)
+    pid = int(status["pid"])
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--binary" in argv
+    assert str(shim).encode() in argv
+    port = int(stored(vpn, server)["port"])
+    assert https_get(port) == (200, PAGE)
+    with stream_client(outbound(vpn, "alice", server), tmp_path / "client") as socks:
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1
+    vpn.ok("server", "stop", server)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{children[0]}").exists(), "the xray binary outlived its engine"
