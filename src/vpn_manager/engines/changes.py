@@ -21,6 +21,7 @@ OPTIONS = {
     "dns": "--dns",
     "mtu": "--mtu",
     "client_allowed_ips": "--allowed-ips",
+    "decoy": "--decoy",
 }
 # Fields every server has: the caller's (port, host) or every engine's settings' (allow_private).
 COMMON = frozenset({"port", "host", "allow_private"})

@@ -98,6 +98,16 @@ def check_dest(value: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+LOCAL_DECOY = "local"  # --decoy local: the small local page (the default)
+
+
+def check_decoy(value: str) -> str:
+    """`local` (the server's own small page) or the HOST:PORT of an HTTP site."""
+    if value.strip().lower() == LOCAL_DECOY:
+        return LOCAL_DECOY
+    return check_dest(value)
+
+
 def _network(value: str, version: int) -> str:
     try:
         network = ipaddress.ip_network(value.strip(), strict=True)
@@ -162,6 +172,11 @@ Dest = Annotated[str, AfterValidator(check_dest)]
 HttpPath = Annotated[str, AfterValidator(check_path)]
 ServiceName = Annotated[str, AfterValidator(check_service_name)]
 XhttpMode = Annotated[str, AfterValidator(check_xhttp_mode)]
+Decoy = Annotated[str, AfterValidator(check_decoy)]
+VMESS_RAW_NO_DECOY = (
+    "VMess over raw TCP cannot have a decoy (no fallback rule tells its streams from a "
+    "probe's): use --transport ws, httpupgrade, grpc or xhttp, or VLESS or Trojan"
+)
 STREAM_OPTIONS = ("transport", "security", "path", "service_name", "host_header", "xhttp_mode")
 
 
@@ -206,6 +221,9 @@ class ServerCreate(BaseModel):
     service_name: ServiceName | None = None
     host_header: Hostname | None = None
     xhttp_mode: XhttpMode | None = None
+    # A TLS server (not VMess over raw): the HTTP site (HOST:PORT) what is not a client is
+    # passed on to, or `local` (the default: a small local page).
+    decoy: Decoy | None = None
 
     @property
     def reality(self) -> bool:
@@ -251,6 +269,8 @@ class ServerCreate(BaseModel):
         options that do not apply and combinations Xray refuses turned down."""
         given = [name for name in STREAM_OPTIONS if getattr(self, name) is not None]
         if self.protocol not in STREAM_PROTOCOLS:
+            if self.decoy is not None:
+                given.append("decoy")
             if given:
                 raise ValueError(
                     f"{', '.join(_option(name) for name in given)} "
@@ -281,6 +301,14 @@ class ServerCreate(BaseModel):
             raise ValueError("--service-name applies to --transport grpc")
         if self.xhttp_mode is not None and network is not Network.XHTTP:
             raise ValueError("--xhttp-mode applies to --transport xhttp")
+        if self.decoy is not None:
+            if security is not Security.TLS:
+                raise ValueError(
+                    "--decoy applies to --security tls (a REALITY server answers probes "
+                    "with its target's site)"
+                )
+            if self.protocol is Protocol.VMESS and network is Network.RAW:
+                raise ValueError(VMESS_RAW_NO_DECOY)
 
 
 # The settings whose change gives every user of a server a new link: asked about first (`vpn
@@ -306,6 +334,7 @@ class ServerChange(BaseModel):
     mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
     client_allowed_ips: NetList | None = None
     allow_private: bool | None = None
+    decoy: Decoy | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> ServerChange:

@@ -160,6 +160,16 @@ def install(
             help="xhttp: auto (the default), packet-up, stream-up or stream-one.",
         ),
     ] = None,
+    decoy: Annotated[
+        str | None,
+        typer.Option(
+            "--decoy",
+            metavar="HOST:PORT",
+            help="vless, trojan, vmess with tls: what a visitor who is not a client (a browser, "
+            "a probe) gets: `local`, a small local page (the default), or an http:// site at "
+            "HOST:PORT, to which the request is forwarded as plain HTTP.",
+        ),
+    ] = None,
     subnet: Annotated[
         str | None,
         typer.Option("--subnet", metavar="CIDR", help="wireguard: peer addresses (10.13.13.0/24)."),
@@ -238,6 +248,7 @@ def install(
             "service_name": service_name,
             "host_header": host_header,
             "xhttp_mode": xhttp_mode,
+            "decoy": decoy,
             "subnet": subnet,
             "subnet6": subnet6,
             "dns": dns,
@@ -317,6 +328,16 @@ def set_server(
             help="wireguard: what clients route through the tunnel.",
         ),
     ] = None,
+    decoy: Annotated[
+        str | None,
+        typer.Option(
+            "--decoy",
+            metavar="HOST:PORT",
+            help="vless, trojan, vmess with tls: what a visitor who is not a client (a browser, "
+            "a probe) gets: `local`, a small local page (the default), or an http:// site at "
+            "HOST:PORT, to which the request is forwarded as plain HTTP.",
+        ),
+    ] = None,
     allow_private: Annotated[
         bool | None,
         typer.Option(
@@ -342,6 +363,7 @@ def set_server(
         "mtu": mtu,
         "client_allowed_ips": allowed_ips,
         "allow_private": allow_private,
+        "decoy": decoy,
     }
     change = validated(ServerChange, {k: v for k, v in fields.items() if v is not None})
     if not change.given():

@@ -19,6 +19,11 @@ INBOUND_TAG = "vless-in"  # a VLESS server's inbound (vless-reality and vless)
 API_INBOUND_TAG = "api-in"
 OWN_ACCESS = f"[{API_INBOUND_TAG} -> api]"  # how the access log ends a line of an API call
 API_SOCKET = "xray-api.sock"
+FRONT_TAG = "front-in"  # the public TLS inbound in front of a ws/grpc/httpupgrade/xhttp one
+DECOY_SOCKET = "decoy.sock"  # the local decoy page (served by engines/xray/child.py)
+INNER_SOCKET = "inbound.sock"  # the real inbound behind the front
+LOCAL_DECOY = "local"  # settings.decoy: the local page (models.server.LOCAL_DECOY)
+NO_DECOY = "none"  # settings.decoy: none (VMess over raw TCP; in a container without --decoy)
 # sockaddr_un holds 108 bytes with the final NUL.
 MAX_SOCKET_PATH = 107
 FLOW = "xtls-rprx-vision"
@@ -57,12 +62,96 @@ def entry(protocol: str, vision: str, client: Client) -> dict[str, Any]:
     return {"id": credential.uuid, "flow": vision, "email": client.email, "level": 0}
 
 
+def has_decoy(spec: ServerSpec) -> bool:
+    """Does the server answer what is not a client with a decoy website? Every TLS server but
+    VMess over raw TCP (a VMess stream's first bytes are random-looking, so no fallback rule
+    tells them from a probe's) and one in a container without --decoy (nothing there serves the
+    local page); REALITY servers answer probes with their target's own site."""
+    settings = XraySettings.of(spec)
+    if settings.reality or not spec.control_dir or settings.decoy == NO_DECOY:
+        return False
+    if spec.runtime == "docker" and decoy_site(spec) is None:
+        return False
+    return not (inbound_protocol(spec) == "vmess" and settings.transport == "raw")
+
+
+def decoy_site(spec: ServerSpec) -> str | None:
+    """The HOST:PORT of the site given with --decoy, or None (the local page; a server stored
+    before decoys existed has none either)."""
+    decoy = XraySettings.of(spec).decoy
+    return None if decoy in (None, LOCAL_DECOY, NO_DECOY) else decoy
+
+
+def has_front(spec: ServerSpec) -> bool:
+    """A decoy in front of a transport other than raw TCP needs a front inbound: VLESS over raw
+    TCP with TLS on the public port, whose fallbacks pass the transport's requests on to the
+    real inbound (no TLS, on a unix socket) and the rest to the decoy. VLESS and Trojan over raw
+    TCP have fallbacks themselves."""
+    return has_decoy(spec) and XraySettings.of(spec).transport != "raw"
+
+
+def local_decoy(spec: ServerSpec) -> str | None:
+    """The unix socket of the local decoy page, or None where the decoy is a site given with
+    --decoy (or there is no decoy)."""
+    if not has_decoy(spec) or decoy_site(spec) is not None:
+        return None
+    return f"{spec.control_dir}/{DECOY_SOCKET}"
+
+
+def inner_socket(spec: ServerSpec) -> str:
+    return f"{spec.control_dir}/{INNER_SOCKET}"
+
+
+def fallbacks(spec: ServerSpec) -> list[dict[str, Any]]:
+    """Where the TLS inbound sends what is not a client of its own (Xray checks the rules with
+    a path or an ALPN first, then the one with neither). Behind a front: HTTP/2 (gRPC, XHTTP)
+    and HTTP/1.1 requests for the transport's path go to the real inbound, with a PROXY
+    protocol header (xver 2) so that it logs the client's own address; the rest to the decoy:
+    the local page's unix socket, or the site given with --decoy (the request is passed on as
+    it came, plain HTTP)."""
+    settings = XraySettings.of(spec)
+    decoy = decoy_site(spec) or f"{spec.control_dir}/{DECOY_SOCKET}"
+    rules: list[dict[str, Any]] = []
+    if has_front(spec):
+        inner = inner_socket(spec)
+        if settings.transport in ("grpc", "xhttp"):
+            rules.append({"alpn": "h2", "dest": inner, "xver": 2})
+        if settings.transport != "grpc":
+            rules.append({"path": settings.path or "/", "dest": inner, "xver": 2})
+    rules.append({"dest": decoy, "xver": 0})
+    return rules
+
+
+def alpn(spec: ServerSpec) -> list[str]:
+    """What the TLS inbound offers: HTTP/1.1 only where the decoy is HTTP/1.1 and the transport
+    needs no HTTP/2 (so that a browser or curl probe talks HTTP/1.1 to the decoy); gRPC and
+    XHTTP need h2."""
+    if XraySettings.of(spec).transport in ("grpc", "xhttp"):
+        return ["h2", "http/1.1"]
+    return ["http/1.1"]
+
+
+def tls_settings(spec: ServerSpec) -> dict[str, Any]:
+    cert = XraySettings.of(spec).certificate
+    block: dict[str, Any] = {
+        "serverName": cert.server_name,
+        "certificates": [{"certificateFile": cert.cert_file, "keyFile": cert.key_file}],
+    }
+    if has_decoy(spec):
+        block["alpn"] = alpn(spec)
+    return block
+
+
 def stream_settings(spec: ServerSpec) -> dict[str, Any]:
-    """The inbound's streamSettings: its transport and TLS or REALITY."""
+    """The inbound's streamSettings: its transport and TLS or REALITY (behind a front: no TLS,
+    and the PROXY protocol header the front's fallbacks send)."""
     settings, secret = XraySettings.of(spec), XraySecret.of(spec)
     network = settings.transport
     stream: dict[str, Any] = {"network": network}
-    if settings.reality:
+    if has_front(spec):
+        stream["security"] = "none"
+        stream["sockopt"] = {"acceptProxyProtocol": True}
+    elif settings.reality:
         stream["security"] = "reality"
         stream["realitySettings"] = {
             "show": False,
@@ -73,12 +162,8 @@ def stream_settings(spec: ServerSpec) -> dict[str, Any]:
             "shortIds": list(settings.short_ids or ()),
         }
     else:
-        cert = settings.certificate
         stream["security"] = "tls"
-        stream["tlsSettings"] = {
-            "serverName": cert.server_name,
-            "certificates": [{"certificateFile": cert.cert_file, "keyFile": cert.key_file}],
-        }
+        stream["tlsSettings"] = tls_settings(spec)
     path = settings.path or "/"
     host = {"host": settings.host_header} if settings.host_header else {}
     if network in ("ws", "httpupgrade"):
@@ -96,7 +181,45 @@ def inbound_settings(spec: ServerSpec, clients: list[Client]) -> dict[str, Any]:
     settings: dict[str, Any] = {"clients": [entry(protocol, vision, c) for c in clients]}
     if protocol == "vless":
         settings["decryption"] = "none"
+    if has_decoy(spec) and not has_front(spec):
+        settings["fallbacks"] = fallbacks(spec)
     return settings
+
+
+def front_inbound(spec: ServerSpec) -> dict[str, Any]:
+    """The public TLS inbound in front of the real one: VLESS without users, so every
+    connection falls back (to the real inbound or the decoy)."""
+    return {
+        "tag": FRONT_TAG,
+        "listen": spec.listen,
+        "port": spec.port,
+        "protocol": "vless",
+        "settings": {"clients": [], "decryption": "none", "fallbacks": fallbacks(spec)},
+        "streamSettings": {"network": "raw", "security": "tls", "tlsSettings": tls_settings(spec)},
+    }
+
+
+def inbounds(spec: ServerSpec, clients: list[Client]) -> list[dict[str, Any]]:
+    """The server's inbounds: the public one first (the front, where there is one)."""
+    real: dict[str, Any] = {
+        "tag": inbound_tag(spec),
+        "listen": spec.listen,
+        "port": spec.port,
+        "protocol": inbound_protocol(spec),
+        "settings": inbound_settings(spec, clients),
+        "streamSettings": stream_settings(spec),
+        # Sniff names for routing only: connecting to a sniffed name instead of the
+        # requested address would break clients that send their own Host.
+        "sniffing": {"enabled": True, "destOverride": ["http", "tls"], "routeOnly": True},
+    }
+    if not has_front(spec):
+        return [real]
+    # A unix socket (0600: only the engine's uid; 0666 in a container, where the private
+    # directory alone keeps others out, as for the API socket).
+    mode = "0666" if spec.runtime == "docker" else "0600"
+    real["listen"] = f"{inner_socket(spec)},{mode}"
+    del real["port"]
+    return [front_inbound(spec), real]
 
 
 def api_socket(spec: ServerSpec) -> str | None:
@@ -162,17 +285,7 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
             "system": {"statsInboundUplink": True, "statsInboundDownlink": True},
         },
         "inbounds": [
-            {
-                "tag": inbound_tag(spec),
-                "listen": spec.listen,
-                "port": spec.port,
-                "protocol": inbound_protocol(spec),
-                "settings": inbound_settings(spec, clients),
-                "streamSettings": stream_settings(spec),
-                # Sniff names for routing only: connecting to a sniffed name instead of the
-                # requested address would break clients that send their own Host.
-                "sniffing": {"enabled": True, "destOverride": ["http", "tls"], "routeOnly": True},
-            },
+            *inbounds(spec, clients),
             *([api["api_inbound"]] if "api_inbound" in api else []),
         ],
         "outbounds": [freedom, {"protocol": "blackhole", "tag": "block"}],

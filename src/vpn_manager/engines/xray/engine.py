@@ -38,11 +38,34 @@ if TYPE_CHECKING:
     from vpn_manager.engines.xray.api import XrayApi
     from vpn_manager.models.server import ServerChange, ServerCreate
 
+IN_CONTAINER = (
+    "A server in a container cannot serve the local decoy page: give --decoy HOST:PORT, an "
+    "HTTP site the container reaches."
+)
+VMESS_RAW_NO_DECOY = (
+    "VMess over raw TCP cannot have a decoy (no fallback rule tells its streams from a "
+    "probe's): use another transport, or VLESS or Trojan"
+)
+
 # The transports that are HTTP requests to a path.
 HTTP = ("ws", "httpupgrade", "xhttp")
 PASSWORD_BYTES = 18  # a Trojan password: token_urlsafe(18), 24 characters
 REFUSED = 23  # the binding's exit code for a config Xray will not run
 VALIDATE_DEADLINE = 5.0
+
+
+def new_decoy(create: ServerCreate) -> str:
+    """What a new TLS server answers non-clients with: the site given with --decoy, else the
+    local page; none on VMess over raw TCP (refused with --decoy by ServerCreate) and none in a
+    container without --decoy (nothing in the engine's image serves the page)."""
+    if create.decoy is not None:
+        if create.decoy == config.LOCAL_DECOY and create.runtime.value == "docker":
+            raise InvalidInput(IN_CONTAINER)
+        return create.decoy
+    transport = create.transport.value if create.transport is not None else "raw"
+    if create.protocol.value == "vmess" and transport == "raw":
+        return config.NO_DECOY
+    return config.NO_DECOY if create.runtime.value == "docker" else config.LOCAL_DECOY
 
 
 def _xray_binary() -> str | None:
@@ -110,6 +133,7 @@ class XrayEngine:
             secret = XraySecret(private_key=private)
         else:
             settings = dataclasses.replace(settings, tls=tls.certificate(create, keys_dir))
+            settings = dataclasses.replace(settings, decoy=new_decoy(create))
         return settings.to_dict(), secret.to_dict()
 
     def rotate_keys(self, spec: ServerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -131,11 +155,17 @@ class XrayEngine:
 
     def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
         """REALITY's target (--sni, --dest), or a TLS server's certificate and the name in it
-        (--sni, --cert/--key), and --allow-private. A target that was the default (SNI:443)
-        follows a new SNI unless --dest is given."""
+        (--sni, --cert/--key) and decoy (--decoy), and --allow-private. A target that was the
+        default (SNI:443) follows a new SNI unless --dest is given."""
         settings = XraySettings.of(spec)
         if not settings.reality:
-            refuse_others(change, spec.protocol, ("sni", "cert_file", "key_file"))
+            refuse_others(change, spec.protocol, ("sni", "cert_file", "key_file", "decoy"))
+            if change.decoy is not None:
+                if config.inbound_protocol(spec) == "vmess" and settings.transport == "raw":
+                    raise InvalidInput(f"{VMESS_RAW_NO_DECOY}.")
+                if change.decoy == config.LOCAL_DECOY and spec.runtime == "docker":
+                    raise InvalidInput(IN_CONTAINER)
+                settings = dataclasses.replace(settings, decoy=change.decoy)
             if change.sni is not None or change.cert_file is not None:
                 renewed = tls.new_certificate(spec.name, settings.certificate, change, keys_dir)
                 settings = dataclasses.replace(settings, tls=renewed)
@@ -195,11 +225,14 @@ class XrayEngine:
         return  # the config is all it reads
 
     def argv(self, spec: ServerSpec | None, config_file: Path) -> list[str]:
+        """The binding in our child process; an `xray` binary on PATH runs under the same
+        child, which serves the local decoy page beside it (engines/xray/child.py)."""
         _check_installed()
         binary = _xray_binary()
+        child = [sys.executable, "-m", "vpn_manager.engines.xray.child"]
         if binary:
-            return [binary, "run", "-c", str(config_file)]
-        return [sys.executable, "-m", "vpn_manager.engines.xray.child", str(config_file)]
+            return [*child, "--binary", binary, str(config_file)]
+        return [*child, str(config_file)]
 
     async def validate(self, text: str, scratch: Path) -> None:
         """Run the config for real in a throwaway process on free ports: Xray's own verdict.
@@ -216,9 +249,17 @@ class XrayEngine:
             tempfile.TemporaryDirectory(prefix=".validate-", dir=scratch) as tmp,
             tempfile.TemporaryDirectory(prefix="vpn-xray-") as private,  # 0700, short path
         ):
-            for inbound in data["inbounds"][1:]:
-                if inbound.get("tag") == config.API_INBOUND_TAG:
-                    inbound["listen"] = f"{private}/{config.API_SOCKET},0600"
+            # Unix sockets (the API's, the real inbound's behind a front, the decoy's) move
+            # to a private directory of the candidate's own.
+            for inbound in data["inbounds"]:
+                listen = inbound.get("listen", "")
+                if listen.startswith("/"):
+                    name = Path(listen.split(",")[0]).name
+                    inbound["listen"] = f"{private}/{name},0600"
+                for rule in (inbound.get("settings") or {}).get("fallbacks", []):
+                    dest = rule.get("dest")
+                    if isinstance(dest, str) and dest.startswith("/"):
+                        rule["dest"] = f"{private}/{Path(dest).name}"
             if "listen" in data["api"]:
                 data["api"]["listen"] = f"127.0.0.1:{free_port()}"
             candidate = Path(tmp) / "candidate.json"

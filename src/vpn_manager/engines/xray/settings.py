@@ -24,7 +24,8 @@ class XraySettings(Stored):
     control API's TCP port, used where the server has no unix socket for it; `network` and
     `security`: the transport (raw, ws, grpc, httpupgrade, xhttp) and tls or reality; `path`,
     `host_header` (the Host clients send), `service_name` (gRPC) and `xhttp_mode`: what the
-    transport needs; `tls`: the certificate of a TLS server."""
+    transport needs; `tls`: the certificate of a TLS server; `decoy`: the HTTP site (HOST:PORT)
+    a TLS server passes what is not a client on to, `local` (a small local page) or `none`."""
 
     CONTROL_PORTS: ClassVar[tuple[str, ...]] = ("api_port",)
 
@@ -42,6 +43,9 @@ class XraySettings(Stored):
     service_name: str | None = None
     xhttp_mode: str | None = None
     tls: Certificate | None = None
+    # What non-clients of a TLS server get: HOST:PORT of a site, "local" (a small local page;
+    # also None, a server stored before decoys) or "none".
+    decoy: str | None = None
 
     @classmethod
     def of(cls, spec: ServerSpec) -> XraySettings:
