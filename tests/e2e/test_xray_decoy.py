@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Vpn, curl_via, end_home_processes
+from tests.e2e.conftest import Vpn, curl_via, end_home_processes, link_of, xray_client
 from tests.e2e.net import BACKEND_PAGE, free_port, http_backend
-from tests.e2e.xray_stream import outbound, stored, stream_client
 from vpn_manager.engines.xray.decoy import PAGE
 from vpn_manager.kinds import Network
 
@@ -33,6 +33,14 @@ CASES = [
     for network in Network
     if not (protocol == "vmess" and network is Network.RAW)
 ]
+
+
+def stored(vpn: Vpn, server: str) -> dict[str, Any]:
+    """The server as `vpn server list` shows it."""
+    shown = vpn.json("server", "list")
+    assert isinstance(shown, list)
+    (found,) = [s for s in shown if s["name"] == server]
+    return dict(found)
 
 
 def name_of(protocol: str, network: Network) -> str:
@@ -104,7 +112,7 @@ def test_a_probe_gets_the_decoy_and_a_client_gets_through(
     if network in (Network.RAW, Network.GRPC):
         # The transport's own path (gRPC: its method) asked for with a plain GET.
         assert https_get(port, transport_path(home, server)) == (200, PAGE)
-    with stream_client(outbound(home, "alice", server), tmp_path) as socks:
+    with xray_client(link_of(home, "alice", server), tmp_path) as socks:
         url = f"http://127.0.0.1:{backend_port}/bytes/50000"
         assert curl_via(socks, url) == "x" * 50_000
 
@@ -151,7 +159,7 @@ def test_an_xray_binary_runs_beside_the_local_page(vpn: Vpn, backend: int, tmp_p
     assert str(shim).encode() in argv
     port = int(stored(vpn, server)["port"])
     assert https_get(port) == (200, PAGE)
-    with stream_client(outbound(vpn, "alice", server), tmp_path / "client") as socks:
+    with xray_client(link_of(vpn, "alice", server), tmp_path / "client") as socks:
         assert curl_via(socks, f"http://127.0.0.1:{backend}/") == BACKEND_PAGE.decode()
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(children) == 1

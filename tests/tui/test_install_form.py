@@ -153,12 +153,18 @@ async def test_rows_come_and_go_with_the_transport(home: Paths) -> None:
 
 REFUSALS = [
     (
+        {"protocol": "trojan", "transport": "grpc", "security": "reality", "sni": "a.example.com"},
+        "protocol",
+        'REALITY is for VLESS here: trojan links cannot carry it; use "Security" tls, or the vless '
+        "protocol.",
+    ),
+    (
         {"protocol": "trojan", "transport": "ws", "cert_file": "/etc/ssl/vpn.pem"},
         "protocol",
         'Give both "Certificate" and "Key", or neither.',
     ),
     (
-        {"protocol": "trojan", "transport": "ws", "security": "reality", "sni": "a.example.com"},
+        {"protocol": "vless", "transport": "ws", "security": "reality", "sni": "a.example.com"},
         "protocol",
         'Xray refuses REALITY over ws: use "Security" tls, or "Transport" raw, grpc or xhttp.',
     ),
@@ -307,7 +313,7 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_pat
 
 
 async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) -> None:
-    """PROTOCOL says the transport and security of an Xray server (`trojan+grpc/reality`),
+    """PROTOCOL says the transport and security of an Xray server (`vless+grpc/reality`),
     ENGINE its engine; a Trojan server still on sing-box says `trojan`, `sing-box`. Settings of
     the REALITY one offer SNI (the target site) and Dest; of the TLS one, SNI (the
     certificate's name) alone."""
@@ -323,7 +329,7 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
                 session,
                 datetime.now(UTC),
                 name="grpc1",
-                protocol="trojan",
+                protocol="vless",
                 engine="xray",
                 port=free_port(),
                 settings={
@@ -348,7 +354,7 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
         await open_screen(pilot, "3")
         table = app.query_one("#servers-table", MenuTable)
         cells = {key: [str(c) for c in table.get_row(key)][1:3] for key in ("grpc1", "old1")}
-        assert cells == {"grpc1": ["trojan+grpc/reality", "xray"], "old1": ["trojan", "sing-box"]}
+        assert cells == {"grpc1": ["vless+grpc/reality", "xray"], "old1": ["trojan", "sing-box"]}
         fields = {}
         for name in ("grpc1", "old1"):
             table.move_cursor(row=table.get_row_index(name))

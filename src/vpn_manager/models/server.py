@@ -284,7 +284,7 @@ class ServerCreate(BaseModel):
             # clients read: no user could be handed a working link.
             raise ValueError(
                 f"REALITY is for VLESS here: {self.protocol.value} links cannot carry it; use "
-                f"--security tls, or vpn server install vless --security reality"
+                "--security tls, or the vless protocol"
             )
         if security is Security.REALITY and network not in REALITY_NETWORKS:
             raise ValueError(
