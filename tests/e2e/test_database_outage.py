@@ -1,6 +1,7 @@
 """The service against a PostgreSQL database that goes away: a real server stopped and started
 again (`pg_ctl stop -m fast`), and one that turns read-only, while real traffic goes through a
-real sing-box Trojan server, whose closed connections only the service's follower sees."""
+real sing-box server (a mixed proxy: Trojan servers are Xray's now), whose closed connections
+only the service's follower sees."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def test_the_service_rides_out_a_database_outage(
     through: the service keeps running, its metrics say the database is down, its log says so
     once (not every round), and every byte is counted once the database is back."""
     home_on(asyncio.run(create_postgres_database(own_postgres.url("postgres"))), vpn)
-    install_singbox(vpn, "trojan", "tj")
+    install_singbox(vpn, "mixed", "tj")  # sing-box, on TCP
     vpn.ok("user", "add", "alice", "--server", "tj")
     log = tmp_path / "serve.log"
     metrics = free_port()
@@ -109,7 +110,7 @@ def test_followed_traffic_the_database_refused_is_counted_later(
     round can save it."""
     url = asyncio.run(create_postgres_database(postgres_url))
     home_on(url, vpn)
-    install_singbox(vpn, "trojan", "tj")
+    install_singbox(vpn, "mixed", "tj")  # sing-box, on TCP
     vpn.ok("user", "add", "alice", "--server", "tj")
     log = tmp_path / "serve.log"
     metrics = free_port()
