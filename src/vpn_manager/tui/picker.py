@@ -3,7 +3,7 @@ take it away from), or one (the plan to give users); dismissed with what was pic
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -12,8 +12,40 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
+T = TypeVar("T")
 
-class PickDialog(ModalScreen[list[str] | None]):
+
+class _ListDialog(ModalScreen[T | None]):
+    """What the list dialogs share: a title, a question, (label, name) choices and the verb on
+    the action's button; Esc or Cancel dismisses with None, ctrl+s or the button applies."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "done", "Apply"),
+    ]
+
+    def __init__(self, title: str, question: str, choices: list[tuple[str, str]], verb: str):
+        """`choices` are (label, name) pairs; `verb` is the button's word (Grant, Revoke, …)."""
+        super().__init__()
+        self.dialog_title = title
+        self.question = question
+        self.choices = choices
+        self.verb = verb
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "done":
+            self.action_done()
+        else:
+            self.dismiss(None)
+
+    def action_done(self) -> None:
+        raise NotImplementedError
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PickDialog(_ListDialog[list[str]]):
     """Space (or a click) ticks an entry; ctrl+s or the button does the action with the ticked
     ones. Nothing ticked is a message, not an empty action."""
 
@@ -29,18 +61,6 @@ class PickDialog(ModalScreen[list[str] | None]):
     PickDialog Horizontal { height: auto; align-horizontal: right; }
     PickDialog Button { margin-left: 2; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "done", "Apply"),
-    ]
-
-    def __init__(self, title: str, question: str, choices: list[tuple[str, str]], verb: str):
-        """`choices` are (label, name) pairs; `verb` is the button's word (Grant, Revoke)."""
-        super().__init__()
-        self.dialog_title = title
-        self.question = question
-        self.choices = choices
-        self.verb = verb
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -56,12 +76,6 @@ class PickDialog(ModalScreen[list[str] | None]):
     def on_mount(self) -> None:
         self.query_one(SelectionList).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "done":
-            self.action_done()
-        else:
-            self.dismiss(None)
-
     def action_done(self) -> None:
         picked = list(self.query_one(SelectionList[str]).selected)
         if not picked:
@@ -71,11 +85,8 @@ class PickDialog(ModalScreen[list[str] | None]):
             return
         self.dismiss(picked)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
-
-class ChooseDialog(ModalScreen[str | None]):
+class ChooseDialog(_ListDialog[str]):
     """One entry of a list (the plan to give users): Enter (or a click) on an entry chooses it;
     dismissed with its name, or None."""
 
@@ -90,18 +101,6 @@ class ChooseDialog(ModalScreen[str | None]):
     ChooseDialog Horizontal { height: auto; align-horizontal: right; }
     ChooseDialog Button { margin-left: 2; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "done", "Apply"),
-    ]
-
-    def __init__(self, title: str, question: str, choices: list[tuple[str, str]], verb: str):
-        """`choices` are (label, name) pairs; `verb` is the button's word."""
-        super().__init__()
-        self.dialog_title = title
-        self.question = question
-        self.choices = choices
-        self.verb = verb
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -122,16 +121,7 @@ class ChooseDialog(ModalScreen[str | None]):
         event.stop()
         self.dismiss(event.option.id)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "done":
-            self.action_done()
-        else:
-            self.dismiss(None)
-
     def action_done(self) -> None:
         menu = self.query_one(OptionList)
         if menu.highlighted is not None:
             self.dismiss(menu.get_option_at_index(menu.highlighted).id)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

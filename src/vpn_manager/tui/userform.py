@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta, tzinfo
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from pydantic import ValidationError
 from textual.app import ComposeResult
@@ -83,7 +83,47 @@ def initial_values(user: User | None, zone: tzinfo) -> dict[str, str]:
     }
 
 
-class UserForm(ModalScreen[User | None]):
+R = TypeVar("R")
+
+
+class _SavingForm(ModalScreen[R | None]):
+    """What the user forms share: Enter or Save saves once (a second Enter while it saves does
+    nothing), Cancel or Esc dismisses with None unless a save is under way (the table is read
+    again when it ends). Subclasses write `_save_once`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._saving = False
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.action_save()
+
+    def action_cancel(self) -> None:
+        if not self._saving:
+            self.dismiss(None)
+
+    def action_save(self) -> None:
+        if not self._saving:
+            self._saving = True
+            start(self, self._save)
+
+    async def _save(self) -> None:
+        try:
+            await self._save_once()
+        finally:
+            self._saving = False
+
+    async def _save_once(self) -> None:
+        raise NotImplementedError
+
+
+class UserForm(_SavingForm[User]):
     """New user (user=None) or edit one; dismissed with the saved user, or None."""
 
     DEFAULT_CSS = """
@@ -109,7 +149,6 @@ class UserForm(ModalScreen[User | None]):
     def __init__(self, user: User | None = None) -> None:
         super().__init__()
         self.user = user
-        self._saving = False
 
     @property
     def vpn(self) -> Shell:
@@ -136,23 +175,6 @@ class UserForm(ModalScreen[User | None]):
 
     def on_mount(self) -> None:
         self.query_one("#f-name", Input).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.action_save()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def action_save(self) -> None:
-        if not self._saving:  # a second Enter while saving must not save twice
-            self._saving = True
-            start(self, self._save)
 
     def values(self) -> dict[str, str]:
         return {
@@ -224,12 +246,6 @@ class UserForm(ModalScreen[User | None]):
                 errors.setdefault(field, in_tui_words(reason) + ".")
         return errors or model
 
-    async def _save(self) -> None:
-        try:
-            await self._save_once()
-        finally:
-            self._saving = False
-
     async def _save_once(self) -> None:
         built = self.build()
         if isinstance(built, dict):
@@ -253,7 +269,7 @@ class UserForm(ModalScreen[User | None]):
         self.dismiss(saved)
 
 
-class ExtendForm(ModalScreen[list[User] | None]):
+class ExtendForm(_SavingForm[list[User]]):
     """`vpn user update NAME… --extend SPAN`: the span is checked as `--extend` checks it, then
     given to the same service call; a refusal (a bad span, an expiry past the last day) is one
     sentence under the field and nothing changes. Dismissed with the users as they are now, or
@@ -281,7 +297,6 @@ class ExtendForm(ModalScreen[list[User] | None]):
     def __init__(self, names: list[str]) -> None:
         super().__init__()
         self.names = names
-        self._saving = False
 
     @property
     def vpn(self) -> Shell:
@@ -305,30 +320,6 @@ class ExtendForm(ModalScreen[list[User] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#f-extend", Input).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.action_save()
-
-    def action_cancel(self) -> None:
-        if not self._saving:  # once asked, the table is read again when it is done
-            self.dismiss(None)
-
-    def action_save(self) -> None:
-        if not self._saving:  # a second Enter while saving must not extend twice
-            self._saving = True
-            start(self, self._save)
-
-    async def _save(self) -> None:
-        try:
-            await self._save_once()
-        finally:
-            self._saving = False
 
     async def _save_once(self) -> None:
         message = self.query_one("#m-extend", Static)
