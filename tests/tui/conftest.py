@@ -277,6 +277,22 @@ async def assert_snapshot(pilot: Pilot[None], name: str, paths: Paths) -> None:
         failed.write_text(actual, encoding="utf-8")
         pytest.fail(
             f"The screen differs from snapshots/{name}.svg (this run's SVG: {failed}).\n"
-            f"It shows:\n{screen_text(app)}",
+            f"It shows:\n{screen_text(app)}\n{tables_state(app)}",
             pytrace=False,
         )
+
+
+def tables_state(app: VpnApp) -> str:
+    """What the screen's tables hold and how they measured it: a snapshot that keeps the
+    headers' widths (seen twice on a loaded machine, never here) says which step was missed."""
+    from textual.widgets import DataTable
+
+    lines = []
+    for table in app.screen.query(DataTable):
+        widths = [(str(c.label), c.content_width) for c in table.ordered_columns]
+        lines.append(
+            f"#{table.id}: {table.row_count} rows, pending measure "
+            f"{table._require_update_dimensions}, new rows {len(table._new_rows)}, "
+            f"column widths {widths}"
+        )
+    return "\n".join(lines)
