@@ -279,8 +279,16 @@ def render(spec: ServerSpec, clients: list[Client], files: Files) -> dict[str, A
         "api": api["api"],
         "policy": {
             # statsUserOnline: the client IPs each user is connected from (device limits).
+            # uplinkOnly 0: once the site a client reached closes, the client sees the close at
+            # once; Xray's default holds the connection open a second more, which a response
+            # that ends with the close (HTTP/1.0, many short fetches) waits out every time.
             "levels": {
-                "0": {"statsUserUplink": True, "statsUserDownlink": True, "statsUserOnline": True}
+                "0": {
+                    "statsUserUplink": True,
+                    "statsUserDownlink": True,
+                    "statsUserOnline": True,
+                    "uplinkOnly": 0,
+                }
             },
             "system": {"statsInboundUplink": True, "statsInboundDownlink": True},
         },
