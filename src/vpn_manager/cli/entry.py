@@ -22,9 +22,18 @@ def main() -> None:
 
         code = run(args)
     except KeyboardInterrupt:  # Ctrl-C outside the command's own handler (importing, mounting)
-        sys.stderr.write("Interrupted.\n")
-        sys.exit(130)
+        _interrupted()
+    except RuntimeError as exc:
+        # Ctrl-C while Python sets up a class (__set_name__) comes wrapped in a RuntimeError.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted()
+        raise
     sys.exit(code)
+
+
+def _interrupted() -> None:
+    sys.stderr.write("Interrupted.\n")
+    sys.exit(130)
 
 
 if __name__ == "__main__":
