@@ -17,7 +17,7 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,6 +150,21 @@ async def choose(pilot: Pilot[None], label: str) -> None:
         await pilot.press("down")
     await pilot.press("enter")
     await settle(pilot)
+
+
+@pytest.fixture
+async def stopped_after(home: Paths) -> AsyncIterator[Paths]:
+    """The home; every server in it is stopped when the test ends, whatever happened."""
+    yield home
+    from vpn_manager.services.servers import ServerService
+
+    db = database(home)
+    try:
+        service = ServerService(db, home)
+        for server in await service.all():
+            await service.stop(server.name)
+    finally:
+        await db.close()
 
 
 def database(paths: Paths) -> Database:

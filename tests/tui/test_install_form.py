@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,6 @@ from vpn_manager.tui.widgets import ErrorDialog, MenuTable
 
 ALWAYS = ["name", "port", "listen", "host"]
 CERT = ["cert_file", "key_file"]  # TLS: a certificate of yours, else a self-signed one
-
-
-@pytest.fixture
-async def stopped_after(home: Paths) -> AsyncIterator[Paths]:
-    """The home; every server in it is stopped when the test ends, whatever happened."""
-    yield home
-    from vpn_manager.services.servers import ServerService
-
-    db = database(home)
-    try:
-        service = ServerService(db, home)
-        for server in await service.all():
-            await service.stop(server.name)
-    finally:
-        await db.close()
 
 
 async def servers_in(paths: Paths) -> list[str]:

@@ -5,9 +5,7 @@ and logs, remove with confirmation, and a user's link and QR code from that serv
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 
-import pytest
 from textual.widgets import Input, Log, Select, Static
 
 from tests.tui.conftest import (
@@ -28,21 +26,6 @@ from vpn_manager.tui.serverform import InstallForm
 from vpn_manager.tui.servers import NO_LOG_LINES, ServerDetail
 from vpn_manager.tui.userdetail import UserDetail
 from vpn_manager.tui.widgets import ConfirmDialog, ContextMenu, ErrorDialog, MenuTable
-
-
-@pytest.fixture
-async def stopped_after(home: Paths) -> AsyncIterator[Paths]:
-    """The home; every server in it is stopped when the test ends, whatever happened."""
-    yield home
-    from vpn_manager.services.servers import ServerService
-
-    db = database(home)
-    try:
-        service = ServerService(db, home)
-        for server in await service.all():
-            await service.stop(server.name)
-    finally:
-        await db.close()
 
 
 async def server_state(paths: Paths) -> dict[str, bool]:
