@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +27,8 @@ from tests.e2e.conftest import (
     xray_client,
 )
 from tests.e2e.net import BACKEND_PAGE, Stream, free_port, socks_connect
+from vpn_manager.engines.base import Counter
+from vpn_manager.engines.singbox.api import ConnectionFollower, SingBoxApi
 
 pytestmark = pytest.mark.usefixtures("need_root")
 
@@ -184,6 +188,54 @@ def test_the_service_counts_every_closed_connection(vpn: Vpn, backend: int, tmp_
     finally:
         service.terminate()
         service.wait(10)
+
+
+def api_of(vpn: Vpn, server: str) -> SingBoxApi:
+    """The sing-box server's api service, as its rendered configuration names it."""
+    for path in Path(vpn.env["VPN_HOME"]).rglob("*.json"):
+        if server not in path.parts and not path.name.startswith(server):
+            continue
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            for service in config.get("services", []):
+                if service.get("type") == "api":
+                    return SingBoxApi(service["listen_port"], service["secret"])
+    raise AssertionError(f"no rendered sing-box configuration for {server}")
+
+
+def test_a_busy_follower_misses_no_closed_connection(
+    vpn: Vpn, backend: int, tmp_path: Path
+) -> None:
+    """sing-box drops connection events while its sender waits for the reader (it queues only
+    64), so the follower must take in what comes while its process is busy elsewhere: here its
+    event loop is blocked for all of 300 short connections, and every one is still seen closed,
+    with the bytes the client read."""
+    install_singbox(vpn, "mixed", "px")
+    vpn.ok("user", "add", "alice", "--server", "px")
+    api = api_of(vpn, "px")
+
+    async def follow(socks: int) -> tuple[int, list[Counter]]:
+        follower = ConnectionFollower(api)
+        follower.start()
+        try:
+            await asyncio.sleep(1)  # subscribed, the first snapshot read
+            moved = sum(fetch_closed(socks, backend, 1000) for _ in range(300))  # blocks the loop
+            seen: list[Counter] = []
+            deadline = time.monotonic() + 10
+            while len(seen) < 300 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                seen += follower.take()
+            return moved, seen
+        finally:
+            await follower.stop()
+
+    with singbox_client(link_of(vpn, "alice", "px"), tmp_path / "alice") as socks:
+        moved, seen = asyncio.run(follow(socks))
+    assert len(seen) == 300, len(seen)
+    assert sum(c.down for c in seen) == moved
 
 
 def rounds_seen(metrics: int, server: str, rounds: int, within: float = 40) -> None:

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import PostgresCluster, create_postgres_database
 from tests.e2e.conftest import Vpn, install_singbox, link_of, singbox_client
 from tests.e2e.net import free_port
-from tests.e2e.test_accounting import downloaded, fetch_closed, serve_in_background
+from tests.e2e.test_accounting import downloaded, fetch_closed, rounds_seen, serve_in_background
 
 pytestmark = pytest.mark.postgres
 
@@ -74,7 +74,7 @@ def test_the_service_rides_out_a_database_outage(
         own_postgres.resume()
         wait_for(lambda: UP in scrape(metrics), 40, "the service never found it back", log)
         with singbox_client(link_of(vpn, "alice", "tj"), tmp_path / "alice") as socks:
-            time.sleep(2)  # the service's rounds follow the server now
+            rounds_seen(metrics, "tj", 2)  # the service follows the server from then on
             before = downloaded(vpn, "alice")
             own_postgres.halt()
             outage = time.monotonic()
@@ -118,7 +118,7 @@ def test_followed_traffic_the_database_refused_is_counted_later(
     try:
         wait_for(lambda: UP in scrape(metrics), 20, "no vpn_database_up 1", log)
         with singbox_client(link_of(vpn, "alice", "tj"), tmp_path / "alice") as socks:
-            time.sleep(2)  # the service's rounds follow the server now
+            rounds_seen(metrics, "tj", 2)  # the service follows the server from then on
             before = downloaded(vpn, "alice")
             asyncio.run(read_only(postgres_url, url, True))
             moved = sum(fetch_closed(socks, backend, 1000) for _ in range(300))

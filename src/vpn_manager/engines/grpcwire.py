@@ -44,6 +44,11 @@ STATUS = [
     "UNAUTHENTICATED",
 ]
 _READ = 65536
+# The receive window we give the server, per stream and for the connection: a stream's sender
+# that finds the window full waits, and sing-box's connection events are dropped while its
+# sender waits (they are queued only 64 deep). Up to this much is taken in while we are busy.
+WINDOW = 16 * 1024 * 1024
+_RCVBUF = 4 * 1024 * 1024  # the socket's share of that (root may go past net.core.rmem_max)
 
 
 class GrpcError(Exception):
@@ -144,6 +149,7 @@ class Channel:
     async def _connect(self) -> None:
         from h2.config import H2Configuration
         from h2.connection import H2Connection
+        from h2.settings import SettingCodes
 
         try:
             if self.unix is not None:
@@ -155,8 +161,12 @@ class Channel:
         sock = writer.get_extra_info("socket")
         if sock is not None and self.unix is None:  # no delayed ACKs (40 ms) for small requests
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None:
+            _big_receive_buffer(sock)
         h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
         h2.initiate_connection()
+        h2.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
+        h2.increment_flow_control_window(WINDOW - h2.inbound_flow_control_window)
         writer.write(h2.data_to_send())
         self._reader, self._writer, self._h2 = reader, writer, h2
 
@@ -276,6 +286,19 @@ class Channel:
             h2.send_data(stream, chunk, end_stream=not body)
             writer.write(h2.data_to_send())
         await writer.drain()
+
+
+def _big_receive_buffer(sock: socket.socket) -> None:
+    """Let the kernel hold up to _RCVBUF of what the server sends while we are busy; as root
+    past net.core.rmem_max (SO_RCVBUFFORCE), else up to it."""
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, _RCVBUF)
+            return
+        except OSError:
+            continue
 
 
 def _status(

@@ -76,7 +76,7 @@ class Traffic:
 
     async def _poll(self) -> PollReport:
         report = PollReport()
-        polled: set[int] = set()
+        running: set[int] = set()
         started = time.perf_counter()
         async with self.db.reading() as session:
             rows = [r for r, _ in await storage.servers.list_servers(session)]
@@ -94,6 +94,9 @@ class Traffic:
                 state = self.servers.state_of(row)
                 if not state.running:
                     continue
+                # Running: its follower goes on even if this reading fails (an API that did not
+                # answer in time), and hands what it saw to the next poll that reads the server.
+                running.add(row.id)
                 spec = await self.servers.reach(spec)
                 engine = self.servers.engine(spec)
                 counters = await engine.counters(spec)
@@ -112,8 +115,7 @@ class Traffic:
                 raise
             report.counters += len(counters)
             report.servers += 1
-            polled.add(row.id)
-        for server_id in set(self.followers) - polled:  # stopped, removed, or unreadable
+        for server_id in set(self.followers) - running:  # stopped or removed
             await self.followers.pop(server_id)[2].stop()
         report.took_ms = (time.perf_counter() - started) * 1000
         self.last_poll = report
