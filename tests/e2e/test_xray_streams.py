@@ -3,8 +3,8 @@ with the client a user gets: each server installed with `vpn server install`, al
 `vpn user add`, and a real client run from the config that `vpn user config alice --server S
 --client xray` prints fetches bytes through it; so does `--client sing-box`'s on the TLS servers
 over raw, ws and httpupgrade (what the sing-box build here has), and its config for XHTTP is
-refused with a sentence. Then the live changes on Trojan+WebSocket+TLS and VMess+gRPC+TLS: a
-second user added while the first streams gets in, the first stream and the engine's PID
+refused with a sentence. Then the live changes on Trojan+WebSocket+TLS, VMess+gRPC+TLS and
+VLESS over XHTTP and HTTPUpgrade with TLS: a second user added while the first streams gets in, the first stream and the engine's PID
 survive, and `vpn user disable` cuts the first user's open stream within 5 s. All on 127.0.0.1.
 
 For speed, one home holds a server of every case (installed by a module fixture, a few at a
@@ -207,7 +207,15 @@ def pid_of(vpn: Vpn, server: str) -> int:
     return int(status["pid"])
 
 
-@pytest.mark.parametrize(("protocol", "network"), [("trojan", Network.WS), ("vmess", Network.GRPC)])
+@pytest.mark.parametrize(
+    ("protocol", "network"),
+    [
+        ("trojan", Network.WS),
+        ("vmess", Network.GRPC),
+        ("vless", Network.XHTTP),
+        ("vless", Network.HTTPUPGRADE),
+    ],
+)
 def test_live_add_and_disable_leave_other_users_alone(
     vpn: Vpn, backend: int, tmp_path: Path, protocol: str, network: Network
 ) -> None:
