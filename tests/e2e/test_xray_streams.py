@@ -4,8 +4,9 @@ with the client a user gets: each server installed with `vpn server install`, al
 --client xray` prints fetches bytes through it; so does `--client sing-box`'s on the TLS servers
 over raw, ws and httpupgrade (what the sing-box build here has), and its config for XHTTP is
 refused with a sentence. Then the live changes on Trojan+WebSocket+TLS, VMess+gRPC+TLS and
-VLESS over XHTTP and HTTPUpgrade with TLS: a second user added while the first streams gets in, the first stream and the engine's PID
-survive, and `vpn user disable` cuts the first user's open stream within 5 s. All on 127.0.0.1.
+VLESS over XHTTP and HTTPUpgrade with TLS: a second user added while the first streams gets in,
+the first stream and the engine's PID survive, and `vpn user disable` cuts the first user's open
+stream within 5 s. All on 127.0.0.1.
 
 For speed, one home holds a server of every case (installed by a module fixture, a few at a
 time), and every client is started and makes its first connection at once (a fresh REALITY
