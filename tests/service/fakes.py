@@ -244,6 +244,9 @@ class FakeEngine:
     def live_users(self, spec: ServerSpec) -> bool:
         return self.live
 
+    def cuts_sessions(self, spec: ServerSpec) -> bool:
+        return True
+
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         process = self.runtime.process(spec.name)
         assert process.pid == pid
