@@ -8,7 +8,9 @@ Hysteria2 (checked on Xray 26.10.10 from the binding, loopback): the `hysteria` 
 `hysteria2://` link and an Xray `hysteria` client both move bytes through it; HandlerService adds
 and removes users live and StatsService counts them per user. A user is checked once, when its
 QUIC connection authenticates: a removed user's open connection keeps working and may open new
-streams, so removals restart the engine (engine.py `cuts_sessions`). What a non-client gets is
+streams, so its packets are dropped (engines/flowcuts.py; engine.py `cuts_sessions`). A restart
+would not do: Xray stopping sends no CONNECTION_CLOSE, so every client's connection hangs until it
+idles out (30 s) before the client reconnects. What a non-client gets is
 Xray's default masquerade, HTTP/3 404 (sing-box's default too).
 
 The rendered file is what runs: users are in it (so a restart keeps them) and the live API calls

@@ -2,8 +2,8 @@
 or XHTTP, with TLS or REALITY; `vless-reality` is VLESS over raw TCP with REALITY) and Hysteria2
 servers (QUIC) through the PyPI `Xray-core` binding (or an `xray` binary on PATH), one child
 process per server. Users change live through the HandlerService API, never by a reload; on
-Hysteria2 a removal restarts the engine, the only way to cut the removed user's open QUIC
-connection (config.py)."""
+Hysteria2 a removed user's open QUIC connection is cut by dropping its packets (nftables,
+engines/flowcuts.py), or, without nftables, by a restart (config.py)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ from pathlib import Path
 from secrets import token_hex, token_urlsafe
 from typing import TYPE_CHECKING, Any, cast
 
-from vpn_manager.engines import tls
+from vpn_manager.engines import flowcuts, tls
 from vpn_manager.engines.base import Changed, Counter, Files, Health, Session, Transport
 from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality, Stream, Tls
 from vpn_manager.engines.ports import free_port, port_listening, port_open, udp_bound
 from vpn_manager.engines.xray import config, keys, targets
-from vpn_manager.engines.xray.sessions import cut_sessions
+from vpn_manager.engines.xray.sessions import cut_quic, cut_sessions
 from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
@@ -233,10 +233,11 @@ class XrayEngine:
         return True  # HandlerService
 
     def cuts_sessions(self, spec: ServerSpec) -> bool:
-        """Not on Hysteria2: Xray checks a user when a QUIC connection authenticates, never
-        again, so a removed user's open connection keeps working (and opening streams), and one
-        UDP socket serves every client (`ss -K` cannot single one out)."""
-        return not _quic(spec)
+        """On Hysteria2 only with nftables: Xray checks a user when a QUIC connection
+        authenticates, never again, so a removed user's open connection keeps working (and
+        opening streams), and one UDP socket serves every client (`ss -K` cannot single one
+        out); its packets are dropped instead (engines/flowcuts.py)."""
+        return not _quic(spec) or flowcuts.available()
 
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         raise EngineError("Xray changes users live; it is never reloaded.")  # pragma: no cover
@@ -380,13 +381,12 @@ class XrayEngine:
             )
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
-        """Removed at once for new connections; their open ones are cut with `ss -K` (on
-        Hysteria2 they cannot be: see cuts_sessions, a removal there restarts the engine)."""
+        """Removed at once for new connections; their open ones are cut with `ss -K` (TCP) or
+        by dropping their packets (Hysteria2's QUIC, see cuts_sessions)."""
         async with _api(spec) as api:
             await api.remove_users(config.inbound_tag(spec), [c.email for c in clients])
-        if _quic(spec):
-            return 0
-        return await cut_sessions(spec, [c.email for c in clients], files.access_log)
+        cut = cut_quic if _quic(spec) else cut_sessions
+        return await cut(spec, [c.email for c in clients], files.access_log)
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Xray's per-user counters (StatsService, no reset): one per email, for the process's
@@ -409,12 +409,8 @@ class XrayEngine:
         ]
 
     async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
-        """On Hysteria2 nothing can be closed from here (one UDP socket for every client): the
-        device ban that follows (engines/bans.py, nftables) drops the device's packets, so its
-        QUIC connection carries nothing more and ends when it idles out."""
-        if _quic(spec):
-            return 0
-        return await cut_sessions(spec, [user], files.access_log, ips)
+        cut = cut_quic if _quic(spec) else cut_sessions
+        return await cut(spec, [user], files.access_log, ips)
 
     def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
         settings, credential = XraySettings.of(spec), XrayCredential.of(client)
