@@ -104,10 +104,10 @@ def test_xray_bytes_counted_in_one_poll_and_across_a_kill(
     assert "TOTAL" in shown
 
 
-@pytest.mark.parametrize("protocol", ["shadowsocks", "hysteria2"])
-def test_singbox_bytes_counted_in_one_poll(
-    vpn: Vpn, backend: int, tmp_path: Path, protocol: str
-) -> None:
+@pytest.mark.parametrize("protocol", ["shadowsocks", "tuic", "hysteria2"])
+def test_bytes_counted_in_one_poll(vpn: Vpn, backend: int, tmp_path: Path, protocol: str) -> None:
+    """sing-box's Shadowsocks (ssm-api) and TUIC (api service, QUIC); Xray's Hysteria2
+    (StatsService, QUIC)."""
     server = install_singbox(vpn, protocol, protocol)
     vpn.ok("user", "add", "alice", "--server", server.name)
     with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
@@ -389,7 +389,7 @@ def test_bytes_moved_before_a_reload_or_restart_are_counted(
 ) -> None:
     """A sing-box reload forgets its connection list and a restart zeroes every counter; the
     reading taken just before each is counted by the next poll."""
-    server = install_singbox(vpn, "hysteria2", "tj")
+    server = install_singbox(vpn, "tuic", "tj")  # sing-box (new Hysteria2 servers are Xray's)
     vpn.ok("user", "add", "alice", "--server", server.name)
     with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as socks:
         url = f"http://127.0.0.1:{backend}/bytes/"
