@@ -9,12 +9,14 @@ goes on, the PID still the same. An existing sing-box Hysteria2 server keeps run
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Vpn, curl_fails, curl_via, link_of, singbox_client
+from tests.e2e.conftest import Vpn, curl_fails, curl_via, link_of, singbox_client, xray_running
 from tests.e2e.net import BACKEND_PAGE, Stream, free_port
 from vpn_manager.engines import flowcuts
 
@@ -104,6 +106,29 @@ def test_users_change_live_and_a_disabled_users_stream_is_cut(
     with singbox_client(link, tmp_path / "alice-again") as alice:
         assert curl_via(alice, page, attempts_for=5) == BACKEND_PAGE.decode()
     assert pid_of(vpn, "hy") == pid
+
+
+def printed_xray_client(vpn: Vpn, user: str, server: str, workdir: Path) -> Any:
+    """A real Xray client run from what `vpn user config USER --client xray` prints."""
+    port = free_port()
+    printed = vpn.ok(
+        "user", "config", user, "--server", server, "--client", "xray", "--socks-port", str(port)
+    ).stdout
+    workdir.mkdir(parents=True, exist_ok=True)
+    return xray_running(json.loads(printed), workdir / "xray-client.json", port)
+
+
+def test_an_xray_client_from_the_printed_config(vpn: Vpn, backend: int, tmp_path: Path) -> None:
+    """`--client xray` on a Hysteria2 server: Xray's hysteria outbound, trusting the self-signed
+    certificate by the link's pin; its bytes are counted under the user."""
+    install_hysteria2(vpn)
+    vpn.ok("user", "add", "alice", "--server", "hy")
+    with printed_xray_client(vpn, "alice", "hy", tmp_path) as socks:
+        body = curl_via(socks, f"http://127.0.0.1:{backend}/bytes/300000", attempts_for=10)
+        assert len(body) == 300_000
+    usage = vpn.json("server", "usage", "hy")
+    assert isinstance(usage, list)
+    assert [row["download_bytes"] >= 300_000 for row in usage if row["name"] == "alice"] == [True]
 
 
 def test_a_deleted_user_is_refused_and_the_server_keeps_its_pid(

@@ -164,6 +164,15 @@ def test_non_live_protocols_say_they_reloaded(vpn: Vpn, backend: int, tmp_path: 
     vpn.ok("user", "revoke", "bob", server.name)
     with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as alice:
         assert curl_via(alice, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+    # An Xray client (its hysteria outbound) from the printed config reaches it too, trusting
+    # the self-signed certificate by the link's pin.
+    port = free_port()
+    printed = vpn.ok(
+        *("user", "config", "alice", "--server", server.name),
+        *("--client", "xray", "--socks-port", str(port)),
+    ).stdout
+    with xray_running(json.loads(printed), tmp_path / "xray-alice.json", port):
+        assert curl_via(port, f"http://127.0.0.1:{backend}/", attempts_for=10) == PAGE
 
 
 def insert_old_singbox(vpn: Vpn, name: str, protocol: str = "trojan") -> int:
