@@ -299,3 +299,29 @@ def test_a_listening_port_is_found_without_connecting(
         sock.listen()
         assert port_listening(spec) is found
     assert not port_listening(spec)
+
+
+@pytest.mark.parametrize(
+    ("family", "bind", "listen", "found"),
+    [
+        (socket.AF_INET, "127.0.0.1", "127.0.0.1", True),
+        (socket.AF_INET6, "::", "0.0.0.0", True),  # every address, either family
+        (socket.AF_INET, "127.0.0.1", "127.0.0.2", False),  # another address's port
+    ],
+)
+def test_a_bound_udp_port_is_found_in_the_socket_table(
+    family: int, bind: str, listen: str, found: bool
+) -> None:
+    """A QUIC server's port (Xray's Hysteria2): a bound UDP socket, not a TCP listener."""
+    from vpn_manager.engines.ports import udp_bound
+
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((bind, 0))
+        port = sock.getsockname()[1]
+        assert udp_bound(listen, port) is found
+    assert udp_bound(listen, port) is False
+    with socket.socket(socket.AF_INET) as tcp:  # a TCP listener is not a UDP port
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        assert udp_bound("127.0.0.1", tcp.getsockname()[1]) is False
+    assert udp_bound("vpn.example.org", port) is None  # a name: the table cannot tell

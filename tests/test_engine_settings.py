@@ -17,6 +17,7 @@ from vpn_manager.engines.registry import (
     NEW_SERVERS,
     control_ports_of,
     engine_for,
+    engine_name,
     engine_of_new,
     settings_of,
 )
@@ -155,14 +156,22 @@ def test_a_remote_servers_control_ports_are_swapped_for_the_tunnels_ends(tmp_pat
 
 
 def test_the_registry_has_every_protocol_and_refuses_others() -> None:
-    """Engines by the name a server row keeps; a new server's engine by its protocol: Trojan
-    and VMess now on Xray, the other sing-box protocols still on sing-box."""
+    """Engines by the name a server row keeps; a new server's engine by its protocol: Trojan,
+    VMess and Hysteria2 now on Xray (Hysteria2 in a container still on sing-box), the other
+    sing-box protocols still on sing-box."""
     assert set(NEW_SERVERS) == set(Protocol)
     assert {name: engine_for(name).name for name in ENGINES} == {n: n for n in ENGINES}
     assert engine_of_new("vless-reality") == engine_of_new("vless") == "xray"
-    assert engine_of_new("trojan") == engine_of_new("vmess") == "xray"
+    assert engine_of_new("trojan") == engine_of_new("vmess") == engine_of_new("hysteria2") == "xray"
+    assert engine_of_new("hysteria2", "docker") == "sing-box"
+    assert engine_of_new("trojan", "docker") == "xray"
     assert engine_of_new("wireguard") == "wireguard-go"
-    assert {engine_of_new(p) for p in set(PROTOCOLS) - {"trojan", "vmess"}} == {"sing-box"}
+    moved = {"trojan", "vmess", "hysteria2"}
+    assert {engine_of_new(p) for p in set(PROTOCOLS) - moved} == {"sing-box"}
+    # A row naming an engine this version does not know: a new server's engine in its runtime.
+    unknown = dataclasses.replace(spec("hysteria2", {"api_port": 1}), engine="v9")
+    assert engine_name(unknown) == "xray"
+    assert engine_name(dataclasses.replace(unknown, runtime="docker")) == "sing-box"
     # A Trojan server stored with engine sing-box (installed by an older version) keeps it.
     old = dataclasses.replace(spec("trojan", {"api_port": 1}), engine="sing-box")
     assert isinstance(settings_of(old), SingBoxSettings)

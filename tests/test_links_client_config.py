@@ -17,6 +17,7 @@ from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.engines.registry import engine_for
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import (
+    Hysteria2Link,
     TrojanLink,
     VlessRealityLink,
     client_config,
@@ -63,7 +64,7 @@ def data_of(kind: str) -> LinkData:
     settings = {"api_port": 10085, **settings}
     server_secret = {"api_secret": "api-token", **server_secret}
     spec = ServerSpec("edge", protocol, "0.0.0.0", port, HOST, settings, server_secret)
-    # These are sing-box servers (Trojan and VMess as earlier versions installed them).
+    # These are sing-box servers (Trojan, VMess and Hysteria2 as earlier versions installed them).
     return engine_for("sing-box").link_data(spec, Client(7, "alice", secret))
 
 
@@ -117,9 +118,10 @@ def test_client_config_refuses_what_it_cannot_give() -> None:
     )
     with pytest.raises(
         InvalidInput,
-        match="--client xray is offered for VLESS, VMess and Trojan servers; edge is hysteria2",
+        match="--client xray is offered for VLESS, VMess, Trojan and Hysteria2 servers; edge is "
+        "tuic",
     ):
-        client_config(data_of("hysteria2"), "xray")
+        client_config(data_of("tuic"), "xray")
     # A Trojan link made elsewhere for a self-signed server, with no pin: Xray cannot skip the
     # certificate check, so there is no Xray config for it.
     unpinned = TrojanLink.parse(share_link(data_of("trojan")).replace(f"&pcs={PIN}", ""))
@@ -150,6 +152,28 @@ def test_a_self_signed_trojan_server_gets_a_pinned_xray_config() -> None:
     assert xray == xray_client_config(link, 2080)
     tls = xray["outbounds"][0]["streamSettings"]["tlsSettings"]
     assert tls == {"serverName": HOST, "pinnedPeerCertSha256": PIN}
+
+
+def test_a_self_signed_hysteria2_server_gets_a_pinned_xray_config() -> None:
+    """Xray 26's hysteria outbound: the password as the transport's auth, TLS with h3, the
+    self-signed certificate trusted by the link's pinSHA256 (proven against Xray's and sing-box's
+    servers in tests/e2e)."""
+    data = data_of("hysteria2")
+    link = link_of(data)
+    assert isinstance(link, Hysteria2Link)
+    xray = json.loads(client_config(data, "xray", 2080))
+    assert xray == xray_client_config(link, 2080)
+    assert xray["outbounds"][0] == {
+        "tag": "proxy",
+        "protocol": "hysteria",
+        "settings": {"version": 2, "address": HOST, "port": 443},
+        "streamSettings": {
+            "network": "hysteria",
+            "security": "tls",
+            "tlsSettings": {"serverName": HOST, "pinnedPeerCertSha256": PIN, "alpn": ["h3"]},
+            "hysteriaSettings": {"version": 2, "auth": "Hy2-Pass_word1"},
+        },
+    }
 
 
 def test_the_trust_note_follows_the_certificate() -> None:

@@ -52,6 +52,7 @@ XRAY_USED = [
     ("proxy.vless.account_pb2", ["Account"]),
     ("proxy.vmess.account_pb2", ["Account"]),
     ("proxy.trojan.config_pb2", ["Account"]),
+    ("proxy.hysteria.account.config_pb2", ["Account"]),
 ]
 SINGBOX_USED = [
     (

@@ -258,11 +258,13 @@ def test_account_messages_of_every_protocol() -> None:
         "vless": {"id": "u-1", "flow": "", "email": "user-1", "level": 0},
         "vmess": {"id": "u-2", "email": "user-2", "level": 0},
         "trojan": {"password": "pw", "email": "user-3", "level": 0},
+        "hysteria": {"auth": "hy-pw", "email": "user-4", "level": 0},
     }
     types = {
         "vless": "xray.proxy.vless.Account",
         "vmess": "xray.proxy.vmess.Account",
         "trojan": "xray.proxy.trojan.Account",
+        "hysteria": "xray.proxy.hysteria.account.Account",
     }
     for protocol, entry in entries.items():
         message = api.add_user("in", protocol, entry)
@@ -347,3 +349,79 @@ def config_flow(spec: ServerSpec) -> str:
     from vpn_manager.engines.xray.config import flow
 
     return flow(spec)
+
+
+def hysteria2_spec(cert: dict[str, Any] = CERT) -> ServerSpec:
+    """A Hysteria2 server as install stores it on Xray."""
+    settings = {"api_port": 10085, "network": "hysteria", "security": "tls", "tls": cert}
+    return ServerSpec(
+        "hy", "hysteria2", "0.0.0.0", 8443, "vpn.example.org", settings | {"decoy": "none"}, {}
+    )
+
+
+def test_hysteria2_server_config_matches_golden() -> None:
+    """Xray's hysteria inbound (version 2), each user's password as its `auth`; QUIC with TLS
+    (h3), no fallbacks (a QUIC server has none)."""
+    text = render_text(hysteria2_spec(), STREAM_CLIENTS, FILES)
+    assert_golden(GOLDEN / "hysteria2-tls.json", text)
+    inbound = json.loads(text)["inbounds"][0]
+    assert (inbound["protocol"], inbound["tag"]) == ("hysteria", "hysteria-in")
+    assert inbound["settings"]["clients"] == [
+        {"auth": "pw-alice", "email": "user-1", "level": 0},
+        {"auth": "pw-bob", "email": "user-7", "level": 0},
+    ]
+    stream = inbound["streamSettings"]
+    assert stream["network"] == "hysteria"
+    assert stream["tlsSettings"]["alpn"] == ["h3"]
+    assert "fallbacks" not in inbound["settings"]
+
+
+def test_hysteria2_links_are_the_sing_box_servers_links() -> None:
+    """The same hysteria2:// link as a sing-box server writes: the certificate pinned only where
+    it is self-signed."""
+    from vpn_manager.engines.linkdata import Tls
+    from vpn_manager.links import link_of
+
+    engine = XrayEngine()
+    data = engine.link_data(hysteria2_spec(), STREAM_CLIENTS[0])
+    assert (data.format, data.credential.password) == ("hysteria2", "pw-alice")
+    assert data.tls == Tls("vpn.example.org", True, "ab" * 32)
+    assert link_of(data).to_uri() == (
+        f"hysteria2://pw-alice@vpn.example.org:8443/?sni=vpn.example.org&insecure=1"
+        f"&pinSHA256={'ab' * 32}#alice"
+    )
+    owned = engine.link_data(hysteria2_spec(CERT | {"self_signed": False}), STREAM_CLIENTS[0])
+    assert link_of(owned).to_uri() == (
+        "hysteria2://pw-alice@vpn.example.org:8443/?sni=vpn.example.org#alice"
+    )
+    assert engine.transports(hysteria2_spec()) == ("udp",)
+    assert engine.live_users(hysteria2_spec())
+
+
+def test_new_hysteria2_server_and_its_changes(tmp_path: Path) -> None:
+    """What install stores for a Hysteria2 server on Xray; `server set` takes --sni and a
+    certificate, not a decoy (a QUIC server has no fallbacks)."""
+    from vpn_manager.errors import InvalidInput
+    from vpn_manager.models.server import ServerChange, ServerCreate
+
+    engine = XrayEngine()
+    create = ServerCreate.model_validate(
+        {"name": "hy", "protocol": "hysteria2", "port": 8443, "sni": "vpn.example.org"}
+    )
+    settings, secret = engine.new_server(create, lambda: 10085, tmp_path)
+    assert secret == {}
+    assert (settings["network"], settings["security"], settings["decoy"]) == (
+        "hysteria",
+        "tls",
+        "none",
+    )
+    assert settings["tls"]["self_signed"] is True
+    assert settings["tls"]["server_name"] == "vpn.example.org"
+    stored = ServerSpec("hy", "hysteria2", "0.0.0.0", 8443, "vpn.example.org", settings, secret)
+    credential = engine.new_credential(stored)
+    assert set(credential) == {"password"}
+    assert len(credential["password"]) == 24
+    renamed = engine.change(stored, ServerChange(sni="other.example.org"), tmp_path)
+    assert renamed.settings["tls"]["server_name"] == "other.example.org"
+    with pytest.raises(InvalidInput):
+        engine.change(stored, ServerChange(decoy="local"), tmp_path)

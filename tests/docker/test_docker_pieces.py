@@ -84,7 +84,9 @@ def test_inside_a_container_the_engine_listens_everywhere_and_logs_to_its_output
 )
 def test_published_ports(tmp_path: Path, protocol: str, protos: set[str]) -> None:
     servers = service(tmp_path)
-    launch = container_launch(servers, engine_for(engine_of_new(protocol)), spec(protocol))
+    launch = container_launch(
+        servers, engine_for(engine_of_new(protocol, "docker")), spec(protocol)
+    )
     main = {p.proto for p in launch.ports if p.host_port == 8388}
     assert main == protos
     control = [p for p in launch.ports if p.host_port != 8388]

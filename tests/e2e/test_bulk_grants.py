@@ -1,5 +1,5 @@
 """Access in bulk on real engines: `vpn user grant NAME... --server S...` is one apply per server
-(one reload of a sing-box Hysteria2 server, one live call to a Shadowsocks one, neither restarted),
+(one reload of a sing-box TUIC server, one live call to a Shadowsocks one, neither restarted),
 and every user then connects through every server with a client built from their printed link."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_three_users_on_two_servers_is_one_apply_per_server(
     vpn: Vpn, backend: int, tmp_path: Path
 ) -> None:
     names = [
-        install_singbox(vpn, "hysteria2", "hy").name,
+        install_singbox(vpn, "tuic", "hy").name,
         install_singbox(vpn, "shadowsocks", "ss").name,
     ]
     vpn.ok("user", "add", *USERS)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (
+    Server,
     Vpn,
     curl_fails,
     curl_via,
@@ -40,7 +41,8 @@ def test_ss_local_connects_with_the_printed_link(vpn: Vpn, backend: int, method:
         assert curl_via(socks, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
 
 
-# New Trojan and VMess servers are Xray's: these cases are a sing-box client against them.
+# New Trojan, VMess and Hysteria2 servers are Xray's: these cases are a sing-box client against
+# them.
 @pytest.mark.parametrize(
     "protocol",
     ["shadowsocks", "trojan", "hysteria2", "tuic", "vmess"],
@@ -147,20 +149,36 @@ def test_shadowsocks_user_added_live_keeps_open_connections(
 
 
 def test_non_live_protocols_say_they_reloaded(vpn: Vpn, backend: int, tmp_path: Path) -> None:
-    server = install_singbox(vpn, "hysteria2", "tj")
+    """A Hysteria2 server an older version installed on sing-box keeps running there (new ones
+    are Xray's), its users changed by a reload, as before."""
+    server = Server("tj", insert_old_singbox(vpn, "tj", "hysteria2"))
+    vpn.ok("server", "start", server.name)
     vpn.ok("user", "add", "alice", "--server", server.name)
     added = vpn.ok("user", "add", "bob", "--server", server.name)
     assert "reloaded: open connections were reset" in added.stderr
+    status = vpn.json("server", "status", server.name)
+    assert isinstance(status, dict)
+    assert (status["engine"], status["healthy"]) == ("sing-box", True)
     with singbox_client(link_of(vpn, "bob", server.name), tmp_path / "bob") as bob:
         assert curl_via(bob, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
     vpn.ok("user", "revoke", "bob", server.name)
     with singbox_client(link_of(vpn, "alice", server.name), tmp_path / "alice") as alice:
         assert curl_via(alice, f"http://127.0.0.1:{backend}/", attempts_for=5) == PAGE
+    # An Xray client (its hysteria outbound) from the printed config reaches it too, trusting
+    # the self-signed certificate by the link's pin.
+    port = free_port()
+    printed = vpn.ok(
+        *("user", "config", "alice", "--server", server.name),
+        *("--client", "xray", "--socks-port", str(port)),
+    ).stdout
+    with xray_running(json.loads(printed), tmp_path / "xray-alice.json", port):
+        assert curl_via(port, f"http://127.0.0.1:{backend}/", attempts_for=10) == PAGE
 
 
-def insert_old_trojan(vpn: Vpn, name: str) -> int:
-    """A Trojan server row as versions before Trojan moved to Xray wrote it: engine sing-box, its
-    settings and secret made by the sing-box engine, desired stopped. Returns its port."""
+def insert_old_singbox(vpn: Vpn, name: str, protocol: str = "trojan") -> int:
+    """A Trojan (or Hysteria2) server row as versions before it moved to Xray wrote it: engine
+    sing-box, its settings and secret made by the sing-box engine, desired stopped. Returns its
+    port."""
     from vpn_manager.engines.singbox.engine import SingBoxEngine
     from vpn_manager.models.server import ServerCreate
 
@@ -168,7 +186,7 @@ def insert_old_trojan(vpn: Vpn, name: str) -> int:
     port = free_port()
     create = ServerCreate(
         name=name,
-        protocol="trojan",
+        protocol=protocol,
         port=port,
         listen="127.0.0.1",
         host="127.0.0.1",
@@ -183,9 +201,9 @@ def insert_old_trojan(vpn: Vpn, name: str) -> int:
         db.execute(
             "INSERT INTO servers (name, protocol, engine, runtime, listen, port, host, desired,"
             " settings, secret, created_at, updated_at)"
-            " VALUES (?, 'trojan', 'sing-box', 'native', '127.0.0.1', ?, '127.0.0.1', 'stopped',"
+            " VALUES (?, ?, 'sing-box', 'native', '127.0.0.1', ?, '127.0.0.1', 'stopped',"
             " ?, ?, ?, ?)",
-            (name, port, json.dumps(settings), json.dumps(secret), now, now),
+            (name, protocol, port, json.dumps(settings), json.dumps(secret), now, now),
         )
     return port
 
@@ -195,7 +213,7 @@ def test_a_trojan_server_installed_on_sing_box_stays_on_sing_box(
 ) -> None:
     """New Trojan servers are Xray's; one an older version installed on sing-box keeps running
     on sing-box (its users changed by a reload, as before) and says so."""
-    insert_old_trojan(vpn, "old")
+    insert_old_singbox(vpn, "old")
     vpn.ok("server", "start", "old")
     vpn.ok("user", "add", "alice", "--server", "old")
     added = vpn.ok("user", "add", "bob", "--server", "old")

@@ -208,6 +208,7 @@ class FakeEngine:
     name: str = "fake"
     live: bool = True
     live_fails: bool = False  # add_clients/remove_clients raise EngineError
+    cuts: bool = True  # removed users' open connections can be cut live (else: a restart)
     sick_ports: set[int] = field(default_factory=set)  # probe() never healthy on these
     validated: list[str] = field(default_factory=list)  # every config validate() was asked about
     _keys: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -243,6 +244,9 @@ class FakeEngine:
 
     def live_users(self, spec: ServerSpec) -> bool:
         return self.live
+
+    def cuts_sessions(self, spec: ServerSpec) -> bool:
+        return self.cuts
 
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         process = self.runtime.process(spec.name)

@@ -238,6 +238,26 @@ async def test_without_live_users_a_grant_reloads_the_config(world: World) -> No
     assert len(world.runtime.history) == 1
 
 
+async def test_an_engine_that_cannot_cut_adds_live_and_restarts_on_a_removal(world: World) -> None:
+    """Users change live, but a removed user's open connections cannot be cut while it runs
+    (Xray's Hysteria2 without nftables): an addition stays live, a removal starts the engine
+    again on the new users (it has no reload)."""
+    world.engine.cuts = False
+    await world.install()
+    await add_users(world, "alice", "bob")
+    pid = world.runtime.process(NAME).pid
+    await world.servers.grant(["alice", "bob"], NAME)
+    assert world.servers.applied == [Applied(NAME, "live")]
+    assert world.runtime.process(NAME).pid == pid
+    world.servers.applied.clear()
+    await world.servers.revoke(["alice"], NAME)
+    assert world.servers.applied == [Applied(NAME, "restarted")]
+    process = world.runtime.process(NAME)
+    assert process.pid != pid
+    assert process.users == {"user-2"}
+    assert process.reloads == 0
+
+
 async def test_where_nothing_reloads_in_place_a_grant_starts_it_again(world: World) -> None:
     world.engine.live = False
     world.runtime.in_place = False

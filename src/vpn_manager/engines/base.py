@@ -147,6 +147,11 @@ class Engine(Protocol):
         """Can users be added and removed on the running engine without a reload?"""
         ...
 
+    def cuts_sessions(self, spec: ServerSpec) -> bool:
+        """Can a removed user's open connections be cut while the engine runs? Where not, a
+        removal restarts it (additions stay live)."""
+        ...
+
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         """Make the running engine read its config file again (for engines without live users)."""
         ...

@@ -11,6 +11,7 @@ from pathlib import Path
 from vpn_manager.specs import ServerSpec
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's `st` column
+_UNCONNECTED = "07"  # TCP_CLOSE, as /proc/net/udp writes a bound, unconnected UDP socket
 _WILDCARDS = {"0.0.0.0", "::"}
 
 
@@ -51,9 +52,23 @@ def port_listening(spec: ServerSpec) -> bool:
     return any(_listens(table, listen, spec.port) for table in tables)
 
 
-def _listens(table: Path, listen: str, port: int) -> bool:
-    """Does /proc/net/tcp(6) hold a listening socket on `port` bound to `listen` or to every
-    address?"""
+def udp_bound(listen: str, port: int) -> bool | None:
+    """Is a UDP socket (a QUIC server's) bound to `port` on `listen` or every address, in this
+    machine's socket table? None where the table cannot tell (no /proc, a name for an address):
+    nothing but the engine's own answer can then."""
+    tables = [Path("/proc/net/udp"), Path("/proc/net/udp6")]
+    try:
+        address = ipaddress.ip_address(listen).compressed
+    except ValueError:
+        return None
+    if not tables[0].exists():
+        return None
+    return any(_listens(table, address, port, _UNCONNECTED) for table in tables)
+
+
+def _listens(table: Path, listen: str, port: int, state: str = _LISTEN) -> bool:
+    """Does /proc/net/tcp(6) hold a listening socket (or /proc/net/udp(6) a bound one, `state`
+    07) on `port` bound to `listen` or to every address?"""
     try:
         lines = table.read_text(encoding="ascii").splitlines()[1:]
     except OSError:
@@ -61,7 +76,7 @@ def _listens(table: Path, listen: str, port: int) -> bool:
     wanted = {listen, *_WILDCARDS}
     for line in lines:
         fields = line.split()
-        if len(fields) < 4 or fields[3] != _LISTEN:
+        if len(fields) < 4 or fields[3] != state:
             continue
         address, _, port_hex = fields[1].partition(":")
         if int(port_hex, 16) == port and _address(address) in wanted:

@@ -2,7 +2,7 @@
 keeps the engine it was installed on (`ServerSpec.engine`), so a Trojan or VMess server installed
 on sing-box by an older version stays on sing-box while new ones are made on Xray. Two tables:
 engine name → how to make it and the typed model of its servers' stored settings; protocol → the
-engine a NEW server of it is installed on.
+engine a NEW server of it is installed on (and, where a container differs, in a container).
 
 The engine modules are imported when an engine is first made (the factories below), not with
 this table: storage reads control ports through it, and `vpn serve` with no server of an engine
@@ -20,7 +20,7 @@ from vpn_manager.engines.stored import Stored
 from vpn_manager.engines.wireguard.settings import WireGuardSettings
 from vpn_manager.engines.xray.settings import XraySettings
 from vpn_manager.errors import InvalidInput
-from vpn_manager.kinds import Protocol
+from vpn_manager.kinds import Protocol, RuntimeKind
 from vpn_manager.proc import HOST, Commands
 from vpn_manager.specs import ServerSpec
 
@@ -61,22 +61,31 @@ ENGINES: dict[str, Registered] = {
     SINGBOX: Registered(_singbox, SingBoxSettings),
     WIREGUARD: Registered(_wireguard, WireGuardSettings),
 }
-# What a new server of each protocol is installed on. Trojan and VMess moved to Xray (users
-# change live there); servers already on sing-box keep it.
+# What a new server of each protocol is installed on. Trojan, VMess and Hysteria2 moved to Xray
+# (users are added live there; sing-box reloads, resetting every connection); servers already on
+# sing-box keep it.
 NEW_SERVERS: dict[Protocol, str] = {
     **{Protocol(name): SINGBOX for name in SINGBOX_PROTOCOLS},
     Protocol.VLESS_REALITY: XRAY,
     Protocol.VLESS: XRAY,
     Protocol.TROJAN: XRAY,
     Protocol.VMESS: XRAY,
+    Protocol.HYSTERIA2: XRAY,
     Protocol.WIREGUARD: WIREGUARD,
 }
+# Where a new server in a container gets another engine. Hysteria2 stays on sing-box there: an
+# Xray container is recreated on every user removal as well (`ss -K` does not reach into it) and
+# gains only live additions, which no Xray image built here has proven for Hysteria2.
+NEW_IN_CONTAINERS: dict[Protocol, str] = {Protocol.HYSTERIA2: SINGBOX}
 
 
-def engine_of_new(protocol: str) -> str:
-    """The engine a new server of `protocol` is installed on."""
+def engine_of_new(protocol: str, runtime: str = RuntimeKind.NATIVE.value) -> str:
+    """The engine a new server of `protocol` is installed on (in `runtime`: native or docker)."""
     try:
-        return NEW_SERVERS[Protocol(protocol)]
+        kind = Protocol(protocol)
+        if runtime == RuntimeKind.DOCKER.value and kind in NEW_IN_CONTAINERS:
+            return NEW_IN_CONTAINERS[kind]
+        return NEW_SERVERS[kind]
     except (ValueError, KeyError):
         known = ", ".join(p.value for p in Protocol)
         raise InvalidInput(f"Unknown protocol {protocol!r}.", hint=f"Known: {known}.") from None
@@ -85,9 +94,10 @@ def engine_of_new(protocol: str) -> str:
 def engine_name(spec: ServerSpec | None = None, *, engine: str = "", protocol: str = "") -> str:
     """The engine a server runs on: the one its row names, or (a row that names none this
     version knows, or a spec made by hand) the one a new server of its protocol gets."""
+    runtime = RuntimeKind.NATIVE.value
     if spec is not None:
-        engine, protocol = spec.engine, spec.protocol
-    return engine if engine in ENGINES else engine_of_new(protocol)
+        engine, protocol, runtime = spec.engine, spec.protocol, spec.runtime
+    return engine if engine in ENGINES else engine_of_new(protocol, runtime)
 
 
 def _registered(engine: str) -> Registered:

@@ -1,8 +1,8 @@
 """Certificates of the TLS servers (sing-box's Trojan, Hysteria2, TUIC, VMess; Xray's VLESS, VMess
-and Trojan over TLS): a self-signed one made at install when the user brings none, the pins
-clients use to trust it, a check of a given pair, and the stored model of a server's certificate
-(`Certificate`) with how install, `vpn server set` and rotate-keys make one. Both engines use
-this one module.
+and Trojan over TLS, and Hysteria2): a self-signed one made at install when the user brings
+none, the pins clients use to trust it, a check of a given pair, and the stored model of a
+server's certificate (`Certificate`) with how install, `vpn server set` and rotate-keys make one.
+Both engines use this one module.
 
 Two pin forms, for two kinds of client:
 - `cert_sha256`: hex SHA-256 of the whole certificate (DER). Hysteria2 links' `pinSHA256`

@@ -4,11 +4,12 @@ server. Write one to a file and run `xray run -c FILE` or `sing-box run -c FILE`
 - `client_config(data, client)`: the entry point for front ends (and a subscription server):
   from an engine's `LinkData`, the text a user saves: JSON for Xray or sing-box, or a
   WireGuard peer's `.conf` (whatever `client` says: it is the WireGuard app's config).
-- `xray_client_config(link, port)`: Xray 26 and older, for a VLESS, VMess or Trojan link (any
-  transport, TLS or REALITY): a SOCKS5 inbound with UDP and the link's one outbound (each
-  format's `xray_outbound()`). No `freedom` or routing section: everything goes to the first
-  (only) outbound. Xray cannot skip a certificate check: a self-signed server's link must carry
-  its pin (`pcs`), else the config is refused with a sentence.
+- `xray_client_config(link, port)`: Xray 26 and older (Hysteria2: Xray 26), for a VLESS, VMess or
+  Trojan link (any transport, TLS or REALITY) or a Hysteria2 one: a SOCKS5 inbound with UDP and
+  the link's one outbound (each format's `xray_outbound()`). No `freedom` or routing section:
+  everything goes to the first (only) outbound. Xray cannot skip a certificate check: a
+  self-signed server's link must carry its pin (`pcs`, Hysteria2's `pinSHA256`), else the config
+  is refused with a sentence.
 - `singbox_client_config(link, port)`: sing-box 1.12 or newer (checked with 1.14.4 on loopback),
   for any link: a `mixed` inbound (SOCKS4/5 and HTTP on one port), ONE outbound tagged "proxy"
   made of the link's fields (each format's `singbox_outbound()`), and `route.final` pointing at
@@ -28,12 +29,14 @@ from vpn_manager.errors import InvalidInput
 from vpn_manager.links import wireguard
 from vpn_manager.links.fields import OUTBOUND_TAG
 from vpn_manager.links.formats import AnyLink, link_of
+from vpn_manager.links.hysteria2 import Hysteria2Link
 from vpn_manager.links.proxy import ProxyLink
 from vpn_manager.links.trojan import TrojanLink
 from vpn_manager.links.vless import VlessLink
 from vpn_manager.links.vmess import VmessLink
 
-XrayLink = VlessLink | TrojanLink | VmessLink  # the formats with an Xray client outbound
+# The formats with an Xray client outbound.
+XrayLink = VlessLink | TrojanLink | VmessLink | Hysteria2Link
 
 CLIENTS = ("xray", "sing-box")
 INBOUND_TAG = "mixed-in"
@@ -62,8 +65,8 @@ def client_config(
     if client == "xray":
         if not isinstance(link, XrayLink):
             raise InvalidInput(
-                f"--client xray is offered for VLESS, VMess and Trojan servers; {data.server} is "
-                f"{data.format}.",
+                f"--client xray is offered for VLESS, VMess, Trojan and Hysteria2 servers; "
+                f"{data.server} is {data.format}.",
                 hint="Use --client sing-box.",
             )
         config = xray_client_config(link, socks_port, listen)

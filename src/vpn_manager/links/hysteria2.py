@@ -10,6 +10,11 @@ stay as they are. Passwords with other characters (`/ ? @ %`, spaces, non-ASCII)
 clients that decode (every other client does). Reading also takes the `hy2` scheme; obfuscation
 is refused.
 
+The Xray outbound (Xray 26's `hysteria`, version 2; checked against Xray's and sing-box's
+Hysteria2 servers here): the password is the transport's `auth`, TLS with ALPN h3, and a
+self-signed server trusted by the link's `pinSHA256` (`pinnedPeerCertSha256`: Xray cannot skip
+the check, so a link with insecure=1 and no pin has no Xray config).
+
 The sing-box outbound: `password`, `tls.server_name`, `tls.insecure`. The link's `pinSHA256` is
 NOT in it: sing-box 1.14 pins only public keys (`tls.certificate_public_key_sha256`: base64
 SHA-256 of the SubjectPublicKeyInfo, checked: that one connects, the certificate's hash in hex
@@ -30,6 +35,7 @@ from vpn_manager.engines.linkdata import LinkData
 from vpn_manager.errors import InvalidInput
 from vpn_manager.links import uri
 from vpn_manager.links.fields import (
+    OUTBOUND_TAG,
     Host,
     LinkName,
     Port,
@@ -39,6 +45,7 @@ from vpn_manager.links.fields import (
     singbox_server,
     singbox_tls,
     tls_endpoint,
+    xray_tls,
 )
 
 KIND = uri.Kind("Hysteria 2", ("hysteria2", "hy2"), "hysteria2://PASSWORD@HOST:PORT/?sni=…#NAME")
@@ -103,6 +110,19 @@ class Hysteria2Link(BaseModel):
         return uri.validated(
             cls, KIND, password=password, host=parts.host, port=parts.port, name=parts.name, **data
         )
+
+    def xray_outbound(self) -> dict[str, Any]:
+        security = xray_tls(self.name, self.sni, self.insecure, self.pin_sha256, "h3")
+        return {
+            "tag": OUTBOUND_TAG,
+            "protocol": "hysteria",
+            "settings": {"version": 2, "address": self.host, "port": self.port},
+            "streamSettings": {
+                "network": "hysteria",
+                **security,
+                "hysteriaSettings": {"version": 2, "auth": self.password},
+            },
+        }
 
     def singbox_outbound(self) -> dict[str, Any]:  # pin_sha256 cannot be used: see above
         return {

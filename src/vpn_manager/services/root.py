@@ -44,6 +44,7 @@ APPLIED_WORDS = {
     "live": "applied live",
     "reloaded": "reloaded: open connections were reset",
     "recreated": "container recreated: open connections were reset",
+    "restarted": "restarted to cut the removed users' connections: open connections were reset",
     "saved": "not running; the change takes effect when it starts",
     "started": "was down while it should run: started with the change",
 }

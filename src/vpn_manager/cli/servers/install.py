@@ -50,7 +50,7 @@ def install(
         str,
         typer.Argument(
             metavar="PROTOCOL",
-            help="vless, vless-reality, trojan, vmess (Xray), shadowsocks, hysteria2, tuic "
+            help="vless, vless-reality, trojan, vmess, hysteria2 (Xray), shadowsocks, tuic "
             "(sing-box) or wireguard (proxies: `vpn proxy add`).",
         ),
     ],

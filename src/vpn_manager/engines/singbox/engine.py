@@ -175,6 +175,9 @@ class SingBoxEngine:
     def live_users(self, spec: ServerSpec) -> bool:
         return protocol_row(spec.protocol).managed  # ssm-api; the others reload
 
+    def cuts_sessions(self, spec: ServerSpec) -> bool:
+        return True  # the api service's CloseConnection
+
     # -- running -------------------------------------------------------------------------------
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
         return config.render_text(spec, clients, files)

@@ -152,6 +152,9 @@ class WireGuardEngine:
     def live_users(self, spec: ServerSpec) -> bool:
         return True  # `wg set`
 
+    def cuts_sessions(self, spec: ServerSpec) -> bool:
+        return True  # a removed peer has no session left
+
     def render(self, spec: ServerSpec, clients: list[Client], files: Files) -> str:
         return config.render(spec, clients)
 

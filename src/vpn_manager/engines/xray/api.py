@@ -18,6 +18,9 @@ from vpn_manager.engines.xray.proto.app.proxyman.command import command_pb2 as h
 from vpn_manager.engines.xray.proto.app.stats.command import command_pb2 as stats
 from vpn_manager.engines.xray.proto.common.protocol.user_pb2 import User
 from vpn_manager.engines.xray.proto.common.serial.typed_message_pb2 import TypedMessage
+from vpn_manager.engines.xray.proto.proxy.hysteria.account.config_pb2 import (
+    Account as HysteriaAccount,
+)
 from vpn_manager.engines.xray.proto.proxy.trojan.config_pb2 import Account as TrojanAccount
 from vpn_manager.engines.xray.proto.proxy.vless.account_pb2 import Account
 from vpn_manager.engines.xray.proto.proxy.vmess.account_pb2 import Account as VmessAccount
@@ -60,7 +63,8 @@ class XrayApi:
     async def add_users(
         self, tag: str, clients: Sequence[dict[str, Any]], protocol: str = "vless"
     ) -> None:
-        """Make these users (inbound `clients` entries of `protocol`: vless, vmess or trojan)
+        """Make these users (inbound `clients` entries of `protocol`: vless, vmess, trojan or
+        hysteria)
         present with these keys: one the engine has already with the same key is done; one it
         has with another key (revoked and granted again while the revoke had not reached it) is
         removed and added again with the key given."""
@@ -95,7 +99,7 @@ class XrayApi:
 
     async def user_keys(self, tag: str) -> dict[str, str]:
         """email → key (the id, a uuid, of a VLESS or VMess account; a Trojan account's
-        password) of the inbound's users now."""
+        password; a Hysteria account's auth) of the inbound's users now."""
         return {user.email: account_key(user.account) for user in await self._inbound_users(tag)}
 
     async def remove_users(self, tag: str, emails: Sequence[str]) -> None:
@@ -135,14 +139,20 @@ def typed(message: Message) -> TypedMessage:
 
 
 def key_of(client: dict[str, Any]) -> str:
-    """The key of an inbound `clients` entry: its id (VLESS, VMess) or password (Trojan)."""
-    return str(client["password"] if "password" in client else client["id"])
+    """The key of an inbound `clients` entry: its id (VLESS, VMess), password (Trojan) or auth
+    (Hysteria)."""
+    for field in ("password", "auth"):
+        if field in client:
+            return str(client[field])
+    return str(client["id"])
 
 
 def account(protocol: str, client: dict[str, Any]) -> Message:
     """The account message of an inbound `clients` entry of `protocol`."""
     if protocol == "trojan":
         return TrojanAccount(password=client["password"])
+    if protocol == "hysteria":
+        return HysteriaAccount(auth=client["auth"])
     if protocol == "vmess":
         return VmessAccount(id=client["id"])
     return Account(id=client["id"], flow=client.get("flow", ""))
@@ -154,6 +164,8 @@ def account_key(message: TypedMessage) -> str:
         return TrojanAccount.FromString(message.value).password
     if message.type == VmessAccount.DESCRIPTOR.full_name:
         return VmessAccount.FromString(message.value).id
+    if message.type == HysteriaAccount.DESCRIPTOR.full_name:
+        return HysteriaAccount.FromString(message.value).auth
     return Account.FromString(message.value).id
 
 

@@ -1,6 +1,17 @@
 """Render an Xray config for one server (VLESS, VMess or Trojan over raw TCP, WebSocket, gRPC,
-HTTPUpgrade or XHTTP, with TLS or REALITY; `vless-reality` is VLESS over raw with REALITY): a pure
-function of the server and its users.
+HTTPUpgrade or XHTTP, with TLS or REALITY; `vless-reality` is VLESS over raw with REALITY; Hysteria2
+over QUIC): a pure function of the server and its users.
+
+Hysteria2 (checked on Xray 26.10.10 from the binding, loopback): the `hysteria` inbound with
+`"version": 2` and `clients` of `{"auth", "email", "level"}`, streamSettings network `hysteria`
+(`hysteriaSettings: {"version": 2}`) with TLS (ALPN h3); a sing-box client made from our
+`hysteria2://` link and an Xray `hysteria` client both move bytes through it; HandlerService adds
+and removes users live and StatsService counts them per user. A user is checked once, when its
+QUIC connection authenticates: a removed user's open connection keeps working and may open new
+streams, so its packets are dropped (engines/flowcuts.py; engine.py `cuts_sessions`). A restart
+would not do: Xray stopping sends no CONNECTION_CLOSE, so every client's connection hangs until it
+idles out (30 s) before the client reconnects. What a non-client gets is
+Xray's default masquerade, HTTP/3 404 (sing-box's default too).
 
 The rendered file is what runs: users are in it (so a restart keeps them) and the live API calls
 only repeat what the file already says.
@@ -30,13 +41,23 @@ FLOW = "xtls-rprx-vision"
 PRIVATE_NETWORKS = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128"]
 
 
+# Our protocol name → Xray's inbound protocol, where they differ.
+_INBOUND_PROTOCOLS = {"vless-reality": "vless", "hysteria2": "hysteria"}
+
+
 def inbound_protocol(spec: ServerSpec) -> str:
-    """The inbound's protocol: vless (vless-reality too), trojan or vmess."""
-    return "vless" if spec.protocol == "vless-reality" else spec.protocol
+    """The inbound's protocol: vless (vless-reality too), trojan, vmess or hysteria."""
+    return _INBOUND_PROTOCOLS.get(spec.protocol, spec.protocol)
+
+
+def is_hysteria(spec: ServerSpec) -> bool:
+    """Hysteria2: QUIC on a UDP port, a password per user (its `auth`)."""
+    return inbound_protocol(spec) == "hysteria"
 
 
 def inbound_tag(spec: ServerSpec) -> str:
-    """The tag the API reaches the server's inbound by: vless-in, trojan-in or vmess-in."""
+    """The tag the API reaches the server's inbound by: vless-in, trojan-in, vmess-in or
+    hysteria-in."""
     return f"{inbound_protocol(spec)}-in"
 
 
@@ -57,6 +78,8 @@ def entry(protocol: str, vision: str, client: Client) -> dict[str, Any]:
     credential = XrayCredential.of(client)
     if protocol == "trojan":
         return {"password": credential.password, "email": client.email, "level": 0}
+    if protocol == "hysteria":
+        return {"auth": credential.password, "email": client.email, "level": 0}
     if protocol == "vmess":
         return {"id": credential.uuid, "email": client.email, "level": 0}
     return {"id": credential.uuid, "flow": vision, "email": client.email, "level": 0}
@@ -70,6 +93,8 @@ def has_decoy(spec: ServerSpec) -> bool:
     settings = XraySettings.of(spec)
     if settings.reality or not spec.control_dir or settings.decoy == NO_DECOY:
         return False
+    if is_hysteria(spec):
+        return False  # no fallbacks on QUIC: non-clients get the masquerade (HTTP/3 404)
     if spec.runtime == "docker" and decoy_site(spec) is None:
         return False
     return not (inbound_protocol(spec) == "vmess" and settings.transport == "raw")
@@ -148,6 +173,14 @@ def stream_settings(spec: ServerSpec) -> dict[str, Any]:
     settings, secret = XraySettings.of(spec), XraySecret.of(spec)
     network = settings.transport
     stream: dict[str, Any] = {"network": network}
+    if is_hysteria(spec):
+        # QUIC's TLS speaks h3 (Hysteria2 clients ask for it).
+        return {
+            **stream,
+            "security": "tls",
+            "tlsSettings": {**tls_settings(spec), "alpn": ["h3"]},
+            "hysteriaSettings": {"version": 2},
+        }
     if has_front(spec):
         stream["security"] = "none"
         stream["sockopt"] = {"acceptProxyProtocol": True}
@@ -179,6 +212,8 @@ def inbound_settings(spec: ServerSpec, clients: list[Client]) -> dict[str, Any]:
     protocol = inbound_protocol(spec)
     vision = flow(spec)
     settings: dict[str, Any] = {"clients": [entry(protocol, vision, c) for c in clients]}
+    if protocol == "hysteria":
+        settings["version"] = 2
     if protocol == "vless":
         settings["decryption"] = "none"
     if has_decoy(spec) and not has_front(spec):

@@ -1,7 +1,9 @@
 """The Xray engine: VLESS, VMess and Trojan servers (over raw TCP, WebSocket, gRPC, HTTPUpgrade
-or XHTTP, with TLS or REALITY; `vless-reality` is VLESS over raw TCP with REALITY) through the PyPI
-`Xray-core` binding (or an `xray` binary on PATH), one child process per server. Users change
-live through the HandlerService API, never by a reload."""
+or XHTTP, with TLS or REALITY; `vless-reality` is VLESS over raw TCP with REALITY) and Hysteria2
+servers (QUIC) through the PyPI `Xray-core` binding (or an `xray` binary on PATH), one child
+process per server. Users change live through the HandlerService API, never by a reload; on
+Hysteria2 a removed user's open QUIC connection is cut by dropping its packets (nftables,
+engines/flowcuts.py), or, without nftables, by a restart (config.py)."""
 
 from __future__ import annotations
 
@@ -20,13 +22,13 @@ from pathlib import Path
 from secrets import token_hex, token_urlsafe
 from typing import TYPE_CHECKING, Any, cast
 
-from vpn_manager.engines import tls
+from vpn_manager.engines import flowcuts, tls
 from vpn_manager.engines.base import Changed, Counter, Files, Health, Session, Transport
 from vpn_manager.engines.changes import refuse_others
 from vpn_manager.engines.linkdata import Credential, LinkData, Reality, Stream, Tls
-from vpn_manager.engines.ports import free_port, port_listening, port_open
+from vpn_manager.engines.ports import free_port, port_listening, port_open, udp_bound
 from vpn_manager.engines.xray import config, keys, targets
-from vpn_manager.engines.xray.sessions import cut_sessions
+from vpn_manager.engines.xray.sessions import cut_quic, cut_sessions
 from vpn_manager.engines.xray.settings import XrayCredential, XraySecret, XraySettings
 from vpn_manager.errors import EngineError, EngineMissing, InvalidInput
 from vpn_manager.fsutil import atomic_write
@@ -99,6 +101,10 @@ def _api(spec: ServerSpec) -> XrayApi:
     return XrayApi(XraySettings.of(spec).api_port, unix=socket)
 
 
+def _quic(spec: ServerSpec) -> bool:
+    return config.is_hysteria(spec)
+
+
 class XrayEngine:
     name = "xray"
 
@@ -107,6 +113,16 @@ class XrayEngine:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         settings = XraySettings(api_port=ports(), allow_private=create.allow_private)
         secret = XraySecret()
+        if create.protocol.value == "hysteria2":  # QUIC with TLS; nothing to choose
+            hysteria = XraySettings(
+                api_port=settings.api_port,
+                allow_private=create.allow_private,
+                network="hysteria",
+                security="tls",
+                tls=tls.certificate(create, keys_dir),
+                decoy=config.NO_DECOY,  # non-clients get Xray's masquerade, HTTP/3 404
+            )
+            return hysteria.to_dict(), secret.to_dict()
         if create.transport is not None and create.security is not None:  # vless, trojan, vmess
             network = create.transport.value
             settings = dataclasses.replace(
@@ -159,7 +175,8 @@ class XrayEngine:
         default (SNI:443) follows a new SNI unless --dest is given."""
         settings = XraySettings.of(spec)
         if not settings.reality:
-            refuse_others(change, spec.protocol, ("sni", "cert_file", "key_file", "decoy"))
+            allowed = ("sni", "cert_file", "key_file")
+            refuse_others(change, spec.protocol, allowed + (() if _quic(spec) else ("decoy",)))
             if change.decoy is not None:
                 if config.inbound_protocol(spec) == "vmess" and settings.transport == "raw":
                     raise InvalidInput(f"{VMESS_RAW_NO_DECOY}.")
@@ -202,7 +219,7 @@ class XrayEngine:
             raise InvalidInput(
                 f"{spec.protocol} users get generated credentials; --password is for proxies."
             )
-        if config.inbound_protocol(spec) == "trojan":
+        if config.inbound_protocol(spec) in ("trojan", "hysteria"):
             return XrayCredential(password=token_urlsafe(PASSWORD_BYTES)).to_dict()
         return XrayCredential(uuid=str(uuid.uuid4())).to_dict()
 
@@ -210,10 +227,17 @@ class XrayEngine:
         return [] if config.api_socket(spec) else XraySettings.of(spec).control_ports()
 
     def transports(self, spec: ServerSpec) -> tuple[Transport, ...]:
-        return ("tcp",)
+        return ("udp",) if _quic(spec) else ("tcp",)
 
     def live_users(self, spec: ServerSpec) -> bool:
         return True  # HandlerService
+
+    def cuts_sessions(self, spec: ServerSpec) -> bool:
+        """On Hysteria2 only with nftables: Xray checks a user when a QUIC connection
+        authenticates, never again, so a removed user's open connection keeps working (and
+        opening streams), and one UDP socket serves every client (`ss -K` cannot single one
+        out); its packets are dropped instead (engines/flowcuts.py)."""
+        return not _quic(spec) or flowcuts.available()
 
     async def reload(self, spec: ServerSpec, pid: int) -> None:
         raise EngineError("Xray changes users live; it is never reloaded.")  # pragma: no cover
@@ -241,6 +265,7 @@ class XrayEngine:
         starts listening. Ports are swapped for free ones so the running server is not disturbed;
         that the real port can be bound is checked by the restart's health probe."""
         data = json.loads(text)
+        quic = data["inbounds"][0].get("protocol") == "hysteria"
         probe_port = free_port()
         data["inbounds"][0]["port"] = probe_port
         data["inbounds"][0]["listen"] = "127.0.0.1"
@@ -273,7 +298,7 @@ class XrayEngine:
                 preexec_fn=die_with_parent,  # a killed command leaves no candidate Xray behind
             )
             try:
-                await self._await_verdict(process, probe_port)
+                await self._await_verdict(process, probe_port, quic)
             finally:
                 if process.returncode is None:
                     process.terminate()
@@ -283,12 +308,21 @@ class XrayEngine:
                         process.kill()
                         await process.wait()
 
-    async def _await_verdict(self, process: asyncio.subprocess.Process, port: int) -> None:
-        deadline = time.monotonic() + VALIDATE_DEADLINE
+    async def _await_verdict(
+        self, process: asyncio.subprocess.Process, port: int, quic: bool = False
+    ) -> None:
+        """Accepted once the candidate listens on its port (a QUIC server: has bound it)."""
+        started = time.monotonic()
+        deadline = started + VALIDATE_DEADLINE
         while time.monotonic() < deadline:
             if process.returncode is not None:
                 break
-            if port_open("127.0.0.1", port, 0.2):
+            if quic:
+                # Where the socket table cannot tell (None), a start that lasts a second is.
+                bound = udp_bound("127.0.0.1", port)
+                if bound or (bound is None and time.monotonic() - started > 1.0):
+                    return
+            elif port_open("127.0.0.1", port, 0.2):
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), 0.02)
@@ -307,9 +341,15 @@ class XrayEngine:
         )
 
     async def probe(self, spec: ServerSpec) -> Health:
-        port_ok = await asyncio.to_thread(port_listening, spec)
         async with _api(spec) as api:
             api_ok, why = await api.ping()
+        if _quic(spec):
+            # UDP: a TCP connect proves nothing. A native server's socket is looked up; in a
+            # container only the engine answering can tell.
+            bound = udp_bound(spec.listen, spec.port) if spec.runtime == "native" else None
+            port_ok = api_ok if bound is None else bound
+        else:
+            port_ok = await asyncio.to_thread(port_listening, spec)
         detail = (
             "healthy"
             if port_ok and api_ok
@@ -341,9 +381,12 @@ class XrayEngine:
             )
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        """Removed at once for new connections; their open ones are cut with `ss -K` (TCP) or
+        by dropping their packets (Hysteria2's QUIC, see cuts_sessions)."""
         async with _api(spec) as api:
             await api.remove_users(config.inbound_tag(spec), [c.email for c in clients])
-        return await cut_sessions(spec, [c.email for c in clients], files.access_log)
+        cut = cut_quic if _quic(spec) else cut_sessions
+        return await cut(spec, [c.email for c in clients], files.access_log)
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Xray's per-user counters (StatsService, no reset): one per email, for the process's
@@ -366,11 +409,23 @@ class XrayEngine:
         ]
 
     async def cut_ips(self, spec: ServerSpec, user: str, ips: set[str], files: Files) -> int:
-        return await cut_sessions(spec, [user], files.access_log, ips)
+        cut = cut_quic if _quic(spec) else cut_sessions
+        return await cut(spec, [user], files.access_log, ips)
 
     def link_data(self, spec: ServerSpec, client: Client) -> LinkData:
         settings, credential = XraySettings.of(spec), XrayCredential.of(client)
         protocol = config.inbound_protocol(spec)
+        if _quic(spec):
+            # The same link as a sing-box Hysteria2 server's: pinned only where self-signed.
+            cert = settings.certificate
+            pin = cert.cert_sha256 if cert.self_signed else None
+            return LinkData.of(
+                "hysteria2",
+                spec,
+                client,
+                credential=Credential(password=credential.password or ""),
+                tls=Tls(cert.server_name, cert.self_signed, pin),
+            )
         stream = Stream(
             network=cast("Network", settings.transport),
             path=settings.path or ("/" if settings.transport in HTTP else ""),

@@ -2,7 +2,9 @@
 user already has open. Xray's access log names, for each accepted connection, the client's
 address and the user (`from 1.2.3.4:5678 accepted tcp:… [vless-in -> direct] email: user-7`);
 those client sockets on our port are then destroyed with `ss -K` (sock_destroy, needs
-CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY). Other users' sockets are untouched."""
+CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY). Other users' sockets are untouched.
+A Hysteria2 server's clients share one UDP socket: there the logged flows' packets are dropped
+instead (engines/flowcuts.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from vpn_manager.engines import flowcuts
 from vpn_manager.errors import EngineError
 from vpn_manager.proc import run
 from vpn_manager.specs import ServerSpec
@@ -88,5 +91,23 @@ async def cut_sessions(
                 hint="Cutting sessions needs root or CAP_NET_ADMIN (and a kernel with "
                 "CONFIG_INET_DIAG_DESTROY).",
             )
+        cut |= targets
+    return len(cut)
+
+
+async def cut_quic(
+    spec: ServerSpec, emails: list[str], access_log: Path, ips: set[str] | None = None
+) -> int:
+    """Cut the QUIC connections of these users (only those from `ips` if given) by dropping
+    their flows' packets; return how many flows that was. Two passes, as cut_sessions."""
+    if not emails:
+        return 0
+    cut: set[tuple[str, int]] = set()
+    for pause in (0.0, 0.3):
+        await asyncio.sleep(pause)
+        targets = peers_of(access_log, emails) - cut
+        if ips is not None:
+            targets = {peer for peer in targets if peer[0] in ips}
+        await flowcuts.drop_flows(targets, spec.port)
         cut |= targets
     return len(cut)

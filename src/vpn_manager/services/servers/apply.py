@@ -42,6 +42,7 @@ _EXIT_REASONS = {
 class Applied:
     """How a user change reached one server: "live" (through the engine's API), "reloaded" (the
     engine re-read its config; open connections were reset), "recreated" (a new container),
+    "restarted" (users were removed from an engine that cannot cut their open connections),
     "started" (it was down while it should run: started on the change) or "saved" (stopped: it
     takes effect on the next start)."""
 
@@ -259,7 +260,8 @@ class Apply:
             self.ctx.applied.append(Applied(spec.name, "saved"))
             return
         runtime = self.ctx.runtime_of(spec)
-        if engine.live_users(spec) and (not removed or runtime.cuts_sessions(engine.name)):
+        cuts = engine.cuts_sessions(spec) and runtime.cuts_sessions(engine.name)
+        if engine.live_users(spec) and (not removed or cuts):
             self.write_config(engine, spec, clients)
             try:
                 await runtime.put_files(spec.name, self.ctx.where(spec.name))
@@ -276,11 +278,14 @@ class Apply:
                 raise
             self.ctx.applied.append(Applied(spec.name, "live"))
             return
-        if not runtime.reloads_in_place():
-            # Nothing to signal (a container): started again from the new config, with the same
-            # validate → probe → roll back as any restart.
+        if not runtime.reloads_in_place() or engine.live_users(spec):
+            # Nothing to signal (a container), or an engine that changes users live but cannot
+            # cut a removed user's open connections and has no reload (Xray's Hysteria2): started
+            # again from the new config, with the same validate → probe → roll back as any
+            # restart.
             await self.restart(engine, spec, clients)
-            self.ctx.applied.append(Applied(spec.name, "recreated"))
+            how = "restarted" if runtime.reloads_in_place() else "recreated"
+            self.ctx.applied.append(Applied(spec.name, how))
             return
         await self._reload(engine, spec, clients, previous)
         self.ctx.applied.append(Applied(spec.name, "reloaded"))

@@ -127,7 +127,7 @@ class Catalog:
         """Make the server's keys, commit its row, then start it (validated, probed). If the start
         fails or is interrupted, the engine is stopped and the row and files are removed again;
         if this process dies after the commit, the service starts the server on its next round."""
-        engine = self.ctx.engine_for(engine_of_new(create.protocol), None)
+        engine = self.ctx.engine_for(engine_of_new(create.protocol, create.runtime.value), None)
         async with self.ctx.turn(create.name):
             async with self.ctx.db.reading() as session:
                 if await storage.servers.name_taken(session, create.name):
