@@ -88,6 +88,13 @@ def test_a_front_passes_the_transport_on_to_the_real_inbound() -> None:
         {"dest": "127.0.0.1:8080", "xver": 0},
     ]
     assert grpc["streamSettings"]["tlsSettings"]["alpn"] == ["h2", "http/1.1"]
+    # XHTTP: HTTP/2 only; its path has no rule (its clients ask for PATH/SESSION/…, which no
+    # exact path matches), so a plain GET of the path gets the decoy.
+    xhttp = rendered(spec("vless-xhttp-local"))["inbounds"][0]
+    assert xhttp["settings"]["fallbacks"] == [
+        {"alpn": "h2", "dest": f"{CONTROL}/inbound.sock", "xver": 2},
+        {"dest": f"{CONTROL}/decoy.sock", "xver": 0},
+    ]
 
 
 def test_no_decoy_on_vmess_raw_reality_or_without_a_private_directory() -> None:
