@@ -194,3 +194,18 @@ def test_the_local_page_is_served_on_the_configs_socket(tmp_path: Path) -> None:
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_a_tls_server_without_a_decoy_says_so() -> None:
+    """Install and `server set` print the engine's advice: a TLS server that answers probes with
+    no web page says why and what gives it one; one with a decoy (or REALITY) says nothing."""
+    engine = XrayEngine()
+    (vmess,) = engine.advice(spec("vmess-raw-none"))
+    assert vmess.startswith("edge has no decoy: VMess over raw TCP cannot tell its streams")
+    assert "--transport ws" in vmess
+    (docker,) = engine.advice(spec("trojan-ws-local", runtime="docker"))
+    assert docker.startswith("edge has no decoy: nothing in the engine's container serves")
+    assert "`vpn server set edge --decoy HOST:PORT`" in docker
+    assert engine.advice(spec("vmess-grpc-site", runtime="docker")) == []
+    assert engine.advice(spec("trojan-ws-local")) == []
+    assert engine.advice(spec("vless-xhttp-local")) == []

@@ -161,6 +161,22 @@ def test_vmess_over_raw_refuses_a_decoy(vpn: Vpn) -> None:
     assert "VMess over raw TCP cannot have a decoy" in result.stderr
     assert "Traceback" not in result.stderr
     assert vpn.json("server", "list") == []
+    # Without --decoy it installs, and says it has none (and why) rather than leave it unsaid.
+    installed = vpn.ok(*install_args("vmess", Network.RAW))
+    assert re.search(r"^decoy +none$", installed.stdout, re.M)
+    assert "has no decoy: VMess over raw TCP cannot tell its streams" in installed.stderr
+
+
+def test_a_container_refuses_the_local_page(vpn: Vpn) -> None:
+    """Nothing in the engine's image serves the local page: `--decoy local` with --runtime
+    docker is refused in one sentence before anything is stored (no Docker engine needed)."""
+    result = vpn(*install_args("trojan", Network.WS, "--runtime", "docker", "--decoy", "local"))
+    assert result.code != 0
+    assert result.stderr.strip() == (
+        "error: A server in a container cannot serve the local decoy page: give --decoy "
+        "HOST:PORT, an HTTP site the container reaches."
+    )
+    assert vpn.json("server", "list") == []
 
 
 def test_an_xray_binary_runs_beside_the_local_page(vpn: Vpn, backend: int, tmp_path: Path) -> None:
