@@ -169,7 +169,7 @@ def test_vmess_over_raw_refuses_a_decoy(vpn: Vpn) -> None:
 
 def test_a_container_refuses_the_local_page(vpn: Vpn) -> None:
     """Nothing in the engine's image serves the local page: `--decoy local` with --runtime
-    docker is refused in one sentence before anything is stored (no Docker engine needed)."""
+    docker is refused in one sentence before anything is stored."""
     result = vpn(*install_args("trojan", Network.WS, "--runtime", "docker", "--decoy", "local"))
     assert result.code != 0
     assert result.stderr.strip() == (
