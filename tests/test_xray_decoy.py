@@ -138,7 +138,11 @@ def test_install_stores_the_decoy(tmp_path: Path) -> None:
         ({"protocol": "vmess", "decoy": "a.test:80"}, "VMess over raw TCP cannot have a decoy"),
         ({"protocol": "vless", "decoy": "a.test:80"}, "--decoy applies to --security tls"),
         ({"protocol": "shadowsocks", "sni": None, "decoy": "a.test:80"}, "vless, trojan and vmess"),
-        ({"transport": "ws", "decoy": "a.test"}, "give HOST:PORT"),
+        (
+            {"transport": "ws", "decoy": "a.test"},
+            r"give local \(a small page .*\) or the HOST:PORT",
+        ),
+        ({"transport": "ws", "decoy": "a.test:0"}, "or the HOST:PORT of an http:// site"),
     ],
 )
 def test_install_refuses_a_decoy_that_cannot_be(fields: dict[str, Any], message: str) -> None:
