@@ -186,14 +186,37 @@ def test_the_local_page_is_served_on_the_configs_socket(tmp_path: Path) -> None:
     try:
         assert path.stat().st_mode & 0o777 == 0o600
         connection = UnixHTTPConnection(str(path))
+        for page in ("/", "/index.html?x=1"):
+            connection.request("GET", page)
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, decoy.PAGE)
+            assert response.getheader("Server") == "nginx"
+            assert response.getheader("Content-Type") == "text/html"
+            assert response.getheader("ETag") == f'"{decoy.SINCE:x}-{len(decoy.PAGE):x}"'
+        # Any other path (the transport's too): nginx's own 404 page, on the same connection.
         connection.request("GET", "/ws")
         response = connection.getresponse()
-        assert (response.status, response.read()) == (200, decoy.PAGE)
-        assert response.getheader("Server") == "nginx"
-        assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+        assert (response.status, response.reason) == (404, "Not Found")
+        assert response.read() == decoy.NOT_FOUND
+        assert b"<center>nginx</center>" in decoy.NOT_FOUND
+        connection.request("HEAD", "/")
+        response = connection.getresponse()
+        assert (response.status, response.getheader("Content-Length")) == (200, "256")
+        assert response.read() == b""
         connection.request("POST", "/")
-        assert connection.getresponse().status == 405
+        response = connection.getresponse()
+        assert (response.status, response.reason) == (405, "Not Allowed")
+        assert response.read() == decoy.NOT_ALLOWED
         connection.close()
+        # Bytes that are no HTTP request (a probe's): nginx's 400 page, then a close.
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(path))
+            raw.sendall(bytes(range(1, 200)) + b"\r\n\r\n")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\n")
+        assert answer.endswith(b"\r\n\r\n" + decoy.error_page("400 Bad Request"))
     finally:
         for server in servers:
             server.shutdown()
