@@ -337,8 +337,8 @@ def setting_values(server: Server) -> dict[str, str]:
         "sni": server.sni or "",
         "dest": str(server.settings.get("dest") or ""),
         "method": str(server.settings.get("method") or ""),
-        # A server stored before decoys has none set: the local page.
-        "decoy": str(server.settings.get("decoy") or "local"),
+        # Empty for a server stored before decoys (what it answers is the engine's to say).
+        "decoy": str(server.settings.get("decoy") or ""),
     }
 
 
