@@ -361,8 +361,8 @@ async def install_trojan_ws(home: Paths, tmp_path: Path, backend: int) -> None:
 async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) -> None:
     """PROTOCOL says the transport and security of an Xray server (`vless+grpc/reality`),
     ENGINE its engine; a Trojan server still on sing-box says `trojan`, `sing-box`. Settings of
-    the REALITY one offer SNI (the target site) and Dest; of the TLS one, SNI (the
-    certificate's name) alone."""
+    the REALITY one offer SNI (the target site) and Dest; of the sing-box TLS one, SNI (the
+    certificate's name) alone; of an Xray TLS one, SNI and Decoy (filled in with its decoy)."""
     from datetime import UTC, datetime
 
     from tests.tui.conftest import insert_server
@@ -393,6 +393,21 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
                 port=free_port(),
                 settings={"tls": {"server_name": "vpn.example.org"}},
             )
+            await insert_server(
+                session,
+                datetime.now(UTC),
+                name="ws1",
+                protocol="vmess",
+                engine="xray",
+                port=free_port(),
+                settings={
+                    "network": "ws",
+                    "security": "tls",
+                    "path": "/w",
+                    "tls": {"server_name": "vpn.example.org"},
+                    "decoy": "site.example:80",
+                },
+            )
     finally:
         await db.close()
     app = make_app(home)
@@ -402,16 +417,19 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
         cells = {key: [str(c) for c in table.get_row(key)][1:3] for key in ("grpc1", "old1")}
         assert cells == {"grpc1": ["vless+grpc/reality", "xray"], "old1": ["trojan", "sing-box"]}
         fields = {}
-        for name in ("grpc1", "old1"):
+        for name in ("grpc1", "old1", "ws1"):
             table.move_cursor(row=table.get_row_index(name))
             await pilot.press("e")
             await pilot.pause()
             form = app.screen
             assert isinstance(form, ServerSettingsForm)
             fields[name] = [(f, hint) for f, _, hint in form.fields()]
+            if name == "ws1":
+                assert form.query_one("#f-decoy", Input).value == "site.example:80"
             await pilot.press("escape")
             await pilot.pause()
     assert [f for f, _ in fields["grpc1"]] == ["port", "host", "sni", "dest"]
     assert dict(fields["grpc1"])["sni"] == "a real site that speaks TLS 1.3"
     assert [f for f, _ in fields["old1"]] == ["port", "host", "sni"]
     assert dict(fields["old1"])["sni"] == "the name in the certificate"
+    assert [f for f, _ in fields["ws1"]] == ["port", "host", "sni", "decoy"]
