@@ -50,6 +50,7 @@ SINCE = int(time.time())
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 75  # nginx's keepalive_timeout: an idle or stalled connection is closed
 
     def version_string(self) -> str:
         return "nginx"  # not "BaseHTTP/0.6 Python/3.x"
