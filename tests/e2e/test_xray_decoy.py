@@ -131,6 +131,7 @@ def test_a_probe_gets_the_decoy_and_a_client_gets_through(
 LEFT_SHOWING = [
     ("vless", Network.GRPC, "/", True, (415, b"")),
     ("trojan", Network.XHTTP, "/", True, (404, b"")),
+    ("trojan", Network.XHTTP, "PATH/", True, (400, b"")),  # XHTTP's own: PATH/…
     ("vmess", Network.WS, "PATH", False, (400, b"Bad Request\n")),
     ("vless", Network.HTTPUPGRADE, "PATH", False, (0, b"")),  # closed without an answer
 ]
@@ -142,8 +143,8 @@ def test_what_is_left_showing(
 ) -> None:
     server = name_of(protocol, network)
     port = int(stored(home, server)["port"])
-    if path == "PATH":
-        path = transport_path(home, server)
+    if path.startswith("PATH"):
+        path = transport_path(home, server) + path.removeprefix("PATH")
     assert https_get(port, path, http2=http2) == answer
 
 
