@@ -88,6 +88,13 @@ def test_a_front_passes_the_transport_on_to_the_real_inbound() -> None:
         {"dest": "127.0.0.1:8080", "xver": 0},
     ]
     assert grpc["streamSettings"]["tlsSettings"]["alpn"] == ["h2", "http/1.1"]
+    # XHTTP: HTTP/2 only; its path has no rule (its clients ask for PATH/SESSION/…, which no
+    # exact path matches), so a plain GET of the path gets the decoy.
+    xhttp = rendered(spec("vless-xhttp-local"))["inbounds"][0]
+    assert xhttp["settings"]["fallbacks"] == [
+        {"alpn": "h2", "dest": f"{CONTROL}/inbound.sock", "xver": 2},
+        {"dest": f"{CONTROL}/decoy.sock", "xver": 0},
+    ]
 
 
 def test_no_decoy_on_vmess_raw_reality_or_without_a_private_directory() -> None:
@@ -131,7 +138,11 @@ def test_install_stores_the_decoy(tmp_path: Path) -> None:
         ({"protocol": "vmess", "decoy": "a.test:80"}, "VMess over raw TCP cannot have a decoy"),
         ({"protocol": "vless", "decoy": "a.test:80"}, "--decoy applies to --security tls"),
         ({"protocol": "shadowsocks", "sni": None, "decoy": "a.test:80"}, "vless, trojan and vmess"),
-        ({"transport": "ws", "decoy": "a.test"}, "give HOST:PORT"),
+        (
+            {"transport": "ws", "decoy": "a.test"},
+            r"give local \(a small page .*\) or the HOST:PORT",
+        ),
+        ({"transport": "ws", "decoy": "a.test:0"}, "or the HOST:PORT of an http:// site"),
     ],
 )
 def test_install_refuses_a_decoy_that_cannot_be(fields: dict[str, Any], message: str) -> None:
@@ -175,15 +186,53 @@ def test_the_local_page_is_served_on_the_configs_socket(tmp_path: Path) -> None:
     try:
         assert path.stat().st_mode & 0o777 == 0o600
         connection = UnixHTTPConnection(str(path))
+        for page in ("/", "/index.html?x=1"):
+            connection.request("GET", page)
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, decoy.PAGE)
+            assert response.getheader("Server") == "nginx"
+            assert response.getheader("Content-Type") == "text/html"
+            assert response.getheader("ETag") == f'"{decoy.SINCE:x}-{len(decoy.PAGE):x}"'
+        # Any other path (the transport's too): nginx's own 404 page, on the same connection.
         connection.request("GET", "/ws")
         response = connection.getresponse()
-        assert (response.status, response.read()) == (200, decoy.PAGE)
-        assert response.getheader("Server") == "nginx"
-        assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+        assert (response.status, response.reason) == (404, "Not Found")
+        assert response.read() == decoy.NOT_FOUND
+        assert b"<center>nginx</center>" in decoy.NOT_FOUND
+        connection.request("HEAD", "/")
+        response = connection.getresponse()
+        assert (response.status, response.getheader("Content-Length")) == (200, "256")
+        assert response.read() == b""
         connection.request("POST", "/")
-        assert connection.getresponse().status == 405
+        response = connection.getresponse()
+        assert (response.status, response.reason) == (405, "Not Allowed")
+        assert response.read() == decoy.NOT_ALLOWED
         connection.close()
+        # Bytes that are no HTTP request (a probe's): nginx's 400 page, then a close.
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(path))
+            raw.sendall(bytes(range(1, 200)) + b"\r\n\r\n")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\n")
+        assert answer.endswith(b"\r\n\r\n" + decoy.error_page("400 Bad Request"))
     finally:
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_a_tls_server_without_a_decoy_says_so() -> None:
+    """Install and `server set` print the engine's advice: a TLS server that answers probes with
+    no web page says why and what gives it one; one with a decoy (or REALITY) says nothing."""
+    engine = XrayEngine()
+    (vmess,) = engine.advice(spec("vmess-raw-none"))
+    assert vmess.startswith("edge has no decoy: VMess over raw TCP cannot tell its streams")
+    assert "--transport ws" in vmess
+    (docker,) = engine.advice(spec("trojan-ws-local", runtime="docker"))
+    assert docker.startswith("edge has no decoy: nothing in the engine's container serves")
+    assert "`vpn server set edge --decoy HOST:PORT`" in docker
+    assert engine.advice(spec("vmess-grpc-site", runtime="docker")) == []
+    assert engine.advice(spec("trojan-ws-local")) == []
+    assert engine.advice(spec("vless-xhttp-local")) == []

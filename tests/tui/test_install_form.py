@@ -1,10 +1,13 @@
 """The install form's protocol, transport and security (issue 18): the rows each combination
 needs appear and the others go, every refusal is ServerCreate's (the CLI's) in one sentence
 naming the form's fields, and a real Trojan+WebSocket+TLS server installed through the form runs
-on Xray and answers a WebSocket upgrade on its path."""
+on Xray, answers a WebSocket upgrade on its path and gives a plain GET its decoy (the form's
+Decoy, `--decoy`), which the settings form changes (`vpn server set --decoy`)."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import socket
 import ssl
 from pathlib import Path
@@ -13,7 +16,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
+from tests.e2e.net import BACKEND_PAGE, http_backend
 from tests.tui.conftest import database, free_port, make_app, open_screen, screen_text, settle
+from vpn_manager.engines.xray.decoy import PAGE
 from vpn_manager.settings import Paths
 from vpn_manager.tui.app import VpnApp
 from vpn_manager.tui.serverform import INSTALL_FIELDS, InstallForm
@@ -21,6 +26,7 @@ from vpn_manager.tui.widgets import ErrorDialog, MenuTable
 
 ALWAYS = ["name", "port", "listen", "host"]
 CERT = ["cert_file", "key_file"]  # TLS: a certificate of yours, else a self-signed one
+DECOY = ["decoy"]  # TLS on vless, trojan and vmess: what non-clients get (--decoy)
 
 
 async def servers_in(paths: Paths) -> list[str]:
@@ -72,16 +78,16 @@ def messages(form: InstallForm) -> dict[str, str]:
         ({"protocol": "shadowsocks"}, [*ALWAYS, "method"], None),
         ({"protocol": "hysteria2"}, [*ALWAYS, "sni", *CERT], None),
         ({"protocol": "wireguard"}, ALWAYS, None),
-        ({"protocol": "trojan"}, [*ALWAYS, "transport", "security", "sni", *CERT], "tls"),
+        ({"protocol": "trojan"}, [*ALWAYS, "transport", "security", "sni", *CERT, *DECOY], "tls"),
         ({"protocol": "vless"}, [*ALWAYS, "transport", "security", "sni", "dest"], "reality"),
         (
             {"protocol": "vless", "transport": "ws"},
-            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header"],
+            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header", *DECOY],
             "tls",
         ),
         (
             {"protocol": "vmess", "transport": "grpc"},
-            [*ALWAYS, "transport", "security", "sni", *CERT, "service_name"],
+            [*ALWAYS, "transport", "security", "sni", *CERT, "service_name", *DECOY],
             "tls",
         ),
         (
@@ -91,12 +97,16 @@ def messages(form: InstallForm) -> dict[str, str]:
         ),
         (
             {"protocol": "trojan", "transport": "xhttp"},
-            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header", "xhttp_mode"],
+            [
+                *ALWAYS,
+                *("transport", "security", "sni", *CERT, "path", "host_header", "xhttp_mode"),
+                *DECOY,
+            ],
             "tls",
         ),
         (
             {"protocol": "trojan", "transport": "httpupgrade"},
-            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header"],
+            [*ALWAYS, "transport", "security", "sni", *CERT, "path", "host_header", *DECOY],
             "tls",
         ),
     ],
@@ -125,7 +135,11 @@ async def test_rows_come_and_go_with_the_transport(home: Paths) -> None:
         for transport in ("ws", "grpc", "xhttp", "raw"):
             await choose(pilot, form, transport=transport)
             seen.append(
-                [r for r in rows_shown(form) if r not in {*ALWAYS, *CERT, "transport", "sni"}]
+                [
+                    r
+                    for r in rows_shown(form)
+                    if r not in {*ALWAYS, *CERT, *DECOY, "transport", "sni"}
+                ]
             )
         assert seen == [
             ["security", "path", "host_header"],
@@ -177,6 +191,18 @@ REFUSALS = [
         {"protocol": "vless", "transport": "xhttp", "host_header": "192.0.2.1"},
         "host_header",
         "Give a DNS name such as www.example.com.",
+    ),
+    (
+        {"protocol": "vmess", "decoy": "127.0.0.1:8080"},
+        "protocol",
+        "VMess over raw TCP cannot have a decoy (no fallback rule tells its streams from a "
+        'probe\'s): use "Transport" ws, httpupgrade, grpc or xhttp, or VLESS or Trojan.',
+    ),
+    (
+        {"protocol": "trojan", "transport": "grpc", "decoy": "site.example"},
+        "decoy",
+        "Give local (a small page of the server's own) or the HOST:PORT of an http:// site, "
+        "such as www.example.com:80.",
     ),
 ]
 
@@ -240,12 +266,33 @@ def websocket_upgrade(port: int, path: str, host: str) -> tuple[str, bytes]:
         return tls.recv(4096).decode("latin-1").split("\r\n", 1)[0], presented
 
 
-async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_path: Path) -> None:
-    """Through the form: Trojan, WebSocket, TLS with a certificate of one's own. Xray runs it
-    (`vpn server status`), presents that certificate and upgrades a WebSocket on the path."""
-    from vpn_manager.engines import tls
+def https_page(port: int) -> tuple[int, bytes]:
+    """What a plain HTTPS GET of / (a browser's, a probe's: no credentials) gets."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
-    home = stopped_after
+
+async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_path: Path) -> None:
+    """Through the form: Trojan, WebSocket, TLS with a certificate of one's own and a decoy
+    site. Xray runs it (`vpn server status`), presents that certificate, upgrades a WebSocket on
+    the path and gives a plain GET the site's page; the settings form's Decoy brings back the
+    local page (`vpn server set --decoy local`)."""
+    with http_backend() as backend:
+        await install_trojan_ws(stopped_after, tmp_path, backend)
+
+
+async def install_trojan_ws(home: Paths, tmp_path: Path, backend: int) -> None:
+    from vpn_manager.engines import tls
+    from vpn_manager.tui.serverform import ServerSettingsForm
+
     port = free_port()
     cert, key = tls.make_self_signed(tmp_path, "vpn.example.org")
     app = make_app(home)
@@ -265,6 +312,7 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_pat
             host_header="cdn.example.org",
             cert_file=str(cert),
             key_file=str(key),
+            decoy=f"127.0.0.1:{backend}",
         )
         await pilot.press("ctrl+s")
         await settle(pilot)
@@ -274,6 +322,19 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_pat
         row = [str(cell) for cell in table.get_row("tj")]
         assert row[:4] == ["tj", "trojan+ws/tls", "xray", f"127.0.0.1:{port}"]
         assert row[4] == "running"
+        assert await asyncio.to_thread(https_page, port) == (200, BACKEND_PAGE)
+        # The settings form: Decoy holds the site; `local` brings back the server's own page.
+        await pilot.press("e")
+        await pilot.pause()
+        settings = app.screen
+        assert isinstance(settings, ServerSettingsForm)
+        decoy = settings.query_one("#f-decoy", Input)
+        assert decoy.value == f"127.0.0.1:{backend}"
+        decoy.value = "local"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert not isinstance(app.screen, (ServerSettingsForm, ErrorDialog)), screen_text(app)
+        assert await asyncio.to_thread(https_page, port) == (200, PAGE)
 
     from vpn_manager.services.servers import ServerService
 
@@ -290,6 +351,7 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_pat
     assert server.settings["path"] == "/tunnel"
     assert server.settings["host_header"] == "cdn.example.org"
     assert server.settings["tls"]["self_signed"] is False
+    assert server.settings["decoy"] == "local"
     # Xray itself answers: TLS with the certificate given, then a WebSocket upgrade on the path.
     status_line, presented = websocket_upgrade(port, "/tunnel", "cdn.example.org")
     assert status_line.startswith("HTTP/1.1 101"), f"no WebSocket on /tunnel: {status_line}"
@@ -299,8 +361,8 @@ async def test_install_a_real_trojan_ws_tls_server(stopped_after: Paths, tmp_pat
 async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) -> None:
     """PROTOCOL says the transport and security of an Xray server (`vless+grpc/reality`),
     ENGINE its engine; a Trojan server still on sing-box says `trojan`, `sing-box`. Settings of
-    the REALITY one offer SNI (the target site) and Dest; of the TLS one, SNI (the
-    certificate's name) alone."""
+    the REALITY one offer SNI (the target site) and Dest; of the sing-box TLS one, SNI (the
+    certificate's name) alone; of an Xray TLS one, SNI and Decoy (filled in with its decoy)."""
     from datetime import UTC, datetime
 
     from tests.tui.conftest import insert_server
@@ -331,6 +393,21 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
                 port=free_port(),
                 settings={"tls": {"server_name": "vpn.example.org"}},
             )
+            await insert_server(
+                session,
+                datetime.now(UTC),
+                name="ws1",
+                protocol="vmess",
+                engine="xray",
+                port=free_port(),
+                settings={
+                    "network": "ws",
+                    "security": "tls",
+                    "path": "/w",
+                    "tls": {"server_name": "vpn.example.org"},
+                    "decoy": "site.example:80",
+                },
+            )
     finally:
         await db.close()
     app = make_app(home)
@@ -340,16 +417,19 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
         cells = {key: [str(c) for c in table.get_row(key)][1:3] for key in ("grpc1", "old1")}
         assert cells == {"grpc1": ["vless+grpc/reality", "xray"], "old1": ["trojan", "sing-box"]}
         fields = {}
-        for name in ("grpc1", "old1"):
+        for name in ("grpc1", "old1", "ws1"):
             table.move_cursor(row=table.get_row_index(name))
             await pilot.press("e")
             await pilot.pause()
             form = app.screen
             assert isinstance(form, ServerSettingsForm)
             fields[name] = [(f, hint) for f, _, hint in form.fields()]
+            if name == "ws1":
+                assert form.query_one("#f-decoy", Input).value == "site.example:80"
             await pilot.press("escape")
             await pilot.pause()
     assert [f for f, _ in fields["grpc1"]] == ["port", "host", "sni", "dest"]
     assert dict(fields["grpc1"])["sni"] == "a real site that speaks TLS 1.3"
     assert [f for f, _ in fields["old1"]] == ["port", "host", "sni"]
     assert dict(fields["old1"])["sni"] == "the name in the certificate"
+    assert [f for f, _ in fields["ws1"]] == ["port", "host", "sni", "decoy"]

@@ -69,7 +69,8 @@ async def test_help(snap_home: Paths) -> None:
 
 async def test_install_form_trojan_over_websocket(snap_home: Paths) -> None:
     """The install form with Trojan over WebSocket chosen: Transport, Security and the rows
-    ws needs (Path, Host header); REALITY's Dest and the cipher are not offered."""
+    ws needs (Path, Host header), and Decoy (TLS); REALITY's Dest and the cipher are not
+    offered."""
     app = make_app(snap_home)
     async with app.run_test(size=SIZES["large"]) as pilot:
         await open_screen(pilot, "3")

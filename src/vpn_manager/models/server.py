@@ -105,7 +105,13 @@ def check_decoy(value: str) -> str:
     """`local` (the server's own small page) or the HOST:PORT of an HTTP site."""
     if value.strip().lower() == LOCAL_DECOY:
         return LOCAL_DECOY
-    return check_dest(value)
+    try:
+        return check_dest(value)
+    except ValueError:
+        raise ValueError(
+            "give local (a small page of the server's own) or the HOST:PORT of an http:// "
+            "site, such as www.example.com:80"
+        ) from None
 
 
 def _network(value: str, version: int) -> str:

@@ -51,6 +51,7 @@ INSTALL_FIELDS = [
     ("service_name", "gRPC service", "default: a random one"),
     ("host_header", "Host header", "a CDN's name (default: the client address)"),
     ("xhttp_mode", "XHTTP mode", ""),
+    ("decoy", "Decoy", "local (a small page; the default) or a site's HOST:PORT"),
     ("method", "Cipher", "default 2022-blake3-aes-128-gcm"),
 ]
 # The install form's selects: field -> its choices, the first the default.
@@ -82,6 +83,7 @@ def applies(field: str, protocol: Protocol, transport: Network, security: Securi
         "host_header": stream and transport in HTTP_NETWORKS,
         "service_name": stream and transport is Network.GRPC,
         "xhttp_mode": stream and transport is Network.XHTTP,
+        "decoy": stream and not reality,
         "method": protocol is Protocol.SHADOWSOCKS,
     }
     return shown.get(field, True)
@@ -300,6 +302,7 @@ SETTINGS_FIELDS = [
     ("sni", "SNI", "a real site that speaks TLS 1.3"),
     ("dest", "Dest", "HOST:PORT (default SNI:443)"),
     ("method", "Cipher", "2022-blake3-aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305, …"),
+    ("decoy", "Decoy", "local (a small page) or an http:// site's HOST:PORT"),
 ]
 TLS_SNI = "the name in the certificate"
 
@@ -313,7 +316,8 @@ def is_reality(server: Server) -> bool:
 
 def has_setting(server: Server, field: str) -> bool:
     """Does `vpn server set` take `field` for this server? SNI: REALITY's target or a TLS
-    server's certificate name; Dest: REALITY's; Cipher: Shadowsocks'."""
+    server's certificate name; Dest: REALITY's; Cipher: Shadowsocks'; Decoy: an Xray server's
+    with TLS (which values it takes is the engine's to say)."""
     protocol = server.protocol
     if field == "sni":
         return protocol is Protocol.VLESS_REALITY or protocol in TLS_PROTOCOLS | STREAM_PROTOCOLS
@@ -321,6 +325,8 @@ def has_setting(server: Server, field: str) -> bool:
         return is_reality(server)
     if field == "method":
         return protocol is Protocol.SHADOWSOCKS
+    if field == "decoy":  # Xray's TLS servers (a Trojan server on sing-box has no security)
+        return server.settings.get("security") == Security.TLS.value
     return True
 
 
@@ -331,15 +337,17 @@ def setting_values(server: Server) -> dict[str, str]:
         "sni": server.sni or "",
         "dest": str(server.settings.get("dest") or ""),
         "method": str(server.settings.get("method") or ""),
+        # Empty for a server stored before decoys (what it answers is the engine's to say).
+        "decoy": str(server.settings.get("decoy") or ""),
     }
 
 
 class ServerSettingsForm(ServerForm):
     """`vpn server set`: port, client address, SNI (REALITY's target site or a TLS server's
-    certificate name), target (REALITY), cipher (shadowsocks). Only what was changed is sent;
-    a change that gives every user a new link (a port, cipher or SNI, as `vpn server set` asks
-    y/N) is confirmed first; the service validates it, restarts a running server on it and
-    rolls back if the engine refuses it."""
+    certificate name), target (REALITY), cipher (shadowsocks), decoy (Xray with TLS). Only
+    what was changed is sent; a change that gives every user a new link (a port, cipher or
+    SNI, as `vpn server set` asks y/N) is confirmed first; the service validates it, restarts
+    a running server on it and rolls back if the engine refuses it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),

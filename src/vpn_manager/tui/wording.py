@@ -33,6 +33,7 @@ FIELD_LABELS = {
     "--xhttp-mode": "XHTTP mode",
     "--cert": "Certificate",
     "--key": "Key",
+    "--decoy": "Decoy",
 }
 # Commands a hint suggests -> where the same action is in the TUI. An argument is a word (no
 # space, backquote or full stop), so the sentence around it stays whole.

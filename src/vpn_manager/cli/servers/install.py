@@ -31,6 +31,13 @@ NEW_METHOD_HELP = (
     "chacha20-ietf-poly1305 or aes-128-gcm (every user's link changes)."
 )
 
+DECOY_HELP = (
+    "vless, trojan, vmess with tls: what a visitor who is not a client (a browser, a probe) "
+    "gets: `local`, a small local page (the default), or an http:// site at HOST:PORT, to which "
+    "the request is forwarded as plain HTTP. VMess over raw TCP has none; in a container, only "
+    "a site."
+)
+
 
 def install_fields(ctx: typer.Context, fields: dict[str, Any], fmt: FormatOption) -> None:
     create = validated(ServerCreate, {k: v for k, v in fields.items() if v is not None})
@@ -165,9 +172,7 @@ def install(
         typer.Option(
             "--decoy",
             metavar="HOST:PORT",
-            help="vless, trojan, vmess with tls: what a visitor who is not a client (a browser, "
-            "a probe) gets: `local`, a small local page (the default), or an http:// site at "
-            "HOST:PORT, to which the request is forwarded as plain HTTP.",
+            help=DECOY_HELP,
         ),
     ] = None,
     subnet: Annotated[
@@ -333,9 +338,7 @@ def set_server(
         typer.Option(
             "--decoy",
             metavar="HOST:PORT",
-            help="vless, trojan, vmess with tls: what a visitor who is not a client (a browser, "
-            "a probe) gets: `local`, a small local page (the default), or an http:// site at "
-            "HOST:PORT, to which the request is forwarded as plain HTTP.",
+            help=DECOY_HELP,
         ),
     ] = None,
     allow_private: Annotated[

@@ -129,11 +129,17 @@ def inner_socket(spec: ServerSpec) -> str:
 
 def fallbacks(spec: ServerSpec) -> list[dict[str, Any]]:
     """Where the TLS inbound sends what is not a client of its own (Xray checks the rules with
-    a path or an ALPN first, then the one with neither). Behind a front: HTTP/2 (gRPC, XHTTP)
-    and HTTP/1.1 requests for the transport's path go to the real inbound, with a PROXY
-    protocol header (xver 2) so that it logs the client's own address; the rest to the decoy:
-    the local page's unix socket, or the site given with --decoy (the request is passed on as
-    it came, plain HTTP)."""
+    a path or an ALPN first, then the one with neither). Behind a front the real inbound gets,
+    with a PROXY protocol header (xver 2) so that it logs the client's own address: HTTP/2
+    (gRPC, XHTTP), and for ws and httpupgrade the HTTP/1.1 requests for the transport's path;
+    the rest goes to the decoy: the local page's unix socket, or the site given with --decoy
+    (the request is passed on as it came, plain HTTP).
+
+    Xray matches a rule's path against the first request line only, exactly (up to a `?`), and
+    never inside HTTP/2. XHTTP has no rule for its path: its clients ask for PATH/SESSION/…,
+    which no exact path matches, and over HTTP/1.1 (a link with alpn=http/1.1) they never got
+    through a front; without the rule a plain GET of the path gets the decoy page instead of
+    XHTTP's 404."""
     settings = XraySettings.of(spec)
     decoy = decoy_site(spec) or f"{spec.control_dir}/{DECOY_SOCKET}"
     rules: list[dict[str, Any]] = []
@@ -141,7 +147,7 @@ def fallbacks(spec: ServerSpec) -> list[dict[str, Any]]:
         inner = inner_socket(spec)
         if settings.transport in ("grpc", "xhttp"):
             rules.append({"alpn": "h2", "dest": inner, "xver": 2})
-        if settings.transport != "grpc":
+        else:
             rules.append({"path": settings.path or "/", "dest": inner, "xver": 2})
     rules.append({"dest": decoy, "xver": 0})
     return rules

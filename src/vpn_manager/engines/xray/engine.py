@@ -70,6 +70,29 @@ def new_decoy(create: ServerCreate) -> str:
     return config.NO_DECOY if create.runtime.value == "docker" else config.LOCAL_DECOY
 
 
+def no_decoy_advice(spec: ServerSpec) -> list[str]:
+    """What a TLS server without a decoy shows a probe, and what gives it one: VMess over raw
+    TCP never has one, a server in a container has one only with a site (--decoy HOST:PORT)."""
+    settings = XraySettings.of(spec)
+    if config.inbound_protocol(spec) == "vmess" and settings.transport == "raw":
+        return [
+            f"{spec.name} has no decoy: VMess over raw TCP cannot tell its streams from a "
+            "probe's, so whoever connects without being a client gets no web page, which makes "
+            "the server easier to spot. For a decoy, install it over another transport "
+            "(`--transport ws`, `grpc`, `httpupgrade` or `xhttp`), or use VLESS or Trojan."
+        ]
+    if settings.decoy == config.NO_DECOY or (
+        spec.runtime == "docker" and config.decoy_site(spec) is None
+    ):
+        return [
+            f"{spec.name} has no decoy: nothing in the engine's container serves the local "
+            "page, so whoever connects without being a client gets no web page, which makes "
+            f"the server easier to spot: `vpn server set {spec.name} --decoy HOST:PORT` (an "
+            "http:// site the container reaches)."
+        ]
+    return []
+
+
 def _xray_binary() -> str | None:
     return shutil.which("xray")
 
@@ -204,7 +227,7 @@ class XrayEngine:
     def advice(self, spec: ServerSpec) -> list[str]:
         settings = XraySettings.of(spec)
         if not settings.reality:
-            return []
+            return no_decoy_advice(spec)
         assert settings.sni is not None
         assert settings.dest is not None
         return targets.advice(spec.name, settings.sni, settings.dest, spec.port)
