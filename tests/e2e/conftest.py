@@ -251,13 +251,18 @@ def curl_via(socks: int, url: str, *, attempts_for: float = 20.0) -> str:
 
 
 def curl_fails(socks: int, url: str) -> bool:
+    """The fetch through the client does not reach the site behind the tunnel (our backends,
+    Python's http.server). A refused client can still get an answer: an Xray TLS server with a
+    decoy answers a removed Trojan user's bytes as a web server would (nginx's 400 page), and
+    the client passes that on as if the site had sent it."""
     done = subprocess.run(
-        ["curl", "-sS", "--max-time", "8", "-x", f"socks5h://127.0.0.1:{socks}", url],
+        ["curl", "-sS", "-i", "--max-time", "8", "-x", f"socks5h://127.0.0.1:{socks}", url],
         capture_output=True,
         text=True,
+        errors="replace",
         check=False,
     )
-    return done.returncode != 0
+    return done.returncode != 0 or "\nserver: basehttp/" not in done.stdout.lower()
 
 
 @contextmanager
