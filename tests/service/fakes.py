@@ -308,6 +308,9 @@ class FakeEngine:
         process.users -= {c.email for c in clients}
         return 0
 
+    async def cut_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        return 0
+
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         return []
 
