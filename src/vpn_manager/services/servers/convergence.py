@@ -105,10 +105,9 @@ class Convergence:
         if self._rewrite(engine, spec, clients):
             await runtime.put_files(name, self.ctx.where(name))
             fixed.append("rewrote its config from the database")
-        reached = await self.ctx.reach(spec)
         if engine.live_users(spec):
-            fixed += await self._users_in_line(engine, reached, clients)
-        return fixed + await self._cut_owed(engine, reached, clients)
+            fixed += await self._users_in_line(engine, await self.ctx.reach(spec), clients)
+        return fixed + await self._cut_owed(engine, spec, clients)
 
     async def _users_in_line(
         self, engine: Engine, reached: ServerSpec, clients: list[Client]
@@ -131,22 +130,20 @@ class Convergence:
             )
         return fixed
 
-    async def _cut_owed(
-        self, engine: Engine, reached: ServerSpec, clients: list[Client]
-    ) -> list[str]:
+    async def _cut_owed(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> list[str]:
         """Cut the open connections of users taken off the running engine by a process killed
         before it cut them (owed_cuts.py); users the database gives the server again keep
         theirs. Call with the server's turn, after the engine's users are in line."""
         run_dir = self.ctx.paths.run_dir
-        owed = owed_cuts.owed(run_dir, reached.name)
+        owed = owed_cuts.owed(run_dir, spec.name)
         if not owed:
             return []
         doomed = sorted(owed - {engine_identity(c) for c in clients})
         cut = 0
         if doomed:
-            files = self.ctx.files(reached.name)
+            reached, files = await self.ctx.reach(spec), self.ctx.files(spec.name)
             cut = await engine.cut_clients(reached, [client_of(i) for i in doomed], files)
-        owed_cuts.paid(run_dir, reached.name, owed)
+        owed_cuts.paid(run_dir, spec.name, owed)
         if not doomed:
             return []
         return [
