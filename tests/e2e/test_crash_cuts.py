@@ -12,14 +12,15 @@ The kill comes at exactly that moment: a `sitecustomize` put on the killed comma
 (below) adds an audit hook (PEP 578) that sends its own process SIGKILL at the first cut's first
 outside act: running `ss` or `nft`, or connecting to sing-box's api service. Before each
 `serve --once` the test checks that the kill did land there: the command died of SIGKILL, the
-engine had already lost the user, and the user's stream still moved bytes.
+engine had already lost the user, and the user's stream still moved bytes. Also: Ctrl-C at that
+moment (a disable is undone and cuts nothing; a delete leaves the cut to `serve --once`), and the
+long-running service making the cut on its next round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sqlite3
 import subprocess
 import time
@@ -37,7 +38,7 @@ from tests.e2e.conftest import (
     singbox_client,
     xray_client,
 )
-from tests.e2e.net import BACKEND_PAGE, Stream, free_port
+from tests.e2e.net import BACKEND_PAGE, Stream, end_process, free_port
 from tests.e2e.test_crash import _engine_and_database, accepting, leftovers
 
 pytestmark = pytest.mark.usefixtures("need_root")
@@ -46,14 +47,23 @@ FLOW_S = 0.5  # how long a stream is watched for more bytes (the backend sends e
 CUT_WITHIN_S = 5.0
 
 CRASH_HOOK = '''
-"""Test-only (tests/e2e/test_crash_cuts.py): SIGKILL this process at the first outside act
-named by CRASH_AT: "exec:NAME" (a subprocess whose program is NAME) or "connect:PORT" (a
-socket connecting to 127.0.0.1:PORT). Taken out of the environment, so children run free."""
+"""Test-only (tests/e2e/test_crash_cuts.py): send this process CRASH_SIGNAL (KILL, or INT as
+Ctrl-C does) at the first outside act named by CRASH_AT: "exec:NAME" (a subprocess whose
+program is NAME) or "connect:PORT" (a socket connecting to 127.0.0.1:PORT), once. Both are
+taken out of the environment, so children run free."""
 import os
 import signal
 import sys
 
 _AT = os.environ.pop("CRASH_AT", "")
+_SIGNAL = getattr(signal, "SIG" + os.environ.pop("CRASH_SIGNAL", "KILL"))
+_sent = []
+
+
+def _send():
+    if not _sent:
+        _sent.append(True)
+        os.kill(os.getpid(), _SIGNAL)
 
 
 def _hook(event, args):
@@ -62,11 +72,11 @@ def _hook(event, args):
         argv = args[1]
         program = argv[0] if isinstance(argv, (list, tuple)) else str(argv).split()[0]
         if os.path.basename(os.fsdecode(program)) == what:
-            os.kill(os.getpid(), signal.SIGKILL)
+            _send()
     elif kind == "connect" and event == "socket.connect":
         address = args[1]
         if isinstance(address, tuple) and address[:2] == ("127.0.0.1", int(what)):
-            os.kill(os.getpid(), signal.SIGKILL)
+            _send()
 
 
 if _AT:
@@ -74,13 +84,17 @@ if _AT:
 '''
 
 
-def killed_at_the_cut(vpn: Vpn, hook_dir: Path, at: str, args: list[str]) -> None:
+def killed_at_the_cut(
+    vpn: Vpn, hook_dir: Path, at: str, args: list[str], sig: str = "KILL", code: int = -9
+) -> None:
     """Run `vpn ARGS` with the crash hook armed at `at`; it must die of SIGKILL (the hook's:
-    a command that ends by itself has cut, or failed, before anyone could kill it)."""
+    a command that ends by itself has cut, or failed, before anyone could kill it), or with
+    `sig` INT, exit with 130 as on Ctrl-C."""
     hook_dir.mkdir(parents=True, exist_ok=True)
     (hook_dir / "sitecustomize.py").write_text(CRASH_HOOK)
     path = vpn.env.get("PYTHONPATH", "")
-    env = vpn.env | {"CRASH_AT": at, "PYTHONPATH": f"{hook_dir}:{path}" if path else str(hook_dir)}
+    hooked = f"{hook_dir}:{path}" if path else str(hook_dir)
+    env = vpn.env | {"CRASH_AT": at, "CRASH_SIGNAL": sig, "PYTHONPATH": hooked}
     done = subprocess.run(
         [str(VPN), *args],
         env=env,
@@ -89,8 +103,8 @@ def killed_at_the_cut(vpn: Vpn, hook_dir: Path, at: str, args: list[str]) -> Non
         timeout=60,
         check=False,
     )
-    assert done.returncode == -signal.SIGKILL, (
-        f"vpn {' '.join(args)} was not killed at {at} (exit {done.returncode}): "
+    assert done.returncode == code, (
+        f"vpn {' '.join(args)} was not stopped at {at} by SIG{sig} (exit {done.returncode}): "
         f"{done.stderr.decode(errors='replace')}"
     )
 
@@ -227,3 +241,69 @@ def test_xray_hysteria2_revoke_killed_before_its_cut(
     vpn.ok("user", "add", "alice", "bob", "--server", "hy")
     args = ["user", "revoke", "alice", "--server", "hy"]
     crash_then_serve(vpn, "hy", backend, tmp_path, "sing-box", "exec:nft", args)
+
+
+def test_ctrl_c_before_the_cut(vpn: Vpn, backend: int, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) at the same moment on Trojan+WS: `user disable` is undone (alice is
+    active and on the engine again, her stream goes on, `serve --once` cuts nothing), while
+    `user delete`, which has no undo, leaves the cut owed and `serve --once` makes it."""
+    install(vpn, "trojan", "tw", "--transport", "ws", "--security", "tls", "--sni", "vpn.test")
+    vpn.ok("user", "add", "alice", "bob", "--server", "tw")
+    alice_id = user_id(vpn, "alice")
+    with two_streams(vpn, "tw", backend, tmp_path, "xray") as (alice, bob):
+        disable = ["user", "disable", "alice"]
+        killed_at_the_cut(vpn, tmp_path / "hook", "exec:ss", disable, "INT", 130)
+        have, want = engine_users(vpn, "tw")
+        assert alice_id in want, "the interrupted disable was not undone in the database"
+        assert alice_id in have, "the interrupted disable was not undone on the engine"
+        said = vpn.ok("--format", "json", "serve", "--once", timeout=120).stdout
+        assert "whose removal was interrupted" not in said, said
+        assert alice.flowing(FLOW_S), "alice's stream was cut though her disable was undone"
+        delete = ["user", "delete", "alice", "--yes"]
+        killed_at_the_cut(vpn, tmp_path / "hook", "exec:ss", delete, "INT", 130)
+        have, want = engine_users(vpn, "tw")
+        assert alice_id not in want
+        assert alice_id not in have
+        assert alice.flowing(FLOW_S), "alice's stream was cut before the interrupt"
+        started = time.monotonic()
+        said = vpn.ok("--format", "json", "serve", "--once", timeout=120).stdout
+        assert "whose removal was interrupted before the cut" in said, said
+        assert stopped(alice, CUT_WITHIN_S - (time.monotonic() - started)), (
+            "alice's open stream still carries traffic after `vpn serve --once`"
+        )
+        assert bob.flowing(FLOW_S), "bob's stream was cut too"
+    agree(vpn, "user delete interrupted (Ctrl-C) before the cut")
+
+
+def test_the_running_service_cuts_on_its_next_round(vpn: Vpn, backend: int, tmp_path: Path) -> None:
+    """Shadowsocks on sing-box with `vpn serve` running (a round every 0.5 s): `user disable`
+    killed before the cut; the service's next round cuts alice's stream within 5 s."""
+    install(vpn, "shadowsocks", "ss")
+    vpn.ok("user", "add", "alice", "bob", "--server", "ss")
+    servers = vpn.json("server", "list")
+    assert isinstance(servers, list)
+    at = f"connect:{int(servers[0]['settings']['api_port'])}"
+    alice_id = user_id(vpn, "alice")
+    log = tmp_path / "serve.log"
+    with two_streams(vpn, "ss", backend, tmp_path, "sing-box") as (alice, bob):
+        with log.open("w") as out:
+            serving = subprocess.Popen(
+                [str(VPN), "serve", "--interval", "0.5", "--metrics-port", "0"],
+                env=vpn.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            killed_at_the_cut(vpn, tmp_path / "hook", at, ["user", "disable", "alice"])
+            started = time.monotonic()
+            assert alice_id not in engine_users(vpn, "ss")[0]
+            assert stopped(alice, CUT_WITHIN_S - (time.monotonic() - started)), (
+                f"alice's open stream still carries traffic: {log.read_text()}"
+            )
+            assert bob.flowing(FLOW_S), "bob's stream was cut too"
+            assert serving.poll() is None, log.read_text()
+        finally:
+            end_process(serving)
+    assert "whose removal was interrupted before the cut" in log.read_text(), log.read_text()
+    agree(vpn, "user disable killed before the cut, beside the service")
