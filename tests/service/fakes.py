@@ -65,6 +65,7 @@ class FakeProcess:
     alive: bool = True
     exit_code: int | None = None
     reloads: int = 0
+    connected: set[str] = field(default_factory=set)  # users with a connection open
 
     @property
     def port(self) -> int:
@@ -208,6 +209,7 @@ class FakeEngine:
     name: str = "fake"
     live: bool = True
     live_fails: bool = False  # add_clients/remove_clients raise EngineError
+    cut_fails: bool = False  # cut_clients raises EngineError (the users are removed already)
     cuts: bool = True  # removed users' open connections can be cut live (else: a restart)
     sick_ports: set[int] = field(default_factory=set)  # probe() never healthy on these
     validated: list[str] = field(default_factory=list)  # every config validate() was asked about
@@ -306,7 +308,15 @@ class FakeEngine:
         if self.live_fails:
             raise EngineError(f"The engine's API refused to remove users from {spec.name}.")
         process.users -= {c.email for c in clients}
-        return 0
+        return await self.cut_clients(spec, clients, files)
+
+    async def cut_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        process = self.runtime.process(spec.name)
+        if self.cut_fails:
+            raise EngineError(f"Could not cut the removed users' connections on {spec.name}.")
+        cut = process.connected & {c.email for c in clients}
+        process.connected -= cut
+        return len(cut)
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         return []

@@ -22,6 +22,7 @@ from vpn_manager.errors import EngineError
 from vpn_manager.models import UserCreate
 from vpn_manager.models.server import ServerChange, ServerCreate
 from vpn_manager.proc import Commands
+from vpn_manager.services import owed_cuts
 from vpn_manager.services.root import DockerPlain
 from vpn_manager.services.servers import Applied, ServerService
 from vpn_manager.services.servers import apply as apply_module
@@ -298,4 +299,72 @@ async def test_converge_gives_back_the_users_an_engine_lost(world: World) -> Non
     world.runtime.process(NAME).users.clear()
     assert await world.servers.converge(NAME) == ["gave its engine 1 user it did not have"]
     assert world.runtime.process(NAME).users == {"user-1"}
+    assert await world.servers.converge(NAME) == []
+
+
+# -- cuts owed (services/owed_cuts.py) -------------------------------------------------------------
+# FakeEngine's cut_fails leaves a removal as a process killed after the engine lost the users and
+# before their connections were cut leaves it: the users off the engine, their connections open.
+async def cut_short_deletion(world: World) -> None:
+    """alice and bob on the running server with a connection open each; alice deleted, the
+    deletion cut short before the cut."""
+    await world.install()
+    await add_users(world, "alice", "bob")
+    await world.servers.grant(["alice", "bob"], NAME)
+    process = world.runtime.process(NAME)
+    process.connected = {"user-1", "user-2"}
+    world.engine.cut_fails = True
+    with pytest.raises(EngineError, match="Could not cut"):
+        await world.users.delete(["alice"])
+    world.engine.cut_fails = False
+    assert process.users == {"user-2"}
+    assert process.connected == {"user-1", "user-2"}  # the gap: alice's tunnel still works
+
+
+async def test_converge_cuts_what_a_removal_cut_short_left_open(world: World) -> None:
+    await cut_short_deletion(world)
+    assert owed_cuts.owed(world.paths.run_dir, NAME) == {"user-1"}
+    process = world.runtime.process(NAME)
+    assert await world.servers.converge(NAME) == [
+        "rewrote its config from the database",  # the failed change put the old one back
+        "cut 1 open connection of 1 user whose removal was interrupted before the cut",
+    ]
+    assert process.connected == {"user-2"}  # bob's stays
+    assert process.users == {"user-2"}
+    assert owed_cuts.owed(world.paths.run_dir, NAME) == set()
+    assert not any(world.paths.run_dir.glob("*.cuts.json"))
+    assert await world.servers.converge(NAME) == []
+
+
+async def test_a_cut_that_fails_again_stays_owed(world: World) -> None:
+    await cut_short_deletion(world)
+    world.engine.cut_fails = True
+    with pytest.raises(EngineError, match="Could not cut"):
+        await world.servers.converge(NAME)
+    assert owed_cuts.owed(world.paths.run_dir, NAME) == {"user-1"}
+    world.engine.cut_fails = False
+    assert await world.servers.converge(NAME) != []
+    assert world.runtime.process(NAME).connected == {"user-2"}
+
+
+async def test_a_user_given_the_server_again_keeps_the_connection(world: World) -> None:
+    """A failed revoke is undone (alice granted again): nothing of hers is cut, nothing owed."""
+    await world.install()
+    await add_users(world, "alice")
+    await world.servers.grant(["alice"], NAME)
+    process = world.runtime.process(NAME)
+    process.connected = {"user-1"}
+    world.engine.cut_fails = True
+    with pytest.raises(EngineError, match="Could not cut"):
+        await world.servers.revoke(["alice"], NAME)
+    assert process.users == {"user-1"}
+    assert process.connected == {"user-1"}
+    assert owed_cuts.owed(world.paths.run_dir, NAME) == set()
+
+
+async def test_a_stop_pays_every_cut_owed(world: World) -> None:
+    await cut_short_deletion(world)
+    await world.servers.stop(NAME)
+    assert owed_cuts.owed(world.paths.run_dir, NAME) == set()
+    await world.servers.start(NAME)
     assert await world.servers.converge(NAME) == []

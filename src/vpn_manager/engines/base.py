@@ -195,8 +195,14 @@ class Engine(Protocol):
         ...
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
-        """Remove users from the running engine and cut the connections they have open;
-        return how many connections were cut."""
+        """Remove users from the running engine and cut the connections they have open
+        (cut_clients); return how many connections were cut."""
+        ...
+
+    async def cut_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        """Cut the open connections of users the running engine no longer has (what a removal
+        killed before its cut left open); return how many were cut. Users without any are
+        no error."""
         ...
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:

@@ -251,6 +251,9 @@ class SingBoxEngine:
 
     async def remove_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
         await _ssm(spec).remove([c.email for c in clients])
+        return await self.cut_clients(spec, clients, files)
+
+    async def cut_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
         return await _api(spec).close_users({c.email for c in clients})
 
     async def counters(self, spec: ServerSpec) -> list[Counter]:

@@ -263,6 +263,9 @@ class WireGuardEngine:
             await self.run([self.tool("wg"), "set", interface, "peer", public_key, "remove"])
         return len(clients)
 
+    async def cut_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
+        return 0  # a peer removed has no tunnel left: its key no longer decrypts anything
+
     async def counters(self, spec: ServerSpec) -> list[Counter]:
         """Per peer from `wg show dump`: rx (what the peer sent: its upload) and tx (its download).
         A peer removed and added again starts from zero."""

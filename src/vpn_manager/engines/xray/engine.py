@@ -408,6 +408,9 @@ class XrayEngine:
         by dropping their packets (Hysteria2's QUIC, see cuts_sessions)."""
         async with _api(spec) as api:
             await api.remove_users(config.inbound_tag(spec), [c.email for c in clients])
+        return await self.cut_clients(spec, clients, files)
+
+    async def cut_clients(self, spec: ServerSpec, clients: list[Client], files: Files) -> int:
         cut = cut_quic if _quic(spec) else cut_sessions
         return await cut(spec, [c.email for c in clients], files.access_log)
 

@@ -23,8 +23,8 @@ from vpn_manager.errors import EngineError, VpnError
 from vpn_manager.fsutil import atomic_write
 from vpn_manager.kinds import DesiredState
 from vpn_manager.runtimes.base import ProcessState
-from vpn_manager.services import pending_readings
-from vpn_manager.services.servers.context import ServerContext
+from vpn_manager.services import owed_cuts, pending_readings
+from vpn_manager.services.servers.context import ServerContext, engine_identity
 from vpn_manager.specs import Client, ServerSpec
 
 HEALTH_DEADLINE = 10.0
@@ -103,6 +103,7 @@ class Apply:
         """Stop the engine process, then undo what its start set up outside it (rules)."""
         async with self._last_reading(engine, spec):
             stopped = await self.ctx.runtime_of(spec).stop(spec.name)
+        owed_cuts.forget(self.ctx.paths.run_dir, spec.name)  # no connection outlives its engine
         await engine.after_stop(spec)
         await guard.release(str(self.ctx.paths.data_dir), spec.name)
         return stopped
@@ -122,6 +123,17 @@ class Apply:
                 else:
                     pending_readings.keep(self.ctx.paths.run_dir, spec.name, state.epoch, counters)
             yield
+
+    async def remove(self, engine: Engine, reached: ServerSpec, clients: list[Client]) -> int:
+        """Take users off the running engine and cut their open connections; return how many
+        were cut. From before the engine loses them until the cut is done, the cut is on record
+        as owed (owed_cuts.py), so that one killed in between is still made (converge). Call
+        with the server's turn."""
+        run_dir, names = self.ctx.paths.run_dir, [engine_identity(c) for c in clients]
+        owed_cuts.owe(run_dir, reached.name, names)
+        cut = await engine.remove_clients(reached, clients, self.ctx.files(reached.name))
+        owed_cuts.paid(run_dir, reached.name, names)
+        return cut
 
     def render(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> str:
         placed, files = self.ctx.placed(spec)
@@ -269,7 +281,7 @@ class Apply:
                 if added:
                     await engine.add_clients(reached, added)
                 if removed:
-                    await engine.remove_clients(reached, removed, files)
+                    await self.remove(engine, reached, removed)
             except BaseException:
                 if previous is not None:
                     atomic_write(files.config, previous)

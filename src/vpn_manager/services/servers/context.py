@@ -24,7 +24,7 @@ from vpn_manager.paths import Paths, entry
 from vpn_manager.runtimes.base import DockerDefaults, Launch, ProcessState, Runtime, ServerFiles
 from vpn_manager.runtimes.choice import Runtimes
 from vpn_manager.runtimes.native import NativeRuntime
-from vpn_manager.services import pending_readings
+from vpn_manager.services import owed_cuts, pending_readings
 from vpn_manager.services.locks import server_turn
 from vpn_manager.specs import Client, ServerSpec
 from vpn_manager.storage import Database
@@ -202,6 +202,7 @@ class ServerContext:
         shutil.rmtree(keys_dir, ignore_errors=True)
         shutil.rmtree(self.control_dir(name), ignore_errors=True)
         pending_readings.done(self.paths.run_dir, name)  # a last reading of a server that is gone
+        owed_cuts.forget(self.paths.run_dir, name)
         self.forget_record(name)
 
     def forget_logs(self, name: str) -> None:

@@ -17,6 +17,7 @@ from vpn_manager.fsutil import atomic_write, remove_temps
 from vpn_manager.kinds import DesiredState
 from vpn_manager.paths import entry
 from vpn_manager.runtimes.base import ProcessState
+from vpn_manager.services import owed_cuts
 from vpn_manager.services.locks import turn_taken
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import (
@@ -76,6 +77,7 @@ class Convergence:
             if state.running:
                 await self.apply.stop(engine, spec)
                 fixed.append("stopped it: it is meant to be stopped")
+            owed_cuts.forget(self.ctx.paths.run_dir, name)  # not running: nothing is left open
             if self._rewrite(engine, spec, clients):
                 fixed.append("rewrote its config from the database")
             return fixed  # one that should run is started by the service, with a backoff
@@ -103,12 +105,18 @@ class Convergence:
         if self._rewrite(engine, spec, clients):
             await runtime.put_files(name, self.ctx.where(name))
             fixed.append("rewrote its config from the database")
-        if not engine.live_users(spec):
-            return fixed
-        reached = await self.ctx.reach(spec)
+        if engine.live_users(spec):
+            fixed += await self._users_in_line(engine, await self.ctx.reach(spec), clients)
+        return fixed + await self._cut_owed(engine, spec, clients)
+
+    async def _users_in_line(
+        self, engine: Engine, reached: ServerSpec, clients: list[Client]
+    ) -> list[str]:
+        """Give the running engine the users it lacks, take away those the database has not."""
         have = await engine.users(reached)
         if have is None:
-            return fixed
+            return []
+        fixed = []
         want = {engine_identity(c): c for c in clients}
         missing = [c for identity, c in want.items() if identity not in have]
         extra = [client_of(identity) for identity in sorted(have) if identity not in want]
@@ -116,11 +124,32 @@ class Convergence:
             await engine.add_clients(reached, missing)
             fixed.append(f"gave its engine {count_users(len(missing))} it did not have")
         if extra:
-            await engine.remove_clients(reached, extra, self.ctx.files(name))
+            await self.apply.remove(engine, reached, extra)
             fixed.append(
                 f"removed {count_users(len(extra))} from its engine that the database has not"
             )
         return fixed
+
+    async def _cut_owed(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> list[str]:
+        """Cut the open connections of users taken off the running engine by a process killed
+        before it cut them (owed_cuts.py); users the database gives the server again keep
+        theirs. Call with the server's turn, after the engine's users are in line."""
+        run_dir = self.ctx.paths.run_dir
+        owed = owed_cuts.owed(run_dir, spec.name)
+        if not owed:
+            return []
+        doomed = sorted(owed - {engine_identity(c) for c in clients})
+        cut = 0
+        if doomed:
+            reached, files = await self.ctx.reach(spec), self.ctx.files(spec.name)
+            cut = await engine.cut_clients(reached, [client_of(i) for i in doomed], files)
+        owed_cuts.paid(run_dir, spec.name, owed)
+        if not doomed:
+            return []
+        return [
+            f"cut {cut} open connection{'' if cut == 1 else 's'} of {count_users(len(doomed))} "
+            "whose removal was interrupted before the cut"
+        ]
 
     def _rewrite(self, engine: Engine, spec: ServerSpec, clients: list[Client]) -> bool:
         """Write the config the database renders, if the file differs. Returns whether it did."""
@@ -149,6 +178,7 @@ class Convergence:
                     item.unlink(missing_ok=True)
                     swept += 1
         swept += remove_temps(self.ctx.applied_file(name))
+        swept += owed_cuts.sweep(self.ctx.paths.run_dir, name)
         launcher_temp = entry(self.ctx.paths.run_dir, name, ".pid.tmp")  # runtimes/launch.py
         if launcher_temp.exists():
             launcher_temp.unlink(missing_ok=True)
