@@ -84,6 +84,14 @@ def vpn(
         (["trojan", "--transport", "raw", "--path", "/p"], "--path"),
         (["vmess", "--transport", "grpc", "--xhttp-mode", "auto"], "--xhttp-mode"),
         (["trojan", "--security", "reality", "--sni", "a.example"], "trojan links cannot carry"),
+        (
+            ["trojan", "--transport", "grpc", "--security", "reality", "--sni", "a.example"],
+            "trojan links cannot carry",
+        ),
+        (
+            ["vmess", "--transport", "xhttp", "--security", "reality", "--sni", "a.example"],
+            "vmess links cannot carry",
+        ),
         (["shadowsocks", "--transport", "grpc"], "--transport"),
     ],
 )
