@@ -269,3 +269,51 @@ def test_cert_and_key_that_are_no_files_are_refused_at_once(
     assert words in message
     assert ("certificate" if which == "cert" else "key") in message
     nothing_written(vpn)
+
+
+HOSTILE_SETS = [
+    ["--decoy", "a.example:0"],
+    ["--decoy", "a.example:99999"],
+    ["--decoy", "..:80"],
+    ["--decoy", "a\x00b:80"],
+    ["--decoy", f"{LONG}:80"],
+    ["--sni", "a b"],
+    ["--sni", "é.example"],
+    ["--host", "a/b"],
+    ["--port", "0"],
+    ["--cert", "/dev/zero", "--key", "/dev/zero"],
+    ["--cert", "FIFO", "--key", "FIFO"],
+    ["--cert", "HUGE", "--key", "HUGE"],
+    ["--dest", "a.example:443"],
+]
+
+
+def test_server_set_refuses_hostile_values_and_changes_nothing(
+    vpn: InProcessCli, bad_files: dict[str, Path]
+) -> None:
+    """On a running Trojan+WS+TLS server with a user: one sentence each, and its rows,
+    rendered config, keys and engine stay as they were."""
+    from tests.test_cli_server_set import state
+
+    port = str(free_port())
+    install = [
+        "server",
+        "install",
+        "trojan",
+        "--name",
+        "tw",
+        "--port",
+        port,
+        "--sni",
+        "vpn.example",
+    ]
+    assert vpn(*install, "--listen", "127.0.0.1", "--transport", "ws").code == 0
+    assert vpn("user", "add", "alice", "--server", "tw").code == 0
+    pid = (vpn.home / "state" / "run" / "tw.pid").read_text()
+    before = state(vpn)
+    files = {"FIFO": str(bad_files["fifo"]), "HUGE": str(bad_files["huge"])}
+    for args in HOSTILE_SETS:
+        given = [files.get(a, a) for a in args]
+        assert error_line(vpn("server", "set", "tw", *given, "--yes"), 3), args
+        assert state(vpn) == before, args
+        assert (vpn.home / "state" / "run" / "tw.pid").read_text() == pid, args
