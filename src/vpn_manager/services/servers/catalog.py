@@ -258,36 +258,46 @@ class Catalog:
         from vpn_manager.models.server import ServerChanged
 
         async with self.ctx.turn(name):
-            async with self.ctx.db.session() as session:
-                row = await storage.servers.server_row(session, name)
-                before = storage.servers.spec_of(row)
-                held = await storage.servers.clients_and_status(session, row.id)
-                changes = change(before)
-                await storage.servers.set_server(session, row, self.ctx.now(), **changes.values)
-                spec = storage.servers.spec_of(row)
-                engine = self.ctx.engine(spec)
-                was = [client for client, _ in held]
-                now = was
-                if changes.remake:
-                    now = [Client(c.user_id, c.name, engine.new_credential(spec)) for c in was]
-                    await storage.servers.set_credentials(
-                        session, row.id, [(c.user_id, c.secret) for c in now]
-                    )
-                desired = row.desired
-            active = {client.user_id for client, ok in held if ok}
-            clients = [c for c in now if c.user_id in active]
+            committing = committed = False
             try:
+                async with self.ctx.db.session() as session:
+                    row = await storage.servers.server_row(session, name)
+                    before = storage.servers.spec_of(row)
+                    held = await storage.servers.clients_and_status(session, row.id)
+                    changes = change(before)
+                    await storage.servers.set_server(session, row, self.ctx.now(), **changes.values)
+                    spec = storage.servers.spec_of(row)
+                    engine = self.ctx.engine(spec)
+                    was = [client for client, _ in held]
+                    now = was
+                    if changes.remake:
+                        now = [Client(c.user_id, c.name, engine.new_credential(spec)) for c in was]
+                        await storage.servers.set_credentials(
+                            session, row.id, [(c.user_id, c.secret) for c in now]
+                        )
+                    desired = row.desired
+                    committing = True
+                committed = True
+                active = {client.user_id for client, ok in held if ok}
+                clients = [c for c in now if c.user_id in active]
                 if desired == DesiredState.RUNNING.value:
                     clients_before = [c for c in was if c.user_id in active]
                     await self.apply.restart(engine, spec, clients, before, clients_before)
                 else:
                     self.apply.write_config(engine, spec, clients)
             except BaseException as exc:
+                # Refused, or the commit failed: nothing was written. Interrupted (Ctrl-C) in
+                # the commit, though, it may have landed (the driver's thread carries on).
+                interrupted = not isinstance(exc, Exception)
+                if not (committed or (committing and interrupted)):
+                    raise
                 with no_interrupt():
                     await self._put_back(before, was if changes.remake else [])
                     # Interrupted (not refused): the engine was not rolled back.
                     if not isinstance(exc, EngineError):
                         await self.convergence.converge_in_turn(name)
+                        if desired == DesiredState.RUNNING.value:
+                            await self._running_again(before, [c for c, ok in held if ok])
                 raise
         changed = [
             after.name
@@ -295,6 +305,15 @@ class Catalog:
             if engine.link_data(before, old) != engine.link_data(spec, after)
         ]
         return ServerChanged(server=await self.get(name), links_changed=changed)
+
+    async def _running_again(self, spec: ServerSpec, clients: list[Client]) -> None:
+        """A change interrupted between the stop and the start of its restart left the engine
+        down, which converge leaves to the service's next round (with a backoff): start it
+        now, so that Ctrl-C does not take a server down. Failing, the service retries."""
+        if self.ctx.runtime_of(spec).state(spec.name).running:
+            return
+        with contextlib.suppress(VpnError):
+            await self.apply.restart(self.ctx.engine(spec), spec, clients)
 
     async def _put_back(self, before: ServerSpec, credentials: list[Client]) -> None:
         """A server's row as it was before a change that did not hold, and these users'
