@@ -19,7 +19,7 @@ from vpn_manager.engines.registry import control_ports_of, engine_name, engine_o
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState
 from vpn_manager.services import subnets
-from vpn_manager.services.locks import no_interrupt
+from vpn_manager.services.locks import interrupt_after, no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
@@ -258,8 +258,7 @@ class Catalog:
         from vpn_manager.models.server import ServerChanged
 
         async with self.ctx.turn(name):
-            committing = committed = False
-            try:
+            with contextlib.ExitStack() as commit:
                 async with self.ctx.db.session() as session:
                     row = await storage.servers.server_row(session, name)
                     before = storage.servers.spec_of(row)
@@ -276,21 +275,16 @@ class Catalog:
                             session, row.id, [(c.user_id, c.secret) for c in now]
                         )
                     desired = row.desired
-                    committing = True
-                committed = True
-                active = {client.user_id for client, ok in held if ok}
-                clients = [c for c in now if c.user_id in active]
+                    commit.enter_context(interrupt_after())  # Ctrl-C: after the commit
+            active = {client.user_id for client, ok in held if ok}
+            clients = [c for c in now if c.user_id in active]
+            try:
                 if desired == DesiredState.RUNNING.value:
                     clients_before = [c for c in was if c.user_id in active]
                     await self.apply.restart(engine, spec, clients, before, clients_before)
                 else:
                     self.apply.write_config(engine, spec, clients)
             except BaseException as exc:
-                # Refused, or the commit failed: nothing was written. Interrupted (Ctrl-C) in
-                # the commit, though, it may have landed (the driver's thread carries on).
-                interrupted = not isinstance(exc, Exception)
-                if not (committed or (committing and interrupted)):
-                    raise
                 with no_interrupt():
                     await self._put_back(before, was if changes.remake else [])
                     # Interrupted (not refused): the engine was not rolled back.
