@@ -317,3 +317,30 @@ def test_server_set_refuses_hostile_values_and_changes_nothing(
         assert error_line(vpn("server", "set", "tw", *given, "--yes"), 3), args
         assert state(vpn) == before, args
         assert (vpn.home / "state" / "run" / "tw.pid").read_text() == pid, args
+
+
+def test_a_replaced_certificate_is_removed_once_the_change_holds(
+    vpn: InProcessCli, tmp_path: Path
+) -> None:
+    """`vpn server set --sni` makes a new self-signed certificate next to the one in use; once
+    the change holds, only the new one is left (no old private key lying about), and a change
+    that is refused leaves only the one in use too."""
+    from vpn_manager.engines import tls
+
+    port = str(free_port())
+    install = ["server", "install", "trojan", "--name", "tw", "--port", port, "--sni", "a.example"]
+    assert vpn(*install, "--listen", "127.0.0.1", "--transport", "ws").code == 0
+    keys = vpn.home / "data" / "keys" / "tw"
+
+    def kept() -> list[str]:
+        return sorted(str(p.relative_to(keys)) for p in keys.rglob("*") if p.is_file())
+
+    for name in ("b.example", "c.example"):
+        assert vpn("server", "set", "tw", "--sni", name, "--yes").code == 0
+        settings = vpn("--format", "json", "server", "list").json()[0]["settings"]
+        in_use = Path(settings["tls"]["cert_file"]).parent.relative_to(keys)
+        assert kept() == [f"{in_use}/cert.pem", f"{in_use}/key.pem"]
+    cert, _ = tls.make_self_signed(tmp_path / "other", "d.example")
+    mismatched = ["--cert", str(cert), "--key", str(tmp_path / "missing.pem")]
+    assert error_line(vpn("server", "set", "tw", *mismatched), 3)
+    assert kept() == [f"{in_use}/cert.pem", f"{in_use}/key.pem"]

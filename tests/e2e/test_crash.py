@@ -517,8 +517,10 @@ def presented_certificate(port: int) -> str:
 
 def stream_agree(vpn: Vpn, gone: dict[str, int], said: str) -> None:
     """assert_agree, then for every Xray TLS server of the database: its rendered config, the
-    certificate its engine presents and the page a probe gets are what the database says."""
+    certificate its engine presents and the page a probe gets are what the database says, and
+    its keys directory holds no certificate but that one."""
     from tests.e2e.net import BACKEND_PAGE, tls_get
+    from vpn_manager.engines.tls import unused_certificates
     from vpn_manager.engines.xray.decoy import PAGE
 
     assert_agree(vpn, gone, said)
@@ -531,6 +533,9 @@ def stream_agree(vpn: Vpn, gone: dict[str, int], said: str) -> None:
         wanted = settings.get("path") or settings["service_name"]
         assert json.dumps(wanted) in text, f"{said}: {name}'s config lacks {wanted}"
         assert json.dumps(settings["tls"]["cert_file"]) in text, f"{said}: {name}'s certificate"
+        keys = vpn.home / "data" / "keys" / name
+        unused = unused_certificates(keys, settings)
+        assert unused == [], f"{said}: {name} keeps certificates it does not use: {unused}"
         pin = settings["tls"]["cert_sha256"]
         assert presented_certificate(server["port"]) == pin, f"{said}: {name} presents another"
         decoy = settings.get("decoy", "local")

@@ -18,12 +18,14 @@ import base64
 import hashlib
 import ipaddress
 import os
+import shutil
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.stored import Stored
 from vpn_manager.errors import InvalidInput
@@ -271,6 +273,31 @@ def new_certificate(
             hint=f"Give one for {name} with --cert and --key too.",
         )
     return self_signed(directory, name)
+
+
+def unused_certificates(keys_dir: Path, settings: Mapping[str, Any]) -> list[Path]:
+    """What in a server's keys directory holds a certificate its settings no longer name: the
+    one a `vpn server set` replaced (kept until the change held), or one it made before it was
+    refused, cut short or killed. Nothing for a server without a certificate."""
+    stored = settings.get("tls")
+    if not isinstance(stored, dict) or not stored.get("cert_file"):
+        return []
+    in_use = Path(str(stored["cert_file"])).parent
+    found = [d for d in keys_dir.glob("tls-*") if d.is_dir() and d != in_use]
+    if in_use != keys_dir:  # the one install made, replaced since
+        found += [f for f in (keys_dir / CERT_NAME, keys_dir / KEY_NAME) if f.exists()]
+    return sorted(found)
+
+
+def forget_unused_certificates(keys_dir: Path, settings: Mapping[str, Any]) -> int:
+    """Remove unused_certificates(); how many there were."""
+    found = unused_certificates(keys_dir, settings)
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(found)
 
 
 def reissue(now: Certificate) -> Certificate:

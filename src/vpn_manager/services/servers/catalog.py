@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
+from vpn_manager.engines import tls
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import control_ports_of, engine_name, engine_of_new
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
@@ -287,12 +288,15 @@ class Catalog:
             except BaseException as exc:
                 with no_interrupt():
                     await self._put_back(before, was if changes.remake else [])
+                    tls.forget_unused_certificates(self.ctx.keys_dir(name), before.settings)
                     # Interrupted (not refused): the engine was not rolled back.
                     if not isinstance(exc, EngineError):
                         await self.convergence.converge_in_turn(name)
                         if desired == DesiredState.RUNNING.value:
                             await self._running_again(before, [c for c, ok in held if ok])
                 raise
+            # The certificate the change replaced (kept until it held).
+            tls.forget_unused_certificates(self.ctx.keys_dir(name), spec.settings)
         changed = [
             after.name
             for old, after in zip(was, now, strict=True)
