@@ -263,6 +263,12 @@ class Catalog:
                 async with self.ctx.db.session() as session:
                     row = await storage.servers.server_row(session, name)
                     before = storage.servers.spec_of(row)
+
+                    def unmade(kind: type[BaseException] | None, *_: object) -> None:
+                        if kind is not None:  # refused or interrupted: what it made goes
+                            tls.forget_unused_certificates(self.ctx.keys_dir(name), before.settings)
+
+                    commit.push(unmade)
                     held = await storage.servers.clients_and_status(session, row.id)
                     changes = change(before)
                     await storage.servers.set_server(session, row, self.ctx.now(), **changes.values)
