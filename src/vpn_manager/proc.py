@@ -4,6 +4,7 @@ logged, the stderr tail carried into the error, the child killed on timeout or c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shlex
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent() -> None:
     """For a child that must not outlive this process however it ends (kill -9 included): the
     kernel kills it when we die. Used as `preexec_fn` (Linux; elsewhere it does nothing)."""
-    import contextlib
     import ctypes
     import signal
 
@@ -60,7 +60,8 @@ async def run(
             hint="The machine may be too busy; try again.",
         ) from None
     except asyncio.CancelledError:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            process.kill()
         await process.wait()
         raise
     done = Completed(

@@ -10,7 +10,10 @@ Set VPN_CRASH_KILLS to try more (or fewer) than 10 per operation (a fifth of the
 PostgreSQL, where every other round stops the database server instead of killing the command),
 and VPN_CRASH_BATCH for batches of other than 500 users. Issue 17's changes (a bulk grant, a
 plan given to users, `server set --method`, WireGuard's `server set --dns --mtu` in a network
-namespace) are killed at VPN_CRASH_CHANGE_KILLS moments (2).
+namespace) are killed at VPN_CRASH_CHANGE_KILLS moments (2). Issue 18's Xray servers over a
+transport (Trojan+WS+TLS, VMess+gRPC+TLS: install, `server set --decoy` and `--sni`, 200-user
+batches added and deleted) are killed, and interrupted with Ctrl-C, at VPN_CRASH_STREAM_KILLS
+moments (6).
 """
 
 from __future__ import annotations
@@ -64,8 +67,19 @@ def killed_at(vpn: Vpn, args: list[str], delay: float) -> int | None:
 
 
 def timed(vpn: Vpn, args: list[str]) -> float:
+    """How long `vpn ARGS` takes, run as the killed commands are (a process of its own, not
+    the launcher's fork, which has the heavy libraries imported already and ends sooner)."""
     started = time.monotonic()
-    vpn.ok(*args, timeout=300)
+    done = subprocess.run(
+        [*vpn.prefix, str(VPN), *args],
+        env=vpn.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"vpn {' '.join(args)} failed ({done.returncode}): {done.stderr}"
     return time.monotonic() - started
 
 
@@ -302,14 +316,15 @@ def kill_rounds(
     before: Callable[[], object] | None = None,
     check: Callable[[str], None] | None = None,
     agree: Callable[[str], None] | None = None,
+    kills: int = CHANGE_KILLS,
 ) -> None:
-    """CHANGE_KILLS rounds of: `before()` (the state to change again), `vpn COMMAND(round)`
-    killed at a seeded moment of its `took` seconds, `serve --once`, the agreement check (and
-    `check`, given what to say on failure; `agree` instead of assert_agree). At least one kill
-    must come before the command ended, or the test proved nothing: a command that ended first
-    makes the next moments fall within its own time."""
+    """`kills` (CHANGE_KILLS) rounds of: `before()` (the state to change again), `vpn
+    COMMAND(round)` killed at a seeded moment of its `took` seconds, `serve --once`, the
+    agreement check (and `check`, given what to say on failure; `agree` instead of
+    assert_agree). At least one kill must come before the command ended, or the test proved
+    nothing: a command that ended first makes the next moments fall within its own time."""
     landed = 0
-    for round_ in range(CHANGE_KILLS):
+    for round_ in range(kills):
         if before is not None:
             before()
         delay = rng.uniform(0, took)
@@ -327,7 +342,7 @@ def kill_rounds(
         if check is not None:
             check(said)
     assert landed, f"{what}: every command ended before its kill (uninterrupted: {took:.2f} s)"
-    print(f"{what}: {CHANGE_KILLS} kills tried, {landed} mid-command (took {took:.1f} s)")
+    print(f"{what}: {kills} kills tried, {landed} mid-command (took {took:.1f} s)")
 
 
 def two_running_servers(vpn: Vpn) -> None:
@@ -457,3 +472,265 @@ def test_kill_during_a_wireguard_settings_change(tmp_path: Path, rng: random.Ran
             kill_rounds(vpn, rng, set_wg, took, "server set --dns --mtu (WireGuard)", agree=agree)
         finally:
             vpn("server", "stop", "wg")
+
+
+# -- issue 18: VLESS, Trojan and VMess over a transport, on Xray --------------------------------
+# Trojan+WebSocket+TLS (its decoy a front inbound passing the path on to the real inbound on a
+# unix socket) and VMess+gRPC+TLS. Their commands take about a second, so each is killed at
+# STREAM_KILLS moments (6). Besides the agreement above (users through Xray's API, the port,
+# no stray process or temp file), checked after every `serve --once`: the rendered config
+# carries the database's path or service name and the certificate it stores, and the engine
+# presents that certificate (its SHA-256 is the pin in every user's link) and gives a probe
+# the decoy the database names. At the end a real Xray client built from a printed link
+# fetches a page through each server.
+STREAM_KILLS = int(os.environ.get("VPN_CRASH_STREAM_KILLS", "6"))
+STREAMS = {
+    "tw": ["trojan", "--transport", "ws", "--path", "/tw", "--host-header", "cdn.test"],
+    "vg": ["vmess", "--transport", "grpc", "--service-name", "vg.Tunnel"],
+}
+
+
+def stream_install(kind: str, name: str, port: int) -> list[str]:
+    """`vpn server install` of a Trojan+WS+TLS ("tw") or VMess+gRPC+TLS ("vg") server."""
+    protocol, *transport = STREAMS[kind]
+    args = ["server", "install", protocol, "--name", name, "--port", str(port)]
+    args += ["--listen", "127.0.0.1", "--host", "127.0.0.1", "--allow-private"]
+    return [*args, "--sni", "vpn.test", "--security", "tls", *transport]
+
+
+def presented_certificate(port: int) -> str:
+    """Hex SHA-256 of the certificate the server on `port` presents (what links pin)."""
+    import hashlib
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="vpn.test") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def stream_agree(vpn: Vpn, gone: dict[str, int], said: str) -> None:
+    """assert_agree, then for every Xray TLS server of the database: its rendered config, the
+    certificate its engine presents and the page a probe gets are what the database says, and
+    its keys directory holds no certificate but that one."""
+    from tests.e2e.net import BACKEND_PAGE, tls_get
+    from vpn_manager.engines.tls import unused_certificates
+    from vpn_manager.engines.xray.decoy import PAGE
+
+    assert_agree(vpn, gone, said)
+    servers = vpn.json("server", "list")
+    assert isinstance(servers, list)
+    for server in servers:
+        name, settings = server["name"], server["settings"]
+        config = json.loads((vpn.home / "state" / "rendered" / name / "config.json").read_text())
+        text = json.dumps(config)
+        wanted = settings.get("path") or settings["service_name"]
+        assert json.dumps(wanted) in text, f"{said}: {name}'s config lacks {wanted}"
+        assert json.dumps(settings["tls"]["cert_file"]) in text, f"{said}: {name}'s certificate"
+        keys = vpn.home / "data" / "keys" / name
+        unused = unused_certificates(keys, settings)
+        assert unused == [], f"{said}: {name} keeps certificates it does not use: {unused}"
+        pin = settings["tls"]["cert_sha256"]
+        assert presented_certificate(server["port"]) == pin, f"{said}: {name} presents another"
+        decoy = settings.get("decoy", "local")
+        page = tls_get(server["port"], "vpn.test")
+        expected = PAGE if decoy == "local" else BACKEND_PAGE
+        assert page.endswith(expected), f"{said}: a probe of {name} (decoy {decoy}) got {page!r}"
+
+
+def a_client_gets_through(vpn: Vpn, server: str, user: str, workdir: Path) -> None:
+    from tests.e2e.conftest import curl_via, link_of, xray_client
+    from tests.e2e.net import BACKEND_PAGE, http_backend
+
+    with (
+        http_backend() as backend,
+        xray_client(link_of(vpn, user, server), workdir / server) as socks,
+    ):
+        assert curl_via(socks, f"http://127.0.0.1:{backend}/").encode() == BACKEND_PAGE
+
+
+@pytest.mark.parametrize("kind", ["tw", "vg"])
+def test_kill_during_a_stream_server_install(
+    vpn: Vpn, rng: random.Random, tmp_path: Path, kind: str
+) -> None:
+    """Trojan+WS+TLS and VMess+gRPC+TLS installs, killed at random moments; each round's
+    server (there or not, depending on the moment) is removed before the next."""
+    took = timed(vpn, stream_install(kind, "first", free_port()))
+    vpn.ok("server", "remove", "first", "--yes")
+    ports: dict[int, int] = {}
+
+    def install(round_: int) -> list[str]:
+        if round_:
+            vpn("server", "remove", f"i{round_ - 1}", "--yes")  # exit 4 if the kill came first
+        ports[round_] = free_port()
+        return stream_install(kind, f"i{round_}", ports[round_])
+
+    def agree(said: str) -> None:
+        round_ = max(ports)
+        stream_agree(vpn, {f"i{round_}": ports[round_]}, said)
+
+    kill_rounds(vpn, rng, install, took, f"server install {kind}", agree=agree, kills=STREAM_KILLS)
+    vpn.ok(*stream_install(kind, "last", free_port()))
+    vpn.ok("user", "add", "alice", "--server", "last")
+    a_client_gets_through(vpn, "last", "alice", tmp_path)
+
+
+@pytest.mark.parametrize("option", ["--decoy", "--sni"])
+def test_kill_during_a_stream_server_settings_change(
+    vpn: Vpn, rng: random.Random, tmp_path: Path, option: str
+) -> None:
+    """`vpn server set tw --decoy` (between an HTTP site and the local page) and `--sni` (a new
+    self-signed certificate: every user's link changes) on a Trojan+WS+TLS server with users,
+    killed at random moments."""
+    from tests.e2e.net import http_backend
+
+    vpn.ok(*stream_install("tw", "tw", free_port()))
+    vpn.ok("user", "add", "alice", "bob", "--server", "tw")
+    with http_backend() as backend:
+        values = {"--decoy": [f"127.0.0.1:{backend}", "local"], "--sni": ["a.test", "b.test"]}
+
+        def set_server(round_: int) -> list[str]:
+            return ["server", "set", "tw", option, values[option][round_ % 2], "--yes"]
+
+        took = timed(vpn, set_server(1))
+        kill_rounds(
+            vpn,
+            rng,
+            set_server,
+            took,
+            f"server set {option} (Trojan+WS+TLS)",
+            agree=lambda said: stream_agree(vpn, {}, said),
+            kills=STREAM_KILLS,
+        )
+    a_client_gets_through(vpn, "tw", "alice", tmp_path)
+
+
+def test_kill_during_user_changes_on_stream_servers(
+    vpn: Vpn, rng: random.Random, tmp_path: Path
+) -> None:
+    """Batches of 200 users added to (even rounds) and deleted from (odd rounds) a
+    Trojan+WS+TLS and a VMess+gRPC+TLS server at once, killed at random moments; the batch
+    an odd round deletes is made whole first (its add may have been killed before its
+    commit)."""
+    for kind in STREAMS:
+        vpn.ok(*stream_install(kind, kind, free_port()))
+    vpn.ok("user", "add", "alice", "--server", "tw", "--server", "vg")
+    servers = ["--server", "tw", "--server", "vg"]
+
+    def batch(tag: str) -> list[str]:
+        return [f"{tag}{i}" for i in range(200)]
+
+    def change(round_: int) -> list[str]:
+        if round_ % 2 == 0:
+            return ["user", "add", *batch(f"n{round_}-"), *servers]
+        vpn("user", "add", *batch(f"n{round_ - 1}-"), *servers)  # exit 4 if they are there
+        return ["user", "delete", *batch(f"n{round_ - 1}-"), "--yes"]
+
+    took = timed(vpn, ["user", "add", *batch("m"), *servers])
+    kill_rounds(
+        vpn,
+        rng,
+        change,
+        took,
+        "200 users added to or deleted from tw and vg",
+        agree=lambda said: stream_agree(vpn, {}, said),
+        kills=STREAM_KILLS,
+    )
+    for server in ("tw", "vg"):
+        a_client_gets_through(vpn, server, "alice", tmp_path)
+
+
+def interrupted_at(vpn: Vpn, args: list[str], delay: float) -> tuple[int, str]:
+    """Run `vpn ARGS` in a process group of its own and, `delay` seconds after it imported
+    its entry point (`-X importtime` says when: earlier, Ctrl-C lands in Python's own
+    start-up, which is not ours to handle), send the group SIGINT, as a terminal's Ctrl-C
+    does; its exit code and stderr (without the import lines)."""
+    import threading
+
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", str(VPN), *args],
+        env=vpn.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    ours = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if line.rstrip().endswith(" vpn_manager.cli.entry"):
+                ours.set()
+        ours.set()  # it has ended
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ours.wait(30), "the CLI never imported its entry point"
+        time.sleep(delay)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(10)
+    return process.returncode, "".join(x for x in lines if not x.startswith("import time:"))
+
+
+@pytest.mark.parametrize("command", ["install", "set --sni", "user add"])
+def test_ctrl_c_on_a_stream_server_exits_130(vpn: Vpn, rng: random.Random, command: str) -> None:
+    """Ctrl-C at STREAM_KILLS moments of a Trojan+WS+TLS install, `server set --sni` and a
+    200-user batch on it: exit 130 with the one line "Interrupted." (or 0 if it had ended),
+    never a traceback; then everything agrees, before (what the command put back) and after
+    `serve --once`."""
+    if command != "install":
+        vpn.ok(*stream_install("tw", "tw", free_port()))
+        vpn.ok("user", "add", "alice", "--server", "tw")
+    names = {"set --sni": ["a.test", "b.test"]}
+    ports: dict[int, int] = {}
+
+    def args(round_: int) -> list[str]:
+        if command == "install":
+            if round_:
+                vpn("server", "remove", f"i{round_ - 1}", "--yes")
+            ports[round_] = free_port()
+            return stream_install("tw", f"i{round_}", ports[round_])
+        if command == "set --sni":
+            return ["server", "set", "tw", "--sni", names[command][round_ % 2], "--yes"]
+        return ["user", "add", *[f"c{round_}-{i}" for i in range(200)], "--server", "tw"]
+
+    took = timed(vpn, args(0))
+    interrupted = 0
+    for round_ in range(1, STREAM_KILLS + 1):
+        command_args = args(round_)
+        delay = rng.uniform(0, took)
+        code, err = interrupted_at(vpn, command_args, delay)
+        said = f"{command} interrupted after {delay:.2f} s (round {round_}, exit {code})"
+        assert "Traceback" not in err, f"{said}: {err}"
+        # -SIGINT: it landed after the work, where the default handler is back (asyncio.run's end).
+        assert code in (0, 130, -signal.SIGINT), f"{said}: {err}"
+        # Nothing but the command's own notes (a Ctrl-C after its change says what changed),
+        # then "Interrupted.": no log of a library winding down.
+        noise = ("Exception", "Unknown child process", "error:")
+        assert not any(word in err for word in noise), f"{said}: {err}"
+        if code == 130:
+            interrupted += 1
+            assert err.strip().splitlines()[-1] == "Interrupted.", f"{said}: {err}"
+        gone = {f"i{round_}": ports[round_]} if command == "install" else {}
+        stream_agree(vpn, gone, f"{said}, before serve --once")
+        serve_once(vpn)
+        stream_agree(vpn, gone, said)
+    assert interrupted, f"{command}: every command ended before Ctrl-C (took {took:.2f} s)"
+    print(f"Ctrl-C on {command}: {STREAM_KILLS} tried, {interrupted} interrupted mid-command")

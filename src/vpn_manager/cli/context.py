@@ -70,6 +70,9 @@ class AppContext:
         user changes reached each server (live, reloaded, or saved for later)."""
         import asyncio
 
+        if not self.debug:
+            _quiet_libraries()
+
         async def main() -> T:
             services = self.services()  # opened lazily: list reads may never need SQLAlchemy
             try:
@@ -88,6 +91,17 @@ class AppContext:
 
     def servers(self, work: Callable[[ServerService], Awaitable[T]]) -> T:
         return self.run(lambda services: work(services.servers))
+
+
+def _quiet_libraries() -> None:
+    """Without --debug, what asyncio and SQLAlchemy log while a command winds down after Ctrl-C
+    (a database connection that could not be closed, with its traceback; a child process
+    reaped elsewhere) stays off stderr: "Interrupted." says what happened. (Loaded already:
+    asyncio imports logging.)"""
+    import logging
+
+    for name in ("asyncio", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def app_context(ctx: typer.Context) -> AppContext:

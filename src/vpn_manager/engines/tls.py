@@ -17,11 +17,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import os
+import shutil
+import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.stored import Stored
 from vpn_manager.errors import InvalidInput
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"
 VALID_DAYS = 3650
+MAX_PEM_BYTES = 1 << 20  # a certificate chain is a few KiB
 
 
 def make_self_signed(directory: Path, server_name: str) -> tuple[Path, Path]:
@@ -98,19 +103,43 @@ def make_self_signed(directory: Path, server_name: str) -> tuple[Path, Path]:
 
 
 def _read(path: Path, what: str) -> bytes:
+    """The bytes of a regular file of at most MAX_PEM_BYTES. A pipe would block and a device
+    (/dev/zero) never end, so anything but a regular file is refused before it is read."""
+    cannot = f"Cannot read the {what} file {path}"
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidInput(f"The {what} file {path} does not exist.") from None
     except OSError as exc:
-        raise InvalidInput(f"Cannot read the {what} file {path}: {exc.strerror or exc}.") from None
+        raise InvalidInput(f"{cannot}: {exc.strerror or exc}.") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidInput(f"{cannot}: it is a directory.")
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(f"{cannot}: it is not a regular file (a pipe or a device).")
+        data = b""
+        while len(data) <= MAX_PEM_BYTES and (chunk := os.read(fd, MAX_PEM_BYTES + 1)):
+            data += chunk
+    except OSError as exc:
+        raise InvalidInput(f"{cannot}: {exc.strerror or exc}.") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PEM_BYTES:
+        raise InvalidInput(
+            f"{cannot}: it is larger than 1 MiB, more than any certificate chain or key."
+        )
+    return data
 
 
 def load_cert(cert: Path) -> x509.Certificate:
     """The first certificate of a PEM file; InvalidInput if there is none."""
+    return _parse_cert(cert, _read(cert, "certificate"))
+
+
+def _parse_cert(cert: Path, data: bytes) -> x509.Certificate:
     from cryptography import x509
 
-    data = _read(cert, "certificate")
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError:
@@ -141,13 +170,15 @@ def public_key_sha256(cert: Path) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-def check_pair(cert: Path, key: Path) -> None:
+def check_pair(cert: Path, key: Path) -> tuple[bytes, bytes]:
     """Raise InvalidInput unless `cert` holds a PEM certificate and `key` the PEM private key
-    that belongs to it (sing-box reads both at start and refuses anything else)."""
+    that belongs to it (sing-box reads both at start and refuses anything else); return the
+    bytes of both as checked."""
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    certificate = load_cert(cert)
+    cert_data = _read(cert, "certificate")
+    certificate = _parse_cert(cert, cert_data)
     data = _read(key, "key")
     try:
         private = serialization.load_pem_private_key(data, password=None)
@@ -166,6 +197,7 @@ def check_pair(cert: Path, key: Path) -> None:
             f"The key {key} does not belong to the certificate {cert}.",
             hint="Give the private key the certificate was issued for.",
         )
+    return cert_data, data
 
 
 # -- a server's certificate, as stored ----------------------------------------------------------
@@ -183,11 +215,11 @@ class Certificate(Stored):
 
 def own_certificate(cert: Path, key: Path, directory: Path, name: str) -> Certificate:
     """A certificate of the user's, checked, then kept in `directory` (the key 0600)."""
-    check_pair(cert, key)
+    cert_data, key_data = check_pair(cert, key)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     kept_cert, kept_key = directory / CERT_NAME, directory / KEY_NAME
-    atomic_write(kept_cert, cert.read_bytes(), mode=0o644)
-    atomic_write(kept_key, key.read_bytes())
+    atomic_write(kept_cert, cert_data, mode=0o644)
+    atomic_write(kept_key, key_data)
     return Certificate(
         server_name=name,
         cert_file=str(kept_cert),
@@ -241,6 +273,31 @@ def new_certificate(
             hint=f"Give one for {name} with --cert and --key too.",
         )
     return self_signed(directory, name)
+
+
+def unused_certificates(keys_dir: Path, settings: Mapping[str, Any]) -> list[Path]:
+    """What in a server's keys directory holds a certificate its settings no longer name: the
+    one a `vpn server set` replaced (kept until the change held), or one it made before it was
+    refused, cut short or killed. Nothing for a server without a certificate."""
+    stored = settings.get("tls")
+    if not isinstance(stored, dict) or not stored.get("cert_file"):
+        return []
+    in_use = Path(str(stored["cert_file"])).parent
+    found = [d for d in keys_dir.glob("tls-*") if d.is_dir() and d != in_use]
+    if in_use != keys_dir:  # the one install made, replaced since
+        found += [f for f in (keys_dir / CERT_NAME, keys_dir / KEY_NAME) if f.exists()]
+    return sorted(found)
+
+
+def forget_unused_certificates(keys_dir: Path, settings: Mapping[str, Any]) -> int:
+    """Remove unused_certificates(); how many there were."""
+    found = unused_certificates(keys_dir, settings)
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(found)
 
 
 def reissue(now: Certificate) -> Certificate:

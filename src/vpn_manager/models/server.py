@@ -143,20 +143,32 @@ def _addresses(value: str) -> str:
     return ", ".join(parts)
 
 
-_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
+# Unreserved URL characters only: Xray compares the path a client asks for after
+# percent-decoding it, so a path with `%` never matches, and its HTTPUpgrade client escapes
+# `'()*+!$` (nobody got through either way); a `?` would start a query.
+_PATH = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_DOT_SEGMENTS = {".", ".."}
 
 
 def check_path(value: str) -> str:
-    """An HTTP path a client asks for (WebSocket, HTTPUpgrade, XHTTP): /, then URL characters."""
+    """An HTTP path a client asks for (WebSocket, HTTPUpgrade, XHTTP): /, then URL characters;
+    no `.` or `..` segment, which a CDN or proxy in front resolves away (RFC 3986)."""
     if not _PATH.fullmatch(value):
         raise ValueError("give a path such as /ws: a / and then letters, digits or - . _ ~ /")
+    if _DOT_SEGMENTS & set(value.split("/")):
+        raise ValueError("give a path without . or .. segments (a proxy in front removes them)")
     return value
 
 
 def check_service_name(value: str) -> str:
+    """A gRPC service name: clients ask for /NAME/Tun, so `.` and `..` are refused as in paths."""
     if not _SERVICE_NAME.fullmatch(value):
         raise ValueError("give a gRPC service name of letters, digits, '.', '_' or '-'")
+    if value in _DOT_SEGMENTS:
+        raise ValueError(
+            "give a gRPC service name other than . or .. (a proxy in front removes it)"
+        )
     return value
 
 

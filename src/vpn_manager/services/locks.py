@@ -1,4 +1,5 @@
-"""Turns between processes that change one server's engine, and a quiet spell for undoing.
+"""Turns between processes that change one server's engine, a quiet spell for undoing, and
+Ctrl-C held back for a commit.
 
 Commands, the TUI and the service each take a server's turn (`run/turns/NAME.server`, an flock)
 for as long as they change its engine: a user pushed live, a reload, a restart. The database is
@@ -13,6 +14,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 from vpn_manager.fsutil import exclusive, held
 from vpn_manager.paths import entry
@@ -46,3 +48,25 @@ def no_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Ctrl-C waits until the block has ended, then takes effect as usual: for a commit, which
+    cut short may still land (the database driver's thread carries on) while the command
+    thinks it did not. Only the main thread can change signal handlers; elsewhere this does
+    nothing."""
+    caught: list[tuple[int, FrameType | None]] = []
+    try:
+        previous = signal.signal(
+            signal.SIGINT, lambda signum, frame: caught.append((signum, frame))
+        )
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])

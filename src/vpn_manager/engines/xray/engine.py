@@ -319,16 +319,21 @@ class XrayEngine:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 preexec_fn=die_with_parent,  # a killed command leaves no candidate Xray behind
+                # Its own session: a Ctrl-C in our terminal is ours to handle (we end it below),
+                # not a death of its own in the middle of the verdict.
+                start_new_session=True,
             )
             try:
                 await self._await_verdict(process, probe_port, quic)
             finally:
                 if process.returncode is None:
-                    process.terminate()
+                    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                        process.terminate()
                     try:
                         await asyncio.wait_for(process.wait(), 3)
                     except TimeoutError:
-                        process.kill()
+                        with contextlib.suppress(ProcessLookupError):
+                            process.kill()
                         await process.wait()
 
     async def _await_verdict(

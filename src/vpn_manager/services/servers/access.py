@@ -5,6 +5,7 @@ in (share links and what a client needs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from vpn_manager.errors import InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UserStatus
 from vpn_manager.labels import link_label
 from vpn_manager.services.batches import reject_repeats
-from vpn_manager.services.locks import no_interrupt
+from vpn_manager.services.locks import interrupt_after, no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
@@ -388,9 +389,11 @@ class ServerUsers:
         the error says the engine still has to catch up; the service does it on its next round.
         If this process dies half-way, the service's next round finishes or removes what the
         engines got (converge)."""
-        async with self.ctx.db.session() as session:
-            result = await work(session)
-            pending = pending_of(session)
+        with contextlib.ExitStack() as commit:
+            async with self.ctx.db.session() as session:
+                result = await work(session)
+                pending = pending_of(session)
+                commit.enter_context(interrupt_after())  # Ctrl-C: after the commit, then undone
         if not pending:
             return result
         try:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
+from vpn_manager.engines import tls
 from vpn_manager.engines.ports import free_port
 from vpn_manager.engines.registry import control_ports_of, engine_name, engine_of_new
 from vpn_manager.errors import Conflict, EngineError, InvalidInput, NotFound, VpnError
 from vpn_manager.kinds import UDP_PROTOCOLS, DesiredState
 from vpn_manager.services import subnets
-from vpn_manager.services.locks import no_interrupt
+from vpn_manager.services.locks import interrupt_after, no_interrupt
 from vpn_manager.services.servers.apply import Apply
 from vpn_manager.services.servers.context import ServerContext
 from vpn_manager.services.servers.convergence import Convergence
@@ -258,22 +259,30 @@ class Catalog:
         from vpn_manager.models.server import ServerChanged
 
         async with self.ctx.turn(name):
-            async with self.ctx.db.session() as session:
-                row = await storage.servers.server_row(session, name)
-                before = storage.servers.spec_of(row)
-                held = await storage.servers.clients_and_status(session, row.id)
-                changes = change(before)
-                await storage.servers.set_server(session, row, self.ctx.now(), **changes.values)
-                spec = storage.servers.spec_of(row)
-                engine = self.ctx.engine(spec)
-                was = [client for client, _ in held]
-                now = was
-                if changes.remake:
-                    now = [Client(c.user_id, c.name, engine.new_credential(spec)) for c in was]
-                    await storage.servers.set_credentials(
-                        session, row.id, [(c.user_id, c.secret) for c in now]
-                    )
-                desired = row.desired
+            with contextlib.ExitStack() as commit:
+                async with self.ctx.db.session() as session:
+                    row = await storage.servers.server_row(session, name)
+                    before = storage.servers.spec_of(row)
+
+                    def unmade(kind: type[BaseException] | None, *_: object) -> None:
+                        if kind is not None:  # refused or interrupted: what it made goes
+                            tls.forget_unused_certificates(self.ctx.keys_dir(name), before.settings)
+
+                    commit.push(unmade)
+                    held = await storage.servers.clients_and_status(session, row.id)
+                    changes = change(before)
+                    await storage.servers.set_server(session, row, self.ctx.now(), **changes.values)
+                    spec = storage.servers.spec_of(row)
+                    engine = self.ctx.engine(spec)
+                    was = [client for client, _ in held]
+                    now = was
+                    if changes.remake:
+                        now = [Client(c.user_id, c.name, engine.new_credential(spec)) for c in was]
+                        await storage.servers.set_credentials(
+                            session, row.id, [(c.user_id, c.secret) for c in now]
+                        )
+                    desired = row.desired
+                    commit.enter_context(interrupt_after())  # Ctrl-C: after the commit
             active = {client.user_id for client, ok in held if ok}
             clients = [c for c in now if c.user_id in active]
             try:
@@ -285,16 +294,30 @@ class Catalog:
             except BaseException as exc:
                 with no_interrupt():
                     await self._put_back(before, was if changes.remake else [])
+                    tls.forget_unused_certificates(self.ctx.keys_dir(name), before.settings)
                     # Interrupted (not refused): the engine was not rolled back.
                     if not isinstance(exc, EngineError):
                         await self.convergence.converge_in_turn(name)
+                        if desired == DesiredState.RUNNING.value:
+                            await self._running_again(before, [c for c, ok in held if ok])
                 raise
+            # The certificate the change replaced (kept until it held).
+            tls.forget_unused_certificates(self.ctx.keys_dir(name), spec.settings)
         changed = [
             after.name
             for old, after in zip(was, now, strict=True)
             if engine.link_data(before, old) != engine.link_data(spec, after)
         ]
         return ServerChanged(server=await self.get(name), links_changed=changed)
+
+    async def _running_again(self, spec: ServerSpec, clients: list[Client]) -> None:
+        """A change interrupted between the stop and the start of its restart left the engine
+        down, which converge leaves to the service's next round (with a backoff): start it
+        now, so that Ctrl-C does not take a server down. Failing, the service retries."""
+        if self.ctx.runtime_of(spec).state(spec.name).running:
+            return
+        with contextlib.suppress(VpnError):
+            await self.apply.restart(self.ctx.engine(spec), spec, clients)
 
     async def _put_back(self, before: ServerSpec, credentials: list[Client]) -> None:
         """A server's row as it was before a change that did not hold, and these users'

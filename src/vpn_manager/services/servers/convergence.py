@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Sequence
 
 from vpn_manager import storage
+from vpn_manager.engines import tls
 from vpn_manager.engines.base import Engine
 from vpn_manager.errors import NotFound, VpnError
 from vpn_manager.fsutil import atomic_write, remove_temps
@@ -72,6 +73,8 @@ class Convergence:
         spec = storage.servers.spec_of(row)
         engine = self.ctx.engine(spec)
         fixed = self._sweep(name)
+        if unused := tls.forget_unused_certificates(self.ctx.keys_dir(name), spec.settings):
+            fixed.append(f"removed {unused} certificate files it no longer uses")
         state = self.ctx.runtime_of(spec).state(name)
         if row.desired != DesiredState.RUNNING.value or not state.running:
             if state.running:
