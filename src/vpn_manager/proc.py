@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,14 +18,23 @@ log = logging.getLogger("vpn_manager.proc")
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """For a child that must not outlive this process however it ends (kill -9 included): the
-    kernel kills it when we die. Used as `preexec_fn` (Linux; elsewhere it does nothing)."""
-    import ctypes
-    import signal
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` for a child that must not outlive this process however it ends (kill -9
+    included): the kernel kills it when we die (Linux; elsewhere it does nothing). A parent
+    killed between the fork and that request would go unnoticed, so the child also checks that
+    its parent is still the process that made it, and ends at once if not."""
+    parent = os.getpid()
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    def in_the_child() -> None:
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # already orphaned: nobody is left to end it
+            os._exit(1)
+
+    return in_the_child
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def run_binary(binary: str, config: str, text: str) -> int:
     process = subprocess.Popen(
         [binary, "run", "-c", config],
         stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,  # noqa: PLW1509 (no thread yet)
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 (no thread yet)
     )
 
     def forward(signum: int, _frame: object) -> None:

@@ -318,7 +318,7 @@ class XrayEngine:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
-                preexec_fn=die_with_parent,  # a killed command leaves no candidate Xray behind
+                preexec_fn=die_with_parent(),  # a killed command leaves no candidate Xray behind
                 # Its own session: a Ctrl-C in our terminal is ours to handle (we end it below),
                 # not a death of its own in the middle of the verdict.
                 start_new_session=True,
