@@ -49,6 +49,20 @@ REALITY_NETWORKS = frozenset({Network.RAW, Network.GRPC, Network.XHTTP})
 # The networks that are HTTP requests to a path, with a Host header a client may set.
 HTTP_NETWORKS = frozenset({Network.WS, Network.HTTPUPGRADE, Network.XHTTP})
 XHTTP_MODES = ("auto", "packet-up", "stream-up", "stream-one")
+# What each transport option needs of the transport (`vpn server install` and `set`).
+TRANSPORT_OPTIONS = {
+    "path": (HTTP_NETWORKS, "--path applies to --transport ws, httpupgrade or xhttp"),
+    "host_header": (HTTP_NETWORKS, "--host-header applies to --transport ws, httpupgrade or xhttp"),
+    "service_name": (frozenset({Network.GRPC}), "--service-name applies to --transport grpc"),
+    "xhttp_mode": (frozenset({Network.XHTTP}), "--xhttp-mode applies to --transport xhttp"),
+}
+
+
+def transport_misfit(field: str, network: Network) -> str | None:
+    """Why the transport option `field` (path, host_header, service_name, xhttp_mode) does not
+    apply to `network`, or None where it does."""
+    networks, why = TRANSPORT_OPTIONS[field]
+    return None if network in networks else why
 
 
 def default_security(protocol: Protocol, network: Network) -> Security:

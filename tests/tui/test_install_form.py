@@ -362,7 +362,8 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
     """PROTOCOL says the transport and security of an Xray server (`vless+grpc/reality`),
     ENGINE its engine; a Trojan server still on sing-box says `trojan`, `sing-box`. Settings of
     the REALITY one offer SNI (the target site) and Dest; of the sing-box TLS one, SNI (the
-    certificate's name) alone; of an Xray TLS one, SNI and Decoy (filled in with its decoy)."""
+    certificate's name) alone; of an Xray TLS one, SNI and Decoy (filled in with its decoy);
+    and each Xray one its transport's rows (gRPC service; Path and Host header for ws)."""
     from datetime import UTC, datetime
 
     from tests.tui.conftest import insert_server
@@ -426,10 +427,11 @@ async def test_the_list_and_settings_of_servers_with_a_transport(home: Paths) ->
             fields[name] = [(f, hint) for f, _, hint in form.fields()]
             if name == "ws1":
                 assert form.query_one("#f-decoy", Input).value == "site.example:80"
+                assert form.query_one("#f-path", Input).value == "/w"
             await pilot.press("escape")
             await pilot.pause()
-    assert [f for f, _ in fields["grpc1"]] == ["port", "host", "sni", "dest"]
+    assert [f for f, _ in fields["grpc1"]] == ["port", "host", "sni", "dest", "service_name"]
     assert dict(fields["grpc1"])["sni"] == "a real site that speaks TLS 1.3"
     assert [f for f, _ in fields["old1"]] == ["port", "host", "sni"]
     assert dict(fields["old1"])["sni"] == "the name in the certificate"
-    assert [f for f, _ in fields["ws1"]] == ["port", "host", "sni", "decoy"]
+    assert [f for f, _ in fields["ws1"]] == ["port", "host", "sni", "decoy", "path", "host_header"]

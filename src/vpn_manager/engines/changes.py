@@ -22,6 +22,10 @@ OPTIONS = {
     "mtu": "--mtu",
     "client_allowed_ips": "--allowed-ips",
     "decoy": "--decoy",
+    "path": "--path",
+    "service_name": "--service-name",
+    "host_header": "--host-header",
+    "xhttp_mode": "--xhttp-mode",
 }
 # Fields every server has: the caller's (port, host) or every engine's settings' (allow_private).
 COMMON = frozenset({"port", "host", "allow_private"})

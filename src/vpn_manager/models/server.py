@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from vpn_manager.kinds import (
-    HTTP_NETWORKS,
     PROXY_PROTOCOLS,
     REALITY_NETWORKS,
     STREAM_PROTOCOLS,
     TLS_PROTOCOLS,
+    TRANSPORT_OPTIONS,
     UDP_PROTOCOLS,
     XHTTP_MODES,
     DesiredState,
@@ -24,6 +24,7 @@ from vpn_manager.kinds import (
     Security,
     default_security,
     is_ip,
+    transport_misfit,
 )
 from vpn_manager.models.user import PlainText, UserName
 
@@ -309,16 +310,9 @@ class ServerCreate(BaseModel):
                 f"Xray refuses REALITY over {network.value}: use --security tls, or "
                 "--transport raw, grpc or xhttp"
             )
-        if network not in HTTP_NETWORKS:
-            for name in ("path", "host_header"):
-                if getattr(self, name) is not None:
-                    raise ValueError(
-                        f"{_option(name)} applies to --transport ws, httpupgrade or xhttp"
-                    )
-        if self.service_name is not None and network is not Network.GRPC:
-            raise ValueError("--service-name applies to --transport grpc")
-        if self.xhttp_mode is not None and network is not Network.XHTTP:
-            raise ValueError("--xhttp-mode applies to --transport xhttp")
+        for name in TRANSPORT_OPTIONS:
+            if getattr(self, name) is not None and (why := transport_misfit(name, network)):
+                raise ValueError(why)
         if self.decoy is not None:
             if security is not Security.TLS:
                 raise ValueError(
@@ -331,7 +325,15 @@ class ServerCreate(BaseModel):
 
 # The settings whose change gives every user of a server a new link: asked about first (`vpn
 # server set`, the TUI's server settings).
-LINK_CHANGES = {"port": "a new port", "method": "a new cipher", "sni": "a new SNI"}
+LINK_CHANGES = {
+    "port": "a new port",
+    "method": "a new cipher",
+    "sni": "a new SNI",
+    "path": "a new path",
+    "service_name": "a new gRPC service name",
+    "host_header": "a new Host header",
+    "xhttp_mode": "a new XHTTP mode",
+}
 
 
 class ServerChange(BaseModel):
@@ -353,6 +355,11 @@ class ServerChange(BaseModel):
     client_allowed_ips: NetList | None = None
     allow_private: bool | None = None
     decoy: Decoy | None = None
+    # vless, trojan, vmess (Xray): what the server's transport takes (ServerCreate's types).
+    path: HttpPath | None = None
+    service_name: ServiceName | None = None
+    host_header: Hostname | None = None
+    xhttp_mode: XhttpMode | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> ServerChange:
@@ -366,8 +373,9 @@ class ServerChange(BaseModel):
 
     def new_links(self) -> list[str]:
         """What in this change gives every user of the server a new link (the old ones stop
-        working), in words: a new port, cipher or SNI. A new client address may still reach
-        the machine, and a WireGuard .conf with an old DNS still connects, so they are not."""
+        working), in words: a new port, cipher, SNI, path, Host header, gRPC service name or
+        XHTTP mode. A new client address may still reach the machine, and a WireGuard .conf
+        with an old DNS still connects, so they are not."""
         given = self.given()
         return [words for field, words in LINK_CHANGES.items() if field in given]
 

@@ -18,10 +18,12 @@ from vpn_manager.errors import VpnError
 from vpn_manager.kinds import (
     HTTP_NETWORKS,
     STREAM_PROTOCOLS,
+    TRANSPORT_OPTIONS,
     XHTTP_MODES,
     Network,
     Security,
     default_security,
+    transport_misfit,
 )
 from vpn_manager.models.server import (
     TLS_PROTOCOLS,
@@ -303,6 +305,10 @@ SETTINGS_FIELDS = [
     ("dest", "Dest", "HOST:PORT (default SNI:443)"),
     ("method", "Cipher", "2022-blake3-aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305, …"),
     ("decoy", "Decoy", "local (a small page) or an http:// site's HOST:PORT"),
+    ("path", "Path", "e.g. /ws (every user's link changes)"),
+    ("service_name", "gRPC service", "every user's link changes"),
+    ("host_header", "Host header", "a CDN's name (every user's link changes)"),
+    ("xhttp_mode", "XHTTP mode", "auto, packet-up, stream-up or stream-one"),
 ]
 TLS_SNI = "the name in the certificate"
 
@@ -327,6 +333,10 @@ def has_setting(server: Server, field: str) -> bool:
         return protocol is Protocol.SHADOWSOCKS
     if field == "decoy":  # Xray's TLS servers (a Trojan server on sing-box has no security)
         return server.settings.get("security") == Security.TLS.value
+    if field in TRANSPORT_OPTIONS:  # an Xray vless, trojan or vmess server's transport's own
+        network = str(server.settings.get("network"))
+        networks = {n.value for n in Network}
+        return network in networks and transport_misfit(field, Network(network)) is None
     return True
 
 
@@ -339,14 +349,18 @@ def setting_values(server: Server) -> dict[str, str]:
         "method": str(server.settings.get("method") or ""),
         # Empty for a server stored before decoys (what it answers is the engine's to say).
         "decoy": str(server.settings.get("decoy") or ""),
+        # Empty where the server has the default (the client address; XHTTP's auto).
+        **{field: str(server.settings.get(field) or "") for field in TRANSPORT_OPTIONS},
     }
 
 
 class ServerSettingsForm(ServerForm):
     """`vpn server set`: port, client address, SNI (REALITY's target site or a TLS server's
-    certificate name), target (REALITY), cipher (shadowsocks), decoy (Xray with TLS). Only
-    what was changed is sent; a change that gives every user a new link (a port, cipher or
-    SNI, as `vpn server set` asks y/N) is confirmed first; the service validates it, restarts
+    certificate name), target (REALITY), cipher (shadowsocks), decoy (Xray with TLS), and the
+    transport's path, Host header, gRPC service name or XHTTP mode (Xray's vless, trojan and
+    vmess, where the transport has them). Only what was changed is sent; a change that gives
+    every user a new link (a port, cipher, SNI or transport value, as `vpn server set` asks
+    y/N) is confirmed first; the service validates it, restarts
     a running server on it and rolls back if the engine refuses it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

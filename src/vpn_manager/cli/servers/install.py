@@ -341,6 +341,40 @@ def set_server(
             help=DECOY_HELP,
         ),
     ] = None,
+    path: Annotated[
+        str | None,
+        typer.Option(
+            "--path",
+            metavar="PATH",
+            help="ws, httpupgrade, xhttp: a new HTTP path clients ask for (every user's link "
+            "changes).",
+        ),
+    ] = None,
+    service_name: Annotated[
+        str | None,
+        typer.Option(
+            "--service-name",
+            metavar="NAME",
+            help="grpc: a new gRPC service name (every user's link changes).",
+        ),
+    ] = None,
+    host_header: Annotated[
+        str | None,
+        typer.Option(
+            "--host-header",
+            metavar="NAME",
+            help="ws, httpupgrade, xhttp: a new Host header clients send (every user's link "
+            "changes).",
+        ),
+    ] = None,
+    xhttp_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--xhttp-mode",
+            metavar="MODE",
+            help="xhttp: auto, packet-up, stream-up or stream-one (every user's link changes).",
+        ),
+    ] = None,
     allow_private: Annotated[
         bool | None,
         typer.Option(
@@ -353,7 +387,8 @@ def set_server(
     output_format: FormatOption = None,
 ) -> None:
     """Change what install set: validated, applied with a restart, rolled back on failure; says
-    whose links changed. A new port, cipher or SNI breaks every user's link: asks first."""
+    whose links changed. A new port, cipher, SNI or transport value (path, Host header, gRPC
+    service name, XHTTP mode) breaks every user's link: asks first."""
     fields = {
         "port": port,
         "host": host,
@@ -367,6 +402,10 @@ def set_server(
         "client_allowed_ips": allowed_ips,
         "allow_private": allow_private,
         "decoy": decoy,
+        "path": path,
+        "service_name": service_name,
+        "host_header": host_header,
+        "xhttp_mode": xhttp_mode,
     }
     change = validated(ServerChange, {k: v for k, v in fields.items() if v is not None})
     if not change.given():
@@ -374,8 +413,11 @@ def set_server(
             "Nothing to change.", hint="Give one of the options in `vpn server set --help`."
         )
     context = app_context(ctx)
-    # Old links stop working with a new port, cipher or SNI: ask (ServerChange.new_links).
+    # Old links stop working with a new port, cipher, SNI or transport value: ask
+    # (ServerChange.new_links).
     if what := change.new_links():
+        # What would be refused is refused before anyone is asked.
+        context.servers(lambda s: s.check_update(name, change))
         _confirm_new_links(context, name, yes, " and ".join(what))
     changed = context.servers(lambda s: s.update(name, change))
     show(ctx, changed.server, output_format)

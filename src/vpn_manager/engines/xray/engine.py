@@ -22,6 +22,7 @@ from pathlib import Path
 from secrets import token_hex, token_urlsafe
 from typing import TYPE_CHECKING, Any, cast
 
+from vpn_manager import kinds
 from vpn_manager.engines import flowcuts, tls
 from vpn_manager.engines.base import Changed, Counter, Files, Health, Session, Transport
 from vpn_manager.engines.changes import refuse_others
@@ -128,6 +129,24 @@ def _quic(spec: ServerSpec) -> bool:
     return config.is_hysteria(spec)
 
 
+def _transport_values(spec: ServerSpec, change: ServerChange) -> dict[str, Any]:
+    """The transport values `change` gives (path, host_header, service_name, xhttp_mode), each
+    refused where the server's transport has no such value (as `vpn server install` refuses
+    it); a Hysteria2 server has no transport options at all (refused by the caller)."""
+    given = {name: getattr(change, name) for name in kinds.TRANSPORT_OPTIONS}
+    given = {name: value for name, value in given.items() if value is not None}
+    if not given or _quic(spec):
+        return {}
+    settings = XraySettings.of(spec)
+    network = kinds.Network(settings.transport)
+    for name in given:
+        if why := kinds.transport_misfit(name, network):
+            raise InvalidInput(
+                f"{why}: {spec.name} is {config.inbound_protocol(spec)} over {network.value}."
+            )
+    return given
+
+
 class XrayEngine:
     name = "xray"
 
@@ -194,12 +213,15 @@ class XrayEngine:
 
     def change(self, spec: ServerSpec, change: ServerChange, keys_dir: Path) -> Changed:
         """REALITY's target (--sni, --dest), or a TLS server's certificate and the name in it
-        (--sni, --cert/--key) and decoy (--decoy), and --allow-private. A target that was the
-        default (SNI:443) follows a new SNI unless --dest is given."""
-        settings = XraySettings.of(spec)
+        (--sni, --cert/--key) and decoy (--decoy), the transport's values (--path,
+        --host-header, --service-name, --xhttp-mode; the decoy front's path rule is rendered
+        from the same path) and --allow-private. A target that was the default (SNI:443)
+        follows a new SNI unless --dest is given."""
+        settings = dataclasses.replace(XraySettings.of(spec), **_transport_values(spec, change))
         if not settings.reality:
-            allowed = ("sni", "cert_file", "key_file")
-            refuse_others(change, spec.protocol, allowed + (() if _quic(spec) else ("decoy",)))
+            allowed: tuple[str, ...] = ("sni", "cert_file", "key_file")
+            allowed += () if _quic(spec) else ("decoy", *kinds.TRANSPORT_OPTIONS)
+            refuse_others(change, spec.protocol, allowed)
             if change.decoy is not None:
                 if config.inbound_protocol(spec) == "vmess" and settings.transport == "raw":
                     raise InvalidInput(f"{VMESS_RAW_NO_DECOY}.")
@@ -212,7 +234,7 @@ class XrayEngine:
             if change.allow_private is not None:
                 settings = dataclasses.replace(settings, allow_private=change.allow_private)
             return Changed(settings.to_dict(), dict(spec.secret))
-        refuse_others(change, spec.protocol, ("sni", "dest"))
+        refuse_others(change, spec.protocol, ("sni", "dest", *kinds.TRANSPORT_OPTIONS))
         updates: dict[str, Any] = {}
         if change.sni is not None:
             updates["sni"] = change.sni

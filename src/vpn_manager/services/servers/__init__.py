@@ -108,6 +108,7 @@ class ServerService(ServerContext):
         self.remove = catalog.remove
         self.rotate_keys = catalog.rotate_keys
         self.update = catalog.update
+        self.check_update = catalog.check_update
         self.export_compose = catalog.export_compose
 
         # running them

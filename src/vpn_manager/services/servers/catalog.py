@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import errno
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vpn_manager import storage
@@ -223,9 +225,19 @@ class Catalog:
 
         return await self._reconfigure(name, change)
 
-    async def update(self, name: str, update: ServerChange) -> ServerChanged:
-        """Change a server's settings: validated, applied with a restart, rolled back on
-        failure. A port another of our servers holds is refused before anything is written."""
+    async def check_update(self, name: str, update: ServerChange) -> None:
+        """Refuse what `update` would refuse for this server (a port another server holds, an
+        option its protocol or transport does not have, a value its engine turns down), so that
+        a front end refuses before it asks whether every user's link may change. Nothing is
+        written: what the engine would make (a certificate) goes to a scratch directory."""
+        await self._check_port(name, update)
+        async with self.ctx.db.reading() as session:
+            before = storage.servers.spec_of(await storage.servers.server_row(session, name))
+        engine = self.ctx.engine_for(engine_name(before), None)
+        with tempfile.TemporaryDirectory(prefix="vpn-check-") as scratch:
+            await asyncio.to_thread(engine.change, before, update, Path(scratch))
+
+    async def _check_port(self, name: str, update: ServerChange) -> None:
         if update.port is not None:
             async with self.ctx.db.reading() as session:
                 taken = await storage.servers.ports_in_use(session, control_ports_of)
@@ -234,6 +246,11 @@ class Catalog:
                     f"Port {update.port} is already used by server {taken[update.port]}.",
                     hint="Pick another --port.",
                 )
+
+    async def update(self, name: str, update: ServerChange) -> ServerChanged:
+        """Change a server's settings: validated, applied with a restart, rolled back on
+        failure. A port another of our servers holds is refused before anything is written."""
+        await self._check_port(name, update)
 
         def change(before: ServerSpec) -> Changes:
             engine = self.ctx.engine_for(engine_name(before), None)
