@@ -25,7 +25,7 @@ from vpn_manager.kinds import (
     default_security,
     is_ip,
 )
-from vpn_manager.models.user import PlainText, UserName
+from vpn_manager.models.user import NewName, PlainText
 
 # The kinds are defined in vpn_manager.kinds (no pydantic) and offered here with the models.
 __all__ = [
@@ -208,7 +208,7 @@ class ServerCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    name: UserName
+    name: NewName
     protocol: Protocol
     port: Port
     listen: Listen = "0.0.0.0"
