@@ -281,7 +281,8 @@ def test_the_web_unit_is_refused_for_a_certificate_vpn_web_cannot_use(vpn: InPro
     unit_file = vpn.tmp_path / "unit"
     env = {"VPN_WEB__CERT_FILE": str(vpn.tmp_path / "missing.pem"), "VPN_WEB__KEY_FILE": "/x"}
     result = vpn("service", "install", "web", "--file", str(unit_file), env=env)
-    assert error_line(result, 3) == f"{vpn.tmp_path / 'missing.pem'} is not a file."
+    missing = vpn.tmp_path / "missing.pem"
+    assert error_line(result, 3) == f"The certificate file {missing} does not exist."
     assert not unit_file.exists()
     assert not (vpn.home / "config" / "service-web.env").exists()
     # The serve unit does not use them.

@@ -3,11 +3,16 @@ exit, nothing listening). `vpn web` serving real servers is tests/e2e/test_web.p
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
+import time
 from pathlib import Path
 
-from tests.cli_helpers import InProcessCli, error_line, write_config
+import pytest
+
+from tests.cli_helpers import Cli, InProcessCli, error_line, write_config
+from vpn_manager.errors import ConfigError
 
 URL = "http://127.0.0.1:2096/sub/"
 
@@ -83,3 +88,69 @@ def test_web_refuses_bad_settings_in_one_sentence(vpn: InProcessCli, tmp_path: P
     )
     write_config(vpn.home, '[web]\npath_prefix = "../x"\n')
     assert "web.path_prefix" in error_line(vpn("web"), 6)
+
+
+# -- --cert/--key read as `server install --cert` reads them -------------------------------------
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    """A real certificate and its key."""
+    from vpn_manager.engines.tls import make_self_signed
+
+    directory = tmp_path / "pair"
+    directory.mkdir()
+    return make_self_signed(directory, "vpn.example")
+
+
+def hostile_file(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A file no certificate or key can be, and the words its refusal says."""
+    if kind == "zero":
+        return Path("/dev/zero"), "not a regular file"
+    if kind == "fifo":
+        fifo = tmp_path / "fifo.pem"
+        os.mkfifo(fifo)
+        return fifo, "not a regular file"
+    if kind == "directory":
+        return tmp_path, "it is a directory"
+    if kind == "missing":
+        return tmp_path / "missing.pem", "does not exist"
+    big = tmp_path / "big.pem"
+    with big.open("wb") as file:
+        file.truncate(3 << 30)  # sparse: 3 GiB of nothing
+    return big, "larger than 1 MiB"
+
+
+@pytest.mark.parametrize("side", ["cert", "key", "setting"])
+@pytest.mark.parametrize("kind", ["zero", "fifo", "directory", "missing", "big"])
+def test_web_refuses_a_cert_or_key_that_is_no_file_at_once(
+    cli: Cli, tmp_path: Path, pair: tuple[Path, Path], side: str, kind: str
+) -> None:
+    cert, key = pair
+    bad, words = hostile_file(tmp_path, kind)
+    args = ["web", "--listen", "127.0.0.1", "--port", str(free_port())]
+    if side == "cert":
+        args += ["--cert", str(bad), "--key", str(key)]
+    elif side == "key":
+        args += ["--cert", str(cert), "--key", str(bad)]
+    else:  # from the config file: the same reader
+        write_config(cli.home, f'[web]\ncert_file = "{bad}"\nkey_file = "{key}"\n')
+    started = time.monotonic()
+    result = cli(*args)
+    assert time.monotonic() - started < 5, result
+    message = error_line(result, 3)
+    assert words in message, message
+    assert str(bad) in message, message
+
+
+def test_web_still_takes_a_good_pair(pair: tuple[Path, Path]) -> None:
+    from vpn_manager.web.server import check_tls
+
+    cert, key = pair
+    check_tls(str(cert), str(key))  # nothing raised
+    with pytest.raises(ConfigError, match="Cannot use"):
+        check_tls(str(key), str(cert))  # each file readable, but not a pair
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,5 +1,6 @@
 """Atomic, private file writes (temp file in the same directory, fsync, rename, fsync the
-directory) and locks between processes (flock on a private file)."""
+directory), locks between processes (flock on a private file), and the bounded read of a PEM
+file a user names (a certificate or key)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from vpn_manager.errors import FileError
+from vpn_manager.errors import FileError, InvalidInput
+
+MAX_PEM_BYTES = 1 << 20  # a certificate chain is a few KiB
 
 _KINDS = {
     stat.S_IFDIR: "a directory",
@@ -27,6 +30,38 @@ _KINDS = {
 def kind_of(mode: int) -> str:
     """What a file that is not a regular one is, for a message: "a directory", "a device"…"""
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def read_pem(path: Path, what: str) -> bytes:
+    """The bytes of a regular file of at most MAX_PEM_BYTES (`what`: "certificate" or "key",
+    for the message). A pipe would block and a device (/dev/zero) never end, so anything but a
+    regular file is refused before it is read. `server install --cert` and `vpn web --cert`
+    both read through here."""
+    cannot = f"Cannot read the {what} file {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InvalidInput(f"The {what} file {path} does not exist.") from None
+    except OSError as exc:
+        raise InvalidInput(f"{cannot}: {exc.strerror or exc}.") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidInput(f"{cannot}: it is a directory.")
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(f"{cannot}: it is not a regular file (a pipe or a device).")
+        data = b""
+        while len(data) <= MAX_PEM_BYTES and (chunk := os.read(fd, MAX_PEM_BYTES + 1)):
+            data += chunk
+    except OSError as exc:
+        raise InvalidInput(f"{cannot}: {exc.strerror or exc}.") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PEM_BYTES:
+        raise InvalidInput(
+            f"{cannot}: it is larger than 1 MiB, more than any certificate chain or key."
+        )
+    return data
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:

@@ -16,7 +16,7 @@ import typer
 from vpn_manager import __version__
 from vpn_manager.cli.context import AppContext
 from vpn_manager.cli.options import FormatOption
-from vpn_manager.errors import VpnError
+from vpn_manager.errors import VpnError, quoted
 
 # Command groups and top-level commands, loaded only when named on the command line: `vpn user
 # list` never imports the server, monitor or service modules, and `vpn --help` imports none (it
@@ -180,12 +180,11 @@ def run(args: list[str]) -> int:
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.TyperException as exc:  # usage errors: Typer prints them with the usage line
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
+    except typer.TyperException as exc:  # usage errors (exit 2): one sentence, like the others
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group named alone: its help, as asked
+            exc.show()  # type: ignore[attr-defined]
         else:
-            _error(exc.message, None)
+            _error(*usage_error(exc))
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("\nInterrupted.\n")
@@ -201,6 +200,45 @@ def run(args: list[str]) -> int:
     if code == INTERRUPTED:
         sys.stderr.write("\nInterrupted.\n")
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+USAGE_MOST = 300  # characters of a usage error's sentence
+NOT_A = {  # what a value Typer's types refuse is not, said plainly
+    "int_parsing": "not a whole number",
+    "int_from_float": "not a whole number",
+    "int_parsing_size": "too long a number",
+    "float_parsing": "not a number",
+    "bool_parsing": "not yes or no",
+}
+
+
+def usage_error(exc: typer.TyperException) -> tuple[str, str | None]:
+    """A usage error Click or Typer raised (an unknown command or option, a missing argument, a
+    value its type refuses) as one sentence and a hint naming the command's help, instead of
+    Click's usage line, "Try …" line and blank line. The value refused is quoted, cut if long."""
+    from pydantic import ValidationError
+
+    message = exc.format_message()
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError) and cause.errors():
+        first = cause.errors()[0]
+        given = first.get("input")
+        if isinstance(given, str):
+            detail = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
+            if first["type"] in NOT_A:
+                detail = f"{quoted(given)} is {NOT_A[first['type']]}"
+            elif repr(given) not in detail:
+                detail = f"{quoted(given)}: {detail[:1].lower()}{detail[1:]}"
+            message = message.replace(str(exc), detail)
+    # One line of printable text, whatever the command line held (a line break, an escape).
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(message.split()))
+    if len(message) > USAGE_MOST:  # a 10,000-character unknown option is not echoed whole
+        message = f"{message[:USAGE_MOST]}… ({len(message):,} characters)"
+    if message and message[-1] not in ".?!":
+        message += "."
+    context = getattr(exc, "ctx", None)
+    hint = f"See `{context.command_path} --help`." if context is not None else None
+    return message, hint
 
 
 def whole_listings(command: object) -> None:

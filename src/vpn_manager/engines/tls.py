@@ -17,9 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-import os
 import shutil
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -29,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vpn_manager.engines.stored import Stored
 from vpn_manager.errors import InvalidInput
-from vpn_manager.fsutil import atomic_write
+from vpn_manager.fsutil import atomic_write, read_pem
 from vpn_manager.kinds import is_ip
 
 if TYPE_CHECKING:
@@ -40,7 +38,6 @@ if TYPE_CHECKING:
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"
 VALID_DAYS = 3650
-MAX_PEM_BYTES = 1 << 20  # a certificate chain is a few KiB
 
 
 def make_self_signed(directory: Path, server_name: str) -> tuple[Path, Path]:
@@ -102,39 +99,9 @@ def make_self_signed(directory: Path, server_name: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _read(path: Path, what: str) -> bytes:
-    """The bytes of a regular file of at most MAX_PEM_BYTES. A pipe would block and a device
-    (/dev/zero) never end, so anything but a regular file is refused before it is read."""
-    cannot = f"Cannot read the {what} file {path}"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise InvalidInput(f"The {what} file {path} does not exist.") from None
-    except OSError as exc:
-        raise InvalidInput(f"{cannot}: {exc.strerror or exc}.") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise InvalidInput(f"{cannot}: it is a directory.")
-        if not stat.S_ISREG(mode):
-            raise InvalidInput(f"{cannot}: it is not a regular file (a pipe or a device).")
-        data = b""
-        while len(data) <= MAX_PEM_BYTES and (chunk := os.read(fd, MAX_PEM_BYTES + 1)):
-            data += chunk
-    except OSError as exc:
-        raise InvalidInput(f"{cannot}: {exc.strerror or exc}.") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_PEM_BYTES:
-        raise InvalidInput(
-            f"{cannot}: it is larger than 1 MiB, more than any certificate chain or key."
-        )
-    return data
-
-
 def load_cert(cert: Path) -> x509.Certificate:
     """The first certificate of a PEM file; InvalidInput if there is none."""
-    return _parse_cert(cert, _read(cert, "certificate"))
+    return _parse_cert(cert, read_pem(cert, "certificate"))
 
 
 def _parse_cert(cert: Path, data: bytes) -> x509.Certificate:
@@ -177,9 +144,9 @@ def check_pair(cert: Path, key: Path) -> tuple[bytes, bytes]:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    cert_data = _read(cert, "certificate")
+    cert_data = read_pem(cert, "certificate")
     certificate = _parse_cert(cert, cert_data)
-    data = _read(key, "key")
+    data = read_pem(key, "key")
     try:
         private = serialization.load_pem_private_key(data, password=None)
     except TypeError:

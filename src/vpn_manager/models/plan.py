@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from vpn_manager.models.user import Bytes, Count, Days, ResetPeriod, UserName
+from vpn_manager.models.user import Bytes, Count, Days, NewName, ResetPeriod
 
 __all__ = ["Plan", "PlanCreate", "PlanUpdate"]
 
@@ -19,7 +19,7 @@ class PlanCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    name: UserName  # the same rules as user names: printed in lists, typed on command lines
+    name: NewName  # the same rules as user names: printed in lists, typed on command lines
     quota_bytes: Bytes = None
     reset_period: ResetPeriod = "never"
     days: Days = None  # a user given the plan expires this many days later

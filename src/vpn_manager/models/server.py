@@ -26,7 +26,7 @@ from vpn_manager.kinds import (
     is_ip,
     transport_misfit,
 )
-from vpn_manager.models.user import PlainText, UserName
+from vpn_manager.models.user import NewName, PlainText
 
 # The kinds are defined in vpn_manager.kinds (no pydantic) and offered here with the models.
 __all__ = [
@@ -209,7 +209,7 @@ class ServerCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    name: UserName
+    name: NewName
     protocol: Protocol
     port: Port
     listen: Listen = "0.0.0.0"

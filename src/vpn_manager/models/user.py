@@ -19,6 +19,7 @@ __all__ = [
     "Days",
     "Email",
     "Expiry",
+    "NewName",
     "Note",
     "PlainText",
     "ResetPeriod",
@@ -51,6 +52,17 @@ def check_name(value: str) -> str:
         raise ValueError("use 1 to 64 letters, digits, '-', '_' or '.'")
     if value in (".", ".."):
         raise ValueError("'.' and '..' name directories, so they cannot name anything here")
+    return value
+
+
+def check_new_name(value: str) -> str:
+    """The rules of check_name, plus one for a name being made (a user, server, proxy, plan or
+    API key, created or renamed): no leading '-', which a command line reads as an option, so
+    that the thing could only be named after `--`. Names made by older versions still work
+    wherever a name is looked up (check_name)."""
+    check_name(value)
+    if value.startswith("-"):
+        raise ValueError("a name cannot start with '-' (a command line would read it as an option)")
     return value
 
 
@@ -95,6 +107,7 @@ def _check_reset(value: str) -> str:
 
 
 UserName = Annotated[str, AfterValidator(check_name)]
+NewName = Annotated[str, AfterValidator(check_new_name)]  # a name being made (check_new_name)
 Email = Annotated[str | None, AfterValidator(_check_email)]
 ResetPeriod = Annotated[str, AfterValidator(_check_reset)]
 Note = Annotated[str | None, Field(max_length=1000), AfterValidator(_check_note)]
@@ -152,7 +165,7 @@ class UserLimits(BaseModel):
 
 
 class UserCreate(UserLimits):
-    name: UserName
+    name: NewName
     email: Email = None
     note: Note = None
     status: UserStatus = UserStatus.ACTIVE
@@ -164,7 +177,7 @@ class UserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    new_name: UserName | None = None
+    new_name: NewName | None = None
     email: Email = None
     note: Note = None
     expires_at: Expiry = None

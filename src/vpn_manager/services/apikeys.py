@@ -96,11 +96,11 @@ def _to_key(row: ApiKeyRow, now: datetime) -> ApiKey:
 
 
 def check_key_name(name: str) -> str:
-    """The rules of user names (models.user.check_name), as one InvalidInput sentence."""
-    from vpn_manager.models.user import check_name
+    """The rules of a new user name (models.user.check_new_name), as one InvalidInput sentence."""
+    from vpn_manager.models.user import check_new_name
 
     try:
-        return check_name(name)
+        return check_new_name(name)
     except ValueError as exc:
         raise InvalidInput(f"{name[:80]!r} cannot name an API key: {exc}.") from None
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from vpn_manager import storage
-from vpn_manager.errors import InvalidInput
+from vpn_manager.errors import InvalidInput, quoted
 from vpn_manager.fsutil import kind_of
 from vpn_manager.models import User, UserCreate, UserStatus, UserUpdate, validated
 from vpn_manager.models.user import (
@@ -33,6 +33,7 @@ from vpn_manager.models.user import (
     ResetPeriod,
     SpeedLimit,
     UserName,
+    check_new_name,
 )
 from vpn_manager.services import tokens
 from vpn_manager.services.batches import reject_repeats
@@ -123,6 +124,15 @@ def _moment(value: Any, info: ValidationInfo) -> Any:
         zone = (info.context or {}).get("zone", UTC)
         return parse_expiry(value, now=datetime.now(UTC), zone=zone, past=True)
     return value
+
+
+def _check_new_name(name: str) -> None:
+    """A user the file makes follows the rules of new names; one it updates (a name an older
+    version allowed) does not have to."""
+    try:
+        check_new_name(name)
+    except ValueError as exc:
+        raise InvalidInput(f"{quoted(name)} cannot name a new user: {exc}.") from None
 
 
 class UserRecord(BaseModel):
@@ -342,6 +352,7 @@ async def import_users(
         digests = {r.name: tokens.digest(r.subscription_token) for r in new if r.subscription_token}
         owners = await storage.users.token_owners(session, list(digests.values()))
         for record in new:
+            _check_new_name(record.name)
             if digests.get(record.name) in owners:
                 raise InvalidInput(
                     f"{record.name!r} has the subscription_token of the existing user "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vpn_manager.errors import ConfigError, InvalidInput
+from vpn_manager.fsutil import read_pem
 
 
 def bind(host: str, port: int, setting: str = "web") -> socket.socket:
@@ -48,9 +49,10 @@ def check_tls(cert_file: str | None, key_file: str | None) -> None:
         raise InvalidInput(
             "HTTPS needs both a certificate and its key.", hint="Give --cert and --key together."
         )
-    for path in (cert_file, key_file):
-        if not Path(path).is_file():
-            raise InvalidInput(f"{path} is not a file.", hint="Give a PEM file.")
+    # Read as `server install --cert` reads: a regular file of at most 1 MiB, so a FIFO or
+    # /dev/zero is refused at once instead of blocking or filling memory in ssl.
+    read_pem(Path(cert_file), "certificate")
+    read_pem(Path(key_file), "key")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert_file, key_file)
