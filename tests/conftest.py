@@ -26,7 +26,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.cli_helpers import Cli, InProcessCli
+from tests.cli_helpers import Cli, InProcessCli, stop_engines
 from vpn_manager.storage import Database
 
 POSTGRES_MISSING = (
@@ -331,8 +331,13 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 @pytest.fixture
 def vpn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> InProcessCli:
-    return InProcessCli(tmp_path, monkeypatch, capsys)
+) -> Iterator[InProcessCli]:
+    runner = InProcessCli(tmp_path, monkeypatch, capsys)
+    yield runner
+    # Whatever the test's outcome, no engine it started outlives it (even one whose database a
+    # failure took away); a test that started none pays nothing.
+    if any((runner.home / "state" / "run").glob("*.pid")):
+        stop_engines(runner)
 
 
 @pytest.fixture

@@ -21,21 +21,9 @@ from tests.cli_helpers import (
     Result,
     database_file,
     error_line,
-    stop_engines,
     table_rows,
 )
 from tests.test_cli_input import free_port, install_ss, ok
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[InProcessCli]:
-    runner = InProcessCli(tmp_path, monkeypatch, capsys)
-    try:
-        yield runner
-    finally:  # no engine outlives its test
-        stop_engines(runner)
 
 
 def engine_users(vpn: InProcessCli, server: str) -> set[str]:

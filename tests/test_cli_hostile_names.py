@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,21 +17,9 @@ from tests.cli_helpers import (
     Result,
     database_file,
     error_line,
-    stop_engines,
     stopped_server_row,
     table_rows,
 )
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[InProcessCli]:
-    runner = InProcessCli(tmp_path, monkeypatch, capsys)
-    try:
-        yield runner
-    finally:
-        stop_engines(runner)
 
 
 def ok(result: Result) -> Result:

@@ -11,12 +11,9 @@ import stat
 
 import pytest
 
-from tests import test_cli_input
 from tests.cli_helpers import Cli, InProcessCli, Result, database_file, error_line
 from tests.test_cli_input import free_port
 from tests.test_cli_users import count_traffic
-
-vpn = test_cli_input.vpn  # the CLI in a home of the test's own; it removes the servers installed
 
 
 def ok(result: Result, stdout: str | None = None) -> Result:

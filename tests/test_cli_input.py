@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,10 @@ from tests.cli_helpers import (
     Result,
     database_file,
     error_line,
-    stop_engines,
     table_rows,
 )
 from vpn_manager.errors import InvalidInput
 from vpn_manager.paths import entry
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[InProcessCli]:
-    runner = InProcessCli(tmp_path, monkeypatch, capsys)
-    try:
-        yield runner
-    finally:  # no engine outlives its test, even one whose database a failure took away
-        stop_engines(runner)
 
 
 def ok(result: Result) -> Result:

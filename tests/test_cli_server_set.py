@@ -7,7 +7,6 @@ processes on 127.0.0.1 (and a stopped WireGuard server), in an isolated home, on
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,10 @@ from tests.cli_helpers import (
     Result,
     database_file,
     error_line,
-    stop_engines,
     table_rows,
 )
 from vpn_manager.engines import tls
 from vpn_manager.engines.singbox.secrets import SS_METHODS
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[InProcessCli]:
-    runner = InProcessCli(tmp_path, monkeypatch, capsys)
-    try:
-        yield runner
-    finally:  # no engine outlives its test
-        stop_engines(runner)
 
 
 def ok(result: Result) -> Result:

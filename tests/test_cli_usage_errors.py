@@ -4,9 +4,6 @@ Click's usage line, "Try …" line and blank line. A group named alone still sho
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.cli_helpers import (
@@ -14,21 +11,8 @@ from tests.cli_helpers import (
     InProcessCli,
     database_file,
     error_line,
-    stop_engines,
     table_rows,
 )
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[InProcessCli]:
-    runner = InProcessCli(tmp_path, monkeypatch, capsys)
-    try:
-        yield runner
-    finally:  # had a refusal let a server through, no engine outlives the test
-        stop_engines(runner)
-
 
 INSTALL = ["server", "install", "shadowsocks", "--name", "s", "--port"]
 

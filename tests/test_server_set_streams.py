@@ -8,32 +8,19 @@ home, on real SQLite."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import ValidationError
 
-from tests.cli_helpers import InProcessCli, Result, error_line, stop_engines
+from tests.cli_helpers import InProcessCli, Result, error_line
 from tests.e2e.net import free_port
 from tests.test_cli_server_set import Terminal, state
 from tests.test_server_streams import HOSTILE, create
 from vpn_manager.models.server import ServerChange
 
 TRANSPORT_FIELDS = ("path", "service_name", "host_header", "xhttp_mode")
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[InProcessCli]:
-    runner = InProcessCli(tmp_path, monkeypatch, capsys)
-    try:
-        yield runner
-    finally:  # no engine outlives its test
-        stop_engines(runner)
 
 
 def ok(result: Result) -> Result:

@@ -4,13 +4,12 @@ httpupgrade, checked by running Xray) turned down with one sentence before anyth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from tests.cli_helpers import InProcessCli, error_line, stop_engines
+from tests.cli_helpers import InProcessCli, error_line
 from tests.e2e.net import free_port
 from vpn_manager.models.server import Network, Security, ServerCreate
 
@@ -64,17 +63,6 @@ def test_what_does_not_apply_is_refused(
     with pytest.raises(ValidationError) as refused:
         create(protocol, **values)
     assert words.lower() in str(refused.value).lower()
-
-
-@pytest.fixture
-def vpn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[InProcessCli]:
-    runner = InProcessCli(tmp_path, monkeypatch, capsys)
-    try:
-        yield runner
-    finally:
-        stop_engines(runner)
 
 
 @pytest.mark.parametrize(
