@@ -97,7 +97,12 @@ def has_decoy(spec: ServerSpec) -> bool:
         return False  # no fallbacks on QUIC: non-clients get the masquerade (HTTP/3 404)
     if spec.runtime == "docker" and decoy_site(spec) is None:
         return False
-    return not (inbound_protocol(spec) == "vmess" and settings.transport == "raw")
+    return not vmess_over_raw(spec)
+
+
+def vmess_over_raw(spec: ServerSpec) -> bool:
+    """VMess over raw TCP: no fallback rule tells its streams from a probe's, so no decoy."""
+    return inbound_protocol(spec) == "vmess" and XraySettings.of(spec).transport == "raw"
 
 
 def decoy_site(spec: ServerSpec) -> str | None:

@@ -62,27 +62,32 @@ def new_decoy(create: ServerCreate) -> str:
     local page; none on VMess over raw TCP (refused with --decoy by ServerCreate) and none in a
     container without --decoy (nothing in the engine's image serves the page)."""
     if create.decoy is not None:
-        if create.decoy == config.LOCAL_DECOY and create.runtime.value == "docker":
-            raise InvalidInput(IN_CONTAINER)
-        return create.decoy
+        return _decoy_for_runtime(create.decoy, create.runtime.value)
     transport = create.transport.value if create.transport is not None else "raw"
     if create.protocol.value == "vmess" and transport == "raw":
         return config.NO_DECOY
     return config.NO_DECOY if create.runtime.value == "docker" else config.LOCAL_DECOY
 
 
+def _decoy_for_runtime(decoy: str, runtime: str) -> str:
+    """`decoy` (--decoy), refused where the runtime cannot serve it: the local page in a
+    container."""
+    if decoy == config.LOCAL_DECOY and runtime == "docker":
+        raise InvalidInput(IN_CONTAINER)
+    return decoy
+
+
 def no_decoy_advice(spec: ServerSpec) -> list[str]:
     """What a TLS server without a decoy shows a probe, and what gives it one: VMess over raw
     TCP never has one, a server in a container has one only with a site (--decoy HOST:PORT)."""
-    settings = XraySettings.of(spec)
-    if config.inbound_protocol(spec) == "vmess" and settings.transport == "raw":
+    if config.vmess_over_raw(spec):
         return [
             f"{spec.name} has no decoy: VMess over raw TCP cannot tell its streams from a "
             "probe's, so whoever connects without being a client gets no web page, which makes "
             "the server easier to spot. For a decoy, install it over another transport "
             "(`--transport ws`, `grpc`, `httpupgrade` or `xhttp`), or use VLESS or Trojan."
         ]
-    if settings.decoy == config.NO_DECOY or (
+    if XraySettings.of(spec).decoy == config.NO_DECOY or (
         spec.runtime == "docker" and config.decoy_site(spec) is None
     ):
         return [
@@ -223,11 +228,10 @@ class XrayEngine:
             allowed += () if _quic(spec) else ("decoy", *kinds.TRANSPORT_OPTIONS)
             refuse_others(change, spec.protocol, allowed)
             if change.decoy is not None:
-                if config.inbound_protocol(spec) == "vmess" and settings.transport == "raw":
+                if config.vmess_over_raw(spec):
                     raise InvalidInput(f"{VMESS_RAW_NO_DECOY}.")
-                if change.decoy == config.LOCAL_DECOY and spec.runtime == "docker":
-                    raise InvalidInput(IN_CONTAINER)
-                settings = dataclasses.replace(settings, decoy=change.decoy)
+                decoy = _decoy_for_runtime(change.decoy, spec.runtime)
+                settings = dataclasses.replace(settings, decoy=decoy)
             if change.sni is not None or change.cert_file is not None:
                 renewed = tls.new_certificate(spec.name, settings.certificate, change, keys_dir)
                 settings = dataclasses.replace(settings, tls=renewed)
